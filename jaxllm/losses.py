@@ -1,0 +1,81 @@
+"""Losses as pure functions of arrays, and loss functions of ``(params, batch, key)``.
+
+The training step takes any ``loss_fn(params, batch, key) -> (loss, metrics)``; the helpers at
+the bottom build one from a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+LossFn = Callable[[Any, dict, Array], tuple[Array, dict]]
+
+
+def masked_mean(values: Array, mask: Array | None = None) -> Array:
+    """Mean of ``values`` over the positions where ``mask`` is non-zero (all when ``None``).
+
+    Returns 0 when the mask is all zeros (never NaN).
+    """
+    if mask is None:
+        return jnp.mean(values)
+    mask = jnp.broadcast_to(mask.astype(values.dtype), values.shape)
+    return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def cross_entropy(logits: Array, targets: Array, mask: Array | None = None, *,
+                  label_smoothing: float = 0.0) -> Array:
+    """Mean softmax cross-entropy ``-Σ q(c) log softmax(logits)_c`` over unmasked positions.
+
+    With label smoothing ε the target distribution is ``q = (1-ε)·onehot(target) + ε/V``.
+
+    Args:
+      logits: float[..., vocab]
+      targets: int[...] class ids.
+      mask: float or bool[...], 0 where the position does not count (padding).
+
+    Returns:
+      float32[] scalar.
+    """
+    logits = logits.astype(jnp.float32)
+    log_z = jax.nn.logsumexp(logits, axis=-1)
+    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    nll = log_z - target_logit
+    if label_smoothing:
+        smooth = log_z - jnp.mean(logits, axis=-1)  # cross-entropy against the uniform distribution
+        nll = (1.0 - label_smoothing) * nll + label_smoothing * smooth
+    return masked_mean(nll, mask)
+
+
+def mean_squared_error(predictions: Array, targets: Array, mask: Array | None = None) -> Array:
+    """Mean of ``(predictions - targets)²`` over unmasked elements; float32[] scalar."""
+    err = jnp.square(predictions.astype(jnp.float32) - targets.astype(jnp.float32))
+    return masked_mean(err, mask)
+
+
+def language_model_loss(model: Any, *, label_smoothing: float = 0.0) -> LossFn:
+    """Next-token cross-entropy of a causal LM as ``loss_fn(params, batch, key)``.
+
+    ``batch`` holds ``inputs`` and ``targets`` (int[batch, seq]) and optionally ``mask``
+    (float[batch, seq] or bool, 0 at padding). ``key`` drives dropout; pass ``None`` to evaluate
+    (no dropout). Metrics: ``loss`` (without label smoothing, so it is the true NLL when
+    smoothing is on) and ``tokens`` (how many positions counted).
+    """
+
+    def loss_fn(params: Any, batch: dict, key: Array | None) -> tuple[Array, dict]:
+        train = key is not None
+        mask = batch.get("mask")
+        logits = model.apply({"params": params}, batch["inputs"], train=train,
+                             padding_mask=None if mask is None else mask.astype(bool),
+                             rngs={"dropout": key} if train else None)
+        loss = cross_entropy(logits, batch["targets"], mask, label_smoothing=label_smoothing)
+        nll = loss if not label_smoothing else jax.lax.stop_gradient(
+            cross_entropy(logits, batch["targets"], mask))
+        tokens = jnp.sum(mask) if mask is not None else jnp.asarray(batch["targets"].size)
+        return loss, {"loss": nll, "tokens": tokens.astype(jnp.float32)}
+
+    return loss_fn

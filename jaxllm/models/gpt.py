@@ -1,0 +1,210 @@
+"""GPT: a decoder-only Transformer language model (Radford et al., 2018/2019).
+
+Pre-LayerNorm blocks, learned or rotary positions, the output projection tied to the token
+embedding, dropout, optional biases -- the architecture of nanoGPT, as a Flax module used
+through pure functions::
+
+    model = GPT(GPTConfig(vocab_size=65))
+    params = model.init(key, tokens)["params"]
+    logits = model.apply({"params": params}, tokens)                       # (B, T, V)
+    logits = model.apply({"params": params}, tokens, train=True, rngs={"dropout": key})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from jaxllm.config import require
+from jaxllm.nn import KVCache, TransformerBlock, layer_norm
+from jaxllm.nn.masks import causal_mask, combine_masks, padding_mask as key_padding_mask
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class GPTConfig:
+    """Shape of a GPT.
+
+    Attributes:
+      vocab_size: number of token ids; 0 means "take it from the tokenizer" (recipes fill it in,
+        a model can't be built with 0).
+      block_size: longest sequence (context length) the model accepts.
+      n_layer, n_head, n_embd: depth, heads per layer and width.
+      dropout: dropout rate on embeddings, attention weights and residual branches.
+      bias: biases in dense layers and LayerNorms (nanoGPT's ``bias``).
+      positions: ``"learned"`` absolute embeddings (GPT-2) or ``"rotary"`` (RoPE).
+      dtype: compute dtype, ``"float32"`` or ``"bfloat16"``; parameters stay float32 and the
+        logits are float32.
+    """
+
+    vocab_size: int = 0
+    block_size: int = 256
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 256
+    dropout: float = 0.0
+    bias: bool = False
+    positions: str = "learned"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        require(isinstance(self.vocab_size, int) and self.vocab_size >= 0,
+                f"GPTConfig.vocab_size must be an int >= 0, got {self.vocab_size!r}")
+        for name in ("block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and value > 0, f"GPTConfig.{name} must be a positive int, got {value!r}")
+        require(self.n_embd % self.n_head == 0,
+                f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        require(0.0 <= self.dropout < 1.0, f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
+        require(self.positions in ("learned", "rotary"),
+                f"GPTConfig.positions must be 'learned' or 'rotary', got {self.positions!r}")
+        require(self.positions != "rotary" or (self.n_embd // self.n_head) % 2 == 0,
+                "rotary positions need an even head size (n_embd / n_head)")
+        require(self.dtype in DTYPES, f"GPTConfig.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+@flax.struct.dataclass
+class GPTCache:
+    """Decoding state: each layer's keys/values, which slots hold real tokens, the fill level.
+
+    Attributes:
+      layers: one :class:`KVCache` per layer, each float[batch, max_len, heads, head_dim].
+      key_mask: bool[batch, max_len], ``True`` for slots holding a real (non-padding) token.
+      index: int32[] number of slots filled so far (the same for every row).
+    """
+
+    layers: tuple[KVCache, ...]
+    key_mask: Array
+    index: Array
+
+    @property
+    def max_len(self) -> int:
+        return self.key_mask.shape[1]
+
+
+def init_cache(config: GPTConfig, batch_size: int, max_len: int | None = None) -> GPTCache:
+    """An empty cache for ``batch_size`` sequences of up to ``max_len`` (default: context) tokens."""
+    max_len = config.block_size if max_len is None else max_len
+    if max_len > config.block_size:
+        raise ValueError(
+            f"a cache of {max_len} tokens exceeds the model's context of {config.block_size}; "
+            "generate fewer tokens or use a shorter prompt")
+    dtype = DTYPES[config.dtype]
+    layer = KVCache.zeros(batch_size, max_len, config.n_head, config.head_dim, dtype)
+    return GPTCache(layers=tuple(layer for _ in range(config.n_layer)),
+                    key_mask=jnp.zeros((batch_size, max_len), bool),
+                    index=jnp.zeros((), jnp.int32))
+
+
+def check_tokens(tokens: Any, config: GPTConfig) -> None:
+    """Raise ``ValueError`` naming the problem if ``tokens`` can't be fed to the model.
+
+    Shape and dtype are checked always; the id range only for concrete (non-traced) arrays.
+    """
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must be int[batch, seq], got shape {tuple(tokens.shape)}")
+    if not jnp.issubdtype(tokens.dtype, jnp.integer):
+        raise ValueError(f"tokens must be integer token ids, got dtype {tokens.dtype}")
+    if tokens.shape[1] > config.block_size:
+        raise ValueError(
+            f"sequence of {tokens.shape[1]} tokens is longer than the model's context "
+            f"(block_size={config.block_size}); crop it or train a model with a longer context")
+    if not isinstance(tokens, jax.core.Tracer) and tokens.size:
+        ids = np.asarray(tokens)
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= config.vocab_size:
+            bad = low if low < 0 else high
+            raise ValueError(
+                f"token id {bad} is outside the vocabulary [0, {config.vocab_size}); the tokens "
+                "were probably made by a different tokenizer than the model was built for")
+
+
+class GPT(nn.Module):
+    """Decoder-only Transformer language model."""
+
+    config: GPTConfig
+
+    @nn.compact
+    def __call__(self, tokens: Array, *, train: bool = False, padding_mask: Array | None = None,
+                 positions: Array | None = None,
+                 cache: GPTCache | None = None) -> Array | tuple[Array, GPTCache]:
+        """Next-token logits.
+
+        Args:
+          tokens: int[batch, seq] token ids.
+          train: apply dropout (needs ``rngs={"dropout": key}``).
+          padding_mask: bool[batch, seq], ``False`` at padding; padded keys are never attended to.
+          positions: int[batch, seq] position of each token (default ``0..seq-1``, or continuing
+            from the cache's fill level); left-padded prompts pass their own.
+          cache: a :class:`GPTCache`; the new tokens' keys/values are appended to it.
+
+        Returns:
+          float32[batch, seq, vocab] logits, or ``(logits, updated cache)`` when ``cache`` is given.
+        """
+        cfg = self.config
+        require(cfg.vocab_size > 0, "GPTConfig.vocab_size is 0: set it to the tokenizer's vocab_size")
+        check_tokens(tokens, cfg)
+        batch, seq = tokens.shape
+        dtype = DTYPES[cfg.dtype]
+        start = 0 if cache is None else cache.index
+        if positions is None:
+            positions = jnp.broadcast_to(start + jnp.arange(seq), (batch, seq))
+
+        if cache is None:
+            key_valid = padding_mask
+            mask = combine_masks(causal_mask(seq),
+                                 None if key_valid is None else key_padding_mask(key_valid))
+        else:
+            new_valid = jnp.ones((batch, seq), bool) if padding_mask is None else padding_mask.astype(bool)
+            key_valid = jax.lax.dynamic_update_slice(cache.key_mask, new_valid, (0, start))
+            mask = combine_masks(causal_mask(seq, cache.max_len, offset=start),
+                                 key_padding_mask(key_valid))
+
+        init = nn.initializers.normal(0.02)
+        wte = nn.Embed(cfg.vocab_size, cfg.n_embd, embedding_init=init, dtype=dtype, name="wte")
+        x = wte(tokens)  # (B, T, C)
+        if cfg.positions == "learned":
+            x = x + nn.Embed(cfg.block_size, cfg.n_embd, embedding_init=init, dtype=dtype,
+                             name="wpe")(positions)
+        x = nn.Dropout(cfg.dropout)(x, deterministic=not train)
+
+        new_layers = []
+        for i in range(cfg.n_layer):
+            x, layer_cache = TransformerBlock(
+                cfg.n_head, dropout_rate=cfg.dropout, use_bias=cfg.bias,
+                rotary=cfg.positions == "rotary",
+                out_init_std=0.02 / (2 * cfg.n_layer) ** 0.5,  # GPT-2's scaled residual init
+                dtype=dtype, name=f"h_{i}",
+            )(x, mask=mask, positions=positions,
+              cache=None if cache is None else cache.layers[i], cache_index=start,
+              deterministic=not train)
+            new_layers.append(layer_cache)
+        x = layer_norm(use_bias=cfg.bias, dtype=dtype, name="ln_f")(x)
+        logits = wte.attend(x).astype(jnp.float32)  # weight tying: (B, T, C) @ (C, V)
+
+        if cache is None:
+            return logits
+        return logits, GPTCache(layers=tuple(new_layers), key_mask=key_valid, index=start + seq)
+
+
+def count_params(params: Any) -> int:
+    """Number of scalars in a parameter pytree."""
+    return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+
+
+def init_params(config: GPTConfig, key: Array) -> dict:
+    """Fresh parameters for a GPT of shape ``config``."""
+    tokens = jnp.zeros((1, min(8, config.block_size)), jnp.int32)
+    return GPT(config).init(key, tokens)["params"]

@@ -1,0 +1,147 @@
+"""Multi-head scaled dot-product attention (Vaswani et al., 2017), with an optional KV cache.
+
+One attention serves every model in jaxllm: causal self-attention (GPT), bidirectional
+self-attention with padding masks (BERT) and cross-attention (encoder-decoder).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from jaxllm.nn.positions import apply_rotary
+
+
+@flax.struct.dataclass
+class KVCache:
+    """Keys and values of the tokens seen so far, for incremental decoding.
+
+    Attributes:
+      keys: float[batch, max_len, heads, head_dim]
+      values: float[batch, max_len, heads, head_dim]
+    """
+
+    keys: Array
+    values: Array
+
+    @classmethod
+    def zeros(cls, batch: int, max_len: int, num_heads: int, head_dim: int,
+              dtype: Any = jnp.float32) -> KVCache:
+        shape = (batch, max_len, num_heads, head_dim)
+        return cls(keys=jnp.zeros(shape, dtype), values=jnp.zeros(shape, dtype))
+
+
+def dot_product_attention(q: Array, k: Array, v: Array, mask: Array | None = None, *,
+                          dropout_rate: float = 0.0, dropout_rng: Array | None = None,
+                          deterministic: bool = True) -> Array:
+    """softmax(q kᵀ / sqrt(d) + mask) v, the softmax in float32.
+
+    Args:
+      q: float[batch, q_len, heads, head_dim]
+      k, v: float[batch, k_len, heads, head_dim]
+      mask: bool, broadcastable to [batch, heads, q_len, k_len]; ``False`` blocks a key.
+        A query whose every key is blocked (a padding row) gets uniform weights, never NaN.
+
+    Returns:
+      float[batch, q_len, heads, head_dim]
+    """
+    scale = 1.0 / jnp.sqrt(q.shape[-1]).astype(jnp.float32)
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
+    if mask is not None:
+        scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
+    weights = jax.nn.softmax(scores, axis=-1)  # (B, H, Tq, Tk)
+    if not deterministic and dropout_rate > 0.0:
+        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
+        weights = jnp.where(keep, weights / (1.0 - dropout_rate), 0.0)
+    return jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with fused projections.
+
+    Self-attention when ``context`` is ``None`` (one ``[width, 3·width]`` projection for q, k
+    and v), cross-attention otherwise (q from ``x``, k and v from ``context``).
+
+    Attributes:
+      num_heads: number of heads; the width must divide by it.
+      dropout_rate: dropout on the attention weights and on the output.
+      use_bias: biases in the projections.
+      rotary: rotate q and k by their positions (RoPE) instead of relying on learned
+        absolute position embeddings.
+      out_init_std: std of the output projection's init.
+      dtype: compute dtype; parameters stay float32.
+    """
+
+    num_heads: int
+    dropout_rate: float = 0.0
+    use_bias: bool = True
+    rotary: bool = False
+    out_init_std: float = 0.02
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, context: Array | None = None, *, mask: Array | None = None,
+                 positions: Array | None = None, cache: KVCache | None = None,
+                 cache_index: Array | int = 0,
+                 deterministic: bool = True) -> tuple[Array, KVCache | None]:
+        """Attend from ``x`` to itself (or to ``context``).
+
+        Args:
+          x: float[batch, q_len, width]
+          context: float[batch, k_len, width] for cross-attention, else ``None``.
+          mask: bool broadcastable to [batch, heads, q_len, k_len] (with a cache, ``k_len`` is
+            the cache's ``max_len``).
+          positions: int[batch, q_len] absolute positions of ``x`` (needed with ``rotary``).
+          cache: keys/values of earlier tokens; the new ones are written at
+            ``cache_index .. cache_index + q_len`` and attention runs over the whole cache.
+          deterministic: no dropout when ``True``.
+
+        Returns:
+          (float[batch, q_len, width], the updated cache or ``None``)
+        """
+        batch, q_len, width = x.shape
+        if width % self.num_heads:
+            raise ValueError(f"width {width} is not divisible by num_heads {self.num_heads}")
+        head_dim = width // self.num_heads
+        dense = lambda features, name, std=0.02: nn.Dense(  # noqa: E731
+            features, use_bias=self.use_bias, kernel_init=nn.initializers.normal(std),
+            dtype=self.dtype, name=name)
+
+        if context is None:
+            qkv = dense(3 * width, "c_attn")(x)  # (B, T, 3C)
+            q, k, v = jnp.split(qkv, 3, axis=-1)
+        else:
+            q = dense(width, "q_proj")(x)
+            k, v = jnp.split(dense(2 * width, "kv_proj")(context), 2, axis=-1)
+        heads = lambda t: t.reshape(t.shape[0], t.shape[1], self.num_heads, head_dim)  # noqa: E731
+        q, k, v = heads(q), heads(k), heads(v)  # (B, T, nh, hs)
+
+        if self.rotary:
+            if positions is None:
+                positions = jnp.broadcast_to(jnp.arange(q_len), (batch, q_len))
+            q = apply_rotary(q, positions)
+            if context is None:
+                k = apply_rotary(k, positions)
+
+        if cache is not None:
+            start = (0, cache_index, 0, 0)
+            cache = KVCache(
+                keys=jax.lax.dynamic_update_slice(cache.keys, k.astype(cache.keys.dtype), start),
+                values=jax.lax.dynamic_update_slice(cache.values, v.astype(cache.values.dtype), start),
+            )
+            k, v = cache.keys.astype(self.dtype), cache.values.astype(self.dtype)  # (B, S, nh, hs)
+
+        dropout_rng = None
+        if not deterministic and self.dropout_rate > 0.0:
+            dropout_rng = self.make_rng("dropout")
+        y = dot_product_attention(q, k, v, mask, dropout_rate=self.dropout_rate,
+                                  dropout_rng=dropout_rng, deterministic=deterministic)
+        y = y.reshape(batch, q_len, width)  # re-assemble heads side by side
+        y = dense(width, "c_proj", self.out_init_std)(y)
+        y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
+        return y, cache

@@ -1,0 +1,41 @@
+"""The position-wise feed-forward block of a Transformer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+
+class MLP(nn.Module):
+    """``Dense(hidden) -> GELU(tanh) -> Dense(width) -> Dropout``.
+
+    Attributes:
+      hidden_dim: width of the hidden layer (4 × the model width in GPT-2).
+      dropout_rate: dropout on the output.
+      use_bias: biases in both dense layers.
+      out_init_std: std of the output projection's init (GPT-2 scales it by 1/sqrt(2·layers)).
+      dtype: compute dtype; parameters stay float32.
+    """
+
+    hidden_dim: int
+    dropout_rate: float = 0.0
+    use_bias: bool = True
+    out_init_std: float = 0.02
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, *, deterministic: bool = True) -> Array:
+        """x: float[..., width] -> float[..., width]."""
+        width = x.shape[-1]
+        init = nn.initializers.normal(0.02)
+        h = nn.Dense(self.hidden_dim, use_bias=self.use_bias, kernel_init=init,
+                     dtype=self.dtype, name="c_fc")(x)
+        h = jax.nn.gelu(h, approximate=True)
+        h = nn.Dense(width, use_bias=self.use_bias,
+                     kernel_init=nn.initializers.normal(self.out_init_std),
+                     dtype=self.dtype, name="c_proj")(h)
+        return nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)

@@ -1,0 +1,106 @@
+"""Orbax checkpoints of a :class:`TrainState` plus JSON metadata: atomic, keep N, resume.
+
+Orbax writes each step into a temporary folder and renames it when complete, so a crash
+mid-save never leaves a half-written checkpoint that looks finished. A checkpoint that cannot
+be read raises :class:`CheckpointError` and is never deleted: the user decides what to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, or does not fit the model being restored."""
+
+
+class Checkpointer:
+    """Saves and restores ``(state, metadata)`` pairs under ``directory/<step>/``.
+
+    Args:
+      directory: folder of the checkpoints (created on first save).
+      max_to_keep: keep only the newest N checkpoints (older ones are removed after a save).
+    """
+
+    def __init__(self, directory: str | Path, max_to_keep: int = 3):
+        self.directory = Path(directory).absolute()
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                               enable_async_checkpointing=False)
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def steps(self) -> list[int]:
+        """Steps of the finished checkpoints, oldest first."""
+        self._manager.reload()
+        return sorted(self._manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        steps = self.steps()
+        return steps[-1] if steps else None
+
+    def save(self, step: int, state: Any, metadata: dict | None = None) -> Path:
+        """Write ``state`` (any pytree of arrays) and JSON ``metadata`` as checkpoint ``step``."""
+        self._manager.save(int(step), args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            metadata=ocp.args.JsonSave(dict(metadata or {}, step=int(step)))), force=True)
+        self._manager.wait_until_finished()
+        return self.directory / str(int(step))
+
+    def restore(self, target: Any, step: int | None = None) -> tuple[Any, dict]:
+        """Read checkpoint ``step`` (default: the newest) into the structure of ``target``.
+
+        ``target`` is a pytree with the expected shapes and dtypes (e.g. a freshly created
+        state); the restored arrays must match it exactly.
+
+        Raises:
+          CheckpointError: no checkpoint, a corrupt one, or one whose shapes differ from ``target``.
+        """
+        steps = self.steps()
+        if not steps:
+            raise CheckpointError(f"no checkpoint found in {self.directory}; start without --resume "
+                                  "or point to the run folder that holds the checkpoints")
+        step = steps[-1] if step is None else int(step)
+        if step not in steps:
+            raise CheckpointError(f"no checkpoint for step {step} in {self.directory}; available: {steps}")
+        others = [s for s in steps if s != step]
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()))
+        except Exception as e:  # orbax/tensorstore raise many types for unreadable files
+            raise CheckpointError(
+                f"checkpoint step {step} in {self.directory / str(step)} could not be read: it is "
+                f"corrupt, incomplete, or from a different model ({type(e).__name__}: {e}). "
+                f"It was left untouched. Other checkpoints: {others or 'none'}; restore one with "
+                "its step (--resume-step), or move the broken folder away.") from e
+        state, metadata = restored["state"], dict(restored["metadata"] or {})
+        _check_same_structure(target, state, where=str(self.directory / str(step)))
+        return state, metadata
+
+    def close(self) -> None:
+        self._manager.close()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _check_same_structure(expected: Any, got: Any, where: str) -> None:
+    """Raise if shapes or dtypes differ leaf by leaf (a checkpoint of another model)."""
+    exp_leaves, exp_def = jax.tree.flatten_with_path(expected)[0], jax.tree.structure(expected)
+    got_leaves = jax.tree.flatten_with_path(got)[0]
+    if jax.tree.structure(got) != exp_def:
+        raise CheckpointError(f"checkpoint {where} has a different structure than the model being "
+                              "restored; was it written with another model config?")
+    for (path, e), (_, g) in zip(exp_leaves, got_leaves):
+        if np.shape(e) != np.shape(g) or np.asarray(e).dtype != np.asarray(g).dtype:
+            raise CheckpointError(
+                f"checkpoint {where}: {jax.tree_util.keystr(path)} has shape {np.shape(g)} "
+                f"{np.asarray(g).dtype}, the model expects {np.shape(e)} {np.asarray(e).dtype}; "
+                "the checkpoint was written with another model config")

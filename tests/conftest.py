@@ -1,0 +1,11 @@
+"""Test set-up: a persistent compilation cache so repeated shapes compile once per machine."""
+
+import os
+from pathlib import Path
+
+import jax
+
+_CACHE = Path(os.environ.get("JAXLLM_TEST_CACHE", Path(__file__).resolve().parents[1] / ".cache" / "jax"))
+jax.config.update("jax_compilation_cache_dir", str(_CACHE))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -1,0 +1,178 @@
+"""Train step and fit loop: jit == no-jit, resume == uninterrupted, NaN handling, early stopping,
+checkpoints that fail loudly and never take the other checkpoints with them."""
+
+import functools
+import glob
+import os
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxllm.data import lm_batch
+from jaxllm.losses import language_model_loss, mean_squared_error
+from jaxllm.models import GPT, GPTConfig, init_params
+from jaxllm.optim import OptimizerConfig, make_optimizer
+from jaxllm.train import (
+    CheckpointError,
+    Checkpointer,
+    LoopConfig,
+    MetricsWriter,
+    NonFiniteLossError,
+    create_train_state,
+    fit,
+    jit_train_step,
+    make_train_step,
+    read_metrics,
+)
+
+CFG = GPTConfig(vocab_size=29, block_size=16, n_layer=1, n_head=2, n_embd=16, dropout=0.1)
+OPT = OptimizerConfig(learning_rate=3e-3, warmup_steps=2, decay_steps=20)
+STREAM = np.random.default_rng(0).integers(0, 29, 2000).astype(np.int32)
+
+
+def batch_fn(step):
+    return lm_batch(STREAM, seed=1, step=step, batch_size=4, seq_len=16)
+
+
+@functools.cache
+def setup():
+    model = GPT(CFG)
+    optimizer = make_optimizer(OPT)
+    step = make_train_step(language_model_loss(model), optimizer)
+    return model, optimizer, step, jit_train_step(step)
+
+
+def fresh_state():
+    _, optimizer, _, _ = setup()
+    return create_train_state(init_params(CFG, jax.random.key(0)), optimizer, jax.random.key(1))
+
+
+class TrainStepTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_train_step_jit_equals_no_jit(self):
+        _, _, step, _ = setup()
+        new_state, metrics = self.variant(step)(fresh_state(), batch_fn(0))
+        ref_state, ref_metrics = jax.jit(step)(fresh_state(), batch_fn(0))
+        chex.assert_trees_all_close(new_state.params, ref_state.params, atol=1e-6, rtol=1e-5)
+        chex.assert_trees_all_close(metrics, ref_metrics, atol=1e-5, rtol=1e-5)
+        assert int(new_state.step) == 1
+        chex.assert_shape(metrics["loss"], ())
+
+
+def test_step_changes_parameters_and_reduces_loss_on_repeated_batch():
+    _, _, _, step = setup()
+    state, batch = fresh_state(), batch_fn(0)
+    losses = []
+    for _ in range(15):
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss"]))
+    assert losses[-1] < losses[0] - 0.3
+
+
+def quiet(num_steps, **kw):
+    return LoopConfig(num_steps=num_steps, progress=False, **kw)
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    _, _, _, step = setup()
+    seen_a, seen_b = [], []
+
+    def recording(seen):
+        def fn(s):
+            seen.append(s)
+            return batch_fn(s)
+        return fn
+
+    full = fit(fresh_state(), step, recording(seen_a), quiet(12, log_every=3, checkpoint_every=6))
+
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    fit(fresh_state(), step, recording(seen_b), quiet(6, log_every=3), checkpointer=ckpt)
+    restored, meta = ckpt.restore(fresh_state())
+    assert int(restored.step) == 6 and meta["step"] == 6
+    resumed = fit(restored, step, recording(seen_b), quiet(12, log_every=3))
+    ckpt.close()
+    assert seen_a == seen_b == list(range(12))
+    chex.assert_trees_all_close(resumed.state.params, full.state.params, atol=1e-6, rtol=1e-6)
+    chex.assert_trees_all_equal(resumed.state.rng, full.state.rng)
+
+
+def test_metrics_jsonl_has_step_loss_and_val_loss(tmp_path):
+    _, _, _, step = setup()
+    with MetricsWriter(tmp_path) as writer:
+        fit(fresh_state(), step, batch_fn, quiet(8, log_every=2, eval_every=4),
+            eval_fn=lambda params: {"loss": 1.5}, writer=writer)
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records] == [2, 4, 6, 8]
+    assert all(isinstance(r["loss"], float) and r["tokens_per_s"] > 0 for r in records)
+    assert [("val_loss" in r) for r in records] == [False, True, False, True]
+
+
+def test_early_stopping_on_validation_loss():
+    _, _, _, step = setup()
+    val_losses = iter([3.0, 2.0, 2.5, 2.4, 2.6, 1.0])
+    result = fit(fresh_state(), step, batch_fn, quiet(60, eval_every=2, patience=3),
+                 eval_fn=lambda params: {"loss": next(val_losses)})
+    assert result.stop_reason == "early_stopping"
+    assert int(result.state.step) == 10 and result.best_val_loss == 2.0 and result.best_step == 4
+
+
+def poisoned_setup(bad_from):
+    """A linear model whose loss becomes NaN from step ``bad_from`` on."""
+    def loss_fn(params, batch, key):
+        loss = mean_squared_error(batch["x"] @ params["w"], batch["y"]) * batch["scale"]
+        return loss, {"loss": loss}
+
+    optimizer = make_optimizer(OptimizerConfig(name="sgd", learning_rate=0.1, weight_decay=0.0))
+    state = create_train_state({"w": jnp.zeros((3, 1))}, optimizer, jax.random.key(0))
+
+    def batches(s):
+        return {"x": np.ones((4, 3), np.float32), "y": np.ones((4, 1), np.float32),
+                "scale": np.float32(np.nan if s + 1 >= bad_from else 1.0)}
+
+    return state, jit_train_step(make_train_step(loss_fn, optimizer)), batches
+
+
+def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(tmp_path):
+    state, step, batches = poisoned_setup(bad_from=8)
+    ckpt = Checkpointer(tmp_path / "ckpt", max_to_keep=5)
+    with pytest.raises(NonFiniteLossError, match="diverged at step 8") as err:
+        fit(state, step, batches, quiet(20, log_every=3, checkpoint_every=3), checkpointer=ckpt)
+    assert "last good checkpoint is step 6" in str(err.value)
+    assert ckpt.steps() == [3, 6]
+    good, _ = ckpt.restore(poisoned_setup(bad_from=8)[0])  # `state` was donated to the step
+    chex.assert_tree_all_finite(good.params)
+    ckpt.close()
+
+
+def test_corrupt_checkpoint_raises_and_leaves_the_others_intact(tmp_path):
+    state = fresh_state()
+    ckpt = Checkpointer(tmp_path / "ckpt", max_to_keep=3)
+    for s in (1, 2):
+        ckpt.save(s, state.replace(step=jnp.int32(s)), {"note": "x"})
+    for f in glob.glob(str(tmp_path / "ckpt" / "2" / "**"), recursive=True):
+        if os.path.isfile(f):
+            with open(f, "wb") as fh:
+                fh.write(b"\x00garbage")
+    with pytest.raises(CheckpointError, match=r"step 2 .* could not be read.*Other checkpoints: \[1\]"):
+        ckpt.restore(state)
+    assert ckpt.steps() == [1, 2]  # nothing deleted
+    restored, meta = ckpt.restore(state, step=1)
+    assert int(restored.step) == 1 and meta["note"] == "x"
+    with pytest.raises(CheckpointError, match="no checkpoint for step 7"):
+        ckpt.restore(state, step=7)
+    ckpt.close()
+    with pytest.raises(CheckpointError, match="no checkpoint found"):
+        Checkpointer(tmp_path / "empty").restore(state)
+
+
+def test_checkpoint_of_another_model_is_rejected(tmp_path):
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    ckpt.save(1, fresh_state())
+    other_cfg = GPTConfig(vocab_size=29, block_size=16, n_layer=1, n_head=2, n_embd=32)
+    other = create_train_state(init_params(other_cfg, jax.random.key(0)), setup()[1], jax.random.key(1))
+    with pytest.raises(CheckpointError, match="could not be read|another model"):
+        ckpt.restore(other)
+    ckpt.close()
