@@ -7,6 +7,7 @@ be read raises :class:`CheckpointError` and is never deleted: the user decides w
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,26 @@ class Checkpointer:
         self._manager.wait_until_finished()
         return self.directory / str(int(step))
 
+    def read_metadata(self, step: int | None = None) -> dict:
+        """The JSON metadata of checkpoint ``step`` (default: the newest), without the arrays."""
+        step = self._existing_step(step)
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))
+        except Exception as e:
+            raise CheckpointError(f"metadata of checkpoint step {step} in {self.directory} could not be "
+                                  f"read ({type(e).__name__}: {e}); it was left untouched") from e
+        return dict(restored["metadata"] or {})
+
+    def _existing_step(self, step: int | None) -> int:
+        steps = self.steps()
+        if not steps:
+            raise CheckpointError(f"no checkpoint found in {self.directory}; start without --resume "
+                                  "or point to the run folder that holds the checkpoints")
+        step = steps[-1] if step is None else int(step)
+        if step not in steps:
+            raise CheckpointError(f"no checkpoint for step {step} in {self.directory}; available: {steps}")
+        return step
+
     def restore(self, target: Any, step: int | None = None) -> tuple[Any, dict]:
         """Read checkpoint ``step`` (default: the newest) into the structure of ``target``.
 
@@ -59,14 +80,9 @@ class Checkpointer:
         Raises:
           CheckpointError: no checkpoint, a corrupt one, or one whose shapes differ from ``target``.
         """
-        steps = self.steps()
-        if not steps:
-            raise CheckpointError(f"no checkpoint found in {self.directory}; start without --resume "
-                                  "or point to the run folder that holds the checkpoints")
-        step = steps[-1] if step is None else int(step)
-        if step not in steps:
-            raise CheckpointError(f"no checkpoint for step {step} in {self.directory}; available: {steps}")
-        others = [s for s in steps if s != step]
+        step = self._existing_step(step)
+        others = [s for s in self.steps() if s != step]
+        self._check_shapes(target, step)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(
@@ -81,6 +97,27 @@ class Checkpointer:
         _check_same_structure(target, state, where=str(self.directory / str(step)))
         return state, metadata
 
+    def _check_shapes(self, target: Any, step: int) -> None:
+        """Compare the stored array shapes with ``target``'s before reading any array, so a
+        checkpoint of another model gets a message naming the first parameter that differs."""
+        try:
+            stored = self._manager.item_metadata(step)["state"]
+            stored = _shapes_by_path(getattr(stored, "tree", stored))
+        except Exception:  # unreadable metadata: let the restore below report it
+            return
+        expected = _shapes_by_path(target)
+        if stored.keys() != expected.keys():
+            missing, extra = sorted(expected.keys() - stored.keys()), sorted(stored.keys() - expected.keys())
+            raise CheckpointError(
+                f"checkpoint step {step} in {self.directory} holds other parameters than the model "
+                f"being restored (missing {missing[:3]}, unexpected {extra[:3]}); it was written with "
+                "another model config")
+        for path, shape in expected.items():
+            if stored[path] != shape:
+                raise CheckpointError(
+                    f"checkpoint step {step} in {self.directory}: {path} has shape {stored[path]}, "
+                    f"the model expects {shape}; the checkpoint was written with another model config")
+
     def close(self) -> None:
         self._manager.close()
 
@@ -89,6 +126,13 @@ class Checkpointer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _shapes_by_path(tree: Any) -> dict[str, tuple]:
+    """``{"params/h_0/attn/c_attn/kernel": shape, ...}`` for any pytree (dataclasses included)."""
+    leaves = jax.tree.flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))[0]
+    return {"/".join(re.findall(r"\w+", jax.tree_util.keystr(path))): tuple(leaf.shape)
+            for path, leaf in leaves}
 
 
 def _check_same_structure(expected: Any, got: Any, where: str) -> None:

@@ -76,6 +76,11 @@ def _check_finite(metrics: list[dict], first_step: int, last_good: int | None, w
                 "Lower the learning rate, raise warm-up or clip gradients, then resume from it.")
 
 
+def _alive(state: TrainState) -> bool:
+    """False once the state's buffers were donated to a step that did not complete."""
+    return not any(getattr(leaf, "is_deleted", lambda: False)() for leaf in jax.tree.leaves(state))
+
+
 def _mean(metrics: list[dict]) -> dict[str, float]:
     return {k: float(np.mean([float(m[k]) for m in metrics])) for k in metrics[0]}
 
@@ -165,6 +170,14 @@ def fit(state: TrainState, train_step: Callable[[TrainState, dict], tuple[TrainS
                 bar.write(f"early stopping at step {step}: no validation improvement in "
                           f"{config.patience} evaluations (best {best_val:.4f} at step {best_step})")
                 break
+    except KeyboardInterrupt:
+        # Stopping by hand keeps the work done so far: save the last completed step, then stop.
+        if checkpointer is not None and _alive(state) and int(state.step) != last_good:
+            fetched = jax.device_get(pending)
+            _check_finite(fetched, int(state.step) - len(fetched) + 1, last_good, where)
+            checkpointer.save(int(state.step), state, checkpoint_metadata)
+            bar.write(f"interrupted: saved step {int(state.step)} in {where}; resume to continue")
+        raise
     finally:
         bar.close()
     return FitResult(state=state, history=history, best_val_loss=best_val, best_step=best_step,
