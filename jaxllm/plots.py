@@ -21,9 +21,9 @@ def plot_loss(history: list[dict], path: str | Path, *, title: str = "training")
     val = [(r["step"], r["val_loss"]) for r in history if isinstance(r.get("val_loss"), (int, float))]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     if train:
-        ax.plot(*zip(*train), label="train loss", lw=1.2)
+        ax.plot(*zip(*train, strict=True), label="train loss", lw=1.2)
     if val:
-        ax.plot(*zip(*val), "o-", label="validation loss", lw=1.5, ms=4)
+        ax.plot(*zip(*val, strict=True), "o-", label="validation loss", lw=1.5, ms=4)
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats / token)")
     ax.set_title(title)

@@ -16,8 +16,8 @@ from jaxllm.losses import language_model_loss, mean_squared_error
 from jaxllm.models import GPT, GPTConfig, init_params
 from jaxllm.optim import OptimizerConfig, make_optimizer
 from jaxllm.train import (
-    CheckpointError,
     Checkpointer,
+    CheckpointError,
     LoopConfig,
     MetricsWriter,
     NonFiniteLossError,
@@ -169,8 +169,9 @@ def test_corrupt_checkpoint_raises_and_leaves_the_others_intact(tmp_path):
 
 
 def test_checkpoint_of_another_model_is_rejected(tmp_path):
-    ckpt = Checkpointer(tmp_path / "ckpt")
-    ckpt.save(1, fresh_state())
+    with Checkpointer(tmp_path / "ckpt") as writer:
+        writer.save(1, fresh_state())
+    ckpt = Checkpointer(tmp_path / "ckpt")  # a new process reading an old run
     other_cfg = GPTConfig(vocab_size=29, block_size=16, n_layer=1, n_head=2, n_embd=32)
     other = create_train_state(init_params(other_cfg, jax.random.key(0)), setup()[1], jax.random.key(1))
     with pytest.raises(CheckpointError, match=r"has shape \(16, 48\), the model expects \(32, 96\).*another model config"):

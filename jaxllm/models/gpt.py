@@ -24,7 +24,8 @@ from jax import Array
 
 from jaxllm.config import require
 from jaxllm.nn import KVCache, TransformerBlock, layer_norm
-from jaxllm.nn.masks import causal_mask, combine_masks, padding_mask as key_padding_mask
+from jaxllm.nn.masks import causal_mask, combine_masks
+from jaxllm.nn.masks import padding_mask as key_padding_mask
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -80,7 +81,7 @@ class GPTCache:
     """Decoding state: each layer's keys/values, which slots hold real tokens, the fill level.
 
     Attributes:
-      layers: one :class:`KVCache` per layer, each float[batch, max_len, heads, head_dim].
+      layers: one :class:`KVCache` per layer, each float[batch, heads, max_len, head_dim].
       key_mask: bool[batch, max_len], ``True`` for slots holding a real (non-padding) token.
       index: int32[] number of slots filled so far (the same for every row).
     """

@@ -21,9 +21,13 @@ from jaxllm.nn.positions import apply_rotary
 class KVCache:
     """Keys and values of the tokens seen so far, for incremental decoding.
 
+    Stored head-major so each decoding step's attention reads the cache in place: in the
+    token-major layout XLA:CPU copied (transposed) every layer's whole cache at every step,
+    about a fifth of the decoding time at batch 8.
+
     Attributes:
-      keys: float[batch, max_len, heads, head_dim]
-      values: float[batch, max_len, heads, head_dim]
+      keys: float[batch, heads, max_len, head_dim]
+      values: float[batch, heads, max_len, head_dim]
     """
 
     keys: Array
@@ -32,7 +36,7 @@ class KVCache:
     @classmethod
     def zeros(cls, batch: int, max_len: int, num_heads: int, head_dim: int,
               dtype: Any = jnp.float32) -> KVCache:
-        shape = (batch, max_len, num_heads, head_dim)
+        shape = (batch, num_heads, max_len, head_dim)
         return cls(keys=jnp.zeros(shape, dtype), values=jnp.zeros(shape, dtype))
 
 
@@ -129,12 +133,13 @@ class MultiHeadAttention(nn.Module):
                 k = apply_rotary(k, positions)
 
         if cache is not None:
-            start = (0, cache_index, 0, 0)
-            cache = KVCache(
-                keys=jax.lax.dynamic_update_slice(cache.keys, k.astype(cache.keys.dtype), start),
-                values=jax.lax.dynamic_update_slice(cache.values, v.astype(cache.values.dtype), start),
-            )
-            k, v = cache.keys.astype(self.dtype), cache.values.astype(self.dtype)  # (B, S, nh, hs)
+            start = (0, 0, cache_index, 0)
+            write = lambda buf, t: jax.lax.dynamic_update_slice(  # noqa: E731
+                buf, t.swapaxes(1, 2).astype(buf.dtype), start)  # (B, nh, T, hs) into (B, nh, S, hs)
+            cache = KVCache(keys=write(cache.keys, k), values=write(cache.values, v))
+            # A logical transpose only: XLA folds it into the attention dots.
+            k = cache.keys.swapaxes(1, 2).astype(self.dtype)  # (B, S, nh, hs)
+            v = cache.values.swapaxes(1, 2).astype(self.dtype)
 
         dropout_rng = None
         if not deterministic and self.dropout_rate > 0.0:

@@ -1,6 +1,6 @@
 """Training: the state pytree, pure steps, checkpoints, metrics and the ``fit`` loop."""
 
-from jaxllm.train.checkpoint import CheckpointError, Checkpointer
+from jaxllm.train.checkpoint import Checkpointer, CheckpointError
 from jaxllm.train.logging import MetricsWriter, read_metrics
 from jaxllm.train.loop import FitResult, LoopConfig, NonFiniteLossError, fit
 from jaxllm.train.state import TrainState, create_train_state

@@ -1,0 +1,388 @@
+"""Autoregressive decoding with a KV cache: greedy, temperature, top-k and top-p (nucleus).
+
+Prompts of different lengths are left-padded to the longest one and prefilled in one forward
+pass (padding masked out, each row's positions counting only its real tokens); then one token
+per step runs inside a ``lax.while_loop``, the whole thing one ``jax.jit`` compiled once per
+(model, batch, padded prompt length, ``max_new_tokens``, sampling settings)::
+
+    result = generate(model, params, [[5, 7, 1], [2]], max_new_tokens=20, key=key, top_k=40)
+    result.tokens      # int32[2, 20], pad_id after a row's stop token
+    result.lengths     # int32[2], tokens generated per row, the stop token included
+    result.to_lists()  # [[...], [...]] each cut at its length
+
+The sampling pieces (:func:`greedy`, :func:`sample_logits`) are pure functions of their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import numbers
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from jaxllm.config import require
+from jaxllm.data.batches import pad_sequences
+from jaxllm.models.gpt import GPT, GPTCache, check_tokens, init_cache
+
+# Padding slots are masked out of attention, so their id never matters; 0 is in every vocabulary
+# (an out-of-range id would embed as NaN, and NaN times a zero attention weight is still NaN).
+PROMPT_PAD_ID = 0
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def greedy(logits: Array) -> Array:
+    """The most likely token: ``argmax(logits)``.
+
+    Args:
+      logits: float[..., vocab]
+
+    Returns:
+      int32[...]
+    """
+    # The lowest id among the maxima (NaN counting as the maximum), exactly jnp.argmax; but two
+    # plain reductions vectorise, where XLA:CPU's (value, index) argmax reduction does not: over
+    # a 50k vocabulary this is ~6x faster than argmax and ~4x faster than lax.top_k.
+    best = jnp.max(logits, axis=-1, keepdims=True)
+    ids = jnp.arange(logits.shape[-1], dtype=jnp.int32)
+    is_best = (logits == best) | jnp.isnan(logits)
+    return jnp.min(jnp.where(is_best, ids, logits.shape[-1]), axis=-1)
+
+
+def _check_sampling(temperature: Any, top_k: int | None, top_p: float | None) -> None:
+    """Reject settings that define no distribution (traced temperatures are not checked)."""
+    if isinstance(temperature, numbers.Real):
+        require(temperature > 0, f"temperature must be > 0 to sample (got {temperature}); "
+                                 "use greedy=True for argmax decoding")
+    require(top_k is None or (isinstance(top_k, numbers.Integral) and not isinstance(top_k, bool)
+                              and top_k >= 1),
+            f"top_k must be a positive int or None, got {top_k!r}")
+    require(top_p is None or (isinstance(top_p, numbers.Real) and 0.0 < top_p <= 1.0),
+            f"top_p must be in (0, 1] or None, got {top_p!r}")
+
+
+def _nucleus(sorted_logits: Array, top_p: float) -> Array:
+    """Keep the smallest prefix of descending ``sorted_logits`` whose probability mass is ≥ p.
+
+    Token ``i`` stays iff the mass of the tokens ranked above it is < p, so the top token always
+    stays. Args and result: float32[..., n], dropped entries set to -inf.
+    """
+    probs = jax.nn.softmax(sorted_logits, axis=-1)
+    mass_above = jnp.cumsum(probs, axis=-1) - probs
+    return jnp.where(mass_above < top_p, sorted_logits, -jnp.inf)
+
+
+def sample_logits(key: Array, logits: Array, temperature: float | Array = 1.0,
+                  top_k: int | None = None, top_p: float | None = None) -> Array:
+    """Draw one token per row from ``softmax(filter(logits / temperature))``.
+
+    The filters run after the temperature, top-k before top-p (the order of Hugging Face's
+    logits warpers): top-k keeps the ``k`` largest logits, top-p then keeps the smallest set of
+    those whose renormalised probability mass is ≥ ``top_p`` (always at least the top token).
+
+    Args:
+      key: PRNG key; each row gets an independent draw.
+      logits: float[..., vocab]
+      temperature: > 0; below 1 sharpens the distribution, above 1 flattens it.
+      top_k: keep the ``top_k`` most likely tokens (``None``: all); clipped to the vocabulary.
+      top_p: nucleus mass in (0, 1] (``None`` or 1: no nucleus filter).
+
+    Returns:
+      int32[...] token ids.
+    """
+    _check_sampling(temperature, top_k, top_p)
+    logits = logits.astype(jnp.float32) / temperature
+    if top_k is None and top_p is None:
+        return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+    # Sample among the candidates in sorted order, then map back to vocabulary ids: with a top-k
+    # this touches k entries instead of the vocabulary, and top-p needs them sorted anyway.
+    vocab = logits.shape[-1]
+    candidates, ids = jax.lax.top_k(logits, vocab if top_k is None else min(int(top_k), vocab))
+    if top_p is not None and top_p < 1.0:
+        candidates = _nucleus(candidates, top_p)
+    choice = jax.random.categorical(key, candidates, axis=-1)
+    return jnp.take_along_axis(ids, choice[..., None], axis=-1)[..., 0].astype(jnp.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """How the next token is chosen; hashable, so it is a static argument of the decode jit.
+
+    Attributes:
+      greedy: always take the argmax (the other settings are then unused).
+      temperature, top_k, top_p: as in :func:`sample_logits`.
+    """
+
+    greedy: bool = False
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+
+    def __post_init__(self):
+        _check_sampling(self.temperature, self.top_k, self.top_p)
+
+    def choose(self, key: Array, logits: Array) -> Array:
+        """float[batch, vocab] -> int32[batch] next tokens."""
+        if self.greedy:
+            return greedy(logits)
+        return sample_logits(key, logits, self.temperature, self.top_k, self.top_p)
+
+
+# --------------------------------------------------------------------------- prompts
+
+
+def positions_from_mask(mask: Array) -> Array:
+    """Each real token's position is the number of real tokens before it (padding gets 0).
+
+    Args:
+      mask: bool[batch, seq], ``True`` at real tokens.
+
+    Returns:
+      int32[batch, seq]
+    """
+    return jnp.maximum(jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1, 0)
+
+
+def _as_prompt_list(prompts: Any) -> list[np.ndarray]:
+    """Validate the container and each prompt's shape/dtype; id ranges are checked later."""
+    if isinstance(prompts, (np.ndarray, jax.Array)):
+        if prompts.ndim != 2:
+            raise ValueError(f"a prompt array must be int[batch, seq], got shape {tuple(prompts.shape)}")
+        prompts = list(np.asarray(prompts))
+    if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Sequence):
+        raise ValueError(f"prompts must be a list of token-id sequences, got {type(prompts).__name__}; "
+                         "use generate_text for strings")
+    if len(prompts) == 0:
+        raise ValueError("no prompts given: pass at least one token-id sequence")
+    out = []
+    for row, prompt in enumerate(prompts):
+        ids = np.asarray(prompt)
+        if ids.ndim != 1:
+            raise ValueError(f"prompt {row} must be a 1-D sequence of token ids, got shape {ids.shape}")
+        if ids.size == 0:
+            raise ValueError(f"prompt {row} is empty; every prompt needs at least one token "
+                             "(e.g. a beginning-of-text token)")
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"prompt {row} must hold integer token ids, got dtype {ids.dtype}")
+        out.append(ids)
+    return out
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+@flax.struct.dataclass
+class GenerationResult:
+    """New tokens of a batch of prompts.
+
+    Attributes:
+      tokens: int32[batch, max_new_tokens]; after a row's stop token, ``pad_id``.
+      lengths: int32[batch] tokens generated per row, its stop token included.
+      step_logits: float32[batch, max_new_tokens, vocab] the logits each token was chosen from
+        (before temperature and filters), when asked for with ``return_logits=True``; zeros for
+        steps not run because every row had stopped.
+    """
+
+    tokens: Array
+    lengths: Array
+    step_logits: Array | None = None
+
+    def to_lists(self) -> list[list[int]]:
+        """Each row's new tokens as a Python list, cut at its length."""
+        tokens, lengths = np.asarray(self.tokens), np.asarray(self.lengths)
+        return [row[:n].tolist() for row, n in zip(tokens, lengths, strict=True)]
+
+
+@flax.struct.dataclass
+class _DecodeState:
+    """The ``while_loop`` carry.  B = batch, N = max_new_tokens."""
+
+    step: Array          # int32[] index of the next token to choose
+    cache: GPTCache
+    last_token: Array    # int32[B] the newest token, to feed next (as sampled, even after a stop)
+    tokens: Array        # int32[B, N] output, pad_id where not (yet) generated
+    lengths: Array       # int32[B]
+    done: Array          # bool[B] the row has emitted its stop token
+    step_logits: Array | None  # float32[B, N, V] or None
+
+
+@functools.partial(jax.jit, static_argnames=("model", "max_new_tokens", "sampling", "return_logits"))
+def _generate_padded(model: GPT, params: Any, prompt_tokens: Array, prompt_mask: Array, key: Array,
+                     stop_token: Array, pad_id: Array, *, max_new_tokens: int, sampling: Sampling,
+                     return_logits: bool) -> GenerationResult:
+    """Prefill left-padded prompts, then decode one token per ``while_loop`` step.
+
+    Args:
+      prompt_tokens: int32[B, P] left-padded prompts (so column P-1 is every row's newest token).
+      prompt_mask: bool[B, P] ``True`` at real tokens.
+      stop_token: int32[] (-1: none); pad_id: int32[] filler after a row's stop token.
+
+    Returns:
+      a :class:`GenerationResult` with N = ``max_new_tokens`` columns.
+    """
+    batch, prompt_len = prompt_tokens.shape
+    apply = functools.partial(model.apply, {"params": params})
+    # Every token but the last chosen one is fed through the model once.
+    cache = init_cache(model.config, batch, prompt_len + max_new_tokens - 1)
+    if prompt_len > 1:
+        # Only the cache is kept: the last prompt token is fed by the first loop step, so no
+        # logits are computed for the prompt (XLA drops the unused [B, P-1, V] projection).
+        _, cache = apply(prompt_tokens[:, :-1], padding_mask=prompt_mask[:, :-1],
+                         positions=positions_from_mask(prompt_mask[:, :-1]), cache=cache)
+    last_position = prompt_mask.sum(axis=1, dtype=jnp.int32) - 1  # int32[B] of the newest prompt token
+
+    def unfinished(state: _DecodeState) -> Array:
+        return (state.step < max_new_tokens) & ~jnp.all(state.done)
+
+    def decode_step(state: _DecodeState) -> _DecodeState:
+        """Feed the newest token, choose token ``state.step`` from its logits, record it."""
+        positions = (last_position + state.step)[:, None]  # (B, 1)
+        logits, cache = apply(state.last_token[:, None], positions=positions, cache=state.cache)
+        logits = logits[:, 0]  # (B, V)
+        step_key = None if sampling.greedy else jax.random.fold_in(key, state.step)
+        token = sampling.choose(step_key, logits)
+        step_logits = state.step_logits
+        if step_logits is not None:
+            step_logits = step_logits.at[:, state.step].set(logits)
+        return _DecodeState(
+            step=state.step + 1, cache=cache, last_token=token,
+            tokens=state.tokens.at[:, state.step].set(jnp.where(state.done, pad_id, token)),
+            lengths=state.lengths + (~state.done).astype(jnp.int32),
+            done=state.done | (token == stop_token),
+            step_logits=step_logits,
+        )
+
+    state = _DecodeState(
+        step=jnp.zeros((), jnp.int32), cache=cache, last_token=prompt_tokens[:, -1],
+        tokens=jnp.full((batch, max_new_tokens), pad_id, jnp.int32),
+        lengths=jnp.zeros((batch,), jnp.int32), done=jnp.zeros((batch,), bool),
+        step_logits=(jnp.zeros((batch, max_new_tokens, model.config.vocab_size), jnp.float32)
+                     if return_logits else None),
+    )
+    state = jax.lax.while_loop(unfinished, decode_step, state)
+    return GenerationResult(tokens=state.tokens, lengths=state.lengths, step_logits=state.step_logits)
+
+
+def generate(model: GPT, params: Any, prompts: Sequence[Sequence[int]] | np.ndarray, *,
+             max_new_tokens: int, key: Array | None = None, temperature: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
+             stop_token: int | None = None, pad_id: int = 0,
+             return_logits: bool = False) -> GenerationResult:
+    """Continue each prompt by ``max_new_tokens`` tokens (fewer if it emits ``stop_token``).
+
+    Args:
+      model: a :class:`~jaxllm.models.GPT`; params: its parameters.
+      prompts: token-id sequences, possibly of different lengths (or an int[batch, seq] array);
+        every prompt needs at least one token.
+      max_new_tokens: tokens to generate per row; the longest prompt plus this must fit in the
+        model's ``block_size``.
+      key: PRNG key for sampling (not needed with ``greedy=True``). Same key, same tokens.
+      temperature, top_k, top_p: sampling settings, see :func:`sample_logits`.
+      greedy: take the argmax at every step instead of sampling.
+      stop_token: a row that emits it is finished: it is kept (and counted in ``lengths``),
+        later positions hold ``pad_id``; decoding stops once every row is finished.
+      pad_id: the filler after a row's stop token.
+      return_logits: also return each step's logits (``GenerationResult.step_logits``).
+
+    Returns:
+      a :class:`GenerationResult`.
+
+    Raises:
+      ValueError: empty or malformed prompts, ids outside the vocabulary, too long a request,
+        invalid sampling settings or a missing key.
+    """
+    if not isinstance(model, GPT):
+        raise ValueError(f"model must be a jaxllm GPT, got {type(model).__name__}")
+    config = model.config
+    rows = _as_prompt_list(prompts)
+    if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    longest = max(len(r) for r in rows)
+    if longest + max_new_tokens > config.block_size:
+        raise ValueError(
+            f"the longest prompt ({longest} tokens) plus max_new_tokens ({max_new_tokens}) is "
+            f"{longest + max_new_tokens} tokens, more than the model's context "
+            f"(block_size={config.block_size}); shorten the prompt or generate fewer tokens")
+    sampling = Sampling(greedy=True) if greedy else Sampling(False, temperature, top_k, top_p)
+    if not greedy and key is None:
+        raise ValueError("sampling needs a PRNG key: pass key=jax.random.key(seed), or greedy=True")
+    if stop_token is not None and not 0 <= stop_token < config.vocab_size:
+        raise ValueError(f"stop_token {stop_token} is outside the vocabulary [0, {config.vocab_size}) "
+                         "and could never be generated")
+    tokens, mask = pad_sequences(rows, PROMPT_PAD_ID, side="left")
+    check_tokens(tokens, config)
+    return _generate_padded(
+        model, params, tokens, mask, jax.random.key(0) if key is None else key,
+        np.int32(-1 if stop_token is None else stop_token), np.int32(pad_id),
+        max_new_tokens=int(max_new_tokens), sampling=sampling, return_logits=return_logits)
+
+
+class Tokenizer(Protocol):
+    """What :func:`generate_text` needs of a tokenizer."""
+
+    def encode(self, text: str) -> np.ndarray: ...
+
+    def decode(self, ids: Any) -> str: ...
+
+
+def generate_long(model: GPT, params: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
+                  key: Array | None = None, **settings: Any) -> list[list[int]]:
+    """Like :func:`generate`, but ``prompt + max_new_tokens`` may exceed the model's context.
+
+    Requests that fit are one :func:`generate` call. Longer ones decode in chunks of half the
+    context, each conditioned on the newest ``block_size - chunk`` tokens of its row (a sliding
+    window, as nanoGPT crops its context), so at most a few shapes are ever compiled.
+    ``settings`` are :func:`generate`'s keyword arguments.
+
+    Returns:
+      the new tokens of each row, cut after its stop token.
+    """
+    context = model.config.block_size
+    rows = [list(map(int, r)) for r in _as_prompt_list(prompts)]
+    if max(len(r) for r in rows) + max_new_tokens <= context:
+        return generate(model, params, rows, max_new_tokens=max_new_tokens, key=key, **settings).to_lists()
+    chunk = max(context // 2, 1)
+    stop_token = settings.get("stop_token")
+    new: list[list[int]] = [[] for _ in rows]
+    done = [False] * len(rows)
+    for index in range(-(-max_new_tokens // chunk)):
+        live = [i for i in range(len(rows)) if not done[i]]
+        if not live:
+            break
+        n = min(chunk, max_new_tokens - index * chunk)
+        windows = [(rows[i] + new[i])[-(context - n):] for i in live]
+        chunk_key = None if key is None else jax.random.fold_in(key, index)
+        result = generate(model, params, windows, max_new_tokens=n, key=chunk_key, **settings)
+        for i, ids in zip(live, result.to_lists(), strict=True):
+            new[i].extend(ids)
+            done[i] = stop_token is not None and bool(ids) and ids[-1] == stop_token
+    return new
+
+
+def generate_text(model: GPT, params: Any, tokenizer: Tokenizer, prompts: Sequence[str], *,
+                  max_new_tokens: int, key: Array | None = None, **settings: Any) -> list[str]:
+    """Continue each text prompt; returns only the continuations, without the stop token.
+
+    ``max_new_tokens`` may exceed the model's context (see :func:`generate_long`); ``settings``
+    are :func:`generate`'s keyword arguments (``temperature``, ``top_k``, ``top_p``, ``greedy``,
+    ``stop_token``, ``pad_id``).
+    """
+    if isinstance(prompts, str):
+        raise ValueError("prompts must be a list of strings; wrap a single prompt in a list")
+    encoded = [np.asarray(tokenizer.encode(text)) for text in prompts]
+    new = generate_long(model, params, encoded, max_new_tokens=max_new_tokens, key=key, **settings)
+    stop_token = settings.get("stop_token")
+    texts = []
+    for ids in new:
+        if stop_token is not None and ids and ids[-1] == stop_token:
+            ids = ids[:-1]
+        texts.append(tokenizer.decode(np.asarray(ids, np.int32)))
+    return texts

@@ -1,0 +1,50 @@
+"""The experiment scripts' command lines."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_lm_help_documents_every_flag(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("train_lm").main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--data.corpus", "--data.tokenizer", "--model.n-layer", "--model.n-embd",
+                 "--model.block-size", "--steps", "--batch-size", "--optimizer.learning-rate",
+                 "--seed", "--out-dir", "--name", "--resume"):
+        assert flag in text, flag
+
+
+def test_train_lm_rejects_unknown_flags(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("train_lm").main(["--model.n-layers", "3"])
+    assert exit_info.value.code != 0
+
+
+def test_train_lm_end_to_end_from_the_command_line(tmp_path, capsys):
+    code = load_script("train_lm").main([
+        "--out-dir", str(tmp_path), "--name", "cli", "--steps", "4", "--batch-size", "4",
+        "--eval-every", "2", "--eval-batches", "1", "--sample-tokens", "10", "--no-progress",
+        "--model.n-layer", "1", "--model.n-embd", "16", "--model.n-head", "2", "--model.block-size", "32"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "val loss" in out and "--- sample" in out
+    assert (tmp_path / "cli" / "checkpoints").is_dir()
+    # A second run with the same name must not overwrite the first.
+    code = load_script("train_lm").main(["--out-dir", str(tmp_path), "--name", "cli", "--steps", "4",
+                                         "--no-progress", "--model.block-size", "32"])
+    assert code == 2 and "--resume" in capsys.readouterr().err
+    sys.modules.pop("train_lm", None)

@@ -1,0 +1,95 @@
+"""The language-model recipe end to end on real text: learning, resume, clear errors."""
+
+import dataclasses
+import json
+
+import chex
+import pytest
+
+from jaxllm.config import ConfigError
+from jaxllm.data import EmptyCorpusError, train_tokenizer
+from jaxllm.lm import DataConfig, LMConfig, train_lm
+from jaxllm.models import GPTConfig
+from jaxllm.optim import OptimizerConfig
+from jaxllm.train import CheckpointError, read_metrics
+
+TINY = GPTConfig(block_size=32, n_layer=1, n_head=2, n_embd=32, dropout=0.1)
+
+
+def tiny_config(tmp_path, **kw):
+    base = dict(name="run", out_dir=str(tmp_path), steps=8, batch_size=8, eval_every=4, eval_batches=2,
+                log_every=2, sample_tokens=0, progress=False, model=TINY,
+                optimizer=OptimizerConfig(learning_rate=3e-3, warmup_steps=2))
+    return LMConfig(**(base | kw))
+
+
+def test_training_reduces_validation_loss_on_real_text(tmp_path):
+    config = tiny_config(tmp_path, steps=200, batch_size=16, eval_every=100, eval_batches=8,
+                         log_every=20, sample_tokens=20,
+                         model=GPTConfig(block_size=64, n_layer=2, n_head=2, n_embd=64),
+                         optimizer=OptimizerConfig(learning_rate=3e-3, warmup_steps=20, decay_steps=-1))
+    run = train_lm(config)
+    assert run.before["loss"] > 4.0  # ~log(vocab) at initialisation
+    assert run.after["loss"] < 0.62 * run.before["loss"], (run.before, run.after)
+    assert run.after["ppl"] < 16
+    records = read_metrics(run.run_dir / "metrics.jsonl")
+    assert records[-1]["step"] == 200 and "val_loss" in records[-1]
+    assert (run.run_dir / "loss.png").stat().st_size > 10_000
+    saved = json.loads((run.run_dir / "config.json").read_text())
+    assert saved["model"]["vocab_size"] == run.tokenizer.vocab_size and saved["optimizer"]["decay_steps"] == 180
+    assert len(run.sample) > 0 and (run.run_dir / "sample.txt").exists()
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    full = train_lm(tiny_config(tmp_path, name="full", steps=8))
+    train_lm(tiny_config(tmp_path, name="split", steps=4))
+    resumed = train_lm(tiny_config(tmp_path, name="split", steps=8, resume=True))
+    chex.assert_trees_all_close(resumed.state.params, full.state.params, atol=1e-6, rtol=1e-6)
+    records = lambda run: read_metrics(run.run_dir / "metrics.jsonl")  # noqa: E731
+    assert [r["step"] for r in records(resumed)] == [r["step"] for r in records(full)]
+    assert [r["loss"] for r in records(resumed)] == pytest.approx([r["loss"] for r in records(full)], rel=1e-6)
+
+
+def test_existing_run_is_never_overwritten(tmp_path):
+    train_lm(tiny_config(tmp_path, steps=2))
+    with pytest.raises(FileExistsError, match="--resume"):
+        train_lm(tiny_config(tmp_path, steps=2))
+
+
+def test_resume_with_other_model_settings_is_refused(tmp_path):
+    train_lm(tiny_config(tmp_path, steps=2))
+    other = dataclasses.replace(TINY, n_embd=64)
+    with pytest.raises(ConfigError, match="model.n_embd: saved 32 vs given 64"):
+        train_lm(tiny_config(tmp_path, steps=4, resume=True, model=other))
+
+
+def test_tokenizer_that_does_not_match_the_checkpoint_is_refused(tmp_path):
+    run = train_lm(tiny_config(tmp_path, steps=2))
+    train_tokenizer("char", ["a different alphabet entirely\n"]).save(run.run_dir / "tokenizer.json")
+    with pytest.raises(CheckpointError, match="does not match the one the checkpoint was trained with"):
+        train_lm(tiny_config(tmp_path, steps=4, resume=True))
+
+
+def test_unknown_config_key_in_a_saved_config_is_refused(tmp_path):
+    run = train_lm(tiny_config(tmp_path, steps=2))
+    path = run.run_dir / "config.json"
+    saved = json.loads(path.read_text())
+    saved["model"]["n_layers"] = 3
+    path.write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['n_layers'\]"):
+        train_lm(tiny_config(tmp_path, steps=4, resume=True))
+
+
+def test_missing_and_empty_corpora(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no_such_corpus"):
+        train_lm(tiny_config(tmp_path, data=DataConfig(corpus=str(tmp_path / "no_such_corpus.txt"))))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "blank.txt").write_text("  \n\n ")
+    with pytest.raises(EmptyCorpusError):
+        train_lm(tiny_config(tmp_path, data=DataConfig(corpus=str(empty))))
+
+
+def test_resume_without_a_run_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no run to resume"):
+        train_lm(tiny_config(tmp_path, resume=True))
