@@ -103,9 +103,9 @@ class LMConfig:
     name: str = "gpt"
     out_dir: str = "runs"
     seed: int = 0
-    steps: int = 2000
+    steps: int = 300
     batch_size: int = 32
-    eval_every: int = 250
+    eval_every: int = 100
     eval_batches: int = 20
     log_every: int = 10
     checkpoint_every: int = 0
@@ -120,7 +120,7 @@ class LMConfig:
     progress: bool = True
     data: DataConfig = DataConfig()
     model: GPTConfig = GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
-    optimizer: OptimizerConfig = OptimizerConfig(learning_rate=1e-3, warmup_steps=100,
+    optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-3, warmup_steps=30,
                                                  decay_steps=-1, weight_decay=0.1)
 
     def __post_init__(self):
