@@ -1,0 +1,396 @@
+"""Training throughput of jaxllm's GPT against a nanoGPT-style PyTorch GPT, on this machine.
+
+    python benchmarks/train_throughput.py --config small            # ~30 s on 2 CPU cores
+    python benchmarks/train_throughput.py --config large --steps 5
+    python benchmarks/train_throughput.py --config small --no-torch --json-only
+
+One training step -- forward, cross-entropy, backward, gradient clipping to norm 1.0, AdamW
+(lr 1e-3, betas (0.9, 0.99), weight decay 0.1 on matrices and embeddings only) -- in float32
+on a fixed random batch (made before timing, so data loading is not measured). jaxllm runs its
+own jitted, state-donating train step; PyTorch runs the same architecture eagerly, as nanoGPT
+trains it without ``torch.compile``.
+
+Reported per side: tokens/s and ms/step (median over the timed steps, after the first step
+and ``--warmup`` more), the first step's time (for JAX: trace + compile + run), model FLOPs per
+token (nanoGPT's count), MFU against the float32 matmul peak measured in the same run, and the
+peak resident memory. Each side runs in its own fresh process, so its peak memory and thread
+pools are its own (``--same-process`` runs both here and reports no memory). The last line
+printed is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import importlib.util
+import json
+import re
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxllm.bench import (
+    background_load,
+    compile_time,
+    cpu_snapshot,
+    gpt_flops_per_token,
+    machine_info,
+    matmul_flops,
+    max_rss_mb,
+    measure_matmul_peak,
+    mfu,
+    run_in_fresh_process,
+    time_fn,
+    time_steps,
+    timed_call,
+)
+from jaxllm.losses import language_model_loss
+from jaxllm.models.gpt import GPT, GPTConfig, count_params, init_params
+from jaxllm.optim import OptimizerConfig, make_optimizer
+from jaxllm.train import create_train_state, jit_train_step, make_train_step
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """A model shape with the batch size and number of timed steps it is benchmarked at."""
+
+    model: GPTConfig
+    batch_size: int
+    steps: int
+
+
+CONFIGS = {
+    "small": BenchConfig(GPTConfig(vocab_size=65, block_size=128, n_layer=4, n_head=4, n_embd=256,
+                                   dropout=0.0, bias=False), batch_size=16, steps=10),
+    "large": BenchConfig(GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384,
+                                   dropout=0.0, bias=False), batch_size=8, steps=5),
+}
+
+# nanoGPT's shakespeare_char recipe; its warm-up/cosine schedule is left out, as it costs
+# nothing per step on either side.
+OPTIMIZER = OptimizerConfig(name="adamw", learning_rate=1e-3, b1=0.9, b2=0.99, eps=1e-8,
+                            weight_decay=0.1, grad_clip=1.0)
+
+
+def random_batch(config: GPTConfig, batch_size: int, seed: int) -> dict[str, np.ndarray]:
+    """Uniformly random tokens as a next-token batch: ``inputs``, ``targets``: int32[batch, block_size]."""
+    tokens = np.random.default_rng(seed).integers(
+        0, config.vocab_size, (batch_size, config.block_size + 1), dtype=np.int32)
+    return {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
+
+
+def jax_side(config: GPTConfig, initial_params: dict, batch_size: int, steps: int, warmup: int,
+             seed: int) -> dict:
+    """Time jaxllm's jitted, state-donating train step on one fixed batch; raw seconds and losses."""
+    jax.devices()  # start the backend first, so its memory is not counted as training memory
+    batch = jax.device_put(random_batch(config, batch_size, seed))
+    rss_before = max_rss_mb()
+
+    params = jax.device_put(initial_params)
+    n_params = count_params(params)
+    optimizer = make_optimizer(OPTIMIZER)
+    state = create_train_state(params, optimizer, jax.random.key(seed + 1))
+    step = jit_train_step(make_train_step(language_model_loss(GPT(config)), optimizer))
+
+    first_s, (state, first_metrics) = compile_time(step, state, batch)
+    timing, (state, last_metrics) = time_steps(step, state, batch, warmup=warmup, repeats=steps)
+    return {
+        "n_params": n_params,
+        "first_step_s": first_s,
+        "step_s": timing.median_s,
+        "step_min_s": timing.min_s,
+        "loss_first": float(first_metrics["loss"]),
+        "loss_last": float(last_metrics["loss"]),
+        "rss_before_mb": rss_before,
+        "max_rss_mb": max_rss_mb(),
+    }
+
+
+def torch_gpt(config: GPTConfig):
+    """nanoGPT's ``model.py`` GPT, trimmed to training: the same architecture as jaxllm's GPT.
+
+    Pre-LN blocks, LayerNorm with optional bias, fused ``c_attn``, causal
+    ``F.scaled_dot_product_attention``, tanh-GELU MLP, learned positions, the output
+    projection tied to the token embedding. Its weights are loaded from jaxllm's (GPT-2's
+    init, as nanoGPT's) by :func:`torch_state_dict`, so nanoGPT's init code is left out.
+    Built in a function so torch is imported only when used.
+    """
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    class CausalSelfAttention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+            self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+
+        def forward(self, x):
+            B, T, C = x.size()
+            q, k, v = self.c_attn(x).split(C, dim=2)
+            heads = lambda t: t.view(B, T, config.n_head, C // config.n_head).transpose(1, 2)  # noqa: E731
+            q, k, v = heads(q), heads(k), heads(v)  # (B, nh, T, hs)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=config.dropout, is_causal=True)
+            y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble heads side by side
+            return self.c_proj(y)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+            self.attn = CausalSelfAttention()
+            self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+            self.mlp = nn.Sequential(collections.OrderedDict(
+                c_fc=nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias),
+                gelu=nn.GELU(approximate="tanh"),
+                c_proj=nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)))
+
+        def forward(self, x):
+            x = x + self.attn(self.ln_1(x))
+            return x + self.mlp(self.ln_2(x))
+
+    class TorchGPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+            self.wpe = nn.Embedding(config.block_size, config.n_embd)
+            self.h = nn.ModuleList([Block() for _ in range(config.n_layer)])
+            self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+            self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+            self.lm_head.weight = self.wte.weight  # weight tying
+
+        def forward(self, tokens, targets):
+            positions = torch.arange(tokens.size(1), device=tokens.device)
+            x = self.wte(tokens) + self.wpe(positions)  # (B, T, C)
+            for block in self.h:
+                x = block(x)
+            logits = self.lm_head(self.ln_f(x))  # (B, T, V)
+            return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+    return TorchGPT()
+
+
+def torch_side(config: GPTConfig, initial_params: dict, batch_size: int, steps: int, warmup: int,
+               seed: int, matmul_n: int) -> dict:
+    """Time the PyTorch GPT's eager train step, the way nanoGPT's ``train.py`` runs it on a CPU."""
+    import torch
+
+    batch = {k: torch.from_numpy(v.astype(np.int64)) for k, v in
+             random_batch(config, batch_size, seed).items()}
+    torch.manual_seed(seed)
+    rss_before = max_rss_mb()
+
+    model = torch_gpt(config)
+    # The same starting weights as jaxllm, so the two loss curves must agree: a parity check
+    # that the two sides compute the same thing. Strict: every parameter name must match.
+    model.load_state_dict({name: torch.from_numpy(value)
+                           for name, value in torch_state_dict(initial_params).items()})
+    params = [p for p in model.parameters() if p.requires_grad]
+    # nanoGPT's configure_optimizers: decay matrices and embeddings, not norms and biases; on a
+    # CPU it passes no fused/foreach flag, so torch picks its default implementation.
+    optimizer = torch.optim.AdamW(
+        [{"params": [p for p in params if p.dim() >= 2], "weight_decay": OPTIMIZER.weight_decay},
+         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+        lr=OPTIMIZER.learning_rate, betas=(OPTIMIZER.b1, OPTIMIZER.b2), eps=OPTIMIZER.eps)
+
+    def step(model, batch):
+        loss = model(batch["inputs"], batch["targets"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), OPTIMIZER.grad_clip)
+        optimizer.step()
+        return model, loss.item()
+
+    first_s, (model, loss_first) = timed_call(step, model, batch)
+    timing, (model, loss_last) = time_steps(step, model, batch, warmup=warmup, repeats=steps)
+    return {
+        "n_params": sum(p.numel() for p in params),
+        "first_step_s": first_s,
+        "step_s": timing.median_s,
+        "step_min_s": timing.min_s,
+        "loss_first": loss_first,
+        "loss_last": loss_last,
+        "rss_before_mb": rss_before,
+        "max_rss_mb": max_rss_mb(),
+        "matmul_flops": torch_matmul_peak(matmul_n),
+        "version": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def torch_state_dict(params: dict) -> dict[str, np.ndarray]:
+    """jaxllm GPT parameters under the PyTorch GPT's names (``h_0/attn/c_attn/kernel`` ->
+    ``h.0.attn.c_attn.weight``), Dense kernels transposed from (in, out) to torch's (out, in)."""
+    state = {}
+    for path, value in jax.tree_util.tree_leaves_with_path(params):
+        *module, leaf = [key.key for key in path]
+        value = np.array(value)  # a writable copy: torch.from_numpy shares memory
+        if leaf == "kernel":
+            value = np.ascontiguousarray(value.T)
+        name = ".".join([*module, "bias" if leaf == "bias" else "weight"])
+        state[re.sub(r"^h_(\d+)", r"h.\1", name)] = value
+    state["lm_head.weight"] = state["wte.weight"]  # tied
+    return state
+
+
+def torch_matmul_peak(n: int, repeats: int = 10) -> float:
+    """FLOP/s of PyTorch's float32 ``(n, n) @ (n, n)``: how fast its BLAS is next to XLA's."""
+    import torch
+
+    timing = time_fn(torch.matmul, torch.randn(n, n), torch.randn(n, n), warmup=1, repeats=repeats)
+    return matmul_flops(n) / timing.median_s
+
+
+def torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def resolve(config: str | GPTConfig, batch_size: int | None, steps: int | None) -> tuple[str, BenchConfig]:
+    """A named config (``"small"``, ``"large"``) or a custom ``GPTConfig`` (named ``"custom"``)."""
+    if isinstance(config, GPTConfig):
+        name, bench = "custom", BenchConfig(config, batch_size or 1, steps or 1)
+    elif config in CONFIGS:
+        name, bench = config, CONFIGS[config]
+    else:
+        raise ValueError(f"unknown benchmark config {config!r}; choose one of {sorted(CONFIGS)} "
+                         "or pass a GPTConfig")
+    return name, dataclasses.replace(bench, batch_size=batch_size or bench.batch_size,
+                                     steps=steps or bench.steps)
+
+
+def side_figures(side: dict, tokens_per_step: int, flops_per_token: int, peak_flops: float,
+                 isolated: bool) -> dict:
+    """Throughput, MFU and memory of one side's raw timings."""
+    tokens_per_s = tokens_per_step / side["step_s"]
+    return {
+        "tokens_per_s": tokens_per_s,
+        "ms_per_step": 1e3 * side["step_s"],
+        "ms_per_step_min": 1e3 * side["step_min_s"],
+        "mfu": mfu(flops_per_token, tokens_per_s, peak_flops),
+        "first_step_s": side["first_step_s"],
+        "loss_first": side["loss_first"],
+        "loss_last": side["loss_last"],
+        # In one shared process the high-water mark mixes both sides, so it is not reported.
+        "max_rss_mb": side["max_rss_mb"] if isolated else None,
+        "train_rss_mb": side["max_rss_mb"] - side["rss_before_mb"] if isolated else None,
+    }
+
+
+def run_benchmark(config: str | GPTConfig, batch: int | None = None, steps: int | None = None,
+                  with_torch: bool = False, *, warmup: int = 1, seed: int = 0,
+                  peak_n: int = 2048, isolate: bool = False) -> dict[str, Any]:
+    """Benchmark one training step of ``config``; every figure as one flat dict.
+
+    Args:
+      config: ``"small"``, ``"large"`` or any ``GPTConfig`` (float32 is what CPUs should run).
+      batch, steps: sequences per batch and timed steps (default: the named config's).
+      with_torch: also time the PyTorch reference (needs torch) and report the ratio.
+      warmup: untimed steps after the first (compiling) one.
+      peak_n: size of the square matmul whose FLOP/s is the MFU denominator.
+      isolate: run each side in a fresh process and report its peak memory.
+    """
+    name, bench = resolve(config, batch, steps)
+    model = bench.model
+    start = cpu_snapshot()
+    if with_torch and model.positions != "learned":
+        raise ValueError("the PyTorch reference GPT has learned positions only")
+    peak_flops = measure_matmul_peak("float32", n=peak_n)
+    run = run_in_fresh_process if isolate else (lambda fn, *args: fn(*args))
+    initial_params = jax.device_get(init_params(model, jax.random.key(seed)))
+    args = (model, initial_params, bench.batch_size, bench.steps, warmup, seed)
+
+    ours = run(jax_side, *args)
+    theirs = run(torch_side, *args, peak_n) if with_torch else None
+    if theirs is not None and theirs["n_params"] != ours["n_params"]:
+        raise RuntimeError(f"the PyTorch GPT has {theirs['n_params']} parameters, jaxllm's "
+                           f"{ours['n_params']}: the two architectures differ")
+
+    tokens_per_step = bench.batch_size * model.block_size
+    flops_per_token = gpt_flops_per_token(model, ours["n_params"])
+    figures = side_figures(ours, tokens_per_step, flops_per_token, peak_flops, isolate)
+    torch_figures = (side_figures(theirs, tokens_per_step, flops_per_token, peak_flops, isolate)
+                     if theirs else dict.fromkeys(figures))
+    return {
+        "benchmark": "train_throughput",
+        "config": name,
+        "model": dataclasses.asdict(model),
+        "batch_size": bench.batch_size,
+        "tokens_per_step": tokens_per_step,
+        "steps": bench.steps,
+        "warmup": warmup,
+        "n_params": ours["n_params"],
+        "flops_per_token": flops_per_token,
+        "peak_flops": peak_flops,
+        "peak_matmul_n": peak_n,
+        **{k: v for k, v in figures.items() if k != "first_step_s"},
+        "compile_s": figures["first_step_s"],
+        **{f"torch_{k}": v for k, v in torch_figures.items()},
+        "ratio_vs_torch": figures["tokens_per_s"] / torch_figures["tokens_per_s"] if theirs else None,
+        "torch_matmul_flops": theirs["matmul_flops"] if theirs else None,
+        "torch_version": theirs["version"] if theirs else None,
+        "torch_threads": theirs["threads"] if theirs else None,
+        "isolated_processes": isolate,
+        "background_cpu_load": background_load(start, cpu_snapshot()),
+        "machine": machine_info(),
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def report_lines(result: dict) -> list[str]:
+    """The human-readable summary printed above the JSON line."""
+    def side(prefix: str, label: str) -> list[str]:
+        memory = ("" if result[f"{prefix}max_rss_mb"] is None else
+                  f", peak RSS {result[f'{prefix}max_rss_mb']:.0f} MiB "
+                  f"(+{result[f'{prefix}train_rss_mb']:.0f} training)")
+        first = result["compile_s"] if prefix == "" else result["torch_first_step_s"]
+        return [f"{label:8s} {result[f'{prefix}tokens_per_s']:9.0f} tokens/s  "
+                f"{result[f'{prefix}ms_per_step']:8.1f} ms/step  MFU {result[f'{prefix}mfu']:6.1%}  "
+                f"first step {first:.2f} s  loss {result[f'{prefix}loss_first']:.3f} -> "
+                f"{result[f'{prefix}loss_last']:.3f}{memory}"]
+
+    m = result["model"]
+    lines = [f"train_throughput/{result['config']}: {m['n_layer']} layers, {m['n_head']} heads, "
+             f"width {m['n_embd']}, context {m['block_size']}, batch {result['batch_size']}, "
+             f"{result['n_params']:,} params, float32; {result['steps']} timed steps",
+             f"model FLOPs/token {result['flops_per_token'] / 1e6:.1f} M (nanoGPT's 6N + 12LHQT); "
+             f"measured float32 matmul peak {result['peak_flops'] / 1e9:.1f} GFLOP/s "
+             f"(XLA, n={result['peak_matmul_n']})"]
+    lines += side("", "jaxllm")
+    if result["torch_tokens_per_s"] is not None:
+        lines += side("torch_", "torch")
+        lines.append(f"jaxllm / torch tokens/s: {result['ratio_vs_torch']:.2f}x  (torch {result['torch_version']}, "
+                     f"{result['torch_threads']} threads, its matmul {result['torch_matmul_flops'] / 1e9:.1f} GFLOP/s)")
+    background = result["background_cpu_load"]
+    if background is not None and background > 0.1:
+        lines.append(f"WARNING: other processes kept {background:.2f} of "
+                     f"{result['machine']['cpu_count']} CPUs busy during this run; "
+                     "every figure here is lower than this machine gives when idle")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="small")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 10 small, 5 large)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps after the first")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument("--same-process", action="store_true",
+                        help="run both sides in this process (no memory figures)")
+    parser.add_argument("--json-only", action="store_true", help="print only the JSON line")
+    args = parser.parse_args()
+
+    with_torch = not args.no_torch and torch_available()
+    result = run_benchmark(args.config, steps=args.steps, with_torch=with_torch,
+                           warmup=args.warmup, isolate=not args.same_process)
+    if not args.json_only:
+        if not args.no_torch and not with_torch:
+            print("torch is not installed (pip install -e '.[bench]'): no reference figures")
+        print("\n".join(report_lines(result)))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

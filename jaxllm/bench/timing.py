@@ -1,0 +1,92 @@
+"""Wall-clock timing of JAX (and plain Python) code: medians over repeats, compile time, memory.
+
+JAX dispatches asynchronously, so every timed call waits for its outputs with
+``jax.block_until_ready`` (which passes non-JAX leaves through, so the helpers also time
+eager PyTorch or NumPy code).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """Seconds per call over the timed repeats (warm-up calls excluded).
+
+    Attributes:
+      median_s: the median, the figure to report (robust to a stray slow call).
+      min_s: the fastest call, the best the code can do on an idle machine.
+      all: every timed call, in order.
+    """
+
+    median_s: float
+    min_s: float
+    all: tuple[float, ...]
+
+    @classmethod
+    def from_seconds(cls, seconds: list[float]) -> Timing:
+        if not seconds:
+            raise ValueError("no timed calls: repeats must be >= 1")
+        return cls(median_s=statistics.median(seconds), min_s=min(seconds), all=tuple(seconds))
+
+
+def timed_call(fn: Callable, *args: Any) -> tuple[float, Any]:
+    """``(seconds, output)`` of one call of ``fn(*args)``, waiting for the output to be ready."""
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    return time.perf_counter() - start, out
+
+
+def time_fn(fn: Callable, *args: Any, warmup: int = 1, repeats: int = 10) -> Timing:
+    """Time ``fn(*args)``: ``warmup`` untimed calls (compilation, caches), then ``repeats`` timed.
+
+    ``fn`` must accept the same arguments every call (not a jitted function that donates them;
+    for a step that consumes its state use :func:`time_steps`).
+    """
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args))
+    return Timing.from_seconds([timed_call(fn, *args)[0] for _ in range(repeats)])
+
+
+def time_steps(step: Callable, state: Any, *args: Any, warmup: int = 1,
+               repeats: int = 10) -> tuple[Timing, tuple[Any, Any]]:
+    """Time a state-threading step ``step(state, *args) -> (state, aux)``, like a train step.
+
+    Each call gets the state the previous one returned, so steps that donate their state
+    (``jit_train_step``) can be timed. Returns the timing of the ``repeats`` calls after
+    ``warmup`` untimed ones, and the last call's output ``(state, aux)``.
+    """
+    for _ in range(warmup):
+        state, _ = jax.block_until_ready(step(state, *args))
+    seconds, out = [], None
+    for _ in range(repeats):
+        elapsed, out = timed_call(step, state, *args)
+        state = out[0]
+        seconds.append(elapsed)
+    return Timing.from_seconds(seconds), out
+
+
+def compile_time(jitted_fn: Callable, *args: Any) -> tuple[float, Any]:
+    """``(seconds, output)`` of the first call of ``jitted_fn``: trace + compile + one run.
+
+    The output is returned because a first call that donates its arguments leaves them
+    unusable; continue from the output. With JAX's persistent compilation cache enabled this
+    measures a cache load instead of a compile.
+    """
+    return timed_call(jitted_fn, *args)
+
+
+def max_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (``getrusage``'s ``ru_maxrss``)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10

@@ -1,0 +1,144 @@
+"""Tests of jaxllm.bench and a smoke run of benchmarks/train_throughput.py on a tiny GPT."""
+
+import dataclasses
+import importlib.util
+import json
+import math
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from jaxllm.bench import (
+    Timing,
+    background_load,
+    compile_time,
+    cpu_snapshot,
+    gpt_flops_per_token,
+    machine_info,
+    matmul_flops,
+    max_rss_mb,
+    measure_matmul_peak,
+    mfu,
+    time_fn,
+    time_steps,
+)
+from jaxllm.models.gpt import GPTConfig, count_params, init_params
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)
+
+
+@pytest.fixture(scope="module")
+def train_throughput():
+    """benchmarks/train_throughput.py as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        "train_throughput", ROOT / "benchmarks" / "train_throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def nanogpt_flops_per_token(n_params_non_embedding, n_layer, n_head, n_embd, block_size):
+    """nanoGPT's GPT.estimate_mfu, transcribed."""
+    L, H, Q, T = n_layer, n_head, n_embd // n_head, block_size
+    return 6 * n_params_non_embedding + 12 * L * H * Q * T
+
+
+def test_gpt_flops_per_token_matches_a_hand_count():
+    # TINY (no bias): wte 11·16, wpe 8·16, per layer 2 LayerNorm scales 2·16 and matrices
+    # 16·48 + 16·16 + 16·64 + 64·16, then ln_f 16.
+    n_params = 11 * 16 + 8 * 16 + 2 * (2 * 16 + 16 * 48 + 16 * 16 + 16 * 64 + 64 * 16) + 16
+    assert count_params(init_params(TINY, jax.random.key(0))) == n_params
+    n_without_positions = n_params - 8 * 16
+    expected = 6 * n_without_positions + 12 * 2 * 2 * 8 * 8
+    assert gpt_flops_per_token(TINY, n_params) == expected == 41_472
+    assert expected == nanogpt_flops_per_token(n_without_positions, 2, 2, 16, 8)
+
+
+def test_gpt_flops_per_token_subtracts_no_table_for_rotary_positions():
+    rotary = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, positions="rotary")
+    assert gpt_flops_per_token(rotary, 1000) == 6 * 1000 + 12 * 2 * 2 * 8 * 8
+
+
+def test_mfu_is_achieved_over_peak_flops():
+    assert mfu(2e6, 500.0, 4e9) == pytest.approx(0.25)
+    with pytest.raises(ValueError):
+        mfu(1.0, 1.0, 0.0)
+
+
+def test_time_fn_returns_positive_medians():
+    timing = time_fn(jax.jit(lambda x: x @ x), jnp.ones((32, 32)), warmup=1, repeats=3)
+    assert isinstance(timing, Timing) and len(timing.all) == 3
+    assert 0 < timing.min_s <= timing.median_s <= max(timing.all)
+
+
+def test_time_steps_threads_donated_state_and_returns_last_output():
+    step = jax.jit(lambda count, inc: (count + inc, count), donate_argnums=0)
+    seconds, state = compile_time(step, jnp.zeros(()), 1.0)
+    assert seconds > 0
+    timing, (state, previous) = time_steps(step, state[0], 1.0, warmup=2, repeats=3)
+    assert len(timing.all) == 3 and timing.median_s > 0
+    assert float(state) == 6.0 and float(previous) == 5.0
+
+
+def test_matmul_peak_is_positive_and_finite():
+    assert matmul_flops(4) == 128
+    peak = measure_matmul_peak("float32", n=64, repeats=3)
+    assert math.isfinite(peak) and peak > 0
+
+
+def test_machine_info_and_memory_are_plain_json():
+    info = machine_info()
+    json.dumps(info)
+    assert info["backend"] == jax.default_backend() and info["cpu_count"] >= 1
+    assert max_rss_mb() > 0
+    start = cpu_snapshot()
+    sum(i * i for i in range(100_000))
+    load = background_load(start, cpu_snapshot())
+    assert load is None or load >= 0
+
+
+def test_run_benchmark_on_a_tiny_model_reports_every_figure(train_throughput):
+    result = train_throughput.run_benchmark(TINY, batch=2, steps=2, with_torch=False, peak_n=64)
+    json.dumps(result)
+    n_params = count_params(init_params(TINY, jax.random.key(0)))
+    assert result["benchmark"] == "train_throughput" and result["config"] == "custom"
+    assert result["n_params"] == n_params
+    assert result["flops_per_token"] == gpt_flops_per_token(TINY, n_params)
+    assert result["tokens_per_step"] == 2 * TINY.block_size
+    for key in ("tokens_per_s", "ms_per_step", "mfu", "compile_s", "peak_flops"):
+        assert result[key] > 0, key
+    assert result["tokens_per_s"] == pytest.approx(16 / (result["ms_per_step"] / 1e3))
+    assert result["mfu"] == pytest.approx(
+        result["flops_per_token"] * result["tokens_per_s"] / result["peak_flops"])
+    for key in ("torch_tokens_per_s", "torch_mfu", "ratio_vs_torch", "max_rss_mb"):
+        assert key in result and result[key] is None, key
+    assert set(result["machine"]) >= {"jax_version", "backend", "device_kind", "cpu_count"}
+    assert result["loss_first"] == pytest.approx(math.log(11), abs=0.2)  # untrained: uniform
+
+
+def test_named_configs_are_the_benchmarked_shapes(train_throughput):
+    small, large = train_throughput.CONFIGS["small"], train_throughput.CONFIGS["large"]
+    assert (small.model.n_layer, small.model.n_embd, small.model.block_size, small.batch_size) == (4, 256, 128, 16)
+    assert (large.model.n_layer, large.model.n_embd, large.model.block_size, large.batch_size) == (6, 384, 256, 8)
+    with pytest.raises(ValueError, match="unknown benchmark config"):
+        train_throughput.resolve("medium", None, None)
+
+
+def test_torch_reference_trains_like_jaxllm_from_the_same_weights(train_throughput):
+    pytest.importorskip("torch")
+    with_biases = dataclasses.replace(TINY, bias=True)  # biases exercise more of the name mapping
+    result = train_throughput.run_benchmark(with_biases, batch=2, steps=2, with_torch=True,
+                                            peak_n=64)
+    json.dumps(result)
+    assert result["torch_loss_first"] == pytest.approx(result["loss_first"], abs=1e-5)
+    assert result["torch_loss_last"] == pytest.approx(result["loss_last"], abs=1e-4)
+    assert result["loss_last"] < result["loss_first"]
+    assert result["ratio_vs_torch"] == pytest.approx(
+        result["tokens_per_s"] / result["torch_tokens_per_s"])
+    assert result["torch_mfu"] > 0 and result["torch_threads"] >= 1
