@@ -113,7 +113,7 @@ class LMConfig:
     patience: int = 0
     label_smoothing: float = 0.0
     sample_tokens: int = 300
-    sample_prompt: str = ""
+    sample_prompt: str = "The "
     temperature: float = 0.8
     top_k: int = 0
     resume: bool = False
