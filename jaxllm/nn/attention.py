@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from jaxllm.nn.dense import Dense
 from jaxllm.nn.positions import apply_rotary
 
 
@@ -112,7 +113,7 @@ class MultiHeadAttention(nn.Module):
         if width % self.num_heads:
             raise ValueError(f"width {width} is not divisible by num_heads {self.num_heads}")
         head_dim = width // self.num_heads
-        dense = lambda features, name, std=0.02: nn.Dense(  # noqa: E731
+        dense = lambda features, name, std=0.02: Dense(  # noqa: E731
             features, use_bias=self.use_bias, kernel_init=nn.initializers.normal(std),
             dtype=self.dtype, name=name)
 

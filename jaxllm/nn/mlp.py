@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from jaxllm.nn.dense import Dense
+
 
 class MLP(nn.Module):
     """``Dense(hidden) -> GELU(tanh) -> Dense(width) -> Dropout``.
@@ -32,10 +34,10 @@ class MLP(nn.Module):
         """x: float[..., width] -> float[..., width]."""
         width = x.shape[-1]
         init = nn.initializers.normal(0.02)
-        h = nn.Dense(self.hidden_dim, use_bias=self.use_bias, kernel_init=init,
+        h = Dense(self.hidden_dim, use_bias=self.use_bias, kernel_init=init,
                      dtype=self.dtype, name="c_fc")(x)
         h = jax.nn.gelu(h, approximate=True)
-        h = nn.Dense(width, use_bias=self.use_bias,
+        h = Dense(width, use_bias=self.use_bias,
                      kernel_init=nn.initializers.normal(self.out_init_std),
                      dtype=self.dtype, name="c_proj")(h)
         return nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
