@@ -103,7 +103,7 @@ class LMConfig:
     name: str = "gpt"
     out_dir: str = "runs"
     seed: int = 0
-    steps: int = 300
+    steps: int = 400
     batch_size: int = 32
     eval_every: int = 100
     eval_batches: int = 20
@@ -120,7 +120,7 @@ class LMConfig:
     progress: bool = True
     data: DataConfig = DataConfig()
     model: GPTConfig = GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
-    optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-3, warmup_steps=30,
+    optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-3, warmup_steps=40,
                                                  decay_steps=-1, weight_decay=0.1)
 
     def __post_init__(self):
