@@ -195,3 +195,15 @@ def test_interrupt_saves_the_last_completed_step(tmp_path):
     restored, _ = ckpt.restore(fresh_state())
     chex.assert_trees_all_close(restored.params, reference.params, atol=1e-6)
     ckpt.close()
+
+
+def test_train_step_is_traced_once():
+    """Repeated steps (new batches, new state) reuse one compilation: no re-tracing."""
+    _, optimizer, _, _ = setup()
+    model = GPT(CFG)
+    step = jax.jit(chex.assert_max_traces(make_train_step(language_model_loss(model), optimizer), n=1),
+                   donate_argnums=0)
+    state = fresh_state()
+    for s in range(4):
+        state, _ = step(state, batch_fn(s))
+    assert int(state.step) == 4
