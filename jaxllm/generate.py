@@ -19,7 +19,7 @@ import dataclasses
 import functools
 import numbers
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import flax.struct
 import jax
@@ -29,6 +29,7 @@ from jax import Array
 
 from jaxllm.config import require
 from jaxllm.data.batches import pad_sequences
+from jaxllm.data.tokenizers import Tokenizer
 from jaxllm.models.gpt import GPT, GPTCache, check_tokens, init_cache
 
 # Padding slots are masked out of attention, so their id never matters; 0 is in every vocabulary
@@ -323,14 +324,6 @@ def generate(model: GPT, params: Any, prompts: Sequence[Sequence[int]] | np.ndar
         model, params, tokens, mask, jax.random.key(0) if key is None else key,
         np.int32(-1 if stop_token is None else stop_token), np.int32(pad_id),
         max_new_tokens=int(max_new_tokens), sampling=sampling, return_logits=return_logits)
-
-
-class Tokenizer(Protocol):
-    """What :func:`generate_text` needs of a tokenizer."""
-
-    def encode(self, text: str) -> np.ndarray: ...
-
-    def decode(self, ids: Any) -> str: ...
 
 
 def generate_long(model: GPT, params: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,

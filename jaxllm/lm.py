@@ -202,12 +202,12 @@ def load_data(config: DataConfig) -> tuple[list[str], list[str], list[str]]:
     return split_corpus(docs, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=0)
 
 
-def _eval_fn(eval_step, tokens: np.ndarray, config: LMConfig):
-    cap = config.eval_batches or None
+def _eval_fn(eval_step, tokens: np.ndarray, *, batch_size: int, seq_len: int, max_batches: int | None):
+    """``params -> {"loss", "ppl", ...}`` over (at most ``max_batches`` batches of) ``tokens``."""
 
     def run(params: Any) -> dict[str, float]:
         metrics = evaluate(eval_step, params, eval_batches(
-            tokens, batch_size=config.batch_size, seq_len=config.model.block_size, max_batches=cap))
+            tokens, batch_size=batch_size, seq_len=seq_len, max_batches=max_batches))
         return metrics | {"ppl": perplexity(metrics["loss"])}
 
     return run
@@ -267,8 +267,9 @@ def train_lm(config: LMConfig) -> LMRun:
         train_step = jit_train_step(make_train_step(
             language_model_loss(model, label_smoothing=config.label_smoothing), optimizer))
         eval_step = jax.jit(make_eval_step(language_model_loss(model)))
-        val_fn = _eval_fn(eval_step, val_tokens, config)
         seq_len = config.model.block_size
+        val_fn = _eval_fn(eval_step, val_tokens, batch_size=config.batch_size, seq_len=seq_len,
+                          max_batches=config.eval_batches or None)
 
         def batch_fn(step: int) -> dict:
             return lm_batch(train_tokens, seed=config.seed, step=step, batch_size=config.batch_size,
@@ -290,7 +291,8 @@ def train_lm(config: LMConfig) -> LMRun:
     state = result.state
 
     after = val_fn(state.params)
-    test = _eval_fn(eval_step, test_tokens, dataclasses.replace(config, eval_batches=0))(state.params)
+    test = _eval_fn(eval_step, test_tokens, batch_size=config.batch_size, seq_len=seq_len,
+                    max_batches=None)(state.params)  # the whole test split
     print(f"[{config.name}] step {int(state.step)}: val loss {after['loss']:.4f}, perplexity "
           f"{after['ppl']:.2f}; test loss {test['loss']:.4f}, perplexity {test['ppl']:.2f} "
           f"({result.stop_reason})")
