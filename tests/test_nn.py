@@ -5,10 +5,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jaxllm.nn.attention import _query_block_bounds, dot_product_attention
 from jaxllm.nn.dense import Dense
+from jaxllm.nn.masks import causal_mask, combine_masks, padding_mask
 
 
 @settings(max_examples=6, deadline=None)
@@ -30,3 +33,53 @@ def test_flattened_dense_equals_flax_dense(batch, seq, features, bias):
     ref_grads = jax.grad(loss(ref), argnums=(0, 1))(params, x)
     chex.assert_trees_all_close(ours_grads, ref_grads, atol=1e-5, rtol=1e-5)
     assert np.asarray(ours.apply({"params": params}, x)).shape == (batch, seq, features)
+
+
+def _dense_causal_reference(q, k, v, mask):
+    """Straightforward attention: the full score matrix with the causal mask applied."""
+    return dot_product_attention(q, k, v, combine_masks(causal_mask(q.shape[1]), mask))
+
+
+@pytest.mark.parametrize("seq", [64, 127, 128, 200, 259])
+def test_blocked_causal_attention_equals_masked_full_attention(seq):
+    """Skipping the blocks above the diagonal changes nothing on real (non-padding) queries,
+    for values and for gradients, including lengths that do not split evenly."""
+    batch, heads, dim = 2, 2, 8
+    q, k, v = (jax.random.normal(jax.random.key(i), (batch, seq, heads, dim)) for i in range(3))
+    lengths = jnp.array([seq, seq // 2 + 1])
+    valid = jnp.arange(seq)[None, :] < lengths[:, None]  # right padding on the second row
+    mask = padding_mask(valid)
+    bounds = _query_block_bounds(seq)
+    assert bounds[0] == 0 and bounds[-1] == seq and len(bounds) - 1 == min(4, max(1, seq // 64))
+
+    ours = jax.jit(lambda q, k, v: dot_product_attention(q, k, v, mask, causal=True))(q, k, v)
+    ref = _dense_causal_reference(q, k, v, mask)
+    chex.assert_shape(ours, (batch, seq, heads, dim))
+    keep = valid[:, :, None, None]
+    chex.assert_trees_all_close(jnp.where(keep, ours, 0), jnp.where(keep, ref, 0), atol=1e-5, rtol=1e-5)
+
+    def loss(attend):
+        return lambda q, k, v: jnp.sum(jnp.where(keep, jnp.sin(attend(q, k, v)), 0.0))
+
+    ours_grads = jax.grad(loss(lambda q, k, v: dot_product_attention(q, k, v, mask, causal=True)),
+                          argnums=(0, 1, 2))(q, k, v)
+    ref_grads = jax.grad(loss(lambda q, k, v: _dense_causal_reference(q, k, v, mask)),
+                         argnums=(0, 1, 2))(q, k, v)
+    chex.assert_trees_all_close(ours_grads, ref_grads, atol=1e-5, rtol=1e-5)
+    assert bool(jnp.all(jnp.isfinite(ours)))  # padding queries get finite (meaningless) values
+
+
+def test_causal_attention_future_keys_never_matter():
+    """Changing keys and values after position t leaves every output up to t unchanged."""
+    seq, t = 192, 70
+    q, k, v = (jax.random.normal(jax.random.key(i), (1, seq, 2, 8)) for i in range(3))
+    k2 = k.at[:, t + 1:].set(jax.random.normal(jax.random.key(7), (1, seq - t - 1, 2, 8)))
+    v2 = v.at[:, t + 1:].multiply(-3.0)
+    attend = jax.jit(lambda q, k, v: dot_product_attention(q, k, v, causal=True))
+    chex.assert_trees_all_close(attend(q, k, v)[:, :t + 1], attend(q, k2, v2)[:, :t + 1])
+
+
+def test_causal_attention_rejects_unequal_lengths():
+    q = jnp.zeros((1, 4, 1, 2))
+    with pytest.raises(ValueError, match="as many queries as keys"):
+        dot_product_attention(q, jnp.zeros((1, 6, 1, 2)), jnp.zeros((1, 6, 1, 2)), causal=True)

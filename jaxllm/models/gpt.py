@@ -163,10 +163,9 @@ class GPT(nn.Module):
         if positions is None:
             positions = jnp.broadcast_to(start + jnp.arange(seq), (batch, seq))
 
-        if cache is None:
+        if cache is None:  # attention applies the causal mask itself (see `causal=` below)
             key_valid = padding_mask
-            mask = combine_masks(causal_mask(seq),
-                                 None if key_valid is None else key_padding_mask(key_valid))
+            mask = None if key_valid is None else key_padding_mask(key_valid)
         else:
             new_valid = jnp.ones((batch, seq), bool) if padding_mask is None else padding_mask.astype(bool)
             key_valid = jax.lax.dynamic_update_slice(cache.key_mask, new_valid, (0, start))
@@ -188,7 +187,7 @@ class GPT(nn.Module):
                 rotary=cfg.positions == "rotary",
                 out_init_std=0.02 / (2 * cfg.n_layer) ** 0.5,  # GPT-2's scaled residual init
                 dtype=dtype, name=f"h_{i}",
-            )(x, mask=mask, positions=positions,
+            )(x, mask=mask, causal=cache is None, positions=positions,
               cache=None if cache is None else cache.layers[i], cache_index=start,
               deterministic=not train)
             new_layers.append(layer_cache)

@@ -6,6 +6,7 @@ self-attention with padding masks (BERT) and cross-attention (encoder-decoder).
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import flax.linen as nn
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxllm.nn.dense import Dense
+from jaxllm.nn.masks import causal_mask
 from jaxllm.nn.positions import apply_rotary
 
 
@@ -41,20 +43,61 @@ class KVCache:
         return cls(keys=jnp.zeros(shape, dtype), values=jnp.zeros(shape, dtype))
 
 
+# Causal attention is computed in at most this many query blocks of at least MIN_QUERY_BLOCK
+# queries each; block i attends to keys 0 .. end of block i only, so the score blocks above the
+# diagonal are never computed (37.5% of the work with four blocks). Measured on a 2-core CPU,
+# four blocks of 64 cut the GPT training step by ~10% at context 256; smaller blocks make the
+# batched matmuls too small to pay.
+MAX_QUERY_BLOCKS = 4
+MIN_QUERY_BLOCK = 64
+
+
 def dot_product_attention(q: Array, k: Array, v: Array, mask: Array | None = None, *,
-                          dropout_rate: float = 0.0, dropout_rng: Array | None = None,
-                          deterministic: bool = True) -> Array:
+                          causal: bool = False, dropout_rate: float = 0.0,
+                          dropout_rng: Array | None = None, deterministic: bool = True) -> Array:
     """softmax(q kᵀ / sqrt(d) + mask) v, the softmax in float32.
 
     Args:
       q: float[batch, q_len, heads, head_dim]
       k, v: float[batch, k_len, heads, head_dim]
       mask: bool, broadcastable to [batch, heads, q_len, k_len]; ``False`` blocks a key.
-        A query whose every key is blocked (a padding row) gets uniform weights, never NaN.
+        A query whose every key is blocked (a padding row) gets uniform weights over the keys
+        it was compared with, never NaN; its output is meaningless and must be masked out.
+      causal: also block every key after its query (needs ``q_len == k_len``); long sequences
+        then skip the score blocks above the diagonal instead of computing and masking them.
 
     Returns:
       float[batch, q_len, heads, head_dim]
     """
+    q_len, k_len = q.shape[1], k.shape[1]
+    if not causal:
+        return _attention(q, k, v, mask, dropout_rate, dropout_rng, deterministic)
+    if q_len != k_len:
+        raise ValueError(f"causal attention needs as many queries as keys, got {q_len} and "
+                         f"{k_len}; pass an explicit mask (e.g. causal_mask(q_len, k_len, offset))")
+    if mask is not None:
+        mask = jnp.broadcast_to(mask, (*mask.shape[:-2], q_len, k_len))
+    bounds = _query_block_bounds(q_len)
+    outputs = []
+    for i, (start, end) in enumerate(itertools.pairwise(bounds)):
+        block_mask = causal_mask(end - start, end, offset=start)  # keys 0 .. end-1
+        if mask is not None:
+            block_mask = jnp.logical_and(block_mask, mask[..., start:end, :end])
+        rng = None if dropout_rng is None else jax.random.fold_in(dropout_rng, i)
+        outputs.append(_attention(q[:, start:end], k[:, :end], v[:, :end], block_mask,
+                                  dropout_rate, rng, deterministic))
+    return outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=1)
+
+
+def _query_block_bounds(length: int) -> list[int]:
+    """Block edges ``[0, ..., length]`` splitting ``length`` queries for causal attention."""
+    blocks = max(1, min(MAX_QUERY_BLOCKS, length // MIN_QUERY_BLOCK))
+    return [length * i // blocks for i in range(blocks + 1)]
+
+
+def _attention(q: Array, k: Array, v: Array, mask: Array | None, dropout_rate: float,
+               dropout_rng: Array | None, deterministic: bool) -> Array:
+    """Dense attention over every (query, key) pair; shapes as in :func:`dot_product_attention`."""
     scale = 1.0 / jnp.sqrt(q.shape[-1]).astype(jnp.float32)
     scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
     if mask is not None:
@@ -91,7 +134,8 @@ class MultiHeadAttention(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, context: Array | None = None, *, mask: Array | None = None,
-                 positions: Array | None = None, cache: KVCache | None = None,
+                 causal: bool = False, positions: Array | None = None,
+                 cache: KVCache | None = None,
                  cache_index: Array | int = 0,
                  deterministic: bool = True) -> tuple[Array, KVCache | None]:
         """Attend from ``x`` to itself (or to ``context``).
@@ -104,6 +148,8 @@ class MultiHeadAttention(nn.Module):
           positions: int[batch, q_len] absolute positions of ``x`` (needed with ``rotary``).
           cache: keys/values of earlier tokens; the new ones are written at
             ``cache_index .. cache_index + q_len`` and attention runs over the whole cache.
+          causal: each query also attends only to keys at or before it (self-attention without
+            a cache; see :func:`dot_product_attention`).
           deterministic: no dropout when ``True``.
 
         Returns:
@@ -145,7 +191,7 @@ class MultiHeadAttention(nn.Module):
         dropout_rng = None
         if not deterministic and self.dropout_rate > 0.0:
             dropout_rng = self.make_rng("dropout")
-        y = dot_product_attention(q, k, v, mask, dropout_rate=self.dropout_rate,
+        y = dot_product_attention(q, k, v, mask, causal=causal, dropout_rate=self.dropout_rate,
                                   dropout_rng=dropout_rng, deterministic=deterministic)
         y = y.reshape(batch, q_len, width)  # re-assemble heads side by side
         y = dense(width, "c_proj", self.out_init_std)(y)

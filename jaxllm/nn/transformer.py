@@ -38,19 +38,24 @@ class TransformerBlock(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: Array, *, mask: Array | None = None, positions: Array | None = None,
+    def __call__(self, x: Array, *, mask: Array | None = None, causal: bool = False,
+                 positions: Array | None = None,
                  context: Array | None = None, context_mask: Array | None = None,
                  cache: KVCache | None = None, cache_index: Array | int = 0,
                  deterministic: bool = True) -> tuple[Array, KVCache | None]:
-        """x: float[batch, seq, width] -> (float[batch, seq, width], updated cache)."""
+        """x: float[batch, seq, width] -> (float[batch, seq, width], updated cache).
+
+        ``mask`` (bool, broadcastable to [batch, heads, seq, keys]) and ``causal`` apply to the
+        self-attention, ``context_mask`` to the cross-attention.
+        """
         attn = lambda name: MultiHeadAttention(  # noqa: E731
             self.num_heads, dropout_rate=self.dropout_rate, use_bias=self.use_bias,
             rotary=self.rotary and name == "attn", out_init_std=self.out_init_std,
             dtype=self.dtype, name=name)
         norm = lambda name: layer_norm(use_bias=self.use_bias, dtype=self.dtype, name=name)  # noqa: E731
 
-        h, cache = attn("attn")(norm("ln_1")(x), mask=mask, positions=positions, cache=cache,
-                                cache_index=cache_index, deterministic=deterministic)
+        h, cache = attn("attn")(norm("ln_1")(x), mask=mask, causal=causal, positions=positions,
+                                cache=cache, cache_index=cache_index, deterministic=deterministic)
         x = x + h
         if self.cross_attention:
             if context is None:
