@@ -8,28 +8,91 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
+from jax import Array
 
+from jaxllm.config import require
 from jaxllm.losses import LossFn
 from jaxllm.train.state import TrainState
 
 TrainStep = Callable[[TrainState, dict], tuple[TrainState, dict]]
 
 
-def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation) -> TrainStep:
+def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
+                    microbatches: int = 1, axis_name: str | None = None) -> TrainStep:
     """``step(state, batch) -> (state, metrics)``: one gradient update, pure and jit-able.
 
-    Metrics are the loss function's plus ``grad_norm`` (before clipping).
+    The gradient is that of the mean loss over every token of the batch, however the batch is
+    split: into ``microbatches`` equal parts run one after another inside the step (gradient
+    accumulation with ``lax.scan``, for batches too large for memory), and across the devices
+    of ``axis_name`` when the step runs under ``jax.pmap``/``shard_map`` (each device passes its
+    shard). Each part's gradient and metrics are weighted by its ``tokens`` metric (1 if the
+    loss function reports none), summed, then divided by the total, so a padded part counts for
+    what it holds and every split gives the update of the whole batch.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch, key) -> (loss, metrics)``, the mean over its batch.
+      optimizer: the optax transformation applied to the averaged gradient.
+      microbatches: equal parts the batch (every leaf's leading axis) is split into.
+      axis_name: the named device axis to sum gradients over, or ``None`` on one device.
+
+    Metrics are the loss function's (token-weighted means; ``tokens`` is the total) plus
+    ``grad_norm`` (before clipping). Randomness (dropout) is drawn from
+    ``fold_in(rng, step)``, then folded with the device index and the micro-batch index.
     """
+    require(microbatches >= 1, f"microbatches must be >= 1, got {microbatches}")
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key)
+        if axis_name is not None:
+            key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+        grads, sums, weight = _weighted_gradient_sums(loss_fn, state.params, batch, key, microbatches)
+        if axis_name is not None:
+            grads, sums, weight = jax.lax.psum((grads, sums, weight), axis_name)
+        grads = jax.tree.map(lambda g: g / weight, grads)
+        metrics = {name: total / weight for name, total in sums.items()}
+        if "tokens" in sums:
+            metrics["tokens"] = weight
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
+        metrics["grad_norm"] = optax.tree.norm(grads)
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     return step
+
+
+def _weighted_gradient_sums(loss_fn: LossFn, params: Any, batch: dict, key: Array,
+                            microbatches: int) -> tuple[Any, dict, Array]:
+    """``(sum_i w_i·grad_i, {name: sum_i w_i·metric_i}, sum_i w_i)`` over the micro-batches of
+    ``batch``, with ``w_i`` the ``tokens`` metric of micro-batch ``i`` (1 if absent)."""
+
+    def weighted(batch: dict, key: Array) -> tuple[Any, dict, Array]:
+        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key)
+        weight = jnp.asarray(metrics.get("tokens", 1.0), jnp.float32)
+        sums = {name: weight * value for name, value in metrics.items() if name != "tokens"}
+        if "tokens" in metrics:
+            sums["tokens"] = weight
+        return jax.tree.map(lambda g: weight * g, grads), sums, weight
+
+    if microbatches == 1:
+        return weighted(batch, key)
+    parts = jax.tree.map(lambda x: _split_leading(x, microbatches), batch)
+
+    def accumulate(carry, part):
+        index, part = part
+        out = weighted(part, jax.random.fold_in(key, index))
+        return jax.tree.map(jnp.add, carry, out), None
+
+    zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(weighted, jax.tree.map(lambda x: x[0], parts), key))
+    total, _ = jax.lax.scan(accumulate, zeros, (jnp.arange(microbatches), parts))
+    return total
+
+
+def _split_leading(x: Array, parts: int) -> Array:
+    """[n, ...] -> [parts, n / parts, ...]."""
+    if x.shape[0] % parts:
+        raise ValueError(f"a batch of {x.shape[0]} rows cannot be split into {parts} equal "
+                         "micro-batches; choose a batch size divisible by the number of micro-batches")
+    return x.reshape(parts, x.shape[0] // parts, *x.shape[1:])
 
 
 def make_eval_step(loss_fn: LossFn) -> Callable[[Any, dict], dict]:
