@@ -4,6 +4,12 @@
     python experiments/train_lm.py --name demo --steps 600
     python experiments/train_lm.py --data.corpus shakespeare --data.tokenizer bpe --model.n-layer 6
     python experiments/train_lm.py --name demo --steps 1200 --resume      # continue a run
+    python experiments/train_lm.py --parallel.mode mesh --parallel.fsdp 2  # shard over devices
+
+Across processes (here two on one machine, each with its own --parallel.process-id):
+
+    python experiments/train_lm.py --parallel.mode mesh --parallel.coordinator 127.0.0.1:12345 \
+        --parallel.num-processes 2 --parallel.process-id 0
 
 Writes runs/<name>/: config.json, tokenizer.json, metrics.jsonl, loss.png, tensorboard/,
 checkpoints/, sample.txt, summary.json.
@@ -13,22 +19,26 @@ from __future__ import annotations
 
 import sys
 
+import jax
 import tyro
 
 from jaxllm.config import ConfigError
 from jaxllm.lm import LMConfig, train_lm
+from jaxllm.train import DistributedInitError
 
 
 def main(argv: list[str] | None = None) -> int:
     config = tyro.cli(LMConfig, args=argv, description=__doc__)
     try:
         run = train_lm(config)
-    except (ConfigError, FileExistsError, FileNotFoundError) as e:
+    except (ConfigError, DistributedInitError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"\n--- sample ({run.config.sample_tokens} tokens, temperature {run.config.temperature}) ---")
-    print((run.config.sample_prompt or "") + run.sample)
-    print(f"--- run folder: {run.run_dir} ---")
+    if jax.process_index() == 0:  # in a multi-process run, process 0 speaks for all
+        if run.sample:
+            print(f"\n--- sample ({run.config.sample_tokens} tokens, temperature {run.config.temperature}) ---")
+            print((run.config.sample_prompt or "") + run.sample)
+        print(f"--- run folder: {run.run_dir} ---")
     return 0
 
 

@@ -9,6 +9,7 @@ A run folder ``<out_dir>/<name>/`` holds ``config.json`` (the resolved config),
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -44,12 +45,11 @@ from jaxllm.train import (
     create_train_state,
     evaluate,
     fit,
-    jit_train_step,
     make_eval_step,
-    make_train_step,
     perplexity,
     read_metrics,
 )
+from jaxllm.train.parallel import ParallelConfig, setup_parallel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +98,7 @@ class LMConfig:
       resume: continue the run in ``out_dir/name`` from its newest checkpoint.
       progress: show progress bars.
       data, model, optimizer: the nested configs (``model.vocab_size`` comes from the tokenizer).
+      parallel: devices, processes and gradient accumulation (a resumed run may change them).
     """
 
     name: str = "gpt"
@@ -122,6 +123,7 @@ class LMConfig:
     model: GPTConfig = GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
     optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-3, warmup_steps=40,
                                                  decay_steps=-1, weight_decay=0.1)
+    parallel: ParallelConfig = ParallelConfig()
 
     def __post_init__(self):
         require(self.steps >= 0 and self.batch_size > 0, "steps must be >= 0 and batch_size > 0")
@@ -136,7 +138,8 @@ class LMConfig:
 
 # Settings a resumed run may change; anything else must match the saved config.
 RESUMABLE_KEYS = {"steps", "resume", "progress", "sample_tokens", "sample_prompt", "temperature",
-                  "top_k", "eval_every", "log_every", "checkpoint_every", "patience", "out_dir"}
+                  "top_k", "eval_every", "log_every", "checkpoint_every", "patience", "out_dir",
+                  "parallel"}
 
 
 @dataclasses.dataclass
@@ -172,8 +175,9 @@ def resolve_resumed_config(config: LMConfig) -> LMConfig:
     saved = load_config(LMConfig, saved_path)
     given, stored = _flat(config_to_dict(config)), _flat(config_to_dict(saved))
     auto = {"model.vocab_size": 0, "optimizer.decay_steps": -1}  # resolved when the run started
-    diffs = {k: (stored[k], given[k]) for k in stored
-             if k not in RESUMABLE_KEYS and stored[k] != given[k] and given[k] != auto.get(k)}
+    diffs = {k: (stored[k], given.get(k)) for k in stored
+             if k.split(".")[0] not in RESUMABLE_KEYS and stored[k] != given.get(k)
+             and given.get(k) != auto.get(k)}
     if diffs:
         listing = ", ".join(f"{k}: saved {a!r} vs given {b!r}" for k, (a, b) in sorted(diffs.items()))
         raise ConfigError(f"--resume with settings that differ from the run in {config.run_dir} "
@@ -242,7 +246,14 @@ def resolve_config(config: LMConfig, tokenizer: Tokenizer) -> LMConfig:
 
 
 def train_lm(config: LMConfig) -> LMRun:
-    """Run the whole recipe; see the module docstring for what lands in the run folder."""
+    """Run the whole recipe; see the module docstring for what lands in the run folder.
+
+    With ``config.parallel`` naming several processes, every process runs this function with
+    its own ``process_id``; each feeds its own rows of every batch, and process 0 writes the
+    run folder's files (checkpoints are written by all together).
+    """
+    layout = setup_parallel(config.parallel)  # before any JAX work: may join other processes
+    primary = jax.process_index() == 0
     config = prepare_run_dir(config)
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -252,7 +263,7 @@ def train_lm(config: LMConfig) -> LMRun:
     with Checkpointer(run_dir / "checkpoints", max_to_keep=config.keep_checkpoints) as checkpointer:
         tokenizer = _tokenizer_for_run(config, splits, checkpointer)
         config = resolve_config(config, tokenizer)
-        if not config.resume:
+        if not config.resume and primary:
             tokenizer.save(run_dir / "tokenizer.json")
             save_config(config, run_dir / "config.json")
         train_tokens, val_tokens, test_tokens = (encode_corpus(tokenizer, docs) for docs in splits)
@@ -261,11 +272,11 @@ def train_lm(config: LMConfig) -> LMRun:
         optimizer = make_optimizer(config.optimizer)
         key_params, key_train = jax.random.split(jax.random.key(config.seed))
         state = create_train_state(init_params(config.model, key_params), optimizer, key_train)
-        if config.resume:
-            state, _ = checkpointer.restore(state)
+        state = layout.restore(checkpointer, state) if config.resume else layout.place_state(state)
 
-        train_step = jit_train_step(make_train_step(
-            language_model_loss(model, label_smoothing=config.label_smoothing), optimizer))
+        train_step = layout.train_step(
+            language_model_loss(model, label_smoothing=config.label_smoothing), optimizer,
+            microbatches=config.parallel.microbatches)
         eval_step = jax.jit(make_eval_step(language_model_loss(model)))
         seq_len = config.model.block_size
         val_fn = _eval_fn(eval_step, val_tokens, batch_size=config.batch_size, seq_len=seq_len,
@@ -273,41 +284,46 @@ def train_lm(config: LMConfig) -> LMRun:
 
         def batch_fn(step: int) -> dict:
             return lm_batch(train_tokens, seed=config.seed, step=step, batch_size=config.batch_size,
-                            seq_len=seq_len)
+                            seq_len=seq_len, process_index=jax.process_index(),
+                            process_count=jax.process_count())
 
-        before = val_fn(state.params)
-        print(f"[{config.name}] {tokenizer.kind} tokenizer, vocab {tokenizer.vocab_size}; tokens "
-              f"train/val/test {len(train_tokens):,}/{len(val_tokens):,}/{len(test_tokens):,}; "
-              f"step {int(state.step)}: val loss {before['loss']:.4f}, perplexity {before['ppl']:.2f}")
+        before = val_fn(layout.plain_state(state).params)
+        say = print if primary else (lambda *_: None)
+        say(f"[{config.name}] {tokenizer.kind} tokenizer, vocab {tokenizer.vocab_size}; tokens "
+            f"train/val/test {len(train_tokens):,}/{len(val_tokens):,}/{len(test_tokens):,}; "
+            f"{layout.describe()}; step {int(layout.plain_state(state).step)}: val loss "
+            f"{before['loss']:.4f}, perplexity {before['ppl']:.2f}")
         loop = LoopConfig(num_steps=config.steps, log_every=config.log_every, eval_every=config.eval_every,
                           checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
                           patience=config.patience, progress=config.progress)
         metadata = {"tokenizer_fingerprint": tokenizer.fingerprint(), "tokenizer_kind": tokenizer.kind,
                     "vocab_size": tokenizer.vocab_size}
-        with MetricsWriter(run_dir) as writer:
+        with MetricsWriter(run_dir) if primary else contextlib.nullcontext() as writer:
             result = fit(state, train_step, batch_fn, loop, eval_fn=val_fn, writer=writer,
                          checkpointer=checkpointer, checkpoint_metadata=metadata,
-                         learning_rate_fn=learning_rate_schedule(config.optimizer))
+                         learning_rate_fn=learning_rate_schedule(config.optimizer),
+                         plain_state=layout.plain_state)
     state = result.state
 
     after = val_fn(state.params)
     test = _eval_fn(eval_step, test_tokens, batch_size=config.batch_size, seq_len=seq_len,
                     max_batches=None)(state.params)  # the whole test split
-    print(f"[{config.name}] step {int(state.step)}: val loss {after['loss']:.4f}, perplexity "
-          f"{after['ppl']:.2f}; test loss {test['loss']:.4f}, perplexity {test['ppl']:.2f} "
-          f"({result.stop_reason})")
-    plot_loss(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png",
-              title=f"{config.name}: GPT on {config.data.corpus}")
-
+    say(f"[{config.name}] step {int(state.step)}: val loss {after['loss']:.4f}, perplexity "
+        f"{after['ppl']:.2f}; test loss {test['loss']:.4f}, perplexity {test['ppl']:.2f} "
+        f"({result.stop_reason})")
+    params = layout.host_copy(state.params)  # collective when parameters span processes
     sample = ""
-    if config.sample_tokens:
-        prompt = config.sample_prompt or "\n"
-        sample = generate_text(model, state.params, tokenizer, [prompt], max_new_tokens=config.sample_tokens,
-                               key=jax.random.key(config.seed), temperature=config.temperature,
-                               top_k=config.top_k or None)[0]
-        (run_dir / "sample.txt").write_text(prompt + sample)
-    summary = {"step": int(state.step), "before": before, "after": after, "test": test,
-               "stop_reason": result.stop_reason, "best_val_loss": result.best_val_loss}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if primary:
+        plot_loss(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png",
+                  title=f"{config.name}: GPT on {config.data.corpus}")
+        if config.sample_tokens:
+            prompt = config.sample_prompt or "\n"
+            sample = generate_text(model, params, tokenizer, [prompt], max_new_tokens=config.sample_tokens,
+                                   key=jax.random.key(config.seed), temperature=config.temperature,
+                                   top_k=config.top_k or None)[0]
+            (run_dir / "sample.txt").write_text(prompt + sample)
+        summary = {"step": int(state.step), "before": before, "after": after, "test": test,
+                   "stop_reason": result.stop_reason, "best_val_loss": result.best_val_loss}
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return LMRun(config=config, tokenizer=tokenizer, model=model, state=state, fit=result, before=before,
                  after=after, test=test, sample=sample, run_dir=run_dir)

@@ -11,7 +11,7 @@ from jaxllm.data import EmptyCorpusError, train_tokenizer
 from jaxllm.lm import DataConfig, LMConfig, train_lm
 from jaxllm.models import GPTConfig
 from jaxllm.optim import OptimizerConfig
-from jaxllm.train import CheckpointError, read_metrics
+from jaxllm.train import CheckpointError, ParallelConfig, read_metrics
 
 TINY = GPTConfig(block_size=32, n_layer=1, n_head=2, n_embd=32, dropout=0.1)
 
@@ -48,6 +48,19 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     records = lambda run: read_metrics(run.run_dir / "metrics.jsonl")  # noqa: E731
     assert [r["step"] for r in records(resumed)] == [r["step"] for r in records(full)]
     assert [r["loss"] for r in records(resumed)] == pytest.approx([r["loss"] for r in records(full)], rel=1e-6)
+
+
+def test_run_resumed_under_another_layout_equals_uninterrupted_run(tmp_path):
+    """Half the steps on a 4 × 2 mesh, the rest data-parallel with gradient accumulation: the
+    same parameters as one device all along (no dropout, whose masks differ per device)."""
+    model = dataclasses.replace(TINY, dropout=0.0)
+    full = train_lm(tiny_config(tmp_path, name="full", steps=8, model=model))
+    mesh = ParallelConfig(mode="mesh", data=4, fsdp=2)
+    pmap = ParallelConfig(mode="pmap", devices=4, microbatches=2)
+    train_lm(tiny_config(tmp_path, name="split", steps=4, model=model, parallel=mesh))
+    resumed = train_lm(tiny_config(tmp_path, name="split", steps=8, model=model, resume=True, parallel=pmap))
+    chex.assert_trees_all_close(resumed.state.params, full.state.params, atol=1e-5, rtol=1e-5)
+    assert resumed.after["loss"] == pytest.approx(full.after["loss"], abs=1e-5)
 
 
 def test_existing_run_is_never_overwritten(tmp_path):

@@ -3,11 +3,20 @@
 from jaxllm.train.checkpoint import Checkpointer, CheckpointError
 from jaxllm.train.logging import MetricsWriter, read_metrics
 from jaxllm.train.loop import FitResult, LoopConfig, NonFiniteLossError, fit
+from jaxllm.train.parallel import (
+    DistributedInitError,
+    Layout,
+    ParallelConfig,
+    initialize_distributed,
+    make_layout,
+    setup_parallel,
+)
 from jaxllm.train.state import TrainState, create_train_state
 from jaxllm.train.step import evaluate, jit_train_step, make_eval_step, make_train_step, perplexity
 
 __all__ = [
-    "CheckpointError", "Checkpointer", "FitResult", "LoopConfig", "MetricsWriter",
-    "NonFiniteLossError", "TrainState", "create_train_state", "evaluate", "fit", "jit_train_step",
-    "make_eval_step", "make_train_step", "perplexity", "read_metrics",
+    "CheckpointError", "Checkpointer", "DistributedInitError", "FitResult", "Layout", "LoopConfig",
+    "MetricsWriter", "NonFiniteLossError", "ParallelConfig", "TrainState", "create_train_state",
+    "evaluate", "fit", "initialize_distributed", "jit_train_step", "make_eval_step", "make_layout",
+    "make_train_step", "perplexity", "read_metrics", "setup_parallel",
 ]

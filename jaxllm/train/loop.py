@@ -90,7 +90,8 @@ def fit(state: TrainState, train_step: Callable[[TrainState, dict], tuple[TrainS
         eval_fn: Callable[[Any], dict[str, float]] | None = None,
         writer: MetricsWriter | None = None, checkpointer: Checkpointer | None = None,
         checkpoint_metadata: dict | None = None,
-        learning_rate_fn: Callable[[int], float] | None = None) -> FitResult:
+        learning_rate_fn: Callable[[int], float] | None = None,
+        plain_state: Callable[[TrainState], TrainState] | None = None) -> FitResult:
     """Train ``state`` from its current step to ``config.num_steps``.
 
     Args:
@@ -104,12 +105,20 @@ def fit(state: TrainState, train_step: Callable[[TrainState, dict], tuple[TrainS
       writer: where metrics go (JSON lines, TensorBoard).
       checkpointer: saves the state (with ``checkpoint_metadata`` and the latest ``val_loss``).
       learning_rate_fn: schedule, to log the learning rate.
+      plain_state: maps the state ``train_step`` works on to one logical copy for evaluation,
+        checkpoints and the result (a parallel layout's ``plain_state``; default: itself).
+
+    In a multi-process run every process calls ``fit`` (evaluation and checkpoints are
+    collective); only process 0 writes metrics and shows progress.
 
     Raises:
       NonFiniteLossError: a loss or gradient norm became NaN/inf; nothing after the last finite
         step is checkpointed, so the newest checkpoint on disk is a good one.
     """
-    start = int(state.step)
+    plain = plain_state or (lambda s: s)
+    primary = jax.process_index() == 0
+    writer = writer if primary else None
+    start = int(plain(state).step)
     history: list[dict] = []
     best_val, best_step, evals_since_best = None, None, 0
     stop_reason = "completed"
@@ -118,7 +127,7 @@ def fit(state: TrainState, train_step: Callable[[TrainState, dict], tuple[TrainS
     pending: list[dict] = []
     interval_start, interval_tokens = time.perf_counter(), 0.0
 
-    bar = tqdm(total=config.num_steps, initial=start, disable=not config.progress,
+    bar = tqdm(total=config.num_steps, initial=start, disable=not (config.progress and primary),
                desc="train", unit="step", dynamic_ncols=True)
     try:
         for s in range(start, config.num_steps):
@@ -146,7 +155,7 @@ def fit(state: TrainState, train_step: Callable[[TrainState, dict], tuple[TrainS
             pending = []
 
             if do_eval:
-                val = eval_fn(state.params)
+                val = eval_fn(plain(state).params)
                 record |= {f"val_{k}": float(v) for k, v in val.items() if k != "tokens"}
                 val_loss = record["val_loss"]
                 if best_val is None or val_loss < best_val - config.min_delta:
@@ -160,7 +169,7 @@ def fit(state: TrainState, train_step: Callable[[TrainState, dict], tuple[TrainS
                 meta = dict(checkpoint_metadata or {})
                 if "val_loss" in record:
                     meta["val_loss"] = record["val_loss"]
-                checkpointer.save(step, state, meta)
+                checkpointer.save(step, plain(state), meta)
                 last_good = step
             bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "val_loss", "tokens_per_s")
                              if k in record})
@@ -172,13 +181,14 @@ def fit(state: TrainState, train_step: Callable[[TrainState, dict], tuple[TrainS
                 break
     except KeyboardInterrupt:
         # Stopping by hand keeps the work done so far: save the last completed step, then stop.
-        if checkpointer is not None and _alive(state) and int(state.step) != last_good:
+        if checkpointer is not None and _alive(state) and int(plain(state).step) != last_good:
             fetched = jax.device_get(pending)
-            _check_finite(fetched, int(state.step) - len(fetched) + 1, last_good, where)
-            checkpointer.save(int(state.step), state, checkpoint_metadata)
-            bar.write(f"interrupted: saved step {int(state.step)} in {where}; resume to continue")
+            done = int(plain(state).step)
+            _check_finite(fetched, done - len(fetched) + 1, last_good, where)
+            checkpointer.save(done, plain(state), checkpoint_metadata)
+            bar.write(f"interrupted: saved step {done} in {where}; resume to continue")
         raise
     finally:
         bar.close()
-    return FitResult(state=state, history=history, best_val_loss=best_val, best_step=best_step,
+    return FitResult(state=plain(state), history=history, best_val_loss=best_val, best_step=best_step,
                      stop_reason=stop_reason)

@@ -27,11 +27,13 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxllm.config import require
 from jaxllm.losses import LossFn
+from jaxllm.train.checkpoint import Checkpointer
 from jaxllm.train.state import TrainState
 from jaxllm.train.step import TrainStep, make_train_step
 
@@ -196,6 +198,17 @@ class Layout:
         """The state as one logical copy, for checkpoints and evaluation."""
         return state
 
+    def restore(self, checkpointer: Checkpointer, fresh: TrainState) -> TrainState:
+        """The newest checkpoint, placed for this layout (``fresh`` gives shapes and dtypes)."""
+        state, _ = checkpointer.restore(self.place_state(fresh))
+        return state
+
+    def host_copy(self, tree: Any) -> Any:
+        """NumPy copies of a tree of (possibly sharded, multi-process) arrays, on every process."""
+        if all(getattr(x, "is_fully_addressable", True) for x in jax.tree.leaves(tree)):
+            return jax.device_get(tree)
+        return multihost_utils.process_allgather(tree, tiled=True)
+
     def check_batch(self, batch: dict) -> None:
         rows = {np.shape(x)[0] for x in jax.tree.leaves(batch)}
         require(len(rows) == 1, f"every array of a batch needs the same number of rows, got {sorted(rows)}")
@@ -243,6 +256,10 @@ class PmapLayout(Layout):
 
     def plain_state(self, state: TrainState) -> TrainState:
         return jax.tree.map(lambda x: x[0], state)
+
+    def restore(self, checkpointer: Checkpointer, fresh: TrainState) -> TrainState:
+        state, _ = checkpointer.restore(fresh)
+        return self.place_state(state)
 
     def describe(self) -> str:
         return f"pmap over {self.num_devices} {self.devices[0].platform} devices"
