@@ -240,3 +240,35 @@ def test_a_coordinator_that_never_answers_times_out_with_a_message(tmp_path):
     code, out = results[0]
     assert code != 0
     assert f"{DistributedInitError.__name__}" in out and "could not join the run" in out, out[-3000:]
+
+
+@pytest.mark.parametrize("layout_name", ["pmap-8", "mesh-2x4-accumulate-2"])
+def test_bfloat16_compute_composes_with_every_layout(layout_name):
+    """float32 parameters, bf16 matmuls, float32 loss: the layouts agree with one device to
+    bf16 rounding (they sum the same products in another order)."""
+    config = GPTConfig(**{**GPT_CONFIG.__dict__, "dtype": "bfloat16"})
+    loss_fn, _, batches = gpt_problem()
+    loss_fn = language_model_loss(GPT(config))
+    params = init_params(config, jax.random.key(0))
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
+    ref, ref_losses = train((loss_fn, params, batches), ParallelConfig())
+    state, losses = train((loss_fn, params, batches), LAYOUTS[layout_name])
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state.params))
+    np.testing.assert_allclose(losses, ref_losses, atol=1e-2)
+    # Adam turns tiny gradient differences into full-size steps on a few weights, so compare
+    # the whole update: it must point the same way and have the same size.
+    moved = lambda p: np.concatenate([(a - b).ravel() for a, b in  # noqa: E731
+                                      zip(jax.tree.leaves(p), jax.tree.leaves(params), strict=True)])
+    ours, theirs = moved(state.params), moved(ref.params)
+    assert np.linalg.norm(ours - theirs) < 0.05 * np.linalg.norm(theirs)
+
+
+@pytest.mark.parametrize("layout_name", ["pmap-8", "mesh-4x2", "accumulate-4"])
+def test_training_never_deletes_the_callers_arrays(layout_name):
+    """The step donates its state; placing copies first keeps the arrays the user passed in."""
+    loss_fn, params, batches = gpt_problem()
+    state = create_train_state(params, OPTIMIZER, jax.random.key(1))
+    layout = make_layout(LAYOUTS[layout_name])
+    placed = layout.place_state(state)
+    layout.train_step(loss_fn, OPTIMIZER, microbatches=LAYOUTS[layout_name].microbatches)(placed, batches[0])
+    assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(state))

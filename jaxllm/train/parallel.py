@@ -300,7 +300,9 @@ class MeshLayout(Layout):
     def place_state(self, state: TrainState) -> TrainState:
         shardings = self.state_sharding(state)
         if jax.process_count() == 1:
-            return jax.device_put(state, shardings, may_alias=False)
+            # Through jit: its outputs are always new buffers, so donating them later never
+            # deletes the caller's arrays (device_put may alias a replicated leaf's shard).
+            return jax.jit(lambda s: s, out_shardings=shardings)(state)
         # Every process holds the same full values (same seed); each keeps its own shards.
         return jax.tree.map(lambda x, s: jax.make_array_from_callback(np.shape(x), s, lambda i, x=x: np.asarray(x)[i]),
                             state, shardings)
