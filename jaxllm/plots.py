@@ -33,3 +33,34 @@ def plot_loss(history: list[dict], path: str | Path, *, title: str = "training")
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_scaling(results: list[dict], path: str | Path, *, title: str = "data-parallel training",
+                 note: str = "") -> Path:
+    """Step time and tokens/s against the number of devices, one line per parallel mode.
+
+    Args:
+      results: records with ``mode``, ``devices``, ``ms_per_step`` and ``tokens_per_s``.
+      note: a line printed under the title (e.g. what the hardware was).
+    """
+    path = Path(path)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    counts = sorted({r["devices"] for r in results})
+    for mode in dict.fromkeys(r["mode"] for r in results):
+        rows = sorted((r for r in results if r["mode"] == mode), key=lambda r: r["devices"])
+        devices = [r["devices"] for r in rows]
+        style = dict(marker="o" if len(rows) > 1 else "s", ms=5 if len(rows) > 1 else 9, label=mode)
+        axes[0].plot(devices, [r["ms_per_step"] for r in rows], **style)
+        axes[1].plot(devices, [r["tokens_per_s"] for r in rows], **style)
+    for ax, label in zip(axes, ("ms per step", "tokens / s"), strict=True):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(counts, [str(c) for c in counts])
+        ax.set_xlabel("devices")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

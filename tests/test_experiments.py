@@ -48,3 +48,18 @@ def test_train_lm_end_to_end_from_the_command_line(tmp_path, capsys):
                                          "--no-progress", "--model.block-size", "32"])
     assert code == 2 and "--resume" in capsys.readouterr().err
     sys.modules.pop("train_lm", None)
+
+
+def test_data_parallel_experiment_runs_every_layout_and_checks_agreement(tmp_path, capsys):
+    import json
+
+    code = load_script("data_parallel").main(
+        ["--devices", "4", "--fsdp", "2", "--steps", "2", "--warmup", "0", "--batch-size", "8",
+         "--out-dir", str(tmp_path), "--name", "dp"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    records = [json.loads(line) for line in (tmp_path / "dp" / "results.jsonl").read_text().splitlines()]
+    assert [(r["mode"], r["devices"]) for r in records] == [("none", 1), ("pmap", 4), ("mesh", 4)]
+    assert all(r["max_loss_diff"] < 1e-4 and r["tokens_per_s"] > 0 for r in records)
+    assert "mesh data 2 × fsdp 2 over 4 cpu devices" in out and "losses agree" in out
+    assert (tmp_path / "dp" / "scaling.png").stat().st_size > 10_000

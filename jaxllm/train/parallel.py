@@ -262,7 +262,7 @@ class PmapLayout(Layout):
         return self.place_state(state)
 
     def describe(self) -> str:
-        return f"pmap over {self.num_devices} {self.devices[0].platform} devices"
+        return f"pmap over {_devices(self.devices)}"
 
 
 class MeshLayout(Layout):
@@ -316,7 +316,12 @@ class MeshLayout(Layout):
     def describe(self) -> str:
         shape = " × ".join(f"{name} {size}" for name, size in self.mesh.shape.items())
         procs = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
-        return f"mesh {shape} over {self.num_devices} {self.devices[0].platform} devices{procs}"
+        return f"mesh {shape} over {_devices(self.devices)}{procs}"
+
+
+def _devices(devices: list) -> str:
+    """"4 cpu devices", "1 gpu device"."""
+    return f"{len(devices)} {devices[0].platform} device{'s' if len(devices) > 1 else ''}"
 
 
 def make_mesh(devices: list, *, data: int = -1, fsdp: int = 1) -> Mesh:

@@ -1,0 +1,178 @@
+"""Train one GPT under every parallel layout and device count; check they agree; plot scaling.
+
+    python experiments/data_parallel.py                       # 8 simulated CPU devices
+    python experiments/data_parallel.py --model gpt2 --dtype bfloat16 --batch-size 32 \\
+        --devices 1 --modes none pmap mesh                    # one GPU: overhead of each path
+    python experiments/data_parallel.py --modes mesh --fsdp 2 --coordinator 127.0.0.1:12345 \\
+        --num-processes 2 --process-id 0                      # one of two processes
+
+Each (mode, devices) run starts from the same weights and trains ``--steps`` steps on the same
+global batches of the bundled corpus (``none`` always on one device, ``pmap`` over the first N
+devices, ``mesh`` as an N/fsdp × fsdp mesh). Every run's losses must match the single-device
+run's (to 1e-4 in float32, 2e-2 in bfloat16), or the script exits with status 1. Writes
+``results.jsonl`` and ``scaling.png`` (ms/step and tokens/s against devices) to
+``runs/<name>/`` and prints a Markdown table with MFU against the matmul peak measured here
+(per device on accelerators; on a CPU, the one peak its simulated devices share).
+
+On a CPU the "devices" are XLA host devices that share the same cores
+(``--host-devices``, default 8): more of them cannot add compute, so the figures show each
+layout's overhead (and, for small models, how well several programs keep the cores busy);
+on a multi-GPU or TPU host the same script measures real scaling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modes", nargs="+", default=["none", "pmap", "mesh"], choices=["none", "pmap", "mesh"])
+    parser.add_argument("--devices", nargs="+", type=int, default=[1, 2, 4, 8],
+                        help="device counts to run pmap and mesh on")
+    parser.add_argument("--fsdp", type=int, default=1, help="mesh parameter axis (capped at the device count)")
+    parser.add_argument("--microbatches", type=int, default=1)
+    parser.add_argument("--model", default="tiny", choices=["tiny", "small", "gpt2"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--batch-size", type=int, default=16, help="global batch, sequences")
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per run")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the compiling one")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="data-parallel")
+    parser.add_argument("--out-dir", default="runs")
+    parser.add_argument("--host-devices", type=int, default=8,
+                        help="XLA host devices to simulate when running on a CPU")
+    parser.add_argument("--coordinator", default="", help="host:port of process 0 (multi-process runs)")
+    parser.add_argument("--num-processes", type=int, default=1)
+    parser.add_argument("--process-id", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Before JAX starts: on a CPU, split it into --host-devices devices.
+    if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   f" --xla_force_host_platform_device_count={args.host_devices}").strip()
+
+    import jax
+    import numpy as np
+
+    from jaxllm.bench import gpt_flops_per_token, measure_matmul_peak, mfu
+    from jaxllm.data import encode_corpus, lm_batch, load_corpus, train_tokenizer
+    from jaxllm.losses import language_model_loss
+    from jaxllm.models.gpt import GPT, GPTConfig, count_params, init_params
+    from jaxllm.optim import OptimizerConfig, make_optimizer
+    from jaxllm.plots import plot_scaling
+    from jaxllm.train import ParallelConfig, create_train_state, make_layout, setup_parallel
+
+    multiprocess = args.num_processes > 1
+    if multiprocess:
+        setup_parallel(ParallelConfig(mode="mesh", coordinator=args.coordinator,
+                                      num_processes=args.num_processes, process_id=args.process_id))
+        if set(args.modes) - {"mesh"}:
+            print("several processes: running the mesh layout only (pmap and none use one process)")
+        args.modes = ["mesh"]
+    primary = jax.process_index() == 0
+    say = print if primary else (lambda *_: None)
+
+    text = "\n".join(load_corpus("pydoc"))
+    tokenizer = train_tokenizer("char", [text])
+    tokens = encode_corpus(tokenizer, [text])
+    shapes = {"tiny": dict(n_layer=2, n_head=4, n_embd=128, block_size=128),
+              "small": dict(n_layer=4, n_head=4, n_embd=256, block_size=128),
+              "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024)}
+    model_config = GPTConfig(vocab_size=50257 if args.model == "gpt2" else tokenizer.vocab_size,
+                             dropout=0.0, bias=False, dtype=args.dtype, **shapes[args.model])
+    if args.model == "gpt2":  # GPT-2's vocabulary: token ids drawn from the character stream
+        tokens = tokens.astype(np.int64) * 397 % model_config.vocab_size
+    loss_fn = language_model_loss(GPT(model_config))
+    optimizer = make_optimizer(OptimizerConfig(learning_rate=1e-3, weight_decay=0.1, grad_clip=1.0))
+    params = init_params(model_config, jax.random.key(args.seed))
+    n_params = count_params(params)
+    flops_per_token = gpt_flops_per_token(model_config, n_params)
+    peak = measure_matmul_peak(args.dtype)  # one device's
+    steps = 1 + args.warmup + args.steps
+    tokens_per_step = args.batch_size * model_config.block_size
+
+    def batch(step: int) -> dict:
+        return lm_batch(tokens, seed=args.seed, step=step, batch_size=args.batch_size,
+                        seq_len=model_config.block_size, process_index=jax.process_index(),
+                        process_count=jax.process_count())
+
+    runs = [("none", 1)] if "none" in args.modes else []
+    runs += [(mode, n) for mode in ("pmap", "mesh") if mode in args.modes for n in args.devices]
+    available = jax.device_count() if multiprocess else jax.local_device_count()
+    results, reference = [], None
+
+    def chips(devices: int) -> int:
+        """Separate matmul units behind ``devices``: simulated CPU devices share one machine."""
+        return 1 if jax.devices()[0].platform == "cpu" else devices
+
+    say(f"GPT {args.model}: {n_params:,} parameters, {args.dtype}, global batch {args.batch_size} × "
+        f"{model_config.block_size} tokens; {available} {jax.devices()[0].platform} devices; "
+        f"matmul peak {peak / 1e9:,.0f} GFLOP/s per device")
+    for mode, n in runs:
+        if n > available:
+            say(f"skip {mode} on {n} devices: only {available} exist")
+            continue
+        config = ParallelConfig(mode=mode, devices=0 if multiprocess else n, fsdp=min(args.fsdp, n),
+                                microbatches=args.microbatches)
+        layout = make_layout(config)
+        state = layout.place_state(create_train_state(params, optimizer, jax.random.key(args.seed + 1)))
+        step_fn = layout.train_step(loss_fn, optimizer, microbatches=args.microbatches)
+        losses, seconds = [], []
+        for s in range(steps):
+            start = time.perf_counter()
+            state, metrics = step_fn(state, batch(s))
+            losses.append(float(metrics["loss"]))  # waits for the step
+            seconds.append(time.perf_counter() - start)
+        timed = np.median(seconds[1 + args.warmup:])
+        record = {"mode": mode, "devices": layout.num_devices, "layout": layout.describe(),
+                  "compile_s": seconds[0], "ms_per_step": 1e3 * timed,
+                  "tokens_per_s": tokens_per_step / timed,
+                  "mfu": mfu(flops_per_token, tokens_per_step / timed, peak * chips(layout.num_devices)),
+                  "losses": losses}
+        reference = reference or losses
+        record["max_loss_diff"] = float(np.max(np.abs(np.subtract(losses, reference))))
+        results.append(record)
+        say(f"{record['layout']:>42}: {record['ms_per_step']:8.1f} ms/step {record['tokens_per_s']:10,.0f} "
+            f"tokens/s  MFU {100 * record['mfu']:5.1f}%  compile {record['compile_s']:.1f} s  "
+            f"loss {losses[-1]:.4f} (max diff {record['max_loss_diff']:.1e})")
+
+    tolerance = 1e-4 if args.dtype == "float32" else 2e-2
+    agree = all(r["max_loss_diff"] <= tolerance for r in results)
+    if primary:
+        report(args, results, agree, tolerance, jax.devices()[0].platform, plot_scaling)
+    return 0 if agree else 1
+
+
+def report(args, results: list[dict], agree: bool, tolerance: float, platform: str, plot_scaling) -> None:
+    """The Markdown table on stdout; results.jsonl and scaling.png in the run folder."""
+    import json
+    from pathlib import Path
+
+    run_dir = Path(args.out_dir) / args.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "results.jsonl", "w") as f:
+        for r in results:
+            f.write(json.dumps(r) + "\n")
+    note = ("CPU: the simulated devices share this machine's cores; no real speed-up is possible"
+            if platform == "cpu" else f"{platform}")
+    plot_scaling(results, run_dir / "scaling.png",
+                 title=f"GPT {args.model}, {args.dtype}, global batch {args.batch_size}", note=note)
+    print("\n| layout | ms/step | tokens/s | MFU | compile | max loss diff vs 1 device |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['layout']} | {r['ms_per_step']:,.1f} | {r['tokens_per_s']:,.0f} | "
+              f"{100 * r['mfu']:.1f}% | {r['compile_s']:.1f} s | {r['max_loss_diff']:.1e} |")
+    verdict = "agree" if agree else "DISAGREE"
+    print(f"\nlosses {verdict} with the single-device run (tolerance {tolerance:g}); "
+          f"{note}. Written: {run_dir / 'results.jsonl'}, {run_dir / 'scaling.png'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
