@@ -15,6 +15,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -36,8 +37,8 @@ from jaxllm.train.parallel import (
 )
 
 WORKER = Path(__file__).with_name("multiprocess_worker.py")
-OPTIMIZER = make_optimizer(OptimizerConfig(learning_rate=3e-3, weight_decay=0.1, grad_clip=1.0))
-GPT_CONFIG = GPTConfig(vocab_size=32, block_size=16, n_layer=2, n_head=2, n_embd=32)
+OPTIMIZER = make_optimizer(OptimizerConfig(learning_rate=1e-3, weight_decay=0.1, grad_clip=1.0))
+GPT_CONFIG = GPTConfig(vocab_size=32, block_size=16, n_layer=2, n_head=2, n_embd=64)
 STEPS = 3
 
 LAYOUTS = {
@@ -106,24 +107,40 @@ def test_layout_equals_single_device_on_full_batch(problem_name, layout_name):
 
 
 def test_accumulation_weights_micro_batches_by_their_tokens():
-    """Micro-batches holding different numbers of real tokens give the full batch's update."""
+    """Micro-batches holding different numbers of real tokens give the full batch's update.
+    Plain SGD, whose update is linear in the gradient, so only the weighting can differ."""
     loss_fn, params, batches = gpt_problem()
     mask = np.ones((16, 16), np.float32)
     mask[:4, 5:] = 0  # the first micro-batch (rows 0-3) is mostly padding
     mask[9, :] = 0
     padded = [dict(b, mask=mask) for b in batches]
-    ref, _ = train((loss_fn, params, padded), ParallelConfig())
-    acc, _ = train((loss_fn, params, padded), ParallelConfig(microbatches=4))
-    chex.assert_trees_all_close(acc.params, ref.params, atol=1e-5, rtol=1e-5)
+    sgd = optax.sgd(0.5)
+
+    def run(config):
+        layout = make_layout(config)
+        state = layout.place_state(create_train_state(params, sgd, jax.random.key(1)))
+        step = layout.train_step(loss_fn, sgd, microbatches=config.microbatches)
+        for batch in padded:
+            state, metrics = step(state, batch)
+        return jax.device_get(layout.plain_state(state)), metrics
+
+    (ref, ref_metrics), (acc, acc_metrics) = run(ParallelConfig()), run(ParallelConfig(microbatches=4))
+    chex.assert_trees_all_close(acc.params, ref.params, atol=1e-6, rtol=1e-5)
+    assert float(acc_metrics["tokens"]) == float(ref_metrics["tokens"]) == mask.sum()
+    assert float(acc_metrics["loss"]) == pytest.approx(float(ref_metrics["loss"]), abs=1e-6)
 
 
 def test_mesh_shards_weights_along_fsdp_and_replicates_scalars():
     layout = make_layout(ParallelConfig(mode="mesh", data=4, fsdp=2))
     state = layout.place_state(create_train_state(init_params(GPT_CONFIG, jax.random.key(0)),
                                                   OPTIMIZER, jax.random.key(1)))
-    kernel = state.params["h_0"]["mlp"]["c_fc"]["kernel"]  # (32, 128): split along the 128
+    kernel = state.params["h_0"]["mlp"]["c_fc"]["kernel"]  # (64, 256): split along the 256
     assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, FSDP_AXIS)
-    assert kernel.addressable_shards[0].data.shape == (32, 64)
+    assert kernel.addressable_shards[0].data.shape == (64, 128)
+    proj = state.params["h_0"]["attn"]["c_proj"]["kernel"]  # (64, 64): the first axis on ties
+    assert proj.sharding.spec == jax.sharding.PartitionSpec(FSDP_AXIS, None)
+    mu = state.opt_state[1][0].mu["h_0"]["mlp"]["c_fc"]["kernel"]  # Adam's moments follow
+    assert mu.sharding.spec == kernel.sharding.spec
     assert state.step.sharding.is_fully_replicated
     counts = [leaf for leaf in jax.tree.leaves(state.opt_state) if leaf.ndim == 0]
     assert counts and all(c.sharding.is_fully_replicated for c in counts)

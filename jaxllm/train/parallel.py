@@ -8,9 +8,10 @@ same numbers (up to float rounding):
 - ``"pmap"``: the state is replicated on every local device, each global batch is split over
   them, and gradients are summed with ``lax.psum`` over the ``"data"`` axis inside the step.
 - ``"mesh"``: ``jax.jit`` over a ``Mesh`` with a ``"data"`` and an ``"fsdp"`` axis. The batch is
-  split over every device; parameters and optimiser state are split along ``"fsdp"``
-  (FSDP/ZeRO-3 style: XLA gathers each weight for its matmul and reduce-scatters its gradient)
-  and replicated along ``"data"``. With several processes each one feeds only its own rows.
+  split over every device; parameters and optimiser state are stored split along ``"fsdp"``
+  and replicated along ``"data"`` (FSDP/ZeRO style): the step all-gathers the weights for the
+  forward and backward pass and reduce-scatters the gradients, so the optimiser updates only
+  its own shard. With several processes each one feeds only its own rows.
 
 A layout places the state and the batches, compiles the step, and gives back a plain state for
 checkpoints and evaluation. Checkpoints hold global arrays, so one written under any layout
@@ -286,11 +287,18 @@ class MeshLayout(Layout):
     def train_step(self, loss_fn: LossFn, optimizer, *, microbatches: int = 1) -> TrainStep:
         compiled: dict[str, Any] = {}
 
+        def gathered_loss(params: Any, batch: dict, key: Any):
+            # Each sharded weight is gathered whole for the forward and backward pass, and its
+            # gradient reduce-scattered back to the shards (the transpose of the gather). Left
+            # to itself, the partitioner instead reshards activations to match the weights.
+            params = jax.lax.with_sharding_constraint(params, jax.tree.map(lambda _: self.replicated, params))
+            return loss_fn(params, batch, key)
+
         def run(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
             if "step" not in compiled:  # shardings follow the state's structure
                 shardings = self.state_sharding(state)
                 compiled["step"] = jax.jit(
-                    make_train_step(loss_fn, optimizer, microbatches=microbatches),
+                    make_train_step(gathered_loss, optimizer, microbatches=microbatches),
                     in_shardings=(shardings, self.batch_sharding),
                     out_shardings=(shardings, self.replicated), donate_argnums=0)
             return compiled["step"](state, self.place_batch(batch))
