@@ -160,7 +160,7 @@ def report(args, results: list[dict], agree: bool, tolerance: float, platform: s
     with open(run_dir / "results.jsonl", "w") as f:
         for r in results:
             f.write(json.dumps(r) + "\n")
-    note = ("CPU: the simulated devices share this machine's cores; no real speed-up is possible"
+    note = ("CPU: the simulated devices share this machine's cores, so more of them add no compute"
             if platform == "cpu" else f"{platform}")
     plot_scaling(results, run_dir / "scaling.png",
                  title=f"GPT {args.model}, {args.dtype}, global batch {args.batch_size}", note=note)
