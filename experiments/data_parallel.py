@@ -8,8 +8,9 @@
 
 Each (mode, devices) run starts from the same weights and trains ``--steps`` steps on the same
 global batches of the bundled corpus (``none`` always on one device, ``pmap`` over the first N
-devices, ``mesh`` as an N/fsdp × fsdp mesh). Every run's losses must match the single-device
-run's (to 1e-4 in float32, 2e-2 in bfloat16), or the script exits with status 1. Writes
+devices, ``mesh`` as an N/fsdp × fsdp mesh). Every run's losses must match the first run's
+(the single-device one when ``none`` runs) to 1e-4 in float32, 2e-2 in bfloat16, or the script
+exits with status 1. Writes
 ``results.jsonl`` and ``scaling.png`` (ms/step and tokens/s against devices) to
 ``runs/<name>/`` and prints a Markdown table with MFU against the matmul peak measured here
 (per device on accelerators; on a CPU, the one peak its simulated devices share).
@@ -164,13 +165,13 @@ def report(args, results: list[dict], agree: bool, tolerance: float, platform: s
             if platform == "cpu" else f"{platform}")
     plot_scaling(results, run_dir / "scaling.png",
                  title=f"GPT {args.model}, {args.dtype}, global batch {args.batch_size}", note=note)
-    print("\n| layout | ms/step | tokens/s | MFU | compile | max loss diff vs 1 device |")
+    print("\n| layout | ms/step | tokens/s | MFU | compile | max loss diff vs first row |")
     print("|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['layout']} | {r['ms_per_step']:,.1f} | {r['tokens_per_s']:,.0f} | "
               f"{100 * r['mfu']:.1f}% | {r['compile_s']:.1f} s | {r['max_loss_diff']:.1e} |")
     verdict = "agree" if agree else "DISAGREE"
-    print(f"\nlosses {verdict} with the single-device run (tolerance {tolerance:g}); "
+    print(f"\nlosses {verdict} with the first run's (tolerance {tolerance:g}); "
           f"{note}. Written: {run_dir / 'results.jsonl'}, {run_dir / 'scaling.png'}")
 
 
