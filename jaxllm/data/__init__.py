@@ -7,6 +7,10 @@ Typical use::
     tokenizer = train_tokenizer("bpe", train, vocab_size=1024)
     stream = encode_corpus(tokenizer, train)
     batch = lm_batch(stream, seed=0, step=0, batch_size=32, seq_len=128)
+
+Labelled texts for classification::
+
+    train, val, test = stratified_split(load_sentiment("movie-reviews"), seed=0)
 """
 
 from jaxllm.data.batches import encode_corpus, eval_batches, lm_batch, pad_sequences
@@ -19,6 +23,17 @@ from jaxllm.data.corpora import (
     load_shakespeare,
     load_text,
     strip_gutenberg_boilerplate,
+)
+from jaxllm.data.labelled import (
+    NAMED_SENTIMENT_SETS,
+    LabelledTexts,
+    load_sentiment,
+    read_label_folders,
+    read_labelled_csv,
+    read_labelled_jsonl,
+    read_sst2_tsv,
+    sentiment_data_dir,
+    stratified_split,
 )
 from jaxllm.data.splits import split_corpus
 from jaxllm.data.tokenizers import (
@@ -40,7 +55,9 @@ __all__ = [
     "DOCUMENT_SEPARATOR",
     "EOS_TOKEN",
     "EmptyCorpusError",
+    "LabelledTexts",
     "NAMED_CORPORA",
+    "NAMED_SENTIMENT_SETS",
     "Tokenizer",
     "check_token_ids",
     "clean_corpus",
@@ -50,12 +67,19 @@ __all__ = [
     "lm_batch",
     "load_corpus",
     "load_default_corpus",
+    "load_sentiment",
     "load_shakespeare",
     "load_text",
     "load_tokenizer",
     "normalize_text",
     "pad_sequences",
+    "read_label_folders",
+    "read_labelled_csv",
+    "read_labelled_jsonl",
+    "read_sst2_tsv",
+    "sentiment_data_dir",
     "split_corpus",
+    "stratified_split",
     "strip_gutenberg_boilerplate",
     "train_tokenizer",
 ]

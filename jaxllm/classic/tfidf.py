@@ -1,0 +1,286 @@
+"""Bag-of-words counts and TF-IDF, with scikit-learn's options and numbers, as sparse matrices
+that JAX multiplies without ever densifying them.
+
+``fit_vectorizer(docs, TfidfConfig(...))`` learns a vocabulary (and inverse document
+frequencies); ``vectorizer.transform(docs)`` turns any documents into a
+``jax.experimental.sparse.BCOO`` matrix ``float32[n_docs, n_terms]``. With the same settings the
+vocabulary and values equal scikit-learn's ``TfidfVectorizer`` (``CountVectorizer`` with
+``use_idf=False, norm=None``) to float32 rounding.
+
+Tokenising is one regular-expression scan per document, as in scikit-learn; everything after
+it is vectorised: terms become ids through one C-level dictionary pass, and the
+(document, term) counts, document frequencies and weights are NumPy array operations, where
+scikit-learn loops over every token in Python.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import re
+from collections.abc import Iterable, Sequence
+from numbers import Integral
+
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import sparse
+
+from jaxllm.config import require
+
+DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+
+
+@dataclasses.dataclass(frozen=True)
+class TfidfConfig:
+    """What counts as a term and how it is weighted (scikit-learn's names and defaults).
+
+    Attributes:
+      lowercase: lower-case documents before tokenising.
+      token_pattern: regular expression of a token (default: two or more word characters).
+      ngram_range: ``(min_n, max_n)``: word n-grams from ``min_n`` to ``max_n`` tokens, joined
+        by a space.
+      stop_words: tokens dropped before n-grams are formed (``None``: none).
+      min_df, max_df: keep terms in at least ``min_df`` and at most ``max_df`` documents; an
+        int is a count, a float in [0, 1] a fraction of the documents.
+      max_features: keep only the most frequent terms (over the whole corpus).
+      binary: a term counts 1 however often it occurs in a document.
+      use_idf: weight by inverse document frequency; ``False`` with ``norm=None`` gives counts.
+      smooth_idf: ``idf = ln((1 + n) / (1 + df)) + 1`` (else ``ln(n / df) + 1``).
+      sublinear_tf: ``tf = 1 + ln(tf)``.
+      norm: ``"l2"``, ``"l1"`` or ``None``: scale each document's row to unit norm.
+    """
+
+    lowercase: bool = True
+    token_pattern: str = DEFAULT_TOKEN_PATTERN
+    ngram_range: tuple[int, int] = (1, 1)
+    stop_words: tuple[str, ...] | None = None
+    min_df: int | float = 1
+    max_df: int | float = 1.0
+    max_features: int | None = None
+    binary: bool = False
+    use_idf: bool = True
+    smooth_idf: bool = True
+    sublinear_tf: bool = False
+    norm: str | None = "l2"
+
+    def __post_init__(self):
+        low, high = self.ngram_range
+        require(1 <= low <= high, f"TfidfConfig.ngram_range must be (min_n, max_n) with 1 <= min_n <= max_n, got {self.ngram_range}")
+        require(self.norm in ("l1", "l2", None), f"TfidfConfig.norm must be 'l1', 'l2' or None, got {self.norm!r}")
+        for name in ("min_df", "max_df"):
+            value = getattr(self, name)
+            if isinstance(value, Integral):
+                require(value >= 0, f"TfidfConfig.{name} as a count must be >= 0, got {value}")
+            else:
+                require(0.0 <= value <= 1.0, f"TfidfConfig.{name} as a fraction must be in [0, 1], got {value}")
+        require(self.max_features is None or self.max_features > 0,
+                f"TfidfConfig.max_features must be positive or None, got {self.max_features}")
+        try:
+            re.compile(self.token_pattern)
+        except re.error as e:
+            raise ValueError(f"TfidfConfig.token_pattern {self.token_pattern!r} is not a valid regular expression: {e}") from e
+
+
+@dataclasses.dataclass(frozen=True)
+class Vectorizer:
+    """A fitted vocabulary: ``transform(docs)`` maps documents to TF-IDF rows.
+
+    Attributes:
+      config: the settings it was fitted with.
+      terms: the vocabulary in column order (sorted, as scikit-learn's ``get_feature_names_out``).
+      idf: float64[n_terms] inverse document frequencies (ones when ``use_idf`` is off).
+    """
+
+    config: TfidfConfig
+    terms: tuple[str, ...]
+    idf: np.ndarray
+
+    @property
+    def num_features(self) -> int:
+        return len(self.terms)
+
+    @property
+    def vocabulary(self) -> dict[str, int]:
+        """``{term: column}``, as scikit-learn's ``vocabulary_``."""
+        return {term: i for i, term in enumerate(self.terms)}
+
+    def transform(self, docs: Sequence[str], *, dtype=jnp.float32) -> sparse.BCOO:
+        """``float32[len(docs), n_terms]`` TF-IDF rows (a document with no known term is a zero row)."""
+        docs = _check_docs(docs)
+        tokens, lengths = _tokens(docs, self.config)
+        ids = np.fromiter(map(self.vocabulary.get, tokens, itertools.repeat(-1)), np.int64, len(tokens))
+        rows = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
+        known = ids >= 0
+        counts = _count_pairs(rows[known], ids[known], len(self.terms))
+        return _weighted(counts, self.idf, self.config, (len(docs), len(self.terms)), dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Counts:
+    """Sparse counts in row-major order: ``counts[k]`` of term ``cols[k]`` in document ``rows[k]``."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    counts: np.ndarray
+
+
+def fit_vectorizer(docs: Sequence[str], config: TfidfConfig = TfidfConfig()) -> Vectorizer:
+    """Learn the vocabulary and document frequencies of ``docs``.
+
+    Raises:
+      ValueError: no documents, a document that is not a string, no token in any document, or
+        no term left after ``min_df``/``max_df`` (each message names the fix).
+    """
+    return _fit(docs, config)[0]
+
+
+def fit_transform(docs: Sequence[str], config: TfidfConfig = TfidfConfig(), *,
+                  dtype=jnp.float32) -> tuple[Vectorizer, sparse.BCOO]:
+    """``fit_vectorizer`` and ``transform`` of the same documents in one pass over them."""
+    vectorizer, counts = _fit(docs, config)
+    return vectorizer, _weighted(counts, vectorizer.idf, config, (len(docs), vectorizer.num_features), dtype)
+
+
+def _fit(docs: Sequence[str], config: TfidfConfig) -> tuple[Vectorizer, _Counts]:
+    docs = _check_docs(docs)
+    n_docs = len(docs)
+    tokens, lengths = _tokens(docs, config)
+    if not tokens:
+        raise ValueError(f"empty vocabulary: none of the {n_docs} documents has a token matching "
+                         f"{config.token_pattern!r} (after stop words); check the documents or the "
+                         "token_pattern")
+    # Every distinct term once, in sorted order (scikit-learn's column order), then one C-level
+    # dictionary pass gives each token its column.
+    terms = sorted(dict.fromkeys(tokens))
+    column = {term: i for i, term in enumerate(terms)}
+    ids = np.fromiter(map(column.__getitem__, tokens), np.int64, len(tokens))
+    rows = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+    counts = _count_pairs(rows, ids, len(terms))
+
+    df = np.bincount(counts.cols, minlength=len(terms))
+    # max_features ranks terms by corpus frequency (a binary count: document frequency).
+    total = df if config.binary else np.bincount(ids, minlength=len(terms))
+    keep = _kept_terms(df, total, n_docs, config)
+    new_column = np.cumsum(keep) - 1
+    on = keep[counts.cols]
+    counts = _Counts(counts.rows[on], new_column[counts.cols[on]], counts.counts[on])
+    terms = [t for t, k in zip(terms, keep, strict=True) if k]
+    df = df[keep]
+    if config.use_idf:
+        n, d = (n_docs + 1, df + 1) if config.smooth_idf else (n_docs, df)
+        idf = np.log(n / d) + 1.0
+    else:
+        idf = np.ones(len(terms))
+    return Vectorizer(config=config, terms=tuple(terms), idf=idf), counts
+
+
+def _check_docs(docs: Sequence[str]) -> list[str]:
+    if isinstance(docs, str):
+        raise ValueError("expected a sequence of documents, got one string; wrap it in a list")
+    docs = list(docs)
+    if not docs:
+        raise ValueError("no documents: pass at least one string")
+    bad = next((i for i, d in enumerate(docs) if not isinstance(d, str)), None)
+    if bad is not None:
+        raise ValueError(f"document {bad} is a {type(docs[bad]).__name__}, not a str; decode bytes "
+                         "and drop missing values first")
+    return docs
+
+
+def _tokens(docs: list[str], config: TfidfConfig) -> tuple[list[str], np.ndarray]:
+    """All documents' terms back to back, and how many each document has."""
+    pattern = re.compile(config.token_pattern)
+    low, high = config.ngram_range
+    if (config.token_pattern == DEFAULT_TOKEN_PATTERN and high == 1 and not config.stop_words
+            and not any("\x00" in doc for doc in docs)):
+        return _unigrams_in_one_scan(docs, config.lowercase)
+    stop = frozenset(config.stop_words or ())
+    per_doc = []
+    for doc in docs:
+        words = pattern.findall(doc.lower() if config.lowercase else doc)
+        if stop:
+            words = [w for w in words if w not in stop]
+        per_doc.append(_ngrams(words, low, high) if high > 1 else words)
+    lengths = np.fromiter(map(len, per_doc), np.int64, len(per_doc))
+    return list(itertools.chain.from_iterable(per_doc)), lengths
+
+
+def _unigrams_in_one_scan(docs: list[str], lowercase: bool) -> tuple[list[str], np.ndarray]:
+    """The default pattern's tokens of all documents from one scan of their concatenation.
+
+    Documents are joined by NUL, which the default pattern never matches and which ends a word
+    as the end of a document does, so the tokens are exactly the per-document ones; an
+    alternative in the pattern returns each NUL, marking where a document ends. One
+    ``lower()`` and one ``findall`` over the corpus save the per-document call overhead.
+    """
+    text = "\x00".join(docs) + "\x00"
+    found = _DEFAULT_OR_NUL.findall(text.lower() if lowercase else text)
+    is_token = np.fromiter(map("\x00".__ne__, found), bool, len(found))
+    ends = np.flatnonzero(~is_token)  # one NUL per document
+    lengths = np.diff(ends, prepend=-1) - 1
+    return list(itertools.compress(found, is_token)), lengths
+
+
+_DEFAULT_OR_NUL = re.compile(DEFAULT_TOKEN_PATTERN + "|\x00")
+
+
+def _ngrams(words: list[str], low: int, high: int) -> list[str]:
+    """Word n-grams of every length from ``low`` to ``high``, joined by single spaces."""
+    out = list(words) if low == 1 else []
+    for n in range(max(low, 2), high + 1):
+        out += [" ".join(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return out
+
+
+def _count_pairs(rows: np.ndarray, cols: np.ndarray, num_cols: int) -> _Counts:
+    """How often each (row, col) pair occurs, sorted by row then column."""
+    keys, counts = np.unique(rows * num_cols + cols, return_counts=True)
+    return _Counts(keys // num_cols, keys % num_cols, counts)
+
+
+def _kept_terms(df: np.ndarray, tf: np.ndarray, n_docs: int, config: TfidfConfig) -> np.ndarray:
+    """bool[n_terms]: the terms ``min_df``, ``max_df`` and ``max_features`` keep (scikit-learn's rules)."""
+    high = config.max_df if isinstance(config.max_df, Integral) else config.max_df * n_docs
+    low = config.min_df if isinstance(config.min_df, Integral) else config.min_df * n_docs
+    if high < low:
+        raise ValueError(f"max_df={config.max_df} allows fewer documents ({high:g}) than "
+                         f"min_df={config.min_df} requires ({low:g}); raise max_df or lower min_df")
+    keep = (df <= high) & (df >= low)
+    if config.max_features is not None and keep.sum() > config.max_features:
+        # The same call as scikit-learn, so ties in frequency are broken identically.
+        order = (-tf[keep]).argsort()[:config.max_features]
+        limited = np.zeros_like(keep)
+        limited[np.where(keep)[0][order]] = True
+        keep = limited
+    if not keep.any():
+        raise ValueError(f"empty vocabulary: no term occurs in at least min_df={config.min_df} and at "
+                         f"most max_df={config.max_df} of the {n_docs} documents; lower min_df or "
+                         "raise max_df")
+    return keep
+
+
+def _weighted(counts: _Counts, idf: np.ndarray, config: TfidfConfig, shape: tuple[int, int],
+              dtype) -> sparse.BCOO:
+    """TF-IDF values of ``counts`` (float64 on the host), as a ``BCOO`` of ``dtype``."""
+    tf = np.ones(len(counts.counts)) if config.binary else counts.counts.astype(np.float64)
+    if config.sublinear_tf:
+        tf = 1.0 + np.log(tf)
+    values = tf * idf[counts.cols]
+    if config.norm is not None:
+        per_row = np.abs(values) if config.norm == "l1" else values * values
+        norms = np.bincount(counts.rows, per_row, minlength=shape[0])
+        norms = norms if config.norm == "l1" else np.sqrt(norms)
+        values = values / norms[counts.rows]  # a row with a value has a positive norm
+    indices = np.stack([counts.rows, counts.cols], axis=1).astype(np.int32)
+    return sparse.BCOO((jnp.asarray(values, dtype), jnp.asarray(indices)), shape=shape,
+                       indices_sorted=True, unique_indices=True)
+
+
+def top_terms(vectorizer: Vectorizer, weights: Iterable[float], k: int = 10) -> list[tuple[str, float]]:
+    """The ``k`` terms with the largest ``weights`` (e.g. a linear model's coefficients)."""
+    weights = np.asarray(list(weights), np.float64)
+    require(weights.shape == (vectorizer.num_features,),
+            f"expected {vectorizer.num_features} weights (one per term), got shape {weights.shape}")
+    order = np.argsort(-weights, kind="stable")[:k]
+    return [(vectorizer.terms[i], float(weights[i])) for i in order if math.isfinite(weights[i])]

@@ -1,0 +1,130 @@
+"""Linear models against scikit-learn's on the same objective; sparse == dense; vmap == loop."""
+
+import chex
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.experimental import sparse
+
+from jaxllm.classic import (
+    LinearConfig,
+    decision_function,
+    fit_linear,
+    fit_regularization_path,
+    least_squares,
+    predict,
+    predict_proba,
+)
+from jaxllm.config import ConfigError
+
+linear_model = pytest.importorskip("sklearn.linear_model")
+svm = pytest.importorskip("sklearn.svm")
+
+TIGHT = dict(max_iter=500, tol=1e-6)
+
+
+def classification(n=120, d=6, k=2, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    W = rng.normal(size=(d, k))
+    y = np.argmax(X @ W + 0.8 * rng.normal(size=(n, k)), axis=1) if k > 2 else (X @ W[:, 0] + 0.5 * rng.normal(size=n) > 0).astype(int)
+    return X, y
+
+
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("C", [0.1, 1.0])
+def test_logistic_regression_equals_sklearn(k, C):
+    X, y = classification(k=k)
+    ours = fit_linear(X, y, LinearConfig(loss="logistic", C=C, **TIGHT))
+    ref = linear_model.LogisticRegression(C=C, tol=1e-8, max_iter=1000).fit(X, y)
+    coef = np.asarray(ours.params["kernel"]).T
+    if k == 2:
+        np.testing.assert_allclose(coef, ref.coef_, atol=2e-3, rtol=2e-3)
+        np.testing.assert_allclose(ours.params["bias"], ref.intercept_, atol=2e-3)
+    else:  # softmax scores are defined up to a constant per example: compare centred
+        np.testing.assert_allclose(coef - coef.mean(0), ref.coef_ - ref.coef_.mean(0), atol=2e-3, rtol=2e-3)
+    np.testing.assert_allclose(predict_proba(ours, X), ref.predict_proba(X), atol=1e-3)
+    np.testing.assert_array_equal(predict(ours, X), ref.predict(X))
+
+
+def test_squared_hinge_svm_equals_linear_svc():
+    """liblinear penalises the intercept, so compare without one."""
+    X, y = classification(seed=1)
+    ours = fit_linear(X, y, LinearConfig(loss="squared_hinge", C=0.5, fit_intercept=False, **TIGHT))
+    ref = svm.LinearSVC(C=0.5, fit_intercept=False, tol=1e-8, max_iter=100_000).fit(X, y)
+    np.testing.assert_allclose(np.asarray(ours.params["kernel"])[:, 0], ref.coef_[0], atol=2e-3, rtol=2e-3)
+    np.testing.assert_array_equal(predict(ours, X), ref.predict(X))
+
+
+def test_one_vs_rest_svm_on_three_classes_matches_linear_svc_predictions():
+    X, y = classification(k=3, seed=2)
+    ours = fit_linear(X, y, LinearConfig(loss="squared_hinge", C=1.0, fit_intercept=False, **TIGHT))
+    ref = svm.LinearSVC(C=1.0, fit_intercept=False, tol=1e-8, max_iter=100_000).fit(X, y)
+    np.testing.assert_allclose(np.asarray(ours.params["kernel"]).T, ref.coef_, atol=5e-3, rtol=5e-3)
+    assert np.mean(np.asarray(predict(ours, X)) == ref.predict(X)) >= 0.99
+
+
+def test_hinge_loss_with_adam_separates_separable_data():
+    X, y = classification(seed=3)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    model = fit_linear(X, y, LinearConfig(loss="hinge", C=100.0, max_iter=400, learning_rate=0.05))
+    assert model.config.chosen_solver == "adam"
+    assert np.mean(np.asarray(predict(model, X)) == y) >= 0.98
+
+
+@pytest.mark.parametrize("l2", [0.0, 3.0])
+def test_least_squares_equals_sklearn_and_gradient_descent(l2):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(80, 5)).astype(np.float32)
+    y = (X @ rng.normal(size=5) + 0.3 + 0.1 * rng.normal(size=80)).astype(np.float32)
+    ours = least_squares(X, y, l2=l2)
+    ref = (linear_model.Ridge(alpha=l2) if l2 else linear_model.LinearRegression()).fit(X, y)
+    np.testing.assert_allclose(np.asarray(ours.params["kernel"])[:, 0], ref.coef_, atol=1e-4)
+    np.testing.assert_allclose(ours.params["bias"], [ref.intercept_], atol=1e-4)
+    # The same problem by L-BFGS on the squared loss: ½Σ(z-y)² + ½‖w‖²/C, i.e. Ridge(alpha=1/C).
+    C = 1.0 / l2 if l2 else 1e6
+    gd = fit_linear(X, y, LinearConfig(loss="squared", C=C, **TIGHT))
+    np.testing.assert_allclose(decision_function(gd, X), ref.predict(X), atol=2e-3)
+
+
+def test_sparse_features_give_the_dense_fit():
+    X, y = classification(n=60, d=10, k=3, seed=5)
+    X[np.abs(X) < 0.8] = 0.0  # mostly zeros
+    dense = fit_linear(jnp.asarray(X), y, LinearConfig(**TIGHT))
+    sparse_fit = fit_linear(sparse.BCOO.fromdense(jnp.asarray(X)), y, LinearConfig(**TIGHT))
+    chex.assert_trees_all_close(sparse_fit.params, dense.params, atol=1e-4, rtol=1e-4)
+
+
+def test_regularization_path_in_one_call_equals_separate_fits():
+    X, y = classification(seed=6)
+    Cs = [0.01, 0.1, 1.0, 10.0]
+    path = fit_regularization_path(X, y, Cs, LinearConfig(**TIGHT))
+    for C, model in zip(Cs, path, strict=True):
+        alone = fit_linear(X, y, LinearConfig(C=C, **TIGHT))
+        assert model.config.C == pytest.approx(C)
+        chex.assert_trees_all_close(model.params, alone.params, atol=1e-4, rtol=1e-4)
+    norms = [float(jnp.linalg.norm(m.params["kernel"])) for m in path]
+    assert norms == sorted(norms)  # less regularisation, larger weights
+
+
+def test_bad_input_names_the_problem():
+    X, y = classification()
+    with pytest.raises(ConfigError, match="labels with one class"):
+        fit_linear(X, np.zeros(len(X), int))
+    with pytest.raises(ConfigError, match="one target per row"):
+        fit_linear(X, y[:-1])
+    with pytest.raises(ConfigError, match="labels must lie in 0..1"):
+        fit_linear(X, y + 1, num_classes=2)
+    with pytest.raises(ConfigError, match="must be integers"):
+        fit_linear(X, y.astype(float))
+    bad = X.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        fit_linear(bad, y)
+    model = fit_linear(X, y)
+    with pytest.raises(ValueError, match="fitted on 6 features, these have 5"):
+        predict(model, X[:, :5])
+    with pytest.raises(ConfigError, match="L-BFGS needs a smooth loss"):
+        LinearConfig(loss="hinge", solver="lbfgs")
+    with pytest.raises(ConfigError, match="predict_proba needs a logistic model"):
+        predict_proba(fit_linear(X, y, LinearConfig(loss="squared_hinge")), X)
