@@ -5,7 +5,7 @@
     model = jl.models.GPT(jl.models.GPTConfig(vocab_size=100))
 """
 
-from jaxllm import config, data, generate, losses, models, nn, optim, plots, train
+from jaxllm import classic, config, data, generate, losses, metrics, models, nn, optim, plots, train
 from jaxllm.generate import generate_text
 from jaxllm.lm import DataConfig, LMConfig, LMRun, train_lm
 from jaxllm.models import GPT, GPTConfig
@@ -14,7 +14,7 @@ from jaxllm.optim import OptimizerConfig, make_optimizer
 __version__ = "0.1.0"
 
 __all__ = [
-    "GPT", "DataConfig", "GPTConfig", "LMConfig", "LMRun", "OptimizerConfig", "config", "data",
-    "generate", "generate_text", "losses", "make_optimizer", "models", "nn", "optim", "plots",
-    "train", "train_lm",
+    "GPT", "DataConfig", "GPTConfig", "LMConfig", "LMRun", "OptimizerConfig", "classic", "config",
+    "data", "generate", "generate_text", "losses", "make_optimizer", "metrics", "models", "nn",
+    "optim", "plots", "train", "train_lm",
 ]

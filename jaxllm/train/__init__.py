@@ -1,6 +1,7 @@
 """Training: the state pytree, pure steps, checkpoints, metrics and the ``fit`` loop."""
 
 from jaxllm.train.checkpoint import Checkpointer, CheckpointError
+from jaxllm.train.epochs import EpochsResult, fit_epochs
 from jaxllm.train.logging import MetricsWriter, read_metrics
 from jaxllm.train.loop import FitResult, LoopConfig, NonFiniteLossError, fit
 from jaxllm.train.parallel import (
@@ -15,8 +16,8 @@ from jaxllm.train.state import TrainState, create_train_state
 from jaxllm.train.step import evaluate, jit_train_step, make_eval_step, make_train_step, perplexity
 
 __all__ = [
-    "CheckpointError", "Checkpointer", "DistributedInitError", "FitResult", "Layout", "LoopConfig",
+    "CheckpointError", "Checkpointer", "DistributedInitError", "EpochsResult", "FitResult", "Layout", "LoopConfig",
     "MetricsWriter", "NonFiniteLossError", "ParallelConfig", "TrainState", "create_train_state",
-    "evaluate", "fit", "initialize_distributed", "jit_train_step", "make_eval_step", "make_layout",
+    "evaluate", "fit", "fit_epochs", "initialize_distributed", "jit_train_step", "make_eval_step", "make_layout",
     "make_train_step", "perplexity", "read_metrics", "setup_parallel",
 ]
