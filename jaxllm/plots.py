@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg", force=False)  # files, not windows: scripts run headless
+if "ipykernel" not in sys.modules:  # notebooks keep their inline figures
+    matplotlib.use("Agg", force=False)  # files, not windows: scripts run headless
 import matplotlib.pyplot as plt  # noqa: E402
 
 

@@ -87,3 +87,9 @@ def test_bad_input_names_the_problem():
         fit_vectorizer(DOCS, TfidfConfig(min_df=2, max_df=1))
     with pytest.raises(ValueError, match="not a valid regular expression"):
         TfidfConfig(token_pattern="(")
+
+
+def test_documents_without_a_known_term_are_zero_rows():
+    vectorizer = fit_vectorizer(DOCS)
+    X = vectorizer.transform(["zzz qqq", "", "!!"])
+    assert X.shape == (3, vectorizer.num_features) and X.nse == 0
