@@ -93,3 +93,16 @@ def test_documents_without_a_known_term_are_zero_rows():
     vectorizer = fit_vectorizer(DOCS)
     X = vectorizer.transform(["zzz qqq", "", "!!"])
     assert X.shape == (3, vectorizer.num_features) and X.nse == 0
+
+
+UNICODE = "abcXYZ_09 .,;–“”½²٣éÉßİΣσςñ\u0301\u200b\t\n-'’ǅ"
+
+
+@settings(max_examples=60, deadline=None)
+@given(docs=st.lists(st.text(alphabet=UNICODE, max_size=40), min_size=1, max_size=8))
+def test_default_pattern_fast_path_equals_sklearn_on_unicode(docs):
+    """The default pattern is tokenised without a regular expression; Python's Unicode \\w,
+    lower-casing (dotted İ, final sigma) and word boundaries must come out the same."""
+    docs = docs + ["plain words here"]
+    assert_matches_sklearn(TfidfConfig(), docs, new_docs=docs[::-1])
+    assert_matches_sklearn(TfidfConfig(lowercase=False, norm=None, use_idf=False), docs)

@@ -108,11 +108,8 @@ class Vectorizer:
     def transform(self, docs: Sequence[str], *, dtype=jnp.float32) -> sparse.BCOO:
         """``float32[len(docs), n_terms]`` TF-IDF rows (a document with no known term is a zero row)."""
         docs = _check_docs(docs)
-        tokens, lengths = _tokens(docs, self.config)
-        ids = np.fromiter(map(self.vocabulary.get, tokens, itertools.repeat(-1)), np.int64, len(tokens))
-        rows = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
-        known = ids >= 0
-        counts = _count_pairs(rows[known], ids[known], len(self.terms))
+        _, rows, ids = _scan(docs, self.config, self.vocabulary)
+        counts = _count_pairs(rows, ids, len(self.terms))
         return _weighted(counts, self.idf, self.config, (len(docs), len(self.terms)), dtype)
 
 
@@ -145,17 +142,11 @@ def fit_transform(docs: Sequence[str], config: TfidfConfig = TfidfConfig(), *,
 def _fit(docs: Sequence[str], config: TfidfConfig) -> tuple[Vectorizer, _Counts]:
     docs = _check_docs(docs)
     n_docs = len(docs)
-    tokens, lengths = _tokens(docs, config)
-    if not tokens:
+    terms, rows, ids = _scan(docs, config)
+    if not terms:
         raise ValueError(f"empty vocabulary: none of the {n_docs} documents has a token matching "
                          f"{config.token_pattern!r} (after stop words); check the documents or the "
                          "token_pattern")
-    # Every distinct term once, in sorted order (scikit-learn's column order), then one C-level
-    # dictionary pass gives each token its column.
-    terms = sorted(dict.fromkeys(tokens))
-    column = {term: i for i, term in enumerate(terms)}
-    ids = np.fromiter(map(column.__getitem__, tokens), np.int64, len(tokens))
-    rows = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
     counts = _count_pairs(rows, ids, len(terms))
 
     df = np.bincount(counts.cols, minlength=len(terms))
@@ -188,13 +179,32 @@ def _check_docs(docs: Sequence[str]) -> list[str]:
     return docs
 
 
+def _scan(docs: list[str], config: TfidfConfig,
+          vocabulary: dict[str, int] | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``(terms, rows, ids)``: the document and column of every term occurrence, int64[m] each.
+
+    Fitting (``vocabulary`` is ``None``): ``terms`` are the distinct terms, sorted (scikit-learn's
+    column order). Transforming: ``vocabulary``'s columns, with unknown terms left out.
+    """
+    if (config.token_pattern == DEFAULT_TOKEN_PATTERN and config.ngram_range[1] == 1
+            and not config.stop_words and not any("\x00" in doc for doc in docs)):
+        return _scan_default_pattern(docs, config.lowercase, vocabulary)
+    tokens, lengths = _tokens(docs, config)
+    rows = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
+    if vocabulary is None:
+        # Every distinct term once, then one C-level dictionary pass gives each token its column.
+        terms = sorted(dict.fromkeys(tokens))
+        column = {term: i for i, term in enumerate(terms)}
+        return terms, rows, np.fromiter(map(column.__getitem__, tokens), np.int64, len(tokens))
+    ids = np.fromiter(map(vocabulary.get, tokens, itertools.repeat(-1)), np.int64, len(tokens))
+    known = ids >= 0
+    return list(vocabulary), rows[known], ids[known]
+
+
 def _tokens(docs: list[str], config: TfidfConfig) -> tuple[list[str], np.ndarray]:
-    """All documents' terms back to back, and how many each document has."""
+    """All documents' terms back to back, and how many each document has (any pattern)."""
     pattern = re.compile(config.token_pattern)
     low, high = config.ngram_range
-    if (config.token_pattern == DEFAULT_TOKEN_PATTERN and high == 1 and not config.stop_words
-            and not any("\x00" in doc for doc in docs)):
-        return _unigrams_in_one_scan(docs, config.lowercase)
     stop = frozenset(config.stop_words or ())
     per_doc = []
     for doc in docs:
@@ -206,23 +216,47 @@ def _tokens(docs: list[str], config: TfidfConfig) -> tuple[list[str], np.ndarray
     return list(itertools.chain.from_iterable(per_doc)), lengths
 
 
-def _unigrams_in_one_scan(docs: list[str], lowercase: bool) -> tuple[list[str], np.ndarray]:
-    """The default pattern's tokens of all documents from one scan of their concatenation.
+def _scan_default_pattern(docs: list[str], lowercase: bool,
+                          vocabulary: dict[str, int] | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """:func:`_scan` for the default pattern, ``(?u)\\b\\w\\w+\\b``, without a regular expression.
 
-    Documents are joined by NUL, which the default pattern never matches and which ends a word
-    as the end of a document does, so the tokens are exactly the per-document ones; an
-    alternative in the pattern returns each NUL, marking where a document ends. One
-    ``lower()`` and one ``findall`` over the corpus save the per-document call overhead.
+    Its tokens are the maximal runs of two or more word characters. So: blank every non-word
+    character (the few non-ASCII ones found with one scan, then the ASCII ones byte by byte on
+    the UTF-8 encoding, where every byte of a non-ASCII character is >= 0x80 and kept), and
+    split on blanks: C-level passes over the corpus instead of a regular-expression match per
+    token. Documents are joined by a NUL token, which marks where each one ends; runs of one
+    character are dropped with the vocabulary.
     """
-    text = "\x00".join(docs) + "\x00"
-    found = _DEFAULT_OR_NUL.findall(text.lower() if lowercase else text)
-    is_token = np.fromiter(map("\x00".__ne__, found), bool, len(found))
-    ends = np.flatnonzero(~is_token)  # one NUL per document
-    lengths = np.diff(ends, prepend=-1) - 1
-    return list(itertools.compress(found, is_token)), lengths
+    text = " \x00 ".join(docs)
+    if lowercase:
+        text = text.lower()
+    unusual = " ".join(doc for doc in docs if not doc.isascii())  # lower() keeps ASCII ASCII
+    non_word = {c for c in _NON_ASCII.findall(unusual.lower() if lowercase else unusual)
+                if not _WORD_CHARACTER.match(c)}
+    if non_word:
+        text = re.sub("[" + "".join(map(re.escape, sorted(non_word))) + "]", " ", text)
+    tokens = text.encode("utf-8").translate(_ASCII_NON_WORD_TO_SPACE).split()
+    decoded = {token: token.decode("utf-8") for token in dict.fromkeys(tokens)}
+    if vocabulary is None:
+        terms = sorted(t for t in decoded.values() if len(t) >= 2 and t != "\x00")
+        vocabulary = {term: i for i, term in enumerate(terms)}
+    else:
+        terms = list(vocabulary)
+    column = {token: vocabulary.get(term, -1) for token, term in decoded.items()}  # -1: dropped
+    column[b"\x00"] = -2
+    ids = np.fromiter(map(column.__getitem__, tokens), np.int64, len(tokens))
+    ends = np.flatnonzero(ids == -2)  # one separator between documents
+    # Document k's tokens run up to and including its separator (the last one's to the end).
+    lengths = np.diff(np.concatenate(([-1], ends, [len(ids) - 1])))
+    rows = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
+    keep = ids >= 0
+    return terms, rows[keep], ids[keep]
 
 
-_DEFAULT_OR_NUL = re.compile(DEFAULT_TOKEN_PATTERN + "|\x00")
+_WORD_CHARACTER = re.compile(r"\w")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_ASCII_NON_WORD_TO_SPACE = bytes(
+    byte if byte == 0 or byte >= 0x80 or _WORD_CHARACTER.match(chr(byte)) else 0x20 for byte in range(256))
 
 
 def _ngrams(words: list[str], low: int, high: int) -> list[str]:
