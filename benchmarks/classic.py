@@ -6,7 +6,7 @@
     python benchmarks/classic.py --sst2-dir ~/data/sst2   # holds train.tsv and dev.tsv
 
 Text: the GLUE SST-2 sentences (``train.tsv`` and ``dev.tsv`` of ``--sst2-dir``; by default
-``$JAXLLM_DATA_DIR/sst2``, else ``/work/shared/data/sst2``).
+``$JAXLLM_DATA_DIR/sst2`` if it exists, else ``../shared/data/sst2`` beside the checkout).
 
 1. TF-IDF ``fit_transform`` with default settings on ``--tfidf-mb`` megabytes of text (50 by
    default): the training sentences repeated, each copy ``r`` with the suffix token ``copy<r>``
@@ -62,7 +62,8 @@ from jaxllm.classic import (
 )
 from jaxllm.data import read_sst2_tsv
 
-DEFAULT_SST2_DIR = Path("/work/shared/data/sst2")
+# The benchmark data set beside a checkout (../shared/data/sst2 from the repository root).
+DEFAULT_SST2_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 TARGET_TFIDF_SPEEDUP = 1.5  # scikit-learn's time / jaxllm's
 TARGET_ACCURACY_POINTS = 0.5  # |jaxllm - scikit-learn| dev accuracy, in points
 TARGET_FIT_RATIO = 1.0  # jaxllm's warm logistic fit / LogisticRegression's
@@ -79,9 +80,11 @@ SKLEARN_NAMES = {"logistic": "LogisticRegression", "svm": "LinearSVC"}
 
 
 def default_sst2_dir() -> Path:
-    """``$JAXLLM_DATA_DIR/sst2`` if the variable is set, else the shared data folder."""
+    """``$JAXLLM_DATA_DIR/sst2`` if it holds SST-2, else the shared data folder beside the checkout."""
     data_dir = os.environ.get("JAXLLM_DATA_DIR")
-    return Path(data_dir).expanduser() / "sst2" if data_dir else DEFAULT_SST2_DIR
+    if data_dir and (Path(data_dir).expanduser() / "sst2" / "train.tsv").is_file():
+        return Path(data_dir).expanduser() / "sst2"
+    return DEFAULT_SST2_DIR
 
 
 def repeated_corpus(texts: list[str], megabytes: float) -> tuple[list[str], int, int]:
