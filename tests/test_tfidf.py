@@ -106,3 +106,8 @@ def test_default_pattern_fast_path_equals_sklearn_on_unicode(docs):
     docs = docs + ["plain words here"]
     assert_matches_sklearn(TfidfConfig(), docs, new_docs=docs[::-1])
     assert_matches_sklearn(TfidfConfig(lowercase=False, norm=None, use_idf=False), docs)
+
+
+def test_documents_holding_nul_take_the_general_path():
+    docs = ["a\x00b cat\x00dog", "cat dog dog", "x\x00"]
+    assert_matches_sklearn(TfidfConfig(), docs)

@@ -172,7 +172,7 @@ def _check_docs(docs: Sequence[str]) -> list[str]:
     docs = list(docs)
     if not docs:
         raise ValueError("no documents: pass at least one string")
-    bad = next((i for i, d in enumerate(docs) if not isinstance(d, str)), None)
+    bad = None if set(map(type, docs)) <= {str} else next(i for i, d in enumerate(docs) if not isinstance(d, str))
     if bad is not None:
         raise ValueError(f"document {bad} is a {type(docs[bad]).__name__}, not a str; decode bytes "
                          "and drop missing values first")
@@ -186,9 +186,10 @@ def _scan(docs: list[str], config: TfidfConfig,
     Fitting (``vocabulary`` is ``None``): ``terms`` are the distinct terms, sorted (scikit-learn's
     column order). Transforming: ``vocabulary``'s columns, with unknown terms left out.
     """
-    if (config.token_pattern == DEFAULT_TOKEN_PATTERN and config.ngram_range[1] == 1
-            and not config.stop_words and not any("\x00" in doc for doc in docs)):
-        return _scan_default_pattern(docs, config.lowercase, vocabulary)
+    if config.token_pattern == DEFAULT_TOKEN_PATTERN and config.ngram_range[1] == 1 and not config.stop_words:
+        scanned = _scan_default_pattern(docs, config.lowercase, vocabulary)
+        if scanned is not None:
+            return scanned
     tokens, lengths = _tokens(docs, config)
     rows = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
     if vocabulary is None:
@@ -216,35 +217,48 @@ def _tokens(docs: list[str], config: TfidfConfig) -> tuple[list[str], np.ndarray
     return list(itertools.chain.from_iterable(per_doc)), lengths
 
 
-def _scan_default_pattern(docs: list[str], lowercase: bool,
-                          vocabulary: dict[str, int] | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+def _scan_default_pattern(docs: list[str], lowercase: bool, vocabulary: dict[str, int] | None
+                          ) -> tuple[list[str], np.ndarray, np.ndarray] | None:
     """:func:`_scan` for the default pattern, ``(?u)\\b\\w\\w+\\b``, without a regular expression.
 
     Its tokens are the maximal runs of two or more word characters. So: blank every non-word
     character (the few non-ASCII ones found with one scan, then the ASCII ones byte by byte on
-    the UTF-8 encoding, where every byte of a non-ASCII character is >= 0x80 and kept), and
-    split on blanks: C-level passes over the corpus instead of a regular-expression match per
-    token. Documents are joined by a NUL token, which marks where each one ends; runs of one
-    character are dropped with the vocabulary.
+    the UTF-8 encoding, where every byte of a non-ASCII character is >= 0x80 and kept), split
+    on blanks, and number the tokens with one dictionary pass: C-level passes over the corpus
+    instead of a regular-expression match and Python work per token. Documents are joined by a
+    NUL token, which marks where each one ends; runs of one character are dropped with the
+    vocabulary. Returns ``None`` if a document contains NUL itself.
     """
+    unusual = np.flatnonzero(~np.fromiter(map(str.isascii, docs), bool, len(docs)))
+    if lowercase and unusual.size:  # str.lower() only where needed; bytes.lower() does ASCII
+        docs = list(docs)
+        for i in unusual:
+            docs[i] = docs[i].lower()
     text = " \x00 ".join(docs)
-    if lowercase:
-        text = text.lower()
-    unusual = " ".join(doc for doc in docs if not doc.isascii())  # lower() keeps ASCII ASCII
-    non_word = {c for c in _NON_ASCII.findall(unusual.lower() if lowercase else unusual)
-                if not _WORD_CHARACTER.match(c)}
+    if text.count("\x00") != len(docs) - 1:
+        return None  # a document holds NUL itself: the general path handles it
+    non_word = {c for i in unusual for c in _NON_ASCII.findall(docs[i]) if not _WORD_CHARACTER.match(c)}
     if non_word:
         text = re.sub("[" + "".join(map(re.escape, sorted(non_word))) + "]", " ", text)
-    tokens = text.encode("utf-8").translate(_ASCII_NON_WORD_TO_SPACE).split()
-    decoded = {token: token.decode("utf-8") for token in dict.fromkeys(tokens)}
+    data = text.encode("utf-8")
+    tokens = (data.lower() if lowercase else data).translate(_ASCII_NON_WORD_TO_SPACE).split()
+    # One C-level pass: each token's first position in the stream (setdefault keeps the first),
+    # which stands for the token until the distinct ones are decoded and sorted.
+    first = {}
+    first_seen = np.fromiter(map(first.setdefault, tokens, itertools.count()), np.int64, len(tokens))
+    words = {token.decode("utf-8"): position for token, position in first.items()}
     if vocabulary is None:
-        terms = sorted(t for t in decoded.values() if len(t) >= 2 and t != "\x00")
+        terms = sorted(t for t in words if len(t) >= 2 and t != "\x00")
         vocabulary = {term: i for i, term in enumerate(terms)}
     else:
         terms = list(vocabulary)
-    column = {token: vocabulary.get(term, -1) for token, term in decoded.items()}  # -1: dropped
-    column[b"\x00"] = -2
-    ids = np.fromiter(map(column.__getitem__, tokens), np.int64, len(tokens))
+    column_at = np.full(len(tokens), -1, np.int64)  # first position -> column (-1: dropped)
+    for word, position in words.items():
+        column_at[position] = vocabulary.get(word, -1)
+    separator = first.get(b"\x00")
+    if separator is not None:
+        column_at[separator] = -2
+    ids = column_at[first_seen]
     ends = np.flatnonzero(ids == -2)  # one separator between documents
     # Document k's tokens run up to and including its separator (the last one's to the end).
     lengths = np.diff(np.concatenate(([-1], ends, [len(ids) - 1])))
