@@ -5,7 +5,20 @@
     model = jl.models.GPT(jl.models.GPTConfig(vocab_size=100))
 """
 
-from jaxllm import classic, config, data, generate, losses, metrics, models, nn, optim, plots, train
+from jaxllm import (
+    classic,
+    config,
+    data,
+    embeddings,
+    generate,
+    losses,
+    metrics,
+    models,
+    nn,
+    optim,
+    plots,
+    train,
+)
 from jaxllm.generate import generate_text
 from jaxllm.lm import DataConfig, LMConfig, LMRun, train_lm
 from jaxllm.models import GPT, GPTConfig
@@ -15,6 +28,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GPT", "DataConfig", "GPTConfig", "LMConfig", "LMRun", "OptimizerConfig", "classic", "config",
-    "data", "generate", "generate_text", "losses", "make_optimizer", "metrics", "models", "nn",
+    "data", "embeddings", "generate", "generate_text", "losses", "make_optimizer", "metrics", "models", "nn",
     "optim", "plots", "train", "train_lm",
 ]

@@ -1,0 +1,713 @@
+"""word2vec (Mikolov et al. 2013): skip-gram and CBOW with negative sampling, trained by SGD.
+
+Each word ``w`` has an input vector ``v_w`` (a row of ``W_in``, the word vectors) and an output
+vector ``u_w`` (a row of ``W_out``). For a centre word ``c``, a word ``o`` seen near it, and
+``K`` noise words ``k_1..k_K`` drawn from the unigram distribution raised to ``ns_exponent``,
+the negative-sampling loss is
+
+    ℓ = -log σ(u_o · h) - Σ_k log σ(-u_k · h)
+
+with ``h = v_c`` (skip-gram: predict each context word from the centre) or ``h`` the mean of
+the context words' input vectors (CBOW: predict the centre from its context, gensim's
+``cbow_mean=1``; the centre is then the "positive" word ``o``).
+
+The pipeline follows word2vec's C code and gensim:
+
+1. :func:`build_vocab`: count words, drop those seen fewer than ``min_count`` times, sort by
+   descending count (ties by first appearance).
+2. Each epoch, on the host with NumPy: subsample frequent words (:func:`keep_probabilities`),
+   draw a reduced window ``b ~ U{1..window}`` per remaining position, and pair each centre with
+   the words at distance ``<= b`` in the same sentence (:func:`skipgram_pairs`,
+   :func:`cbow_windows`).
+3. On device, per batch: draw negatives (:func:`sample_negatives`), and apply one SGD step of
+   the SUM of the batch's losses as scatter-adds into the two tables
+   (:func:`skipgram_update`, :func:`cbow_update`), so the step per pair is word2vec's
+   ``alpha``. Within a batch every pair sees the tables as they were before the batch, where
+   word2vec would see the updates of earlier pairs; for pairs that share no word the two agree.
+4. ``alpha`` decays linearly to ``min_alpha`` over the words (before subsampling) of all epochs.
+
+Typical use::
+
+    sentences = [line.lower().split() for line in text.splitlines()]
+    model = train_word2vec(sentences, Word2VecConfig(model="skipgram", min_count=5))
+    model.most_similar("king", topn=5)
+    save_word2vec_format(model, "vectors.txt")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+from tqdm.auto import tqdm
+
+from jaxllm.config import require
+from jaxllm.data.corpora import EmptyCorpusError
+from jaxllm.embeddings.evaluate import nearest_neighbours
+
+MODELS = ("skipgram", "cbow")
+# gensim's cum_table scale: noise-word probabilities as integer widths out of 2**31 - 1, so a
+# draw is an exact integer comparison and words with tiny probability keep their share.
+_CUM_TABLE_DOMAIN = 2**31 - 1
+# Centres windowed at once on the host: bounds memory at ~2 * window * this many ints.
+_HOST_CHUNK = 1 << 16
+
+
+class UnknownWordError(KeyError):
+    """A word that is not in the model's vocabulary."""
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class Word2VecConfig:
+    """Attributes (defaults are gensim's):
+      model: ``"skipgram"`` (predict the context from the centre word) or ``"cbow"``
+        (predict the centre word from the mean of its context).
+      vector_size: dimension ``d`` of the word vectors.
+      window: largest distance between a centre and a context word; each position draws
+        its own window ``b`` uniformly from ``1..window``, as word2vec does.
+      negative: noise words per positive word.
+      min_count: drop words seen fewer times than this.
+      sample: subsampling threshold (0 disables it); see :func:`keep_probabilities`.
+      alpha: initial learning rate (the SGD step per pair).
+      min_alpha: learning rate reached at the end of the last epoch.
+      epochs: passes over the corpus.
+      batch_size: skip-gram pairs (or CBOW centre words) per jitted update. Every pair in a
+        batch sees the tables from before it, so a frequent word collects hundreds of
+        same-direction steps at once: 16384 diverges on the 64k-word pydoc corpus where 4096
+        does not, and on 2 CPU cores 2048 was also the fastest per pair.
+      seed: seeds the initial vectors, the subsampling and windows, and the negatives.
+      max_vocab_size: keep only this many most frequent words (after ``min_count``); unlike
+        gensim's option of the same name, which prunes while counting to bound memory, this
+        is an exact cap.
+      ns_exponent: exponent of the unigram counts in the noise distribution.
+    """
+
+    model: str = "skipgram"
+    vector_size: int = 100
+    window: int = 5
+    negative: int = 5
+    min_count: int = 5
+    sample: float = 1e-3
+    alpha: float = 0.025
+    min_alpha: float = 1e-4
+    epochs: int = 5
+    batch_size: int = 2048
+    seed: int = 0
+    max_vocab_size: int | None = None
+    ns_exponent: float = 0.75
+
+    def __post_init__(self):
+        require(self.model in MODELS, f"Word2VecConfig.model must be one of {MODELS}, got {self.model!r}")
+        require(self.vector_size > 0 and self.window > 0 and self.negative > 0,
+                "Word2VecConfig.vector_size, window and negative must be > 0, got "
+                f"{self.vector_size}, {self.window}, {self.negative}")
+        require(self.min_count >= 1, f"Word2VecConfig.min_count must be >= 1, got {self.min_count}")
+        require(0.0 <= self.sample < 1.0,
+                f"Word2VecConfig.sample is a fraction of the corpus in [0, 1), got {self.sample}")
+        require(self.alpha > 0 and 0 <= self.min_alpha <= self.alpha,
+                f"need alpha > 0 and 0 <= min_alpha <= alpha, got alpha={self.alpha}, "
+                f"min_alpha={self.min_alpha}")
+        require(self.epochs > 0 and self.batch_size > 0,
+                f"Word2VecConfig.epochs and batch_size must be > 0, got {self.epochs}, {self.batch_size}")
+        require(self.max_vocab_size is None or self.max_vocab_size > 0,
+                f"Word2VecConfig.max_vocab_size must be None or > 0, got {self.max_vocab_size}")
+        require(math.isfinite(self.ns_exponent),
+                f"Word2VecConfig.ns_exponent must be finite, got {self.ns_exponent}")
+
+
+# ----------------------------------------------------------------------------- vocabulary
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocab:
+    """Words by descending count (ties by first appearance in the corpus).
+
+    Attributes:
+      words: the words; word ``i`` has id ``i``.
+      counts: int64[V], occurrences of each word in the corpus.
+    """
+
+    words: tuple[str, ...]
+    counts: np.ndarray
+    index: dict[str, int] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "index", {w: i for i, w in enumerate(self.words)})
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __contains__(self, word: object) -> bool:
+        return word in self.index
+
+    @property
+    def total_words(self) -> int:
+        """Occurrences of vocabulary words in the corpus."""
+        return int(self.counts.sum())
+
+    def id(self, word: str) -> int:
+        """The id of ``word``; :class:`UnknownWordError` if it is not in the vocabulary."""
+        if word not in self.index:
+            raise UnknownWordError(
+                f"{word!r} is not in the vocabulary ({len(self)} words); it is absent from the "
+                "training corpus or seen fewer than min_count times")
+        return self.index[word]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scan:
+    """One pass over a corpus: distinct words in order of first appearance, their counts, and
+    the corpus as ids into that order."""
+
+    words: list[str]
+    counts: np.ndarray  # int64[distinct]
+    tokens: np.ndarray  # int32[num_tokens]
+    sentence_lengths: np.ndarray  # int64[num_sentences]
+
+
+def _scan(sentences: Iterable[list[str]]) -> _Scan:
+    if isinstance(sentences, str):
+        raise TypeError("sentences must be an iterable of lists of words, got one string; "
+                        "split it, e.g. [line.split() for line in text.splitlines()]")
+    first_seen: dict[str, int] = {}
+    tokens: list[int] = []
+    lengths: list[int] = []
+    for sentence in sentences:
+        if isinstance(sentence, str):
+            raise TypeError(f"each sentence must be a list of words, got the string {sentence[:40]!r}; "
+                            "split it into words first")
+        before = len(tokens)
+        # setdefault's default is evaluated first, so a new word gets the next free id.
+        tokens.extend([first_seen.setdefault(w, len(first_seen)) for w in sentence])
+        lengths.append(len(tokens) - before)
+    if not tokens:
+        raise EmptyCorpusError("the corpus has no words: pass an iterable of non-empty lists of words")
+    tokens_array = np.asarray(tokens, np.int32)
+    counts = np.bincount(tokens_array, minlength=len(first_seen)).astype(np.int64)
+    return _Scan(list(first_seen), counts, tokens_array, np.asarray(lengths, np.int64))
+
+
+def _vocab_from_scan(scan: _Scan, config: Word2VecConfig) -> tuple[Vocab, np.ndarray]:
+    """The vocabulary, and the map ``int32[distinct]`` from first-appearance ids to vocabulary
+    ids (-1 for dropped words)."""
+    kept = np.flatnonzero(scan.counts >= config.min_count)
+    if kept.size == 0:
+        raise EmptyCorpusError(
+            f"no word occurs at least min_count={config.min_count} times (the most frequent occurs "
+            f"{int(scan.counts.max())} times); lower min_count or train on more text")
+    # A stable sort of ids in first-appearance order breaks count ties by first appearance.
+    order = kept[np.argsort(-scan.counts[kept], kind="stable")]
+    if config.max_vocab_size is not None:
+        order = order[: config.max_vocab_size]
+    remap = np.full(len(scan.words), -1, np.int32)
+    remap[order] = np.arange(order.size, dtype=np.int32)
+    vocab = Vocab(tuple(scan.words[i] for i in order), scan.counts[order].astype(np.int64))
+    return vocab, remap
+
+
+def build_vocab(sentences: Iterable[list[str]], config: Word2VecConfig = Word2VecConfig()) -> Vocab:
+    """The vocabulary of ``sentences`` (lists of words) under ``config.min_count`` and
+    ``config.max_vocab_size``.
+
+    Raises:
+      EmptyCorpusError: the corpus has no words, or no word reaches ``min_count``.
+    """
+    return _vocab_from_scan(_scan(sentences), config)[0]
+
+
+def encode_corpus(sentences: Iterable[list[str]], vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
+    """The corpus as ``(ids: int32[n], sentence_ids: int32[n])``: the vocabulary ids of its
+    words in order, out-of-vocabulary words dropped (as word2vec does, so they neither count as
+    context nor widen the window), and the index of the sentence each came from."""
+    scan = _scan(sentences)
+    lookup = np.array([vocab.index.get(w, -1) for w in scan.words], np.int32)
+    return _encode_scan(scan, lookup)
+
+
+def _encode_scan(scan: _Scan, remap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ids = remap[scan.tokens]
+    sentence_ids = np.repeat(np.arange(scan.sentence_lengths.size, dtype=np.int32), scan.sentence_lengths)
+    known = ids >= 0
+    return ids[known], sentence_ids[known]
+
+
+# ------------------------------------------------------------------ subsampling and noise
+
+
+def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
+    """Probability that one occurrence of each word survives subsampling: float64[V].
+
+    With ``t = sample · Σ counts`` (gensim's threshold count) and ``f`` a word's count,
+    ``P(keep) = min(1, (sqrt(f / t) + 1) · t / f)``, the formula of word2vec's C code.
+    ``sample = 0`` keeps every word.
+    """
+    counts = np.asarray(counts, np.float64)
+    if sample == 0:
+        return np.ones_like(counts)
+    threshold = sample * counts.sum()
+    return np.minimum(1.0, (np.sqrt(counts / threshold) + 1.0) * threshold / counts)
+
+
+def noise_distribution(counts: np.ndarray, exponent: float = 0.75) -> np.ndarray:
+    """The negative-sampling distribution ``P(w) = c_w^exponent / Σ_v c_v^exponent``: float64[V]."""
+    weights = np.asarray(counts, np.float64) ** exponent
+    return weights / weights.sum()
+
+
+def noise_table(counts: np.ndarray, exponent: float = 0.75) -> np.ndarray:
+    """gensim's ``cum_table``: int32[V] cumulative :func:`noise_distribution` scaled to
+    ``2**31 - 1``; word ``i`` owns the integers ``[table[i-1], table[i])``."""
+    cumulative = np.cumsum(noise_distribution(counts, exponent))
+    return np.round(cumulative * _CUM_TABLE_DOMAIN).astype(np.int32)
+
+
+def sample_negatives(key: Array, table: Array, shape: tuple[int, ...]) -> Array:
+    """Noise words ``int32[shape]`` drawn from the distribution of a :func:`noise_table`.
+
+    A binary search of a uniform integer in the cumulative table: O(log V) per draw, where
+    ``jax.random.categorical`` would cost O(V).
+    """
+    draws = jax.random.randint(key, shape, 0, table[-1], dtype=jnp.int32)
+    return jnp.searchsorted(table, draws, side="right").astype(jnp.int32)
+
+
+# ------------------------------------------------------------------------- training data
+
+
+def _subsample_and_windows(ids: np.ndarray, sentence_ids: np.ndarray, keep: np.ndarray,
+                           window: int, rng: np.random.Generator):
+    """Positions ``int64[m]`` that survive subsampling and each one's reduced window
+    ``int64[m]`` in ``1..window``; word2vec draws the window after subsampling, so distances
+    count surviving words."""
+    survives = rng.random(ids.size) < keep[ids]
+    positions = np.flatnonzero(survives)
+    reduced = rng.integers(1, window + 1, size=positions.size)
+    return positions, reduced
+
+
+def _window_chunks(ids, sentence_ids, keep, window, rng, chunk=_HOST_CHUNK):
+    """Per chunk of surviving centres: ``(positions int64[m], context int32[m, 2w],
+    mask bool[m, 2w], centre_ids int32[m])``, contexts ordered left to right as word2vec
+    visits them."""
+    positions, reduced = _subsample_and_windows(ids, sentence_ids, keep, window, rng)
+    kept_ids, kept_sentences = ids[positions], sentence_ids[positions]
+    offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])
+    m = positions.size
+    for start in range(0, m, chunk):
+        centre = np.arange(start, min(m, start + chunk))
+        neighbour = centre[:, None] + offsets[None, :]  # (chunk, 2w)
+        inside = (neighbour >= 0) & (neighbour < m)
+        neighbour = np.clip(neighbour, 0, max(m - 1, 0))
+        mask = (inside & (np.abs(offsets)[None, :] <= reduced[centre, None])
+                & (kept_sentences[neighbour] == kept_sentences[centre, None]))
+        yield positions[centre], kept_ids[neighbour], mask, kept_ids[centre]
+
+
+def skipgram_pairs(ids: np.ndarray, sentence_ids: np.ndarray, keep: np.ndarray, window: int,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One epoch of skip-gram training pairs, in corpus order.
+
+    Args:
+      ids, sentence_ids: int32[n], from :func:`encode_corpus`.
+      keep: float[V], :func:`keep_probabilities`.
+      window: the largest window; each surviving position draws ``b`` from ``1..window``.
+      rng: draws the subsampling and the windows.
+
+    Returns:
+      ``(centres int32[p], contexts int32[p], positions int64[p])``: every word at distance
+      ``<= b`` (in surviving words, within the sentence) of each surviving centre, and the
+      centre's position in ``ids`` (which the learning-rate schedule counts).
+    """
+    parts = list(_skipgram_chunks(ids, sentence_ids, keep, window, rng, chunk=max(ids.size, 1)))
+    return tuple(np.concatenate(p) for p in zip(*parts, strict=True)) if parts else (
+        np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64))
+
+
+def _skipgram_chunks(ids, sentence_ids, keep, window, rng, chunk=_HOST_CHUNK):
+    for positions, context, mask, centre_ids in _window_chunks(ids, sentence_ids, keep, window, rng, chunk):
+        rows, cols = np.nonzero(mask)  # row-major: by centre, then left to right
+        yield centre_ids[rows], context[rows, cols], positions[rows]
+
+
+def cbow_windows(ids: np.ndarray, sentence_ids: np.ndarray, keep: np.ndarray, window: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One epoch of CBOW examples: ``(centres int32[m], contexts int32[m, 2·window],
+    mask bool[m, 2·window], positions int64[m])``, the same windows as :func:`skipgram_pairs`
+    as one row per surviving centre that has at least one context word."""
+    parts = list(_cbow_chunks(ids, sentence_ids, keep, window, rng, chunk=max(ids.size, 1)))
+    if not parts:
+        return (np.zeros(0, np.int32), np.zeros((0, 2 * window), np.int32),
+                np.zeros((0, 2 * window), bool), np.zeros(0, np.int64))
+    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+
+
+def _cbow_chunks(ids, sentence_ids, keep, window, rng, chunk=_HOST_CHUNK):
+    for positions, context, mask, centre_ids in _window_chunks(ids, sentence_ids, keep, window, rng, chunk):
+        # A centre with no context word changes nothing in word2vec; skip it.
+        some = mask.any(axis=1)
+        yield centre_ids[some], context[some], mask[some], positions[some]
+
+
+def _fixed_batches(chunks: Iterator[tuple[np.ndarray, ...]], batch_size: int):
+    """Re-cut chunks of rows into ``(arrays..., weights float32[batch_size])`` of exactly
+    ``batch_size`` rows (one compiled shape); the last batch is zero-padded with weight 0."""
+    pending: list[tuple[np.ndarray, ...]] = []
+    have = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        have += chunk[0].shape[0]
+        if have < batch_size:
+            continue
+        joined = [np.concatenate(p) for p in zip(*pending, strict=True)]
+        full = have // batch_size * batch_size
+        for start in range(0, full, batch_size):
+            yield (*(a[start:start + batch_size] for a in joined), np.ones(batch_size, np.float32))
+        pending = [tuple(a[full:] for a in joined)]
+        have -= full
+    if have:
+        joined = [np.concatenate(p) for p in zip(*pending, strict=True)]
+        pad = batch_size - have
+        padded = [np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)]) for a in joined]
+        weights = np.concatenate([np.ones(have, np.float32), np.zeros(pad, np.float32)])
+        yield (*padded, weights)
+
+
+# ---------------------------------------------------------------------- losses and updates
+
+
+def init_embeddings(key: Array, vocab_size: int, vector_size: int) -> tuple[Array, Array]:
+    """``(W_in, W_out)``, float32[V, d] each: input vectors uniform in ``±0.5 / d`` (word2vec's C
+    code; gensim 4 uses ``±1 / d``), output vectors zero."""
+    bound = 0.5 / vector_size
+    W_in = jax.random.uniform(key, (vocab_size, vector_size), jnp.float32, -bound, bound)
+    return W_in, jnp.zeros((vocab_size, vector_size), jnp.float32)
+
+
+def _targets_and_use(positives: Array, negatives: Array, weights: Array | None):
+    """Output words ``int32[b, 1+K]`` (the positive first) and each term's weight
+    ``float32[b, 1+K]``: a noise word equal to the positive is skipped, as in word2vec."""
+    targets = jnp.concatenate([positives[:, None], negatives], axis=1)
+    use = jnp.concatenate([jnp.ones_like(positives[:, None], bool), negatives != positives[:, None]], axis=1)
+    use = use.astype(jnp.float32)
+    return targets, use if weights is None else use * weights[:, None]
+
+
+def _signed_scores(h: Array, u: Array) -> tuple[Array, Array]:
+    """Scores ``f = u_t · h``: float32[b, 1+K], and ``f`` with the noise words' sign flipped, so
+    each term of the loss is ``-log σ(signed)``."""
+    f = jnp.einsum("bd,bkd->bk", h, u)
+    sign = jnp.where(jnp.arange(f.shape[1]) == 0, 1.0, -1.0)
+    return f, f * sign
+
+
+def negative_sampling_loss(W_in: Array, W_out: Array, centres: Array, contexts: Array,
+                           negatives: Array, weights: Array | None = None) -> Array:
+    """Skip-gram loss summed over pairs: ``Σ_i w_i [-log σ(u_{o_i}·v_{c_i}) - Σ_k log σ(-u_{k}·v_{c_i})]``.
+
+    Args:
+      W_in, W_out: float32[V, d].
+      centres, contexts: int32[b], the pairs ``(c_i, o_i)``.
+      negatives: int32[b, K]; a noise word equal to ``o_i`` is left out of the sum.
+      weights: optional float32[b] per-pair weights (0 for padding).
+
+    Returns:
+      The scalar sum (not the mean), so that ``alpha · grad`` is word2vec's per-pair step.
+    """
+    targets, use = _targets_and_use(contexts, negatives, weights)
+    _, signed = _signed_scores(W_in[centres], W_out[targets])
+    return -jnp.sum(use * jax.nn.log_sigmoid(signed))
+
+
+def _context_mean(W_in: Array, contexts: Array, mask: Array) -> tuple[Array, Array]:
+    """Mean input vector of each row's context words: float32[b, d], and the counts float32[b]."""
+    mask = mask.astype(jnp.float32)
+    count = jnp.sum(mask, axis=1)
+    h = jnp.einsum("bc,bcd->bd", mask, W_in[contexts]) / jnp.maximum(count, 1.0)[:, None]
+    return h, count
+
+
+def cbow_negative_sampling_loss(W_in: Array, W_out: Array, contexts: Array, context_mask: Array,
+                                centres: Array, negatives: Array, weights: Array | None = None) -> Array:
+    """CBOW loss summed over examples: ``Σ_i w_i [-log σ(u_{c_i}·h_i) - Σ_k log σ(-u_k·h_i)]`` with
+    ``h_i`` the mean input vector of row ``i``'s context words.
+
+    Args:
+      contexts: int32[b, C] context words; context_mask: bool[b, C] which of them count.
+      centres: int32[b] the words to predict; negatives: int32[b, K].
+    """
+    h, _ = _context_mean(W_in, contexts, context_mask)
+    targets, use = _targets_and_use(centres, negatives, weights)
+    _, signed = _signed_scores(h, W_out[targets])
+    return -jnp.sum(use * jax.nn.log_sigmoid(signed))
+
+
+def _output_step(h: Array, targets: Array, use: Array, W_out: Array, lr: Array):
+    """word2vec's inner loop for all rows at once: ``g = (label - σ(f)) · lr``; returns
+    ``(g·u summed over targets: float32[b, d], W_out + g·h scattered, loss)``."""
+    u = W_out[targets]  # (b, 1+K, d)
+    f, signed = _signed_scores(h, u)
+    labels = (jnp.arange(f.shape[1]) == 0).astype(jnp.float32)
+    g = (labels - jax.nn.sigmoid(f)) * lr * use  # (b, 1+K)
+    loss = -jnp.sum(use * jax.nn.log_sigmoid(signed))
+    W_out = W_out.at[targets].add(g[..., None] * h[:, None, :], mode="promise_in_bounds")
+    return jnp.einsum("bk,bkd->bd", g, u), W_out, loss
+
+
+def skipgram_update(W_in: Array, W_out: Array, centres: Array, contexts: Array, negatives: Array,
+                    weights: Array, lr: Array) -> tuple[Array, Array, Array]:
+    """One SGD step ``W ← W - lr · ∇ negative_sampling_loss`` as scatter-adds into the rows the
+    batch touches: returns ``(W_in, W_out, loss before the step)``."""
+    W_in, W_out = jnp.asarray(W_in), jnp.asarray(W_out)
+    targets, use = _targets_and_use(contexts, negatives, weights)
+    h = W_in[centres]
+    grad_h, W_out, loss = _output_step(h, targets, use, W_out, lr)
+    return W_in.at[centres].add(grad_h, mode="promise_in_bounds"), W_out, loss
+
+
+def cbow_update(W_in: Array, W_out: Array, contexts: Array, context_mask: Array, centres: Array,
+                negatives: Array, weights: Array, lr: Array) -> tuple[Array, Array, Array]:
+    """One CBOW step as word2vec and gensim (``cbow_mean=1``) take it: ``W_out`` moves by
+    ``-lr · ∇``; each context word's input vector moves by the whole error ``Σ_t g_t u_t``
+    rather than the exact gradient's ``1/count`` share of it. Returns ``(W_in, W_out, loss)``."""
+    W_in, W_out = jnp.asarray(W_in), jnp.asarray(W_out)
+    h, _ = _context_mean(W_in, contexts, context_mask)
+    targets, use = _targets_and_use(centres, negatives, weights)
+    error, W_out, loss = _output_step(h, targets, use, W_out, lr)
+    spread = context_mask.astype(jnp.float32)[..., None] * error[:, None, :]  # (b, C, d)
+    return W_in.at[contexts].add(spread, mode="promise_in_bounds"), W_out, loss
+
+
+@functools.partial(jax.jit, donate_argnums=(0, 1), static_argnames=("negative",))
+def skipgram_step(W_in, W_out, centres, contexts, weights, key, lr, table, *, negative: int):
+    """Jitted :func:`skipgram_update` with ``negative`` noise words per pair drawn from ``key``
+    and the :func:`noise_table` ``table``; the tables are donated (updated in place)."""
+    negatives = sample_negatives(key, table, (centres.shape[0], negative))
+    return skipgram_update(W_in, W_out, centres, contexts, negatives, weights, lr)
+
+
+@functools.partial(jax.jit, donate_argnums=(0, 1), static_argnames=("negative",))
+def cbow_step(W_in, W_out, centres, contexts, context_mask, weights, key, lr, table, *, negative: int):
+    """Jitted :func:`cbow_update`, negatives drawn as in :func:`skipgram_step`."""
+    negatives = sample_negatives(key, table, (centres.shape[0], negative))
+    return cbow_update(W_in, W_out, contexts, context_mask, centres, negatives, weights, lr)
+
+
+# ------------------------------------------------------------------------------ training
+
+
+@dataclasses.dataclass(frozen=True)
+class Word2VecModel:
+    """Trained word2vec embeddings.
+
+    Attributes:
+      vocab: the words.
+      config: how they were trained.
+      W_in: float32[V, d], the word vectors.
+      W_out: float32[V, d], the output (context) vectors.
+      epoch_losses: mean loss per pair (skip-gram) or per centre word (CBOW), each epoch.
+      words_per_second: corpus words (before subsampling) trained on per second, each epoch.
+      effective_words_per_second: words surviving subsampling per second (gensim's
+        "effective words"), each epoch.
+    """
+
+    vocab: Vocab
+    config: Word2VecConfig
+    W_in: np.ndarray
+    W_out: np.ndarray
+    epoch_losses: tuple[float, ...] = ()
+    words_per_second: tuple[float, ...] = ()
+    effective_words_per_second: tuple[float, ...] = ()
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The word vectors: float32[V, d]."""
+        return self.W_in
+
+    def __getitem__(self, word: str) -> np.ndarray:
+        return self.W_in[self.vocab.id(word)]
+
+    def similarity(self, a: str, b: str) -> float:
+        """Cosine similarity of two words' vectors."""
+        u, v = self[a], self[b]
+        return float(u @ v / max(np.linalg.norm(u) * np.linalg.norm(v), 1e-12))
+
+    def most_similar(self, word: str, topn: int = 10) -> list[tuple[str, float]]:
+        """The ``topn`` words of highest cosine similarity to ``word`` (itself excluded)."""
+        require(topn > 0, f"topn must be > 0, got {topn}")
+        self.vocab.id(word)  # an unknown word raises UnknownWordError, naming it
+        return nearest_neighbours(self.vocab.words, self.W_in, word, topn=topn)
+
+
+def _learning_rate(config: Word2VecConfig, epoch: int, position: int, corpus_words: int) -> np.float32:
+    """gensim's linear decay over the words of all epochs, floored at ``min_alpha``."""
+    progress = (epoch + position / corpus_words) / config.epochs
+    return np.float32(max(config.min_alpha, config.alpha - (config.alpha - config.min_alpha) * progress))
+
+
+def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word2VecConfig(), *,
+                   progress: bool = True) -> Word2VecModel:
+    """Train word vectors on ``sentences`` (an iterable of lists of words, read once).
+
+    Deterministic given ``config.seed``: epoch ``e``'s subsampling and windows come from
+    ``numpy.random.default_rng([seed, e])`` and batch ``s``'s negatives from
+    ``fold_in(key(seed), s)``.
+
+    Raises:
+      EmptyCorpusError: no words, or none that reaches ``min_count``.
+    """
+    scan = _scan(sentences)
+    vocab, remap = _vocab_from_scan(scan, config)
+    ids, sentence_ids = _encode_scan(scan, remap)
+    keep = keep_probabilities(vocab.counts, config.sample)
+    table = jnp.asarray(noise_table(vocab.counts, config.ns_exponent))
+    init_key, negatives_key = jax.random.split(jax.random.key(config.seed))
+    W_in, W_out = init_embeddings(init_key, len(vocab), config.vector_size)
+    chunks = _skipgram_chunks if config.model == "skipgram" else _cbow_chunks
+
+    n = ids.size
+    losses, rates, effective_rates = [], [], []
+    step = 0
+    bar = tqdm(total=n * config.epochs, unit="word", unit_scale=True, disable=not progress,
+               desc=f"word2vec {config.model}")
+    try:
+        for epoch in range(config.epochs):
+            rng = np.random.default_rng([config.seed, epoch])
+            start, done, examples, effective, last = time.perf_counter(), 0, 0, 0, -1
+            epoch_loss = []
+            for batch in _fixed_batches(chunks(ids, sentence_ids, keep, config.window, rng), config.batch_size):
+                *arrays, positions, weights = batch  # (step arrays..., positions, weights)
+                lr = _learning_rate(config, epoch, int(positions[0]), n)
+                key = jax.random.fold_in(negatives_key, step)
+                W_in, W_out, loss = _step(config, W_in, W_out, arrays, weights, key, lr, table)
+                epoch_loss.append(loss)
+                real = int(weights.sum())
+                examples += real
+                # The batch's last real centre tells how far through the corpus it reached.
+                reached = int(positions[real - 1]) + 1
+                # A skip-gram centre's pairs may straddle two batches: count it once.
+                effective += _distinct_count(positions[:real]) - int(positions[0] == last)
+                last = int(positions[real - 1])
+                bar.update(reached - done)
+                done, step = reached, step + 1
+            W_in.block_until_ready()
+            bar.update(n - done)
+            seconds = max(time.perf_counter() - start, 1e-9)
+            total_loss = float(jnp.sum(jnp.stack(epoch_loss))) if epoch_loss else 0.0
+            if not math.isfinite(total_loss):
+                raise FloatingPointError(
+                    f"word2vec diverged in epoch {epoch + 1} (loss {total_loss}): batches of "
+                    f"{config.batch_size} sum too many steps on the same frequent words; lower "
+                    "batch_size or alpha")
+            losses.append(total_loss / max(examples, 1))
+            rates.append(n / seconds)
+            effective_rates.append(effective / seconds)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", words_per_s=f"{rates[-1]:.3g}",
+                            effective_words_per_s=f"{effective_rates[-1]:.3g}")
+    finally:
+        bar.close()
+    return Word2VecModel(vocab=vocab, config=config, W_in=np.asarray(W_in), W_out=np.asarray(W_out),
+                         epoch_losses=tuple(losses), words_per_second=tuple(rates),
+                         effective_words_per_second=tuple(effective_rates))
+
+
+def _step(config, W_in, W_out, arrays, weights, key, lr, table):
+    if config.model == "skipgram":
+        centres, contexts = arrays
+        return skipgram_step(W_in, W_out, centres, contexts, weights, key, lr, table, negative=config.negative)
+    centres, contexts, mask = arrays
+    return cbow_step(W_in, W_out, centres, contexts, mask, weights, key, lr, table, negative=config.negative)
+
+
+def _distinct_count(sorted_positions: np.ndarray) -> int:
+    """Distinct values of a non-decreasing array (centres repeat once per context word)."""
+    if sorted_positions.size == 0:
+        return 0
+    return int(np.count_nonzero(np.diff(sorted_positions)) + 1)
+
+
+# ---------------------------------------------------------------------------- file format
+
+
+def save_word2vec_format(model: Word2VecModel, path: str | os.PathLike[str], binary: bool = False) -> None:
+    """Write the word vectors in word2vec's format, read by gensim's
+    ``KeyedVectors.load_word2vec_format`` and the C tools: a header ``"V d"``, then one word per
+    line with its ``d`` values, as text (``%.9g``, which round-trips float32 exactly) or, with
+    ``binary``, as ``d`` little-endian float32s after ``"word "``.
+
+    Raises:
+      ValueError: a word contains whitespace, which the format cannot hold.
+    """
+    words, vectors = model.vocab.words, np.asarray(model.vectors, np.float32)
+    bad = next((w for w in words if not w or any(ch.isspace() for ch in w)), None)
+    if bad is not None:
+        raise ValueError(f"the word {bad!r} is empty or contains whitespace, which the word2vec format "
+                         "cannot store; split such tokens before training")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(f"{len(words)} {vectors.shape[1]}\n".encode())
+        for word, vector in zip(words, vectors, strict=True):
+            if binary:
+                f.write(word.encode("utf-8") + b" " + vector.astype("<f4").tobytes() + b"\n")
+            else:
+                f.write((word + " " + " ".join(f"{x:.9g}" for x in vector.tolist()) + "\n").encode("utf-8"))
+
+
+def load_word2vec_format(path: str | os.PathLike[str], binary: bool = False) -> tuple[list[str], np.ndarray]:
+    """``(words, vectors float32[V, d])`` from a file in word2vec's text (or ``binary``) format.
+
+    Raises:
+      FileNotFoundError: no file at ``path``.
+      ValueError: a malformed header or line, naming where.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no word2vec file at {path}")
+    with open(path, "rb") as f:
+        header = f.readline().split()
+        if len(header) != 2 or not all(h.isdigit() for h in header):
+            raise ValueError(f"{path}: the first line must be 'num_words vector_size', got "
+                             f"{b' '.join(header)[:80]!r}")
+        count, dim = int(header[0]), int(header[1])
+        return _read_binary(f, path, count, dim) if binary else _read_text(f, path, count, dim)
+
+
+def _read_text(f, path: Path, count: int, dim: int) -> tuple[list[str], np.ndarray]:
+    words, vectors = [], np.empty((count, dim), np.float32)
+    for i in range(count):
+        parts = f.readline().decode("utf-8").rstrip("\n").split(" ")
+        if len(parts) != dim + 1:
+            raise ValueError(f"{path}: line {i + 2} has {len(parts) - 1} values, the header promises {dim}"
+                             + (" (is it a binary file? pass binary=True)" if len(parts) < 2 else ""))
+        words.append(parts[0])
+        vectors[i] = np.asarray(parts[1:], np.float32)
+    return words, vectors
+
+
+def _read_binary(f, path: Path, count: int, dim: int) -> tuple[list[str], np.ndarray]:
+    words, vectors = [], np.empty((count, dim), np.float32)
+    for i in range(count):
+        word = bytearray()
+        while (ch := f.read(1)) != b" ":
+            if not ch:
+                raise ValueError(f"{path}: ends inside word {i + 1} of {count}")
+            if ch != b"\n" or word:  # the newline that ends the previous vector
+                word += ch
+        raw = f.read(4 * dim)
+        if len(raw) != 4 * dim:
+            raise ValueError(f"{path}: ends inside the vector of word {i + 1} of {count}")
+        words.append(word.decode("utf-8"))
+        vectors[i] = np.frombuffer(raw, "<f4")
+    return words, vectors
