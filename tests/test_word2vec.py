@@ -32,6 +32,7 @@ from jaxllm.embeddings import (
     skipgram_update,
     train_word2vec,
 )
+from jaxllm.embeddings import word2vec as w2v
 
 
 def _sigmoid(x):
@@ -140,6 +141,53 @@ def test_cbow_update_equals_gensim_loop_for_distinct_words():
     np.testing.assert_allclose(loss, expect_loss, rtol=1e-5)
     np.testing.assert_allclose(
         cbow_negative_sampling_loss(W_in, W_out, contexts, mask, centres, negatives), expect_loss, rtol=1e-5)
+
+
+@pytest.mark.parametrize("model", ["skipgram", "cbow"])
+def test_scan_of_batches_equals_the_loop_of_single_steps(model):
+    """``skipgram_steps`` / ``cbow_steps`` (one compiled scan over a block of batches, as
+    training runs them) equal one ``skipgram_update`` / ``cbow_update`` per batch in order;
+    an all-padding batch changes nothing."""
+    V, d, num, b, C, K = 50, 8, 4, 16, 4, 3
+    rng = np.random.default_rng(0)
+    W_in, W_out = _tables(V=V, d=d)
+    centres = rng.integers(0, V, (num, b)).astype(np.int32)  # many repeats across batches
+    contexts = rng.integers(0, V, (num, b) if model == "skipgram" else (num, b, C)).astype(np.int32)
+    mask = rng.random((num, b, C)) < 0.6
+    negatives = rng.integers(0, V, (num, b, K)).astype(np.int32)
+    weights = (rng.random((num, b)) < 0.9).astype(np.float32)
+    weights[-1] = 0.0  # padding
+    lrs = np.array([0.5, 0.4, 0.3, 0.2], np.float32)  # large, so order and staleness matter
+    expect_in, expect_out = jnp.asarray(W_in), jnp.asarray(W_out)
+    expect_losses = []
+    for s in range(num):
+        if model == "skipgram":
+            expect_in, expect_out, loss = skipgram_update(expect_in, expect_out, centres[s], contexts[s],
+                                                          negatives[s], weights[s], lrs[s])
+        else:
+            expect_in, expect_out, loss = cbow_update(expect_in, expect_out, contexts[s], mask[s], centres[s],
+                                                      negatives[s], weights[s], lrs[s])
+        expect_losses.append(float(loss))
+    arrays = (centres, contexts) if model == "skipgram" else (centres, contexts, mask)
+    steps_fn = w2v.skipgram_steps if model == "skipgram" else w2v.cbow_steps
+    new_in, new_out, losses = steps_fn(jnp.asarray(W_in), jnp.asarray(W_out), *arrays, negatives, weights, lrs)
+    np.testing.assert_allclose(new_in, expect_in, atol=1e-6)
+    np.testing.assert_allclose(new_out, expect_out, atol=1e-6)
+    np.testing.assert_allclose(losses, expect_losses, rtol=1e-5)
+    assert losses[-1] == 0.0
+    assert not np.allclose(new_in, W_in)
+
+
+def test_host_negatives_search_like_the_device_and_follow_the_distribution():
+    # A long tail, and many frequent words so that guide buckets hold several words.
+    zipf = np.random.default_rng(0).zipf(1.3, 3000)
+    counts = np.sort(np.concatenate([zipf, np.full(50, 1_000_000)]))[::-1].astype(np.int64)
+    table = noise_table(counts)
+    negatives = w2v._host_negatives(np.random.default_rng(3), table, w2v._noise_guide(table), (200_000, 5))
+    draws = np.random.default_rng(3).integers(0, table[-1], size=(200_000, 5), dtype=np.int32)
+    np.testing.assert_array_equal(negatives, np.searchsorted(table, draws, side="right"))
+    frequencies = np.bincount(negatives.ravel(), minlength=counts.size) / negatives.size
+    np.testing.assert_allclose(frequencies, noise_distribution(counts), atol=2e-3)
 
 
 # ------------------------------------------------------------ vocabulary and distributions

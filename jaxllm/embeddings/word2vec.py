@@ -19,12 +19,16 @@ The pipeline follows word2vec's C code and gensim:
    draw a reduced window ``b ~ U{1..window}`` per remaining position, and pair each centre with
    the words at distance ``<= b`` in the same sentence (:func:`skipgram_pairs`,
    :func:`cbow_windows`).
-3. On device, per batch: draw negatives (:func:`sample_negatives`), and apply one SGD step of
-   the SUM of the batch's losses as scatter-adds into the two tables
-   (:func:`skipgram_update`, :func:`cbow_update`), so the step per pair is word2vec's
+3. Also on the host, ``negative`` noise words per pair (the distribution of
+   :func:`sample_negatives`, drawn with NumPy). The host's work runs in a thread, a block of
+   64 batches ahead of the device.
+4. On device, 64 batches per compiled call, one after the other in a ``lax.scan``
+   (:func:`skipgram_steps`, :func:`cbow_steps`): per batch, one SGD step of the SUM of the
+   batch's losses as scatter-adds into the two tables (:func:`skipgram_update`,
+   :func:`cbow_update`), so the step per pair is word2vec's
    ``alpha``. Within a batch every pair sees the tables as they were before the batch, where
    word2vec would see the updates of earlier pairs; for pairs that share no word the two agree.
-4. ``alpha`` decays linearly to ``min_alpha`` over the words (before subsampling) of all epochs.
+5. ``alpha`` decays linearly to ``min_alpha`` over the words (before subsampling) of all epochs.
 
 Typical use::
 
@@ -40,14 +44,16 @@ import dataclasses
 import functools
 import math
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from queue import Empty, Queue
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import Array
+from jax import Array, lax
 from tqdm.auto import tqdm
 
 from jaxllm.config import require
@@ -60,6 +66,13 @@ MODELS = ("skipgram", "cbow")
 _CUM_TABLE_DOMAIN = 2**31 - 1
 # Centres windowed at once on the host: bounds memory at ~2 * window * this many ints.
 _HOST_CHUNK = 1 << 16
+# Batches run by one compiled call (a lax.scan over them): amortises the dispatch and the
+# host-to-device copies, while each batch still sees the tables updated by the previous one.
+_BATCHES_PER_CALL = 64
+# ... and by one call on the last, partial block of an epoch (padded with empty batches).
+_BATCHES_PER_TAIL_CALL = 8
+# Buckets of the noise words' guide table (:func:`sample_negatives`).
+_GUIDE_BITS = 16
 
 
 class UnknownWordError(KeyError):
@@ -283,6 +296,29 @@ def sample_negatives(key: Array, table: Array, shape: tuple[int, ...]) -> Array:
     return jnp.searchsorted(table, draws, side="right").astype(jnp.int32)
 
 
+def _noise_guide(table: np.ndarray) -> np.ndarray:
+    """For each of ``2**_GUIDE_BITS`` equal buckets of ``[0, 2**31)``, the word its first
+    integer falls on (see :func:`_host_negatives`): int32[2**_GUIDE_BITS]."""
+    starts = np.arange(2**_GUIDE_BITS, dtype=np.int64) << (31 - _GUIDE_BITS)
+    return np.searchsorted(table, starts, side="right").astype(np.int32)
+
+
+def _host_negatives(rng: np.random.Generator, table: np.ndarray, guide: np.ndarray,
+                    shape: tuple[int, ...]) -> np.ndarray:
+    """:func:`sample_negatives` on the host: ``np.searchsorted(table, draws, "right")`` for
+    uniform integer draws in ``[0, table[-1])``, found by starting at the first word of the
+    draw's :func:`_noise_guide` bucket and stepping forward (a bucket spans few words), which
+    costs a few passes instead of ``log2 V``."""
+    draws = rng.integers(0, table[-1], size=shape, dtype=np.int32)
+    words = guide[draws >> (31 - _GUIDE_BITS)]
+    last = table.size - 1
+    while True:
+        behind = table[np.minimum(words, last)] <= draws
+        if not behind.any():
+            return words
+        words += behind
+
+
 # ------------------------------------------------------------------------- training data
 
 
@@ -485,8 +521,10 @@ def cbow_update(W_in: Array, W_out: Array, contexts: Array, context_mask: Array,
     h, _ = _context_mean(W_in, contexts, context_mask)
     targets, use = _targets_and_use(centres, negatives, weights)
     error, W_out, loss = _output_step(h, targets, use, W_out, lr)
-    spread = context_mask.astype(jnp.float32)[..., None] * error[:, None, :]  # (b, C, d)
-    return W_in.at[contexts].add(spread, mode="promise_in_bounds"), W_out, loss
+    # Masked slots point past the table and are dropped, rather than adding zeros.
+    rows = jnp.where(context_mask, contexts, W_in.shape[0])
+    spread = jnp.broadcast_to(error[:, None, :], (*contexts.shape, error.shape[-1]))  # (b, C, d)
+    return W_in.at[rows].add(spread, mode="drop"), W_out, loss
 
 
 @functools.partial(jax.jit, donate_argnums=(0, 1), static_argnames=("negative",))
@@ -502,6 +540,37 @@ def cbow_step(W_in, W_out, centres, contexts, context_mask, weights, key, lr, ta
     """Jitted :func:`cbow_update`, negatives drawn as in :func:`skipgram_step`."""
     negatives = sample_negatives(key, table, (centres.shape[0], negative))
     return cbow_update(W_in, W_out, contexts, context_mask, centres, negatives, weights, lr)
+
+
+def _scan_steps(update, W_in, W_out, arrays, negatives, weights, lrs):
+    """``update`` applied to each batch of a ``[num_batches, batch_size, ...]`` block in turn,
+    inside one compiled loop."""
+
+    def body(carry, x):
+        batch, neg, w, lr = x
+        W_in, W_out, loss = update(*carry, *batch, neg, w, lr)
+        return (W_in, W_out), loss
+
+    (W_in, W_out), losses = lax.scan(body, (W_in, W_out), (tuple(arrays), negatives, weights, lrs))
+    return W_in, W_out, losses
+
+
+@functools.partial(jax.jit, donate_argnums=(0, 1))
+def skipgram_steps(W_in, W_out, centres, contexts, negatives, weights, lrs):
+    """:func:`skipgram_update` on each of ``num_batches`` batches in order, in one compiled call
+    (the tables are donated): ``centres, contexts, weights`` are ``[num_batches, batch_size]``,
+    ``negatives`` ``[num_batches, batch_size, K]`` and ``lrs`` float32[num_batches]. Equals the
+    loop of :func:`skipgram_update` calls; a batch of zero weights changes nothing. Returns
+    ``(W_in, W_out, losses float32[num_batches])``."""
+    return _scan_steps(skipgram_update, W_in, W_out, (centres, contexts), negatives, weights, lrs)
+
+
+@functools.partial(jax.jit, donate_argnums=(0, 1))
+def cbow_steps(W_in, W_out, centres, contexts, context_mask, negatives, weights, lrs):
+    """:func:`cbow_update` on each of ``num_batches`` batches, as :func:`skipgram_steps` does."""
+    return _scan_steps(
+        lambda W_in, W_out, c, ctx, m, neg, w, lr: cbow_update(W_in, W_out, ctx, m, c, neg, w, lr),
+        W_in, W_out, (centres, contexts, context_mask), negatives, weights, lrs)
 
 
 # ------------------------------------------------------------------------------ training
@@ -520,6 +589,8 @@ class Word2VecModel:
       words_per_second: corpus words (before subsampling) trained on per second, each epoch.
       effective_words_per_second: words surviving subsampling per second (gensim's
         "effective words"), each epoch.
+      compile_seconds: time spent compiling the training step before the first epoch (not
+        counted in the epochs' rates).
     """
 
     vocab: Vocab
@@ -529,6 +600,7 @@ class Word2VecModel:
     epoch_losses: tuple[float, ...] = ()
     words_per_second: tuple[float, ...] = ()
     effective_words_per_second: tuple[float, ...] = ()
+    compile_seconds: float = 0.0
 
     @property
     def vectors(self) -> np.ndarray:
@@ -550,10 +622,11 @@ class Word2VecModel:
         return nearest_neighbours(self.vocab.words, self.W_in, word, topn=topn)
 
 
-def _learning_rate(config: Word2VecConfig, epoch: int, position: int, corpus_words: int) -> np.float32:
-    """gensim's linear decay over the words of all epochs, floored at ``min_alpha``."""
-    progress = (epoch + position / corpus_words) / config.epochs
-    return np.float32(max(config.min_alpha, config.alpha - (config.alpha - config.min_alpha) * progress))
+def _learning_rate(config: Word2VecConfig, epoch: int, positions: np.ndarray, corpus_words: int) -> np.ndarray:
+    """gensim's linear decay over the words of all epochs, floored at ``min_alpha``: float32
+    per corpus position."""
+    progress = (epoch + np.asarray(positions, np.float64) / corpus_words) / config.epochs
+    return np.maximum(config.min_alpha, config.alpha - (config.alpha - config.min_alpha) * progress).astype(np.float32)
 
 
 def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word2VecConfig(), *,
@@ -561,8 +634,8 @@ def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word
     """Train word vectors on ``sentences`` (an iterable of lists of words, read once).
 
     Deterministic given ``config.seed``: epoch ``e``'s subsampling and windows come from
-    ``numpy.random.default_rng([seed, e])`` and batch ``s``'s negatives from
-    ``fold_in(key(seed), s)``.
+    ``numpy.random.default_rng([seed, e])``, and its negatives from
+    ``numpy.random.default_rng([seed, e, 1])``.
 
     Raises:
       EmptyCorpusError: no words, or none that reaches ``min_count``.
@@ -571,40 +644,65 @@ def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word
     vocab, remap = _vocab_from_scan(scan, config)
     ids, sentence_ids = _encode_scan(scan, remap)
     keep = keep_probabilities(vocab.counts, config.sample)
-    table = jnp.asarray(noise_table(vocab.counts, config.ns_exponent))
-    init_key, negatives_key = jax.random.split(jax.random.key(config.seed))
+    table = noise_table(vocab.counts, config.ns_exponent)
+    guide = _noise_guide(table)
+    init_key, _ = jax.random.split(jax.random.key(config.seed))
     W_in, W_out = init_embeddings(init_key, len(vocab), config.vector_size)
     chunks = _skipgram_chunks if config.model == "skipgram" else _cbow_chunks
 
     n = ids.size
+    batch, per_call = config.batch_size, _BATCHES_PER_CALL
+    steps_fn = skipgram_steps if config.model == "skipgram" else cbow_steps
+    compile_start = time.perf_counter()
+    # One executable for full blocks of batches, one for the shorter groups that end an epoch
+    # (a block padded with empty batches costs as much as a full one).
+    tail = min(per_call, _BATCHES_PER_TAIL_CALL)
+    compiled = {size: steps_fn.lower(W_in, W_out, *_block_shapes(config, size)).compile()
+                for size in sorted({per_call, tail})}
+    compile_seconds = time.perf_counter() - compile_start
     losses, rates, effective_rates = [], [], []
-    step = 0
     bar = tqdm(total=n * config.epochs, unit="word", unit_scale=True, disable=not progress,
                desc=f"word2vec {config.model}")
-    try:
+
+    def epoch_blocks():  # every epoch's blocks of rows, each epoch followed by None
         for epoch in range(config.epochs):
             rng = np.random.default_rng([config.seed, epoch])
+            noise_rng = np.random.default_rng([config.seed, epoch, 1])
+            for *arrays, positions, weights in _fixed_batches(
+                    chunks(ids, sentence_ids, keep, config.window, rng), batch * per_call):
+                negatives = _host_negatives(noise_rng, table, guide, (weights.size, config.negative))
+                yield *arrays, negatives, positions, weights
+            yield None
+
+    # Built ahead in a thread, across epoch ends too.
+    blocks = _prefetched(epoch_blocks())
+    try:
+        for epoch in range(config.epochs):
             start, done, examples, effective, last = time.perf_counter(), 0, 0, 0, -1
             epoch_loss = []
-            for batch in _fixed_batches(chunks(ids, sentence_ids, keep, config.window, rng), config.batch_size):
-                *arrays, positions, weights = batch  # (step arrays..., positions, weights)
-                lr = _learning_rate(config, epoch, int(positions[0]), n)
-                key = jax.random.fold_in(negatives_key, step)
-                W_in, W_out, loss = _step(config, W_in, W_out, arrays, weights, key, lr, table)
-                epoch_loss.append(loss)
-                real = int(weights.sum())
+            for *arrays, positions, weights in iter(lambda: next(blocks), None):
+                # Padding (weight 0) only ever ends the block, so the real rows come first.
+                real = int(np.count_nonzero(weights))
+                real_batches = -(-real // batch)
+                lrs = _learning_rate(config, epoch, positions[0::batch], n)
+                blocked = [a.reshape(per_call, batch, *a.shape[1:]) for a in (*arrays, weights)]
+                # A full block in one call; the partial last one in groups of `tail` batches.
+                for lo, hi in [(0, per_call)] if real_batches == per_call else [
+                        (k, k + tail) for k in range(0, real_batches, tail)]:
+                    W_in, W_out, loss = compiled[hi - lo](W_in, W_out, *(a[lo:hi] for a in blocked), lrs[lo:hi])
+                    epoch_loss.append(loss)
                 examples += real
-                # The batch's last real centre tells how far through the corpus it reached.
+                # The block's last real centre tells how far through the corpus it reached.
                 reached = int(positions[real - 1]) + 1
-                # A skip-gram centre's pairs may straddle two batches: count it once.
+                # A skip-gram centre's pairs may straddle two blocks: count it once.
                 effective += _distinct_count(positions[:real]) - int(positions[0] == last)
                 last = int(positions[real - 1])
                 bar.update(reached - done)
-                done, step = reached, step + 1
+                done = reached
             W_in.block_until_ready()
             bar.update(n - done)
             seconds = max(time.perf_counter() - start, 1e-9)
-            total_loss = float(jnp.sum(jnp.stack(epoch_loss))) if epoch_loss else 0.0
+            total_loss = float(np.sum([np.sum(np.asarray(x, np.float64)) for x in epoch_loss]))
             if not math.isfinite(total_loss):
                 raise FloatingPointError(
                     f"word2vec diverged in epoch {epoch + 1} (loss {total_loss}): batches of "
@@ -616,18 +714,58 @@ def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word
             bar.set_postfix(loss=f"{losses[-1]:.4f}", words_per_s=f"{rates[-1]:.3g}",
                             effective_words_per_s=f"{effective_rates[-1]:.3g}")
     finally:
+        blocks.close()
         bar.close()
     return Word2VecModel(vocab=vocab, config=config, W_in=np.asarray(W_in), W_out=np.asarray(W_out),
                          epoch_losses=tuple(losses), words_per_second=tuple(rates),
-                         effective_words_per_second=tuple(effective_rates))
+                         effective_words_per_second=tuple(effective_rates),
+                         compile_seconds=compile_seconds)
 
 
-def _step(config, W_in, W_out, arrays, weights, key, lr, table):
-    if config.model == "skipgram":
-        centres, contexts = arrays
-        return skipgram_step(W_in, W_out, centres, contexts, weights, key, lr, table, negative=config.negative)
-    centres, contexts, mask = arrays
-    return cbow_step(W_in, W_out, centres, contexts, mask, weights, key, lr, table, negative=config.negative)
+def _block_shapes(config: Word2VecConfig, per_call: int) -> tuple[jax.ShapeDtypeStruct, ...]:
+    """Shapes of the arguments of :func:`skipgram_steps` / :func:`cbow_steps` between the
+    tables and the key: the batches' arrays, weights, learning rates and steps."""
+    shape = (per_call, config.batch_size)
+    i32 = jax.ShapeDtypeStruct(shape, jnp.int32)
+    arrays = (i32, i32) if config.model == "skipgram" else (
+        i32, jax.ShapeDtypeStruct((*shape, 2 * config.window), jnp.int32),
+        jax.ShapeDtypeStruct((*shape, 2 * config.window), jnp.bool_))
+    negatives = jax.ShapeDtypeStruct((*shape, config.negative), jnp.int32)
+    return (*arrays, negatives, jax.ShapeDtypeStruct(shape, jnp.float32),
+            jax.ShapeDtypeStruct((per_call,), jnp.float32))
+
+
+def _prefetched(blocks: Iterator, depth: int = 2) -> Iterator:
+    """``blocks``, computed ahead in a thread so that building the next block on the host
+    overlaps the device's work on the current one; an exception is re-raised here."""
+    queue: Queue = Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for block in blocks:
+                if stop.is_set():
+                    return
+                queue.put(block)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer
+            queue.put(error)
+        queue.put(done)
+
+    thread = threading.Thread(target=produce, daemon=True, name="word2vec-batches")
+    thread.start()
+    try:
+        while (item := queue.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                queue.get_nowait()
+            except Empty:
+                thread.join(0.01)
 
 
 def _distinct_count(sorted_positions: np.ndarray) -> int:

@@ -1,0 +1,42 @@
+"""benchmarks/word2vec.py --quick runs end to end on a tiny corpus and prints its JSON line."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("gensim")
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "word2vec.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("word2vec_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_run_prints_the_table_and_json(tmp_path, capsys):
+    words = ("king queen man woman prince princess lord lady crown throne sword castle "
+             "love hate night day sun moon").split()
+    lines = [" ".join(words[(i * 7 + j) % len(words)] for j in range(8)) for i in range(400)]
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    bench = _load()
+    assert bench.tokenize("O Romeo, Romeo! wherefore art thou") == ["o", "romeo", "romeo", "wherefore", "art", "thou"]
+    assert bench.main(["--corpus", str(corpus), "--quick", "--epochs", "1", "--repeats", "2"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert any(line.startswith("| skipgram | raw words/s |") for line in out)
+    result = json.loads(out[-1])
+    assert result["benchmark"] == "word2vec" and result["words"] == 400 * 8 and result["gensim_workers"] == 2
+    assert {"machine", "background_cpu_load", "hyper_parameters", "models"} <= result.keys()
+    for model in ("skipgram", "cbow"):
+        m = result["models"][model]
+        for side in ("jaxllm", "gensim"):
+            assert {"train_s", "raw_words_per_s", "effective_words_per_s", "quality", "vocab_size"} <= m[side].keys()
+            assert m[side]["raw_words_per_s"] > 0 and m[side]["vocab_size"] == len(words)
+        assert m["jaxllm"]["compile_s"] > 0 and len(m["jaxllm"]["train_s_all"]) == 2
+        assert {"speed_ratio", "effective_speed_ratio", "wordsim353_spearman_diff", "simlex999_spearman_diff",
+                "analogy_accuracy_diff_points", "meets_speed", "meets_quality"} <= m["comparison"].keys()
