@@ -376,3 +376,11 @@ def test_bad_inputs_say_what_is_wrong(toy_model, tmp_path):
     (tmp_path / "bad.txt").write_text("2 3\nword 1 2\n")
     with pytest.raises(ValueError, match="line 2 has 2 values"):
         load_word2vec_format(tmp_path / "bad.txt")
+
+
+def test_divergence_raises_instead_of_returning_garbage():
+    """Summed batch steps that overshoot make the loss explode long before it is inf: training
+    must stop with a message, not hand back vectors from a blown-up run."""
+    config = Word2VecConfig(**{**TOY_CONFIG.__dict__, "alpha": 200.0, "min_alpha": 100.0})
+    with pytest.raises(FloatingPointError, match="diverged in epoch 1"):
+        train_word2vec(TOY, config, progress=False)

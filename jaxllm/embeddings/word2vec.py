@@ -703,7 +703,10 @@ def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word
             bar.update(n - done)
             seconds = max(time.perf_counter() - start, 1e-9)
             total_loss = float(np.sum([np.sum(np.asarray(x, np.float64)) for x in epoch_loss]))
-            if not math.isfinite(total_loss):
+            # An untrained pair costs (1 + negative)·ln 2; ten times that means the summed batch
+            # steps overshot, even while the numbers are still finite.
+            ceiling = 10 * (1 + config.negative) * math.log(2) * max(examples, 1)
+            if not math.isfinite(total_loss) or total_loss > ceiling:
                 raise FloatingPointError(
                     f"word2vec diverged in epoch {epoch + 1} (loss {total_loss}): batches of "
                     f"{config.batch_size} sum too many steps on the same frequent words; lower "
