@@ -51,7 +51,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
 from jaxllm import metrics
-from jaxllm.bench import Timing, background_load, cpu_snapshot, machine_info, timed_call
+from jaxllm.bench import (
+    Timing,
+    background_load,
+    cpu_snapshot,
+    load_warning,
+    machine_info,
+    timed_call,
+)
 from jaxllm.classic import (
     LinearConfig,
     TfidfConfig,
@@ -299,11 +306,8 @@ def report_lines(r: dict) -> list[str]:
                      "float32 BCOO, scikit-learn's float64 CSR. jaxllm's first call includes tracing "
                      "and compilation" + (f" (persistent cache {cache}: a load if warm)." if cache
                                           else " (no persistent compilation cache)."))
-    background = r["background_cpu_load"]
-    if background is not None and background > 0.1:
-        lines.append(f"WARNING: other processes kept {background:.2f} of {r['machine']['cpu_count']} "
-                     "CPUs busy during this run; every time here is longer than on an idle machine")
-    return lines
+    warning = load_warning(r["background_cpu_load"], r["machine"]["cpu_count"])
+    return lines + ([warning] if warning else [])
 
 
 def main(argv: list[str] | None = None) -> int:

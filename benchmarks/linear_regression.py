@@ -30,7 +30,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxllm.bench import Timing, background_load, cpu_snapshot, machine_info, time_fn
+from jaxllm.bench import Timing, background_load, cpu_snapshot, load_warning, machine_info, time_fn
 from jaxllm.train.epochs import fit_epochs
 
 
@@ -140,11 +140,8 @@ def report_lines(r: dict) -> list[str]:
              f"target < {r['target_ratio']}: {'met' if r['meets_target'] else 'NOT met'})",
              f"least-squares optimum MSE {r['least_squares_mse']:.4f} (the two final MSEs differ "
              "only by their shuffles)"]
-    background = r["background_cpu_load"]
-    if background is not None and background > 0.1:
-        lines.append(f"WARNING: other processes kept {background:.2f} of {r['machine']['cpu_count']} "
-                     "CPUs busy during this run; every time here is longer than on an idle machine")
-    return lines
+    warning = load_warning(r["background_cpu_load"], r["machine"]["cpu_count"])
+    return lines + ([warning] if warning else [])
 
 
 def main(argv: list[str] | None = None) -> int:

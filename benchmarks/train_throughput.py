@@ -37,6 +37,7 @@ from jaxllm.bench import (
     compile_time,
     cpu_snapshot,
     gpt_flops_per_token,
+    load_warning,
     machine_info,
     matmul_flops,
     max_rss_mb,
@@ -363,12 +364,8 @@ def report_lines(result: dict) -> list[str]:
         lines += side("torch_", "torch")
         lines.append(f"jaxllm / torch tokens/s: {result['ratio_vs_torch']:.2f}x  (torch {result['torch_version']}, "
                      f"{result['torch_threads']} threads, its matmul {result['torch_matmul_flops'] / 1e9:.1f} GFLOP/s)")
-    background = result["background_cpu_load"]
-    if background is not None and background > 0.1:
-        lines.append(f"WARNING: other processes kept {background:.2f} of "
-                     f"{result['machine']['cpu_count']} CPUs busy during this run; "
-                     "every figure here is lower than this machine gives when idle")
-    return lines
+    warning = load_warning(result["background_cpu_load"], result["machine"]["cpu_count"])
+    return lines + ([warning] if warning else [])
 
 
 def main() -> None:

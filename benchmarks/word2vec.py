@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxllm.bench import background_load, cpu_snapshot, machine_info
+from jaxllm.bench import background_load, cpu_snapshot, load_warning, machine_info
 from jaxllm.data import load_corpus
 from jaxllm.embeddings import (
     Word2VecConfig,
@@ -234,10 +234,8 @@ def report_lines(r: dict[str, Any]) -> list[str]:
     background = r["background_cpu_load"]
     if background is not None:
         lines.append(f"Background load: other processes kept {background:.2f} CPUs busy on average.")
-    if background is not None and background > 0.1:
-        lines.append(f"WARNING: other processes kept {background:.2f} of {mi.get('cpu_count', '?')} CPUs "
-                     "busy during this run; every time here is longer than on an idle machine")
-    return lines
+    warning = load_warning(background, mi.get("cpu_count", "?"))
+    return lines + ([warning] if warning else [])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,6 @@
 """Tests of jaxllm.bench and a smoke run of benchmarks/train_throughput.py on a tiny GPT."""
 
 import dataclasses
-import importlib.util
 import json
 import math
 import pathlib
@@ -10,6 +9,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import pytest
+from scripts import load_script
 
 from jaxllm.bench import (
     Timing,
@@ -34,13 +34,8 @@ TINY = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)
 @pytest.fixture(scope="module")
 def train_throughput():
     """benchmarks/train_throughput.py as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "train_throughput", ROOT / "benchmarks" / "train_throughput.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    yield load_script("benchmarks/train_throughput.py")
+    del sys.modules["train_throughput"]
 
 
 def nanogpt_flops_per_token(n_params_non_embedding, n_layer, n_head, n_embd, block_size):
@@ -142,3 +137,10 @@ def test_torch_reference_trains_like_jaxllm_from_the_same_weights(train_throughp
     assert result["ratio_vs_torch"] == pytest.approx(
         result["tokens_per_s"] / result["torch_tokens_per_s"])
     assert result["torch_mfu"] > 0 and result["torch_threads"] >= 1
+
+
+def test_load_warning_only_when_other_processes_were_busy():
+    from jaxllm.bench import load_warning
+
+    assert load_warning(None, 2) is None and load_warning(0.05, 2) is None
+    assert load_warning(0.74, 2).startswith("WARNING: other processes kept 0.74 of 2 CPUs")

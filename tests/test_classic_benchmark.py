@@ -1,12 +1,12 @@
 """A smoke run of benchmarks/classic.py on a tiny synthetic SST-2 folder (never the shared data)."""
 
-import importlib.util
 import json
 import pathlib
 import sys
 
 import numpy as np
 import pytest
+from scripts import load_script
 
 pytest.importorskip("sklearn")
 
@@ -21,12 +21,8 @@ FILLER = ["the", "film", "story", "cast", "director", "plot", "is", "and", "a", 
 @pytest.fixture(scope="module")
 def classic():
     """benchmarks/classic.py as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("classic_benchmark", ROOT / "benchmarks" / "classic.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    yield load_script("benchmarks/classic.py", name="classic_benchmark")
+    del sys.modules["classic_benchmark"]
 
 
 def write_sst2(folder: pathlib.Path, seed: int = 0) -> pathlib.Path:

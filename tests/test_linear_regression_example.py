@@ -1,7 +1,6 @@
 """The design document's seed (Keras linear regression) as pure JAX: ``fit_epochs`` equals Keras
 3 step for step, and its epochs batch, shuffle and weight the ragged last batch as Keras does."""
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -11,20 +10,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from scripts import load_script
 
 from jaxllm.train.epochs import batch_sizes, epoch_orders, fit_epochs
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-lr = load_script("linear_regression")
+lr = load_script("experiments/linear_regression.py")
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,10 @@
 """benchmarks/word2vec.py --quick runs end to end on a tiny corpus and prints its JSON line."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from scripts import load_script
 
 pytest.importorskip("gensim")
 
@@ -12,10 +12,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "word2vec.py"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("word2vec_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/word2vec.py", name="word2vec_benchmark")
 
 
 def test_quick_run_prints_the_table_and_json(tmp_path, capsys):

@@ -1,24 +1,16 @@
 """experiments/word2vec.py end to end on a small generated text."""
 
-import importlib.util
 import random
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+from scripts import load_script
 
 from jaxllm.embeddings import load_word2vec_format
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def generated_text(sentences: int = 300, seed: int = 0) -> str:
@@ -33,7 +25,7 @@ def generated_text(sentences: int = 300, seed: int = 0) -> str:
 
 
 def test_tokenize_splits_sentences_and_lowercases_words():
-    script = load_script("word2vec")
+    script = load_script("experiments/word2vec.py")
     sentences = script.tokenize(["The King's dog runs. It sleeps!\n\nCall __init__() 42 times?", "  "])
     assert sentences == [["the", "king's", "dog", "runs"], ["it", "sleeps"], ["call", "init", "times"]]
 
@@ -41,7 +33,7 @@ def test_tokenize_splits_sentences_and_lowercases_words():
 def test_main_writes_vectors_tables_and_plot(tmp_path, capsys):
     text = tmp_path / "generated.txt"
     text.write_text(generated_text())
-    code = load_script("word2vec").main([
+    code = load_script("experiments/word2vec.py").main([
         "--corpus", str(text), "--epochs", "2", "--vector-size", "16", "--min-count", "1",
         "--words", "king", "dog", "unicorn", "--topn", "4", "--name", "tiny",
         "--out-dir", str(tmp_path / "runs")])
@@ -62,7 +54,7 @@ def test_main_writes_vectors_tables_and_plot(tmp_path, capsys):
 
 
 def test_evaluation_is_skipped_with_a_note_without_gensim(monkeypatch):
-    script = load_script("word2vec")
+    script = load_script("experiments/word2vec.py")
     monkeypatch.setitem(sys.modules, "gensim.test.utils", None)  # importing it raises ImportError
     fake = SimpleNamespace(vocab=SimpleNamespace(words=("a", "b")), vectors=np.eye(2, dtype=np.float32))
     table, notes = script.evaluate(fake)
@@ -71,7 +63,7 @@ def test_evaluation_is_skipped_with_a_note_without_gensim(monkeypatch):
 
 
 def test_pca_projects_on_the_two_largest_directions():
-    script = load_script("word2vec")
+    script = load_script("experiments/word2vec.py")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(50, 5)) * np.array([10.0, 3.0, 0.1, 0.1, 0.1])
     points, ratio = script.pca_2d(x)

@@ -2,11 +2,17 @@
 
 from jaxllm.bench.flops import gpt_flops_per_token, mfu
 from jaxllm.bench.isolation import run_in_fresh_process
-from jaxllm.bench.machine import CpuSnapshot, background_load, cpu_snapshot, machine_info
+from jaxllm.bench.machine import (
+           CpuSnapshot,
+           background_load,
+           cpu_snapshot,
+           load_warning,
+           machine_info,
+)
 from jaxllm.bench.peak import matmul_flops, measure_matmul_peak
 from jaxllm.bench.timing import Timing, compile_time, max_rss_mb, time_fn, time_steps, timed_call
 
 __all__ = ["CpuSnapshot", "Timing", "background_load", "compile_time", "cpu_snapshot",
-           "gpt_flops_per_token", "machine_info", "matmul_flops", "max_rss_mb",
+           "gpt_flops_per_token", "load_warning", "machine_info", "matmul_flops", "max_rss_mb",
            "measure_matmul_peak", "mfu", "run_in_fresh_process", "time_fn", "time_steps",
            "timed_call"]

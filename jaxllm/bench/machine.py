@@ -99,3 +99,12 @@ def background_load(start: CpuSnapshot, end: CpuSnapshot) -> float | None:
         return None
     others = (end.busy_s - start.busy_s) - (end.own_s - start.own_s)
     return max(others, 0.0) / (end.wall_s - start.wall_s)
+
+
+def load_warning(background: float | None, cpu_count: int | str, threshold: float = 0.1) -> str | None:
+    """The line a benchmark prints when other processes kept more than ``threshold`` CPUs busy
+    while it ran (see :func:`background_load`), else ``None``."""
+    if background is None or background <= threshold:
+        return None
+    return (f"WARNING: other processes kept {background:.2f} of {cpu_count} CPUs busy during this "
+            "run; every time here is longer than on an idle machine")
