@@ -39,7 +39,7 @@ import optax
 from jax import Array
 
 from jaxllm.losses import mean_squared_error
-from jaxllm.plots import plt
+from jaxllm.plots import plt, save_figure
 from jaxllm.train.epochs import fit_epochs
 
 
@@ -90,10 +90,7 @@ def plot_epochs(losses: np.ndarray, optimum: float, path: Path, *, title: str) -
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

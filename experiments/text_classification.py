@@ -116,7 +116,7 @@ def markdown_table(results: list[dict]) -> str:
 
 
 def bar_chart(results: list[dict], path: Path) -> None:
-    from jaxllm.plots import plt
+    from jaxllm.plots import plt, save_figure
 
     labels = [f"{r['dataset']}\n{r['method']}" + (f"\nC={r['C']:g}" if len({x['C'] for x in results}) > 1 else "")
               for r in results]
@@ -130,9 +130,7 @@ def bar_chart(results: list[dict], path: Path) -> None:
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     ax.set_title("sentiment classification")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -145,7 +145,7 @@ def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def pca_plot(model: Word2VecModel, found: dict[str, list], path: Path, title: str) -> None:
     """Scatter of the query words (large, one colour each) and their neighbours on 2 PCs."""
-    from jaxllm.plots import plt
+    from jaxllm.plots import plt, save_figure
 
     words, group = [], []
     for i, (word, near) in enumerate(found.items()):
@@ -170,9 +170,7 @@ def pca_plot(model: Word2VecModel, found: dict[str, list], path: Path, title: st
                 transform=ax.transAxes)
     ax.grid(alpha=0.3)
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -12,6 +12,15 @@ if "ipykernel" not in sys.modules:  # notebooks keep their inline figures
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay ``fig`` out, write it as a PNG at ``path`` and free it (scripts make many figures)."""
+    path = Path(path)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_loss(history: list[dict], path: str | Path, *, title: str = "training") -> Path:
     """Train loss (and validation loss where present) against step, saved as a PNG.
 
@@ -31,10 +40,7 @@ def plot_loss(history: list[dict], path: str | Path, *, title: str = "training")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_scaling(results: list[dict], path: str | Path, *, title: str = "data-parallel training",
@@ -62,7 +68,4 @@ def plot_scaling(results: list[dict], path: str | Path, *, title: str = "data-pa
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
