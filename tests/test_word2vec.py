@@ -178,16 +178,27 @@ def test_scan_of_batches_equals_the_loop_of_single_steps(model):
     assert not np.allclose(new_in, W_in)
 
 
-def test_host_negatives_search_like_the_device_and_follow_the_distribution():
-    # A long tail, and many frequent words so that guide buckets hold several words.
-    zipf = np.random.default_rng(0).zipf(1.3, 3000)
+@pytest.mark.parametrize("tail", [3000, 40_000])
+def test_host_negatives_search_like_the_device_and_follow_the_distribution(tail):
+    # A long tail, and many frequent words so that guide buckets hold several words (with a
+    # 40,000-word tail, hundreds of them).
+    zipf = np.random.default_rng(0).zipf(1.3, tail)
     counts = np.sort(np.concatenate([zipf, np.full(50, 1_000_000)]))[::-1].astype(np.int64)
     table = noise_table(counts)
     negatives = w2v._host_negatives(np.random.default_rng(3), table, w2v._noise_guide(table), (200_000, 5))
-    draws = np.random.default_rng(3).integers(0, table[-1], size=(200_000, 5), dtype=np.int32)
+    draws = w2v._uniform_below(np.random.default_rng(3), int(table[-1]), 1_000_000).reshape(200_000, 5)
     np.testing.assert_array_equal(negatives, np.searchsorted(table, draws, side="right"))
     frequencies = np.bincount(negatives.ravel(), minlength=counts.size) / negatives.size
     np.testing.assert_allclose(frequencies, noise_distribution(counts), atol=2e-3)
+
+
+@pytest.mark.parametrize("high", [2**31 - 1, 2**31, 2**30 + 1])
+def test_uniform_below_stays_in_range_and_is_uniform(high):
+    draws = w2v._uniform_below(np.random.default_rng(0), high, 100_001)  # odd: half a raw word
+    assert draws.dtype == np.int32 and draws.shape == (100_001,)
+    assert draws.min() >= 0 and draws.max() < high
+    deciles = np.bincount((draws.astype(np.int64) * 10) // high, minlength=10)
+    np.testing.assert_allclose(deciles / draws.size, 0.1, atol=0.006)  # > 6 binomial s.d.
 
 
 # ------------------------------------------------------------ vocabulary and distributions

@@ -71,8 +71,15 @@ _HOST_CHUNK = 1 << 16
 _BATCHES_PER_CALL = 64
 # ... and by one call on the last, partial block of an epoch (padded with empty batches).
 _BATCHES_PER_TAIL_CALL = 8
+# Blocks per segment: the rows dealt into one set of interleaved streams (see _interleave).
+_SEGMENT_BLOCKS = 8
+# The tables' rows are padded to a multiple of this many floats (zeros that stay zero):
+# XLA:CPU gathers and scatters rows of 104 floats ~10% faster than rows of 100.
+_ROW_ALIGN = 8
 # Buckets of the noise words' guide table (:func:`sample_negatives`).
 _GUIDE_BITS = 16
+# Noise words drawn on the host at a time: ~2.5 MB of work arrays, which stay in cache.
+_NEGATIVES_PIECE = 1 << 17
 
 
 class UnknownWordError(KeyError):
@@ -300,23 +307,39 @@ def _noise_guide(table: np.ndarray) -> np.ndarray:
     """For each of ``2**_GUIDE_BITS`` equal buckets of ``[0, 2**31)``, the word its first
     integer falls on (see :func:`_host_negatives`): int32[2**_GUIDE_BITS]."""
     starts = np.arange(2**_GUIDE_BITS, dtype=np.int64) << (31 - _GUIDE_BITS)
-    return np.searchsorted(table, starts, side="right").astype(np.int32)
+    # Every draw is below table[-1], so no answer is past the last word.
+    return np.minimum(np.searchsorted(table, starts, side="right"), table.size - 1).astype(np.int32)
+
+
+def _uniform_below(rng: np.random.Generator, high: int, size: int) -> np.ndarray:
+    """``size`` integers uniform in ``[0, high)`` for ``2**30 < high <= 2**31``: int32. The top
+    31 bits of raw 32-bit words, redrawn where they reach ``high`` (for gensim's table domain
+    of ``2**31 - 1``, once in ~2**31 draws), which is ~6x cheaper than ``rng.integers``."""
+    assert 2**30 < high <= 2**31, high
+    raw = rng.bit_generator.random_raw(-(-size // 2)).view(np.uint32)[:size]
+    draws = (raw >> 1).astype(np.int32)
+    while (over := np.flatnonzero(draws >= high)).size:
+        draws[over] = (rng.bit_generator.random_raw(over.size).astype(np.uint32) >> 1).astype(np.int32)
+    return draws
 
 
 def _host_negatives(rng: np.random.Generator, table: np.ndarray, guide: np.ndarray,
                     shape: tuple[int, ...]) -> np.ndarray:
     """:func:`sample_negatives` on the host: ``np.searchsorted(table, draws, "right")`` for
-    uniform integer draws in ``[0, table[-1])``, found by starting at the first word of the
-    draw's :func:`_noise_guide` bucket and stepping forward (a bucket spans few words), which
-    costs a few passes instead of ``log2 V``."""
-    draws = rng.integers(0, table[-1], size=shape, dtype=np.int32)
-    words = guide[draws >> (31 - _GUIDE_BITS)]
-    last = table.size - 1
-    while True:
-        behind = table[np.minimum(words, last)] <= draws
-        if not behind.any():
-            return words
-        words += behind
+    draws uniform in ``[0, table[-1])`` (:func:`_uniform_below`), found by starting at the first
+    word of the draw's :func:`_noise_guide` bucket and stepping forward (a bucket spans few
+    words), which costs a pass or two instead of ``log2 V``. Drawn in pieces that stay in
+    cache."""
+    out = np.empty(math.prod(shape), np.int32)
+    for start in range(0, out.size, _NEGATIVES_PIECE):
+        draws = _uniform_below(rng, int(table[-1]), min(_NEGATIVES_PIECE, out.size - start))
+        words = guide[draws >> (31 - _GUIDE_BITS)]
+        behind = np.flatnonzero(table[words] <= draws)
+        while behind.size:  # only the draws not yet placed
+            words[behind] += 1
+            behind = behind[table[words[behind]] <= draws[behind]]
+        out[start:start + words.size] = words
+    return out.reshape(shape)
 
 
 # ------------------------------------------------------------------------- training data
@@ -339,15 +362,22 @@ def _window_chunks(ids, sentence_ids, keep, window, rng, chunk=_HOST_CHUNK):
     visits them."""
     positions, reduced = _subsample_and_windows(ids, sentence_ids, keep, window, rng)
     kept_ids, kept_sentences = ids[positions], sentence_ids[positions]
-    offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])
     m = positions.size
+    # How far each surviving word may look left and right: its reduced window, cut at the
+    # ends of its sentence (counted in surviving words).
+    index = np.arange(m, dtype=np.int32)
+    starts = np.ones(m, bool)
+    starts[1:] = kept_sentences[1:] != kept_sentences[:-1]
+    ends = np.roll(starts, -1)
+    first = np.maximum.accumulate(np.where(starts, index, 0))
+    last = np.minimum.accumulate(np.where(ends, index, m - 1)[::-1])[::-1]
+    left = np.minimum(reduced, index - first).astype(np.int32)
+    right = np.minimum(reduced, last - index).astype(np.int32)
+    offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)]).astype(np.int32)
     for start in range(0, m, chunk):
-        centre = np.arange(start, min(m, start + chunk))
-        neighbour = centre[:, None] + offsets[None, :]  # (chunk, 2w)
-        inside = (neighbour >= 0) & (neighbour < m)
-        neighbour = np.clip(neighbour, 0, max(m - 1, 0))
-        mask = (inside & (np.abs(offsets)[None, :] <= reduced[centre, None])
-                & (kept_sentences[neighbour] == kept_sentences[centre, None]))
+        centre = index[start:start + chunk]
+        mask = (offsets >= -left[centre, None]) & (offsets <= right[centre, None])
+        neighbour = np.clip(centre[:, None] + offsets, 0, max(m - 1, 0))  # (chunk, 2w)
         yield positions[centre], kept_ids[neighbour], mask, kept_ids[centre]
 
 
@@ -391,33 +421,56 @@ def cbow_windows(ids: np.ndarray, sentence_ids: np.ndarray, keep: np.ndarray, wi
 
 def _cbow_chunks(ids, sentence_ids, keep, window, rng, chunk=_HOST_CHUNK):
     for positions, context, mask, centre_ids in _window_chunks(ids, sentence_ids, keep, window, rng, chunk):
-        # A centre with no context word changes nothing in word2vec; skip it.
+        # A centre with no context word changes nothing in word2vec; skip it. Masked slots read
+        # word 0, one row that stays in cache, rather than a random one.
         some = mask.any(axis=1)
-        yield centre_ids[some], context[some], mask[some], positions[some]
+        yield centre_ids[some], np.where(mask, context, 0)[some], mask[some], positions[some]
 
 
-def _fixed_batches(chunks: Iterator[tuple[np.ndarray, ...]], batch_size: int):
-    """Re-cut chunks of rows into ``(arrays..., weights float32[batch_size])`` of exactly
-    ``batch_size`` rows (one compiled shape); the last batch is zero-padded with weight 0."""
+def _segments(chunks: Iterator[tuple[np.ndarray, ...]], rows: int) -> Iterator[tuple[np.ndarray, ...]]:
+    """Re-cut chunks of rows (tuples of arrays of equal length) into segments of exactly
+    ``rows`` rows, the last one shorter."""
     pending: list[tuple[np.ndarray, ...]] = []
     have = 0
     for chunk in chunks:
         pending.append(chunk)
         have += chunk[0].shape[0]
-        if have < batch_size:
+        if have < rows:
             continue
         joined = [np.concatenate(p) for p in zip(*pending, strict=True)]
-        full = have // batch_size * batch_size
-        for start in range(0, full, batch_size):
-            yield (*(a[start:start + batch_size] for a in joined), np.ones(batch_size, np.float32))
+        full = have // rows * rows
+        for start in range(0, full, rows):
+            yield tuple(a[start:start + rows] for a in joined)
         pending = [tuple(a[full:] for a in joined)]
         have -= full
     if have:
-        joined = [np.concatenate(p) for p in zip(*pending, strict=True)]
-        pad = batch_size - have
-        padded = [np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)]) for a in joined]
-        weights = np.concatenate([np.ones(have, np.float32), np.zeros(pad, np.float32)])
-        yield (*padded, weights)
+        yield tuple(np.concatenate(p) for p in zip(*pending, strict=True))
+
+
+def _interleave(arrays: tuple[np.ndarray, ...], batch_size: int, multiple: int) -> list[np.ndarray]:
+    """Deal ``m`` rows (in corpus order) into batches as ``batch_size`` streams: the rows are
+    cut into ``batch_size`` equal stretches, and stretch ``k`` is row ``k`` of successive
+    batches. Returns each array as ``[num_batches, batch_size, ...]``,
+    ``num_batches = ceil(m / batch_size)`` rounded up to a ``multiple``, zero-padded at the
+    end of the last stretches.
+
+    A batch therefore takes one row from each of ``batch_size`` places spread over the
+    segment, rather than ``batch_size`` neighbouring rows: a stretch of text that repeats one
+    word (a table, a code listing) puts few copies of it in any one batch, and the rows of one
+    centre word meet the tables one batch after the other, in corpus order.
+    """
+    m = arrays[0].shape[0]
+    num_batches = -(-max(-(-m // batch_size), 1) // multiple) * multiple
+    full = m // num_batches  # stretches without padding
+    out = []
+    for a in arrays:
+        batches = np.zeros((num_batches, batch_size, *a.shape[1:]), a.dtype)
+        streams = batches.swapaxes(0, 1)  # a view: [batch_size, num_batches, ...]
+        streams[:full] = a[:full * num_batches].reshape(full, num_batches, *a.shape[1:])
+        if full < batch_size:
+            streams[full, :m - full * num_batches] = a[full * num_batches:]
+        out.append(batches)
+    return out
 
 
 # ---------------------------------------------------------------------- losses and updates
@@ -495,16 +548,18 @@ def _output_step(h: Array, targets: Array, use: Array, W_out: Array, lr: Array):
     u = W_out[targets]  # (b, 1+K, d)
     f, signed = _signed_scores(h, u)
     labels = (jnp.arange(f.shape[1]) == 0).astype(jnp.float32)
-    g = (labels - jax.nn.sigmoid(f)) * lr * use  # (b, 1+K)
+    g = (labels - jax.nn.sigmoid(f)) * jnp.reshape(lr, (-1, 1)) * use  # (b, 1+K)
     loss = -jnp.sum(use * jax.nn.log_sigmoid(signed))
     W_out = W_out.at[targets].add(g[..., None] * h[:, None, :], mode="promise_in_bounds")
-    return jnp.einsum("bk,bkd->bd", g, u), W_out, loss
+    # Σ_t g_t u_t as a sum of 1+K terms: one fused loop, where XLA:CPU's batched dot is slower.
+    return sum(g[:, k, None] * u[:, k] for k in range(u.shape[1])), W_out, loss
 
 
 def skipgram_update(W_in: Array, W_out: Array, centres: Array, contexts: Array, negatives: Array,
                     weights: Array, lr: Array) -> tuple[Array, Array, Array]:
     """One SGD step ``W ← W - lr · ∇ negative_sampling_loss`` as scatter-adds into the rows the
-    batch touches: returns ``(W_in, W_out, loss before the step)``."""
+    batch touches: returns ``(W_in, W_out, loss before the step)``. ``lr`` is one learning rate
+    or float32[b], one per pair."""
     W_in, W_out = jnp.asarray(W_in), jnp.asarray(W_out)
     targets, use = _targets_and_use(contexts, negatives, weights)
     h = W_in[centres]
@@ -516,15 +571,18 @@ def cbow_update(W_in: Array, W_out: Array, contexts: Array, context_mask: Array,
                 negatives: Array, weights: Array, lr: Array) -> tuple[Array, Array, Array]:
     """One CBOW step as word2vec and gensim (``cbow_mean=1``) take it: ``W_out`` moves by
     ``-lr · ∇``; each context word's input vector moves by the whole error ``Σ_t g_t u_t``
-    rather than the exact gradient's ``1/count`` share of it. Returns ``(W_in, W_out, loss)``."""
+    rather than the exact gradient's ``1/count`` share of it. ``lr``: a scalar or float32[b].
+    Returns ``(W_in, W_out, loss)``."""
     W_in, W_out = jnp.asarray(W_in), jnp.asarray(W_out)
     h, _ = _context_mean(W_in, contexts, context_mask)
     targets, use = _targets_and_use(centres, negatives, weights)
     error, W_out, loss = _output_step(h, targets, use, W_out, lr)
-    # Masked slots point past the table and are dropped, rather than adding zeros.
+    # Masked slots point past the table and are dropped, rather than adding zeros. One scatter
+    # per slot reads the (b, d) error directly instead of a (b, C, d) copy of it.
     rows = jnp.where(context_mask, contexts, W_in.shape[0])
-    spread = jnp.broadcast_to(error[:, None, :], (*contexts.shape, error.shape[-1]))  # (b, C, d)
-    return W_in.at[rows].add(spread, mode="drop"), W_out, loss
+    for c in range(contexts.shape[1]):
+        W_in = W_in.at[rows[:, c]].add(error, mode="drop")
+    return W_in, W_out, loss
 
 
 @functools.partial(jax.jit, donate_argnums=(0, 1), static_argnames=("negative",))
@@ -559,7 +617,8 @@ def _scan_steps(update, W_in, W_out, arrays, negatives, weights, lrs):
 def skipgram_steps(W_in, W_out, centres, contexts, negatives, weights, lrs):
     """:func:`skipgram_update` on each of ``num_batches`` batches in order, in one compiled call
     (the tables are donated): ``centres, contexts, weights`` are ``[num_batches, batch_size]``,
-    ``negatives`` ``[num_batches, batch_size, K]`` and ``lrs`` float32[num_batches]. Equals the
+    ``negatives`` ``[num_batches, batch_size, K]`` and ``lrs`` float32[num_batches] (one per
+    batch) or float32[num_batches, batch_size] (one per pair). Equals the
     loop of :func:`skipgram_update` calls; a batch of zero weights changes nothing. Returns
     ``(W_in, W_out, losses float32[num_batches])``."""
     return _scan_steps(skipgram_update, W_in, W_out, (centres, contexts), negatives, weights, lrs)
@@ -647,16 +706,19 @@ def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word
     table = noise_table(vocab.counts, config.ns_exponent)
     guide = _noise_guide(table)
     init_key, _ = jax.random.split(jax.random.key(config.seed))
-    W_in, W_out = init_embeddings(init_key, len(vocab), config.vector_size)
+    d = config.vector_size
+    # Rows padded with zero columns, which no update changes (each adds a multiple of a row).
+    padding = ((0, 0), (0, -d % _ROW_ALIGN))
+    W_in, W_out = (jnp.pad(W, padding) for W in init_embeddings(init_key, len(vocab), d))
     chunks = _skipgram_chunks if config.model == "skipgram" else _cbow_chunks
 
     n = ids.size
     batch, per_call = config.batch_size, _BATCHES_PER_CALL
+    tail = min(per_call, _BATCHES_PER_TAIL_CALL)
     steps_fn = skipgram_steps if config.model == "skipgram" else cbow_steps
     compile_start = time.perf_counter()
-    # One executable for full blocks of batches, one for the shorter groups that end an epoch
+    # One executable for full blocks of batches, one for the shorter groups that end a segment
     # (a block padded with empty batches costs as much as a full one).
-    tail = min(per_call, _BATCHES_PER_TAIL_CALL)
     compiled = {size: steps_fn.lower(W_in, W_out, *_block_shapes(config, size)).compile()
                 for size in sorted({per_call, tail})}
     compile_seconds = time.perf_counter() - compile_start
@@ -664,41 +726,43 @@ def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word
     bar = tqdm(total=n * config.epochs, unit="word", unit_scale=True, disable=not progress,
                desc=f"word2vec {config.model}")
 
-    def epoch_blocks():  # every epoch's blocks of rows, each epoch followed by None
+    def epoch_segments():  # every epoch's segments, each epoch followed by None
         for epoch in range(config.epochs):
             rng = np.random.default_rng([config.seed, epoch])
             noise_rng = np.random.default_rng([config.seed, epoch, 1])
-            for *arrays, positions, weights in _fixed_batches(
-                    chunks(ids, sentence_ids, keep, config.window, rng), batch * per_call):
-                negatives = _host_negatives(noise_rng, table, guide, (weights.size, config.negative))
-                yield *arrays, negatives, positions, weights
+            last = -1
+            rows = _segments(chunks(ids, sentence_ids, keep, config.window, rng), batch * per_call * _SEGMENT_BLOCKS)
+            for *arrays, positions in rows:
+                negatives = _host_negatives(noise_rng, table, guide, (positions.size, config.negative))
+                weights = np.ones(positions.size, np.float32)
+                lrs = _learning_rate(config, epoch, positions, n)
+                # A skip-gram centre's pairs may straddle two segments: count it once.
+                effective = _distinct_count(positions) - int(positions[0] == last)
+                last = int(positions[-1])
+                yield (_interleave((*arrays, negatives, weights, lrs), batch, tail),
+                       positions.size, effective, last + 1)
             yield None
 
     # Built ahead in a thread, across epoch ends too.
-    blocks = _prefetched(epoch_blocks())
+    segments = _prefetched(epoch_segments(), depth=1)
     try:
         for epoch in range(config.epochs):
-            start, done, examples, effective, last = time.perf_counter(), 0, 0, 0, -1
+            start, done, examples, effective = time.perf_counter(), 0, 0, 0
             epoch_loss = []
-            for *arrays, positions, weights in iter(lambda: next(blocks), None):
-                # Padding (weight 0) only ever ends the block, so the real rows come first.
-                real = int(np.count_nonzero(weights))
-                real_batches = -(-real // batch)
-                lrs = _learning_rate(config, epoch, positions[0::batch], n)
-                blocked = [a.reshape(per_call, batch, *a.shape[1:]) for a in (*arrays, weights)]
-                # A full block in one call; the partial last one in groups of `tail` batches.
-                for lo, hi in [(0, per_call)] if real_batches == per_call else [
-                        (k, k + tail) for k in range(0, real_batches, tail)]:
-                    W_in, W_out, loss = compiled[hi - lo](W_in, W_out, *(a[lo:hi] for a in blocked), lrs[lo:hi])
+            for batches, rows, segment_effective, reached in iter(lambda: next(segments), None):
+                num_batches, first = batches[0].shape[0], done
+                full = num_batches - num_batches % per_call
+                groups = ([(lo, lo + per_call) for lo in range(0, full, per_call)]
+                          + [(lo, lo + tail) for lo in range(full, num_batches, tail)])
+                for lo, hi in groups:
+                    W_in, W_out, loss = compiled[hi - lo](W_in, W_out, *(a[lo:hi] for a in batches))
                     epoch_loss.append(loss)
-                examples += real
-                # The block's last real centre tells how far through the corpus it reached.
-                reached = int(positions[real - 1]) + 1
-                # A skip-gram centre's pairs may straddle two blocks: count it once.
-                effective += _distinct_count(positions[:real]) - int(positions[0] == last)
-                last = int(positions[real - 1])
-                bar.update(reached - done)
-                done = reached
+                    # Every stream is this far through its stretch of the segment.
+                    now = first + (reached - first) * hi // num_batches
+                    bar.update(now - done)
+                    done = now
+                examples += rows
+                effective += segment_effective
             W_in.block_until_ready()
             bar.update(n - done)
             seconds = max(time.perf_counter() - start, 1e-9)
@@ -717,25 +781,24 @@ def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word
             bar.set_postfix(loss=f"{losses[-1]:.4f}", words_per_s=f"{rates[-1]:.3g}",
                             effective_words_per_s=f"{effective_rates[-1]:.3g}")
     finally:
-        blocks.close()
+        segments.close()
         bar.close()
-    return Word2VecModel(vocab=vocab, config=config, W_in=np.asarray(W_in), W_out=np.asarray(W_out),
-                         epoch_losses=tuple(losses), words_per_second=tuple(rates),
-                         effective_words_per_second=tuple(effective_rates),
+    return Word2VecModel(vocab=vocab, config=config, W_in=np.asarray(W_in)[:, :d],
+                         W_out=np.asarray(W_out)[:, :d], epoch_losses=tuple(losses),
+                         words_per_second=tuple(rates), effective_words_per_second=tuple(effective_rates),
                          compile_seconds=compile_seconds)
 
 
 def _block_shapes(config: Word2VecConfig, per_call: int) -> tuple[jax.ShapeDtypeStruct, ...]:
-    """Shapes of the arguments of :func:`skipgram_steps` / :func:`cbow_steps` between the
-    tables and the key: the batches' arrays, weights, learning rates and steps."""
+    """Shapes of the arguments of :func:`skipgram_steps` / :func:`cbow_steps` after the
+    tables: the batches' arrays, negatives, weights and per-pair learning rates."""
     shape = (per_call, config.batch_size)
     i32 = jax.ShapeDtypeStruct(shape, jnp.int32)
     arrays = (i32, i32) if config.model == "skipgram" else (
         i32, jax.ShapeDtypeStruct((*shape, 2 * config.window), jnp.int32),
         jax.ShapeDtypeStruct((*shape, 2 * config.window), jnp.bool_))
     negatives = jax.ShapeDtypeStruct((*shape, config.negative), jnp.int32)
-    return (*arrays, negatives, jax.ShapeDtypeStruct(shape, jnp.float32),
-            jax.ShapeDtypeStruct((per_call,), jnp.float32))
+    return (*arrays, negatives, jax.ShapeDtypeStruct(shape, jnp.float32), jax.ShapeDtypeStruct(shape, jnp.float32))
 
 
 def _prefetched(blocks: Iterator, depth: int = 2) -> Iterator:
