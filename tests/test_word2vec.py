@@ -178,6 +178,34 @@ def test_scan_of_batches_equals_the_loop_of_single_steps(model):
     assert not np.allclose(new_in, W_in)
 
 
+def test_cbow_windows_built_on_device_equal_the_host_windows():
+    """Training sends each CBOW row as (index, left, right) into the epoch's surviving words and
+    builds its window on device: the same updates as the explicit windows of ``cbow_windows``."""
+    rng = np.random.default_rng(0)
+    V, n, window, b = 30, 400, 3, 16
+    ids = rng.integers(0, V, n).astype(np.int32)
+    sentence_ids = np.repeat(np.arange(40, dtype=np.int32), 10)
+    keep = rng.uniform(0.5, 1.0, V)
+    centres, contexts, mask, _ = cbow_windows(ids, sentence_ids, keep, window, np.random.default_rng(1))
+    kept_ids, index, left, right, _ = w2v._cbow_rows(ids, sentence_ids, keep, window, np.random.default_rng(1))
+    rows = index.size // b * b
+    assert rows >= 4 * b and centres.size == index.size
+    negatives = rng.integers(0, V, (rows, 2)).astype(np.int32)
+    weights, lrs = np.ones(rows, np.float32), np.full(rows, 0.3, np.float32)
+
+    def batched(*arrays):
+        return [a[:rows].reshape(-1, b, *a.shape[1:]) for a in arrays]
+
+    W_in, W_out = _tables(V=V, d=4)
+    expect = w2v.cbow_steps(jnp.asarray(W_in), jnp.asarray(W_out),
+                            *batched(centres, contexts, mask, negatives, weights, lrs))
+    corpus = jnp.asarray(w2v._padded_corpus(kept_ids, n, window))
+    got = w2v.cbow_corpus_steps(jnp.asarray(W_in), jnp.asarray(W_out), corpus,
+                                *batched(index, left, right, negatives, weights, lrs), window=window)
+    for e, g in zip(expect, got, strict=True):
+        np.testing.assert_allclose(g, e, atol=1e-6)
+
+
 @pytest.mark.parametrize("tail", [3000, 40_000])
 def test_host_negatives_search_like_the_device_and_follow_the_distribution(tail):
     # A long tail, and many frequent words so that guide buckets hold several words (with a
@@ -319,9 +347,10 @@ def _rank(model, word, other):
     return neighbours.index(other)
 
 
-# (word, neighbour, most rank allowed among ~1,300 words). Over seeds 0-4 skip-gram ranked them
-# at most 16, 35 and 0; a model that learns nothing (alpha ~ 0) ranks them around 650 (chance),
-# and passed all three at once for none of seeds 0-2. ("integer"/"float" is too rare: 34-299.)
+# (word, neighbour, most rank allowed among ~1,300 words). Over seeds 0-5 skip-gram ranked them
+# at most 22, 75 and 0 (gensim 4.4: 10, 54 and 0); a model that learns nothing (alpha ~ 0)
+# ranks them around 650 (chance), and passed all three at once for none of seeds 0-2.
+# ("integer"/"float" is too rare: 34-299.)
 RELATED = [("class", "method", 50), ("list", "tuple", 100), ("key", "value", 20)]
 
 
@@ -395,3 +424,18 @@ def test_divergence_raises_instead_of_returning_garbage():
     config = Word2VecConfig(**{**TOY_CONFIG.__dict__, "alpha": 200.0, "min_alpha": 100.0})
     with pytest.raises(FloatingPointError, match="diverged in epoch 1"):
         train_word2vec(TOY, config, progress=False)
+
+
+def test_saturated_scores_are_skipped_as_gensim_does():
+    """A target whose score is beyond ±6 gets no update (gensim's ``continue``); the others
+    move as word2vec's loop moves them."""
+    W_in, W_out = np.zeros((4, 2), np.float32), np.zeros((4, 2), np.float32)
+    W_in[0], W_out[1], W_out[2] = [3.0, 0.0], [2.5, 0.0], [1.0, 1.0]  # scores 7.5 and 3
+    new_in, new_out, _ = skipgram_update(W_in, W_out, np.array([0]), np.array([1]), np.array([[2]]),
+                                         np.ones(1, np.float32), 0.5)
+    expect_in, expect_out = W_in.copy(), W_out.copy()
+    g = (0.0 - _sigmoid(3.0)) * 0.5  # only the noise word 2 counts
+    expect_in[0] += g * W_out[2]
+    expect_out[2] += g * W_in[0]
+    np.testing.assert_allclose(new_in, expect_in, atol=1e-6)
+    np.testing.assert_allclose(new_out, expect_out, atol=1e-6)

@@ -7,9 +7,13 @@ the negative-sampling loss is
 
     ℓ = -log σ(u_o · h) - Σ_k log σ(-u_k · h)
 
-with ``h = v_c`` (skip-gram: predict each context word from the centre) or ``h`` the mean of
-the context words' input vectors (CBOW: predict the centre from its context, gensim's
-``cbow_mean=1``; the centre is then the "positive" word ``o``).
+with ``h = v_c`` (skip-gram) or ``h`` the mean of the context words' input vectors (CBOW:
+predict the centre from its context, gensim's ``cbow_mean=1``; the centre is then the
+"positive" word ``o``). Skip-gram trains each pair the way word2vec's C code and gensim do:
+the context word's input vector predicts the centre (``c`` is the context word, ``o`` the
+centre). The windows are symmetric, so these are the same pairs as centre-predicts-context,
+but a window's pairs then share the centre's output vector rather than its input vector,
+which gave gensim's similarity scores where the other way round fell ~0.02 short.
 
 The pipeline follows word2vec's C code and gensim:
 
@@ -18,16 +22,21 @@ The pipeline follows word2vec's C code and gensim:
 2. Each epoch, on the host with NumPy: subsample frequent words (:func:`keep_probabilities`),
    draw a reduced window ``b ~ U{1..window}`` per remaining position, and pair each centre with
    the words at distance ``<= b`` in the same sentence (:func:`skipgram_pairs`,
-   :func:`cbow_windows`).
-3. Also on the host, ``negative`` noise words per pair (the distribution of
-   :func:`sample_negatives`, drawn with NumPy). The host's work runs in a thread, a block of
-   64 batches ahead of the device.
+   :func:`cbow_windows`). CBOW sends the epoch's surviving words to the device once and each
+   row as three numbers (where its window is), and the device reads the window from them.
+3. The rows (skip-gram pairs or CBOW centres), a segment of 512 batches at a time, are dealt
+   into batches from 16 interleaved stretches of the segment, 128 neighbouring rows from each
+   (:func:`_interleave`): a passage that repeats one word (a table, a code listing) then
+   cannot fill a batch with stale copies of the same update, which made plain consecutive
+   batches diverge on the Python manual. Then ``negative`` noise words per row (the
+   distribution of :func:`sample_negatives`, drawn with NumPy). The host's work runs in a
+   thread, a segment ahead of the device.
 4. On device, 64 batches per compiled call, one after the other in a ``lax.scan``
-   (:func:`skipgram_steps`, :func:`cbow_steps`): per batch, one SGD step of the SUM of the
-   batch's losses as scatter-adds into the two tables (:func:`skipgram_update`,
-   :func:`cbow_update`), so the step per pair is word2vec's
-   ``alpha``. Within a batch every pair sees the tables as they were before the batch, where
-   word2vec would see the updates of earlier pairs; for pairs that share no word the two agree.
+   (:func:`skipgram_steps`, :func:`cbow_corpus_steps`): per batch, one SGD step of the SUM of
+   the batch's losses as scatter-adds into the two tables (:func:`skipgram_update`,
+   :func:`cbow_update`), so the step per pair is word2vec's ``alpha``. Within a batch every
+   pair sees the tables as they were before the batch, where word2vec would see the updates of
+   earlier pairs; for pairs that share no word the two agree.
 5. ``alpha`` decays linearly to ``min_alpha`` over the words (before subsampling) of all epochs.
 
 Typical use::
@@ -73,9 +82,14 @@ _BATCHES_PER_CALL = 64
 _BATCHES_PER_TAIL_CALL = 8
 # Blocks per segment: the rows dealt into one set of interleaved streams (see _interleave).
 _SEGMENT_BLOCKS = 8
+# Neighbouring rows a stream puts into each batch (see _interleave).
+_STREAM_RUN = 128
 # The tables' rows are padded to a multiple of this many floats (zeros that stay zero):
 # XLA:CPU gathers and scatters rows of 104 floats ~10% faster than rows of 100.
 _ROW_ALIGN = 8
+# A target whose score u·h is at least this far from 0 is not updated, as in gensim (its
+# sigmoid table spans [-6, 6]): the steps stay bounded when many same-word rows share a batch.
+_MAX_SCORE = 6.0
 # Buckets of the noise words' guide table (:func:`sample_negatives`).
 _GUIDE_BITS = 16
 # Noise words drawn on the host at a time: ~2.5 MB of work arrays, which stay in cache.
@@ -104,7 +118,7 @@ class Word2VecConfig:
       min_alpha: learning rate reached at the end of the last epoch.
       epochs: passes over the corpus.
       batch_size: skip-gram pairs (or CBOW centre words) per jitted update. Every pair in a
-        batch sees the tables from before it, so a frequent word collects hundreds of
+        batch sees the tables from before it, so a frequent word collects many
         same-direction steps at once: 16384 diverges on the 64k-word pydoc corpus where 4096
         does not, and on 2 CPU cores 2048 was also the fastest per pair.
       seed: seeds the initial vectors, the subsampling and windows, and the negatives.
@@ -356,15 +370,19 @@ def _subsample_and_windows(ids: np.ndarray, sentence_ids: np.ndarray, keep: np.n
     return positions, reduced
 
 
-def _window_chunks(ids, sentence_ids, keep, window, rng, chunk=_HOST_CHUNK):
-    """Per chunk of surviving centres: ``(positions int64[m], context int32[m, 2w],
-    mask bool[m, 2w], centre_ids int32[m])``, contexts ordered left to right as word2vec
-    visits them."""
+def _window_offsets(window: int) -> np.ndarray:
+    """The distances of a centre's context slots, left to right: int32[2·window]."""
+    return np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)]).astype(np.int32)
+
+
+def _surviving_windows(ids, sentence_ids, keep, window, rng):
+    """One epoch's subsampling and windows: ``(positions int64[m], kept_ids int32[m],
+    left int32[m], right int32[m])``, the surviving positions, their words, and how far each
+    looks left and right: its reduced window, cut at the ends of its sentence (counted in
+    surviving words)."""
     positions, reduced = _subsample_and_windows(ids, sentence_ids, keep, window, rng)
-    kept_ids, kept_sentences = ids[positions], sentence_ids[positions]
+    kept_sentences = sentence_ids[positions]
     m = positions.size
-    # How far each surviving word may look left and right: its reduced window, cut at the
-    # ends of its sentence (counted in surviving words).
     index = np.arange(m, dtype=np.int32)
     starts = np.ones(m, bool)
     starts[1:] = kept_sentences[1:] != kept_sentences[:-1]
@@ -373,10 +391,26 @@ def _window_chunks(ids, sentence_ids, keep, window, rng, chunk=_HOST_CHUNK):
     last = np.minimum.accumulate(np.where(ends, index, m - 1)[::-1])[::-1]
     left = np.minimum(reduced, index - first).astype(np.int32)
     right = np.minimum(reduced, last - index).astype(np.int32)
-    offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)]).astype(np.int32)
+    return positions, ids[positions], left, right
+
+
+def _window_mask(left, right, window: int):
+    """Which of the ``2·window`` slots (:func:`_window_offsets`) are context: bool[m, 2w]. NumPy
+    or JAX arrays."""
+    offsets = _window_offsets(window)
+    return (offsets >= -left[:, None]) & (offsets <= right[:, None])
+
+
+def _window_chunks(ids, sentence_ids, keep, window, rng, chunk=_HOST_CHUNK):
+    """Per chunk of surviving centres: ``(positions int64[m], context int32[m, 2w],
+    mask bool[m, 2w], centre_ids int32[m])``, contexts ordered left to right as word2vec
+    visits them."""
+    positions, kept_ids, left, right = _surviving_windows(ids, sentence_ids, keep, window, rng)
+    m = positions.size
+    offsets = _window_offsets(window)
     for start in range(0, m, chunk):
-        centre = index[start:start + chunk]
-        mask = (offsets >= -left[centre, None]) & (offsets <= right[centre, None])
+        centre = np.arange(start, min(m, start + chunk), dtype=np.int32)
+        mask = _window_mask(left[centre], right[centre], window)
         neighbour = np.clip(centre[:, None] + offsets, 0, max(m - 1, 0))  # (chunk, 2w)
         yield positions[centre], kept_ids[neighbour], mask, kept_ids[centre]
 
@@ -411,20 +445,40 @@ def cbow_windows(ids: np.ndarray, sentence_ids: np.ndarray, keep: np.ndarray, wi
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One epoch of CBOW examples: ``(centres int32[m], contexts int32[m, 2·window],
     mask bool[m, 2·window], positions int64[m])``, the same windows as :func:`skipgram_pairs`
-    as one row per surviving centre that has at least one context word."""
-    parts = list(_cbow_chunks(ids, sentence_ids, keep, window, rng, chunk=max(ids.size, 1)))
-    if not parts:
-        return (np.zeros(0, np.int32), np.zeros((0, 2 * window), np.int32),
-                np.zeros((0, 2 * window), bool), np.zeros(0, np.int64))
-    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+    as one row per surviving centre that has at least one context word (masked slots hold
+    word 0). Training builds the same rows on device from :func:`_cbow_rows`."""
+    kept_ids, index, left, right, positions = _cbow_rows(ids, sentence_ids, keep, window, rng)
+    corpus = _padded_corpus(kept_ids, kept_ids.size, window)
+    centres, contexts, mask = _windows_from_corpus(corpus, index, left, right, window)
+    return centres, contexts, mask, positions
 
 
-def _cbow_chunks(ids, sentence_ids, keep, window, rng, chunk=_HOST_CHUNK):
-    for positions, context, mask, centre_ids in _window_chunks(ids, sentence_ids, keep, window, rng, chunk):
-        # A centre with no context word changes nothing in word2vec; skip it. Masked slots read
-        # word 0, one row that stays in cache, rather than a random one.
-        some = mask.any(axis=1)
-        yield centre_ids[some], np.where(mask, context, 0)[some], mask[some], positions[some]
+def _cbow_rows(ids, sentence_ids, keep, window, rng):
+    """One epoch of CBOW rows, as indices into the surviving words: ``(kept_ids int32[m],
+    index int32[r], left int32[r], right int32[r], positions int64[r])`` for the ``r``
+    surviving centres with at least one context word (the others change nothing in word2vec);
+    ``index`` counts from the start of :func:`_padded_corpus`."""
+    positions, kept_ids, left, right = _surviving_windows(ids, sentence_ids, keep, window, rng)
+    rows = np.flatnonzero(left + right > 0).astype(np.int32)
+    return kept_ids, rows + window, left[rows], right[rows], positions[rows]
+
+
+def _padded_corpus(kept_ids: np.ndarray, length: int, window: int) -> np.ndarray:
+    """The surviving words with ``window`` zeros before them and zeros after, up to
+    ``length + 2·window`` (one shape for every epoch): int32."""
+    corpus = np.zeros(length + 2 * window, np.int32)
+    corpus[window:window + kept_ids.size] = kept_ids
+    return corpus
+
+
+def _windows_from_corpus(corpus, index, left, right, window: int):
+    """``(centres [r], contexts [r, 2w], mask bool[r, 2w])`` of the rows at ``index`` in
+    ``corpus`` (NumPy or JAX arrays): masked slots hold word 0, one row that stays in cache
+    rather than a random one."""
+    mask = _window_mask(left, right, window)
+    xp = jnp if isinstance(corpus, jax.Array) else np
+    contexts = xp.where(mask, corpus[index[:, None] + _window_offsets(window)], 0)
+    return corpus[index], contexts, mask
 
 
 def _segments(chunks: Iterator[tuple[np.ndarray, ...]], rows: int) -> Iterator[tuple[np.ndarray, ...]]:
@@ -447,29 +501,37 @@ def _segments(chunks: Iterator[tuple[np.ndarray, ...]], rows: int) -> Iterator[t
         yield tuple(np.concatenate(p) for p in zip(*pending, strict=True))
 
 
-def _interleave(arrays: tuple[np.ndarray, ...], batch_size: int, multiple: int) -> list[np.ndarray]:
-    """Deal ``m`` rows (in corpus order) into batches as ``batch_size`` streams: the rows are
-    cut into ``batch_size`` equal stretches, and stretch ``k`` is row ``k`` of successive
-    batches. Returns each array as ``[num_batches, batch_size, ...]``,
+def _interleave(arrays: tuple[np.ndarray, ...], batch_size: int, multiple: int,
+                run: int = _STREAM_RUN) -> list[np.ndarray]:
+    """Deal ``m`` rows (in corpus order) into batches from ``batch_size / run`` streams: the
+    rows are cut into that many equal stretches, and batch ``i`` holds rows
+    ``i·run ... (i+1)·run - 1`` of every stretch (``run`` is cut to the largest divisor of
+    ``batch_size`` that does not exceed it). Returns each array as ``[num_batches, batch_size, ...]``,
     ``num_batches = ceil(m / batch_size)`` rounded up to a ``multiple``, zero-padded at the
     end of the last stretches.
 
-    A batch therefore takes one row from each of ``batch_size`` places spread over the
-    segment, rather than ``batch_size`` neighbouring rows: a stretch of text that repeats one
-    word (a table, a code listing) puts few copies of it in any one batch, and the rows of one
-    centre word meet the tables one batch after the other, in corpus order.
+    A stretch of text that repeats one word (a table, a code listing) then puts at most
+    ``run`` rows into any one batch, where ``batch_size`` neighbouring rows would bring that
+    many stale copies of the same update; each stretch still meets the tables in corpus order.
+    Runs of neighbouring rows, rather than single rows, keep words that share a passage in
+    the same step, which on small corpora ranks related words as gensim does.
     """
+    run = max(r for r in range(1, min(run, batch_size) + 1) if batch_size % r == 0)
     m = arrays[0].shape[0]
     num_batches = -(-max(-(-m // batch_size), 1) // multiple) * multiple
-    full = m // num_batches  # stretches without padding
+    num_streams, stretch = batch_size // run, num_batches * run
+    full = m // stretch  # stretches without padding
+    rest, cut = divmod(m - full * stretch, run)
     out = []
     for a in arrays:
-        batches = np.zeros((num_batches, batch_size, *a.shape[1:]), a.dtype)
-        streams = batches.swapaxes(0, 1)  # a view: [batch_size, num_batches, ...]
-        streams[:full] = a[:full * num_batches].reshape(full, num_batches, *a.shape[1:])
-        if full < batch_size:
-            streams[full, :m - full * num_batches] = a[full * num_batches:]
-        out.append(batches)
+        batches = np.zeros((num_batches, num_streams, run, *a.shape[1:]), a.dtype)
+        streams = batches.swapaxes(0, 1)  # a view: [num_streams, num_batches, run, ...]
+        streams[:full] = a[:full * stretch].reshape(full, num_batches, run, *a.shape[1:])
+        if full < num_streams:
+            start = full * stretch
+            streams[full, :rest] = a[start:start + rest * run].reshape(rest, run, *a.shape[1:])
+            streams[full, rest, :cut] = a[start + rest * run:m]
+        out.append(batches.reshape(num_batches, batch_size, *a.shape[1:]))
     return out
 
 
@@ -507,7 +569,9 @@ def negative_sampling_loss(W_in: Array, W_out: Array, centres: Array, contexts: 
 
     Args:
       W_in, W_out: float32[V, d].
-      centres, contexts: int32[b], the pairs ``(c_i, o_i)``.
+      centres, contexts: int32[b], the pairs ``(c_i, o_i)``: the word whose input vector is
+        used and the word to predict (:func:`train_word2vec` passes a pair's context word as
+        ``c`` and its centre as ``o``, as word2vec's C code does).
       negatives: int32[b, K]; a noise word equal to ``o_i`` is left out of the sum.
       weights: optional float32[b] per-pair weights (0 for padding).
 
@@ -543,12 +607,15 @@ def cbow_negative_sampling_loss(W_in: Array, W_out: Array, contexts: Array, cont
 
 
 def _output_step(h: Array, targets: Array, use: Array, W_out: Array, lr: Array):
-    """word2vec's inner loop for all rows at once: ``g = (label - σ(f)) · lr``; returns
+    """word2vec's inner loop for all rows at once: ``g = (label - σ(f)) · lr``, 0 where
+    ``|f| >= 6`` (gensim's rule); returns
     ``(g·u summed over targets: float32[b, d], W_out + g·h scattered, loss)``."""
     u = W_out[targets]  # (b, 1+K, d)
     f, signed = _signed_scores(h, u)
     labels = (jnp.arange(f.shape[1]) == 0).astype(jnp.float32)
-    g = (labels - jax.nn.sigmoid(f)) * jnp.reshape(lr, (-1, 1)) * use  # (b, 1+K)
+    # gensim (and word2vec's table lookup) skips a target whose score is saturated.
+    g = jnp.where(jnp.abs(f) < _MAX_SCORE, labels - jax.nn.sigmoid(f), 0.0)
+    g = g * jnp.reshape(lr, (-1, 1)) * use  # (b, 1+K)
     loss = -jnp.sum(use * jax.nn.log_sigmoid(signed))
     W_out = W_out.at[targets].add(g[..., None] * h[:, None, :], mode="promise_in_bounds")
     # Σ_t g_t u_t as a sum of 1+K terms: one fused loop, where XLA:CPU's batched dot is slower.
@@ -558,8 +625,9 @@ def _output_step(h: Array, targets: Array, use: Array, W_out: Array, lr: Array):
 def skipgram_update(W_in: Array, W_out: Array, centres: Array, contexts: Array, negatives: Array,
                     weights: Array, lr: Array) -> tuple[Array, Array, Array]:
     """One SGD step ``W ← W - lr · ∇ negative_sampling_loss`` as scatter-adds into the rows the
-    batch touches: returns ``(W_in, W_out, loss before the step)``. ``lr`` is one learning rate
-    or float32[b], one per pair."""
+    batch touches, leaving out (as gensim does) the terms whose score ``|u·v| >= 6``: returns
+    ``(W_in, W_out, loss before the step)``. ``lr`` is one learning rate or float32[b], one per
+    pair."""
     W_in, W_out = jnp.asarray(W_in), jnp.asarray(W_out)
     targets, use = _targets_and_use(contexts, negatives, weights)
     h = W_in[centres]
@@ -630,6 +698,21 @@ def cbow_steps(W_in, W_out, centres, contexts, context_mask, negatives, weights,
     return _scan_steps(
         lambda W_in, W_out, c, ctx, m, neg, w, lr: cbow_update(W_in, W_out, ctx, m, c, neg, w, lr),
         W_in, W_out, (centres, contexts, context_mask), negatives, weights, lrs)
+
+
+@functools.partial(jax.jit, donate_argnums=(0, 1), static_argnames=("window",))
+def cbow_corpus_steps(W_in, W_out, corpus, index, left, right, negatives, weights, lrs, *, window: int):
+    """:func:`cbow_steps` with each row's window read from ``corpus`` on device: row ``j`` of a
+    batch predicts ``corpus[index_j]`` from the words ``corpus[index_j + o]`` for
+    ``-left_j <= o <= right_j, o != 0`` (``0 <= left, right <= window``). ``corpus`` is
+    int32[L] (:func:`_padded_corpus`); ``index, left, right`` are int32[num_batches, batch_size].
+    The host then sends three numbers per row instead of ``4·window`` for its window."""
+
+    def update(W_in, W_out, index, left, right, negatives, weights, lr):
+        centres, contexts, mask = _windows_from_corpus(corpus, index, left, right, window)
+        return cbow_update(W_in, W_out, contexts, mask, centres, negatives, weights, lr)
+
+    return _scan_steps(update, W_in, W_out, (index, left, right), negatives, weights, lrs)
 
 
 # ------------------------------------------------------------------------------ training
@@ -710,16 +793,16 @@ def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word
     # Rows padded with zero columns, which no update changes (each adds a multiple of a row).
     padding = ((0, 0), (0, -d % _ROW_ALIGN))
     W_in, W_out = (jnp.pad(W, padding) for W in init_embeddings(init_key, len(vocab), d))
-    chunks = _skipgram_chunks if config.model == "skipgram" else _cbow_chunks
 
     n = ids.size
     batch, per_call = config.batch_size, _BATCHES_PER_CALL
     tail = min(per_call, _BATCHES_PER_TAIL_CALL)
-    steps_fn = skipgram_steps if config.model == "skipgram" else cbow_steps
     compile_start = time.perf_counter()
     # One executable for full blocks of batches, one for the shorter groups that end a segment
     # (a block padded with empty batches costs as much as a full one).
-    compiled = {size: steps_fn.lower(W_in, W_out, *_block_shapes(config, size)).compile()
+    lower = skipgram_steps.lower if config.model == "skipgram" else functools.partial(
+        cbow_corpus_steps.lower, window=config.window)
+    compiled = {size: lower(W_in, W_out, *_block_shapes(config, size, n)).compile()
                 for size in sorted({per_call, tail})}
     compile_seconds = time.perf_counter() - compile_start
     losses, rates, effective_rates = [], [], []
@@ -730,17 +813,23 @@ def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word
         for epoch in range(config.epochs):
             rng = np.random.default_rng([config.seed, epoch])
             noise_rng = np.random.default_rng([config.seed, epoch, 1])
+            if config.model == "skipgram":  # (input, output) = (context, centre), as word2vec.c
+                pairs = _skipgram_chunks(ids, sentence_ids, keep, config.window, rng)
+                shared, rows = (), ((o, c, p) for c, o, p in pairs)
+            else:  # the epoch's surviving words go to the device once; rows index them
+                kept_ids, *cbow_rows = _cbow_rows(ids, sentence_ids, keep, config.window, rng)
+                shared, rows = (jax.device_put(_padded_corpus(kept_ids, n, config.window)),), iter([cbow_rows])
             last = -1
-            rows = _segments(chunks(ids, sentence_ids, keep, config.window, rng), batch * per_call * _SEGMENT_BLOCKS)
-            for *arrays, positions in rows:
-                negatives = _host_negatives(noise_rng, table, guide, (positions.size, config.negative))
+            for *arrays, positions in _segments(rows, batch * per_call * _SEGMENT_BLOCKS):
                 weights = np.ones(positions.size, np.float32)
                 lrs = _learning_rate(config, epoch, positions, n)
+                *arrays, weights, lrs = _interleave((*arrays, weights, lrs), batch, tail)
+                # Independent draws: made in the batches' layout, for the padding too.
+                negatives = _host_negatives(noise_rng, table, guide, (*weights.shape, config.negative))
                 # A skip-gram centre's pairs may straddle two segments: count it once.
                 effective = _distinct_count(positions) - int(positions[0] == last)
                 last = int(positions[-1])
-                yield (_interleave((*arrays, negatives, weights, lrs), batch, tail),
-                       positions.size, effective, last + 1)
+                yield shared, (*arrays, negatives, weights, lrs), positions.size, effective, last + 1
             yield None
 
     # Built ahead in a thread, across epoch ends too.
@@ -749,13 +838,13 @@ def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word
         for epoch in range(config.epochs):
             start, done, examples, effective = time.perf_counter(), 0, 0, 0
             epoch_loss = []
-            for batches, rows, segment_effective, reached in iter(lambda: next(segments), None):
+            for shared, batches, rows, segment_effective, reached in iter(lambda: next(segments), None):
                 num_batches, first = batches[0].shape[0], done
                 full = num_batches - num_batches % per_call
                 groups = ([(lo, lo + per_call) for lo in range(0, full, per_call)]
                           + [(lo, lo + tail) for lo in range(full, num_batches, tail)])
                 for lo, hi in groups:
-                    W_in, W_out, loss = compiled[hi - lo](W_in, W_out, *(a[lo:hi] for a in batches))
+                    W_in, W_out, loss = compiled[hi - lo](W_in, W_out, *shared, *(a[lo:hi] for a in batches))
                     epoch_loss.append(loss)
                     # Every stream is this far through its stretch of the segment.
                     now = first + (reached - first) * hi // num_batches
@@ -789,14 +878,14 @@ def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word
                          compile_seconds=compile_seconds)
 
 
-def _block_shapes(config: Word2VecConfig, per_call: int) -> tuple[jax.ShapeDtypeStruct, ...]:
-    """Shapes of the arguments of :func:`skipgram_steps` / :func:`cbow_steps` after the
-    tables: the batches' arrays, negatives, weights and per-pair learning rates."""
+def _block_shapes(config: Word2VecConfig, per_call: int, corpus_words: int) -> tuple[jax.ShapeDtypeStruct, ...]:
+    """Shapes of the arguments of :func:`skipgram_steps` / :func:`cbow_corpus_steps` after the
+    tables: the corpus (CBOW), the batches' arrays, negatives, weights and per-pair learning
+    rates."""
     shape = (per_call, config.batch_size)
     i32 = jax.ShapeDtypeStruct(shape, jnp.int32)
     arrays = (i32, i32) if config.model == "skipgram" else (
-        i32, jax.ShapeDtypeStruct((*shape, 2 * config.window), jnp.int32),
-        jax.ShapeDtypeStruct((*shape, 2 * config.window), jnp.bool_))
+        jax.ShapeDtypeStruct((corpus_words + 2 * config.window,), jnp.int32), i32, i32, i32)
     negatives = jax.ShapeDtypeStruct((*shape, config.negative), jnp.int32)
     return (*arrays, negatives, jax.ShapeDtypeStruct(shape, jnp.float32), jax.ShapeDtypeStruct(shape, jnp.float32))
 
