@@ -295,6 +295,25 @@ def test_skipgram_pairs_stay_in_their_sentence_and_window(lengths, window, seed)
     assert pairs == set(zip(centres.tolist(), contexts.tolist(), strict=True))
 
 
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 3000), batch_size=st.sampled_from([1, 6, 16, 64]), multiple=st.integers(1, 4),
+       run=st.sampled_from([1, 2, 4, 5, 128]))
+def test_interleave_deals_every_row_once_and_keeps_each_stretch_in_order(rows, batch_size, multiple, run):
+    values = np.arange(1, rows + 1)
+    batches, weights = w2v._interleave((values, np.ones(rows, np.float32)), batch_size, multiple, run)
+    num_batches = batches.shape[0]
+    assert batches.shape == weights.shape == (num_batches, batch_size) and num_batches % multiple == 0
+    assert num_batches < -(-rows // batch_size) + multiple  # no more padding than needed
+    np.testing.assert_array_equal(np.sort(batches[weights > 0]), values)  # each row once
+    assert np.all(batches[weights == 0] == 0)
+    # Columns of one run read down the batches in corpus order, stretch after stretch.
+    run = max(r for r in range(1, min(run, batch_size) + 1) if batch_size % r == 0)
+    streams = batches.reshape(num_batches, batch_size // run, run).swapaxes(0, 1).reshape(batch_size // run, -1)
+    for stream in streams:
+        real = stream[stream > 0]
+        np.testing.assert_array_equal(real, np.arange(real[0], real[0] + real.size) if real.size else real)
+
+
 def test_dynamic_window_makes_near_words_more_frequent():
     n, window = 20_000, 5
     ids = np.arange(n, dtype=np.int32)

@@ -25,8 +25,9 @@ The pipeline follows word2vec's C code and gensim:
    :func:`cbow_windows`). CBOW sends the epoch's surviving words to the device once and each
    row as three numbers (where its window is), and the device reads the window from them.
 3. The rows (skip-gram pairs or CBOW centres), a segment of 512 batches at a time, are dealt
-   into batches from 16 interleaved stretches of the segment, 128 neighbouring rows from each
-   (:func:`_interleave`): a passage that repeats one word (a table, a code listing) then
+   into batches from interleaved stretches of the segment (:func:`_interleave`): skip-gram
+   takes runs of 128 neighbouring rows from each of 16 stretches, CBOW one row from each of
+   2,048 (``_STREAM_RUN``). A passage that repeats one word (a table, a code listing) then
    cannot fill a batch with stale copies of the same update, which made plain consecutive
    batches diverge on the Python manual. Then ``negative`` noise words per row (the
    distribution of :func:`sample_negatives`, drawn with NumPy). The host's work runs in a
@@ -82,8 +83,13 @@ _BATCHES_PER_CALL = 64
 _BATCHES_PER_TAIL_CALL = 8
 # Blocks per segment: the rows dealt into one set of interleaved streams (see _interleave).
 _SEGMENT_BLOCKS = 8
-# Neighbouring rows a stream puts into each batch (see _interleave).
-_STREAM_RUN = 128
+# Neighbouring rows a stream puts into each batch (see _interleave). A skip-gram row is one
+# pair: runs of 128 (~30 centre words) keep a passage together in one step, which on small
+# corpora ranked related words as gensim does where single rows did not. A CBOW row is a whole
+# window, and neighbouring centres share most of theirs: one row per stream sends them to
+# successive batches, as word2vec takes them, which gave gensim's SimLex-999 and analogy
+# scores where runs of 128 fell short.
+_STREAM_RUN = {"skipgram": 128, "cbow": 1}
 # The tables' rows are padded to a multiple of this many floats (zeros that stay zero):
 # XLA:CPU gathers and scatters rows of 104 floats ~10% faster than rows of 100.
 _ROW_ALIGN = 8
@@ -501,8 +507,7 @@ def _segments(chunks: Iterator[tuple[np.ndarray, ...]], rows: int) -> Iterator[t
         yield tuple(np.concatenate(p) for p in zip(*pending, strict=True))
 
 
-def _interleave(arrays: tuple[np.ndarray, ...], batch_size: int, multiple: int,
-                run: int = _STREAM_RUN) -> list[np.ndarray]:
+def _interleave(arrays: tuple[np.ndarray, ...], batch_size: int, multiple: int, run: int = 1) -> list[np.ndarray]:
     """Deal ``m`` rows (in corpus order) into batches from ``batch_size / run`` streams: the
     rows are cut into that many equal stretches, and batch ``i`` holds rows
     ``i·run ... (i+1)·run - 1`` of every stretch (``run`` is cut to the largest divisor of
@@ -513,8 +518,7 @@ def _interleave(arrays: tuple[np.ndarray, ...], batch_size: int, multiple: int,
     A stretch of text that repeats one word (a table, a code listing) then puts at most
     ``run`` rows into any one batch, where ``batch_size`` neighbouring rows would bring that
     many stale copies of the same update; each stretch still meets the tables in corpus order.
-    Runs of neighbouring rows, rather than single rows, keep words that share a passage in
-    the same step, which on small corpora ranks related words as gensim does.
+    ``run > 1`` keeps neighbouring rows in the same step (see ``_STREAM_RUN``).
     """
     run = max(r for r in range(1, min(run, batch_size) + 1) if batch_size % r == 0)
     m = arrays[0].shape[0]
@@ -811,7 +815,8 @@ def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word
             for *arrays, positions in _segments(rows, batch * per_call * _SEGMENT_BLOCKS):
                 weights = np.ones(positions.size, np.float32)
                 lrs = _learning_rate(config, epoch, positions, n)
-                *arrays, weights, lrs = _interleave((*arrays, weights, lrs), batch, tail)
+                *arrays, weights, lrs = _interleave((*arrays, weights, lrs), batch, tail,
+                                                    _STREAM_RUN[config.model])
                 # Independent draws: made in the batches' layout, for the padding too.
                 negatives = _host_negatives(noise_rng, table, guide, (*weights.shape, config.negative))
                 # A skip-gram centre's pairs may straddle two segments: count it once.
