@@ -26,6 +26,7 @@ from jaxllm.embeddings import (
     noise_distribution,
     noise_table,
     sample_negatives,
+    sampling,
     save_word2vec_format,
     skipgram_pairs,
     skipgram_step,
@@ -187,7 +188,7 @@ def test_cbow_windows_built_on_device_equal_the_host_windows():
     sentence_ids = np.repeat(np.arange(40, dtype=np.int32), 10)
     keep = rng.uniform(0.5, 1.0, V)
     centres, contexts, mask, _ = cbow_windows(ids, sentence_ids, keep, window, np.random.default_rng(1))
-    kept_ids, index, left, right, _ = w2v._cbow_rows(ids, sentence_ids, keep, window, np.random.default_rng(1))
+    kept_ids, index, left, right, _ = sampling.cbow_rows(ids, sentence_ids, keep, window, np.random.default_rng(1))
     rows = index.size // b * b
     assert rows >= 4 * b and centres.size == index.size
     negatives = rng.integers(0, V, (rows, 2)).astype(np.int32)
@@ -199,7 +200,7 @@ def test_cbow_windows_built_on_device_equal_the_host_windows():
     W_in, W_out = _tables(V=V, d=4)
     expect = w2v.cbow_steps(jnp.asarray(W_in), jnp.asarray(W_out),
                             *batched(centres, contexts, mask, negatives, weights, lrs))
-    corpus = jnp.asarray(w2v._padded_corpus(kept_ids, n, window))
+    corpus = jnp.asarray(sampling.padded_corpus(kept_ids, n, window))
     got = w2v.cbow_corpus_steps(jnp.asarray(W_in), jnp.asarray(W_out), corpus,
                                 *batched(index, left, right, negatives, weights, lrs), window=window)
     for e, g in zip(expect, got, strict=True):
@@ -213,8 +214,8 @@ def test_host_negatives_search_like_the_device_and_follow_the_distribution(tail)
     zipf = np.random.default_rng(0).zipf(1.3, tail)
     counts = np.sort(np.concatenate([zipf, np.full(50, 1_000_000)]))[::-1].astype(np.int64)
     table = noise_table(counts)
-    negatives = w2v._host_negatives(np.random.default_rng(3), table, w2v._noise_guide(table), (200_000, 5))
-    draws = w2v._uniform_below(np.random.default_rng(3), int(table[-1]), 1_000_000).reshape(200_000, 5)
+    negatives = sampling.host_negatives(np.random.default_rng(3), table, sampling.noise_guide(table), (200_000, 5))
+    draws = sampling._uniform_below(np.random.default_rng(3), int(table[-1]), 1_000_000).reshape(200_000, 5)
     np.testing.assert_array_equal(negatives, np.searchsorted(table, draws, side="right"))
     frequencies = np.bincount(negatives.ravel(), minlength=counts.size) / negatives.size
     np.testing.assert_allclose(frequencies, noise_distribution(counts), atol=2e-3)
@@ -222,7 +223,7 @@ def test_host_negatives_search_like_the_device_and_follow_the_distribution(tail)
 
 @pytest.mark.parametrize("high", [2**31 - 1, 2**31, 2**30 + 1])
 def test_uniform_below_stays_in_range_and_is_uniform(high):
-    draws = w2v._uniform_below(np.random.default_rng(0), high, 100_001)  # odd: half a raw word
+    draws = sampling._uniform_below(np.random.default_rng(0), high, 100_001)  # odd: half a raw word
     assert draws.dtype == np.int32 and draws.shape == (100_001,)
     assert draws.min() >= 0 and draws.max() < high
     deciles = np.bincount((draws.astype(np.int64) * 10) // high, minlength=10)
@@ -300,7 +301,7 @@ def test_skipgram_pairs_stay_in_their_sentence_and_window(lengths, window, seed)
        run=st.sampled_from([1, 2, 4, 5, 128]))
 def test_interleave_deals_every_row_once_and_keeps_each_stretch_in_order(rows, batch_size, multiple, run):
     values = np.arange(1, rows + 1)
-    batches, weights = w2v._interleave((values, np.ones(rows, np.float32)), batch_size, multiple, run)
+    batches, weights = sampling.interleave((values, np.ones(rows, np.float32)), batch_size, multiple, run)
     num_batches = batches.shape[0]
     assert batches.shape == weights.shape == (num_batches, batch_size) and num_batches % multiple == 0
     assert num_batches < -(-rows // batch_size) + multiple  # no more padding than needed
