@@ -1,5 +1,6 @@
-"""How word2vec samples its training examples, on the host with NumPy: frequent-word
-subsampling, dynamic windows, noise words, and the dealing of rows into batches.
+"""How word2vec samples its training examples: frequent-word subsampling, dynamic windows,
+noise words, and the dealing of rows into batches, on the host with NumPy (with JAX versions
+of the noise draw and of the CBOW window lookup for the device).
 
 * :func:`keep_probabilities`, :func:`noise_distribution`, :func:`noise_table`: word2vec's and
   gensim's formulas; :func:`host_negatives` draws from the noise table exactly as a binary
@@ -97,7 +98,7 @@ def _uniform_below(rng: np.random.Generator, high: int, size: int) -> np.ndarray
 
 
 def host_negatives(rng: np.random.Generator, table: np.ndarray, guide: np.ndarray,
-                    shape: tuple[int, ...]) -> np.ndarray:
+                   shape: tuple[int, ...]) -> np.ndarray:
     """:func:`sample_negatives` on the host: ``np.searchsorted(table, draws, "right")`` for
     draws uniform in ``[0, table[-1])`` (:func:`_uniform_below`), found by starting at the first
     word of the draw's :func:`noise_guide` bucket and stepping forward (a bucket spans few
@@ -195,6 +196,8 @@ def skipgram_pairs(ids: np.ndarray, sentence_ids: np.ndarray, keep: np.ndarray, 
 
 
 def skipgram_chunks(ids, sentence_ids, keep, window, rng, chunk=_HOST_CHUNK):
+    """:func:`skipgram_pairs` as ``(centres, contexts, positions)`` per ``chunk`` surviving
+    centres, so that an epoch's pairs are never all in memory at once."""
     for positions, context, mask, centre_ids in _window_chunks(ids, sentence_ids, keep, window, rng, chunk):
         rows, cols = np.nonzero(mask)  # row-major: by centre, then left to right
         yield centre_ids[rows], context[rows, cols], positions[rows]
