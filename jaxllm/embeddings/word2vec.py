@@ -549,6 +549,7 @@ def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word
     n = ids.size
     batch, per_call = config.batch_size, _BATCHES_PER_CALL
     tail = min(per_call, _BATCHES_PER_TAIL_CALL)
+
     def epoch_segments():  # every epoch's segments, each epoch followed by None
         for epoch in range(config.epochs):
             rng = np.random.default_rng([config.seed, epoch])
