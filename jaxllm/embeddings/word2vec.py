@@ -128,9 +128,10 @@ class Word2VecConfig:
       min_alpha: learning rate reached at the end of the last epoch.
       epochs: passes over the corpus.
       batch_size: skip-gram pairs (or CBOW centre words) per jitted update. Every pair in a
-        batch sees the tables from before it, so a frequent word collects many
-        same-direction steps at once: 16384 diverges on the 64k-word pydoc corpus where 4096
-        does not, and on 2 CPU cores 2048 was also the fastest per pair.
+        batch sees the tables from before it, so a word that fills many rows collects that
+        many same-direction steps at once; rows dealt from stretches spread over the text
+        (:func:`jaxllm.embeddings.sampling.interleave`) keep that number low even on
+        repetitive text. On 2 CPU cores 2048 was the fastest per pair.
       seed: seeds the initial vectors, the subsampling and windows, and the negatives.
       max_vocab_size: keep only this many most frequent words (after ``min_count``); unlike
         gensim's option of the same name, which prunes while counting to bound memory, this
