@@ -33,7 +33,6 @@ one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -57,6 +56,7 @@ from jaxllm.bench import (
     cpu_snapshot,
     load_warning,
     machine_info,
+    print_report,
     timed_call,
 )
 from jaxllm.classic import (
@@ -336,9 +336,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = run_benchmark(sst2_dir, tfidf_mb=args.tfidf_mb, repeats=args.repeats, C=args.C,
                            tfidf=not args.skip_tfidf, linear=not args.skip_linear)
-    if not args.json_only:
-        print("\n".join(report_lines(result)))
-    print(json.dumps(result))
+    print_report(report_lines(result), result, json_only=args.json_only)
     if not result["parity_ok"]:
         print("TF-IDF outputs differ from scikit-learn's: the vocabulary differs or values are more "
               f"than {MAX_ABS_DIFF:g} apart", file=sys.stderr)

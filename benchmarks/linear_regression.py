@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import sys
 import time
@@ -30,7 +29,15 @@ import jax
 import numpy as np
 import optax
 
-from jaxllm.bench import Timing, background_load, cpu_snapshot, load_warning, machine_info, time_fn
+from jaxllm.bench import (
+    Timing,
+    background_load,
+    cpu_snapshot,
+    load_warning,
+    machine_info,
+    print_report,
+    time_fn,
+)
 from jaxllm.train.epochs import fit_epochs
 
 
@@ -159,9 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = run_benchmark(epochs=args.epochs, batch_size=args.batch_size,
                            learning_rate=args.learning_rate, seed=args.seed, repeats=args.repeats)
-    if not args.json_only:
-        print("\n".join(report_lines(result)))
-    print(json.dumps(result))
+    print_report(report_lines(result), result, json_only=args.json_only)
     return 0
 
 

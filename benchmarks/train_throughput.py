@@ -24,7 +24,6 @@ import argparse
 import collections
 import dataclasses
 import importlib.util
-import json
 import re
 import time
 from typing import Any
@@ -43,6 +42,7 @@ from jaxllm.bench import (
     max_rss_mb,
     measure_matmul_peak,
     mfu,
+    print_report,
     run_in_fresh_process,
     time_fn,
     time_steps,
@@ -382,11 +382,9 @@ def main() -> None:
     with_torch = not args.no_torch and torch_available()
     result = run_benchmark(args.config, steps=args.steps, with_torch=with_torch,
                            warmup=args.warmup, isolate=not args.same_process)
-    if not args.json_only:
-        if not args.no_torch and not with_torch:
-            print("torch is not installed (pip install -e '.[bench]'): no reference figures")
-        print("\n".join(report_lines(result)))
-    print(json.dumps(result))
+    if not args.json_only and not args.no_torch and not with_torch:
+        print("torch is not installed (pip install -e '.[bench]'): no reference figures")
+    print_report(report_lines(result), result, json_only=args.json_only)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ object with every figure.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -49,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxllm.bench import background_load, cpu_snapshot, load_warning, machine_info
+from jaxllm.bench import background_load, cpu_snapshot, load_warning, machine_info, print_report
 from jaxllm.data import load_corpus
 from jaxllm.embeddings import (
     Word2VecConfig,
@@ -297,9 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = run_benchmark(args.corpus or ["shakespeare"], args.models, args.epochs, args.workers,
                            args.seed, args.quick, args.repeats, args.quality_seeds)
-    if not args.json_only:
-        print("\n".join(report_lines(result)))
-    print(json.dumps(result))
+    print_report(report_lines(result), result, json_only=args.json_only)
     return 0
 
 

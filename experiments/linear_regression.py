@@ -39,7 +39,7 @@ import optax
 from jax import Array
 
 from jaxllm.losses import mean_squared_error
-from jaxllm.plots import plt, save_figure
+from jaxllm.plots import plt, save_line_plot
 from jaxllm.train.epochs import fit_epochs
 
 
@@ -85,12 +85,7 @@ def plot_epochs(losses: np.ndarray, optimum: float, path: Path, *, title: str) -
     fig, ax = plt.subplots(figsize=(7, 4.2))
     ax.plot(np.arange(1, len(losses) + 1), losses, lw=1.5, label="training loss (SGD)")
     ax.axhline(optimum, color="k", ls="--", lw=1, label=f"least-squares optimum {optimum:.4f}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("mean squared error")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return save_figure(fig, path)
+    return save_line_plot(fig, ax, path, xlabel="epoch", ylabel="mean squared error", title=title)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

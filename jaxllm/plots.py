@@ -21,6 +21,17 @@ def save_figure(fig, path: str | Path) -> Path:
     return path
 
 
+def save_line_plot(fig, ax, path: str | Path, *, xlabel: str, ylabel: str, title: str) -> Path:
+    """Label ``ax``'s axes, title it, add a light grid and the legend, and save ``fig`` (see
+    :func:`save_figure`): the finish every line plot here shares."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save_figure(fig, path)
+
+
 def plot_loss(history: list[dict], path: str | Path, *, title: str = "training") -> Path:
     """Train loss (and validation loss where present) against step, saved as a PNG.
 
@@ -35,12 +46,7 @@ def plot_loss(history: list[dict], path: str | Path, *, title: str = "training")
         ax.plot(*zip(*train, strict=True), label="train loss", lw=1.2)
     if val:
         ax.plot(*zip(*val, strict=True), "o-", label="validation loss", lw=1.5, ms=4)
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats / token)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return save_figure(fig, path)
+    return save_line_plot(fig, ax, path, xlabel="step", ylabel="cross-entropy (nats / token)", title=title)
 
 
 def plot_scaling(results: list[dict], path: str | Path, *, title: str = "data-parallel training",

@@ -12,8 +12,9 @@ predict the centre from its context, gensim's ``cbow_mean=1``; the centre is the
 "positive" word ``o``). Skip-gram trains each pair the way word2vec's C code and gensim do:
 the context word's input vector predicts the centre (``c`` is the context word, ``o`` the
 centre). The windows are symmetric, so these are the same pairs as centre-predicts-context,
-but a window's pairs then share the centre's output vector rather than its input vector,
-which gave gensim's similarity scores where the other way round fell ~0.02 short.
+but a window's pairs then share the centre's output vector rather than its input vector; on
+a 4M-word corpus this (with gensim's skip of saturated scores) moved the 3-seed means of
+WordSim-353 from 0.242 to 0.252 and SimLex-999 from 0.084 to 0.090 (gensim: 0.257, 0.103).
 
 The pipeline follows word2vec's C code and gensim:
 
