@@ -14,8 +14,10 @@ Reported per side: tokens/s and ms/step (median over the timed steps, after the 
 and ``--warmup`` more), the first step's time (for JAX: trace + compile + run), model FLOPs per
 token (nanoGPT's count), MFU against the float32 matmul peak measured in the same run, and the
 peak resident memory. Each side runs in its own fresh process, so its peak memory and thread
-pools are its own (``--same-process`` runs both here and reports no memory). The last line
-printed is one JSON object with every figure.
+pools are its own (``--same-process`` runs both here and reports no memory). The jaxllm side runs
+with the memory settings importing jaxllm applies (``jaxllm.runtime``); the PyTorch side with
+glibc's defaults, as nanoGPT runs, unless ``--torch-reuse-memory`` gives it the same settings.
+The last line printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import collections
 import dataclasses
 import importlib.util
+import os
 import re
 import time
 from typing import Any
@@ -51,6 +54,7 @@ from jaxllm.bench import (
 from jaxllm.losses import language_model_loss
 from jaxllm.models.gpt import GPT, GPTConfig, count_params, init_params
 from jaxllm.optim import OptimizerConfig, make_optimizer
+from jaxllm.runtime import OPT_OUT_ENV as REUSE_MEMORY_ENV
 from jaxllm.train import create_train_state, jit_train_step, make_train_step
 
 
@@ -107,6 +111,7 @@ def jax_side(config: GPTConfig, initial_params: dict, batch_size: int, steps: in
         "loss_last": float(last_metrics["loss"]),
         "rss_before_mb": rss_before,
         "max_rss_mb": max_rss_mb(),
+        "reuse_step_memory": not jax.config.read("jax_cpu_enable_async_dispatch"),
     }
 
 
@@ -219,6 +224,7 @@ def torch_side(config: GPTConfig, initial_params: dict, batch_size: int, steps: 
         "matmul_flops": torch_matmul_peak(matmul_n),
         "version": torch.__version__,
         "threads": torch.get_num_threads(),
+        "reuse_step_memory": os.environ.get(REUSE_MEMORY_ENV) != "0",
     }
 
 
@@ -282,7 +288,8 @@ def side_figures(side: dict, tokens_per_step: int, flops_per_token: int, peak_fl
 
 def run_benchmark(config: str | GPTConfig, batch: int | None = None, steps: int | None = None,
                   with_torch: bool = False, *, warmup: int = 1, seed: int = 0,
-                  peak_n: int = 2048, isolate: bool = False) -> dict[str, Any]:
+                  peak_n: int = 2048, isolate: bool = False,
+                  torch_reuse_memory: bool = False) -> dict[str, Any]:
     """Benchmark one training step of ``config``; every figure as one flat dict.
 
     Args:
@@ -292,6 +299,8 @@ def run_benchmark(config: str | GPTConfig, batch: int | None = None, steps: int 
       warmup: untimed steps after the first (compiling) one.
       peak_n: size of the square matmul whose FLOP/s is the MFU denominator.
       isolate: run each side in a fresh process and report its peak memory.
+      torch_reuse_memory: run the isolated PyTorch side with jaxllm's memory settings too
+        (a shared process always has them).
     """
     name, bench = resolve(config, batch, steps)
     model = bench.model
@@ -299,12 +308,17 @@ def run_benchmark(config: str | GPTConfig, batch: int | None = None, steps: int 
     if with_torch and model.positions != "learned":
         raise ValueError("the PyTorch reference GPT has learned positions only")
     peak_flops = measure_matmul_peak("float32", n=peak_n)
-    run = run_in_fresh_process if isolate else (lambda fn, *args: fn(*args))
+    def run(fn, *args, reuse_memory=True):
+        if not isolate:
+            return fn(*args)
+        return run_in_fresh_process(fn, *args,
+                                    environment={REUSE_MEMORY_ENV: "1" if reuse_memory else "0"})
+
     initial_params = jax.device_get(init_params(model, jax.random.key(seed)))
     args = (model, initial_params, bench.batch_size, bench.steps, warmup, seed)
 
     ours = run(jax_side, *args)
-    theirs = run(torch_side, *args, peak_n) if with_torch else None
+    theirs = run(torch_side, *args, peak_n, reuse_memory=torch_reuse_memory) if with_torch else None
     if theirs is not None and theirs["n_params"] != ours["n_params"]:
         raise RuntimeError(f"the PyTorch GPT has {theirs['n_params']} parameters, jaxllm's "
                            f"{ours['n_params']}: the two architectures differ")
@@ -333,6 +347,8 @@ def run_benchmark(config: str | GPTConfig, batch: int | None = None, steps: int 
         "torch_matmul_flops": theirs["matmul_flops"] if theirs else None,
         "torch_version": theirs["version"] if theirs else None,
         "torch_threads": theirs["threads"] if theirs else None,
+        "reuse_step_memory": ours["reuse_step_memory"],
+        "torch_reuse_step_memory": theirs["reuse_step_memory"] if theirs else None,
         "isolated_processes": isolate,
         "background_cpu_load": background_load(start, cpu_snapshot()),
         "machine": machine_info(),
@@ -362,8 +378,10 @@ def report_lines(result: dict) -> list[str]:
     lines += side("", "jaxllm")
     if result["torch_tokens_per_s"] is not None:
         lines += side("torch_", "torch")
+        malloc = "jaxllm's" if result["torch_reuse_step_memory"] else "glibc's default"
         lines.append(f"jaxllm / torch tokens/s: {result['ratio_vs_torch']:.2f}x  (torch {result['torch_version']}, "
-                     f"{result['torch_threads']} threads, its matmul {result['torch_matmul_flops'] / 1e9:.1f} GFLOP/s)")
+                     f"{result['torch_threads']} threads, its matmul {result['torch_matmul_flops'] / 1e9:.1f} GFLOP/s, "
+                     f"{malloc} malloc settings)")
     warning = load_warning(result["background_cpu_load"], result["machine"]["cpu_count"])
     return lines + ([warning] if warning else [])
 
@@ -376,12 +394,15 @@ def main() -> None:
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     parser.add_argument("--same-process", action="store_true",
                         help="run both sides in this process (no memory figures)")
+    parser.add_argument("--torch-reuse-memory", action="store_true",
+                        help="give the PyTorch process jaxllm's memory settings (jaxllm.runtime)")
     parser.add_argument("--json-only", action="store_true", help="print only the JSON line")
     args = parser.parse_args()
 
     with_torch = not args.no_torch and torch_available()
     result = run_benchmark(args.config, steps=args.steps, with_torch=with_torch,
-                           warmup=args.warmup, isolate=not args.same_process)
+                           warmup=args.warmup, isolate=not args.same_process,
+                           torch_reuse_memory=args.torch_reuse_memory)
     if not args.json_only and not args.no_torch and not with_torch:
         print("torch is not installed (pip install -e '.[bench]'): no reference figures")
     print_report(report_lines(result), result, json_only=args.json_only)

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import os
 import pathlib
 import sys
 
@@ -22,6 +23,7 @@ from jaxllm.bench import (
     max_rss_mb,
     measure_matmul_peak,
     mfu,
+    run_in_fresh_process,
     time_fn,
     time_steps,
 )
@@ -137,6 +139,16 @@ def test_torch_reference_trains_like_jaxllm_from_the_same_weights(train_throughp
     assert result["ratio_vs_torch"] == pytest.approx(
         result["tokens_per_s"] / result["torch_tokens_per_s"])
     assert result["torch_mfu"] > 0 and result["torch_threads"] >= 1
+
+
+def test_fresh_process_starts_with_the_extra_environment_and_ours_is_unchanged(monkeypatch):
+    monkeypatch.delenv("JAXLLM_TEST_MARK", raising=False)
+    seen = run_in_fresh_process(os.getenv, "JAXLLM_TEST_MARK", environment={"JAXLLM_TEST_MARK": "1"})
+    assert seen == "1"
+    assert "JAXLLM_TEST_MARK" not in os.environ
+    with pytest.raises(ZeroDivisionError):  # the child's exception reaches us, environment restored
+        run_in_fresh_process(divmod, 1, 0, environment={"JAXLLM_TEST_MARK": "1"})
+    assert "JAXLLM_TEST_MARK" not in os.environ
 
 
 def test_load_warning_only_when_other_processes_were_busy():

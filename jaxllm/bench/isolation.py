@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 
-def run_in_fresh_process(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+def run_in_fresh_process(fn: Callable, *args: Any, environment: Mapping[str, str] | None = None,
+                         **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)`` in a new Python process; its (picklable) result.
 
     The process is *spawned*, not forked: a fork would inherit this process's memory (so its
     ``ru_maxrss`` would start from ours) and XLA's thread pools, which do not survive a fork.
     ``fn`` must be importable by reference (a module-level function, or one in the script
-    being run). An exception in ``fn`` is raised here.
+    being run). An exception in ``fn`` is raised here. ``environment`` adds to (or overrides)
+    the variables the process starts with, e.g. ``{"JAXLLM_REUSE_STEP_MEMORY": "0"}``.
     """
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(fn, *args, **kwargs).result()
+    saved = dict(os.environ)
+    try:
+        os.environ.update(environment or {})
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            future = pool.submit(fn, *args, **kwargs)  # spawns the process with this environment
+            os.environ.clear()
+            os.environ.update(saved)
+            return future.result()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
