@@ -94,10 +94,9 @@ def jax_side(config: GPTConfig, initial_params: dict, batch_size: int, steps: in
     batch = jax.device_put(random_batch(config, batch_size, seed))
     rss_before = max_rss_mb()
 
-    params = jax.device_put(initial_params)
-    n_params = count_params(params)
+    n_params = count_params(initial_params)
     optimizer = make_optimizer(OPTIMIZER)
-    state = create_train_state(params, optimizer, jax.random.key(seed + 1))
+    state = create_train_state(initial_params, optimizer, jax.random.key(seed + 1))  # on device
     step = jit_train_step(make_train_step(language_model_loss(GPT(config)), optimizer))
 
     first_s, (state, first_metrics) = compile_time(step, state, batch)

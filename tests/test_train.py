@@ -72,6 +72,20 @@ def test_step_changes_parameters_and_reduces_loss_on_repeated_batch():
     assert losses[-1] < losses[0] - 0.3
 
 
+def test_state_owns_its_parameters_and_the_step_updates_every_leaf_in_place():
+    _, optimizer, _, step = setup()
+    params = init_params(CFG, jax.random.key(0))
+    expected = jax.device_get(params)
+    for source in (params, expected):  # device arrays, and NumPy arrays (device_put may share them)
+        state = create_train_state(source, optimizer, jax.random.key(1))
+        buffers = {x.unsafe_buffer_pointer() for x in jax.tree.leaves(state)}
+        state, _ = step(state, batch_fn(0))
+        # Donated state: every new leaf is written into a buffer of the old state.
+        assert {x.unsafe_buffer_pointer() for x in jax.tree.leaves(state)} <= buffers
+    # ...and the caller's arrays were not donated with it.
+    chex.assert_trees_all_equal(jax.device_get(params), expected)
+
+
 def quiet(num_steps, **kw):
     return LoopConfig(num_steps=num_steps, progress=False, **kw)
 

@@ -28,8 +28,23 @@ class TrainState:
 
 
 def create_train_state(params: Any, optimizer: optax.GradientTransformation, rng: Array) -> TrainState:
-    """A state at step 0. ``rng`` may be a new-style typed key or a raw uint32[2] key."""
+    """A state at step 0. ``rng`` may be a new-style typed key or a raw uint32[2] key.
+
+    The state holds its own copy of ``params``, made by XLA, for two reasons: a step that
+    donates the state (:func:`jaxllm.train.jit_train_step`) then never deletes the caller's
+    arrays; and every leaf can be updated in place from the first step on. Arrays that
+    ``jax.device_put`` made from NumPy need not have the alignment XLA:CPU writes into, so
+    the first step would allocate new buffers for some of them after its temporaries, and
+    the heap would keep a second set of temporaries for the rest of the run.
+    """
     if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
         rng = jax.random.key_data(rng)  # raw keys serialise in checkpoints
+    params = _copy_tree(params)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       opt_state=optimizer.init(params), rng=rng)
+
+
+@jax.jit
+def _copy_tree(tree: Any) -> Any:
+    """Every leaf of ``tree`` copied into a buffer XLA allocated (same placement)."""
+    return jax.tree.map(jnp.copy, tree)
