@@ -9,7 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxllm.nn.attention import _query_block_bounds, dot_product_attention
+from jaxllm.nn.attention import (
+    MAX_QUERY_BLOCKS,
+    MIN_QUERY_BLOCK,
+    _query_block_bounds,
+    dot_product_attention,
+)
 from jaxllm.nn.dense import Dense
 from jaxllm.nn.masks import causal_mask, combine_masks, padding_mask
 
@@ -40,7 +45,7 @@ def _dense_causal_reference(q, k, v, mask):
     return dot_product_attention(q, k, v, combine_masks(causal_mask(q.shape[1]), mask))
 
 
-@pytest.mark.parametrize("seq", [64, 127, 128, 200, 259])
+@pytest.mark.parametrize("seq", [40, 64, 127, 128, 200, 259])
 def test_blocked_causal_attention_equals_masked_full_attention(seq):
     """Skipping the blocks above the diagonal changes nothing on real (non-padding) queries,
     for values and for gradients, including lengths that do not split evenly."""
@@ -50,7 +55,8 @@ def test_blocked_causal_attention_equals_masked_full_attention(seq):
     valid = jnp.arange(seq)[None, :] < lengths[:, None]  # right padding on the second row
     mask = padding_mask(valid)
     bounds = _query_block_bounds(seq)
-    assert bounds[0] == 0 and bounds[-1] == seq and len(bounds) - 1 == min(4, max(1, seq // 64))
+    assert bounds[0] == 0 and bounds[-1] == seq
+    assert len(bounds) - 1 == min(MAX_QUERY_BLOCKS, max(1, seq // MIN_QUERY_BLOCK))
 
     ours = jax.jit(lambda q, k, v: dot_product_attention(q, k, v, mask, causal=True))(q, k, v)
     ref = _dense_causal_reference(q, k, v, mask)
