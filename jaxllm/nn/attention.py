@@ -46,11 +46,11 @@ class KVCache:
 # Causal attention is computed in at most this many query blocks of at least MIN_QUERY_BLOCK
 # queries each; block i attends to keys 0 .. end of block i only, so the score blocks above the
 # diagonal are never computed (37.5% of the work with four blocks). Measured on a 2-core CPU,
-# four blocks cut the GPT training step by ~10% at context 256 (blocks of 64) and by ~2% at
-# context 128 (blocks of 32, against two of 64); more blocks make the batched matmuls too small
-# to pay.
+# four blocks of 64 cut the GPT training step by ~10% at context 256; at context 128, four
+# blocks of 32 instead of two of 64 saved ~2% of the step but added 0.4 s (30%) to its
+# compilation, so blocks stay at 64 queries or more.
 MAX_QUERY_BLOCKS = 4
-MIN_QUERY_BLOCK = 32
+MIN_QUERY_BLOCK = 64
 
 
 def dot_product_attention(q: Array, k: Array, v: Array, mask: Array | None = None, *,
