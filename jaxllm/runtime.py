@@ -51,6 +51,11 @@ def reuse_step_memory() -> bool:
       compiler left (LLVM's working memory, ~120 MiB for the 6-layer benchmark GPT) back to
       the operating system, so the peak resident size does not grow.
 
+    A freed block is reused whole only once the memory around it is free too (XLA asks for
+    64-byte alignment, which glibc serves from a slightly larger block), so for the first few
+    calls a computation may still map a fresh block, and the heap may keep two of them. A
+    training step whose state comes from :func:`jaxllm.train.create_train_state` keeps one.
+
     Applied only where all of it can be: on glibc (not macOS or musl), before JAX has started
     its backends (the dispatch mode is fixed then), and when neither
     ``JAXLLM_REUSE_STEP_MEMORY=0`` nor ``JAX_CPU_ENABLE_ASYNC_DISPATCH`` is set. Other memory
