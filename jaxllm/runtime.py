@@ -52,9 +52,10 @@ def reuse_step_memory() -> bool:
       the operating system, so the peak resident size does not grow.
 
     A freed block is reused whole only once the memory around it is free too (XLA asks for
-    64-byte alignment, which glibc serves from a slightly larger block), so for the first few
-    calls a computation may still map a fresh block, and the heap may keep two of them. A
-    training step whose state comes from :func:`jaxllm.train.create_train_state` keeps one.
+    64-byte alignment, which glibc serves from a slightly larger block), so for its first few
+    calls a computation may still take (and fault in) fresh memory, and the heap may keep two
+    blocks for it. A training step whose state comes from
+    :func:`jaxllm.train.create_train_state` keeps one.
 
     Applied only where all of it can be: on glibc (not macOS or musl), before JAX has started
     its backends (the dispatch mode is fixed then), and when neither
