@@ -26,7 +26,6 @@ import argparse
 import collections
 import dataclasses
 import importlib.util
-import os
 import re
 import time
 from typing import Any
@@ -110,8 +109,14 @@ def jax_side(config: GPTConfig, initial_params: dict, batch_size: int, steps: in
         "loss_last": float(last_metrics["loss"]),
         "rss_before_mb": rss_before,
         "max_rss_mb": max_rss_mb(),
-        "reuse_step_memory": not jax.config.read("jax_cpu_enable_async_dispatch"),
+        "reuse_step_memory": reuse_step_memory_applied(),
     }
+
+
+def reuse_step_memory_applied() -> bool:
+    """Whether this process runs with jaxllm's memory settings: ``jaxllm.runtime`` applies them
+    together with inline CPU dispatch, which is what this reads."""
+    return not jax.config.read("jax_cpu_enable_async_dispatch")
 
 
 def torch_gpt(config: GPTConfig):
@@ -223,7 +228,7 @@ def torch_side(config: GPTConfig, initial_params: dict, batch_size: int, steps: 
         "matmul_flops": torch_matmul_peak(matmul_n),
         "version": torch.__version__,
         "threads": torch.get_num_threads(),
-        "reuse_step_memory": os.environ.get(REUSE_MEMORY_ENV) != "0",
+        "reuse_step_memory": reuse_step_memory_applied(),
     }
 
 
@@ -307,6 +312,7 @@ def run_benchmark(config: str | GPTConfig, batch: int | None = None, steps: int 
     if with_torch and model.positions != "learned":
         raise ValueError("the PyTorch reference GPT has learned positions only")
     peak_flops = measure_matmul_peak("float32", n=peak_n)
+
     def run(fn, *args, reuse_memory=True):
         if not isolate:
             return fn(*args)

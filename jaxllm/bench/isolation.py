@@ -20,14 +20,15 @@ def run_in_fresh_process(fn: Callable, *args: Any, environment: Mapping[str, str
     the variables the process starts with, e.g. ``{"JAXLLM_REUSE_STEP_MEMORY": "0"}``.
     """
     context = multiprocessing.get_context("spawn")
-    saved = dict(os.environ)
+    environment = dict(environment or {})
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)  # a spawned process starts with this process's environment
     try:
-        os.environ.update(environment or {})
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            future = pool.submit(fn, *args, **kwargs)  # spawns the process with this environment
-            os.environ.clear()
-            os.environ.update(saved)
-            return future.result()
+            return pool.submit(fn, *args, **kwargs).result()
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
