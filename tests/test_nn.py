@@ -75,6 +75,37 @@ def test_blocked_causal_attention_equals_masked_full_attention(seq):
     assert bool(jnp.all(jnp.isfinite(ours)))  # padding queries get finite (meaningless) values
 
 
+@pytest.mark.parametrize("row_groups", [2, 3])
+def test_row_groups_change_nothing(row_groups):
+    """Computing the long query blocks as groups of batch rows gives the same values and
+    gradients, with a per-row padding mask and with dropout drawn from the same key."""
+    batch, seq, heads, dim = 5, 192, 2, 8  # three blocks of 64: the last two are split
+    q, k, v = (jax.random.normal(jax.random.key(i), (batch, seq, heads, dim)) for i in range(3))
+    valid = jnp.arange(seq)[None, :] < jnp.array([seq, 150, 100, seq, 70])[:, None]
+    keep = valid[:, :, None, None]
+
+    def loss(groups):
+        def attend(q, k, v):
+            out = dot_product_attention(q, k, v, padding_mask(valid), causal=True, dropout_rate=0.25,
+                                        dropout_rng=jax.random.key(9), deterministic=False,
+                                        row_groups=groups)
+            return jnp.sum(jnp.where(keep, jnp.sin(out), 0.0)), out
+        return attend
+
+    (_, grouped), grouped_grads = jax.jit(jax.value_and_grad(loss(row_groups), argnums=(0, 1, 2),
+                                                             has_aux=True))(q, k, v)
+    (_, whole), whole_grads = jax.value_and_grad(loss(1), argnums=(0, 1, 2), has_aux=True)(q, k, v)
+    chex.assert_trees_all_close(jnp.where(keep, grouped, 0), jnp.where(keep, whole, 0),
+                                atol=1e-6, rtol=1e-6)
+    chex.assert_trees_all_close(grouped_grads, whole_grads, atol=1e-6, rtol=1e-6)
+
+
+def test_row_groups_must_be_positive():
+    q = jnp.zeros((2, 64, 1, 4))
+    with pytest.raises(ValueError, match="row_groups must be >= 1"):
+        dot_product_attention(q, q, q, causal=True, row_groups=0)
+
+
 def test_causal_attention_future_keys_never_matter():
     """Changing keys and values after position t leaves every output up to t unchanged."""
     seq, t = 192, 70
