@@ -9,6 +9,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from scripts import load_script
 
@@ -119,6 +120,40 @@ def test_run_benchmark_on_a_tiny_model_reports_every_figure(train_throughput):
     assert result["loss_first"] == pytest.approx(math.log(11), abs=0.2)  # untrained: uniform
 
 
+def test_rounds_report_the_median_round_and_the_highest_memory(train_throughput, monkeypatch):
+    """Three rounds of both sides with made-up timings: the figures are the median-ratio round's."""
+    rounds = iter([(0.5, 1.0, 100.0), (0.25, 1.0, 300.0), (0.4, 1.0, 200.0)])  # ratios 2, 4, 2.5
+
+    def fake_side(step_s, rss):
+        return {"n_params": 1, "first_step_s": 1.0, "step_s": step_s, "step_min_s": step_s,
+                "loss_first": 2.0, "loss_last": 1.0, "rss_before_mb": 10.0, "max_rss_mb": rss,
+                "reuse_step_memory": True, "matmul_flops": 1e9, "version": "x", "threads": 1}
+
+    current = {}
+
+    def jax_side(*args):
+        current["ours"], current["theirs"], current["rss"] = next(rounds)
+        return fake_side(current["ours"], current["rss"])
+
+    monkeypatch.setattr(train_throughput, "jax_side", jax_side)
+    monkeypatch.setattr(train_throughput, "run_in_fresh_process",  # "isolated", in this process
+                        lambda fn, *args, environment: fn(*args))
+    monkeypatch.setattr(train_throughput, "torch_side",
+                        lambda *args: fake_side(current["theirs"], current["rss"] + 1))
+    result = train_throughput.run_benchmark(TINY, batch=2, steps=1, with_torch=True, peak_n=64,
+                                            isolate=True, rounds=3)
+    json.dumps(result)
+    assert result["rounds"] == 3
+    assert result["rounds_ratio_vs_torch"] == pytest.approx([2.0, 4.0, 2.5])
+    assert result["ratio_vs_torch"] == pytest.approx(2.5)
+    assert result["ms_per_step"] == pytest.approx(400.0) and result["torch_ms_per_step"] == pytest.approx(1000.0)
+    assert result["max_rss_mb"] == 300.0 and result["torch_max_rss_mb"] == 301.0
+    assert result["train_rss_mb"] == 290.0
+    assert "ratio in each of 3 rounds: 2.00, 2.50, 4.00x" in "\n".join(train_throughput.report_lines(result))
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        train_throughput.run_benchmark(TINY, rounds=0)
+
+
 def test_named_configs_are_the_benchmarked_shapes(train_throughput):
     small, large = train_throughput.CONFIGS["small"], train_throughput.CONFIGS["large"]
     assert (small.model.n_layer, small.model.n_embd, small.model.block_size, small.batch_size) == (4, 256, 128, 16)
@@ -149,6 +184,14 @@ def test_fresh_process_starts_with_the_extra_environment_and_ours_is_unchanged(m
     with pytest.raises(ZeroDivisionError):  # the child's exception reaches us, environment restored
         run_in_fresh_process(divmod, 1, 0, environment={"JAXLLM_TEST_MARK": "1"})
     assert "JAXLLM_TEST_MARK" not in os.environ
+
+
+def test_a_spawned_process_reports_its_own_peak_memory_not_its_parents():
+    ballast = np.ones(2**28 // 8)  # 256 MiB, touched
+    parent_peak = max_rss_mb()
+    child_peak = run_in_fresh_process(max_rss_mb)
+    assert parent_peak > 256 and child_peak < parent_peak - 128, (parent_peak, child_peak)
+    del ballast
 
 
 def test_load_warning_only_when_other_processes_were_busy():

@@ -86,7 +86,19 @@ def compile_time(jitted_fn: Callable, *args: Any) -> tuple[float, Any]:
 
 
 def max_rss_mb() -> float:
-    """This process's peak resident memory so far, in MiB (``getrusage``'s ``ru_maxrss``)."""
+    """This process's peak resident memory so far, in MiB.
+
+    On Linux, ``VmHWM`` from ``/proc/self/status``: the peak of this program's own address
+    space. ``getrusage``'s ``ru_maxrss`` survives ``exec``, so a process spawned from a larger
+    one would report its parent's size at the fork; it is the fallback elsewhere.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
