@@ -4,6 +4,7 @@
     python benchmarks/train_throughput.py --config large --steps 5
     python benchmarks/train_throughput.py --config small --no-torch --json-only
     python benchmarks/train_throughput.py --config small --rounds 5  # alternate the sides 5 times
+    python benchmarks/train_throughput.py --no-torch --compilation-cache /tmp/xla  # twice: warm
 
 One training step -- forward, cross-entropy, backward, gradient clipping to norm 1.0, AdamW
 (lr 1e-3, betas (0.9, 0.99), weight decay 0.1 on matrices and embeddings only) -- in float32
@@ -57,6 +58,7 @@ from jaxllm.losses import language_model_loss
 from jaxllm.models.gpt import GPT, GPTConfig, count_params, init_params
 from jaxllm.optim import OptimizerConfig, make_optimizer
 from jaxllm.runtime import OPT_OUT_ENV as REUSE_MEMORY_ENV
+from jaxllm.runtime import use_compilation_cache
 from jaxllm.train import create_train_state, jit_train_step, make_train_step
 
 
@@ -90,8 +92,14 @@ def random_batch(config: GPTConfig, batch_size: int, seed: int) -> dict[str, np.
 
 
 def jax_side(config: GPTConfig, initial_params: dict, batch_size: int, steps: int, warmup: int,
-             seed: int) -> dict:
-    """Time jaxllm's jitted, state-donating train step on one fixed batch; raw seconds and losses."""
+             seed: int, compilation_cache: str | None = None) -> dict:
+    """Time jaxllm's jitted, state-donating train step on one fixed batch; raw seconds and losses.
+
+    With ``compilation_cache`` (a folder), compiled programs are kept there and loaded by later
+    runs, so the first step measures a cache load once the folder holds this step.
+    """
+    if compilation_cache:
+        use_compilation_cache(compilation_cache)
     jax.devices()  # start the backend first, so its memory is not counted as training memory
     batch = jax.device_put(random_batch(config, batch_size, seed))
     rss_before = max_rss_mb()
@@ -296,7 +304,8 @@ def side_figures(side: dict, tokens_per_step: int, flops_per_token: int, peak_fl
 def run_benchmark(config: str | GPTConfig, batch: int | None = None, steps: int | None = None,
                   with_torch: bool = False, *, warmup: int = 1, seed: int = 0,
                   peak_n: int = 2048, isolate: bool = False,
-                  torch_reuse_memory: bool = False, rounds: int = 1) -> dict[str, Any]:
+                  torch_reuse_memory: bool = False, rounds: int = 1,
+                  compilation_cache: str | None = None) -> dict[str, Any]:
     """Benchmark one training step of ``config``; every figure as one flat dict.
 
     Args:
@@ -312,6 +321,8 @@ def run_benchmark(config: str | GPTConfig, batch: int | None = None, steps: int 
         of the round with the median ratio (with the median tokens/s without PyTorch), every
         round's ratio and tokens/s are listed, and peak memory is the highest of the rounds:
         the machine's speed drifts between runs, and back-to-back pairs share the drift.
+      compilation_cache: a folder for JAX's persistent compilation cache on the jaxllm side
+        (default: none, so the first step measures a full compilation).
     """
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
@@ -333,7 +344,7 @@ def run_benchmark(config: str | GPTConfig, batch: int | None = None, steps: int 
 
     pairs = []
     for _ in range(rounds):
-        ours = run(jax_side, *args)
+        ours = run(jax_side, *args, compilation_cache)
         theirs = run(torch_side, *args, peak_n, reuse_memory=torch_reuse_memory) if with_torch else None
         if theirs is not None and theirs["n_params"] != ours["n_params"]:
             raise RuntimeError(f"the PyTorch GPT has {theirs['n_params']} parameters, jaxllm's "
@@ -379,6 +390,7 @@ def run_benchmark(config: str | GPTConfig, batch: int | None = None, steps: int 
         "reuse_step_memory": ours["reuse_step_memory"],
         "torch_reuse_step_memory": theirs["reuse_step_memory"] if theirs else None,
         "isolated_processes": isolate,
+        "compilation_cache": compilation_cache,
         "background_cpu_load": background_load(start, cpu_snapshot()),
         "machine": machine_info(),
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -436,13 +448,16 @@ def main() -> None:
                         help="give the PyTorch process jaxllm's memory settings (jaxllm.runtime)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run both sides this many times, alternately; report the median round")
+    parser.add_argument("--compilation-cache", metavar="DIR", default=None,
+                        help="keep jaxllm's compiled step in DIR; a second run loads it (first step = a cache load)")
     parser.add_argument("--json-only", action="store_true", help="print only the JSON line")
     args = parser.parse_args()
 
     with_torch = not args.no_torch and torch_available()
     result = run_benchmark(args.config, steps=args.steps, with_torch=with_torch,
                            warmup=args.warmup, isolate=not args.same_process,
-                           torch_reuse_memory=args.torch_reuse_memory, rounds=args.rounds)
+                           torch_reuse_memory=args.torch_reuse_memory, rounds=args.rounds,
+                           compilation_cache=args.compilation_cache)
     if not args.json_only and not args.no_torch and not with_torch:
         print("torch is not installed (pip install -e '.[bench]'): no reference figures")
     print_report(report_lines(result), result, json_only=args.json_only)

@@ -35,6 +35,7 @@ from jaxllm.losses import language_model_loss
 from jaxllm.models.gpt import GPT, GPTConfig, init_params
 from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from jaxllm.plots import plot_loss
+from jaxllm.runtime import DEFAULT_COMPILATION_CACHE, use_compilation_cache
 from jaxllm.train import (
     Checkpointer,
     CheckpointError,
@@ -97,6 +98,9 @@ class LMConfig:
       temperature, top_k: sampling settings for the sample.
       resume: continue the run in ``out_dir/name`` from its newest checkpoint.
       progress: show progress bars.
+      compilation_cache: folder where compiled XLA programs are kept for later runs with the
+        same shapes, which then skip most of the first step's compilation ('': none; a folder
+        set through ``JAX_COMPILATION_CACHE_DIR`` takes precedence).
       data, model, optimizer: the nested configs (``model.vocab_size`` comes from the tokenizer).
       parallel: devices, processes and gradient accumulation (a resumed run may change them).
     """
@@ -119,6 +123,7 @@ class LMConfig:
     top_k: int = 0
     resume: bool = False
     progress: bool = True
+    compilation_cache: str = DEFAULT_COMPILATION_CACHE
     data: DataConfig = DataConfig()
     model: GPTConfig = GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
     optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-3, warmup_steps=40,
@@ -137,7 +142,7 @@ class LMConfig:
 
 
 # Settings a resumed run may change; anything else must match the saved config.
-RESUMABLE_KEYS = {"steps", "resume", "progress", "sample_tokens", "sample_prompt", "temperature",
+RESUMABLE_KEYS = {"steps", "resume", "progress", "compilation_cache", "sample_tokens", "sample_prompt", "temperature",
                   "top_k", "eval_every", "log_every", "checkpoint_every", "patience", "out_dir",
                   "parallel"}
 
@@ -253,6 +258,8 @@ def train_lm(config: LMConfig) -> LMRun:
     run folder's files (checkpoints are written by all together).
     """
     layout = setup_parallel(config.parallel)  # before any JAX work: may join other processes
+    if config.compilation_cache:
+        use_compilation_cache(config.compilation_cache)
     primary = jax.process_index() == 0
     config = prepare_run_dir(config)
     run_dir = config.run_dir
