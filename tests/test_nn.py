@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from jaxllm.nn.attention import (
@@ -19,24 +19,34 @@ from jaxllm.nn.dense import Dense
 from jaxllm.nn.masks import causal_mask, combine_masks, padding_mask
 
 
-@settings(max_examples=6, deadline=None)
-@given(batch=st.integers(1, 3), seq=st.integers(1, 5), features=st.integers(1, 7), bias=st.booleans())
+@settings(max_examples=8, deadline=None)
+@given(batch=st.integers(1, 3), seq=st.integers(1, 5), features=st.integers(1, 9), bias=st.booleans())
+@example(batch=2, seq=3, features=2, bias=True)  # narrowing
+@example(batch=2, seq=3, features=9, bias=False)  # widening
 def test_flattened_dense_equals_flax_dense(batch, seq, features, bias):
+    """Same values and gradients as ``flax.linen.Dense``; a narrowing layer (features < 6 inputs
+    here) holds the transpose of flax's kernel, initialised to it."""
     x = jax.random.normal(jax.random.key(0), (batch, seq, 6))
     ours, ref = Dense(features, use_bias=bias), nn.Dense(features, use_bias=bias)
-    params = ref.init(jax.random.key(1), x)["params"]
+    ref_params = ref.init(jax.random.key(1), x)["params"]
     if bias:
-        params = {**params, "bias": jax.random.normal(jax.random.key(2), (features,))}
-    chex.assert_trees_all_equal_shapes(ours.init(jax.random.key(1), x)["params"], params)
+        ref_params = {**ref_params, "bias": jax.random.normal(jax.random.key(2), (features,))}
+    narrowing = features < 6
+    to_ours = (lambda p: {**{k: v for k, v in p.items() if k != "kernel"}, "weight": p["kernel"].T}) \
+        if narrowing else (lambda p: p)
+    params = to_ours(ref_params)
+    initial = ours.init(jax.random.key(1), x)["params"]
+    chex.assert_trees_all_close(initial, to_ours(ref.init(jax.random.key(1), x)["params"]))
+    assert ("weight" in initial) == narrowing and ("kernel" in initial) != narrowing
 
     def loss(module):
         return lambda p, x: jnp.sum(jnp.sin(module.apply({"params": p}, x)))
 
-    chex.assert_trees_all_close(ours.apply({"params": params}, x), ref.apply({"params": params}, x),
+    chex.assert_trees_all_close(ours.apply({"params": params}, x), ref.apply({"params": ref_params}, x),
                                 atol=1e-5, rtol=1e-5)
     ours_grads = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(params, x)
-    ref_grads = jax.grad(loss(ref), argnums=(0, 1))(params, x)
-    chex.assert_trees_all_close(ours_grads, ref_grads, atol=1e-5, rtol=1e-5)
+    ref_grads = jax.grad(loss(ref), argnums=(0, 1))(ref_params, x)
+    chex.assert_trees_all_close(ours_grads, (to_ours(ref_grads[0]), ref_grads[1]), atol=1e-5, rtol=1e-5)
     assert np.asarray(ours.apply({"params": params}, x)).shape == (batch, seq, features)
 
 

@@ -12,15 +12,24 @@ from jax import Array
 class Dense(nn.Module):
     """``y = x W + b`` over the last axis, with ``x`` flattened to ``[rows, in]`` first.
 
-    Same parameters as ``flax.linen.Dense`` (``kernel: [in, features]``, ``bias: [features]``).
-    Flattening matters for speed: XLA:CPU runs the backward pass of an N-D ``dot_general``
-    (weight gradients contract over the batch *and* sequence axes) far slower than the same
-    maths as plain 2-D matrix products.
+    Parameters: a widening or square layer (``features >= in``) has ``flax.linen.Dense``'s
+    ``kernel: [in, features]``; a narrowing one (``features < in``) stores the same matrix
+    transposed, ``weight: [features, in]`` (``torch.nn.Linear``'s layout), initialised to the
+    transpose of the kernel ``kernel_init`` would give. Both choices are for XLA:CPU's speed:
+
+    - Flattening: XLA:CPU runs the backward pass of an N-D ``dot_general`` (weight gradients
+      contract over the batch *and* sequence axes) far slower than the same maths as plain
+      2-D matrix products.
+    - Orientation: the weight gradient ``xᵀ dy`` contracts over every row, and XLA:CPU runs that
+      product at ~125 GFLOP/s when its result is tall and narrow (``[4·width, width]``, a GPT
+      MLP's output projection) but ~175 when it is wide (``[width, 4·width]``), on a 2-core CPU
+      with a ~200 GFLOP/s peak. Storing narrowing layers as ``[features, in]`` makes their
+      gradient the wide one: the GPT training step is ~3-4% faster.
 
     Attributes:
       features: output width.
       use_bias: add a bias.
-      kernel_init: initialiser of the kernel.
+      kernel_init: initialiser of the ``[in, features]`` matrix.
       dtype: compute dtype; parameters stay float32.
     """
 
@@ -32,9 +41,21 @@ class Dense(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         """x: float[..., in] -> float[..., features]."""
-        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32)
         rows = x.reshape(-1, x.shape[-1]).astype(self.dtype)  # (N, in)
-        y = rows @ kernel.astype(self.dtype)  # (N, features)
+        if self.features < x.shape[-1]:
+            weight = self.param("weight", _transposed(self.kernel_init), (self.features, x.shape[-1]),
+                                jnp.float32)
+            y = rows @ weight.astype(self.dtype).T  # (N, features)
+        else:
+            kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32)
+            y = rows @ kernel.astype(self.dtype)  # (N, features)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
         return y.reshape(*x.shape[:-1], self.features)
+
+
+def _transposed(kernel_init: Any) -> Any:
+    """An initialiser of ``[out, in]`` matrices: the transpose of ``kernel_init``'s ``[in, out]``."""
+    def init(key: Array, shape: tuple[int, int], dtype: Any = jnp.float32) -> Array:
+        return kernel_init(key, shape[::-1], dtype).T
+    return init

@@ -354,7 +354,8 @@ def fsdp_partition_spec(shape: tuple[int, ...], fsdp: int, *, min_size: int = 2*
 
     Its largest dimension that ``fsdp`` divides is split (the first on ties), so a GPT's
     ``[width, 3·width]`` attention and ``[width, 4·width]`` MLP kernels are split along their
-    wide output axis and the ``[4·width, width]`` projections along their input axis.
+    wide output axis and the MLP's ``[width, 4·width]`` output-projection weight along its
+    input axis.
     Scalars (Adam's step count), vectors (biases, LayerNorm scales), leaves smaller than
     ``min_size`` elements and leaves no dimension of which divides are replicated.
     """
