@@ -45,7 +45,9 @@ class Dense(nn.Module):
         if self.features < x.shape[-1]:
             weight = self.param("weight", _transposed(self.kernel_init), (self.features, x.shape[-1]),
                                 jnp.float32)
-            y = rows @ weight.astype(self.dtype).T  # (N, features)
+            # (W xᵀ)ᵀ rather than x Wᵀ: XLA:CPU then reads W as stored, where x Wᵀ made it copy
+            # W transposed on every call (a quarter of a batch-1 decoding step).
+            y = (weight.astype(self.dtype) @ rows.T).T  # (N, features)
         else:
             kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32)
             y = rows @ kernel.astype(self.dtype)  # (N, features)
