@@ -52,13 +52,15 @@ class KVCache:
 MAX_QUERY_BLOCKS = 4
 MIN_QUERY_BLOCK = 64
 
-# On a CPU, the query blocks (of MIN_QUERY_BLOCK queries or more) that attend to more than half
-# of the keys are also computed as CPU_ROW_GROUPS independent groups of batch rows. XLA:CPU runs
-# independent operations at the same time, one per core, but runs each of attention's small
-# batched matmuls at about one core's speed; pieces of similar size keep both cores busy. Measured on a 2-core CPU (GPT
-# training step): 3-3.5% faster at context 128 (the second of two blocks split), 1-2.5% at 256
-# (the last two of four); splitting every block into 4 groups gained no more and doubled the
-# compilation time.
+# On a single CPU device, the query blocks (of MIN_QUERY_BLOCK queries or more) that attend to
+# more than half of the keys are also computed as CPU_ROW_GROUPS independent groups of batch
+# rows. XLA:CPU runs independent operations at the same time, one per core, but runs each of
+# attention's small batched matmuls at about one core's speed; pieces of similar size keep both
+# cores busy. Measured on a 2-core CPU (GPT training step): 3-3.5% faster at context 128 (the
+# second of two blocks split), 1-2.5% at 256 (the last two of four); splitting every block into
+# 4 groups gained no more and doubled the compilation time. Not with several devices: a batch
+# sharded over them would be re-sliced across devices (a 2-layer GPT sharded over 2-8 simulated
+# CPU devices took 10-50% longer per step).
 CPU_ROW_GROUPS = 2
 
 
@@ -78,9 +80,8 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array | None = Non
         then skip the score blocks above the diagonal instead of computing and masking them.
       row_groups: with ``causal``, compute the query blocks that attend to more than half of the
         keys (and hold ``MIN_QUERY_BLOCK`` queries or more) as this many independent groups of
-        batch rows; ``None``: ``CPU_ROW_GROUPS`` when
-        the default backend is a CPU, else 1. The result, dropout included, is the same for
-        any number.
+        batch rows; ``None``: ``CPU_ROW_GROUPS`` when the process has a single device and it
+        is a CPU, else 1. The result, dropout included, is the same for any number.
 
     Returns:
       float[batch, q_len, heads, head_dim]
@@ -92,7 +93,8 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array | None = Non
                          f"{k_len}; pass an explicit mask (e.g. causal_mask(q_len, k_len, offset))")
     query_bounds = _query_block_bounds(q_len) if causal else [0, q_len]
     if row_groups is None:
-        row_groups = CPU_ROW_GROUPS if jax.default_backend() == "cpu" else 1
+        one_cpu = jax.default_backend() == "cpu" and jax.device_count() == 1
+        row_groups = CPU_ROW_GROUPS if one_cpu else 1
     if row_groups < 1:
         raise ValueError(f"row_groups must be >= 1, got {row_groups}")
     if causal and mask is not None:  # full query and key axes, to slice blocks from
