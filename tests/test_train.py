@@ -193,6 +193,35 @@ def test_checkpoint_of_another_model_is_rejected(tmp_path):
     ckpt.close()
 
 
+def _legacy_dense_layout(tree):
+    """``tree`` as jaxllm saved it before narrowing dense layers stored ``weight: [out, in]``."""
+    if isinstance(tree, dict):
+        return {("kernel" if key == "weight" else key): (value.T if key == "weight" else _legacy_dense_layout(value))
+                for key, value in tree.items()}
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        return type(tree)(*(_legacy_dense_layout(value) for value in tree))
+    if isinstance(tree, tuple | list):
+        return type(tree)(_legacy_dense_layout(value) for value in tree)
+    return tree
+
+
+def test_checkpoint_of_the_earlier_dense_layout_is_converted(tmp_path):
+    """A checkpoint holding ``mlp/c_proj/kernel: [4·width, width]`` (parameters and Adam's
+    moments) restores into today's ``weight: [width, 4·width]``, transposed, everything else equal."""
+    _, _, _, step = setup()
+    state, _ = step(fresh_state(), batch_fn(0))  # non-zero moments
+    legacy = state.replace(params=_legacy_dense_layout(state.params),
+                           opt_state=_legacy_dense_layout(state.opt_state))
+    assert legacy.params["h_0"]["mlp"]["c_proj"]["kernel"].shape == (64, 16)
+    with Checkpointer(tmp_path / "ckpt") as writer:
+        writer.save(1, legacy, {"note": "old"})
+    with Checkpointer(tmp_path / "ckpt") as reader:
+        restored, meta = reader.restore(fresh_state())
+    assert meta["note"] == "old"
+    chex.assert_trees_all_equal_structs(restored, state)
+    chex.assert_trees_all_close(restored, state)
+
+
 def test_interrupt_saves_the_last_completed_step(tmp_path):
     _, _, _, step = setup()
 

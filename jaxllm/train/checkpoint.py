@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -75,16 +76,20 @@ class Checkpointer:
         """Read checkpoint ``step`` (default: the newest) into the structure of ``target``.
 
         ``target`` is a pytree with the expected shapes and dtypes (e.g. a freshly created
-        state); the restored arrays must match it exactly.
+        state); the restored arrays must match it exactly. A checkpoint written before narrowing
+        dense layers stored ``weight: [out, in]`` (it holds ``kernel: [in, out]`` there) is
+        read and converted.
 
         Raises:
           CheckpointError: no checkpoint, a corrupt one, or one whose shapes differ from ``target``.
         """
         step = self._existing_step(step)
         others = [s for s in self.steps() if s != step]
-        self._check_shapes(target, step)
+        renamed = self._check_shapes(target, step)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         try:
+            if renamed:
+                return self._restore_renamed(target, step, renamed)
             restored = self._manager.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()))
         except Exception as e:  # orbax/tensorstore raise many types for unreadable files
@@ -95,28 +100,52 @@ class Checkpointer:
                 "its step (--resume-step), or move the broken folder away.") from e
         return restored["state"], dict(restored["metadata"] or {})
 
-    def _check_shapes(self, target: Any, step: int) -> None:
+    def _check_shapes(self, target: Any, step: int) -> dict[str, str]:
         """Compare the stored array shapes with ``target``'s before reading any array, so a
-        checkpoint of another model gets a message naming the first parameter that differs."""
+        checkpoint of another model gets a message naming the first parameter that differs.
+
+        Returns ``{target path: stored path}`` for dense layers saved in the earlier
+        ``kernel: [in, out]`` layout where ``target`` holds ``weight: [out, in]`` (else ``{}``).
+        """
         try:
             stored = self._manager.item_metadata(step)["state"]
             stored = _shapes_by_path(getattr(stored, "tree", stored))
         except Exception:  # unreadable metadata: let the restore below report it
-            return
+            return {}
         if not stored:
-            return
+            return {}
         expected = _shapes_by_path(target)
-        if stored.keys() != expected.keys():
-            missing, extra = sorted(expected.keys() - stored.keys()), sorted(stored.keys() - expected.keys())
+        missing, extra = expected.keys() - stored.keys(), stored.keys() - expected.keys()
+        renamed = {path: path.removesuffix("weight") + "kernel" for path in missing
+                   if path.endswith("/weight")
+                   and stored.get(path.removesuffix("weight") + "kernel") == expected[path][::-1]}
+        if missing != renamed.keys() or extra != set(renamed.values()):
+            missing, extra = sorted(missing - renamed.keys()), sorted(extra - set(renamed.values()))
             raise CheckpointError(
                 f"checkpoint step {step} in {self.directory} holds other parameters than the model "
                 f"being restored (missing {missing[:3]}, unexpected {extra[:3]}); it was written with "
                 "another model config")
         for path, shape in expected.items():
-            if stored[path] != shape:
+            if path not in renamed and stored[path] != shape:
                 raise CheckpointError(
                     f"checkpoint step {step} in {self.directory}: {path} has shape {stored[path]}, "
                     f"the model expects {shape}; the checkpoint was written with another model config")
+        return renamed
+
+    def _restore_renamed(self, target: Any, step: int, renamed: dict[str, str]) -> tuple[Any, dict]:
+        """Read checkpoint ``step`` as saved, then build ``target``'s tree from it: each path of
+        ``renamed`` from the transpose of the stored array it names, placed like ``target``."""
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(), metadata=ocp.args.JsonRestore()))
+        stored = _leaves_by_path(restored["state"])
+        paths, treedef = jax.tree.flatten_with_path(target, is_leaf=lambda x: hasattr(x, "shape"))
+        leaves = []
+        for path, leaf in paths:
+            key = _path_string(path)
+            value = np.asarray(stored[renamed.get(key, key)])
+            value = value.T if key in renamed else value
+            leaves.append(jax.device_put(value.astype(leaf.dtype), getattr(leaf, "sharding", None)))
+        return jax.tree.unflatten(treedef, leaves), dict(restored["metadata"] or {})
 
     def close(self) -> None:
         self._manager.close()
@@ -128,8 +157,16 @@ class Checkpointer:
         self.close()
 
 
+def _path_string(path: tuple) -> str:
+    """``"params/h_0/attn/c_attn/kernel"`` for a pytree key path (dataclasses included)."""
+    return "/".join(re.findall(r"\w+", jax.tree_util.keystr(path)))
+
+
+def _leaves_by_path(tree: Any) -> dict[str, Any]:
+    leaves = jax.tree.flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))[0]
+    return {_path_string(path): leaf for path, leaf in leaves}
+
+
 def _shapes_by_path(tree: Any) -> dict[str, tuple]:
     """``{"params/h_0/attn/c_attn/kernel": shape, ...}`` for any pytree (dataclasses included)."""
-    leaves = jax.tree.flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))[0]
-    return {"/".join(re.findall(r"\w+", jax.tree_util.keystr(path))): tuple(leaf.shape)
-            for path, leaf in leaves}
+    return {path: tuple(leaf.shape) for path, leaf in _leaves_by_path(tree).items()}
