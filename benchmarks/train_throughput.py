@@ -5,18 +5,21 @@
     python benchmarks/train_throughput.py --config small --no-torch --json-only
     python benchmarks/train_throughput.py --config small --rounds 5  # alternate the sides 5 times
     python benchmarks/train_throughput.py --no-torch --compilation-cache /tmp/xla  # twice: warm
+    python benchmarks/train_throughput.py --config gpt2 --batch 32  # GPT-2 small, bf16 (a GPU)
 
 One training step -- forward, cross-entropy, backward, gradient clipping to norm 1.0, AdamW
 (lr 1e-3, betas (0.9, 0.99), weight decay 0.1 on matrices and embeddings only) -- in float32
-on a fixed random batch (made before timing, so data loading is not measured). jaxllm runs its
-own jitted, state-donating train step; PyTorch runs the same architecture eagerly, as nanoGPT
-trains it without ``torch.compile``.
+(``gpt2``: bfloat16 compute, float32 parameters) on a fixed random batch (made before timing,
+so data loading is not measured). jaxllm runs its own jitted, state-donating train step;
+PyTorch runs the same architecture eagerly, as nanoGPT trains it without ``torch.compile``
+(float32 configs only).
 
 Reported per side: tokens/s and ms/step (median over the timed steps, after the first step
 and ``--warmup`` more), the first step's time (for JAX: trace + compile + run), model FLOPs per
-token (nanoGPT's count), MFU against the float32 matmul peak measured in the same run, and the
-peak resident memory. Each side runs in its own fresh process, so its peak memory and thread
-pools are its own (``--same-process`` runs both here and reports no memory). The jaxllm side runs
+token (nanoGPT's count), MFU against the matmul peak measured in the same run (in the model's
+compute dtype), and the peak resident memory. Each side runs in its own fresh process, so its
+peak memory and thread pools are its own (``--same-process`` runs both here and reports no
+memory). The jaxllm side runs
 with the memory settings importing jaxllm applies (``jaxllm.runtime``); the PyTorch side with
 glibc's defaults, as nanoGPT runs, unless ``--torch-reuse-memory`` gives it the same settings.
 The speed of a shared machine drifts by several percent between runs: ``--rounds N`` runs the
@@ -76,6 +79,9 @@ CONFIGS = {
                                    dropout=0.0, bias=False), batch_size=16, steps=10),
     "large": BenchConfig(GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384,
                                    dropout=0.0, bias=False), batch_size=8, steps=5),
+    # GPT-2 small in bfloat16 with float32 master weights, for accelerators (--batch to fill one).
+    "gpt2": BenchConfig(GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768,
+                                  dropout=0.0, bias=False, dtype="bfloat16"), batch_size=16, steps=10),
 }
 
 # nanoGPT's shakespeare_char recipe; its warm-up/cosine schedule is left out, as it costs
@@ -303,7 +309,7 @@ def side_figures(side: dict, tokens_per_step: int, flops_per_token: int, peak_fl
 
 def run_benchmark(config: str | GPTConfig, batch: int | None = None, steps: int | None = None,
                   with_torch: bool = False, *, warmup: int = 1, seed: int = 0,
-                  peak_n: int = 2048, isolate: bool = False,
+                  peak_n: int | None = None, isolate: bool = False,
                   torch_reuse_memory: bool = False, rounds: int = 1,
                   compilation_cache: str | None = None) -> dict[str, Any]:
     """Benchmark one training step of ``config``; every figure as one flat dict.
@@ -313,7 +319,9 @@ def run_benchmark(config: str | GPTConfig, batch: int | None = None, steps: int 
       batch, steps: sequences per batch and timed steps (default: the named config's).
       with_torch: also time the PyTorch reference (needs torch) and report the ratio.
       warmup: untimed steps after the first (compiling) one.
-      peak_n: size of the square matmul whose FLOP/s is the MFU denominator.
+      peak_n: size of the square matmul (in the model's compute dtype) whose FLOP/s is the MFU
+        denominator; default 2048 on a CPU, 8192 on accelerators, which need larger products
+        to reach their peak.
       isolate: run each side in a fresh process and report its peak memory.
       torch_reuse_memory: run the isolated PyTorch side with jaxllm's memory settings too
         (a shared process always has them).
@@ -331,7 +339,11 @@ def run_benchmark(config: str | GPTConfig, batch: int | None = None, steps: int 
     start = cpu_snapshot()
     if with_torch and model.positions != "learned":
         raise ValueError("the PyTorch reference GPT has learned positions only")
-    peak_flops = measure_matmul_peak("float32", n=peak_n)
+    if with_torch and model.dtype != "float32":
+        raise ValueError(f"the PyTorch reference runs in float32 only, the model in {model.dtype}; "
+                         "benchmark it without the reference (--no-torch)")
+    peak_n = peak_n or (2048 if jax.default_backend() == "cpu" else 8192)
+    peak_flops = measure_matmul_peak(model.dtype, n=peak_n)
 
     def run(fn, *args, reuse_memory=True):
         if not isolate:
@@ -376,6 +388,7 @@ def run_benchmark(config: str | GPTConfig, batch: int | None = None, steps: int 
         "flops_per_token": flops_per_token,
         "peak_flops": peak_flops,
         "peak_matmul_n": peak_n,
+        "peak_dtype": model.dtype,
         **{k: v for k, v in figures.items() if k != "first_step_s"},
         "compile_s": figures["first_step_s"],
         **{f"torch_{k}": v for k, v in torch_figures.items()},
@@ -418,9 +431,9 @@ def report_lines(result: dict) -> list[str]:
     m = result["model"]
     lines = [f"train_throughput/{result['config']}: {m['n_layer']} layers, {m['n_head']} heads, "
              f"width {m['n_embd']}, context {m['block_size']}, batch {result['batch_size']}, "
-             f"{result['n_params']:,} params, float32; {result['steps']} timed steps",
+             f"{result['n_params']:,} params, {m['dtype']}; {result['steps']} timed steps",
              f"model FLOPs/token {result['flops_per_token'] / 1e6:.1f} M (nanoGPT's 6N + 12LHQT); "
-             f"measured float32 matmul peak {result['peak_flops'] / 1e9:.1f} GFLOP/s "
+             f"measured {result['peak_dtype']} matmul peak {result['peak_flops'] / 1e9:.1f} GFLOP/s "
              f"(XLA, n={result['peak_matmul_n']})"]
     lines += side("", "jaxllm")
     if result["torch_tokens_per_s"] is not None:
@@ -439,7 +452,8 @@ def report_lines(result: dict) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), default="small")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 10 small, 5 large)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 10 small and gpt2, 5 large)")
+    parser.add_argument("--batch", type=int, default=None, help="sequences per step (default: the config's)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps after the first")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     parser.add_argument("--same-process", action="store_true",
@@ -453,13 +467,15 @@ def main() -> None:
     parser.add_argument("--json-only", action="store_true", help="print only the JSON line")
     args = parser.parse_args()
 
-    with_torch = not args.no_torch and torch_available()
-    result = run_benchmark(args.config, steps=args.steps, with_torch=with_torch,
+    float32 = CONFIGS[args.config].model.dtype == "float32"
+    with_torch = not args.no_torch and torch_available() and float32
+    result = run_benchmark(args.config, batch=args.batch, steps=args.steps, with_torch=with_torch,
                            warmup=args.warmup, isolate=not args.same_process,
                            torch_reuse_memory=args.torch_reuse_memory, rounds=args.rounds,
                            compilation_cache=args.compilation_cache)
     if not args.json_only and not args.no_torch and not with_torch:
-        print("torch is not installed (pip install -e '.[bench]'): no reference figures")
+        print("torch is not installed (pip install -e '.[bench]'): no reference figures" if float32
+              else "the PyTorch reference runs in float32 only: no reference figures")
     print_report(report_lines(result), result, json_only=args.json_only)
 
 

@@ -154,7 +154,20 @@ def test_rounds_report_the_median_round_and_the_highest_memory(train_throughput,
         train_throughput.run_benchmark(TINY, rounds=0)
 
 
+def test_a_bfloat16_model_is_measured_against_the_bfloat16_peak(train_throughput):
+    bf16 = dataclasses.replace(TINY, dtype="bfloat16")
+    result = train_throughput.run_benchmark(bf16, batch=2, steps=1, peak_n=64)
+    assert result["peak_dtype"] == "bfloat16" and result["model"]["dtype"] == "bfloat16"
+    assert result["mfu"] > 0 and result["loss_last"] < result["loss_first"] + 0.5
+    assert "params, bfloat16;" in train_throughput.report_lines(result)[0]
+    with pytest.raises(ValueError, match="float32 only.*--no-torch"):
+        train_throughput.run_benchmark(bf16, batch=2, steps=1, with_torch=True, peak_n=64)
+
+
 def test_named_configs_are_the_benchmarked_shapes(train_throughput):
+    gpt2 = train_throughput.CONFIGS["gpt2"].model
+    assert (gpt2.n_layer, gpt2.n_head, gpt2.n_embd, gpt2.block_size, gpt2.vocab_size, gpt2.dtype) == (
+        12, 12, 768, 1024, 50257, "bfloat16")
     small, large = train_throughput.CONFIGS["small"], train_throughput.CONFIGS["large"]
     assert (small.model.n_layer, small.model.n_embd, small.model.block_size, small.batch_size) == (4, 256, 128, 16)
     assert (large.model.n_layer, large.model.n_embd, large.model.block_size, large.batch_size) == (6, 384, 256, 8)
