@@ -142,9 +142,9 @@ class LMConfig:
 
 
 # Settings a resumed run may change; anything else must match the saved config.
-RESUMABLE_KEYS = {"steps", "resume", "progress", "compilation_cache", "sample_tokens", "sample_prompt", "temperature",
-                  "top_k", "eval_every", "log_every", "checkpoint_every", "patience", "out_dir",
-                  "parallel"}
+RESUMABLE_KEYS = {"steps", "resume", "progress", "compilation_cache", "sample_tokens",
+                  "sample_prompt", "temperature", "top_k", "eval_every", "log_every",
+                  "checkpoint_every", "patience", "out_dir", "parallel"}
 
 
 @dataclasses.dataclass

@@ -120,9 +120,9 @@ def use_compilation_cache(directory: str | os.PathLike = DEFAULT_COMPILATION_CAC
 
     A later process that compiles the same program with the same shapes, JAX version and flags
     loads it instead: the first training step of ``benchmarks/train_throughput.py``'s small GPT
-    (trace, compile or load, run) takes ~1.2 s instead of ~2.5 s. JAX caches only programs that took at least
-    ``jax_persistent_cache_min_compile_time_secs`` (1 s) to compile. The cache is trusted
-    code: keep it in a folder only you can write to.
+    (trace, compile or load, run) takes ~1.2 s instead of ~2.5 s. JAX caches only programs that
+    took at least ``jax_persistent_cache_min_compile_time_secs`` (1 s) to compile. The cache
+    is trusted code: keep it in a folder only you can write to.
 
     A cache folder the user already chose (``JAX_COMPILATION_CACHE_DIR`` or
     ``jax.config.update("jax_compilation_cache_dir", ...)``) is kept. Returns the folder in use.

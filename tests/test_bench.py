@@ -158,7 +158,8 @@ def test_a_bfloat16_model_is_measured_against_the_bfloat16_peak(train_throughput
     bf16 = dataclasses.replace(TINY, dtype="bfloat16")
     result = train_throughput.run_benchmark(bf16, batch=2, steps=1, peak_n=64)
     assert result["peak_dtype"] == "bfloat16" and result["model"]["dtype"] == "bfloat16"
-    assert result["mfu"] > 0 and result["loss_last"] < result["loss_first"] + 0.5
+    assert result["mfu"] > 0 and math.isfinite(result["loss_last"])
+    assert result["loss_first"] == pytest.approx(math.log(11), abs=0.2)  # untrained: uniform
     assert "params, bfloat16;" in train_throughput.report_lines(result)[0]
     with pytest.raises(ValueError, match="float32 only.*--no-torch"):
         train_throughput.run_benchmark(bf16, batch=2, steps=1, with_torch=True, peak_n=64)
