@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 from jaxllm.nn.attention import (
     MAX_QUERY_BLOCKS,
     MIN_QUERY_BLOCK,
+    KVCache,
+    MultiHeadAttention,
     _query_block_bounds,
+    cached_attention,
     dot_product_attention,
 )
 from jaxllm.nn.dense import Dense
@@ -130,3 +133,45 @@ def test_causal_attention_rejects_unequal_lengths():
     q = jnp.zeros((1, 4, 1, 2))
     with pytest.raises(ValueError, match="as many queries as keys"):
         dot_product_attention(q, jnp.zeros((1, 6, 1, 2)), jnp.zeros((1, 6, 1, 2)), causal=True)
+
+
+def _as_cache(k: jax.Array, v: jax.Array) -> KVCache:
+    """float[batch, len, heads, dim] keys/values -> the cache's [batch · heads, len, dim] rows."""
+    rows = lambda t: t.swapaxes(1, 2).reshape(-1, t.shape[1], t.shape[3])  # noqa: E731
+    return KVCache(keys=rows(k), values=rows(v))
+
+
+@settings(max_examples=10, deadline=None)
+@given(batch=st.integers(1, 3), heads=st.integers(1, 3), q_len=st.integers(1, 4),
+       max_len=st.integers(4, 9), dropout=st.booleans())
+@example(batch=1, heads=4, q_len=1, max_len=9, dropout=False)  # one decoding step at batch 1
+def test_cached_attention_equals_dot_product_attention(batch, heads, q_len, max_len, dropout):
+    """Attention over the cache's rows is attention over the same keys and values, with a
+    per-row mask and with dropout drawn from the same key; jit or not."""
+    dim = 4
+    q = jax.random.normal(jax.random.key(0), (batch, q_len, heads, dim))
+    k, v = (jax.random.normal(jax.random.key(i), (batch, max_len, heads, dim)) for i in (1, 2))
+    filled = jnp.arange(max_len)[None, :] < jnp.arange(max_len - batch + 1, max_len + 1)[:, None]
+    mask = padding_mask(filled)  # (B, 1, 1, S): each row has filled a different number of slots
+    settings_ = dict(dropout_rate=0.3 if dropout else 0.0, dropout_rng=jax.random.key(5),
+                     deterministic=not dropout)
+    expected = dot_product_attention(q, k, v, mask, **settings_)
+    for attend in (cached_attention, jax.jit(cached_attention, static_argnames=("dropout_rate", "deterministic"))):
+        ours = attend(q, _as_cache(k, v), mask, **settings_)
+        chex.assert_shape(ours, (batch, q_len, heads, dim))
+        chex.assert_trees_all_close(ours, expected, atol=1e-6, rtol=1e-6)
+
+
+def test_cached_attention_rejects_a_cache_of_another_shape():
+    q = jnp.zeros((2, 1, 3, 4))
+    cache = KVCache.zeros(batch=2, max_len=5, num_heads=2, head_dim=4)  # 2 heads, not 3
+    with pytest.raises(ValueError, match=r"needs \[batch · heads, max_len, head_dim\] = \[6"):
+        cached_attention(q, cache)
+
+
+def test_attention_with_a_cache_rejects_causal():
+    layer = MultiHeadAttention(num_heads=2)
+    x = jnp.zeros((1, 1, 8))
+    params = layer.init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match="causal=True does not apply with a cache"):
+        layer.apply(params, x, causal=True, cache=KVCache.zeros(1, 4, 2, 4))

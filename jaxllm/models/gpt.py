@@ -81,7 +81,7 @@ class GPTCache:
     """Decoding state: each layer's keys/values, which slots hold real tokens, the fill level.
 
     Attributes:
-      layers: one :class:`KVCache` per layer, each float[batch, heads, max_len, head_dim].
+      layers: one :class:`KVCache` per layer, each float[batch · heads, max_len, head_dim].
       key_mask: bool[batch, max_len], ``True`` for slots holding a real (non-padding) token.
       index: int32[] number of slots filled so far (the same for every row).
     """
