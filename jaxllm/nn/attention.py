@@ -195,8 +195,7 @@ def cached_attention(q: Array, cache: KVCache, mask: Array | None = None, *,
         keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, (batch, heads, q_len, max_len))
     weights = _attention_weights(scores.reshape(batch, heads, q_len, max_len), mask, keep,
                                  dropout_rate).reshape(rows, q_len, max_len)
-    values = cache.values.astype(q.dtype)
-    y = jnp.einsum("nqk,nkd->nqd", weights.astype(values.dtype), values)
+    y = jnp.einsum("nqk,nkd->nqd", weights.astype(q.dtype), cache.values.astype(q.dtype))
     return y.reshape(batch, heads, q_len, head_dim).swapaxes(1, 2)
 
 
