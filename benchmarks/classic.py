@@ -50,7 +50,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
 from jaxllm import metrics
-from jaxllm.bench import (
+from harness import (
     Timing,
     background_load,
     cpu_snapshot,

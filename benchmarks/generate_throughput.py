@@ -22,7 +22,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from jaxllm.bench import Timing, background_load, cpu_snapshot, machine_info, timed_call
+from harness import Timing, background_load, cpu_snapshot, machine_info, timed_call
 from jaxllm.generate import generate
 from jaxllm.models import GPT, GPTConfig, init_params
 

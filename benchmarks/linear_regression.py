@@ -29,7 +29,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxllm.bench import (
+from harness import (
     Timing,
     background_load,
     cpu_snapshot,

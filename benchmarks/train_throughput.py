@@ -40,7 +40,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxllm.bench import (
+from harness import (
     background_load,
     compile_time,
     cpu_snapshot,

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxllm.bench import background_load, cpu_snapshot, load_warning, machine_info, print_report
+from harness import background_load, cpu_snapshot, load_warning, machine_info, print_report
 from jaxllm.data import load_corpus
 from jaxllm.embeddings import (
     Word2VecConfig,

@@ -27,6 +27,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     import jax
     import numpy as np
 
-    from jaxllm.bench import gpt_flops_per_token, measure_matmul_peak, mfu
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # benchmarks/harness
+    from harness import gpt_flops_per_token, measure_matmul_peak, mfu
     from jaxllm.data import encode_corpus, lm_batch, load_corpus, train_tokenizer
     from jaxllm.losses import language_model_loss
     from jaxllm.models.gpt import GPT, GPTConfig, count_params, init_params

@@ -6,6 +6,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The benchmarks' shared helpers (benchmarks/harness/) import as `harness`, as they do when a
+# benchmark runs as a script.
+if str(ROOT / "benchmarks") not in sys.path:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def load_script(relative: str, name: str | None = None):

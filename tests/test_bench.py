@@ -1,4 +1,4 @@
-"""Tests of jaxllm.bench and a smoke run of benchmarks/train_throughput.py on a tiny GPT."""
+"""Tests of harness and a smoke run of benchmarks/train_throughput.py on a tiny GPT."""
 
 import dataclasses
 import json
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scripts import load_script
 
-from jaxllm.bench import (
+from harness import (
     Timing,
     background_load,
     compile_time,
@@ -209,7 +209,7 @@ def test_a_spawned_process_reports_its_own_peak_memory_not_its_parents():
 
 
 def test_load_warning_only_when_other_processes_were_busy():
-    from jaxllm.bench import load_warning
+    from harness import load_warning
 
     assert load_warning(None, 2) is None and load_warning(0.05, 2) is None
     assert load_warning(0.74, 2).startswith("WARNING: other processes kept 0.74 of 2 CPUs")

