@@ -49,7 +49,6 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
-from jaxllm import metrics
 from harness import (
     Timing,
     background_load,
@@ -59,6 +58,7 @@ from harness import (
     print_report,
     timed_call,
 )
+from jaxllm import metrics
 from jaxllm.classic import (
     LinearConfig,
     TfidfConfig,
@@ -68,6 +68,7 @@ from jaxllm.classic import (
     predict,
 )
 from jaxllm.data import read_sst2_tsv
+from jaxllm.runtime import configure_cpu
 
 # The benchmark data set beside a checkout (../shared/data/sst2 from the repository root).
 DEFAULT_SST2_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
@@ -311,6 +312,7 @@ def report_lines(r: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tfidf-mb", type=float, default=50.0, help="megabytes of text for TF-IDF")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per side")

@@ -38,6 +38,7 @@ from harness import (
     print_report,
     time_fn,
 )
+from jaxllm.runtime import configure_cpu
 from jaxllm.train.epochs import fit_epochs
 
 
@@ -152,6 +153,7 @@ def report_lines(r: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=32)

@@ -57,6 +57,7 @@ from jaxllm.embeddings import (
     train_word2vec,
     word_similarity,
 )
+from jaxllm.runtime import configure_cpu
 
 MODELS = ("skipgram", "cbow")
 HYPER = dict(vector_size=100, window=5, negative=5, min_count=5, sample=1e-3, alpha=0.025, min_alpha=1e-4)
@@ -273,6 +274,7 @@ def report_lines(r: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", action="append", default=None,
                         help="corpus name or text file/folder; repeat to join several (default: shakespeare)")

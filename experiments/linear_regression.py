@@ -39,7 +39,8 @@ import optax
 from jax import Array
 
 from jaxllm.losses import mean_squared_error
-from jaxllm.plots import plt, save_line_plot
+from jaxllm.plots import save_line_plot, subplots
+from jaxllm.runtime import configure_cpu
 from jaxllm.train.epochs import fit_epochs
 
 
@@ -82,7 +83,7 @@ def least_squares_mse(x: Array, y: Array) -> Array:
 
 def plot_epochs(losses: np.ndarray, optimum: float, path: Path, *, title: str) -> Path:
     """The training loss per epoch, with the least-squares optimum as a horizontal line."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = subplots(figsize=(7, 4.2))
     ax.plot(np.arange(1, len(losses) + 1), losses, lw=1.5, label="training loss (SGD)")
     ax.axhline(optimum, color="k", ls="--", lw=1, label=f"least-squares optimum {optimum:.4f}")
     return save_line_plot(fig, ax, path, xlabel="epoch", ylabel="mean squared error", title=title)
@@ -102,6 +103,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
     args = parse_args(argv)
     data = make_data(args.seed)
     init_key, shuffle_key = seed_keys(args.seed)

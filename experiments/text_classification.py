@@ -33,6 +33,7 @@ import numpy as np
 from jaxllm.classic import LinearConfig, TfidfConfig, fit_linear, fit_transform, predict
 from jaxllm.data import LabelledTexts, load_sentiment, stratified_split
 from jaxllm.metrics import accuracy, f1_score
+from jaxllm.runtime import configure_cpu
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,12 +117,12 @@ def markdown_table(results: list[dict]) -> str:
 
 
 def bar_chart(results: list[dict], path: Path) -> None:
-    from jaxllm.plots import plt, save_figure
+    from jaxllm.plots import save_figure, subplots
 
     labels = [f"{r['dataset']}\n{r['method']}" + (f"\nC={r['C']:g}" if len({x['C'] for x in results}) > 1 else "")
               for r in results]
     x = np.arange(len(results))
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(results)), 4.5))
+    fig, ax = subplots(figsize=(max(6, 1.6 * len(results)), 4.5))
     ax.bar(x - 0.2, [r["accuracy"] for r in results], 0.4, label="accuracy")
     ax.bar(x + 0.2, [r["macro_f1"] for r in results], 0.4, label="macro-F1")
     ax.set_xticks(x, labels, fontsize=8)
@@ -134,6 +135,7 @@ def bar_chart(results: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS))

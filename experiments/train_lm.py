@@ -1,9 +1,9 @@
 """Train a GPT language model on a corpus, evaluate it and sample from it.
 
     python experiments/train_lm.py --help
-    python experiments/train_lm.py --name demo --steps 600
+    python experiments/train_lm.py --name demo --loop.num-steps 600
     python experiments/train_lm.py --data.corpus shakespeare --data.tokenizer bpe --model.n-layer 6
-    python experiments/train_lm.py --name demo --steps 1200 --resume      # continue a run
+    python experiments/train_lm.py --name demo --loop.num-steps 1200 --resume      # continue a run
     python experiments/train_lm.py --parallel.mode mesh --parallel.fsdp 2  # shard over devices
 
 Across processes (here two on one machine, each with its own --parallel.process-id):
@@ -23,11 +23,13 @@ import jax
 import tyro
 
 from jaxllm.config import ConfigError
-from jaxllm.lm import LMConfig, train_lm
+from jaxllm.recipes import LMConfig, train_lm
+from jaxllm.runtime import configure_cpu
 from jaxllm.train import DistributedInitError
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
     config = tyro.cli(LMConfig, args=argv, description=__doc__)
     try:
         run = train_lm(config)

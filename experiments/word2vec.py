@@ -46,6 +46,7 @@ from jaxllm.embeddings import (
     train_word2vec,
     word_similarity,
 )
+from jaxllm.runtime import configure_cpu
 
 # Query words per named corpus; for any other text, see default_words.
 DEFAULT_WORDS = {
@@ -145,7 +146,9 @@ def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def pca_plot(model: Word2VecModel, found: dict[str, list], path: Path, title: str) -> None:
     """Scatter of the query words (large, one colour each) and their neighbours on 2 PCs."""
-    from jaxllm.plots import plt, save_figure
+    from matplotlib import colormaps
+
+    from jaxllm.plots import save_figure, subplots
 
     words, group = [], []
     for i, (word, near) in enumerate(found.items()):
@@ -153,10 +156,10 @@ def pca_plot(model: Word2VecModel, found: dict[str, list], path: Path, title: st
             if w not in words:
                 words.append(w)
                 group.append(i)
-    fig, ax = plt.subplots(figsize=(8, 6.5))
+    fig, ax = subplots(figsize=(8, 6.5))
     if len(words) >= 2:
         points, ratio = pca_2d(np.stack([model[w] for w in words]))
-        colours = plt.get_cmap("tab10")
+        colours = colormaps["tab10"]
         for (x, y), w, g in zip(points, words, group, strict=True):
             query = w in found
             ax.scatter(x, y, s=60 if query else 18, color=colours(g % 10), zorder=3,
@@ -195,6 +198,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
     args = parse_args(argv)
     corpus_name = args.corpus if args.corpus in DEFAULT_WORDS else Path(args.corpus).stem or "text"
     try:

@@ -4,9 +4,9 @@
     docs = jl.data.clean_corpus(jl.data.load_corpus("pydoc"))
     model = jl.models.GPT(jl.models.GPTConfig(vocab_size=100))
 
-Importing jaxllm before JAX starts its backends lets XLA:CPU steps reuse their memory instead
-of page-faulting it back in on every call; CPU computations then run in the calling thread
-(see :mod:`jaxllm.runtime`; ``JAXLLM_REUSE_STEP_MEMORY=0`` opts out).
+Importing jaxllm changes no JAX flag, allocator setting or matplotlib backend, and loads
+neither matplotlib nor orbax. Scripts that train on a CPU opt in to the process settings that
+make XLA:CPU steps reuse their memory with :func:`jaxllm.runtime.configure_cpu`.
 """
 
 from jaxllm import (
@@ -21,20 +21,20 @@ from jaxllm import (
     nn,
     optim,
     plots,
+    recipes,
     runtime,
     train,
 )
 from jaxllm.generate import generate_text
-from jaxllm.lm import DataConfig, LMConfig, LMRun, train_lm
+from jaxllm.data import DataConfig
 from jaxllm.models import GPT, GPTConfig
 from jaxllm.optim import OptimizerConfig, make_optimizer
+from jaxllm.recipes import LMConfig, LMRun, train_lm
 
 __version__ = "0.1.0"
-
-runtime.reuse_step_memory()
 
 __all__ = [
     "GPT", "DataConfig", "GPTConfig", "LMConfig", "LMRun", "OptimizerConfig", "classic", "config",
     "data", "embeddings", "generate", "generate_text", "losses", "make_optimizer", "metrics", "models", "nn",
-    "optim", "plots", "runtime", "train", "train_lm",
+    "optim", "plots", "recipes", "runtime", "train", "train_lm",
 ]

@@ -82,7 +82,8 @@ def load_config(cls: type[T], path: str | Path) -> T:
     return config_from_dict(cls, values, where=f"{cls.__name__} in {path}")
 
 
-def require(condition: bool, message: str) -> None:
-    """Raise :class:`ConfigError` with ``message`` unless ``condition`` holds."""
+def require(condition: bool, message: str, error: type[Exception] = ConfigError) -> None:
+    """Raise ``error`` (by default :class:`ConfigError`, for config values) with ``message``
+    unless ``condition`` holds. Checks of data or arguments pass the error named for what failed."""
     if not condition:
-        raise ConfigError(message)
+        raise error(message)

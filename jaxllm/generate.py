@@ -62,12 +62,12 @@ def _check_sampling(temperature: Any, top_k: int | None, top_p: float | None) ->
     """Reject settings that define no distribution (traced temperatures are not checked)."""
     if isinstance(temperature, numbers.Real):
         require(temperature > 0, f"temperature must be > 0 to sample (got {temperature}); "
-                                 "use greedy=True for argmax decoding")
+                                 "use greedy=True for argmax decoding", ValueError)
     require(top_k is None or (isinstance(top_k, numbers.Integral) and not isinstance(top_k, bool)
                               and top_k >= 1),
-            f"top_k must be a positive int or None, got {top_k!r}")
+            f"top_k must be a positive int or None, got {top_k!r}", ValueError)
     require(top_p is None or (isinstance(top_p, numbers.Real) and 0.0 < top_p <= 1.0),
-            f"top_p must be in (0, 1] or None, got {top_p!r}")
+            f"top_p must be in (0, 1] or None, got {top_p!r}", ValueError)
 
 
 def _nucleus(sorted_logits: Array, top_p: float) -> Array:

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal, get_args
 
 import jax
 import optax
 
 from jaxllm.config import require
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OptimizerName = Literal["sgd", "adam", "adamw"]
+OPTIMIZERS = get_args(OptimizerName)
+
+# AdamW's decoupled weight decay when the config leaves it unset: PyTorch's default.
+ADAMW_DEFAULT_WEIGHT_DECAY = 0.01
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    """How parameters are updated.
+    """How parameters are updated. The defaults are what the name says: ``"sgd"`` is plain
+    gradient descent and ``"adam"`` plain Adam (no momentum, L2, or clipping unless set);
+    ``"adamw"`` decays weights by 0.01 (PyTorch's default) unless ``weight_decay`` is set.
+    Recipes choose their own (the LM recipe: weight decay 0.1 and clipping at 1.0).
 
     Attributes:
       name: ``"sgd"`` (θ ← θ − α·v, v the momentum buffer), ``"adam"`` or ``"adamw"``.
@@ -28,22 +35,23 @@ class OptimizerConfig:
       nesterov: Nesterov momentum for SGD.
       b1, b2, eps: Adam's moment decay rates and epsilon.
       weight_decay: decoupled weight decay (AdamW), or L2 added to the gradient (SGD, Adam);
-        applied to matrices and embeddings only, never to norms and biases.
-      grad_clip: clip the gradient's global norm to this (0 disables).
+        applied to matrices and embeddings only, never to norms and biases. ``None``: 0.01
+        for AdamW, none for SGD and Adam (see :attr:`decay`).
+      grad_clip: clip the gradient's global norm to this (0: no clipping).
     """
 
-    name: str = "adamw"
+    name: OptimizerName = "adamw"
     learning_rate: float = 1e-3
     warmup_steps: int = 0
     decay_steps: int = 0
     min_lr_ratio: float = 0.1
-    momentum: float = 0.9
+    momentum: float = 0.0
     nesterov: bool = False
     b1: float = 0.9
     b2: float = 0.99
     eps: float = 1e-8
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
+    weight_decay: float | None = None
+    grad_clip: float = 0.0
 
     def __post_init__(self):
         require(self.name in OPTIMIZERS, f"OptimizerConfig.name must be one of {OPTIMIZERS}, got {self.name!r}")
@@ -51,7 +59,15 @@ class OptimizerConfig:
         require(self.warmup_steps >= 0, "OptimizerConfig.warmup_steps must be >= 0")
         require(self.decay_steps >= -1, "OptimizerConfig.decay_steps must be >= 0, or -1 for 'until the end'")
         require(0.0 <= self.min_lr_ratio <= 1.0, "OptimizerConfig.min_lr_ratio must be in [0, 1]")
-        require(self.weight_decay >= 0 and self.grad_clip >= 0, "weight_decay and grad_clip must be >= 0")
+        require(self.decay >= 0 and self.grad_clip >= 0, "weight_decay and grad_clip must be >= 0")
+        require(self.momentum >= 0, f"OptimizerConfig.momentum must be >= 0, got {self.momentum}")
+
+    @property
+    def decay(self) -> float:
+        """The weight decay applied: ``weight_decay``, or the name's default when unset."""
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return ADAMW_DEFAULT_WEIGHT_DECAY if self.name == "adamw" else 0.0
 
 
 def learning_rate_schedule(config: OptimizerConfig) -> optax.Schedule:
@@ -81,10 +97,10 @@ def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:
         parts.append(optax.clip_by_global_norm(config.grad_clip))
     if config.name == "adamw":
         parts.append(optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
-                                 weight_decay=config.weight_decay, mask=weight_decay_mask))
+                                 weight_decay=config.decay, mask=weight_decay_mask))
     else:
-        if config.weight_decay:
-            parts.append(optax.add_decayed_weights(config.weight_decay, mask=weight_decay_mask))
+        if config.decay:
+            parts.append(optax.add_decayed_weights(config.decay, mask=weight_decay_mask))
         if config.name == "adam":
             parts.append(optax.adam(schedule, b1=config.b1, b2=config.b2, eps=config.eps))
         else:

@@ -1,23 +1,35 @@
-"""Matplotlib figures of training runs."""
+"""Matplotlib figures of training runs, written as PNG files.
+
+The figures are made without ``matplotlib.pyplot`` (:func:`subplots` builds a bare
+``Figure``), so saving them needs no display and leaves matplotlib's backend, and the figures
+``pyplot`` manages, as the user set them: ``plt.show()`` in the same session still opens
+windows. matplotlib is imported when the first figure is made, not with jaxllm.
+"""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from typing import Any
 
-import matplotlib
 
-if "ipykernel" not in sys.modules:  # notebooks keep their inline figures
-    matplotlib.use("Agg", force=False)  # files, not windows: scripts run headless
-import matplotlib.pyplot as plt  # noqa: E402
+def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Any, Any]:
+    """``(figure, axes)`` like ``plt.subplots``, on a ``Figure`` that pyplot does not track.
+
+    ``kwargs`` go to ``Figure`` (e.g. ``figsize``); ``axes`` is one ``Axes`` or an array of
+    them, as with ``plt.subplots``. Save it with :func:`save_figure`; in a notebook, display
+    it by leaving ``fig`` as a cell's last expression.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    return fig, fig.subplots(nrows, ncols)
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    """Lay ``fig`` out, write it as a PNG at ``path`` and free it (scripts make many figures)."""
+    """Lay ``fig`` out and write it as a PNG at ``path``."""
     path = Path(path)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -41,7 +53,7 @@ def plot_loss(history: list[dict], path: str | Path, *, title: str = "training")
     path = Path(path)
     train = [(r["step"], r["loss"]) for r in history if isinstance(r.get("loss"), (int, float))]
     val = [(r["step"], r["val_loss"]) for r in history if isinstance(r.get("val_loss"), (int, float))]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = subplots(figsize=(7, 4.2))
     if train:
         ax.plot(*zip(*train, strict=True), label="train loss", lw=1.2)
     if val:
@@ -58,7 +70,7 @@ def plot_scaling(results: list[dict], path: str | Path, *, title: str = "data-pa
       note: a line printed under the title (e.g. what the hardware was).
     """
     path = Path(path)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, axes = subplots(1, 2, figsize=(10, 4.2))
     counts = sorted({r["devices"] for r in results})
     for mode in dict.fromkeys(r["mode"] for r in results):
         rows = sorted((r for r in results if r["mode"] == mode), key=lambda r: r["devices"])

@@ -1,17 +1,22 @@
-"""Process settings that let XLA:CPU steps reuse their memory, applied when jaxllm is imported.
+"""Process settings for XLA:CPU, applied only when asked: :func:`configure_cpu`.
 
-XLA:CPU allocates the temporary buffers of every call afresh (for a training step, the
+Importing jaxllm changes nothing in the process. Command-line tools, benchmarks and notebooks
+that train on a CPU call :func:`configure_cpu` once, before any JAX work::
+
+    import jaxllm
+    jaxllm.runtime.configure_cpu()
+
+Why: XLA:CPU allocates the temporary buffers of every call afresh (for a training step, the
 activations kept for the backward pass: 217 MiB for the 4-layer GPT of
 ``benchmarks/train_throughput.py``) and frees them when the call ends. glibc serves a block
 that large with ``mmap`` and returns it with ``munmap``, so each step faults its whole working
 set back in, zero-filled by the kernel: on a 2-core CPU, 62,000 page faults and ~110 ms of
-kernel time in a 330 ms step.
-
-:func:`reuse_step_memory` makes such blocks come from the heap and stay there for the next
-call. Set ``JAXLLM_REUSE_STEP_MEMORY=0`` before importing jaxllm to leave the process as it was.
+kernel time in a 330 ms step. :func:`configure_cpu` makes such blocks come from the heap and
+stay there for the next call. The settings are process-wide (NumPy, PyTorch and data loaders
+share the allocator), which is why they are never applied on import.
 
 :func:`use_compilation_cache` keeps compiled programs on disk for later processes; the training
-recipes call it (it is not applied on import).
+recipes call it.
 """
 
 from __future__ import annotations
@@ -37,8 +42,12 @@ _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 _MIN_TRIMMED_COMPILE_S = 0.1
 
 
-def reuse_step_memory() -> bool:
+def configure_cpu() -> bool:
     """Let XLA:CPU calls reuse one heap block for their temporaries; ``True`` if applied.
+
+    Call it once, before any JAX computation (JAX fixes its dispatch mode when it starts its
+    backends); a later call, or one where the settings cannot apply, changes nothing and
+    returns ``False``. Calling it twice is harmless.
 
     Three settings, all needed:
 
@@ -62,8 +71,10 @@ def reuse_step_memory() -> bool:
 
     Applied only where all of it can be: on glibc (not macOS or musl), before JAX has started
     its backends (the dispatch mode is fixed then), and when neither
-    ``JAXLLM_REUSE_STEP_MEMORY=0`` nor ``JAX_CPU_ENABLE_ASYNC_DISPATCH`` is set. Other memory
-    the process frees also stays in its heap, up to 2 GiB of free top.
+    ``JAXLLM_REUSE_STEP_MEMORY=0`` nor ``JAX_CPU_ENABLE_ASYNC_DISPATCH`` is set (the variables
+    let a launcher turn the settings off for a script that calls this). Other memory the
+    process frees also stays in its heap, up to 2 GiB of free top. The settings last for the
+    life of the process.
     """
     if os.environ.get(OPT_OUT_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
         return False

@@ -17,7 +17,7 @@ def test_train_lm_help_documents_every_flag(capsys, monkeypatch):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--data.corpus", "--data.tokenizer", "--model.n-layer", "--model.n-embd",
-                 "--model.block-size", "--steps", "--batch-size", "--optimizer.learning-rate",
+                 "--model.block-size", "--loop.num-steps", "--loop.eval-every", "--batch-size", "--optimizer.learning-rate",
                  "--seed", "--out-dir", "--name", "--resume"):
         assert flag in text, flag
 
@@ -30,16 +30,16 @@ def test_train_lm_rejects_unknown_flags(capsys):
 
 def test_train_lm_end_to_end_from_the_command_line(tmp_path, capsys):
     code = load_script("experiments/train_lm.py").main([
-        "--out-dir", str(tmp_path), "--name", "cli", "--steps", "4", "--batch-size", "4",
-        "--eval-every", "2", "--eval-batches", "1", "--sample-tokens", "10", "--no-progress",
+        "--out-dir", str(tmp_path), "--name", "cli", "--loop.num-steps", "4", "--batch-size", "4",
+        "--loop.eval-every", "2", "--eval-batches", "1", "--sample-tokens", "10", "--loop.no-progress",
         "--model.n-layer", "1", "--model.n-embd", "16", "--model.n-head", "2", "--model.block-size", "32"])
     assert code == 0
     out = capsys.readouterr().out
     assert "val loss" in out and "--- sample" in out
     assert (tmp_path / "cli" / "checkpoints").is_dir()
     # A second run with the same name must not overwrite the first.
-    code = load_script("experiments/train_lm.py").main(["--out-dir", str(tmp_path), "--name", "cli", "--steps", "4",
-                                         "--no-progress", "--model.block-size", "32"])
+    code = load_script("experiments/train_lm.py").main(["--out-dir", str(tmp_path), "--name", "cli", "--loop.num-steps", "4",
+                                         "--loop.no-progress", "--model.block-size", "32"])
     assert code == 2 and "--resume" in capsys.readouterr().err
     sys.modules.pop("train_lm", None)
 

@@ -7,7 +7,10 @@ import pytest
 from jax.experimental import sparse
 
 from jaxllm.classic import (
+    FeaturesError,
     LinearConfig,
+    NotProbabilisticError,
+    TargetsError,
     decision_function,
     fit_linear,
     fit_regularization_path,
@@ -109,22 +112,22 @@ def test_regularization_path_in_one_call_equals_separate_fits():
 
 def test_bad_input_names_the_problem():
     X, y = classification()
-    with pytest.raises(ConfigError, match="labels with one class"):
+    with pytest.raises(TargetsError, match="labels with one class"):
         fit_linear(X, np.zeros(len(X), int))
-    with pytest.raises(ConfigError, match="one target per row"):
+    with pytest.raises(TargetsError, match="one target per row"):
         fit_linear(X, y[:-1])
-    with pytest.raises(ConfigError, match="labels must lie in 0..1"):
+    with pytest.raises(TargetsError, match="labels must lie in 0..1"):
         fit_linear(X, y + 1, num_classes=2)
-    with pytest.raises(ConfigError, match="must be integers"):
+    with pytest.raises(TargetsError, match="must be integers"):
         fit_linear(X, y.astype(float))
     bad = X.copy()
     bad[3, 2] = np.nan
     with pytest.raises(ValueError, match="NaN or infinite"):
         fit_linear(bad, y)
     model = fit_linear(X, y)
-    with pytest.raises(ValueError, match="fitted on 6 features, these have 5"):
+    with pytest.raises(FeaturesError, match="fitted on 6 features, these have 5"):
         predict(model, X[:, :5])
     with pytest.raises(ConfigError, match="L-BFGS needs a smooth loss"):
         LinearConfig(loss="hinge", solver="lbfgs")
-    with pytest.raises(ConfigError, match="predict_proba needs a logistic model"):
+    with pytest.raises(NotProbabilisticError, match="predict_proba needs a logistic model"):
         predict_proba(fit_linear(X, y, LinearConfig(loss="squared_hinge")), X)

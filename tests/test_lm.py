@@ -8,18 +8,19 @@ import pytest
 
 from jaxllm.config import ConfigError
 from jaxllm.data import EmptyCorpusError, train_tokenizer
-from jaxllm.lm import DataConfig, LMConfig, train_lm
+from jaxllm.data import DataConfig, EmptySplitError
+from jaxllm.recipes import LMConfig, train_lm
 from jaxllm.models import GPTConfig
 from jaxllm.optim import OptimizerConfig
-from jaxllm.train import CheckpointError, ParallelConfig, read_metrics
+from jaxllm.train import CheckpointError, LoopConfig, ParallelConfig, read_metrics
 
 TINY = GPTConfig(block_size=32, n_layer=1, n_head=2, n_embd=32, dropout=0.1)
 
 
-def tiny_config(tmp_path, **kw):
-    base = dict(name="run", out_dir=str(tmp_path), steps=8, batch_size=8, eval_every=4, eval_batches=2,
-                log_every=2, sample_tokens=0, progress=False, model=TINY,
-                optimizer=OptimizerConfig(learning_rate=3e-3, warmup_steps=2))
+def tiny_config(tmp_path, *, steps=8, eval_every=4, log_every=2, **kw):
+    loop = LoopConfig(num_steps=steps, eval_every=eval_every, log_every=log_every, progress=False)
+    base = dict(name="run", out_dir=str(tmp_path), batch_size=8, eval_batches=2, sample_tokens=0,
+                model=TINY, optimizer=OptimizerConfig(learning_rate=3e-3, warmup_steps=2), loop=loop)
     return LMConfig(**(base | kw))
 
 
@@ -103,6 +104,12 @@ def test_missing_and_empty_corpora(tmp_path):
         train_lm(tiny_config(tmp_path, data=DataConfig(corpus=str(empty))))
 
 
+def test_a_split_left_empty_is_named(tmp_path):
+    with pytest.raises(EmptySplitError, match="the validation split of corpus 'pydoc' is empty"):
+        train_lm(tiny_config(tmp_path, data=DataConfig(val_fraction=0.0)))
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
 def test_resume_without_a_run_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="no run to resume"):
         train_lm(tiny_config(tmp_path, resume=True))
@@ -112,7 +119,9 @@ def test_resume_without_a_run_is_refused(tmp_path):
 def test_default_run_learns_english_shaped_text(tmp_path):
     """The `make demo` run (the recipe's defaults, ~2 min): validation loss below 2.0 nats/char
     (uniform over the alphabet is ~4.6)."""
-    run = train_lm(LMConfig(out_dir=str(tmp_path), progress=False, sample_tokens=50))
+    defaults = LMConfig()
+    run = train_lm(LMConfig(out_dir=str(tmp_path), sample_tokens=50,
+                            loop=dataclasses.replace(defaults.loop, progress=False)))
     assert run.before["loss"] > 4.5
     assert run.after["loss"] < 2.0, run.after
     assert run.test["loss"] < 2.4, run.test

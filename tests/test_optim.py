@@ -66,3 +66,36 @@ def test_warmup_cosine_schedule():
 def test_bad_optimizer_config(kwargs):
     with pytest.raises(ConfigError):
         OptimizerConfig(**kwargs)
+
+
+def _updated_twice(config, grads):
+    opt = make_optimizer(config)
+    params, state = PARAMS, opt.init(PARAMS)
+    for _ in range(2):
+        updates, state = opt.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+    return params
+
+
+def test_default_sgd_and_adam_are_plain():
+    # Gradients of global norm ~12: clipping at 1.0 would shrink them, momentum would make the
+    # second step longer, and L2 would move the matrices more than the biases.
+    grads = jax.tree.map(lambda p: 3.0 * jnp.ones_like(p), PARAMS)
+    sgd = _updated_twice(OptimizerConfig(name="sgd", learning_rate=0.01), grads)
+    for new, p, g in zip(jax.tree.leaves(sgd), jax.tree.leaves(PARAMS), jax.tree.leaves(grads),
+                         strict=True):
+        np.testing.assert_allclose(new, np.asarray(p) - 2 * 0.01 * np.asarray(g), rtol=1e-6)
+    adam = _updated_twice(OptimizerConfig(name="adam", learning_rate=0.01), grads)
+    for new, p in zip(jax.tree.leaves(adam), jax.tree.leaves(PARAMS), strict=True):
+        # Adam's bias-corrected step for a constant gradient g is lr · g / (|g| + eps) = lr.
+        np.testing.assert_allclose(new, np.asarray(p) - 2 * 0.01, rtol=1e-5)
+
+
+def test_default_adamw_decays_matrices_by_pytorchs_default():
+    grads = jax.tree.map(lambda p: 3.0 * jnp.ones_like(p), PARAMS)
+    config = OptimizerConfig(name="adamw", learning_rate=0.1)
+    assert config.decay == 0.01 and OptimizerConfig(name="sgd").decay == 0.0
+    new = one_update(config, grads)
+    # One AdamW step: p - lr · (g / (|g| + eps) + decay · p) on matrices, without decay elsewhere.
+    np.testing.assert_allclose(new["dense"]["kernel"], 1.0 - 0.1 * (1.0 + 0.01 * 1.0), rtol=1e-6)
+    np.testing.assert_allclose(new["dense"]["bias"], 1.0 - 0.1, rtol=1e-6)

@@ -1,7 +1,8 @@
-"""jaxllm.runtime: XLA:CPU calls reuse their memory instead of page-faulting it in each time.
+"""jaxllm.runtime: importing jaxllm changes nothing; ``configure_cpu()`` makes XLA:CPU calls
+reuse their memory instead of page-faulting it in each time.
 
 Each case runs in a fresh interpreter, since the settings depend on what the process did
-before importing jaxllm.
+before.
 """
 
 import json
@@ -23,6 +24,7 @@ _CHILD = """
 import json, resource, sys
 {before}
 import jaxllm, jax, jax.numpy as jnp
+{configure}
 f = jax.jit(lambda x: jnp.sum(jnp.tanh(jnp.outer(x, x) * 0.5) @ x))
 x = jnp.linspace(0.0, 1.0, 4096)
 f(x).block_until_ready()
@@ -40,37 +42,82 @@ print(json.dumps({{"faults_per_call": sorted(faults)[len(faults) // 2],
 _FEWEST_FAULTS_TO_MAP = 4096 * 4096 * 4 // (2 << 20)
 
 
-def _child(before: str = "", **env: str) -> dict:
+_CONFIGURE = "print(json.dumps({'applied': jaxllm.runtime.configure_cpu()}))"
+
+
+def _run(code: str, **env: str) -> dict:
+    """Run ``code`` in a fresh interpreter; the JSON object of its last line of output."""
     environment = {k: v for k, v in os.environ.items()
                    if k not in ("JAXLLM_REUSE_STEP_MEMORY", "JAX_CPU_ENABLE_ASYNC_DISPATCH")}
     environment.update(env)
-    out = subprocess.run([sys.executable, "-c", _CHILD.format(before=before)], env=environment,
+    out = subprocess.run([sys.executable, "-c", code], env=environment,
                          capture_output=True, text=True, timeout=120, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_calls_reuse_their_temporaries_after_import():
+def _child(before: str = "", configure: str = _CONFIGURE, **env: str) -> dict:
+    return _run(_CHILD.format(before=before, configure=configure), **env)
+
+
+def test_calls_reuse_their_temporaries_after_configure_cpu():
     result = _child()
     assert result["async_dispatch"] is False
     assert result["faults_per_call"] < _FEWEST_FAULTS_TO_MAP / 2, result
 
 
-def test_opt_out_leaves_the_process_as_it_was():
+def test_import_alone_leaves_the_allocator_as_it_was():
     # The same child faults its temporaries in on every call without the settings: the
-    # property above is not vacuous.
-    result = _child(JAXLLM_REUSE_STEP_MEMORY="0")
+    # property above is not vacuous, and importing jaxllm does not apply them.
+    result = _child(configure="")
     assert result["async_dispatch"] is True
     assert result["faults_per_call"] >= _FEWEST_FAULTS_TO_MAP, result
 
 
-def test_not_applied_once_jax_has_started_its_backends():
-    result = _child(before="import jax; jax.devices()")
-    assert result["async_dispatch"] is True
+@pytest.mark.parametrize("before, env", [
+    ("import jax; jax.devices()", {}),  # JAX fixed its dispatch mode when its backends started
+    ("", {"JAX_CPU_ENABLE_ASYNC_DISPATCH": "1"}),  # an explicit dispatch choice is respected
+    ("", {"JAXLLM_REUSE_STEP_MEMORY": "0"}),  # a launcher's opt-out
+])
+def test_not_applied_where_it_must_not_be(before, env):
+    code = f"import json\n{before}\nimport jaxllm\n{_CONFIGURE}"
+    assert _run(code, **env) == {"applied": False}
 
 
-def test_an_explicit_dispatch_choice_is_respected():
-    result = _child(JAX_CPU_ENABLE_ASYNC_DISPATCH="1")
-    assert result["async_dispatch"] is True
+# Imports jaxllm, then reports what changed: JAX's config, its monitoring listeners, whether
+# its backends started, and which heavy packages came along. Then, with matplotlib imported
+# and its backend chosen by the user, draws a jaxllm plot and reports the backend again.
+_IMPORT_CHILD = """
+import json, sys
+import jax
+from jax._src import monitoring
+def read_config():  # flags with a context manager are read as attributes, the others from values
+    return {name: getattr(jax.config, name, value) for name, value in jax.config.values.items()}
+config = read_config()
+listeners = len(monitoring.get_event_duration_listeners())
+import jaxllm
+from jax._src import xla_bridge
+heavy = sorted({name.split(".")[0] for name in sys.modules} & {"matplotlib", "orbax", "tensorstore",
+                                                               "tensorboardX", "tensorboard"})
+changed = sorted(name for name, value in read_config().items() if config[name] != value)
+report = {"changed": changed, "listeners_added": len(monitoring.get_event_duration_listeners()) - listeners,
+          "backends_started": xla_bridge.backends_are_initialized(), "heavy": heavy}
+import matplotlib
+matplotlib.use("svg")
+jaxllm.plots.plot_loss([{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}], sys.argv[1])
+report |= {"backend": matplotlib.get_backend(), "pyplot": "matplotlib.pyplot" in sys.modules}
+print(json.dumps(report))
+"""
+
+
+def test_importing_jaxllm_changes_nothing(tmp_path):
+    png = tmp_path / "loss.png"
+    environment = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    out = subprocess.run([sys.executable, "-c", _IMPORT_CHILD, str(png)], env=environment,
+                         capture_output=True, text=True, timeout=120, check=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report == {"changed": [], "listeners_added": 0, "backends_started": False, "heavy": [],
+                      "backend": "svg", "pyplot": False}
+    assert png.read_bytes().startswith(b"\x89PNG")
 
 
 def test_memory_is_handed_back_after_long_compilations_only(monkeypatch):

@@ -18,13 +18,18 @@ def run_in_fresh_process(fn: Callable, *args: Any, environment: Mapping[str, str
     ``fn`` must be importable by reference (a module-level function, or one in the script
     being run). An exception in ``fn`` is raised here. ``environment`` adds to (or overrides)
     the variables the process starts with, e.g. ``{"JAXLLM_REUSE_STEP_MEMORY": "0"}``.
+
+    The process calls :func:`jaxllm.runtime.configure_cpu` before anything else (as the
+    benchmark scripts do in ``main``), so ``JAXLLM_REUSE_STEP_MEMORY=0`` in ``environment`` is
+    what leaves it with the allocator's defaults.
     """
     context = multiprocessing.get_context("spawn")
     environment = dict(environment or {})
     saved = {name: os.environ.get(name) for name in environment}
     os.environ.update(environment)  # a spawned process starts with this process's environment
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=1, mp_context=context,
+                                 initializer=_configure_process) as pool:
             return pool.submit(fn, *args, **kwargs).result()
     finally:
         for name, value in saved.items():
@@ -32,3 +37,10 @@ def run_in_fresh_process(fn: Callable, *args: Any, environment: Mapping[str, str
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _configure_process() -> None:
+    """The spawned process's first step: jaxllm's CPU settings, before any JAX work."""
+    from jaxllm.runtime import configure_cpu
+
+    configure_cpu()

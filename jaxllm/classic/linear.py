@@ -34,6 +34,19 @@ from jax.experimental import sparse
 
 from jaxllm.config import require
 
+
+class TargetsError(ValueError):
+    """Targets or class labels a linear model cannot be fitted to."""
+
+
+class FeaturesError(ValueError):
+    """Features that are not a non-empty 2-D matrix (of the width the model was fitted on)."""
+
+
+class NotProbabilisticError(ValueError):
+    """Class probabilities asked of a model whose loss defines none (only logistic does)."""
+
+
 LOSSES = ("squared", "logistic", "hinge", "squared_hinge")
 SOLVERS = ("lbfgs", "adam", "sgd")
 
@@ -114,7 +127,8 @@ def predict(model: LinearModel, X: Features) -> Array:
 
 def predict_proba(model: LinearModel, X: Features) -> Array:
     """Class probabilities ``float32[n, num_classes]`` of a logistic model."""
-    require(model.config.loss == "logistic", f"predict_proba needs a logistic model, this one has loss {model.config.loss!r}")
+    require(model.config.loss == "logistic", f"predict_proba needs a logistic model, this one has loss {model.config.loss!r}",
+            NotProbabilisticError)
     z = decision_function(model, X)
     if z.ndim == 1:
         p = jax.nn.sigmoid(z)
@@ -170,7 +184,7 @@ def fit_regularization_path(X: Features, y: Any, Cs: Any, config: LinearConfig =
                             num_classes: int | None = None) -> list[LinearModel]:
     """One model per value of ``C``, all trained in one compiled call (``jax.vmap`` over ``C``)."""
     Cs = np.asarray(Cs, np.float32)
-    require(Cs.ndim == 1 and Cs.size > 0 and np.all(Cs > 0), f"Cs must be a non-empty list of positive numbers, got {Cs}")
+    require(Cs.ndim == 1 and Cs.size > 0 and np.all(Cs > 0), f"Cs must be a non-empty list of positive numbers, got {Cs}", ValueError)
     y, k, num_classes = _check_problem(X, y, config, num_classes)
     params, iterations = _fit_path_jit(X, y, jnp.asarray(Cs), config, k)
     return [LinearModel(params=jax.tree.map(lambda p, i=i: p[i], params),
@@ -184,8 +198,8 @@ def least_squares(X: Array, y: Array, *, l2: float = 0.0, fit_intercept: bool = 
     X = jnp.asarray(X, jnp.float32)
     y = jnp.asarray(y, jnp.float32)
     _check_features(X, None)
-    require(y.shape == (X.shape[0],), f"y must be float[{X.shape[0]}], got shape {y.shape}")
-    require(bool(jnp.all(jnp.isfinite(y))), "targets contain NaN or infinite values; drop or impute them first")
+    require(y.shape == (X.shape[0],), f"y must be float[{X.shape[0]}], got shape {y.shape}", TargetsError)
+    require(bool(jnp.all(jnp.isfinite(y))), "targets contain NaN or infinite values; drop or impute them first", TargetsError)
     x_mean = X.mean(0) if fit_intercept else jnp.zeros(X.shape[1])
     y_mean = y.mean() if fit_intercept else 0.0
     Xc, yc = X - x_mean, y - y_mean
@@ -202,28 +216,28 @@ def _check_problem(X: Features, y: Any, config: LinearConfig, num_classes: int |
     _check_features(X, None)
     y = np.asarray(y)
     require(y.ndim == 1 and y.shape[0] == X.shape[0],
-            f"expected one target per row of X ({X.shape[0]}), got targets of shape {y.shape}")
+            f"expected one target per row of X ({X.shape[0]}), got targets of shape {y.shape}", TargetsError)
     if config.loss == "squared":
         require(np.issubdtype(y.dtype, np.number) and np.all(np.isfinite(y)),
-                "targets contain NaN or infinite values; drop or impute them first")
+                "targets contain NaN or infinite values; drop or impute them first", TargetsError)
         return jnp.asarray(y, jnp.float32), 1, 0
-    require(np.issubdtype(y.dtype, np.integer), f"class labels must be integers 0..k-1, got dtype {y.dtype}")
+    require(np.issubdtype(y.dtype, np.integer), f"class labels must be integers 0..k-1, got dtype {y.dtype}", TargetsError)
     present = np.unique(y)
     num_classes = int(present.max()) + 1 if num_classes is None else num_classes
     require(present.min() >= 0 and present.max() < num_classes,
-            f"labels must lie in 0..{num_classes - 1}, got values from {present.min()} to {present.max()}")
+            f"labels must lie in 0..{num_classes - 1}, got values from {present.min()} to {present.max()}", TargetsError)
     require(present.size >= 2, f"labels with one class ({present[0]}): a classifier needs examples of at "
-                               "least two classes")
+                               "least two classes", TargetsError)
     return jnp.asarray(y, jnp.int32), (1 if num_classes == 2 else num_classes), num_classes
 
 
 def _check_features(X: Features, num_features: int | None) -> None:
     if not isinstance(X, sparse.BCOO | jax.Array | np.ndarray):
-        raise ValueError(f"features must be a 2-D array or a BCOO sparse matrix, got {type(X).__name__}")
-    require(X.ndim == 2, f"features must be 2-D [n_examples, n_features], got shape {X.shape}")
-    require(X.shape[0] > 0, "features have no rows: pass at least one example")
+        raise FeaturesError(f"features must be a 2-D array or a BCOO sparse matrix, got {type(X).__name__}")
+    require(X.ndim == 2, f"features must be 2-D [n_examples, n_features], got shape {X.shape}", FeaturesError)
+    require(X.shape[0] > 0, "features have no rows: pass at least one example", FeaturesError)
     if num_features is not None and X.shape[1] != num_features:
-        raise ValueError(f"the model was fitted on {num_features} features, these have {X.shape[1]}; "
+        raise FeaturesError(f"the model was fitted on {num_features} features, these have {X.shape[1]}; "
                          "transform them with the same vectorizer the model was trained on")
     values = X.data if isinstance(X, sparse.BCOO) else X
     if not bool(jnp.all(jnp.isfinite(jnp.asarray(values)))):

@@ -337,6 +337,6 @@ def top_terms(vectorizer: Vectorizer, weights: Iterable[float], k: int = 10) -> 
     """The ``k`` terms with the largest ``weights`` (e.g. a linear model's coefficients)."""
     weights = np.asarray(list(weights), np.float64)
     require(weights.shape == (vectorizer.num_features,),
-            f"expected {vectorizer.num_features} weights (one per term), got shape {weights.shape}")
+            f"expected {vectorizer.num_features} weights (one per term), got shape {weights.shape}", ValueError)
     order = np.argsort(-weights, kind="stable")[:k]
     return [(vectorizer.terms[i], float(weights[i])) for i in order if math.isfinite(weights[i])]

@@ -15,6 +15,7 @@ Labelled texts for classification::
 
 from jaxllm.data.batches import encode_corpus, eval_batches, lm_batch, pad_sequences
 from jaxllm.data.clean import clean_corpus, deduplicate, normalize_text
+from jaxllm.data.config import DataConfig, EmptySplitError, load_splits
 from jaxllm.data.corpora import (
     NAMED_CORPORA,
     EmptyCorpusError,
@@ -53,8 +54,10 @@ __all__ = [
     "CharTokenizer",
     "DEFAULT_BPE_VOCAB_SIZE",
     "DOCUMENT_SEPARATOR",
+    "DataConfig",
     "EOS_TOKEN",
     "EmptyCorpusError",
+    "EmptySplitError",
     "LabelledTexts",
     "NAMED_CORPORA",
     "NAMED_SENTIMENT_SETS",
@@ -69,6 +72,7 @@ __all__ = [
     "load_default_corpus",
     "load_sentiment",
     "load_shakespeare",
+    "load_splits",
     "load_text",
     "load_tokenizer",
     "normalize_text",

@@ -13,11 +13,11 @@ from jaxllm.train.parallel import (
     setup_parallel,
 )
 from jaxllm.train.state import TrainState, create_train_state
-from jaxllm.train.step import evaluate, jit_train_step, make_eval_step, make_train_step, perplexity
+from jaxllm.train.step import evaluate, jit_train_step, make_eval_step, make_train_step
 
 __all__ = [
     "CheckpointError", "Checkpointer", "DistributedInitError", "EpochsResult", "FitResult", "Layout", "LoopConfig",
     "MetricsWriter", "NonFiniteLossError", "ParallelConfig", "TrainState", "create_train_state",
     "evaluate", "fit", "fit_epochs", "initialize_distributed", "jit_train_step", "make_eval_step", "make_layout",
-    "make_train_step", "perplexity", "read_metrics", "setup_parallel",
+    "make_train_step", "read_metrics", "setup_parallel",
 ]

@@ -1,4 +1,4 @@
-"""Metrics to JSON lines (always) and TensorBoard (when tensorboardX is installed)."""
+"""Metrics to JSON lines and TensorBoard event files (tensorboardX, imported when first used)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _summary_writer(directory: Path) -> Any:
+    """A tensorboardX ``SummaryWriter`` for ``directory``; a clear error when it is missing."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError as e:
+        raise ImportError("TensorBoard logging needs tensorboardX, a dependency of jaxllm: "
+                          "reinstall jaxllm (pip install -e .), or pass tensorboard=False") from e
+    return SummaryWriter(str(directory))
+
+
 class MetricsWriter:
-    """Appends one JSON object per call to ``run_dir/metrics.jsonl``; mirrors to TensorBoard.
+    """Appends one JSON object per call to ``run_dir/metrics.jsonl``; mirrors to TensorBoard
+    (``run_dir/tensorboard/``) unless ``tensorboard=False``.
 
     Appending (never truncating) keeps the history of a resumed run in one file.
     """
@@ -29,12 +40,7 @@ class MetricsWriter:
         self._file = self.path.open("a")
         self._tb = None
         if tensorboard:
-            try:
-                from tensorboardX import SummaryWriter
-            except ImportError:
-                pass
-            else:
-                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+            self._tb = _summary_writer(self.run_dir / "tensorboard")
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:
         record = {"step": int(step)} | {k: _plain(v) for k, v in metrics.items()}

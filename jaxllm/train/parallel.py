@@ -212,7 +212,8 @@ class Layout:
 
     def check_batch(self, batch: dict) -> None:
         rows = {np.shape(x)[0] for x in jax.tree.leaves(batch)}
-        require(len(rows) == 1, f"every array of a batch needs the same number of rows, got {sorted(rows)}")
+        require(len(rows) == 1, f"every array of a batch needs the same number of rows, got {sorted(rows)}",
+                ValueError)
         (n,) = rows
         if n % self.local_batch_divisor:
             raise ValueError(

@@ -39,7 +39,7 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
     ``grad_norm`` (before clipping). Randomness (dropout) is drawn from
     ``fold_in(rng, step)``, then folded with the device index and the micro-batch index.
     """
-    require(microbatches >= 1, f"microbatches must be >= 1, got {microbatches}")
+    require(microbatches >= 1, f"microbatches must be >= 1, got {microbatches}", ValueError)
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
@@ -128,8 +128,3 @@ def evaluate(eval_step: Callable[[Any, dict], dict], params: Any, batches) -> di
     if weight == 0:
         raise ValueError("evaluation saw no tokens: the evaluation split is empty")
     return {name: total / weight for name, total in totals.items()} | {"tokens": weight}
-
-
-def perplexity(loss: float) -> float:
-    """exp(mean next-token cross-entropy)."""
-    return float(jnp.exp(loss))

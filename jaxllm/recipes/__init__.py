@@ -1,0 +1,10 @@
+"""Recipes: a task end to end (config -> data -> model -> ``fit`` -> evaluation -> run folder).
+
+Each recipe is an application of the core (``jaxllm.data``, ``models``, ``train``); they share
+the run-folder and resume policy of :mod:`jaxllm.recipes.run_folder`.
+"""
+
+from jaxllm.recipes.lm import LMConfig, LMRun, train_lm
+from jaxllm.recipes.run_folder import prepare_run_dir, resumed_config
+
+__all__ = ["LMConfig", "LMRun", "prepare_run_dir", "resumed_config", "train_lm"]

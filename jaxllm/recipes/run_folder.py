@@ -1,0 +1,92 @@
+"""The run folder every recipe writes, and the policy for resuming a run in it.
+
+A recipe's config names its folder (``config.run_dir``, i.e. ``<out_dir>/<name>``) and says
+whether to continue the run there (``config.resume``). The folder holds ``config.json`` (the
+resolved config, written when the run starts) and ``checkpoints/``, beside whatever the recipe
+adds. A new run never overwrites a folder that holds checkpoints, and a resumed run must be
+the same run: only the settings the recipe declares resumable may change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from jaxllm.config import ConfigError, config_to_dict, load_config
+
+
+class RunConfig(Protocol):
+    """What this module needs of a recipe's config (a frozen dataclass)."""
+
+    resume: bool
+
+    @property
+    def run_dir(self) -> Path: ...
+
+
+C = TypeVar("C", bound=RunConfig)
+
+
+def flat_config(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"n_layer": 4}}`` -> ``{"model.n_layer": 4}``: a nested config's leaves."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out |= flat_config(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def resumed_config(config: C, resumable: Collection[str],
+                   filled_at_start: Mapping[str, Any] = {}) -> C:
+    """The config saved in ``config.run_dir``, with the ``resumable`` top-level settings taken
+    from ``config``.
+
+    Args:
+      config: the config the user gave to resume with.
+      resumable: top-level field names a resume may change (a nested config named here may
+        change as a whole, e.g. ``"loop"``).
+      filled_at_start: dotted keys the recipe resolves when a run starts (e.g.
+        ``{"model.vocab_size": 0}``), with the placeholder value a user leaves them at.
+
+    Raises:
+      ConfigError: any other setting differs from the saved one (it would not be the same run).
+    """
+    saved = load_config(type(config), config.run_dir / "config.json")
+    given, stored = flat_config(config_to_dict(config)), flat_config(config_to_dict(saved))
+    diffs = {key: (value, given.get(key)) for key, value in stored.items()
+             if key.split(".")[0] not in resumable and value != given.get(key)
+             and not (key in filled_at_start and given.get(key) == filled_at_start[key])}
+    if diffs:
+        listing = ", ".join(f"{k}: saved {a!r} vs given {b!r}" for k, (a, b) in sorted(diffs.items()))
+        raise ConfigError(f"--resume with settings that differ from the run in {config.run_dir} "
+                          f"({listing}); pass the original settings, or start a new run with "
+                          "another --name")
+    return dataclasses.replace(saved, **{k: getattr(config, k) for k in resumable})  # type: ignore[type-var]
+
+
+def prepare_run_dir(config: C, resumable: Collection[str],
+                    filled_at_start: Mapping[str, Any] = {}) -> C:
+    """Check ``config.run_dir`` against ``config.resume``; return the config to run with.
+
+    A new run needs a folder without checkpoints; a resumed one, a folder with a saved config
+    (see :func:`resumed_config`). The folder is created.
+
+    Raises:
+      FileExistsError: a new run in a folder that holds checkpoints (nothing is overwritten).
+      FileNotFoundError: ``resume`` without a run in the folder.
+    """
+    run_dir = config.run_dir
+    checkpoints = run_dir / "checkpoints"
+    if config.resume:
+        if not (run_dir / "config.json").is_file():
+            raise FileNotFoundError(f"--resume: no run to resume in {run_dir} (no config.json)")
+        return resumed_config(config, resumable, filled_at_start)
+    if checkpoints.is_dir() and any(checkpoints.iterdir()):
+        raise FileExistsError(f"{run_dir} already holds checkpoints; pass --resume to continue "
+                              "that run, or choose another --name (nothing was overwritten)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return config
