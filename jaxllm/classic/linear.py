@@ -22,7 +22,7 @@ of ``C`` at once with ``jax.vmap``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -47,8 +47,10 @@ class NotProbabilisticError(ValueError):
     """Class probabilities asked of a model whose loss defines none (only logistic does)."""
 
 
-LOSSES = ("squared", "logistic", "hinge", "squared_hinge")
-SOLVERS = ("lbfgs", "adam", "sgd")
+Loss = Literal["squared", "logistic", "hinge", "squared_hinge"]
+Solver = Literal["lbfgs", "adam", "sgd"]
+LOSSES = get_args(Loss)
+SOLVERS = get_args(Solver)
 
 Features = Array | sparse.BCOO
 
@@ -67,10 +69,10 @@ class LinearConfig:
       learning_rate: step size of Adam and SGD.
     """
 
-    loss: str = "logistic"
+    loss: Loss = "logistic"
     C: float = 1.0
     fit_intercept: bool = True
-    solver: str | None = None
+    solver: Solver | None = None
     max_iter: int = 100
     tol: float = 1e-4
     learning_rate: float = 0.05

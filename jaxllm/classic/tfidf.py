@@ -21,6 +21,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from numbers import Integral
+from typing import Literal
 
 import jax.numpy as jnp
 import numpy as np
@@ -62,7 +63,7 @@ class TfidfConfig:
     use_idf: bool = True
     smooth_idf: bool = True
     sublinear_tf: bool = False
-    norm: str | None = "l2"
+    norm: Literal["l1", "l2"] | None = "l2"
 
     def __post_init__(self):
         low, high = self.ngram_range

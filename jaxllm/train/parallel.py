@@ -24,7 +24,7 @@ import dataclasses
 import os
 import socket
 import time
-from typing import Any
+from typing import Any, Literal, get_args
 
 import jax
 import numpy as np
@@ -40,7 +40,8 @@ from jaxllm.train.step import TrainStep, make_train_step
 
 DATA_AXIS = "data"
 FSDP_AXIS = "fsdp"
-MODES = ("none", "pmap", "mesh")
+ParallelMode = Literal["none", "pmap", "mesh"]
+MODES = get_args(ParallelMode)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +63,7 @@ class ParallelConfig:
       init_timeout_s: give up joining the other processes after this many seconds.
     """
 
-    mode: str = "none"
+    mode: ParallelMode = "none"
     data: int = -1
     fsdp: int = 1
     devices: int = 0
