@@ -30,7 +30,7 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -255,6 +255,59 @@ def nearest_neighbours(words: Sequence[str], vectors: Any, query: str | Any, top
 # Word-pair similarity
 # ------------------------------------------------------------------------------------------------
 
+def _parse_pair_line(line: str, delimiter: str) -> tuple[str, str, float] | None:
+    """``(word1, word2, score)`` of a ``word1<delimiter>word2<delimiter>score`` line, or None if
+    it is malformed. Words are not stripped, exactly as in gensim."""
+    fields = line.split(delimiter)
+    if len(fields) != 3:
+        return None
+    first, second, score = fields
+    try:
+        return first, second, float(score)
+    except ValueError:
+        return None
+
+
+def _read_word_pairs(path: Path, known: Mapping[str, int], *, case_insensitive: bool,
+                     delimiter: str, dummy4unknown: bool,
+                     encoding: str) -> tuple[list[float], list[tuple[int, int]], int, int]:
+    """The pairs of a word-pair file, against the ``known`` words' rows.
+
+    Returns:
+      ``(gold scores, (row, row) of each scored pair, OOV pairs, malformed lines)``; an OOV
+      pair is skipped, or with ``dummy4unknown`` kept as rows ``(-1, -1)``.
+    """
+    gold, rows, oov, invalid = [], [], 0, 0
+    with open(path, encoding=encoding) as lines:
+        for line in lines:
+            if line.startswith("#"):
+                continue
+            pair = _parse_pair_line(line, delimiter)
+            if pair is None:
+                invalid += 1
+                continue
+            first, second, score = pair
+            if case_insensitive:
+                first, second = first.upper(), second.upper()
+            if first in known and second in known:
+                gold.append(score)
+                rows.append((known[first], known[second]))
+            else:
+                oov += 1
+                if dummy4unknown:
+                    gold.append(score)
+                    rows.append((-1, -1))  # scored 0 by _pair_cosines
+    return gold, rows, oov, invalid
+
+
+def _pair_cosines(vectors: Array, rows: np.ndarray) -> np.ndarray:
+    """Cosine similarity ``float64[n]`` of each pair of ``rows: int32[n, 2]``; 0 for a pair of
+    rows -1 (an OOV pair scored with ``dummy4unknown``)."""
+    unit = _unit_rows(vectors)
+    cosines = np.asarray(jnp.sum(unit[rows[:, 0]] * unit[rows[:, 1]], axis=-1), np.float64)
+    return np.where(rows[:, 0] >= 0, cosines, 0.0)
+
+
 def word_similarity(words: Sequence[str], vectors: Any, pairs_path: str | Path, *,
                     case_insensitive: bool = True, delimiter: str = "\t",
                     restrict_vocab: int | None = 300000, dummy4unknown: bool = False,
@@ -281,41 +334,16 @@ def word_similarity(words: Sequence[str], vectors: Any, pairs_path: str | Path, 
     words, vectors = _checked_vectors(words, vectors)
     path = _existing_file(pairs_path, "word-pair", "wordsim353.tsv")
     known = _known_words(words, _restricted_size(restrict_vocab, len(words)), case_insensitive)
-    gold, rows, oov, invalid = [], [], 0, 0
-    with open(path, encoding=encoding) as lines:
-        for line in lines:
-            if line.startswith("#"):
-                continue
-            fields = line.split(delimiter)
-            if len(fields) != 3:
-                invalid += 1
-                continue
-            first, second, score = fields  # words are not stripped, exactly as in gensim
-            try:
-                score = float(score)
-            except ValueError:
-                invalid += 1
-                continue
-            if case_insensitive:
-                first, second = first.upper(), second.upper()
-            if first in known and second in known:
-                gold.append(score)
-                rows.append((known[first], known[second]))
-            else:
-                oov += 1
-                if dummy4unknown:
-                    gold.append(score)
-                    rows.append((-1, -1))  # scored 0 below
+    gold, rows, oov, invalid = _read_word_pairs(
+        path, known, case_insensitive=case_insensitive, delimiter=delimiter,
+        dummy4unknown=dummy4unknown, encoding=encoding)
     if not gold:
         raise ValueError(
             f"no usable word pairs in {str(path)!r}: {oov} pairs have a word outside the "
             f"{len(known)} known words and {invalid} lines are not "
             f"'word1{delimiter}word2{delimiter}score' (with delimiter={delimiter!r}); check the "
             "delimiter and case_insensitive, and that the vectors cover the dataset's words")
-    rows = np.asarray(rows, np.int32)
-    unit = _unit_rows(vectors)
-    cosines = np.asarray(jnp.sum(unit[rows[:, 0]] * unit[rows[:, 1]], axis=-1), np.float64)
-    model = np.where(rows[:, 0] >= 0, cosines, 0.0)
+    model = _pair_cosines(vectors, np.asarray(rows, np.int32))
     pearson, pearson_p = pearson_correlation(gold, model)
     spearman, spearman_p = spearman_correlation(gold, model)
     well_formed = len(gold) + (0 if dummy4unknown else oov)
@@ -386,6 +414,90 @@ def _tally(name: str, sections: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "oov": sum(s["oov"] for s in sections), "accuracy": _accuracy(correct, incorrect)}
 
 
+class _AnalogyQuestions(NamedTuple):
+    """An analogy file read against a vocabulary.
+
+    Attributes:
+      sections: the section names, in file order.
+      oov: per section, its questions with a word outside the vocabulary.
+      rows: the answerable questions, as the rows of ``a, b, c, expected``: int32[q, 4].
+      section_of: the section of each answerable question: int64[q].
+    """
+
+    sections: list[str]
+    oov: list[int]
+    rows: np.ndarray
+    section_of: np.ndarray
+
+
+def _read_analogy_questions(path: Path, known: Mapping[str, int], case_insensitive: bool,
+                            encoding: str) -> _AnalogyQuestions:
+    """The sections and questions of an analogy file; a malformed (or blank) line is skipped
+    and not counted, as in gensim.
+
+    Raises:
+      ValueError: a question comes before the first ``: section`` header.
+    """
+    names: list[str] = []
+    oov: list[int] = []
+    section_of: list[int] = []
+    questions: list[list[int]] = []
+    with open(path, encoding=encoding) as lines:
+        for line_no, line in enumerate(lines, 1):
+            if line.startswith(": "):
+                names.append(line.lstrip(": ").strip())
+                oov.append(0)
+                continue
+            if not names:
+                raise ValueError(f"{str(path)!r} line {line_no}: {line.strip()!r} comes before "
+                                 "the first ': section' header; an analogy file starts with one")
+            tokens = line.split()
+            if len(tokens) != 4:
+                continue
+            if case_insensitive:
+                tokens = [token.upper() for token in tokens]
+            if all(token in known for token in tokens):
+                questions.append([known[token] for token in tokens])
+                section_of.append(len(names) - 1)
+            else:
+                oov[-1] += 1
+    return _AnalogyQuestions(names, oov, np.asarray(questions, np.int32).reshape(-1, 4),
+                             np.asarray(section_of, np.int64))
+
+
+def _section_results(questions: _AnalogyQuestions, correct: np.ndarray,
+                     dummy4unknown: bool) -> list[dict[str, Any]]:
+    """Per section, in file order: ``{"section", "correct", "incorrect", "questions", "oov",
+    "accuracy"}`` from ``correct: bool[q]`` over the answerable questions; with
+    ``dummy4unknown`` an OOV question counts as wrong."""
+    names, oov = questions.sections, questions.oov
+    right = np.bincount(questions.section_of[correct], minlength=len(names))
+    answered = np.bincount(questions.section_of, minlength=len(names))
+    sections = []
+    for i, name in enumerate(names):
+        wrong = int(answered[i] - right[i]) + (oov[i] if dummy4unknown else 0)
+        sections.append({"section": name, "correct": int(right[i]), "incorrect": wrong,
+                         "questions": int(answered[i]) + oov[i], "oov": oov[i],
+                         "accuracy": _accuracy(int(right[i]), wrong)})
+    return sections
+
+
+def _analogy_summary(sections: list[dict[str, Any]], asked: int) -> dict[str, Any]:
+    """The result of :func:`analogies`: the totals over all ``sections``, over the semantic and
+    the syntactic ones, and the sections themselves; ``asked`` counts the well-formed lines."""
+    total = _tally("total", sections)
+    return {
+        "accuracy": total["accuracy"], "correct": total["correct"],
+        "incorrect": total["incorrect"], "sections": sections,
+        "semantic": _tally("semantic", [s for s in sections
+                                        if not s["section"].startswith(SYNTACTIC_PREFIX)]),
+        "syntactic": _tally("syntactic", [s for s in sections
+                                          if s["section"].startswith(SYNTACTIC_PREFIX)]),
+        "questions": asked, "oov_questions": total["oov"],
+        "oov_percent": 100.0 * total["oov"] / asked,
+    }
+
+
 def analogies(words: Sequence[str], vectors: Any, questions_path: str | Path, *,
               restrict_vocab: int | None = 300000, case_insensitive: bool = True,
               dummy4unknown: bool = False, chunk_size: int = 256,
@@ -420,59 +532,17 @@ def analogies(words: Sequence[str], vectors: Any, questions_path: str | Path, *,
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     size = _restricted_size(restrict_vocab, len(words))
     known = _known_words(words, size, case_insensitive)
-    names: list[str] = []
-    oov: list[int] = []
-    section_of: list[int] = []
-    questions: list[list[int]] = []
-    with open(path, encoding=encoding) as lines:
-        for line_no, line in enumerate(lines, 1):
-            if line.startswith(": "):
-                names.append(line.lstrip(": ").strip())
-                oov.append(0)
-                continue
-            if not names:
-                raise ValueError(f"{str(path)!r} line {line_no}: {line.strip()!r} comes before "
-                                 "the first ': section' header; an analogy file starts with one")
-            tokens = line.split()
-            if len(tokens) != 4:
-                continue  # malformed (or blank): skipped and not counted, as in gensim
-            if case_insensitive:
-                tokens = [token.upper() for token in tokens]
-            if all(token in known for token in tokens):
-                questions.append([known[token] for token in tokens])
-                section_of.append(len(names) - 1)
-            else:
-                oov[-1] += 1
-    asked = len(questions) + sum(oov)
-    if asked == 0 or (not questions and not dummy4unknown):
+    questions = _read_analogy_questions(path, known, case_insensitive, encoding)
+    asked = len(questions.rows) + sum(questions.oov)
+    if asked == 0 or (len(questions.rows) == 0 and not dummy4unknown):
         raise ValueError(
             f"no usable analogy questions in {str(path)!r}: {asked} 'a b c d' lines, "
-            f"{sum(oov)} of them with a word outside the {len(known)} known words; check "
-            "case_insensitive and restrict_vocab, and that the vectors cover the dataset's words")
-
+            f"{sum(questions.oov)} of them with a word outside the {len(known)} known words; "
+            "check case_insensitive and restrict_vocab, and that the vectors cover the "
+            "dataset's words")
     same_key = np.asarray([known[w.upper() if case_insensitive else w] for w in words[:size]])
-    unit = _unit_rows(vectors[:size])
-    correct = _answers_correct(unit, same_key, np.asarray(questions, np.int32).reshape(-1, 4),
-                               chunk_size)
-    right = np.bincount(np.asarray(section_of, np.int64)[correct], minlength=len(names))
-    answered = np.bincount(np.asarray(section_of, np.int64), minlength=len(names))
-    sections = []
-    for i, name in enumerate(names):
-        wrong = int(answered[i] - right[i]) + (oov[i] if dummy4unknown else 0)
-        sections.append({"section": name, "correct": int(right[i]), "incorrect": wrong,
-                         "questions": int(answered[i]) + oov[i], "oov": oov[i],
-                         "accuracy": _accuracy(int(right[i]), wrong)})
-    total = _tally("total", sections)
-    return {
-        "accuracy": total["accuracy"], "correct": total["correct"],
-        "incorrect": total["incorrect"], "sections": sections,
-        "semantic": _tally("semantic", [s for s in sections
-                                        if not s["section"].startswith(SYNTACTIC_PREFIX)]),
-        "syntactic": _tally("syntactic", [s for s in sections
-                                          if s["section"].startswith(SYNTACTIC_PREFIX)]),
-        "questions": asked, "oov_questions": total["oov"],
-        "oov_percent": 100.0 * total["oov"] / asked,
-    }
+    correct = _answers_correct(_unit_rows(vectors[:size]), same_key, questions.rows, chunk_size)
+    return _analogy_summary(_section_results(questions, correct, dummy4unknown), asked)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ import functools
 import math
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import jax
@@ -89,7 +89,7 @@ MODELS = ("skipgram", "cbow")
 # host-to-device copies, while each batch still sees the tables updated by the previous one.
 _BATCHES_PER_CALL = 64
 # ... and by one call on the last, partial block of an epoch (padded with empty batches).
-_BATCHES_PER_TAIL_CALL = 8
+_BATCHES_PER_TAIL_CALL = min(_BATCHES_PER_CALL, 8)
 # Blocks per segment: the rows dealt into one set of interleaved streams (see interleave).
 _SEGMENT_BLOCKS = 8
 # Neighbouring rows a stream puts into each batch (see interleave). A skip-gram row is one
@@ -513,7 +513,7 @@ class Word2VecModel:
 
     def most_similar(self, word: str, topn: int = 10) -> list[tuple[str, float]]:
         """The ``topn`` words of highest cosine similarity to ``word`` (itself excluded)."""
-        require(topn > 0, f"topn must be > 0, got {topn}")
+        require(topn > 0, f"topn must be > 0, got {topn}", ValueError)
         self.vocab.id(word)  # an unknown word raises UnknownWordError, naming it
         return nearest_neighbours(self.vocab.words, self.W_in, word, topn=topn)
 
@@ -542,95 +542,151 @@ def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word
     keep = keep_probabilities(vocab.counts, config.sample)
     table = noise_table(vocab.counts, config.ns_exponent)
     guide = noise_guide(table)
-    init_key, _ = jax.random.split(jax.random.key(config.seed))
-    d = config.vector_size
-    # Rows padded with zero columns, which no update changes (each adds a multiple of a row).
-    padding = ((0, 0), (0, -d % _ROW_ALIGN))
-    W_in, W_out = (jnp.pad(W, padding) for W in init_embeddings(init_key, len(vocab), d))
-
+    W_in, W_out = _initial_tables(config, len(vocab))
     n = ids.size
-    batch, per_call = config.batch_size, _BATCHES_PER_CALL
-    tail = min(per_call, _BATCHES_PER_TAIL_CALL)
-
-    def epoch_segments():  # every epoch's segments, each epoch followed by None
-        for epoch in range(config.epochs):
-            rng = np.random.default_rng([config.seed, epoch])
-            noise_rng = np.random.default_rng([config.seed, epoch, 1])
-            if config.model == "skipgram":  # (input, output) = (context, centre), as word2vec.c
-                pairs = skipgram_chunks(ids, sentence_ids, keep, config.window, rng)
-                shared, rows = (), ((o, c, p) for c, o, p in pairs)
-            else:  # the epoch's surviving words go to the device once; rows index them
-                kept_ids, *windows = cbow_rows(ids, sentence_ids, keep, config.window, rng)
-                shared, rows = (jax.device_put(padded_corpus(kept_ids, n, config.window)),), iter([windows])
-            last = -1
-            for *arrays, positions in cut_into_segments(rows, batch * per_call * _SEGMENT_BLOCKS):
-                weights = np.ones(positions.size, np.float32)
-                lrs = _learning_rate(config, epoch, positions, n)
-                *arrays, weights, lrs = interleave((*arrays, weights, lrs), batch, tail,
-                                                    _STREAM_RUN[config.model])
-                # Independent draws: made in the batches' layout, for the padding too.
-                negatives = host_negatives(noise_rng, table, guide, (*weights.shape, config.negative))
-                # A skip-gram centre's pairs may straddle two segments: count it once.
-                effective = distinct_count(positions) - int(positions[0] == last)
-                last = int(positions[-1])
-                yield shared, (*arrays, negatives, weights, lrs), positions.size, effective, last + 1
-            yield None
-
     losses, rates, effective_rates = [], [], []
     bar = tqdm(total=n * config.epochs, unit="word", unit_scale=True, disable=not progress,
                desc=f"word2vec {config.model}")
     # Built ahead in a thread, across epoch ends too; the first ones while the step compiles.
-    segments = Prefetched(epoch_segments(), depth=1)
+    segments = Prefetched(_epoch_segments(config, ids, sentence_ids, keep, table, guide), depth=1)
     try:
         compile_start = time.perf_counter()
-        # One executable for full blocks of batches, one for the shorter groups that end a
-        # segment (a block padded with empty batches costs as much as a full one).
-        lower = skipgram_steps.lower if config.model == "skipgram" else functools.partial(
-            cbow_corpus_steps.lower, window=config.window)
-        compiled = {size: lower(W_in, W_out, *_block_shapes(config, size, n)).compile()
-                    for size in sorted({per_call, tail})}
+        compiled = _compiled_steps(config, W_in, W_out, n)
         compile_seconds = time.perf_counter() - compile_start
         for epoch in range(config.epochs):
-            start, done, examples, effective = time.perf_counter(), 0, 0, 0
-            epoch_loss = []
-            for shared, batches, rows, segment_effective, reached in iter(lambda: next(segments), None):
-                num_batches, first = batches[0].shape[0], done
-                full = num_batches - num_batches % per_call
-                groups = ([(lo, lo + per_call) for lo in range(0, full, per_call)]
-                          + [(lo, lo + tail) for lo in range(full, num_batches, tail)])
-                for lo, hi in groups:
-                    W_in, W_out, loss = compiled[hi - lo](W_in, W_out, *shared, *(a[lo:hi] for a in batches))
-                    epoch_loss.append(loss)
-                    # Every stream is this far through its stretch of the segment.
-                    now = first + (reached - first) * hi // num_batches
-                    bar.update(now - done)
-                    done = now
-                examples += rows
-                effective += segment_effective
-            W_in.block_until_ready()
-            bar.update(n - done)
-            seconds = max(time.perf_counter() - start, 1e-9)
-            total_loss = float(np.sum([np.sum(np.asarray(x, np.float64)) for x in epoch_loss]))
-            # An untrained pair costs (1 + negative)·ln 2; ten times that means the summed batch
-            # steps overshot, even while the numbers are still finite.
-            ceiling = 10 * (1 + config.negative) * math.log(2) * max(examples, 1)
-            if not math.isfinite(total_loss) or total_loss > ceiling:
-                raise FloatingPointError(
-                    f"word2vec diverged in epoch {epoch + 1} (loss {total_loss}): batches of "
-                    f"{config.batch_size} sum too many steps on the same frequent words; lower "
-                    "batch_size or alpha")
-            losses.append(total_loss / max(examples, 1))
-            rates.append(n / seconds)
-            effective_rates.append(effective / seconds)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", words_per_s=f"{rates[-1]:.3g}",
-                            effective_words_per_s=f"{effective_rates[-1]:.3g}")
+            W_in, W_out, loss, rate, effective_rate = _train_epoch(
+                config, epoch, compiled, W_in, W_out, segments, n, bar)
+            losses.append(loss)
+            rates.append(rate)
+            effective_rates.append(effective_rate)
+            bar.set_postfix(loss=f"{loss:.4f}", words_per_s=f"{rate:.3g}",
+                            effective_words_per_s=f"{effective_rate:.3g}")
     finally:
         segments.close()
         bar.close()
+    d = config.vector_size
     return Word2VecModel(vocab=vocab, config=config, W_in=np.asarray(W_in)[:, :d],
                          W_out=np.asarray(W_out)[:, :d], epoch_losses=tuple(losses),
                          words_per_second=tuple(rates), effective_words_per_second=tuple(effective_rates),
                          compile_seconds=compile_seconds)
+
+
+def _initial_tables(config: Word2VecConfig, vocab_size: int) -> tuple[Array, Array]:
+    """:func:`init_embeddings` from ``config.seed``, each row padded with zero columns to a
+    multiple of ``_ROW_ALIGN`` floats: ``(W_in, W_out)``, float32[V, d + padding] each."""
+    init_key, _ = jax.random.split(jax.random.key(config.seed))
+    d = config.vector_size
+    # No update changes the zero columns: each adds a multiple of a row.
+    padding = ((0, 0), (0, -d % _ROW_ALIGN))
+    return tuple(jnp.pad(W, padding) for W in init_embeddings(init_key, vocab_size, d))
+
+
+def _epoch_rows(config: Word2VecConfig, ids: np.ndarray, sentence_ids: np.ndarray,
+                keep: np.ndarray, rng: np.random.Generator) -> tuple[tuple, Iterator]:
+    """One epoch's rows after subsampling and drawing the windows with ``rng``:
+    ``(shared, chunks)``, the device arrays every row reads (CBOW's surviving words; none for
+    skip-gram) and an iterator of ``(*row arrays, corpus positions)``."""
+    if config.model == "skipgram":  # (input, output) = (context, centre), as word2vec.c
+        pairs = skipgram_chunks(ids, sentence_ids, keep, config.window, rng)
+        return (), ((o, c, p) for c, o, p in pairs)
+    # CBOW: the epoch's surviving words go to the device once; rows index them.
+    kept_ids, *windows = cbow_rows(ids, sentence_ids, keep, config.window, rng)
+    return (jax.device_put(padded_corpus(kept_ids, ids.size, config.window)),), iter([windows])
+
+
+def _epoch_segments(config: Word2VecConfig, ids: np.ndarray, sentence_ids: np.ndarray,
+                    keep: np.ndarray, table: np.ndarray, guide: np.ndarray) -> Iterator:
+    """Every epoch's training data, built on the host, each epoch followed by ``None``.
+
+    Each segment is ``(shared, batches, rows, effective, reached)``: the arrays every call
+    reads (:func:`_epoch_rows`); the interleaved batches ``[num_batches, batch_size, ...]`` of
+    row arrays, negatives, weights (0 for padding) and learning rates; how many rows it holds;
+    how many surviving corpus words it covers; and the corpus position it reaches.
+    """
+    n = ids.size
+    segment_rows = config.batch_size * _BATCHES_PER_CALL * _SEGMENT_BLOCKS
+    for epoch in range(config.epochs):
+        rng = np.random.default_rng([config.seed, epoch])
+        noise_rng = np.random.default_rng([config.seed, epoch, 1])
+        shared, rows = _epoch_rows(config, ids, sentence_ids, keep, rng)
+        last = -1
+        for *arrays, positions in cut_into_segments(rows, segment_rows):
+            weights = np.ones(positions.size, np.float32)
+            lrs = _learning_rate(config, epoch, positions, n)
+            *arrays, weights, lrs = interleave((*arrays, weights, lrs), config.batch_size,
+                                                _BATCHES_PER_TAIL_CALL, _STREAM_RUN[config.model])
+            # Independent draws: made in the batches' layout, for the padding too.
+            negatives = host_negatives(noise_rng, table, guide, (*weights.shape, config.negative))
+            # A skip-gram centre's pairs may straddle two segments: count it once.
+            effective = distinct_count(positions) - int(positions[0] == last)
+            last = int(positions[-1])
+            yield shared, (*arrays, negatives, weights, lrs), positions.size, effective, last + 1
+        yield None
+
+
+def _compiled_steps(config: Word2VecConfig, W_in: Array, W_out: Array, corpus_words: int) -> dict:
+    """``{batches per call: compiled step}``: one executable for full blocks of batches, one for
+    the shorter groups that end a segment (a block padded with empty batches costs as much as a
+    full one)."""
+    lower = skipgram_steps.lower if config.model == "skipgram" else functools.partial(
+        cbow_corpus_steps.lower, window=config.window)
+    return {size: lower(W_in, W_out, *_block_shapes(config, size, corpus_words)).compile()
+            for size in sorted({_BATCHES_PER_CALL, _BATCHES_PER_TAIL_CALL})}
+
+
+def _call_groups(num_batches: int) -> list[tuple[int, int]]:
+    """``(lo, hi)`` ranges of a segment's batches, one per compiled call: full blocks of
+    ``_BATCHES_PER_CALL``, then the rest in groups of the tail size."""
+    per_call, tail = _BATCHES_PER_CALL, _BATCHES_PER_TAIL_CALL
+    full = num_batches - num_batches % per_call
+    return ([(lo, lo + per_call) for lo in range(0, full, per_call)]
+            + [(lo, lo + tail) for lo in range(full, num_batches, tail)])
+
+
+def _train_epoch(config: Word2VecConfig, epoch: int, compiled: dict, W_in: Array, W_out: Array,
+                 segments: Prefetched, corpus_words: int,
+                 bar: tqdm) -> tuple[Array, Array, float, float, float]:
+    """Train on ``segments`` up to the end of epoch ``epoch``.
+
+    Returns:
+      ``(W_in, W_out, mean loss per row, corpus words per second, effective words per second)``.
+
+    Raises:
+      FloatingPointError: the epoch's loss is not finite, or far above an untrained model's.
+    """
+    start, done, examples, effective = time.perf_counter(), 0, 0, 0
+    epoch_loss = []
+    for shared, batches, rows, segment_effective, reached in iter(lambda: next(segments), None):
+        num_batches, first = batches[0].shape[0], done
+        for lo, hi in _call_groups(num_batches):
+            W_in, W_out, loss = compiled[hi - lo](W_in, W_out, *shared,
+                                                  *(a[lo:hi] for a in batches))
+            epoch_loss.append(loss)
+            # Every stream is this far through its stretch of the segment.
+            now = first + (reached - first) * hi // num_batches
+            bar.update(now - done)
+            done = now
+        examples += rows
+        effective += segment_effective
+    W_in.block_until_ready()
+    bar.update(corpus_words - done)
+    seconds = max(time.perf_counter() - start, 1e-9)
+    total_loss = float(np.sum([np.sum(np.asarray(x, np.float64)) for x in epoch_loss]))
+    _check_not_diverged(config, epoch, total_loss, examples)
+    return W_in, W_out, total_loss / max(examples, 1), corpus_words / seconds, effective / seconds
+
+
+def _check_not_diverged(config: Word2VecConfig, epoch: int, total_loss: float,
+                        examples: int) -> None:
+    """Raise ``FloatingPointError`` if epoch ``epoch``'s summed loss over ``examples`` rows is
+    not finite or more than ten times an untrained model's, ``(1 + negative)·ln 2`` per row:
+    the summed batch steps overshot, even while the numbers are still finite."""
+    ceiling = 10 * (1 + config.negative) * math.log(2) * max(examples, 1)
+    if not math.isfinite(total_loss) or total_loss > ceiling:
+        raise FloatingPointError(
+            f"word2vec diverged in epoch {epoch + 1} (loss {total_loss}): batches of "
+            f"{config.batch_size} sum too many steps on the same frequent words; lower "
+            "batch_size or alpha")
 
 
 def _block_shapes(config: Word2VecConfig, per_call: int, corpus_words: int) -> tuple[jax.ShapeDtypeStruct, ...]:

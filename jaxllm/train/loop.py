@@ -85,6 +85,148 @@ def _mean(metrics: list[dict]) -> dict[str, float]:
     return {k: float(np.mean([float(m[k]) for m in metrics])) for k in metrics[0]}
 
 
+@dataclasses.dataclass
+class _LoopProgress:
+    """What ``fit`` carries from one step to the next.
+
+    Attributes:
+      last_good: step of the newest checkpoint on disk (None: none yet).
+      checkpoint_dir: where checkpoints go, named in error messages ("" without a checkpointer).
+      pending: the metrics (still on device) of the steps since the last logged record.
+      interval_start: when those steps began, for tokens/s.
+      history: every logged record, ``{"step": ..., **metrics}``.
+      best_val, best_step: the lowest validation loss so far and the step that reached it.
+      evals_since_best: evaluations since ``best_val`` last improved (drives early stopping).
+      stop_reason: ``"completed"`` or ``"early_stopping"``.
+    """
+
+    last_good: int | None
+    checkpoint_dir: str
+    pending: list[dict] = dataclasses.field(default_factory=list)
+    interval_start: float = dataclasses.field(default_factory=time.perf_counter)
+    history: list[dict] = dataclasses.field(default_factory=list)
+    best_val: float | None = None
+    best_step: int | None = None
+    evals_since_best: int = 0
+    stop_reason: str = "completed"
+
+    @classmethod
+    def at_start(cls, checkpointer: Checkpointer | None) -> _LoopProgress:
+        """Nothing logged yet; the last good checkpoint is the newest one on disk."""
+        return cls(last_good=checkpointer.latest_step() if checkpointer else None,
+                   checkpoint_dir=str(checkpointer.directory) if checkpointer else "")
+
+    def result(self, state: TrainState) -> FitResult:
+        """What ``fit`` returns when it ends with ``state``."""
+        return FitResult(state=state, history=self.history, best_val_loss=self.best_val,
+                         best_step=self.best_step, stop_reason=self.stop_reason)
+
+
+def _due(step: int, config: LoopConfig, evaluating: bool,
+         checkpointing: bool) -> tuple[bool, bool, bool]:
+    """Whether ``step`` (steps done so far) logs a record, evaluates, and saves a checkpoint.
+
+    Evaluation runs every ``eval_every`` steps and at the last step; a checkpoint is saved
+    every ``checkpoint_every`` steps (with each evaluation when 0) and at the last step; a
+    record is logged every ``log_every`` steps and whenever either of the others happens.
+    """
+    last = step == config.num_steps
+    evaluate = evaluating and (step % config.eval_every == 0 or last)
+    save = checkpointing and bool(
+        last or (config.checkpoint_every and step % config.checkpoint_every == 0)
+        or (not config.checkpoint_every and evaluate))
+    log = step % config.log_every == 0 or evaluate or save or last
+    return log, evaluate, save
+
+
+def _log_record(progress: _LoopProgress, step: int,
+                learning_rate_fn: Callable[[int], float] | None) -> dict[str, float]:
+    """The record of the steps since the last one, up to ``step``: their mean metrics,
+    ``tokens_per_s`` over the interval and the learning rate; empties ``progress.pending``.
+
+    Raises:
+      NonFiniteLossError: one of those steps had a NaN or infinite metric.
+    """
+    fetched = jax.device_get(progress.pending)
+    _check_finite(fetched, step - len(fetched) + 1, progress.last_good, progress.checkpoint_dir)
+    tokens = sum(float(m.get("tokens", 0.0)) for m in fetched)
+    elapsed = time.perf_counter() - progress.interval_start
+    record = _mean(fetched)
+    record.pop("tokens", None)
+    record["tokens_per_s"] = tokens / max(elapsed, 1e-9)
+    if learning_rate_fn is not None:
+        record["lr"] = float(learning_rate_fn(step - 1))  # the schedule's count before the update
+    progress.pending = []
+    return record
+
+
+def _evaluate_and_track_best(progress: _LoopProgress, eval_fn: Callable[[Any], dict[str, float]],
+                             params: Any, step: int, min_delta: float) -> dict[str, float]:
+    """``eval_fn(params)``'s metrics prefixed ``val_`` (without ``tokens``); the best validation
+    loss moves to ``step`` when this one is lower by more than ``min_delta``."""
+    val = {f"val_{k}": float(v) for k, v in eval_fn(params).items() if k != "tokens"}
+    val_loss = val["val_loss"]
+    if progress.best_val is None or val_loss < progress.best_val - min_delta:
+        progress.best_val, progress.best_step, progress.evals_since_best = val_loss, step, 0
+    else:
+        progress.evals_since_best += 1
+    return val
+
+
+def _save(checkpointer: Checkpointer, progress: _LoopProgress, step: int, state: TrainState,
+          metadata: dict | None, record: dict[str, float]) -> None:
+    """Checkpoint ``state`` at ``step`` with ``metadata`` and the record's ``val_loss`` (when it
+    has one); it becomes the last good checkpoint."""
+    meta = dict(metadata or {})
+    if "val_loss" in record:
+        meta["val_loss"] = record["val_loss"]
+    checkpointer.save(step, state, meta)
+    progress.last_good = step
+
+
+def _save_on_interrupt(checkpointer: Checkpointer | None, progress: _LoopProgress,
+                       state: TrainState, plain: Callable[[TrainState], TrainState],
+                       metadata: dict | None, bar: tqdm) -> None:
+    """Stopping by hand keeps the work done so far: save the last completed step, unless it is
+    on disk already or its buffers went to the step that was interrupted. Its unlogged metrics
+    are checked first, so a diverged state is never saved."""
+    if checkpointer is None or not _alive(state) or int(plain(state).step) == progress.last_good:
+        return
+    fetched = jax.device_get(progress.pending)
+    done = int(plain(state).step)
+    _check_finite(fetched, done - len(fetched) + 1, progress.last_good, progress.checkpoint_dir)
+    checkpointer.save(done, plain(state), metadata)
+    bar.write(f"interrupted: saved step {done} in {progress.checkpoint_dir}; resume to continue")
+
+
+def _progress_bar(config: LoopConfig, start: int, shown: bool) -> tqdm:
+    """A bar of the steps done out of ``config.num_steps``, hidden unless ``shown``."""
+    return tqdm(total=config.num_steps, initial=start, disable=not (config.progress and shown),
+                desc="train", unit="step", dynamic_ncols=True)
+
+
+def _publish_record(progress: _LoopProgress, step: int, record: dict[str, float],
+                    writer: MetricsWriter | None, bar: tqdm) -> None:
+    """Send ``step``'s record where it is read: the metrics writer, the history, and the
+    progress bar (loss, validation loss, tokens/s)."""
+    if writer is not None:
+        writer.write(step, record)
+    progress.history.append({"step": step} | record)
+    bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "val_loss", "tokens_per_s")
+                     if k in record})
+
+
+def _patience_ran_out(progress: _LoopProgress, config: LoopConfig, step: int, bar: tqdm) -> bool:
+    """Whether early stopping ends training at ``step``: ``config.patience`` evaluations in a
+    row did not improve the validation loss. If so it records why and says so on the bar."""
+    if not (config.patience and progress.evals_since_best >= config.patience):
+        return False
+    progress.stop_reason = "early_stopping"
+    bar.write(f"early stopping at step {step}: no validation improvement in {config.patience} "
+              f"evaluations (best {progress.best_val:.4f} at step {progress.best_step})")
+    return True
+
+
 def fit(state: TrainState, train_step: Callable[[TrainState, dict], tuple[TrainState, dict]],
         batch_fn: Callable[[int], dict], config: LoopConfig, *,
         eval_fn: Callable[[Any], dict[str, float]] | None = None,
@@ -119,76 +261,29 @@ def fit(state: TrainState, train_step: Callable[[TrainState, dict], tuple[TrainS
     primary = jax.process_index() == 0
     writer = writer if primary else None
     start = int(plain(state).step)
-    history: list[dict] = []
-    best_val, best_step, evals_since_best = None, None, 0
-    stop_reason = "completed"
-    last_good = checkpointer.latest_step() if checkpointer else None
-    where = str(checkpointer.directory) if checkpointer else ""
-    pending: list[dict] = []
-    interval_start, interval_tokens = time.perf_counter(), 0.0
-
-    bar = tqdm(total=config.num_steps, initial=start, disable=not (config.progress and primary),
-               desc="train", unit="step", dynamic_ncols=True)
+    progress = _LoopProgress.at_start(checkpointer)
+    bar = _progress_bar(config, start, shown=primary)
     try:
-        for s in range(start, config.num_steps):
-            state, metrics = train_step(state, batch_fn(s))
-            pending.append(metrics)
-            step = s + 1
-            last = step == config.num_steps
-            do_eval = eval_fn is not None and (step % config.eval_every == 0 or last)
-            do_save = checkpointer is not None and (
-                last or (config.checkpoint_every and step % config.checkpoint_every == 0)
-                or (not config.checkpoint_every and do_eval))
+        for step in range(start + 1, config.num_steps + 1):  # step: steps done after this one
+            state, metrics = train_step(state, batch_fn(step - 1))
+            progress.pending.append(metrics)
             bar.update(1)
-            if not (step % config.log_every == 0 or do_eval or do_save or last):
+            log, evaluate, save = _due(step, config, eval_fn is not None, checkpointer is not None)
+            if not log:
                 continue
-
-            fetched = jax.device_get(pending)
-            _check_finite(fetched, step - len(fetched) + 1, last_good, where)
-            interval_tokens += sum(float(m.get("tokens", 0.0)) for m in fetched)
-            elapsed = time.perf_counter() - interval_start
-            record = _mean(fetched)
-            record.pop("tokens", None)
-            record["tokens_per_s"] = interval_tokens / max(elapsed, 1e-9)
-            if learning_rate_fn is not None:
-                record["lr"] = float(learning_rate_fn(s))
-            pending = []
-
-            if do_eval:
-                val = eval_fn(plain(state).params)
-                record |= {f"val_{k}": float(v) for k, v in val.items() if k != "tokens"}
-                val_loss = record["val_loss"]
-                if best_val is None or val_loss < best_val - config.min_delta:
-                    best_val, best_step, evals_since_best = val_loss, step, 0
-                else:
-                    evals_since_best += 1
-            if writer is not None:
-                writer.write(step, record)
-            history.append({"step": step} | record)
-            if do_save:
-                meta = dict(checkpoint_metadata or {})
-                if "val_loss" in record:
-                    meta["val_loss"] = record["val_loss"]
-                checkpointer.save(step, plain(state), meta)
-                last_good = step
-            bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "val_loss", "tokens_per_s")
-                             if k in record})
-            interval_start, interval_tokens = time.perf_counter(), 0.0
-            if config.patience and evals_since_best >= config.patience:
-                stop_reason = "early_stopping"
-                bar.write(f"early stopping at step {step}: no validation improvement in "
-                          f"{config.patience} evaluations (best {best_val:.4f} at step {best_step})")
+            record = _log_record(progress, step, learning_rate_fn)
+            if evaluate:
+                record |= _evaluate_and_track_best(progress, eval_fn, plain(state).params, step,
+                                                   config.min_delta)
+            _publish_record(progress, step, record, writer, bar)
+            if save:
+                _save(checkpointer, progress, step, plain(state), checkpoint_metadata, record)
+            progress.interval_start = time.perf_counter()  # evaluating and saving is not training
+            if _patience_ran_out(progress, config, step, bar):
                 break
     except KeyboardInterrupt:
-        # Stopping by hand keeps the work done so far: save the last completed step, then stop.
-        if checkpointer is not None and _alive(state) and int(plain(state).step) != last_good:
-            fetched = jax.device_get(pending)
-            done = int(plain(state).step)
-            _check_finite(fetched, done - len(fetched) + 1, last_good, where)
-            checkpointer.save(done, plain(state), checkpoint_metadata)
-            bar.write(f"interrupted: saved step {done} in {where}; resume to continue")
+        _save_on_interrupt(checkpointer, progress, state, plain, checkpoint_metadata, bar)
         raise
     finally:
         bar.close()
-    return FitResult(state=plain(state), history=history, best_val_loss=best_val, best_step=best_step,
-                     stop_reason=stop_reason)
+    return progress.result(plain(state))
