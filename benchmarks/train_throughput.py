@@ -20,7 +20,7 @@ token (nanoGPT's count), MFU against the matmul peak measured in the same run (i
 compute dtype), and the peak resident memory. Each side runs in its own fresh process, so its
 peak memory and thread pools are its own (``--same-process`` runs both here and reports no
 memory). The jaxllm side runs
-with the memory settings importing jaxllm applies (``jaxllm.runtime``); the PyTorch side with
+with jaxllm's memory settings (``jaxllm.runtime.configure_cpu``); the PyTorch side with
 glibc's defaults, as nanoGPT runs, unless ``--torch-reuse-memory`` gives it the same settings.
 The speed of a shared machine drifts by several percent between runs: ``--rounds N`` runs the
 two sides alternately N times and reports the round with the median ratio, with every round's.
@@ -58,10 +58,17 @@ from harness import (
     timed_call,
 )
 from jaxllm.losses import language_model_loss
-from jaxllm.models.gpt import GPT, GPTConfig, count_params, init_params
+from jaxllm.models.gpt import (
+    GPT,
+    MLP_OUTPUT_KERNEL_LAYOUT,
+    GPTConfig,
+    count_params,
+    init_params,
+    with_cpu_tuned_attention,
+)
 from jaxllm.optim import OptimizerConfig, make_optimizer
 from jaxllm.runtime import OPT_OUT_ENV as REUSE_MEMORY_ENV
-from jaxllm.runtime import use_compilation_cache
+from jaxllm.runtime import configure_cpu, use_compilation_cache
 from jaxllm.train import create_train_state, jit_train_step, make_train_step
 
 
@@ -131,21 +138,15 @@ def jax_side(config: GPTConfig, initial_params: dict, batch_size: int, steps: in
 
 
 def reuse_step_memory_applied() -> bool:
-    """Whether this process runs with jaxllm's memory settings: ``jaxllm.runtime`` applies them
-    together with inline CPU dispatch, which is what this reads."""
+    """Whether this process runs with jaxllm's memory settings: ``jaxllm.runtime.configure_cpu``
+    applies them together with inline CPU dispatch, which is what this reads."""
     return not jax.config.read("jax_cpu_enable_async_dispatch")
 
 
-def torch_gpt(config: GPTConfig):
-    """nanoGPT's ``model.py`` GPT, trimmed to training: the same architecture as jaxllm's GPT.
-
-    Pre-LN blocks, LayerNorm with optional bias, fused ``c_attn``, causal
-    ``F.scaled_dot_product_attention``, tanh-GELU MLP, learned positions, the output
-    projection tied to the token embedding. Its weights are loaded from jaxllm's (GPT-2's
-    init, as nanoGPT's) by :func:`torch_state_dict`, so nanoGPT's init code is left out.
-    Built in a function so torch is imported only when used.
-    """
-    import torch
+def torch_attention(config: GPTConfig):
+    """nanoGPT's ``CausalSelfAttention``: fused ``c_attn``, causal
+    ``F.scaled_dot_product_attention``, ``c_proj``. Built in a function so torch is imported
+    only when used."""
     from torch import nn
     from torch.nn import functional as F
 
@@ -164,11 +165,19 @@ def torch_gpt(config: GPTConfig):
             y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble heads side by side
             return self.c_proj(y)
 
+    return CausalSelfAttention()
+
+
+def torch_block(config: GPTConfig):
+    """nanoGPT's pre-LN ``Block``: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))`` with a
+    tanh-GELU MLP."""
+    from torch import nn
+
     class Block(nn.Module):
         def __init__(self):
             super().__init__()
             self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-            self.attn = CausalSelfAttention()
+            self.attn = torch_attention(config)
             self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
             self.mlp = nn.Sequential(collections.OrderedDict(
                 c_fc=nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias),
@@ -179,12 +188,28 @@ def torch_gpt(config: GPTConfig):
             x = x + self.attn(self.ln_1(x))
             return x + self.mlp(self.ln_2(x))
 
+    return Block()
+
+
+def torch_gpt(config: GPTConfig):
+    """nanoGPT's ``model.py`` GPT, trimmed to training: the same architecture as jaxllm's GPT.
+
+    Pre-LN blocks (:func:`torch_block`), LayerNorm with optional bias, fused ``c_attn``, causal
+    ``F.scaled_dot_product_attention``, tanh-GELU MLP, learned positions, the output
+    projection tied to the token embedding. Its weights are loaded from jaxllm's (GPT-2's
+    init, as nanoGPT's) by :func:`torch_state_dict`, so nanoGPT's init code is left out.
+    Built in a function so torch is imported only when used.
+    """
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
     class TorchGPT(nn.Module):
         def __init__(self):
             super().__init__()
             self.wte = nn.Embedding(config.vocab_size, config.n_embd)
             self.wpe = nn.Embedding(config.block_size, config.n_embd)
-            self.h = nn.ModuleList([Block() for _ in range(config.n_layer)])
+            self.h = nn.ModuleList([torch_block(config) for _ in range(config.n_layer)])
             self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
             self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
             self.lm_head.weight = self.wte.weight  # weight tying
@@ -251,12 +276,14 @@ def torch_side(config: GPTConfig, initial_params: dict, batch_size: int, steps: 
 
 def torch_state_dict(params: dict) -> dict[str, np.ndarray]:
     """jaxllm GPT parameters under the PyTorch GPT's names (``h_0/attn/c_attn/kernel`` ->
-    ``h.0.attn.c_attn.weight``), Dense kernels transposed from (in, out) to torch's (out, in)."""
+    ``h.0.attn.c_attn.weight``), Dense kernels transposed from (in, out) to torch's (out, in)
+    (the MLP output projection's is stored (out, in) already: ``MLP_OUTPUT_KERNEL_LAYOUT``)."""
     state = {}
     for path, value in jax.tree_util.tree_leaves_with_path(params):
         *module, leaf = [key.key for key in path]
         value = np.array(value)  # a writable copy: torch.from_numpy shares memory
-        if leaf == "kernel":
+        out_in = module[-2:] == ["mlp", "c_proj"] and MLP_OUTPUT_KERNEL_LAYOUT == "out_in"
+        if leaf == "kernel" and not out_in:
             value = np.ascontiguousarray(value.T)
         name = ".".join([*module, "bias" if leaf == "bias" else "weight"])
         state[re.sub(r"^h_(\d+)", r"h.\1", name)] = value
@@ -277,11 +304,18 @@ def torch_available() -> bool:
 
 
 def resolve(config: str | GPTConfig, batch_size: int | None, steps: int | None) -> tuple[str, BenchConfig]:
-    """A named config (``"small"``, ``"large"``) or a custom ``GPTConfig`` (named ``"custom"``)."""
+    """A named config (``"small"``, ``"large"``) or a custom ``GPTConfig`` (named ``"custom"``).
+
+    A named config gets the attention measured fastest on this machine: on a CPU, the
+    query-blocked ``"cpu_blocked"`` one (in two row groups on a single device); a custom
+    config is benchmarked as given.
+    """
     if isinstance(config, GPTConfig):
         name, bench = "custom", BenchConfig(config, batch_size or 1, steps or 1)
     elif config in CONFIGS:
         name, bench = config, CONFIGS[config]
+        bench = dataclasses.replace(bench, model=with_cpu_tuned_attention(
+            bench.model, jax.default_backend(), jax.device_count()))
     else:
         raise ValueError(f"unknown benchmark config {config!r}; choose one of {sorted(CONFIGS)} "
                          "or pass a GPTConfig")
@@ -337,76 +371,123 @@ def run_benchmark(config: str | GPTConfig, batch: int | None = None, steps: int 
     name, bench = resolve(config, batch, steps)
     model = bench.model
     start = cpu_snapshot()
-    if with_torch and model.positions != "learned":
-        raise ValueError("the PyTorch reference GPT has learned positions only")
-    if with_torch and model.dtype != "float32":
-        raise ValueError(f"the PyTorch reference runs in float32 only, the model in {model.dtype}; "
-                         "benchmark it without the reference (--no-torch)")
+    if with_torch:
+        check_torch_can_run(model)
     peak_n = peak_n or (2048 if jax.default_backend() == "cpu" else 8192)
     peak_flops = measure_matmul_peak(model.dtype, n=peak_n)
-
-    def run(fn, *args, reuse_memory=True):
-        if not isolate:
-            return fn(*args)
-        return run_in_fresh_process(fn, *args,
-                                    environment={REUSE_MEMORY_ENV: "1" if reuse_memory else "0"})
-
     initial_params = jax.device_get(init_params(model, jax.random.key(seed)))
-    args = (model, initial_params, bench.batch_size, bench.steps, warmup, seed)
+    side_args = (model, initial_params, bench.batch_size, bench.steps, warmup, seed)
+    pairs = [run_round(side_args, with_torch, peak_n=peak_n, isolate=isolate,
+                       torch_reuse_memory=torch_reuse_memory, compilation_cache=compilation_cache)
+             for _ in range(rounds)]
+    ours, theirs = _median_round(pairs)
+    tokens_per_step = bench.batch_size * model.block_size
+    flops_per_token = gpt_flops_per_token(model, ours["n_params"])
+    return {
+        "benchmark": "train_throughput", "config": name, "model": dataclasses.asdict(model),
+        "batch_size": bench.batch_size, "tokens_per_step": tokens_per_step, "steps": bench.steps,
+        "warmup": warmup, "n_params": ours["n_params"], "flops_per_token": flops_per_token,
+        "peak_flops": peak_flops, "peak_matmul_n": peak_n, "peak_dtype": model.dtype,
+        **_throughput_figures(ours, theirs, tokens_per_step, flops_per_token, peak_flops, isolate),
+        **_round_figures(pairs, tokens_per_step),
+        **_side_details(ours, theirs),
+        "isolated_processes": isolate, "compilation_cache": compilation_cache,
+        "background_cpu_load": background_load(start, cpu_snapshot()),
+        "machine": machine_info(), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
-    pairs = []
-    for _ in range(rounds):
-        ours = run(jax_side, *args, compilation_cache)
-        theirs = run(torch_side, *args, peak_n, reuse_memory=torch_reuse_memory) if with_torch else None
-        if theirs is not None and theirs["n_params"] != ours["n_params"]:
-            raise RuntimeError(f"the PyTorch GPT has {theirs['n_params']} parameters, jaxllm's "
-                               f"{ours['n_params']}: the two architectures differ")
-        pairs.append((ours, theirs))
-    # step_s ratios: torch's step time over ours is our tokens/s over torch's
-    speed = (lambda pair: pair[1]["step_s"] / pair[0]["step_s"]) if with_torch else (
-        lambda pair: 1.0 / pair[0]["step_s"])
-    ranked = sorted(pairs, key=speed)
-    ours, theirs = ranked[(len(ranked) - 1) // 2]
+
+def check_torch_can_run(model: GPTConfig) -> None:
+    """Raise ``ValueError`` unless the PyTorch reference can run ``model``: it has learned
+    positions only and runs in float32 only."""
+    if model.positions != "learned":
+        raise ValueError("the PyTorch reference GPT has learned positions only")
+    if model.dtype != "float32":
+        raise ValueError(f"the PyTorch reference runs in float32 only, the model in {model.dtype}; "
+                         "benchmark it without the reference (--no-torch)")
+
+
+def run_side(side, *args, isolate: bool, reuse_memory: bool = True) -> dict:
+    """``side(*args)`` (:func:`jax_side` or :func:`torch_side`) here, or with ``isolate`` in a
+    fresh process, with (``reuse_memory``) or without jaxllm's memory settings."""
+    if not isolate:
+        return side(*args)
+    return run_in_fresh_process(side, *args,
+                                environment={REUSE_MEMORY_ENV: "1" if reuse_memory else "0"})
+
+
+def run_round(side_args: tuple, with_torch: bool, *, peak_n: int, isolate: bool,
+              torch_reuse_memory: bool, compilation_cache: str | None) -> tuple[dict, dict | None]:
+    """One round: jaxllm's side, then (``with_torch``) PyTorch's, on the same ``side_args``
+    (config, initial params, batch size, steps, warmup, seed): ``(ours, theirs or None)``.
+
+    Raises:
+      RuntimeError: the two GPTs have different parameter counts.
+    """
+    ours = run_side(jax_side, *side_args, compilation_cache, isolate=isolate)
+    theirs = run_side(torch_side, *side_args, peak_n, isolate=isolate,
+                      reuse_memory=torch_reuse_memory) if with_torch else None
+    if theirs is not None and theirs["n_params"] != ours["n_params"]:
+        raise RuntimeError(f"the PyTorch GPT has {theirs['n_params']} parameters, jaxllm's "
+                           f"{ours['n_params']}: the two architectures differ")
+    return ours, theirs
+
+
+def _round_speed(pair: tuple[dict, dict | None]) -> float:
+    """How fast a round ran: with PyTorch, its step time over ours (our tokens/s over its);
+    without, our steps per second."""
+    ours, theirs = pair
+    return theirs["step_s"] / ours["step_s"] if theirs is not None else 1.0 / ours["step_s"]
+
+
+def _median_round(pairs: list[tuple[dict, dict | None]]) -> tuple[dict, dict | None]:
+    """The round of median speed (the slower of the two middle ones), each side with the
+    memory figures of its round that peaked highest."""
+    ours, theirs = sorted(pairs, key=_round_speed)[(len(pairs) - 1) // 2]
     ours = _with_highest_memory(ours, [pair[0] for pair in pairs])
     if theirs is not None:
         theirs = _with_highest_memory(theirs, [pair[1] for pair in pairs])
+    return ours, theirs
 
-    tokens_per_step = bench.batch_size * model.block_size
-    flops_per_token = gpt_flops_per_token(model, ours["n_params"])
+
+def _throughput_figures(ours: dict, theirs: dict | None, tokens_per_step: int,
+                        flops_per_token: int, peak_flops: float, isolate: bool) -> dict:
+    """jaxllm's :func:`side_figures` (its first step as ``compile_s``), PyTorch's prefixed
+    ``torch_`` (None without it), and the ratio of their tokens/s."""
     figures = side_figures(ours, tokens_per_step, flops_per_token, peak_flops, isolate)
     torch_figures = (side_figures(theirs, tokens_per_step, flops_per_token, peak_flops, isolate)
                      if theirs else dict.fromkeys(figures))
+    ratio = figures["tokens_per_s"] / torch_figures["tokens_per_s"] if theirs else None
     return {
-        "benchmark": "train_throughput",
-        "config": name,
-        "model": dataclasses.asdict(model),
-        "batch_size": bench.batch_size,
-        "tokens_per_step": tokens_per_step,
-        "steps": bench.steps,
-        "warmup": warmup,
-        "n_params": ours["n_params"],
-        "flops_per_token": flops_per_token,
-        "peak_flops": peak_flops,
-        "peak_matmul_n": peak_n,
-        "peak_dtype": model.dtype,
         **{k: v for k, v in figures.items() if k != "first_step_s"},
         "compile_s": figures["first_step_s"],
         **{f"torch_{k}": v for k, v in torch_figures.items()},
-        "ratio_vs_torch": figures["tokens_per_s"] / torch_figures["tokens_per_s"] if theirs else None,
-        "rounds": rounds,
+        "ratio_vs_torch": ratio,
+    }
+
+
+def _round_figures(pairs: list[tuple[dict, dict | None]], tokens_per_step: int) -> dict:
+    """The number of rounds and each round's tokens/s on both sides and ratio (None without
+    PyTorch)."""
+    with_torch = pairs[0][1] is not None
+    return {
+        "rounds": len(pairs),
         "rounds_tokens_per_s": [tokens_per_step / pair[0]["step_s"] for pair in pairs],
-        "rounds_torch_tokens_per_s": [tokens_per_step / pair[1]["step_s"] for pair in pairs] if theirs else None,
-        "rounds_ratio_vs_torch": [speed(pair) for pair in pairs] if theirs else None,
+        "rounds_torch_tokens_per_s": ([tokens_per_step / pair[1]["step_s"] for pair in pairs]
+                                      if with_torch else None),
+        "rounds_ratio_vs_torch": [_round_speed(pair) for pair in pairs] if with_torch else None,
+    }
+
+
+def _side_details(ours: dict, theirs: dict | None) -> dict:
+    """PyTorch's matmul speed, version and threads, and which memory settings each side ran
+    with (None for PyTorch without it)."""
+    return {
         "torch_matmul_flops": theirs["matmul_flops"] if theirs else None,
         "torch_version": theirs["version"] if theirs else None,
         "torch_threads": theirs["threads"] if theirs else None,
         "reuse_step_memory": ours["reuse_step_memory"],
         "torch_reuse_step_memory": theirs["reuse_step_memory"] if theirs else None,
-        "isolated_processes": isolate,
-        "compilation_cache": compilation_cache,
-        "background_cpu_load": background_load(start, cpu_snapshot()),
-        "machine": machine_info(),
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
@@ -450,6 +531,7 @@ def report_lines(result: dict) -> list[str]:
 
 
 def main() -> None:
+    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), default="small")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 10 small and gpt2, 5 large)")

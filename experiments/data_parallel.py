@@ -24,10 +24,19 @@ on a multi-GPU or TPU host the same script measures real scaling.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # at run time, imported only once main has set XLA_FLAGS
+    import numpy as np
+    import optax
+
+    from jaxllm.models.gpt import GPTConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,34 +62,84 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    # Before JAX starts: on a CPU, split it into --host-devices devices.
+def split_cpu_into_devices(count: int) -> None:
+    """Ask XLA for ``count`` host devices on a CPU, unless XLA_FLAGS already sets a number; it
+    must run before JAX starts."""
     if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                   f" --xla_force_host_platform_device_count={args.host_devices}").strip()
+                                   f" --xla_force_host_platform_device_count={count}").strip()
 
+
+def join_processes(args: argparse.Namespace) -> bool:
+    """Whether this is one of several processes; if so, connect them (``jax.distributed``) and
+    keep the mesh layout only, the one that spans processes."""
+    from jaxllm.train import ParallelConfig, setup_parallel
+
+    if args.num_processes <= 1:
+        return False
+    setup_parallel(ParallelConfig(mode="mesh", coordinator=args.coordinator,
+                                  num_processes=args.num_processes, process_id=args.process_id))
+    if set(args.modes) - {"mesh"}:
+        print("several processes: running the mesh layout only (pmap and none use one process)")
+    args.modes = ["mesh"]
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """What every (mode, devices) run trains: one GPT, from the same weights, on the same global
+    batches of the bundled corpus.
+
+    Attributes:
+      tokens: int[corpus_length], the corpus as token ids.
+      peak_flops: one device's measured matmul FLOP/s, in the model's dtype.
+    """
+
+    args: argparse.Namespace
+    model_config: GPTConfig
+    tokens: np.ndarray
+    loss_fn: Callable
+    optimizer: optax.GradientTransformation
+    params: dict
+    n_params: int
+    flops_per_token: float
+    peak_flops: float
+    multiprocess: bool
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens in one global batch."""
+        return self.args.batch_size * self.model_config.block_size
+
+    def batch(self, step: int) -> dict:
+        """This process's share of global batch ``step``: ``inputs``, ``targets``:
+        int32[batch, block_size]."""
+        import jax
+
+        from jaxllm.data import lm_batch
+
+        return lm_batch(self.tokens, seed=self.args.seed, step=step,
+                        batch_size=self.args.batch_size, seq_len=self.model_config.block_size,
+                        process_index=jax.process_index(), process_count=jax.process_count())
+
+
+def build_workload(args: argparse.Namespace, multiprocess: bool) -> Workload:
+    """The GPT of ``--model`` in ``--dtype``, its character-level corpus, AdamW and the initial
+    weights (``--seed``)."""
     import jax
     import numpy as np
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # benchmarks/harness
-    from harness import gpt_flops_per_token, measure_matmul_peak, mfu
-    from jaxllm.data import encode_corpus, lm_batch, load_corpus, train_tokenizer
+    from harness import gpt_flops_per_token, measure_matmul_peak
+    from jaxllm.data import encode_corpus, load_corpus, train_tokenizer
     from jaxllm.losses import language_model_loss
-    from jaxllm.models.gpt import GPT, GPTConfig, count_params, init_params
+    from jaxllm.models.gpt import (
+        GPT,
+        GPTConfig,
+        count_params,
+        init_params,
+        with_cpu_tuned_attention,
+    )
     from jaxllm.optim import OptimizerConfig, make_optimizer
-    from jaxllm.plots import plot_scaling
-    from jaxllm.train import ParallelConfig, create_train_state, make_layout, setup_parallel
-
-    multiprocess = args.num_processes > 1
-    if multiprocess:
-        setup_parallel(ParallelConfig(mode="mesh", coordinator=args.coordinator,
-                                      num_processes=args.num_processes, process_id=args.process_id))
-        if set(args.modes) - {"mesh"}:
-            print("several processes: running the mesh layout only (pmap and none use one process)")
-        args.modes = ["mesh"]
-    primary = jax.process_index() == 0
-    say = print if primary else (lambda *_: None)
 
     text = "\n".join(load_corpus("pydoc"))
     tokenizer = train_tokenizer("char", [text])
@@ -88,57 +147,99 @@ def main(argv: list[str] | None = None) -> int:
     shapes = {"tiny": dict(n_layer=2, n_head=4, n_embd=128, block_size=128),
               "small": dict(n_layer=4, n_head=4, n_embd=256, block_size=128),
               "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024)}
-    model_config = GPTConfig(vocab_size=50257 if args.model == "gpt2" else tokenizer.vocab_size,
-                             dropout=0.0, bias=False, dtype=args.dtype, **shapes[args.model])
+    model_config = with_cpu_tuned_attention(
+        GPTConfig(vocab_size=50257 if args.model == "gpt2" else tokenizer.vocab_size,
+                  dropout=0.0, bias=False, dtype=args.dtype, **shapes[args.model]),
+        jax.default_backend(), jax.device_count())
     if args.model == "gpt2":  # GPT-2's vocabulary: token ids drawn from the character stream
         tokens = tokens.astype(np.int64) * 397 % model_config.vocab_size
     loss_fn = language_model_loss(GPT(model_config))
     optimizer = make_optimizer(OptimizerConfig(learning_rate=1e-3, weight_decay=0.1, grad_clip=1.0))
     params = init_params(model_config, jax.random.key(args.seed))
     n_params = count_params(params)
-    flops_per_token = gpt_flops_per_token(model_config, n_params)
-    peak = measure_matmul_peak(args.dtype)  # one device's
-    steps = 1 + args.warmup + args.steps
-    tokens_per_step = args.batch_size * model_config.block_size
+    return Workload(args=args, model_config=model_config, tokens=tokens, loss_fn=loss_fn,
+                    optimizer=optimizer, params=params, n_params=n_params,
+                    flops_per_token=gpt_flops_per_token(model_config, n_params),
+                    peak_flops=measure_matmul_peak(args.dtype), multiprocess=multiprocess)
 
-    def batch(step: int) -> dict:
-        return lm_batch(tokens, seed=args.seed, step=step, batch_size=args.batch_size,
-                        seq_len=model_config.block_size, process_index=jax.process_index(),
-                        process_count=jax.process_count())
 
+def planned_runs(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """``(mode, devices)`` pairs in the order they run: ``none`` on one device first (the
+    reference), then ``pmap`` and ``mesh`` on each ``--devices`` count."""
     runs = [("none", 1)] if "none" in args.modes else []
-    runs += [(mode, n) for mode in ("pmap", "mesh") if mode in args.modes for n in args.devices]
+    return runs + [(mode, n) for mode in ("pmap", "mesh") if mode in args.modes
+                   for n in args.devices]
+
+
+def matmul_units(devices: int) -> int:
+    """Separate matmul units behind ``devices``: simulated CPU devices share one machine."""
+    import jax
+
+    return 1 if jax.devices()[0].platform == "cpu" else devices
+
+
+def train_layout(work: Workload, mode: str, n: int) -> dict:
+    """Train under ``mode`` on ``n`` devices for one compiling, ``--warmup`` and ``--steps``
+    timed steps: the layout, its step time (median of the timed steps), tokens/s, MFU,
+    compile time and every step's loss."""
+    import jax
+    import numpy as np
+
+    from harness import mfu
+    from jaxllm.train import ParallelConfig, create_train_state, make_layout
+
+    args = work.args
+    config = ParallelConfig(mode=mode, devices=0 if work.multiprocess else n,
+                            fsdp=min(args.fsdp, n), microbatches=args.microbatches)
+    layout = make_layout(config)
+    state = layout.place_state(create_train_state(work.params, work.optimizer,
+                                                  jax.random.key(args.seed + 1)))
+    step_fn = layout.train_step(work.loss_fn, work.optimizer, microbatches=args.microbatches)
+    losses, seconds = [], []
+    for s in range(1 + args.warmup + args.steps):
+        start = time.perf_counter()
+        state, metrics = step_fn(state, work.batch(s))
+        losses.append(float(metrics["loss"]))  # waits for the step
+        seconds.append(time.perf_counter() - start)
+    timed = np.median(seconds[1 + args.warmup:])
+    tokens_per_s = work.tokens_per_step / timed
+    return {"mode": mode, "devices": layout.num_devices, "layout": layout.describe(),
+            "compile_s": seconds[0], "ms_per_step": 1e3 * timed, "tokens_per_s": tokens_per_s,
+            "mfu": mfu(work.flops_per_token, tokens_per_s,
+                       work.peak_flops * matmul_units(layout.num_devices)),
+            "losses": losses}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train every planned (mode, devices) run, print a line for each and the report; 1 if the
+    runs' losses disagree."""
+    args = parse_args(argv)
+    split_cpu_into_devices(args.host_devices)  # before JAX starts
+    from jaxllm.runtime import configure_cpu
+
+    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
+    import jax
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # benchmarks/harness
+    from jaxllm.plots import plot_scaling
+
+    multiprocess = join_processes(args)
+    primary = jax.process_index() == 0
+    say = print if primary else (lambda *_: None)
+    work = build_workload(args, multiprocess)
     available = jax.device_count() if multiprocess else jax.local_device_count()
+    say(f"GPT {args.model}: {work.n_params:,} parameters, {args.dtype}, global batch "
+        f"{args.batch_size} × {work.model_config.block_size} tokens; {available} "
+        f"{jax.devices()[0].platform} devices; "
+        f"matmul peak {work.peak_flops / 1e9:,.0f} GFLOP/s per device")
     results, reference = [], None
-
-    def chips(devices: int) -> int:
-        """Separate matmul units behind ``devices``: simulated CPU devices share one machine."""
-        return 1 if jax.devices()[0].platform == "cpu" else devices
-
-    say(f"GPT {args.model}: {n_params:,} parameters, {args.dtype}, global batch {args.batch_size} × "
-        f"{model_config.block_size} tokens; {available} {jax.devices()[0].platform} devices; "
-        f"matmul peak {peak / 1e9:,.0f} GFLOP/s per device")
-    for mode, n in runs:
+    for mode, n in planned_runs(args):
         if n > available:
             say(f"skip {mode} on {n} devices: only {available} exist")
             continue
-        config = ParallelConfig(mode=mode, devices=0 if multiprocess else n, fsdp=min(args.fsdp, n),
-                                microbatches=args.microbatches)
-        layout = make_layout(config)
-        state = layout.place_state(create_train_state(params, optimizer, jax.random.key(args.seed + 1)))
-        step_fn = layout.train_step(loss_fn, optimizer, microbatches=args.microbatches)
-        losses, seconds = [], []
-        for s in range(steps):
-            start = time.perf_counter()
-            state, metrics = step_fn(state, batch(s))
-            losses.append(float(metrics["loss"]))  # waits for the step
-            seconds.append(time.perf_counter() - start)
-        timed = np.median(seconds[1 + args.warmup:])
-        record = {"mode": mode, "devices": layout.num_devices, "layout": layout.describe(),
-                  "compile_s": seconds[0], "ms_per_step": 1e3 * timed,
-                  "tokens_per_s": tokens_per_step / timed,
-                  "mfu": mfu(flops_per_token, tokens_per_step / timed, peak * chips(layout.num_devices)),
-                  "losses": losses}
+        record = train_layout(work, mode, n)
+        losses = record["losses"]
         reference = reference or losses
         record["max_loss_diff"] = float(np.max(np.abs(np.subtract(losses, reference))))
         results.append(record)

@@ -24,10 +24,18 @@ from jax import Array
 
 from jaxllm.config import require
 from jaxllm.nn import KVCache, TransformerBlock, layer_norm
+from jaxllm.nn.attention import ATTENTION_IMPLEMENTATIONS, AttentionImplementation
+from jaxllm.nn.blocked_attention import CPU_ROW_GROUPS
+from jaxllm.nn.dense import KernelLayout
 from jaxllm.nn.masks import causal_mask, combine_masks
 from jaxllm.nn.masks import padding_mask as key_padding_mask
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+# The MLP output projection narrows 4·width -> width; stored [width, 4·width], its weight
+# gradient is the wide product XLA:CPU computes fastest (see jaxllm.nn.Dense): ~3-4% of the
+# training step on a 2-core CPU. Its kernel is therefore torch.nn.Linear's [out, in].
+MLP_OUTPUT_KERNEL_LAYOUT: KernelLayout = "out_in"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +52,13 @@ class GPTConfig:
       positions: ``"learned"`` absolute embeddings (GPT-2) or ``"rotary"`` (RoPE).
       dtype: compute dtype, ``"float32"`` or ``"bfloat16"``; parameters stay float32 and the
         logits are float32.
+      attention: how attention is computed in training and scoring (decoding with a KV cache
+        always uses ``cached_attention``): ``"jax"`` (``jax.nn.dot_product_attention``, the
+        portable default) or ``"cpu_blocked"`` (query blocks and row groups tuned for XLA:CPU,
+        :mod:`jaxllm.nn.blocked_attention`; :func:`with_cpu_tuned_attention` picks it for a CPU).
+      attention_row_groups: groups of batch rows of ``"cpu_blocked"`` attention: 2 measured
+        faster on a single CPU device, 1 (no split) with several devices; only ``"cpu_blocked"``
+        takes a value other than 1.
     """
 
     vocab_size: int = 0
@@ -55,6 +70,8 @@ class GPTConfig:
     bias: bool = False
     positions: str = "learned"
     dtype: str = "float32"
+    attention: AttentionImplementation = "jax"
+    attention_row_groups: int = 1
 
     def __post_init__(self):
         require(isinstance(self.vocab_size, int) and self.vocab_size >= 0,
@@ -70,10 +87,33 @@ class GPTConfig:
         require(self.positions != "rotary" or (self.n_embd // self.n_head) % 2 == 0,
                 "rotary positions need an even head size (n_embd / n_head)")
         require(self.dtype in DTYPES, f"GPTConfig.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        require(self.attention in ATTENTION_IMPLEMENTATIONS,
+                f"GPTConfig.attention must be one of {list(ATTENTION_IMPLEMENTATIONS)}, "
+                f"got {self.attention!r}")
+        require(isinstance(self.attention_row_groups, int) and self.attention_row_groups >= 1,
+                "GPTConfig.attention_row_groups must be an int >= 1, "
+                f"got {self.attention_row_groups!r}")
+        require(self.attention_row_groups == 1 or self.attention == "cpu_blocked",
+                f"GPTConfig.attention_row_groups={self.attention_row_groups} applies to "
+                f"attention='cpu_blocked' only, not {self.attention!r}; leave it at 1")
 
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+
+def with_cpu_tuned_attention(config: GPTConfig, platform: str, device_count: int) -> GPTConfig:
+    """``config`` with the attention measured fastest for ``device_count`` devices of ``platform``.
+
+    On ``"cpu"``: ``"cpu_blocked"`` attention, in ``CPU_ROW_GROUPS`` row groups on a single
+    device and 1 on several (a batch sharded over them would be re-sliced). Elsewhere
+    ``config`` unchanged. For scripts that know their machine, called outside any trace, e.g.
+    ``with_cpu_tuned_attention(config, jax.default_backend(), jax.device_count())``.
+    """
+    if platform != "cpu":
+        return config
+    return dataclasses.replace(config, attention="cpu_blocked",
+                               attention_row_groups=CPU_ROW_GROUPS if device_count == 1 else 1)
 
 
 @flax.struct.dataclass
@@ -186,7 +226,8 @@ class GPT(nn.Module):
                 cfg.n_head, dropout_rate=cfg.dropout, use_bias=cfg.bias,
                 rotary=cfg.positions == "rotary",
                 out_init_std=0.02 / (2 * cfg.n_layer) ** 0.5,  # GPT-2's scaled residual init
-                dtype=dtype, name=f"h_{i}",
+                dtype=dtype, attention=cfg.attention, attention_row_groups=cfg.attention_row_groups,
+                mlp_output_kernel_layout=MLP_OUTPUT_KERNEL_LAYOUT, name=f"h_{i}",
             )(x, mask=mask, causal=cache is None, positions=positions,
               cache=None if cache is None else cache.layers[i], cache_index=start,
               deterministic=not train)

@@ -1,7 +1,16 @@
 """Layers shared by every jaxllm model: attention, masks, positions, MLP, norms, blocks."""
 
-from jaxllm.nn.attention import KVCache, MultiHeadAttention, cached_attention, dot_product_attention
-from jaxllm.nn.dense import Dense
+from jaxllm.nn.attention import (
+    ATTENTION_IMPLEMENTATIONS,
+    AttentionImplementation,
+    KVCache,
+    MultiHeadAttention,
+    cached_attention,
+    dot_product_attention,
+    softmax_attention,
+)
+from jaxllm.nn.blocked_attention import blocked_dot_product_attention
+from jaxllm.nn.dense import KERNEL_LAYOUTS, Dense, KernelLayout
 from jaxllm.nn.masks import causal_mask, combine_masks, padding_mask
 from jaxllm.nn.mlp import MLP
 from jaxllm.nn.norms import layer_norm
@@ -9,6 +18,8 @@ from jaxllm.nn.positions import apply_rotary
 from jaxllm.nn.transformer import TransformerBlock
 
 __all__ = [
-    "Dense", "KVCache", "MLP", "MultiHeadAttention", "TransformerBlock", "apply_rotary", "causal_mask",
-    "cached_attention", "combine_masks", "dot_product_attention", "layer_norm", "padding_mask",
+    "ATTENTION_IMPLEMENTATIONS", "AttentionImplementation", "Dense", "KERNEL_LAYOUTS", "KVCache",
+    "KernelLayout", "MLP", "MultiHeadAttention", "TransformerBlock", "apply_rotary",
+    "blocked_dot_product_attention", "causal_mask", "cached_attention", "combine_masks",
+    "dot_product_attention", "layer_norm", "padding_mask", "softmax_attention",
 ]

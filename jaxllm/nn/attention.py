@@ -6,8 +6,8 @@ self-attention with padding masks (BERT) and cross-attention (encoder-decoder).
 
 from __future__ import annotations
 
-import itertools
-from typing import Any
+import typing
+from typing import Any, Literal
 
 import flax.linen as nn
 import flax.struct
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxllm.nn.dense import Dense
-from jaxllm.nn.masks import causal_mask
+from jaxllm.nn.masks import causal_mask, combine_masks
 from jaxllm.nn.positions import apply_rotary
 
 
@@ -44,107 +44,102 @@ class KVCache:
         shape = (batch * num_heads, max_len, head_dim)
         return cls(keys=jnp.zeros(shape, dtype), values=jnp.zeros(shape, dtype))
 
+    def write(self, keys: Array, values: Array, index: Array | int) -> KVCache:
+        """This cache with new keys and values written at slots ``index .. index + len``.
 
-# Causal attention is computed in at most this many query blocks of at least MIN_QUERY_BLOCK
-# queries each; block i attends to keys 0 .. end of block i only, so the score blocks above the
-# diagonal are never computed (37.5% of the work with four blocks). Measured on a 2-core CPU,
-# four blocks of 64 cut the GPT training step by ~10% at context 256; at context 128, four
-# blocks of 32 instead of two of 64 saved ~2% of the step but added 0.4 s (30%) to its
-# compilation, so blocks stay at 64 queries or more.
-MAX_QUERY_BLOCKS = 4
-MIN_QUERY_BLOCK = 64
+        Args:
+          keys, values: float[batch, len, heads, head_dim], stored in the cache's dtype.
+        """
+        def write(buffer: Array, new: Array) -> Array:  # (B, T, nh, hs) into rows b·nh + h
+            rows = new.swapaxes(1, 2).reshape(-1, new.shape[1], new.shape[3])
+            return jax.lax.dynamic_update_slice(buffer, rows.astype(buffer.dtype), (0, index, 0))
+        return KVCache(keys=write(self.keys, keys), values=write(self.values, values))
 
-# On a single CPU device, the query blocks (of MIN_QUERY_BLOCK queries or more) that attend to
-# more than half of the keys are also computed as CPU_ROW_GROUPS independent groups of batch
-# rows. XLA:CPU runs independent operations at the same time, one per core, but runs each of
-# attention's small batched matmuls at about one core's speed; pieces of similar size keep both
-# cores busy. Measured on a 2-core CPU (GPT training step): 3-3.5% faster at context 128 (the
-# second of two blocks split), 1-2.5% at 256 (the last two of four); splitting every block into
-# 4 groups gained no more and doubled the compilation time. Not with several devices: a batch
-# sharded over them would be re-sliced across devices (a 2-layer GPT sharded over 2-8 simulated
-# CPU devices took 10-50% longer per step).
-CPU_ROW_GROUPS = 2
+
+AttentionImplementation = Literal["jax", "cpu_blocked"]
+"""How :class:`MultiHeadAttention` computes attention without a cache.
+
+- ``"jax"``: :func:`dot_product_attention`, i.e. ``jax.nn.dot_product_attention`` with the
+  implementation JAX picks (in jax 0.10 its XLA one on every backend), the portable default.
+- ``"cpu_blocked"``: :func:`jaxllm.nn.blocked_attention.blocked_dot_product_attention`, causal
+  attention in query blocks and groups of batch rows, measured faster on XLA:CPU.
+"""
+ATTENTION_IMPLEMENTATIONS: tuple[str, ...] = typing.get_args(AttentionImplementation)
+
+
+def check_causal_lengths(q_len: int, k_len: int, causal: bool) -> None:
+    """Raise ``ValueError`` if ``causal`` attention is asked for with unequal lengths."""
+    if causal and q_len != k_len:
+        raise ValueError(f"causal attention needs as many queries as keys, got {q_len} and "
+                         f"{k_len}; pass an explicit mask (e.g. causal_mask(q_len, k_len, offset))")
 
 
 def dot_product_attention(q: Array, k: Array, v: Array, mask: Array | None = None, *,
                           causal: bool = False, dropout_rate: float = 0.0,
-                          dropout_rng: Array | None = None, deterministic: bool = True,
-                          row_groups: int | None = None) -> Array:
+                          dropout_rng: Array | None = None, deterministic: bool = True) -> Array:
     """softmax(q kᵀ / sqrt(d) + mask) v, the softmax in float32.
+
+    Without dropout this is ``jax.nn.dot_product_attention``. It has no dropout on the
+    attention weights, so with dropout the weights are computed whole by
+    :func:`softmax_attention`, dropping each with probability ``dropout_rate``:
+    ``keep = jax.random.bernoulli(dropout_rng, 1 - dropout_rate, [batch, heads, q_len, k_len])``,
+    kept weights scaled by ``1 / (1 - dropout_rate)``.
 
     Args:
       q: float[batch, q_len, heads, head_dim]
-      k, v: float[batch, k_len, heads, head_dim]
+      k, v: float[batch, k_len, heads, head_dim], the dtype of ``q``.
       mask: bool, broadcastable to [batch, heads, q_len, k_len]; ``False`` blocks a key.
-        A query whose every key is blocked (a padding row) gets uniform weights over the keys
-        it was compared with, never NaN; its output is meaningless and must be masked out.
-      causal: also block every key after its query (needs ``q_len == k_len``); long sequences
-        then skip the score blocks above the diagonal instead of computing and masking them.
-      row_groups: with ``causal``, compute the query blocks that attend to more than half of the
-        keys (and hold ``MIN_QUERY_BLOCK`` queries or more) as this many independent groups of
-        batch rows; ``None``: ``CPU_ROW_GROUPS`` when the process has a single device and it
-        is a CPU, else 1. The result, dropout included, is the same for any number.
+        A query whose every key is blocked (a padding row) gets uniform weights over the keys,
+        never NaN; its output is meaningless and must be masked out.
+      causal: also block every key after its query (needs ``q_len == k_len``).
+      dropout_rate, dropout_rng: dropout on the attention weights, applied unless ``deterministic``.
 
     Returns:
       float[batch, q_len, heads, head_dim]
     """
     batch, q_len, heads = q.shape[:3]
     k_len = k.shape[1]
-    if causal and q_len != k_len:
-        raise ValueError(f"causal attention needs as many queries as keys, got {q_len} and "
-                         f"{k_len}; pass an explicit mask (e.g. causal_mask(q_len, k_len, offset))")
-    query_bounds = _query_block_bounds(q_len) if causal else [0, q_len]
-    if row_groups is None:
-        one_cpu = jax.default_backend() == "cpu" and jax.device_count() == 1
-        row_groups = CPU_ROW_GROUPS if one_cpu else 1
-    if row_groups < 1:
-        raise ValueError(f"row_groups must be >= 1, got {row_groups}")
-    if causal and mask is not None:  # full query and key axes, to slice blocks from
-        mask = jnp.broadcast_to(mask, (*mask.shape[:-2], q_len, k_len))
-    dropout = not deterministic and dropout_rate > 0.0
-
-    blocks = []
-    for i, (start, end) in enumerate(itertools.pairwise(query_bounds)):
-        keys = end if causal else k_len  # block i attends to keys 0 .. keys-1
-        block_mask = mask
-        if causal:
-            block_mask = causal_mask(end - start, end, offset=start)
-            if mask is not None:
-                block_mask = jnp.logical_and(block_mask, mask[..., start:end, :end])
-        keep = None
-        if dropout:  # drawn for the whole batch, so that row groups don't change it
-            rng = jax.random.fold_in(dropout_rng, i) if causal else dropout_rng
-            keep = jax.random.bernoulli(rng, 1.0 - dropout_rate, (batch, heads, end - start, keys))
-        long_block = causal and 2 * keys > k_len and end - start >= MIN_QUERY_BLOCK
-        groups = min(row_groups, batch) if long_block else 1
-        row_bounds = [batch * g // groups for g in range(groups + 1)]
-        blocks.append(_concatenate([
-            _attention(q[lo:hi, start:end], k[lo:hi, :keys], v[lo:hi, :keys],
-                       _rows(block_mask, lo, hi), _rows(keep, lo, hi), dropout_rate)
-            for lo, hi in itertools.pairwise(row_bounds)], axis=0))
-    return _concatenate(blocks, axis=1)
+    check_causal_lengths(q_len, k_len, causal)
+    dropout_key = attention_dropout_key(dropout_rng, dropout_rate, deterministic)
+    if dropout_key is None:
+        # Masked scores become -0.7 · float32's max, not -inf: a fully masked row stays uniform.
+        mask = None if mask is None else jnp.asarray(mask).astype(bool)
+        return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=causal)
+    if causal:
+        mask = combine_masks(causal_mask(q_len), mask)
+    keep = jax.random.bernoulli(dropout_key, 1.0 - dropout_rate, (batch, heads, q_len, k_len))
+    return softmax_attention(q, k, v, mask, keep, dropout_rate)
 
 
-def _query_block_bounds(length: int) -> list[int]:
-    """Block edges ``[0, ..., length]`` splitting ``length`` queries for causal attention."""
-    blocks = max(1, min(MAX_QUERY_BLOCKS, length // MIN_QUERY_BLOCK))
-    return [length * i // blocks for i in range(blocks + 1)]
+def attention_dropout_key(dropout_rng: Array | None, dropout_rate: float,
+                          deterministic: bool) -> Array | None:
+    """The key attention dropout draws from; ``None`` when there is no dropout.
+
+    Raises:
+      ValueError: dropout is on (``deterministic=False``, ``dropout_rate > 0``) without a key.
+    """
+    if deterministic or dropout_rate <= 0.0:
+        return None
+    if dropout_rng is None:
+        raise ValueError("attention dropout (deterministic=False, dropout_rate > 0) needs a "
+                         "dropout_rng; modules get it from rngs={'dropout': key}")
+    return dropout_rng
 
 
-def _rows(x: Array | None, lo: int, hi: int) -> Array | None:
-    """Batch rows ``lo:hi`` of an array broadcastable to [batch, heads, q_len, k_len]."""
-    return x if x is None or x.ndim < 4 or x.shape[0] == 1 else x[lo:hi]
+def softmax_attention(q: Array, k: Array, v: Array, mask: Array | None, keep: Array | None,
+                      dropout_rate: float) -> Array:
+    """Attention over every (query, key) pair, its weights ``softmax(q kᵀ / sqrt(d) + mask)``.
 
+    Args:
+      q: float[batch, q_len, heads, head_dim]
+      k, v: float[batch, k_len, heads, head_dim]
+      mask: bool broadcastable to [batch, heads, q_len, k_len]; a fully masked query gets
+        uniform weights.
+      keep: bool[batch, heads, q_len, k_len], the weights dropout keeps (``None``: no dropout);
+        kept weights are scaled by ``1 / (1 - dropout_rate)``.
 
-def _concatenate(parts: list[Array], axis: int) -> Array:
-    return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=axis)
-
-
-def _attention(q: Array, k: Array, v: Array, mask: Array | None, keep: Array | None,
-               dropout_rate: float) -> Array:
-    """Dense attention over every (query, key) pair; shapes as in :func:`dot_product_attention`.
-
-    ``keep``: bool[batch, heads, q_len, k_len], the weights dropout keeps (``None``: no dropout).
+    Returns:
+      float[batch, q_len, heads, head_dim]
     """
     scale = 1.0 / jnp.sqrt(q.shape[-1]).astype(jnp.float32)
     scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
@@ -191,8 +186,9 @@ def cached_attention(q: Array, cache: KVCache, mask: Array | None = None, *,
     scores = jnp.einsum("nqd,nkd->nqk", q, cache.keys.astype(q.dtype),
                         preferred_element_type=jnp.float32) * scale
     keep = None
-    if not deterministic and dropout_rate > 0.0:
-        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, (batch, heads, q_len, max_len))
+    dropout_key = attention_dropout_key(dropout_rng, dropout_rate, deterministic)
+    if dropout_key is not None:
+        keep = jax.random.bernoulli(dropout_key, 1.0 - dropout_rate, (batch, heads, q_len, max_len))
     weights = _attention_weights(scores.reshape(batch, heads, q_len, max_len), mask, keep,
                                  dropout_rate).reshape(rows, q_len, max_len)
     y = jnp.einsum("nqk,nkd->nqd", weights.astype(q.dtype), cache.values.astype(q.dtype))
@@ -213,6 +209,11 @@ class MultiHeadAttention(nn.Module):
         absolute position embeddings.
       out_init_std: std of the output projection's init.
       dtype: compute dtype; parameters stay float32.
+      implementation: how attention without a cache is computed, one of
+        ``ATTENTION_IMPLEMENTATIONS`` (see :data:`AttentionImplementation`); the KV-cache path
+        is always :func:`cached_attention`.
+      row_groups: groups of batch rows of ``"cpu_blocked"`` causal attention (1 unless it runs
+        on a single CPU device; see :mod:`jaxllm.nn.blocked_attention`).
     """
 
     num_heads: int
@@ -221,6 +222,8 @@ class MultiHeadAttention(nn.Module):
     rotary: bool = False
     out_init_std: float = 0.02
     dtype: Any = jnp.float32
+    implementation: AttentionImplementation = "jax"
+    row_groups: int = 1
 
     @nn.compact
     def __call__(self, x: Array, context: Array | None = None, *, mask: Array | None = None,
@@ -246,46 +249,85 @@ class MultiHeadAttention(nn.Module):
           (float[batch, q_len, width], the updated cache or ``None``)
         """
         batch, q_len, width = x.shape
-        if width % self.num_heads:
-            raise ValueError(f"width {width} is not divisible by num_heads {self.num_heads}")
-        head_dim = width // self.num_heads
-        dense = lambda features, name, std=0.02: Dense(  # noqa: E731
-            features, use_bias=self.use_bias, kernel_init=nn.initializers.normal(std),
-            dtype=self.dtype, name=name)
-
-        if context is None:
-            qkv = dense(3 * width, "c_attn")(x)  # (B, T, 3C)
-            q, k, v = jnp.split(qkv, 3, axis=-1)
-        else:
-            q = dense(width, "q_proj")(x)
-            k, v = jnp.split(dense(2 * width, "kv_proj")(context), 2, axis=-1)
-        heads = lambda t: t.reshape(t.shape[0], t.shape[1], self.num_heads, head_dim)  # noqa: E731
-        q, k, v = heads(q), heads(k), heads(v)  # (B, T, nh, hs)
-
+        self._check_settings(width)
+        q, k, v = self._project_heads(x, context)  # (B, T, nh, hs)
         if self.rotary:
-            if positions is None:
-                positions = jnp.broadcast_to(jnp.arange(q_len), (batch, q_len))
-            q = apply_rotary(q, positions)
-            if context is None:
-                k = apply_rotary(k, positions)
-
+            q, k = _rotate(q, k, positions, rotate_keys=context is None)
         dropout_rng = None
         if not deterministic and self.dropout_rate > 0.0:
             dropout_rng = self.make_rng("dropout")
-        settings = dict(dropout_rate=self.dropout_rate, dropout_rng=dropout_rng,
-                        deterministic=deterministic)
         if cache is None:
-            y = dot_product_attention(q, k, v, mask, causal=causal, **settings)
+            y = _attend(q, k, v, mask, causal=causal, implementation=self.implementation,
+                        row_groups=self.row_groups, dropout_rate=self.dropout_rate,
+                        dropout_rng=dropout_rng, deterministic=deterministic)
         elif causal:
             raise ValueError("causal=True does not apply with a cache (the queries start at "
-                             "cache_index); pass mask=causal_mask(q_len, max_len, offset=cache_index)")
+                             "cache_index); pass "
+                             "mask=causal_mask(q_len, max_len, offset=cache_index)")
         else:
-            def write(buf: Array, t: Array) -> Array:  # (B, T, nh, hs) into rows b·nh + h at slot
-                rows = t.swapaxes(1, 2).reshape(-1, t.shape[1], head_dim)
-                return jax.lax.dynamic_update_slice(buf, rows.astype(buf.dtype), (0, cache_index, 0))
-            cache = KVCache(keys=write(cache.keys, k), values=write(cache.values, v))
-            y = cached_attention(q, cache, mask, **settings)
+            cache = cache.write(k, v, cache_index)
+            y = cached_attention(q, cache, mask, dropout_rate=self.dropout_rate,
+                                 dropout_rng=dropout_rng, deterministic=deterministic)
         y = y.reshape(batch, q_len, width)  # re-assemble heads side by side
-        y = dense(width, "c_proj", self.out_init_std)(y)
+        y = self._dense(width, "c_proj", self.out_init_std)(y)
         y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
         return y, cache
+
+    @nn.nowrap
+    def _check_settings(self, width: int) -> None:
+        if width % self.num_heads:
+            raise ValueError(f"width {width} is not divisible by num_heads {self.num_heads}")
+        if self.implementation not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(f"unknown attention implementation {self.implementation!r}; "
+                             f"choose one of {list(ATTENTION_IMPLEMENTATIONS)}")
+        if not isinstance(self.row_groups, int) or self.row_groups < 1:
+            raise ValueError(f"row_groups must be an int >= 1, got {self.row_groups!r}")
+        if self.row_groups != 1 and self.implementation != "cpu_blocked":
+            raise ValueError(f"row_groups={self.row_groups} applies to "
+                             f"implementation='cpu_blocked' only, not {self.implementation!r}; "
+                             "leave it at 1")
+
+    @nn.nowrap
+    def _dense(self, features: int, name: str, std: float = 0.02) -> Dense:
+        return Dense(features, use_bias=self.use_bias, kernel_init=nn.initializers.normal(std),
+                     dtype=self.dtype, name=name)
+
+    @nn.nowrap
+    def _project_heads(self, x: Array, context: Array | None) -> tuple[Array, Array, Array]:
+        """q from ``x``, k and v from ``context`` (default ``x``), each float[batch, len, heads,
+        head_dim]."""
+        width = x.shape[-1]
+        if context is None:
+            qkv = self._dense(3 * width, "c_attn")(x)  # (B, T, 3C)
+            q, k, v = jnp.split(qkv, 3, axis=-1)
+        else:
+            q = self._dense(width, "q_proj")(x)
+            k, v = jnp.split(self._dense(2 * width, "kv_proj")(context), 2, axis=-1)
+        head_dim = width // self.num_heads
+        heads = lambda t: t.reshape(t.shape[0], t.shape[1], self.num_heads, head_dim)  # noqa: E731
+        return heads(q), heads(k), heads(v)
+
+
+def _rotate(q: Array, k: Array, positions: Array | None, *,
+            rotate_keys: bool) -> tuple[Array, Array]:
+    """RoPE on q (and on k for self-attention), at ``positions`` (default ``0 .. q_len-1``).
+
+    q, k: float[batch, len, heads, head_dim]; positions: int[batch, q_len].
+    """
+    if positions is None:
+        batch, q_len = q.shape[:2]
+        positions = jnp.broadcast_to(jnp.arange(q_len), (batch, q_len))
+    return apply_rotary(q, positions), (apply_rotary(k, positions) if rotate_keys else k)
+
+
+def _attend(q: Array, k: Array, v: Array, mask: Array | None, *, causal: bool,
+            implementation: AttentionImplementation, row_groups: int, **dropout: Any) -> Array:
+    """Attention without a cache, by ``implementation``; arguments as in
+    :func:`dot_product_attention`."""
+    if implementation == "cpu_blocked":
+        # Imported here: blocked_attention builds on this module's softmax_attention.
+        from jaxllm.nn.blocked_attention import blocked_dot_product_attention
+
+        return blocked_dot_product_attention(q, k, v, mask, causal=causal, row_groups=row_groups,
+                                             **dropout)
+    return dot_product_attention(q, k, v, mask, causal=causal, **dropout)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jaxllm.nn.dense import Dense
+from jaxllm.nn.dense import Dense, KernelLayout
 
 
 def _gelu(x: Array) -> Array:
@@ -26,6 +26,8 @@ class MLP(nn.Module):
       use_bias: biases in both dense layers.
       out_init_std: std of the output projection's init (GPT-2 scales it by 1/sqrt(2·layers)).
       dtype: compute dtype; parameters stay float32.
+      output_kernel_layout: layout of the output projection's kernel (see
+        :class:`~jaxllm.nn.Dense`; ``"out_in"`` trains faster on XLA:CPU).
     """
 
     hidden_dim: int
@@ -33,6 +35,7 @@ class MLP(nn.Module):
     use_bias: bool = True
     out_init_std: float = 0.02
     dtype: Any = jnp.float32
+    output_kernel_layout: KernelLayout = "in_out"
 
     @nn.compact
     def __call__(self, x: Array, *, deterministic: bool = True) -> Array:
@@ -40,12 +43,12 @@ class MLP(nn.Module):
         width = x.shape[-1]
         init = nn.initializers.normal(0.02)
         h = Dense(self.hidden_dim, use_bias=self.use_bias, kernel_init=init,
-                     dtype=self.dtype, name="c_fc")(x)
+                  dtype=self.dtype, name="c_fc")(x)
         # Recomputed in the backward pass from its input: autodiff would otherwise keep the
         # GELU's tanh intermediates, a [tokens, hidden] buffer per layer (72 MiB of the 6-layer
         # benchmark GPT's 595 MiB of activations), and the recomputation costs no measurable time.
         h = jax.checkpoint(_gelu)(h)
         h = Dense(width, use_bias=self.use_bias,
-                     kernel_init=nn.initializers.normal(self.out_init_std),
-                     dtype=self.dtype, name="c_proj")(h)
+                  kernel_init=nn.initializers.normal(self.out_init_std),
+                  dtype=self.dtype, kernel_layout=self.output_kernel_layout, name="c_proj")(h)
         return nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)

@@ -8,7 +8,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import Array
 
-from jaxllm.nn.attention import KVCache, MultiHeadAttention
+from jaxllm.nn.attention import AttentionImplementation, KVCache, MultiHeadAttention
+from jaxllm.nn.dense import KernelLayout
 from jaxllm.nn.mlp import MLP
 from jaxllm.nn.norms import layer_norm
 
@@ -26,6 +27,9 @@ class TransformerBlock(nn.Module):
       cross_attention: add a cross-attention sub-layer (encoder-decoder decoders).
       out_init_std: init std of the projections that write into the residual stream.
       dtype: compute dtype.
+      attention, attention_row_groups: how self- and cross-attention are computed without a
+        cache (``MultiHeadAttention``'s ``implementation`` and ``row_groups``).
+      mlp_output_kernel_layout: layout of the MLP output projection's kernel (see ``Dense``).
     """
 
     num_heads: int
@@ -36,6 +40,9 @@ class TransformerBlock(nn.Module):
     cross_attention: bool = False
     out_init_std: float = 0.02
     dtype: Any = jnp.float32
+    attention: AttentionImplementation = "jax"
+    attention_row_groups: int = 1
+    mlp_output_kernel_layout: KernelLayout = "in_out"
 
     @nn.compact
     def __call__(self, x: Array, *, mask: Array | None = None, causal: bool = False,
@@ -51,7 +58,8 @@ class TransformerBlock(nn.Module):
         attn = lambda name: MultiHeadAttention(  # noqa: E731
             self.num_heads, dropout_rate=self.dropout_rate, use_bias=self.use_bias,
             rotary=self.rotary and name == "attn", out_init_std=self.out_init_std,
-            dtype=self.dtype, name=name)
+            dtype=self.dtype, implementation=self.attention, row_groups=self.attention_row_groups,
+            name=name)
         norm = lambda name: layer_norm(use_bias=self.use_bias, dtype=self.dtype, name=name)  # noqa: E731
 
         h, cache = attn("attn")(norm("ln_1")(x), mask=mask, causal=causal, positions=positions,
@@ -65,5 +73,6 @@ class TransformerBlock(nn.Module):
             x = x + h
         x = x + MLP(self.mlp_ratio * x.shape[-1], dropout_rate=self.dropout_rate,
                     use_bias=self.use_bias, out_init_std=self.out_init_std, dtype=self.dtype,
+                    output_kernel_layout=self.mlp_output_kernel_layout,
                     name="mlp")(norm("ln_2")(x), deterministic=deterministic)
         return x, cache

@@ -3,17 +3,21 @@
 Orbax writes each step into a temporary folder and renames it when complete, so a crash
 mid-save never leaves a half-written checkpoint that looks finished. A checkpoint that cannot
 be read raises :class:`CheckpointError` and is never deleted: the user decides what to do.
+
+Orbax is imported by the methods that use it, so ``import jaxllm`` does not load it (about a
+second, and its own dependencies).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
-import numpy as np
-import orbax.checkpoint as ocp
+
+if TYPE_CHECKING:
+    import orbax.checkpoint as ocp
 
 
 class CheckpointError(RuntimeError):
@@ -29,11 +33,14 @@ class Checkpointer:
     """
 
     def __init__(self, directory: str | Path, max_to_keep: int = 3):
+        import orbax.checkpoint as ocp
+
         self.directory = Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                                enable_async_checkpointing=False)
         handlers = {"state": ocp.StandardCheckpointHandler(), "metadata": ocp.JsonCheckpointHandler()}
-        self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+        self._manager: ocp.CheckpointManager = ocp.CheckpointManager(
+            self.directory, options=options, item_handlers=handlers)
 
     def steps(self) -> list[int]:
         """Steps of the finished checkpoints, oldest first."""
@@ -46,6 +53,8 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, metadata: dict | None = None) -> Path:
         """Write ``state`` (any pytree of arrays) and JSON ``metadata`` as checkpoint ``step``."""
+        import orbax.checkpoint as ocp
+
         self._manager.save(int(step), args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             metadata=ocp.args.JsonSave(dict(metadata or {}, step=int(step)))), force=True)
@@ -54,6 +63,8 @@ class Checkpointer:
 
     def read_metadata(self, step: int | None = None) -> dict:
         """The JSON metadata of checkpoint ``step`` (default: the newest), without the arrays."""
+        import orbax.checkpoint as ocp
+
         step = self._existing_step(step)
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))
@@ -76,20 +87,19 @@ class Checkpointer:
         """Read checkpoint ``step`` (default: the newest) into the structure of ``target``.
 
         ``target`` is a pytree with the expected shapes and dtypes (e.g. a freshly created
-        state); the restored arrays must match it exactly. A checkpoint written before narrowing
-        dense layers stored ``weight: [out, in]`` (it holds ``kernel: [in, out]`` there) is
-        read and converted.
+        state); the restored arrays must match it exactly.
 
         Raises:
-          CheckpointError: no checkpoint, a corrupt one, or one whose shapes differ from ``target``.
+          CheckpointError: no checkpoint, a corrupt one, or one whose parameters or shapes
+            differ from ``target``'s.
         """
+        import orbax.checkpoint as ocp
+
         step = self._existing_step(step)
         others = [s for s in self.steps() if s != step]
-        renamed = self._check_shapes(target, step)
+        self._check_shapes(target, step)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         try:
-            if renamed:
-                return self._restore_renamed(target, step, renamed)
             restored = self._manager.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()))
         except Exception as e:  # orbax/tensorstore raise many types for unreadable files
@@ -100,52 +110,29 @@ class Checkpointer:
                 "its step (--resume-step), or move the broken folder away.") from e
         return restored["state"], dict(restored["metadata"] or {})
 
-    def _check_shapes(self, target: Any, step: int) -> dict[str, str]:
+    def _check_shapes(self, target: Any, step: int) -> None:
         """Compare the stored array shapes with ``target``'s before reading any array, so a
-        checkpoint of another model gets a message naming the first parameter that differs.
-
-        Returns ``{target path: stored path}`` for dense layers saved in the earlier
-        ``kernel: [in, out]`` layout where ``target`` holds ``weight: [out, in]`` (else ``{}``).
-        """
+        checkpoint of another model gets a message naming the first parameter that differs."""
         try:
             stored = self._manager.item_metadata(step)["state"]
             stored = _shapes_by_path(getattr(stored, "tree", stored))
-        except Exception:  # unreadable metadata: let the restore below report it
-            return {}
+        except Exception:  # unreadable metadata: let the restore report it
+            return
         if not stored:
-            return {}
+            return
         expected = _shapes_by_path(target)
-        missing, extra = expected.keys() - stored.keys(), stored.keys() - expected.keys()
-        renamed = {path: path.removesuffix("weight") + "kernel" for path in missing
-                   if path.endswith("/weight")
-                   and stored.get(path.removesuffix("weight") + "kernel") == expected[path][::-1]}
-        if missing != renamed.keys() or extra != set(renamed.values()):
-            missing, extra = sorted(missing - renamed.keys()), sorted(extra - set(renamed.values()))
+        missing = sorted(expected.keys() - stored.keys())
+        extra = sorted(stored.keys() - expected.keys())
+        if missing or extra:
             raise CheckpointError(
                 f"checkpoint step {step} in {self.directory} holds other parameters than the model "
                 f"being restored (missing {missing[:3]}, unexpected {extra[:3]}); it was written with "
                 "another model config")
         for path, shape in expected.items():
-            if path not in renamed and stored[path] != shape:
+            if stored[path] != shape:
                 raise CheckpointError(
                     f"checkpoint step {step} in {self.directory}: {path} has shape {stored[path]}, "
                     f"the model expects {shape}; the checkpoint was written with another model config")
-        return renamed
-
-    def _restore_renamed(self, target: Any, step: int, renamed: dict[str, str]) -> tuple[Any, dict]:
-        """Read checkpoint ``step`` as saved, then build ``target``'s tree from it: each path of
-        ``renamed`` from the transpose of the stored array it names, placed like ``target``."""
-        restored = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(), metadata=ocp.args.JsonRestore()))
-        stored = _leaves_by_path(restored["state"])
-        paths, treedef = jax.tree.flatten_with_path(target, is_leaf=lambda x: hasattr(x, "shape"))
-        leaves = []
-        for path, leaf in paths:
-            key = _path_string(path)
-            value = np.asarray(stored[renamed.get(key, key)])
-            value = value.T if key in renamed else value
-            leaves.append(jax.device_put(value.astype(leaf.dtype), getattr(leaf, "sharding", None)))
-        return jax.tree.unflatten(treedef, leaves), dict(restored["metadata"] or {})
 
     def close(self) -> None:
         self._manager.close()
