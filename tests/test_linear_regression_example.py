@@ -1,6 +1,7 @@
 """The design document's seed (Keras linear regression) as pure JAX: ``fit_epochs`` equals Keras
 3 step for step, and its epochs batch, shuffle and weight the ragged last batch as Keras does."""
 
+import json
 import os
 from pathlib import Path
 
@@ -167,7 +168,22 @@ def test_experiment_script_end_to_end(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "least-squares optimum" in text and "predict, first 5" in text
     assert (out / "loss.png").stat().st_size > 1000
-    assert (out / "summary.json").exists()
+    # The figures against float64 NumPy: minibatch SGD by hand on the script's data, initial
+    # weights and shuffles, and the least-squares optimum from numpy.linalg.lstsq.
+    summary = json.loads((out / "summary.json").read_text())
+    data = lr.make_data(42)
+    init_key, shuffle_key = lr.seed_keys(42)
+    order = np.asarray(epoch_orders(shuffle_key, 100, 3))
+    params, weighted, _ = numpy_sgd(data, lr.init_params(init_key), order, 16, 0.01)
+    np.testing.assert_allclose(summary["losses"], weighted, rtol=1e-5)
+    x, y = data["x"].astype(np.float64), data["y"].astype(np.float64)
+    final_mse = np.mean((x @ params["kernel"] + params["bias"] - y) ** 2)
+    assert summary["final_mse"] == pytest.approx(final_mse, rel=1e-5)
+    design = np.concatenate([x, np.ones((100, 1))], axis=1)
+    solution = np.linalg.lstsq(design, y, rcond=None)[0]
+    optimum = np.mean((design @ solution - y) ** 2)
+    assert summary["least_squares_mse"] == pytest.approx(optimum, rel=1e-4)
+    assert summary["least_squares_mse"] < summary["final_mse"] < summary["losses"][0]
 
 
 def test_sgd_approaches_the_least_squares_optimum():

@@ -7,11 +7,10 @@ import chex
 import pytest
 
 from jaxllm.config import ConfigError
-from jaxllm.data import EmptyCorpusError, train_tokenizer
-from jaxllm.data import DataConfig, EmptySplitError
-from jaxllm.recipes import LMConfig, train_lm
+from jaxllm.data import DataConfig, EmptyCorpusError, EmptySplitError, train_tokenizer
 from jaxllm.models import GPTConfig
 from jaxllm.optim import OptimizerConfig
+from jaxllm.recipes import LMConfig, train_lm
 from jaxllm.train import CheckpointError, LoopConfig, ParallelConfig, read_metrics
 
 TINY = GPTConfig(block_size=32, n_layer=1, n_head=2, n_embd=32, dropout=0.1)
@@ -51,6 +50,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert [r["loss"] for r in records(resumed)] == pytest.approx([r["loss"] for r in records(full)], rel=1e-6)
 
 
+@pytest.mark.multidevice
 def test_run_resumed_under_another_layout_equals_uninterrupted_run(tmp_path):
     """Half the steps on a 4 × 2 mesh, the rest data-parallel with gradient accumulation: the
     same parameters as one device all along (no dropout, whose masks differ per device)."""

@@ -1,7 +1,9 @@
 """Every parallel layout and gradient accumulation give the single-device update.
 
-Runs on the 8 CPU devices ``conftest.py`` asks for; the two-process tests start subprocesses
-that talk over localhost (gloo collectives).
+The tests marked ``multidevice`` need the 8 host devices a run with ``JAXLLM_TEST_DEVICES=8``
+has (``conftest.py``); gradient accumulation and the partition rule run on one device. The
+two-process tests start subprocesses that make 2 devices each and talk over localhost (gloo
+collectives).
 """
 
 import functools
@@ -94,8 +96,20 @@ def reference(problem_name: str):
 PROBLEMS = {"gpt": gpt_problem, "mlp": mlp_problem}
 
 
+def layouts(*names: str) -> list:
+    """``names`` as parameters, each layout that spreads over devices marked ``multidevice``
+    with the number it uses."""
+    def param(name):
+        config = LAYOUTS[name]
+        if config.mode == "none":
+            return name
+        devices = config.devices or 8
+        return pytest.param(name, marks=pytest.mark.multidevice(devices))
+    return [param(name) for name in names or LAYOUTS]
+
+
 @pytest.mark.parametrize("problem_name", PROBLEMS)
-@pytest.mark.parametrize("layout_name", LAYOUTS)
+@pytest.mark.parametrize("layout_name", layouts())
 def test_layout_equals_single_device_on_full_batch(problem_name, layout_name):
     """Parameters after 3 AdamW steps and every step's loss match one device on the full batch."""
     ref_state, ref_losses = reference(problem_name)
@@ -130,6 +144,7 @@ def test_accumulation_weights_micro_batches_by_their_tokens():
     assert float(acc_metrics["loss"]) == pytest.approx(float(ref_metrics["loss"]), abs=1e-6)
 
 
+@pytest.mark.multidevice
 def test_mesh_shards_weights_along_fsdp_and_replicates_scalars():
     layout = make_layout(ParallelConfig(mode="mesh", data=4, fsdp=2))
     state = layout.place_state(create_train_state(init_params(GPT_CONFIG, jax.random.key(0)),
@@ -160,6 +175,7 @@ def test_fsdp_partition_spec_splits_one_divisible_axis(shape, fsdp):
         assert all(s % fsdp for s in shape)
 
 
+@pytest.mark.multidevice
 def test_checkpoint_from_pmap_resumes_under_a_mesh_like_an_uninterrupted_run(tmp_path):
     loss_fn, params, batches = gpt_problem()
     full, _ = train((loss_fn, params, batches), ParallelConfig())
@@ -180,7 +196,8 @@ def test_checkpoint_from_pmap_resumes_under_a_mesh_like_an_uninterrupted_run(tmp
     chex.assert_trees_all_close(jax.device_get(resumed), full, atol=1e-5, rtol=1e-5)
 
 
-def test_clear_errors_for_layouts_that_do_not_fit():
+@pytest.mark.multidevice
+def test_clear_errors_for_layouts_that_do_not_fit_the_devices():
     with pytest.raises(ValueError, match="cannot be split evenly over 8 devices"):
         make_layout(ParallelConfig(mode="pmap")).place_batch({"x": np.zeros((12, 3))})
     with pytest.raises(ValueError, match="does not match the 8 devices"):
@@ -189,6 +206,9 @@ def test_clear_errors_for_layouts_that_do_not_fit():
         make_mesh(jax.devices(), fsdp=3)
     with pytest.raises(ValueError, match="only 8 cpu devices"):
         make_layout(ParallelConfig(mode="pmap", devices=16))
+
+
+def test_clear_errors_for_configs_that_cannot_work():
     with pytest.raises(ConfigError, match="out of range for 2 processes"):
         ParallelConfig(mode="mesh", num_processes=2, process_id=2)
     with pytest.raises(ConfigError, match="mode must be one of"):
@@ -231,6 +251,8 @@ def run_workers(tmp_path: Path, *args: str, process_ids=(0, 1), timeout: float =
     return outputs
 
 
+@pytest.mark.slow  # ~15 s on 2 cores; the coordinator test below keeps the worker in `make test`
+@pytest.mark.multidevice(1)  # its worker processes make 2 devices each
 def test_two_processes_train_like_one_and_their_checkpoint_restores_in_one(tmp_path):
     """2 processes × 2 devices (a 2 × 2 mesh, each process feeding its own rows) end with the
     parameters of one device on the full batch; the checkpoint they wrote restores here."""
@@ -251,6 +273,7 @@ def test_two_processes_train_like_one_and_their_checkpoint_restores_in_one(tmp_p
     chex.assert_trees_all_close(jax.device_get(restored), full, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.multidevice(1)  # a worker process of a 2-process run
 def test_a_coordinator_that_never_answers_times_out_with_a_message(tmp_path):
     """Process 1 waiting for a process 0 that was never started gives up after its timeout."""
     results = run_workers(tmp_path, "--init-timeout", "3", process_ids=(1,), timeout=90)
@@ -259,7 +282,7 @@ def test_a_coordinator_that_never_answers_times_out_with_a_message(tmp_path):
     assert f"{DistributedInitError.__name__}" in out and "could not join the run" in out, out[-3000:]
 
 
-@pytest.mark.parametrize("layout_name", ["pmap-8", "mesh-2x4-accumulate-2"])
+@pytest.mark.parametrize("layout_name", layouts("pmap-8", "mesh-2x4-accumulate-2"))
 def test_bfloat16_compute_composes_with_every_layout(layout_name):
     """float32 parameters, bf16 matmuls, float32 loss: the layouts agree with one device to
     bf16 rounding (they sum the same products in another order)."""
@@ -280,7 +303,7 @@ def test_bfloat16_compute_composes_with_every_layout(layout_name):
     assert np.linalg.norm(ours - theirs) < 0.05 * np.linalg.norm(theirs)
 
 
-@pytest.mark.parametrize("layout_name", ["pmap-8", "mesh-4x2", "accumulate-4"])
+@pytest.mark.parametrize("layout_name", layouts("pmap-8", "mesh-4x2", "accumulate-4"))
 def test_training_never_deletes_the_callers_arrays(layout_name):
     """The step donates its state; placing copies first keeps the arrays the user passed in."""
     loss_fn, params, batches = gpt_problem()

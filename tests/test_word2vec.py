@@ -2,6 +2,7 @@
 against gensim's formulas, determinism, file round-trips, and a statistical check on real text."""
 
 import re
+import time
 
 import jax
 import jax.numpy as jnp
@@ -347,14 +348,21 @@ TOY_CONFIG = Word2VecConfig(vector_size=8, min_count=1, epochs=2, batch_size=64,
 @pytest.mark.parametrize("model", ["skipgram", "cbow"])
 def test_training_is_deterministic_given_the_seed(model):
     config = Word2VecConfig(**{**TOY_CONFIG.__dict__, "model": model})
+    start = time.perf_counter()
     a = train_word2vec(TOY, config, progress=False)
+    wall = time.perf_counter() - start
     b = train_word2vec(TOY, config, progress=False)
     c = train_word2vec(TOY, Word2VecConfig(**{**config.__dict__, "seed": 1}), progress=False)
     np.testing.assert_array_equal(a.vectors, b.vectors)
     assert a.vectors.dtype == np.float32 and a.vectors.shape == (len(a.vocab), 8)
     assert not np.array_equal(a.vectors, c.vectors)
     assert len(a.epoch_losses) == 2 and a.epoch_losses[1] < a.epoch_losses[0]
-    assert all(r > 0 for r in a.words_per_second + a.effective_words_per_second)
+    # Each epoch reads the corpus's 550 words in a time shorter than the whole call; with no
+    # subsampling every word (all in sentences of 5 or more) is an effective word.
+    words = sum(map(len, TOY))
+    assert words == 550 and len(a.words_per_second) == 2
+    assert a.compile_seconds + sum(words / r for r in a.words_per_second) <= wall
+    np.testing.assert_allclose(a.effective_words_per_second, a.words_per_second, rtol=1e-12)
 
 
 def _pydoc_sentences():

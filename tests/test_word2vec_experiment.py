@@ -1,6 +1,7 @@
 """experiments/word2vec.py end to end on a small generated text."""
 
 import random
+import re
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -49,8 +50,18 @@ def test_main_writes_vectors_tables_and_plot(tmp_path, capsys):
     words, vectors = load_word2vec_format(run_dir / "vectors.txt")
     assert vectors.shape == (len(words), 16) and np.isfinite(vectors).all()
     assert {"king", "queen", "dog", "castle"} <= set(words)
-    assert "unicorn" in (run_dir / "neighbours.md").read_text()
-    assert "| king |" in (run_dir / "neighbours.md").read_text()
+    table = (run_dir / "neighbours.md").read_text()
+    assert "unicorn" in table
+    # Each query's row: its 4 nearest words by cosine, recomputed from the saved vectors.
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    for query in ("king", "dog"):
+        row = next(line for line in table.splitlines() if line.startswith(f"| {query} |"))
+        listed = re.findall(r"(\S+) \((-?[0-9.]+)\)", row)
+        cosines = unit @ unit[words.index(query)]
+        cosines[words.index(query)] = -np.inf
+        top = np.argsort(-cosines, kind="stable")[:4]
+        assert [w for w, _ in listed] == [words[i] for i in top]
+        np.testing.assert_allclose([float(c) for _, c in listed], cosines[top], atol=0.006)
 
 
 def test_evaluation_is_skipped_with_a_note_without_gensim(monkeypatch):
@@ -67,6 +78,12 @@ def test_pca_projects_on_the_two_largest_directions():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(50, 5)) * np.array([10.0, 3.0, 0.1, 0.1, 0.1])
     points, ratio = script.pca_2d(x)
-    assert points.shape == (50, 2)
-    np.testing.assert_allclose(points.mean(axis=0), 0, atol=1e-9)
+    # Against the eigenvectors of the covariance matrix (up to each axis's sign).
+    centred = x - x.mean(axis=0)
+    eigenvalues, eigenvectors = np.linalg.eigh(centred.T @ centred)
+    top = eigenvectors[:, ::-1][:, :2]
+    expected = centred @ top
+    signs = np.sign(np.sum(points * expected, axis=0))
+    np.testing.assert_allclose(points * signs, expected, atol=1e-9)
+    np.testing.assert_allclose(ratio, eigenvalues[::-1][:2] / eigenvalues.sum(), rtol=1e-9)
     assert ratio[0] > ratio[1] > 0 and ratio.sum() > 0.99
