@@ -26,7 +26,8 @@ def _requested_devices() -> int | None:
         return None
     if not value.isdigit() or int(value) < 1:
         raise pytest.UsageError(
-            f"JAXLLM_TEST_DEVICES must be a positive number of host devices, got {value!r}")
+            f"JAXLLM_TEST_DEVICES must be a positive number of host devices, got {value!r}"
+        )
     return int(value)
 
 
@@ -62,8 +63,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item, n in needed.items():
         if n <= available:
             continue
-        reason = (f"needs {n} devices, this process has {available} (JAXLLM_TEST_DEVICES="
-                  f"{_REQUESTED or 'unset'}); run it with: {MULTIDEVICE_COMMAND}")
+        reason = (
+            f"needs {n} devices, this process has {available} (JAXLLM_TEST_DEVICES="
+            f"{_REQUESTED or 'unset'}); run it with: {MULTIDEVICE_COMMAND}"
+        )
         if _REQUESTED is None:
             item.add_marker(pytest.mark.skip(reason=reason))
         else:  # devices were asked for, and too few came: a broken set-up, not a choice
@@ -78,10 +81,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     """A line under the results when multidevice tests were skipped (also from xdist workers)."""
-    skipped = [report for report in terminalreporter.stats.get("skipped", [])
-               if "JAXLLM_TEST_DEVICES=unset" in str(getattr(report, "longrepr", ""))]
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if "JAXLLM_TEST_DEVICES=unset" in str(getattr(report, "longrepr", ""))
+    ]
     if skipped:
         terminalreporter.write_line(
             f"{len(skipped)} multidevice tests were skipped for too few devices "
             f"(JAXLLM_TEST_DEVICES unset); run them with: {MULTIDEVICE_COMMAND}",
-            yellow=True, bold=True)
+            yellow=True,
+            bold=True,
+        )

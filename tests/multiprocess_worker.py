@@ -30,16 +30,22 @@ def main() -> None:
     parser.add_argument("--init-timeout", type=int, default=60)
     args = parser.parse_args()
 
-    config = ParallelConfig(mode="mesh", data=2, fsdp=2, coordinator=args.coordinator,
-                            num_processes=args.num_processes, process_id=args.process_id,
-                            init_timeout_s=args.init_timeout)
+    config = ParallelConfig(
+        mode="mesh",
+        data=2,
+        fsdp=2,
+        coordinator=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+        init_timeout_s=args.init_timeout,
+    )
     layout = setup_parallel(config)
     loss_fn, params, batches = gpt_problem()
     state = layout.place_state(create_train_state(params, OPTIMIZER, jax.random.key(1)))
     step = layout.train_step(loss_fn, OPTIMIZER)
     rows = batches[0]["inputs"].shape[0] // jax.process_count()
     mine = slice(jax.process_index() * rows, (jax.process_index() + 1) * rows)
-    for batch in batches[:args.steps]:
+    for batch in batches[: args.steps]:
         state, metrics = step(state, {k: v[mine] for k, v in batch.items()})
     print(f"process {jax.process_index()}: {layout.describe()}, loss {float(metrics['loss']):.6f}")
 
@@ -47,8 +53,10 @@ def main() -> None:
         checkpointer.save(args.steps, layout.plain_state(state))
     params = multihost_utils.process_allgather(state.params, tiled=True)
     if jax.process_index() == 0:
-        flat = {"/".join(k.key for k in path): np.asarray(v)
-                for path, v in jax.tree_util.tree_leaves_with_path(params)}
+        flat = {
+            "/".join(k.key for k in path): np.asarray(v)
+            for path, v in jax.tree_util.tree_leaves_with_path(params)
+        }
         np.savez(args.out / "params.npz", **flat)
 
 

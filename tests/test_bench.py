@@ -61,7 +61,9 @@ def test_gpt_flops_per_token_matches_a_hand_count():
 
 
 def test_gpt_flops_per_token_subtracts_no_table_for_rotary_positions():
-    rotary = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, positions="rotary")
+    rotary = GPTConfig(
+        vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, positions="rotary"
+    )
     assert gpt_flops_per_token(rotary, 1000) == 6 * 1000 + 12 * 2 * 2 * 8 * 8
 
 
@@ -147,7 +149,8 @@ def test_run_benchmark_on_a_tiny_model_reports_every_figure(train_throughput):
         assert result[key] > 0, key
     assert result["tokens_per_s"] == pytest.approx(16 / (result["ms_per_step"] / 1e3))
     assert result["mfu"] == pytest.approx(
-        result["flops_per_token"] * result["tokens_per_s"] / result["peak_flops"])
+        result["flops_per_token"] * result["tokens_per_s"] / result["peak_flops"]
+    )
     for key in ("torch_tokens_per_s", "torch_mfu", "ratio_vs_torch", "max_rss_mb"):
         assert key in result and result[key] is None, key
     assert set(result["machine"]) >= {"jax_version", "backend", "device_kind", "cpu_count"}
@@ -159,9 +162,20 @@ def test_rounds_report_the_median_round_and_the_highest_memory(train_throughput,
     rounds = iter([(0.5, 1.0, 100.0), (0.25, 1.0, 300.0), (0.4, 1.0, 200.0)])  # ratios 2, 4, 2.5
 
     def fake_side(step_s, rss):
-        return {"n_params": 1, "first_step_s": 1.0, "step_s": step_s, "step_min_s": step_s,
-                "loss_first": 2.0, "loss_last": 1.0, "rss_before_mb": 10.0, "max_rss_mb": rss,
-                "reuse_step_memory": True, "matmul_flops": 1e9, "version": "x", "threads": 1}
+        return {
+            "n_params": 1,
+            "first_step_s": 1.0,
+            "step_s": step_s,
+            "step_min_s": step_s,
+            "loss_first": 2.0,
+            "loss_last": 1.0,
+            "rss_before_mb": 10.0,
+            "max_rss_mb": rss,
+            "reuse_step_memory": True,
+            "matmul_flops": 1e9,
+            "version": "x",
+            "threads": 1,
+        }
 
     current = {}
 
@@ -170,20 +184,31 @@ def test_rounds_report_the_median_round_and_the_highest_memory(train_throughput,
         return fake_side(current["ours"], current["rss"])
 
     monkeypatch.setattr(train_throughput, "jax_side", jax_side)
-    monkeypatch.setattr(train_throughput, "run_in_fresh_process",  # "isolated", in this process
-                        lambda fn, *args, environment: fn(*args))
-    monkeypatch.setattr(train_throughput, "torch_side",
-                        lambda *args: fake_side(current["theirs"], current["rss"] + 1))
-    result = train_throughput.run_benchmark(TINY, batch=2, steps=1, with_torch=True, peak_n=64,
-                                            isolate=True, rounds=3)
+    monkeypatch.setattr(
+        train_throughput,
+        "run_in_fresh_process",  # "isolated", in this process
+        lambda fn, *args, environment: fn(*args),
+    )
+    monkeypatch.setattr(
+        train_throughput,
+        "torch_side",
+        lambda *args: fake_side(current["theirs"], current["rss"] + 1),
+    )
+    result = train_throughput.run_benchmark(
+        TINY, batch=2, steps=1, with_torch=True, peak_n=64, isolate=True, rounds=3
+    )
     json.dumps(result)
     assert result["rounds"] == 3
     assert result["rounds_ratio_vs_torch"] == pytest.approx([2.0, 4.0, 2.5])
     assert result["ratio_vs_torch"] == pytest.approx(2.5)
-    assert result["ms_per_step"] == pytest.approx(400.0) and result["torch_ms_per_step"] == pytest.approx(1000.0)
+    assert result["ms_per_step"] == pytest.approx(400.0) and result[
+        "torch_ms_per_step"
+    ] == pytest.approx(1000.0)
     assert result["max_rss_mb"] == 300.0 and result["torch_max_rss_mb"] == 301.0
     assert result["train_rss_mb"] == 290.0
-    assert "ratio in each of 3 rounds: 2.00, 2.50, 4.00x" in "\n".join(train_throughput.report_lines(result))
+    assert "ratio in each of 3 rounds: 2.00, 2.50, 4.00x" in "\n".join(
+        train_throughput.report_lines(result)
+    )
     with pytest.raises(ValueError, match="rounds must be >= 1"):
         train_throughput.run_benchmark(TINY, rounds=0)
 
@@ -202,11 +227,27 @@ def test_a_bfloat16_model_is_measured_against_the_bfloat16_peak(train_throughput
 
 def test_named_configs_are_the_benchmarked_shapes(train_throughput):
     gpt2 = train_throughput.CONFIGS["gpt2"].model
-    assert (gpt2.n_layer, gpt2.n_head, gpt2.n_embd, gpt2.block_size, gpt2.vocab_size, gpt2.dtype) == (
-        12, 12, 768, 1024, 50257, "bfloat16")
+    assert (
+        gpt2.n_layer,
+        gpt2.n_head,
+        gpt2.n_embd,
+        gpt2.block_size,
+        gpt2.vocab_size,
+        gpt2.dtype,
+    ) == (12, 12, 768, 1024, 50257, "bfloat16")
     small, large = train_throughput.CONFIGS["small"], train_throughput.CONFIGS["large"]
-    assert (small.model.n_layer, small.model.n_embd, small.model.block_size, small.batch_size) == (4, 256, 128, 16)
-    assert (large.model.n_layer, large.model.n_embd, large.model.block_size, large.batch_size) == (6, 384, 256, 8)
+    assert (small.model.n_layer, small.model.n_embd, small.model.block_size, small.batch_size) == (
+        4,
+        256,
+        128,
+        16,
+    )
+    assert (large.model.n_layer, large.model.n_embd, large.model.block_size, large.batch_size) == (
+        6,
+        384,
+        256,
+        8,
+    )
     with pytest.raises(ValueError, match="unknown benchmark config"):
         train_throughput.resolve("medium", None, None)
 
@@ -214,20 +255,24 @@ def test_named_configs_are_the_benchmarked_shapes(train_throughput):
 def test_torch_reference_trains_like_jaxllm_from_the_same_weights(train_throughput):
     pytest.importorskip("torch")
     with_biases = dataclasses.replace(TINY, bias=True)  # biases exercise more of the name mapping
-    result = train_throughput.run_benchmark(with_biases, batch=2, steps=2, with_torch=True,
-                                            peak_n=64)
+    result = train_throughput.run_benchmark(
+        with_biases, batch=2, steps=2, with_torch=True, peak_n=64
+    )
     json.dumps(result)
     assert result["torch_loss_first"] == pytest.approx(result["loss_first"], abs=1e-5)
     assert result["torch_loss_last"] == pytest.approx(result["loss_last"], abs=1e-4)
     assert result["loss_last"] < result["loss_first"]
     assert result["ratio_vs_torch"] == pytest.approx(
-        result["tokens_per_s"] / result["torch_tokens_per_s"])
+        result["tokens_per_s"] / result["torch_tokens_per_s"]
+    )
     assert result["torch_mfu"] > 0 and result["torch_threads"] >= 1
 
 
 def test_fresh_process_starts_with_the_extra_environment_and_ours_is_unchanged(monkeypatch):
     monkeypatch.delenv("JAXLLM_TEST_MARK", raising=False)
-    seen = run_in_fresh_process(os.getenv, "JAXLLM_TEST_MARK", environment={"JAXLLM_TEST_MARK": "1"})
+    seen = run_in_fresh_process(
+        os.getenv, "JAXLLM_TEST_MARK", environment={"JAXLLM_TEST_MARK": "1"}
+    )
     assert seen == "1"
     assert "JAXLLM_TEST_MARK" not in os.environ
     with pytest.raises(ZeroDivisionError):  # the child's exception reaches us, environment restored

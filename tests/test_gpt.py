@@ -21,8 +21,16 @@ from jaxllm.models.gpt import with_cpu_tuned_attention
 VOCAB, BLOCK, SEQ, BATCH = 37, 24, 16, 2
 CONFIGS = {
     "learned": GPTConfig(vocab_size=VOCAB, block_size=BLOCK, n_layer=2, n_head=2, n_embd=32),
-    "rotary": GPTConfig(vocab_size=VOCAB, block_size=BLOCK, n_layer=2, n_head=2, n_embd=32,
-                        positions="rotary", bias=True, dropout=0.1),
+    "rotary": GPTConfig(
+        vocab_size=VOCAB,
+        block_size=BLOCK,
+        n_layer=2,
+        n_head=2,
+        n_embd=32,
+        positions="rotary",
+        bias=True,
+        dropout=0.1,
+    ),
 }
 
 
@@ -35,7 +43,9 @@ def model_and_params(name):
 @functools.cache
 def jitted_apply(name):
     model, _ = model_and_params(name)
-    return jax.jit(lambda p, t, m, pos: model.apply({"params": p}, t, padding_mask=m, positions=pos))
+    return jax.jit(
+        lambda p, t, m, pos: model.apply({"params": p}, t, padding_mask=m, positions=pos)
+    )
 
 
 def random_tokens(seed, shape=(BATCH, SEQ)):
@@ -61,8 +71,9 @@ def test_attention_implementations_give_the_same_model(name):
     """The CPU-blocked attention gives the loss and gradients of the portable one with the same
     parameters, padding included."""
     model, params = model_and_params(name)
-    blocked = GPT(dataclasses.replace(CONFIGS[name], attention="cpu_blocked",
-                                      attention_row_groups=2))
+    blocked = GPT(
+        dataclasses.replace(CONFIGS[name], attention="cpu_blocked", attention_row_groups=2)
+    )
     tokens = random_tokens(5)
     mask = np.arange(SEQ)[None, :] < np.array([[SEQ], [SEQ - 5]])
 
@@ -70,11 +81,15 @@ def test_attention_implementations_give_the_same_model(name):
         def real_tokens_loss(p):
             logits = module.apply({"params": p}, tokens, padding_mask=mask)
             return jnp.sum(jnp.where(mask[..., None], logits, 0))
+
         return real_tokens_loss
 
-    chex.assert_trees_all_close(jax.jit(jax.value_and_grad(loss(blocked)))(params),
-                                jax.jit(jax.value_and_grad(loss(model)))(params),
-                                atol=1e-4, rtol=1e-4)
+    chex.assert_trees_all_close(
+        jax.jit(jax.value_and_grad(loss(blocked)))(params),
+        jax.jit(jax.value_and_grad(loss(model)))(params),
+        atol=1e-4,
+        rtol=1e-4,
+    )
 
 
 def test_cpu_tuned_attention_is_chosen_from_the_machine_given():
@@ -113,11 +128,11 @@ def test_future_tokens_never_change_past_logits(name, t, seed):
     apply = jitted_apply(name)
     tokens = random_tokens(seed)
     changed = tokens.copy()
-    changed[:, t + 1:] = random_tokens(seed + 1)[:, t + 1:]
+    changed[:, t + 1 :] = random_tokens(seed + 1)[:, t + 1 :]
     before = apply(params, tokens, None, None)
     after = apply(params, changed, None, None)
     np.testing.assert_allclose(before[:, : t + 1], after[:, : t + 1], atol=1e-5)
-    assert not np.allclose(before[:, t + 1:], after[:, t + 1:], atol=1e-5)
+    assert not np.allclose(before[:, t + 1 :], after[:, t + 1 :], atol=1e-5)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -162,8 +177,9 @@ def test_dropout_is_random_only_in_training():
     c = model.apply({"params": params}, tokens, train=True, rngs={"dropout": jax.random.key(1)})
     assert not np.allclose(a, b)
     np.testing.assert_array_equal(a, c)
-    np.testing.assert_array_equal(model.apply({"params": params}, tokens),
-                                  model.apply({"params": params}, tokens))
+    np.testing.assert_array_equal(
+        model.apply({"params": params}, tokens), model.apply({"params": params}, tokens)
+    )
 
 
 def test_loss_gradient_matches_finite_differences():
@@ -174,8 +190,15 @@ def test_loss_gradient_matches_finite_differences():
     tokens = np.random.default_rng(0).integers(0, 11, (2, 7))
     batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
     loss_fn = language_model_loss(model)
-    check_grads(lambda p: loss_fn(p, batch, None)[0], (params,), order=1, modes=("rev",),
-                eps=1e-3, atol=1e-2, rtol=1e-2)
+    check_grads(
+        lambda p: loss_fn(p, batch, None)[0],
+        (params,),
+        order=1,
+        modes=("rev",),
+        eps=1e-3,
+        atol=1e-2,
+        rtol=1e-2,
+    )
 
 
 def test_bad_input_errors():
@@ -194,18 +217,25 @@ def test_bad_input_errors():
         init_cache(CONFIGS["learned"], 1, BLOCK + 1)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"n_embd": 30, "n_head": 4}, "divisible"),
-    ({"positions": "sinusoid"}, "positions"),
-    ({"dropout": 1.0}, "dropout"),
-    ({"n_layer": 0}, "n_layer"),
-    ({"dtype": "float64"}, "dtype"),
-    ({"attention": "flash"},
-     r"GPTConfig.attention must be one of \['jax', 'cpu_blocked'\], got 'flash'"),
-    ({"attention": "cpu_blocked", "attention_row_groups": 0},
-     "attention_row_groups must be an int >= 1"),
-    ({"attention_row_groups": 2}, "applies to attention='cpu_blocked' only"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_embd": 30, "n_head": 4}, "divisible"),
+        ({"positions": "sinusoid"}, "positions"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"n_layer": 0}, "n_layer"),
+        ({"dtype": "float64"}, "dtype"),
+        (
+            {"attention": "flash"},
+            r"GPTConfig.attention must be one of \['jax', 'cpu_blocked'\], got 'flash'",
+        ),
+        (
+            {"attention": "cpu_blocked", "attention_row_groups": 0},
+            "attention_row_groups must be an int >= 1",
+        ),
+        ({"attention_row_groups": 2}, "applies to attention='cpu_blocked' only"),
+    ],
+)
 def test_config_validation(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         GPTConfig(vocab_size=10, **kwargs)

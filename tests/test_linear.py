@@ -30,7 +30,11 @@ def classification(n=120, d=6, k=2, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, d)).astype(np.float32)
     W = rng.normal(size=(d, k))
-    y = np.argmax(X @ W + 0.8 * rng.normal(size=(n, k)), axis=1) if k > 2 else (X @ W[:, 0] + 0.5 * rng.normal(size=n) > 0).astype(int)
+    y = (
+        np.argmax(X @ W + 0.8 * rng.normal(size=(n, k)), axis=1)
+        if k > 2
+        else (X @ W[:, 0] + 0.5 * rng.normal(size=n) > 0).astype(int)
+    )
     return X, y
 
 
@@ -45,7 +49,9 @@ def test_logistic_regression_equals_sklearn(k, C):
         np.testing.assert_allclose(coef, ref.coef_, atol=2e-3, rtol=2e-3)
         np.testing.assert_allclose(ours.params["bias"], ref.intercept_, atol=2e-3)
     else:  # softmax scores are defined up to a constant per example: compare centred
-        np.testing.assert_allclose(coef - coef.mean(0), ref.coef_ - ref.coef_.mean(0), atol=2e-3, rtol=2e-3)
+        np.testing.assert_allclose(
+            coef - coef.mean(0), ref.coef_ - ref.coef_.mean(0), atol=2e-3, rtol=2e-3
+        )
     np.testing.assert_allclose(predict_proba(ours, X), ref.predict_proba(X), atol=1e-3)
     np.testing.assert_array_equal(predict(ours, X), ref.predict(X))
 
@@ -55,7 +61,9 @@ def test_squared_hinge_svm_equals_linear_svc():
     X, y = classification(seed=1)
     ours = fit_linear(X, y, LinearConfig(loss="squared_hinge", C=0.5, fit_intercept=False, **TIGHT))
     ref = svm.LinearSVC(C=0.5, fit_intercept=False, tol=1e-8, max_iter=100_000).fit(X, y)
-    np.testing.assert_allclose(np.asarray(ours.params["kernel"])[:, 0], ref.coef_[0], atol=2e-3, rtol=2e-3)
+    np.testing.assert_allclose(
+        np.asarray(ours.params["kernel"])[:, 0], ref.coef_[0], atol=2e-3, rtol=2e-3
+    )
     np.testing.assert_array_equal(predict(ours, X), ref.predict(X))
 
 

@@ -32,37 +32,58 @@ def keras():
 
 def tiny_problem(n=10, features=3, seed=0):
     rng = np.random.default_rng(seed)
-    data = {"x": rng.normal(size=(n, features)).astype(np.float32),
-            "y": rng.normal(size=(n, 1)).astype(np.float32)}
+    data = {
+        "x": rng.normal(size=(n, features)).astype(np.float32),
+        "y": rng.normal(size=(n, 1)).astype(np.float32),
+    }
     return data, lr.init_params(jax.random.key(seed), features, 1)
 
 
 def test_fit_epochs_equals_keras_fit_on_the_same_batches(keras):
-    """The seed: 100 rows, Dense(1), SGD 0.01, MSE, 100 epochs of batch 32, same init, same order."""
+    """The seed: 100 rows, Dense(1), SGD 0.01, MSE, 100 epochs of batch 32, same init and order."""
     epochs, batch_size = 100, 32
     data = lr.make_data(42)
     init_key, shuffle_key = lr.seed_keys(42)
     params = lr.init_params(init_key)
     order = np.asarray(epoch_orders(shuffle_key, len(data["x"]), epochs))
-    ours = fit_epochs(lr.mse_loss, params, optax.sgd(0.01), data, batch_size=batch_size,
-                      epochs=epochs, order=order)
+    ours = fit_epochs(
+        lr.mse_loss,
+        params,
+        optax.sgd(0.01),
+        data,
+        batch_size=batch_size,
+        epochs=epochs,
+        order=order,
+    )
 
     model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01), loss="mse")
     model.set_weights([np.asarray(params["kernel"]), np.asarray(params["bias"])])
     history = []
     for rows in order:  # Keras's own fit on arrays, fed our per-epoch order
-        history += model.fit(data["x"][rows], data["y"][rows], epochs=1, batch_size=batch_size,
-                             shuffle=False, verbose=0).history["loss"]
+        history += model.fit(
+            data["x"][rows],
+            data["y"][rows],
+            epochs=1,
+            batch_size=batch_size,
+            shuffle=False,
+            verbose=0,
+        ).history["loss"]
     kernel, bias = model.get_weights()
 
     np.testing.assert_allclose(np.asarray(ours.params["kernel"]), kernel, atol=1e-5)
     np.testing.assert_allclose(np.asarray(ours.params["bias"]), bias, atol=1e-5)
     np.testing.assert_allclose(np.asarray(ours.losses), history, atol=1e-6)
     ours_mse = float(lr.mse_loss(ours.params, data))
-    assert abs(ours_mse - model.evaluate(data["x"], data["y"], batch_size=batch_size, verbose=0)) < 1e-5
-    np.testing.assert_allclose(np.asarray(lr.predict(ours.params, data["x"])),
-                               model.predict(data["x"], verbose=0), atol=1e-5)
+    assert (
+        abs(ours_mse - model.evaluate(data["x"], data["y"], batch_size=batch_size, verbose=0))
+        < 1e-5
+    )
+    np.testing.assert_allclose(
+        np.asarray(lr.predict(ours.params, data["x"])),
+        model.predict(data["x"], verbose=0),
+        atol=1e-5,
+    )
     assert ours_mse < history[0]  # it learned something
 
 
@@ -74,10 +95,10 @@ def numpy_sgd(data, params, order, batch_size, learning_rate):
     for rows in order:
         losses, sizes = [], []
         for start in range(0, len(rows), batch_size):
-            idx = rows[start:start + batch_size]
+            idx = rows[start : start + batch_size]
             x, y = data["x"][idx].astype(np.float64), data["y"][idx].astype(np.float64)
             residual = x @ w + b - y  # (batch, 1)
-            losses.append(np.mean(residual ** 2))
+            losses.append(np.mean(residual**2))
             sizes.append(len(idx))
             w = w - learning_rate * 2 * x.T @ residual / residual.size
             b = b - learning_rate * 2 * residual.sum(0) / residual.size
@@ -89,7 +110,9 @@ def numpy_sgd(data, params, order, batch_size, learning_rate):
 def test_ragged_last_batch_is_weighted_like_keras():
     data, params = tiny_problem(n=10)  # batches of 4, 4, 2
     order = np.asarray(epoch_orders(jax.random.key(3), 10, 3))
-    result = fit_epochs(lr.mse_loss, params, optax.sgd(0.1), data, batch_size=4, epochs=3, order=order)
+    result = fit_epochs(
+        lr.mse_loss, params, optax.sgd(0.1), data, batch_size=4, epochs=3, order=order
+    )
     expected, weighted, plain = numpy_sgd(data, params, order, 4, 0.1)
     chex.assert_trees_all_close(jax.tree.map(np.asarray, result.params), expected, atol=1e-5)
     np.testing.assert_allclose(np.asarray(result.losses), weighted, rtol=1e-5)
@@ -98,8 +121,18 @@ def test_ragged_last_batch_is_weighted_like_keras():
 
 def test_jit_equals_no_jit():
     data, params = tiny_problem(n=7)
-    run = lambda: fit_epochs(lr.mse_loss, params, optax.sgd(0.05, momentum=0.9), data,  # noqa: E731
-                             batch_size=3, epochs=2, key=jax.random.key(1))
+
+    def run():
+        return fit_epochs(
+            lr.mse_loss,
+            params,
+            optax.sgd(0.05, momentum=0.9),
+            data,
+            batch_size=3,
+            epochs=2,
+            key=jax.random.key(1),
+        )
+
     jitted = run()
     with jax.disable_jit():
         eager = run()
@@ -116,11 +149,20 @@ def test_every_epoch_batches_a_fresh_permutation_of_all_rows():
 
     data = {"row": np.arange(n, dtype=np.int32), "value": np.ones(n, np.float32)}
     key = jax.random.key(7)
-    result = fit_epochs(loss_fn, jnp.float32(1.0), optax.sgd(0.01), data, batch_size=batch_size,
-                        epochs=epochs, key=key)
+    result = fit_epochs(
+        loss_fn,
+        jnp.float32(1.0),
+        optax.sgd(0.01),
+        data,
+        batch_size=batch_size,
+        epochs=epochs,
+        key=key,
+    )
     jax.block_until_ready(result)
     jax.effects_barrier()
-    assert [len(rows) for rows in seen] == batch_sizes(n, batch_size) * epochs == [32, 32, 32, 4] * 3
+    assert (
+        [len(rows) for rows in seen] == batch_sizes(n, batch_size) * epochs == [32, 32, 32, 4] * 3
+    )
     per_epoch = np.concatenate(seen).reshape(epochs, n)
     for rows in per_epoch:
         np.testing.assert_array_equal(np.sort(rows), np.arange(n))  # every row exactly once
@@ -139,13 +181,25 @@ def test_orders_key_shuffle_and_resuming_agree():
 
     order = np.asarray(epoch_orders(key, 10, 4))
     first = fit(params, epochs=2, order=order[:2])
-    resumed = fit_epochs(lr.mse_loss, first.params, opt, data, batch_size=4, epochs=2,
-                         order=order[2:], opt_state=first.opt_state)
+    resumed = fit_epochs(
+        lr.mse_loss,
+        first.params,
+        opt,
+        data,
+        batch_size=4,
+        epochs=2,
+        order=order[2:],
+        opt_state=first.opt_state,
+    )
     chex.assert_trees_all_close(resumed.params, by_key.params, atol=1e-6)
-    np.testing.assert_allclose(np.concatenate([first.losses, resumed.losses]), by_key.losses, atol=1e-6)
+    np.testing.assert_allclose(
+        np.concatenate([first.losses, resumed.losses]), by_key.losses, atol=1e-6
+    )
 
     unshuffled = fit(params, epochs=2, shuffle=False)
-    chex.assert_trees_all_close(unshuffled, fit(params, epochs=2, order=np.tile(np.arange(10), (2, 1))))
+    chex.assert_trees_all_close(
+        unshuffled, fit(params, epochs=2, order=np.tile(np.arange(10), (2, 1)))
+    )
 
 
 def test_fit_epochs_rejects_bad_arguments():
@@ -158,8 +212,15 @@ def test_fit_epochs_rejects_bad_arguments():
     with pytest.raises(ValueError, match="batch_size"):
         fit(batch_size=0, epochs=1, shuffle=False)
     with pytest.raises(ValueError, match="rows"):
-        fit_epochs(lr.mse_loss, params, optax.sgd(0.1), {"x": data["x"], "y": data["y"][:9]},
-                   batch_size=4, epochs=1, shuffle=False)
+        fit_epochs(
+            lr.mse_loss,
+            params,
+            optax.sgd(0.1),
+            {"x": data["x"], "y": data["y"][:9]},
+            batch_size=4,
+            epochs=1,
+            shuffle=False,
+        )
 
 
 def test_experiment_script_end_to_end(tmp_path, capsys):
@@ -192,6 +253,13 @@ def test_sgd_approaches_the_least_squares_optimum():
     data = lr.make_data(42)
     optimum = float(lr.least_squares_mse(data["x"], data["y"]))
     for batch_size, learning_rate, tolerance in ((100, 0.1, 1e-4), (32, 0.02, 5e-3)):
-        result = fit_epochs(lr.mse_loss, lr.init_params(jax.random.key(42)), optax.sgd(learning_rate),
-                            data, batch_size=batch_size, epochs=2000, key=jax.random.key(0))
+        result = fit_epochs(
+            lr.mse_loss,
+            lr.init_params(jax.random.key(42)),
+            optax.sgd(learning_rate),
+            data,
+            batch_size=batch_size,
+            epochs=2000,
+            key=jax.random.key(0),
+        )
         assert optimum - 1e-6 <= float(lr.mse_loss(result.params, data)) < optimum + tolerance

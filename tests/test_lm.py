@@ -18,16 +18,31 @@ TINY = GPTConfig(block_size=32, n_layer=1, n_head=2, n_embd=32, dropout=0.1)
 
 def tiny_config(tmp_path, *, steps=8, eval_every=4, log_every=2, **kw):
     loop = LoopConfig(num_steps=steps, eval_every=eval_every, log_every=log_every, progress=False)
-    base = dict(name="run", out_dir=str(tmp_path), batch_size=8, eval_batches=2, sample_tokens=0,
-                model=TINY, optimizer=OptimizerConfig(learning_rate=3e-3, warmup_steps=2), loop=loop)
+    base = dict(
+        name="run",
+        out_dir=str(tmp_path),
+        batch_size=8,
+        eval_batches=2,
+        sample_tokens=0,
+        model=TINY,
+        optimizer=OptimizerConfig(learning_rate=3e-3, warmup_steps=2),
+        loop=loop,
+    )
     return LMConfig(**(base | kw))
 
 
 def test_training_reduces_validation_loss_on_real_text(tmp_path):
-    config = tiny_config(tmp_path, steps=200, batch_size=16, eval_every=100, eval_batches=8,
-                         log_every=20, sample_tokens=20,
-                         model=GPTConfig(block_size=64, n_layer=2, n_head=2, n_embd=64),
-                         optimizer=OptimizerConfig(learning_rate=3e-3, warmup_steps=20, decay_steps=-1))
+    config = tiny_config(
+        tmp_path,
+        steps=200,
+        batch_size=16,
+        eval_every=100,
+        eval_batches=8,
+        log_every=20,
+        sample_tokens=20,
+        model=GPTConfig(block_size=64, n_layer=2, n_head=2, n_embd=64),
+        optimizer=OptimizerConfig(learning_rate=3e-3, warmup_steps=20, decay_steps=-1),
+    )
     run = train_lm(config)
     assert run.before["loss"] > 4.0  # ~log(vocab) at initialisation
     assert run.after["loss"] < 0.62 * run.before["loss"], (run.before, run.after)
@@ -36,7 +51,10 @@ def test_training_reduces_validation_loss_on_real_text(tmp_path):
     assert records[-1]["step"] == 200 and "val_loss" in records[-1]
     assert (run.run_dir / "loss.png").stat().st_size > 10_000
     saved = json.loads((run.run_dir / "config.json").read_text())
-    assert saved["model"]["vocab_size"] == run.tokenizer.vocab_size and saved["optimizer"]["decay_steps"] == 180
+    assert (
+        saved["model"]["vocab_size"] == run.tokenizer.vocab_size
+        and saved["optimizer"]["decay_steps"] == 180
+    )
     assert len(run.sample) > 0 and (run.run_dir / "sample.txt").exists()
 
 
@@ -47,7 +65,9 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     chex.assert_trees_all_close(resumed.state.params, full.state.params, atol=1e-6, rtol=1e-6)
     records = lambda run: read_metrics(run.run_dir / "metrics.jsonl")  # noqa: E731
     assert [r["step"] for r in records(resumed)] == [r["step"] for r in records(full)]
-    assert [r["loss"] for r in records(resumed)] == pytest.approx([r["loss"] for r in records(full)], rel=1e-6)
+    assert [r["loss"] for r in records(resumed)] == pytest.approx(
+        [r["loss"] for r in records(full)], rel=1e-6
+    )
 
 
 @pytest.mark.multidevice
@@ -59,7 +79,9 @@ def test_run_resumed_under_another_layout_equals_uninterrupted_run(tmp_path):
     mesh = ParallelConfig(mode="mesh", data=4, fsdp=2)
     pmap = ParallelConfig(mode="pmap", devices=4, microbatches=2)
     train_lm(tiny_config(tmp_path, name="split", steps=4, model=model, parallel=mesh))
-    resumed = train_lm(tiny_config(tmp_path, name="split", steps=8, model=model, resume=True, parallel=pmap))
+    resumed = train_lm(
+        tiny_config(tmp_path, name="split", steps=8, model=model, resume=True, parallel=pmap)
+    )
     chex.assert_trees_all_close(resumed.state.params, full.state.params, atol=1e-5, rtol=1e-5)
     assert resumed.after["loss"] == pytest.approx(full.after["loss"], abs=1e-5)
 
@@ -79,8 +101,12 @@ def test_resume_with_other_model_settings_is_refused(tmp_path):
 
 def test_tokenizer_that_does_not_match_the_checkpoint_is_refused(tmp_path):
     run = train_lm(tiny_config(tmp_path, steps=2))
-    train_tokenizer("char", ["a different alphabet entirely\n"]).save(run.run_dir / "tokenizer.json")
-    with pytest.raises(CheckpointError, match="does not match the one the checkpoint was trained with"):
+    train_tokenizer("char", ["a different alphabet entirely\n"]).save(
+        run.run_dir / "tokenizer.json"
+    )
+    with pytest.raises(
+        CheckpointError, match="does not match the one the checkpoint was trained with"
+    ):
         train_lm(tiny_config(tmp_path, steps=4, resume=True))
 
 
@@ -96,7 +122,9 @@ def test_unknown_config_key_in_a_saved_config_is_refused(tmp_path):
 
 def test_missing_and_empty_corpora(tmp_path):
     with pytest.raises(FileNotFoundError, match="no_such_corpus"):
-        train_lm(tiny_config(tmp_path, data=DataConfig(corpus=str(tmp_path / "no_such_corpus.txt"))))
+        train_lm(
+            tiny_config(tmp_path, data=DataConfig(corpus=str(tmp_path / "no_such_corpus.txt")))
+        )
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "blank.txt").write_text("  \n\n ")
@@ -120,8 +148,13 @@ def test_default_run_learns_english_shaped_text(tmp_path):
     """The `make demo` run (the recipe's defaults, ~2 min): validation loss below 2.0 nats/char
     (uniform over the alphabet is ~4.6)."""
     defaults = LMConfig()
-    run = train_lm(LMConfig(out_dir=str(tmp_path), sample_tokens=50,
-                            loop=dataclasses.replace(defaults.loop, progress=False)))
+    run = train_lm(
+        LMConfig(
+            out_dir=str(tmp_path),
+            sample_tokens=50,
+            loop=dataclasses.replace(defaults.loop, progress=False),
+        )
+    )
     assert run.before["loss"] > 4.5
     assert run.after["loss"] < 2.0, run.after
     assert run.test["loss"] < 2.4, run.test

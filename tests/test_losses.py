@@ -16,7 +16,9 @@ def np_log_softmax(x):
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**16), vocab=st.integers(2, 9), smoothing=st.sampled_from([0.0, 0.1, 0.3]))
+@given(
+    seed=st.integers(0, 2**16), vocab=st.integers(2, 9), smoothing=st.sampled_from([0.0, 0.1, 0.3])
+)
 def test_cross_entropy_matches_numpy_with_mask_and_smoothing(seed, vocab, smoothing):
     rng = np.random.default_rng(seed)
     logits = rng.normal(size=(3, 5, vocab)).astype(np.float32) * 3
@@ -28,18 +30,24 @@ def test_cross_entropy_matches_numpy_with_mask_and_smoothing(seed, vocab, smooth
     expected = (per_token * mask).sum() / mask.sum()
     got = cross_entropy(logits, targets, mask, label_smoothing=smoothing)
     np.testing.assert_allclose(got, expected, rtol=1e-5)
-    optax_ref = optax.softmax_cross_entropy(logits, optax.smooth_labels(np.eye(vocab)[targets], smoothing))
+    optax_ref = optax.softmax_cross_entropy(
+        logits, optax.smooth_labels(np.eye(vocab)[targets], smoothing)
+    )
     np.testing.assert_allclose(got, (optax_ref * mask).sum() / mask.sum(), rtol=1e-5)
 
 
 def test_cross_entropy_gradient_is_softmax_minus_onehot():
     logits = jnp.array([[2.0, -1.0, 0.5]])
     grad = jax.grad(lambda z: cross_entropy(z, jnp.array([2])))(logits)
-    np.testing.assert_allclose(grad, jax.nn.softmax(logits) - jnp.array([[0.0, 0.0, 1.0]]), atol=1e-6)
+    np.testing.assert_allclose(
+        grad, jax.nn.softmax(logits) - jnp.array([[0.0, 0.0, 1.0]]), atol=1e-6
+    )
 
 
 def test_fully_masked_batch_gives_zero_not_nan():
-    assert float(cross_entropy(jnp.zeros((2, 3, 4)), jnp.zeros((2, 3), int), jnp.zeros((2, 3)))) == 0.0
+    assert (
+        float(cross_entropy(jnp.zeros((2, 3, 4)), jnp.zeros((2, 3), int), jnp.zeros((2, 3)))) == 0.0
+    )
     assert float(masked_mean(jnp.ones(3), jnp.zeros(3))) == 0.0
 
 
@@ -51,4 +59,6 @@ def test_mse_matches_numpy(seed):
     mask = rng.random((4, 3)) < 0.5
     np.testing.assert_allclose(mean_squared_error(a, b), ((a - b) ** 2).mean(), rtol=1e-5)
     if mask.any():
-        np.testing.assert_allclose(mean_squared_error(a, b, mask), ((a - b) ** 2)[mask].mean(), rtol=1e-5)
+        np.testing.assert_allclose(
+            mean_squared_error(a, b, mask), ((a - b) ** 2)[mask].mean(), rtol=1e-5
+        )

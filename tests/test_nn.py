@@ -29,8 +29,13 @@ ATTEND = {"jax": dot_product_attention, "cpu_blocked": blocked_dot_product_atten
 
 
 @settings(max_examples=8, deadline=None)
-@given(batch=st.integers(1, 3), seq=st.integers(1, 5), features=st.integers(1, 9),
-       bias=st.booleans(), layout=st.sampled_from(["in_out", "out_in"]))
+@given(
+    batch=st.integers(1, 3),
+    seq=st.integers(1, 5),
+    features=st.integers(1, 9),
+    bias=st.booleans(),
+    layout=st.sampled_from(["in_out", "out_in"]),
+)
 @example(batch=2, seq=3, features=2, bias=True, layout="out_in")  # narrowing, stored [out, in]
 @example(batch=2, seq=3, features=9, bias=False, layout="in_out")
 def test_flattened_dense_equals_flax_dense(batch, seq, features, bias, layout):
@@ -51,12 +56,17 @@ def test_flattened_dense_equals_flax_dense(batch, seq, features, bias, layout):
     def loss(module):
         return lambda p, x: jnp.sum(jnp.sin(module.apply({"params": p}, x)))
 
-    chex.assert_trees_all_close(ours.apply({"params": params}, x),
-                                ref.apply({"params": ref_params}, x), atol=1e-5, rtol=1e-5)
+    chex.assert_trees_all_close(
+        ours.apply({"params": params}, x),
+        ref.apply({"params": ref_params}, x),
+        atol=1e-5,
+        rtol=1e-5,
+    )
     ours_grads = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(params, x)
     ref_grads = jax.grad(loss(ref), argnums=(0, 1))(ref_params, x)
-    chex.assert_trees_all_close(ours_grads, (to_ours(ref_grads[0]), ref_grads[1]),
-                                atol=1e-5, rtol=1e-5)
+    chex.assert_trees_all_close(
+        ours_grads, (to_ours(ref_grads[0]), ref_grads[1]), atol=1e-5, rtol=1e-5
+    )
     assert np.asarray(ours.apply({"params": params}, x)).shape == (batch, seq, features)
 
 
@@ -92,8 +102,9 @@ def assert_matches_reference(ours, expected, atol=1e-5):
     ours = np.asarray(ours)
     defined = np.isfinite(expected)
     assert np.all(np.isfinite(ours)), "a fully masked query must get a finite output, never NaN"
-    np.testing.assert_allclose(np.where(defined, ours, 0.0), np.where(defined, expected, 0.0),
-                               atol=atol, rtol=1e-5)
+    np.testing.assert_allclose(
+        np.where(defined, ours, 0.0), np.where(defined, expected, 0.0), atol=atol, rtol=1e-5
+    )
 
 
 def random_qkv(batch, q_len, k_len, heads, dim, seed=0):
@@ -104,25 +115,50 @@ def random_qkv(batch, q_len, k_len, heads, dim, seed=0):
 
 
 @settings(max_examples=12, deadline=None)
-@given(implementation=st.sampled_from(ATTENTION_IMPLEMENTATIONS), batch=st.integers(1, 3),
-       q_len=st.integers(1, 5), k_len=st.integers(1, 5), heads=st.integers(1, 2),
-       causal=st.booleans(), mask_kind=st.sampled_from(["none", "padding", "full"]),
-       seed=st.integers(0, 2**16))
-@example(implementation="jax", batch=2, q_len=3, k_len=3, heads=2, causal=True,
-         mask_kind="padding", seed=1)
-@example(implementation="cpu_blocked", batch=2, q_len=3, k_len=3, heads=2, causal=True,
-         mask_kind="padding", seed=1)
-def test_attention_equals_a_numpy_reference(implementation, batch, q_len, k_len, heads, causal,
-                                            mask_kind, seed):
+@given(
+    implementation=st.sampled_from(ATTENTION_IMPLEMENTATIONS),
+    batch=st.integers(1, 3),
+    q_len=st.integers(1, 5),
+    k_len=st.integers(1, 5),
+    heads=st.integers(1, 2),
+    causal=st.booleans(),
+    mask_kind=st.sampled_from(["none", "padding", "full"]),
+    seed=st.integers(0, 2**16),
+)
+@example(
+    implementation="jax",
+    batch=2,
+    q_len=3,
+    k_len=3,
+    heads=2,
+    causal=True,
+    mask_kind="padding",
+    seed=1,
+)
+@example(
+    implementation="cpu_blocked",
+    batch=2,
+    q_len=3,
+    k_len=3,
+    heads=2,
+    causal=True,
+    mask_kind="padding",
+    seed=1,
+)
+def test_attention_equals_a_numpy_reference(
+    implementation, batch, q_len, k_len, heads, causal, mask_kind, seed
+):
     """Both implementations, jitted or not, against float64 numpy: no mask, per-row key padding
     (some rows fully padded) or an arbitrary [batch, heads, q_len, k_len] mask; causal or not."""
     k_len = q_len if causal else k_len
     q, k, v = random_qkv(batch, q_len, k_len, heads, 4, seed)
     rng = np.random.default_rng(seed)
     lengths = rng.integers(0, k_len + 1, (batch, 1))  # 0: a fully padded row
-    mask = {"none": None,
-            "padding": padding_mask(np.arange(k_len)[None, :] < lengths),
-            "full": jnp.asarray(rng.random((batch, heads, q_len, k_len)) < 0.6)}[mask_kind]
+    mask = {
+        "none": None,
+        "padding": padding_mask(np.arange(k_len)[None, :] < lengths),
+        "full": jnp.asarray(rng.random((batch, heads, q_len, k_len)) < 0.6),
+    }[mask_kind]
     expected = numpy_attention(q, k, v, mask, causal=causal)
     attend = ATTEND[implementation]
     assert_matches_reference(attend(q, k, v, mask, causal=causal), expected)
@@ -161,10 +197,12 @@ def test_blocked_causal_attention_equals_the_reference_across_query_blocks(seq):
     def loss(attend):
         def real_queries_loss(q, k, v):
             return jnp.sum(jnp.where(keep, jnp.sin(attend(q, k, v, mask, causal=True)), 0.0))
+
         return real_queries_loss
 
-    blocked_grads = jax.jit(jax.grad(loss(blocked_dot_product_attention),
-                                     argnums=(0, 1, 2)))(q, k, v)
+    blocked_grads = jax.jit(jax.grad(loss(blocked_dot_product_attention), argnums=(0, 1, 2)))(
+        q, k, v
+    )
     portable_grads = jax.grad(loss(dot_product_attention), argnums=(0, 1, 2))(q, k, v)
     chex.assert_trees_all_close(blocked_grads, portable_grads, atol=1e-5, rtol=1e-5)
 
@@ -181,21 +219,33 @@ def test_row_groups_change_nothing(row_groups):
     def loss(groups, dropout):
         def attend(q, k, v):
             out = blocked_dot_product_attention(
-                q, k, v, padding_mask(valid), causal=True, dropout_rate=0.25,
-                dropout_rng=jax.random.key(9), deterministic=not dropout, row_groups=groups)
+                q,
+                k,
+                v,
+                padding_mask(valid),
+                causal=True,
+                dropout_rate=0.25,
+                dropout_rng=jax.random.key(9),
+                deterministic=not dropout,
+                row_groups=groups,
+            )
             return jnp.sum(jnp.where(keep, jnp.sin(out), 0.0)), out
+
         return attend
 
     value_and_grads = lambda groups: jax.value_and_grad(  # noqa: E731
-        loss(groups, True), argnums=(0, 1, 2), has_aux=True)
+        loss(groups, True), argnums=(0, 1, 2), has_aux=True
+    )
     (_, grouped), grouped_grads = jax.jit(value_and_grads(row_groups))(q, k, v)
     (_, whole), whole_grads = value_and_grads(1)(q, k, v)
-    chex.assert_trees_all_close(jnp.where(keep, grouped, 0), jnp.where(keep, whole, 0),
-                                atol=1e-6, rtol=1e-6)
+    chex.assert_trees_all_close(
+        jnp.where(keep, grouped, 0), jnp.where(keep, whole, 0), atol=1e-6, rtol=1e-6
+    )
     chex.assert_trees_all_close(grouped_grads, whole_grads, atol=1e-6, rtol=1e-6)
     _, without_dropout = jax.jit(loss(row_groups, False))(q, k, v)
-    assert_matches_reference(without_dropout,
-                             numpy_attention(q, k, v, padding_mask(valid), causal=True))
+    assert_matches_reference(
+        without_dropout, numpy_attention(q, k, v, padding_mask(valid), causal=True)
+    )
 
 
 def test_row_groups_must_be_positive():
@@ -213,8 +263,16 @@ def test_dropout_is_a_function_of_the_key(implementation, causal):
     mask = padding_mask(jnp.array([[True] * 5, [True, True, True, False, False]]))
 
     def attend(key, deterministic=False, rate=0.5):
-        return ATTEND[implementation](q, k, v, mask, causal=causal, dropout_rate=rate,
-                                      dropout_rng=key, deterministic=deterministic)
+        return ATTEND[implementation](
+            q,
+            k,
+            v,
+            mask,
+            causal=causal,
+            dropout_rate=rate,
+            dropout_rng=key,
+            deterministic=deterministic,
+        )
 
     first = attend(jax.random.key(1))
     chex.assert_trees_all_equal(first, attend(jax.random.key(1)))
@@ -231,10 +289,12 @@ def test_portable_dropout_equals_the_reference_with_its_documented_draw():
     q, k, v = random_qkv(2, 4, 4, 2, 4)
     key, rate = jax.random.key(3), 0.3
     keep = jax.random.bernoulli(key, 1.0 - rate, (2, 2, 4, 4))
-    ours = dot_product_attention(q, k, v, causal=True, dropout_rate=rate, dropout_rng=key,
-                                 deterministic=False)
-    assert_matches_reference(ours, numpy_attention(q, k, v, causal=True, keep=keep,
-                                                   dropout_rate=rate))
+    ours = dot_product_attention(
+        q, k, v, causal=True, dropout_rate=rate, dropout_rng=key, deterministic=False
+    )
+    assert_matches_reference(
+        ours, numpy_attention(q, k, v, causal=True, keep=keep, dropout_rate=rate)
+    )
 
 
 @pytest.mark.parametrize("implementation", ATTENTION_IMPLEMENTATIONS)
@@ -242,10 +302,10 @@ def test_causal_attention_future_keys_never_matter(implementation):
     """Changing keys and values after position t leaves every output up to t unchanged."""
     seq, t = 192, 70
     q, k, v = random_qkv(1, seq, seq, 2, 8)
-    k2 = k.at[:, t + 1:].set(jax.random.normal(jax.random.key(7), (1, seq - t - 1, 2, 8)))
-    v2 = v.at[:, t + 1:].multiply(-3.0)
+    k2 = k.at[:, t + 1 :].set(jax.random.normal(jax.random.key(7), (1, seq - t - 1, 2, 8)))
+    v2 = v.at[:, t + 1 :].multiply(-3.0)
     attend = jax.jit(lambda q, k, v: ATTEND[implementation](q, k, v, causal=True))
-    chex.assert_trees_all_close(attend(q, k, v)[:, :t + 1], attend(q, k2, v2)[:, :t + 1])
+    chex.assert_trees_all_close(attend(q, k, v)[:, : t + 1], attend(q, k2, v2)[:, : t + 1])
 
 
 @pytest.mark.parametrize("implementation", ATTENTION_IMPLEMENTATIONS)
@@ -262,8 +322,13 @@ def _as_cache(k: jax.Array, v: jax.Array) -> KVCache:
 
 
 @settings(max_examples=10, deadline=None)
-@given(batch=st.integers(1, 3), heads=st.integers(1, 3), q_len=st.integers(1, 4),
-       max_len=st.integers(4, 9), dropout=st.booleans())
+@given(
+    batch=st.integers(1, 3),
+    heads=st.integers(1, 3),
+    q_len=st.integers(1, 4),
+    max_len=st.integers(4, 9),
+    dropout=st.booleans(),
+)
 @example(batch=1, heads=4, q_len=1, max_len=9, dropout=False)  # one decoding step at batch 1
 def test_cached_attention_equals_the_reference(batch, heads, q_len, max_len, dropout):
     """Attention over the cache's rows is attention over the same keys and values, with a
@@ -277,8 +342,9 @@ def test_cached_attention_equals_the_reference(batch, heads, q_len, max_len, dro
     if dropout:
         keep = jax.random.bernoulli(key, 1.0 - rate, (batch, heads, q_len, max_len))
     expected = numpy_attention(q, k, v, mask, keep=keep, dropout_rate=rate)
-    settings_ = dict(dropout_rate=rate if dropout else 0.0, dropout_rng=key,
-                     deterministic=not dropout)
+    settings_ = dict(
+        dropout_rate=rate if dropout else 0.0, dropout_rng=key, deterministic=not dropout
+    )
     jitted = jax.jit(cached_attention, static_argnames=("dropout_rate", "deterministic"))
     for attend in (cached_attention, jitted):
         ours = attend(q, _as_cache(k, v), mask, **settings_)
@@ -309,16 +375,22 @@ def test_attention_layer_implementations_agree_and_unknown_ones_are_rejected():
     mask = padding_mask(jnp.arange(6)[None, :] < jnp.array([[6], [4], [2]]))
     real = np.asarray(mask)[:, 0, 0, :, None, None].squeeze(-1)  # (B, T, 1): the unpadded queries
     portable = MultiHeadAttention(num_heads=2, rotary=True)
-    blocked = MultiHeadAttention(num_heads=2, rotary=True, implementation="cpu_blocked",
-                                 row_groups=2)
+    blocked = MultiHeadAttention(
+        num_heads=2, rotary=True, implementation="cpu_blocked", row_groups=2
+    )
     cases = [((x,), dict(mask=mask, causal=True), real), ((x, context), {}, True)]
     for args, inputs, where in cases:
         params = portable.init(jax.random.key(2), *args, **inputs)
         ours = jax.jit(lambda p, a=args, i=inputs: blocked.apply(p, *a, **i))(params)[0]
         theirs = portable.apply(params, *args, **inputs)[0]
         np.testing.assert_allclose(np.where(where, ours, 0), np.where(where, theirs, 0), atol=1e-5)
-    with pytest.raises(ValueError, match=r"unknown attention implementation 'flash'; choose one of "
-                                         r"\['jax', 'cpu_blocked'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown attention implementation 'flash'; choose one of "
+        r"\['jax', 'cpu_blocked'\]",
+    ):
         MultiHeadAttention(num_heads=2, implementation="flash").init(jax.random.key(0), x)
-    with pytest.raises(ValueError, match="row_groups=2 applies to implementation='cpu_blocked' only"):
+    with pytest.raises(
+        ValueError, match="row_groups=2 applies to implementation='cpu_blocked' only"
+    ):
         MultiHeadAttention(num_heads=2, row_groups=2).init(jax.random.key(0), x)

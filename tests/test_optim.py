@@ -9,8 +9,11 @@ import pytest
 from jaxllm.config import ConfigError
 from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer, weight_decay_mask
 
-PARAMS = {"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones((2,))},
-          "ln": {"scale": jnp.ones((2,))}, "embed": jnp.ones((4, 2))}
+PARAMS = {
+    "dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones((2,))},
+    "ln": {"scale": jnp.ones((2,))},
+    "embed": jnp.ones((4, 2)),
+}
 
 
 def one_update(config, grads, params=PARAMS):
@@ -27,7 +30,9 @@ def test_decay_mask_skips_norms_and_biases():
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
 def test_weight_decay_only_on_matrices(name):
     zero_grads = jax.tree.map(jnp.zeros_like, PARAMS)
-    cfg = OptimizerConfig(name=name, learning_rate=0.1, weight_decay=0.5, grad_clip=0.0, momentum=0.0)
+    cfg = OptimizerConfig(
+        name=name, learning_rate=0.1, weight_decay=0.5, grad_clip=0.0, momentum=0.0
+    )
     new = one_update(cfg, zero_grads)
     np.testing.assert_array_equal(new["dense"]["bias"], PARAMS["dense"]["bias"])
     np.testing.assert_array_equal(new["ln"]["scale"], PARAMS["ln"]["scale"])
@@ -36,14 +41,18 @@ def test_weight_decay_only_on_matrices(name):
 
 def test_plain_sgd_is_gradient_descent():
     grads = jax.tree.map(lambda p: 0.5 * jnp.ones_like(p), PARAMS)
-    cfg = OptimizerConfig(name="sgd", learning_rate=0.1, momentum=0.0, weight_decay=0.0, grad_clip=0.0)
+    cfg = OptimizerConfig(
+        name="sgd", learning_rate=0.1, momentum=0.0, weight_decay=0.0, grad_clip=0.0
+    )
     new = one_update(cfg, grads)
     jax.tree.map(lambda n, p: np.testing.assert_allclose(n, p - 0.1 * 0.5, rtol=1e-6), new, PARAMS)
 
 
 def test_clipping_bounds_the_global_norm():
     grads = jax.tree.map(lambda p: 100.0 * jnp.ones_like(p), PARAMS)
-    cfg = OptimizerConfig(name="sgd", learning_rate=1.0, momentum=0.0, weight_decay=0.0, grad_clip=1.0)
+    cfg = OptimizerConfig(
+        name="sgd", learning_rate=1.0, momentum=0.0, weight_decay=0.0, grad_clip=1.0
+    )
     new = one_update(cfg, grads)
     step = jax.tree.map(lambda n, p: p - n, new, PARAMS)
     np.testing.assert_allclose(optax.tree.norm(step), 1.0, rtol=1e-5)
@@ -61,8 +70,10 @@ def test_warmup_cosine_schedule():
     assert all(float(lr(s)) >= float(lr(s + 1)) for s in range(10, 120))
 
 
-@pytest.mark.parametrize("kwargs", [{"name": "rmsprop"}, {"learning_rate": 0.0}, {"min_lr_ratio": 2.0},
-                                    {"weight_decay": -1.0}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"name": "rmsprop"}, {"learning_rate": 0.0}, {"min_lr_ratio": 2.0}, {"weight_decay": -1.0}],
+)
 def test_bad_optimizer_config(kwargs):
     with pytest.raises(ConfigError):
         OptimizerConfig(**kwargs)
@@ -82,8 +93,9 @@ def test_default_sgd_and_adam_are_plain():
     # second step longer, and L2 would move the matrices more than the biases.
     grads = jax.tree.map(lambda p: 3.0 * jnp.ones_like(p), PARAMS)
     sgd = _updated_twice(OptimizerConfig(name="sgd", learning_rate=0.01), grads)
-    for new, p, g in zip(jax.tree.leaves(sgd), jax.tree.leaves(PARAMS), jax.tree.leaves(grads),
-                         strict=True):
+    for new, p, g in zip(
+        jax.tree.leaves(sgd), jax.tree.leaves(PARAMS), jax.tree.leaves(grads), strict=True
+    ):
         np.testing.assert_allclose(new, np.asarray(p) - 2 * 0.01 * np.asarray(g), rtol=1e-6)
     adam = _updated_twice(OptimizerConfig(name="adam", learning_rate=0.01), grads)
     for new, p in zip(jax.tree.leaves(adam), jax.tree.leaves(PARAMS), strict=True):

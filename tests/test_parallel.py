@@ -57,8 +57,13 @@ def gpt_problem():
     loss_fn = language_model_loss(GPT(GPT_CONFIG))
     params = init_params(GPT_CONFIG, jax.random.key(0))
     rng = np.random.default_rng(0)
-    batches = [{"inputs": rng.integers(0, 32, (16, 16)).astype(np.int32),
-                "targets": rng.integers(0, 32, (16, 16)).astype(np.int32)} for _ in range(STEPS)]
+    batches = [
+        {
+            "inputs": rng.integers(0, 32, (16, 16)).astype(np.int32),
+            "targets": rng.integers(0, 32, (16, 16)).astype(np.int32),
+        }
+        for _ in range(STEPS)
+    ]
     return loss_fn, params, batches
 
 
@@ -71,8 +76,13 @@ def mlp_problem():
         return loss, {"loss": loss, "tokens": jnp.asarray(batch["x"].shape[0], jnp.float32)}
 
     rng = np.random.default_rng(1)
-    batches = [{"x": rng.normal(size=(32, 8)).astype(np.float32),
-                "y": rng.normal(size=(32, 8)).astype(np.float32)} for _ in range(STEPS)]
+    batches = [
+        {
+            "x": rng.normal(size=(32, 8)).astype(np.float32),
+            "y": rng.normal(size=(32, 8)).astype(np.float32),
+        }
+        for _ in range(STEPS)
+    ]
     return loss_fn, model.init(jax.random.key(2), batches[0]["x"])["params"], batches
 
 
@@ -99,12 +109,14 @@ PROBLEMS = {"gpt": gpt_problem, "mlp": mlp_problem}
 def layouts(*names: str) -> list:
     """``names`` as parameters, each layout that spreads over devices marked ``multidevice``
     with the number it uses."""
+
     def param(name):
         config = LAYOUTS[name]
         if config.mode == "none":
             return name
         devices = config.devices or 8
         return pytest.param(name, marks=pytest.mark.multidevice(devices))
+
     return [param(name) for name in names or LAYOUTS]
 
 
@@ -138,7 +150,10 @@ def test_accumulation_weights_micro_batches_by_their_tokens():
             state, metrics = step(state, batch)
         return jax.device_get(layout.plain_state(state)), metrics
 
-    (ref, ref_metrics), (acc, acc_metrics) = run(ParallelConfig()), run(ParallelConfig(microbatches=4))
+    (ref, ref_metrics), (acc, acc_metrics) = (
+        run(ParallelConfig()),
+        run(ParallelConfig(microbatches=4)),
+    )
     chex.assert_trees_all_close(acc.params, ref.params, atol=1e-6, rtol=1e-5)
     assert float(acc_metrics["tokens"]) == float(ref_metrics["tokens"]) == mask.sum()
     assert float(acc_metrics["loss"]) == pytest.approx(float(ref_metrics["loss"]), abs=1e-6)
@@ -147,8 +162,9 @@ def test_accumulation_weights_micro_batches_by_their_tokens():
 @pytest.mark.multidevice
 def test_mesh_shards_weights_along_fsdp_and_replicates_scalars():
     layout = make_layout(ParallelConfig(mode="mesh", data=4, fsdp=2))
-    state = layout.place_state(create_train_state(init_params(GPT_CONFIG, jax.random.key(0)),
-                                                  OPTIMIZER, jax.random.key(1)))
+    state = layout.place_state(
+        create_train_state(init_params(GPT_CONFIG, jax.random.key(0)), OPTIMIZER, jax.random.key(1))
+    )
     kernel = state.params["h_0"]["mlp"]["c_fc"]["kernel"]  # (64, 256): split along the 256
     assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, FSDP_AXIS)
     assert kernel.addressable_shards[0].data.shape == (64, 128)
@@ -162,7 +178,9 @@ def test_mesh_shards_weights_along_fsdp_and_replicates_scalars():
 
 
 @settings(max_examples=30, deadline=None)
-@given(shape=st.lists(st.integers(1, 4096), min_size=0, max_size=3), fsdp=st.sampled_from([1, 2, 4, 8]))
+@given(
+    shape=st.lists(st.integers(1, 4096), min_size=0, max_size=3), fsdp=st.sampled_from([1, 2, 4, 8])
+)
 def test_fsdp_partition_spec_splits_one_divisible_axis(shape, fsdp):
     spec = fsdp_partition_spec(tuple(shape), fsdp)
     sharded = [i for i, axis in enumerate(spec) if axis == FSDP_AXIS]
@@ -233,13 +251,35 @@ def run_workers(tmp_path: Path, *args: str, process_ids=(0, 1), timeout: float =
     """Start the workers ``process_ids`` of a 2-process run on localhost (2 CPU devices each);
     return each one's ``(exit code, output)``."""
     port = free_port()
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
-               JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "",
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-    procs = [subprocess.Popen(
-        [sys.executable, str(WORKER), "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-         "--process-id", str(i), "--out", str(tmp_path), *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in process_ids]
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        JAX_PLATFORMS="cpu",
+        JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "",
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    )
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(WORKER),
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+                "--out",
+                str(tmp_path),
+                *args,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in process_ids
+    ]
     outputs = []
     try:
         for p in procs:
@@ -262,8 +302,10 @@ def test_two_processes_train_like_one_and_their_checkpoint_restores_in_one(tmp_p
     loss_fn, params, batches = gpt_problem()
     full, _ = train((loss_fn, params, batches), ParallelConfig())
     two = dict(np.load(tmp_path / "params.npz"))
-    flat = {"/".join(k.key for k in path): np.asarray(v)
-            for path, v in jax.tree_util.tree_leaves_with_path(full.params)}
+    flat = {
+        "/".join(k.key for k in path): np.asarray(v)
+        for path, v in jax.tree_util.tree_leaves_with_path(full.params)
+    }
     assert two.keys() == flat.keys()
     for name, value in flat.items():
         np.testing.assert_allclose(two[name], value, atol=1e-5, err_msg=name)
@@ -279,7 +321,9 @@ def test_a_coordinator_that_never_answers_times_out_with_a_message(tmp_path):
     results = run_workers(tmp_path, "--init-timeout", "3", process_ids=(1,), timeout=90)
     code, out = results[0]
     assert code != 0
-    assert f"{DistributedInitError.__name__}" in out and "could not join the run" in out, out[-3000:]
+    assert f"{DistributedInitError.__name__}" in out and "could not join the run" in out, out[
+        -3000:
+    ]
 
 
 @pytest.mark.parametrize("layout_name", layouts("pmap-8", "mesh-2x4-accumulate-2"))
@@ -295,10 +339,13 @@ def test_bfloat16_compute_composes_with_every_layout(layout_name):
     state, losses = train((loss_fn, params, batches), LAYOUTS[layout_name])
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state.params))
     np.testing.assert_allclose(losses, ref_losses, atol=1e-2)
+
     # Adam turns tiny gradient differences into full-size steps on a few weights, so compare
     # the whole update: it must point the same way and have the same size.
-    moved = lambda p: np.concatenate([(a - b).ravel() for a, b in  # noqa: E731
-                                      zip(jax.tree.leaves(p), jax.tree.leaves(params), strict=True)])
+    def moved(p):
+        pairs = zip(jax.tree.leaves(p), jax.tree.leaves(params), strict=True)
+        return np.concatenate([(a - b).ravel() for a, b in pairs])
+
     ours, theirs = moved(state.params), moved(ref.params)
     assert np.linalg.norm(ours - theirs) < 0.05 * np.linalg.norm(theirs)
 
@@ -310,5 +357,7 @@ def test_training_never_deletes_the_callers_arrays(layout_name):
     state = create_train_state(params, OPTIMIZER, jax.random.key(1))
     layout = make_layout(LAYOUTS[layout_name])
     placed = layout.place_state(state)
-    layout.train_step(loss_fn, OPTIMIZER, microbatches=LAYOUTS[layout_name].microbatches)(placed, batches[0])
+    layout.train_step(loss_fn, OPTIMIZER, microbatches=LAYOUTS[layout_name].microbatches)(
+        placed, batches[0]
+    )
     assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(state))

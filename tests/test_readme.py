@@ -39,11 +39,19 @@ def run_tour(cwd: Path) -> str:
     blocks = python_blocks(README)
     assert blocks, "README has no python example"
     cache = os.environ.get("JAXLLM_TEST_CACHE", str(ROOT / ".cache" / "jax"))
-    env = os.environ | {"JAX_COMPILATION_CACHE_DIR": cache,
-                        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    env = os.environ | {
+        "JAX_COMPILATION_CACHE_DIR": cache,
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
     env.pop("XLA_FLAGS", None)  # one CPU device, as a reader has
-    done = subprocess.run([sys.executable, "-c", blocks[0]], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", blocks[0]],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, f"the README's tour failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -78,7 +86,7 @@ def check_pieces(out: str) -> None:
     losses = [float(x) for x in found.group(1).split(",")]
     assert len(losses) == 3 and losses[-1] < losses[0] - 0.3, losses
     # The generated text comes between the loss line and the classifier's predictions.
-    generated = out[found.end():].rsplit("[", 1)[0].strip("\n")
+    generated = out[found.end() :].rsplit("[", 1)[0].strip("\n")
     assert len(generated) >= 10, out
     assert out.rstrip().endswith("[1 0]"), out
 

@@ -15,7 +15,8 @@ import pytest
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
-    reason="the settings are glibc's")
+    reason="the settings are glibc's",
+)
 
 # A jitted call whose temporaries (~64 MiB of float32) dwarf its inputs and outputs; the
 # child reports the median number of pages faulted in over nine warm calls (glibc places a
@@ -47,11 +48,20 @@ _CONFIGURE = "print(json.dumps({'applied': jaxllm.runtime.configure_cpu()}))"
 
 def _run(code: str, **env: str) -> dict:
     """Run ``code`` in a fresh interpreter; the JSON object of its last line of output."""
-    environment = {k: v for k, v in os.environ.items()
-                   if k not in ("JAXLLM_REUSE_STEP_MEMORY", "JAX_CPU_ENABLE_ASYNC_DISPATCH")}
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("JAXLLM_REUSE_STEP_MEMORY", "JAX_CPU_ENABLE_ASYNC_DISPATCH")
+    }
     environment.update(env)
-    out = subprocess.run([sys.executable, "-c", code], env=environment,
-                         capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -73,11 +83,14 @@ def test_import_alone_leaves_the_allocator_as_it_was():
     assert result["faults_per_call"] >= _FEWEST_FAULTS_TO_MAP, result
 
 
-@pytest.mark.parametrize("before, env", [
-    ("import jax; jax.devices()", {}),  # JAX fixed its dispatch mode when its backends started
-    ("", {"JAX_CPU_ENABLE_ASYNC_DISPATCH": "1"}),  # an explicit dispatch choice is respected
-    ("", {"JAXLLM_REUSE_STEP_MEMORY": "0"}),  # a launcher's opt-out
-])
+@pytest.mark.parametrize(
+    "before, env",
+    [
+        ("import jax; jax.devices()", {}),  # JAX fixed its dispatch mode when its backends started
+        ("", {"JAX_CPU_ENABLE_ASYNC_DISPATCH": "1"}),  # an explicit dispatch choice is respected
+        ("", {"JAXLLM_REUSE_STEP_MEMORY": "0"}),  # a launcher's opt-out
+    ],
+)
 def test_not_applied_where_it_must_not_be(before, env):
     code = f"import json\n{before}\nimport jaxllm\n{_CONFIGURE}"
     assert _run(code, **env) == {"applied": False}
@@ -99,7 +112,8 @@ from jax._src import xla_bridge
 heavy = sorted({name.split(".")[0] for name in sys.modules} & {"matplotlib", "orbax", "tensorstore",
                                                                "tensorboardX", "tensorboard"})
 changed = sorted(name for name, value in read_config().items() if config[name] != value)
-report = {"changed": changed, "listeners_added": len(monitoring.get_event_duration_listeners()) - listeners,
+added = len(monitoring.get_event_duration_listeners()) - listeners
+report = {"changed": changed, "listeners_added": added,
           "backends_started": xla_bridge.backends_are_initialized(), "heavy": heavy}
 import matplotlib
 matplotlib.use("svg")
@@ -112,11 +126,23 @@ print(json.dumps(report))
 def test_importing_jaxllm_changes_nothing(tmp_path):
     png = tmp_path / "loss.png"
     environment = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
-    out = subprocess.run([sys.executable, "-c", _IMPORT_CHILD, str(png)], env=environment,
-                         capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORT_CHILD, str(png)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert report == {"changed": [], "listeners_added": 0, "backends_started": False, "heavy": [],
-                      "backend": "svg", "pyplot": False}
+    assert report == {
+        "changed": [],
+        "listeners_added": 0,
+        "backends_started": False,
+        "heavy": [],
+        "backend": "svg",
+        "pyplot": False,
+    }
     assert png.read_bytes().startswith(b"\x89PNG")
 
 

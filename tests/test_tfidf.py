@@ -10,56 +10,103 @@ from jaxllm.classic import TfidfConfig, fit_transform, fit_vectorizer
 sklearn_text = pytest.importorskip("sklearn.feature_extraction.text")
 
 DOCS = [
-    "The cat sat on the mat.", "The dog ate my homework!", "A cat and a dog: friends?",
-    "Über-cool café déjà vu, the CAT returns", "", "numbers 42 and 3.14 count as words 42",
-    "the the the the end", "Mat, mat, MAT -- the cat's mat",
+    "The cat sat on the mat.",
+    "The dog ate my homework!",
+    "A cat and a dog: friends?",
+    "Über-cool café déjà vu, the CAT returns",
+    "",
+    "numbers 42 and 3.14 count as words 42",
+    "the the the the end",
+    "Mat, mat, MAT -- the cat's mat",
 ]
-WORDS = ["cat", "dog", "mat", "the", "sat", "ate", "über", "café", "x1", "jax", "jit", "vmap", "A", "Be"]
+WORDS = [
+    "cat",
+    "dog",
+    "mat",
+    "the",
+    "sat",
+    "ate",
+    "über",
+    "café",
+    "x1",
+    "jax",
+    "jit",
+    "vmap",
+    "A",
+    "Be",
+]
 
 
 def reference(config: TfidfConfig, docs):
     return sklearn_text.TfidfVectorizer(
-        lowercase=config.lowercase, token_pattern=config.token_pattern, ngram_range=config.ngram_range,
-        stop_words=list(config.stop_words) if config.stop_words else None, min_df=config.min_df,
-        max_df=config.max_df, max_features=config.max_features, binary=config.binary,
-        use_idf=config.use_idf, smooth_idf=config.smooth_idf, sublinear_tf=config.sublinear_tf,
-        norm=config.norm).fit(docs)
+        lowercase=config.lowercase,
+        token_pattern=config.token_pattern,
+        ngram_range=config.ngram_range,
+        stop_words=list(config.stop_words) if config.stop_words else None,
+        min_df=config.min_df,
+        max_df=config.max_df,
+        max_features=config.max_features,
+        binary=config.binary,
+        use_idf=config.use_idf,
+        smooth_idf=config.smooth_idf,
+        sublinear_tf=config.sublinear_tf,
+        norm=config.norm,
+    ).fit(docs)
 
 
 def assert_matches_sklearn(config: TfidfConfig, docs, new_docs=None):
     ref = reference(config, docs)
     vectorizer, X = fit_transform(docs, config)
     assert list(vectorizer.terms) == list(ref.get_feature_names_out())
-    np.testing.assert_allclose(np.asarray(X.todense()), ref.transform(docs).toarray(), atol=1e-6, rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(X.todense()), ref.transform(docs).toarray(), atol=1e-6, rtol=1e-6
+    )
     np.testing.assert_allclose(vectorizer.idf, ref.idf_ if config.use_idf else 1.0, rtol=1e-12)
     if new_docs is not None:
-        np.testing.assert_allclose(np.asarray(vectorizer.transform(new_docs).todense()),
-                                   ref.transform(new_docs).toarray(), atol=1e-6, rtol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(vectorizer.transform(new_docs).todense()),
+            ref.transform(new_docs).toarray(),
+            atol=1e-6,
+            rtol=1e-6,
+        )
 
 
-@pytest.mark.parametrize("config", [
-    TfidfConfig(),
-    TfidfConfig(ngram_range=(1, 2)),
-    TfidfConfig(ngram_range=(2, 3), sublinear_tf=True, norm="l1"),
-    TfidfConfig(min_df=2, max_df=0.9),
-    TfidfConfig(max_features=5),
-    TfidfConfig(max_features=4, binary=True, smooth_idf=False),
-    TfidfConfig(use_idf=False, norm=None),  # CountVectorizer
-    TfidfConfig(lowercase=False, token_pattern=r"(?u)\b\w+\b", stop_words=("the", "a")),
-    TfidfConfig(min_df=0.25, max_df=3),
-], ids=str)
+@pytest.mark.parametrize(
+    "config",
+    [
+        TfidfConfig(),
+        TfidfConfig(ngram_range=(1, 2)),
+        TfidfConfig(ngram_range=(2, 3), sublinear_tf=True, norm="l1"),
+        TfidfConfig(min_df=2, max_df=0.9),
+        TfidfConfig(max_features=5),
+        TfidfConfig(max_features=4, binary=True, smooth_idf=False),
+        TfidfConfig(use_idf=False, norm=None),  # CountVectorizer
+        TfidfConfig(lowercase=False, token_pattern=r"(?u)\b\w+\b", stop_words=("the", "a")),
+        TfidfConfig(min_df=0.25, max_df=3),
+    ],
+    ids=str,
+)
 def test_equals_sklearn_tfidf_vectorizer(config):
-    assert_matches_sklearn(config, DOCS, new_docs=["the unknown cat", "nothing known here", "mat mat"])
+    assert_matches_sklearn(
+        config, DOCS, new_docs=["the unknown cat", "nothing known here", "mat mat"]
+    )
 
 
 @settings(max_examples=25, deadline=None)
-@given(docs=st.lists(st.lists(st.sampled_from(WORDS), max_size=12).map(" ".join), min_size=2, max_size=12),
-       ngram_max=st.integers(1, 3), sublinear=st.booleans(), binary=st.booleans(),
-       max_features=st.one_of(st.none(), st.integers(1, 8)))
+@given(
+    docs=st.lists(
+        st.lists(st.sampled_from(WORDS), max_size=12).map(" ".join), min_size=2, max_size=12
+    ),
+    ngram_max=st.integers(1, 3),
+    sublinear=st.booleans(),
+    binary=st.booleans(),
+    max_features=st.one_of(st.none(), st.integers(1, 8)),
+)
 def test_equals_sklearn_on_random_corpora(docs, ngram_max, sublinear, binary, max_features):
     docs = docs + ["cat dog"]  # at least one token
-    config = TfidfConfig(ngram_range=(1, ngram_max), sublinear_tf=sublinear, binary=binary,
-                         max_features=max_features)
+    config = TfidfConfig(
+        ngram_range=(1, ngram_max), sublinear_tf=sublinear, binary=binary, max_features=max_features
+    )
     assert_matches_sklearn(config, docs, new_docs=docs[::-1])
 
 

