@@ -79,16 +79,19 @@ MAX_ABS_DIFF = 1e-6  # TF-IDF values, float32 against float64
 
 # (name, jaxllm's config at C, scikit-learn's estimator at C)
 CLASSIFIERS = (
-    ("logistic", lambda C: LinearConfig(loss="logistic", C=C),
-     lambda C: LogisticRegression(C=C)),
-    ("svm", lambda C: LinearConfig(loss="squared_hinge", C=C, max_iter=1000),
-     lambda C: LinearSVC(C=C, random_state=0)),
+    ("logistic", lambda C: LinearConfig(loss="logistic", C=C), lambda C: LogisticRegression(C=C)),
+    (
+        "svm",
+        lambda C: LinearConfig(loss="squared_hinge", C=C, max_iter=1000),
+        lambda C: LinearSVC(C=C, random_state=0),
+    ),
 )
 SKLEARN_NAMES = {"logistic": "LogisticRegression", "svm": "LinearSVC"}
 
 
 def default_sst2_dir() -> Path:
-    """``$JAXLLM_DATA_DIR/sst2`` if it holds SST-2, else the shared data folder beside the checkout."""
+    """``$JAXLLM_DATA_DIR/sst2`` if it holds SST-2, else the shared data folder beside the
+    checkout."""
     data_dir = os.environ.get("JAXLLM_DATA_DIR")
     if data_dir and (Path(data_dir).expanduser() / "sst2" / "train.tsv").is_file():
         return Path(data_dir).expanduser() / "sst2"
@@ -168,8 +171,10 @@ def tfidf_benchmark(texts: list[str], megabytes: float, repeats: int) -> dict[st
 def dev_scores(y_true: np.ndarray, y_pred) -> tuple[float, float]:
     """``(accuracy, macro-F1)`` by ``jaxllm.metrics``."""
     y_true, y_pred = np.asarray(y_true, np.int32), np.asarray(y_pred, np.int32)
-    return (float(metrics.accuracy(y_true, y_pred)),
-            float(metrics.f1_score(y_true, y_pred, average="macro", num_classes=2)))
+    return (
+        float(metrics.accuracy(y_true, y_pred)),
+        float(metrics.f1_score(y_true, y_pred, average="macro", num_classes=2)),
+    )
 
 
 def linear_benchmark(train, dev, C: float, repeats: int) -> dict[str, Any]:
@@ -204,50 +209,66 @@ def linear_benchmark(train, dev, C: float, repeats: int) -> dict[str, Any]:
         accuracy, macro_f1 = dev_scores(dev.labels, predict(model, X_dev))
         sk_accuracy, sk_macro_f1 = dev_scores(dev.labels, estimator.predict(S_dev))
         diff_points = 100 * (accuracy - sk_accuracy)
-        result.update({
-            f"{name}_accuracy": accuracy,
-            f"sklearn_{name}_accuracy": sk_accuracy,
-            f"{name}_accuracy_diff_points": diff_points,
-            f"{name}_meets_accuracy_target": abs(diff_points) <= TARGET_ACCURACY_POINTS,
-            f"{name}_macro_f1": macro_f1,
-            f"sklearn_{name}_macro_f1": sk_macro_f1,
-            f"{name}_first_fit_s": first_s,
-            f"{name}_fit_s": ours.median_s,
-            f"{name}_fit_min_s": ours.min_s,
-            f"sklearn_{name}_fit_s": theirs.median_s,
-            f"sklearn_{name}_fit_min_s": theirs.min_s,
-            f"{name}_fit_ratio": ours.median_s / theirs.median_s,
-            f"{name}_cold_fit_ratio": first_s / theirs.median_s,
-            f"{name}_iterations": model.iterations,
-            f"{name}_max_iter": config.max_iter,
-            f"sklearn_{name}_iterations": int(np.max(estimator.n_iter_)),
-            f"sklearn_{name}_converged": not sk_warnings,
-        })
+        result.update(
+            {
+                f"{name}_accuracy": accuracy,
+                f"sklearn_{name}_accuracy": sk_accuracy,
+                f"{name}_accuracy_diff_points": diff_points,
+                f"{name}_meets_accuracy_target": abs(diff_points) <= TARGET_ACCURACY_POINTS,
+                f"{name}_macro_f1": macro_f1,
+                f"sklearn_{name}_macro_f1": sk_macro_f1,
+                f"{name}_first_fit_s": first_s,
+                f"{name}_fit_s": ours.median_s,
+                f"{name}_fit_min_s": ours.min_s,
+                f"sklearn_{name}_fit_s": theirs.median_s,
+                f"sklearn_{name}_fit_min_s": theirs.min_s,
+                f"{name}_fit_ratio": ours.median_s / theirs.median_s,
+                f"{name}_cold_fit_ratio": first_s / theirs.median_s,
+                f"{name}_iterations": model.iterations,
+                f"{name}_max_iter": config.max_iter,
+                f"sklearn_{name}_iterations": int(np.max(estimator.n_iter_)),
+                f"sklearn_{name}_converged": not sk_warnings,
+            }
+        )
     result["logistic_meets_fit_target"] = result["logistic_fit_ratio"] <= TARGET_FIT_RATIO
     result["target_accuracy_points"] = TARGET_ACCURACY_POINTS
     result["target_fit_ratio"] = TARGET_FIT_RATIO
     return result
 
 
-def run_benchmark(sst2_dir: Path, *, tfidf_mb: float = 50.0, repeats: int = 3, C: float = 1.0,
-                  tfidf: bool = True, linear: bool = True) -> dict[str, Any]:
+def run_benchmark(
+    sst2_dir: Path,
+    *,
+    tfidf_mb: float = 50.0,
+    repeats: int = 3,
+    C: float = 1.0,
+    tfidf: bool = True,
+    linear: bool = True,
+) -> dict[str, Any]:
     """Every figure as one flat dict (a skipped part's keys are absent)."""
     start = cpu_snapshot()
     train = read_sst2_tsv(sst2_dir / "train.tsv")
-    result: dict[str, Any] = {"benchmark": "classic", "sst2_dir": str(sst2_dir), "repeats": repeats,
-                              "tfidf_skipped": not tfidf, "linear_skipped": not linear}
+    result: dict[str, Any] = {
+        "benchmark": "classic",
+        "sst2_dir": str(sst2_dir),
+        "repeats": repeats,
+        "tfidf_skipped": not tfidf,
+        "linear_skipped": not linear,
+    }
     if tfidf:
         result.update(tfidf_benchmark(train.texts, tfidf_mb, repeats))
     if linear:
         result.update(linear_benchmark(train, read_sst2_tsv(sst2_dir / "dev.tsv"), C, repeats))
-    result.update({
-        "parity_ok": result.get("tfidf_parity_ok", True),
-        "sklearn_version": sklearn.__version__,
-        "jax_compilation_cache_dir": jax.config.jax_compilation_cache_dir,
-        "background_cpu_load": background_load(start, cpu_snapshot()),
-        "machine": machine_info(),
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
+    result.update(
+        {
+            "parity_ok": result.get("tfidf_parity_ok", True),
+            "sklearn_version": sklearn.__version__,
+            "jax_compilation_cache_dir": jax.config.values["jax_compilation_cache_dir"],
+            "background_cpu_load": background_load(start, cpu_snapshot()),
+            "machine": machine_info(),
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+    )
     return result
 
 
@@ -257,69 +278,111 @@ def _met(ok: bool | None) -> str:
 
 def report_lines(r: dict) -> list[str]:
     """The Markdown table (and notes) printed above the JSON line."""
-    lines = [f"classic: jaxllm vs scikit-learn {r['sklearn_version']}, SST-2 from {r['sst2_dir']}, "
-             f"median of {r['repeats']} runs per side", "",
-             "| figure | jaxllm | scikit-learn | jaxllm vs sklearn | target | met |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"classic: jaxllm vs scikit-learn {r['sklearn_version']}, SST-2 from {r['sst2_dir']}, "
+        f"median of {r['repeats']} runs per side",
+        "",
+        "| figure | jaxllm | scikit-learn | jaxllm vs sklearn | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
     if not r["tfidf_skipped"]:
-        diff = r["tfidf_max_abs_diff"]
-        lines += [
-            f"| TF-IDF fit_transform, {r['tfidf_bytes'] / 1e6:.1f} MB, {r['tfidf_docs']:,} docs (s) "
-            f"| {r['tfidf_s']:.2f} | {r['sklearn_tfidf_s']:.2f} | speed-up {r['tfidf_speedup']:.2f}x "
-            f"| >= {r['tfidf_target_speedup']}x | {_met(r['tfidf_meets_target'])} |",
-            f"| TF-IDF vocabulary (terms) | {r['tfidf_vocab_size']:,} | {r['sklearn_tfidf_vocab_size']:,} "
-            f"| {'identical' if r['tfidf_same_vocab'] else 'DIFFERENT'} | identical "
-            f"| {_met(r['tfidf_same_vocab'])} |",
-            f"| TF-IDF values: max abs difference | nnz {r['tfidf_nnz']:,} | nnz {r['sklearn_tfidf_nnz']:,} "
-            f"| {'n/a' if diff is None else f'{diff:.2e}'} | <= {MAX_ABS_DIFF:g} "
-            f"| {_met(diff is not None and diff <= MAX_ABS_DIFF)} |",
-        ]
+        lines += _tfidf_rows(r)
     if not r["linear_skipped"]:
         for name, _, _ in CLASSIFIERS:
-            ours = "logistic" if name == "logistic" else "squared_hinge"
-            label = f"{ours} vs {SKLEARN_NAMES[name]}"
-            fit_target = f"<= {r['target_fit_ratio']}" if name == "logistic" else "—"
-            fit_met = r["logistic_meets_fit_target"] if name == "logistic" else None
-            lines += [
-                f"| {label}: dev accuracy | {100 * r[f'{name}_accuracy']:.2f}% "
-                f"| {100 * r[f'sklearn_{name}_accuracy']:.2f}% "
-                f"| {r[f'{name}_accuracy_diff_points']:+.2f} points | within ±{r['target_accuracy_points']} "
-                f"| {_met(r[f'{name}_meets_accuracy_target'])} |",
-                f"| {label}: dev macro-F1 | {100 * r[f'{name}_macro_f1']:.2f}% "
-                f"| {100 * r[f'sklearn_{name}_macro_f1']:.2f}% "
-                f"| {100 * (r[f'{name}_macro_f1'] - r[f'sklearn_{name}_macro_f1']):+.2f} points | — | — |",
-                f"| {label}: fit, warm (s) | {r[f'{name}_fit_s']:.3f} | {r[f'sklearn_{name}_fit_s']:.3f} "
-                f"| {r[f'{name}_fit_ratio']:.2f}x the time | {fit_target} | {_met(fit_met)} |",
-                f"| {label}: fit, first call (s) | {r[f'{name}_first_fit_s']:.3f} "
-                f"| {r[f'sklearn_{name}_fit_s']:.3f} | {r[f'{name}_cold_fit_ratio']:.2f}x the time | — | — |",
-                f"| {label}: iterations | {r[f'{name}_iterations']} (max {r[f'{name}_max_iter']}) "
-                f"| {r[f'sklearn_{name}_iterations']}"
-                f"{'' if r[f'sklearn_{name}_converged'] else ' (not converged)'} | | | |",
-            ]
+            lines += _classifier_rows(r, name)
     lines.append("")
-    if not r["tfidf_skipped"]:
-        lines.append("jaxllm's fit_transform ran once untimed first, so JAX's one-time start-up is "
-                     "not counted; the sides then alternated on the same documents.")
-    if not r["linear_skipped"]:
-        cache = r["jax_compilation_cache_dir"]
-        lines.append(f"Classifiers: {r['train_docs']:,} train -> {r['dev_docs']:,} dev sentences, "
-                     f"{r['linear_features']:,} TF-IDF features, C={r['C']}; jaxllm's features are "
-                     "float32 BCOO, scikit-learn's float64 CSR. jaxllm's first call includes tracing "
-                     "and compilation" + (f" (persistent cache {cache}: a load if warm)." if cache
-                                          else " (no persistent compilation cache)."))
+    lines += _notes(r)
     warning = load_warning(r["background_cpu_load"], r["machine"]["cpu_count"])
     return lines + ([warning] if warning else [])
 
 
+def _tfidf_rows(r: dict) -> list[str]:
+    """The TF-IDF rows of :func:`report_lines`' table: speed, vocabulary, values."""
+    diff = r["tfidf_max_abs_diff"]
+    return [
+        f"| TF-IDF fit_transform, {r['tfidf_bytes'] / 1e6:.1f} MB, "
+        f"{r['tfidf_docs']:,} docs (s) "
+        f"| {r['tfidf_s']:.2f} | {r['sklearn_tfidf_s']:.2f} "
+        f"| speed-up {r['tfidf_speedup']:.2f}x "
+        f"| >= {r['tfidf_target_speedup']}x | {_met(r['tfidf_meets_target'])} |",
+        f"| TF-IDF vocabulary (terms) | {r['tfidf_vocab_size']:,} "
+        f"| {r['sklearn_tfidf_vocab_size']:,} "
+        f"| {'identical' if r['tfidf_same_vocab'] else 'DIFFERENT'} | identical "
+        f"| {_met(r['tfidf_same_vocab'])} |",
+        f"| TF-IDF values: max abs difference | nnz {r['tfidf_nnz']:,} "
+        f"| nnz {r['sklearn_tfidf_nnz']:,} "
+        f"| {'n/a' if diff is None else f'{diff:.2e}'} | <= {MAX_ABS_DIFF:g} "
+        f"| {_met(diff is not None and diff <= MAX_ABS_DIFF)} |",
+    ]
+
+
+def _classifier_rows(r: dict, name: str) -> list[str]:
+    """The rows of :func:`report_lines`' table for classifier ``name``."""
+    ours = "logistic" if name == "logistic" else "squared_hinge"
+    label = f"{ours} vs {SKLEARN_NAMES[name]}"
+    fit_target = f"<= {r['target_fit_ratio']}" if name == "logistic" else "—"
+    fit_met = r["logistic_meets_fit_target"] if name == "logistic" else None
+    return [
+        f"| {label}: dev accuracy | {100 * r[f'{name}_accuracy']:.2f}% "
+        f"| {100 * r[f'sklearn_{name}_accuracy']:.2f}% "
+        f"| {r[f'{name}_accuracy_diff_points']:+.2f} points "
+        f"| within ±{r['target_accuracy_points']} "
+        f"| {_met(r[f'{name}_meets_accuracy_target'])} |",
+        f"| {label}: dev macro-F1 | {100 * r[f'{name}_macro_f1']:.2f}% "
+        f"| {100 * r[f'sklearn_{name}_macro_f1']:.2f}% "
+        f"| {100 * (r[f'{name}_macro_f1'] - r[f'sklearn_{name}_macro_f1']):+.2f} points "
+        "| — | — |",
+        f"| {label}: fit, warm (s) | {r[f'{name}_fit_s']:.3f} "
+        f"| {r[f'sklearn_{name}_fit_s']:.3f} "
+        f"| {r[f'{name}_fit_ratio']:.2f}x the time | {fit_target} | {_met(fit_met)} |",
+        f"| {label}: fit, first call (s) | {r[f'{name}_first_fit_s']:.3f} "
+        f"| {r[f'sklearn_{name}_fit_s']:.3f} "
+        f"| {r[f'{name}_cold_fit_ratio']:.2f}x the time | — | — |",
+        f"| {label}: iterations | {r[f'{name}_iterations']} (max {r[f'{name}_max_iter']}) "
+        f"| {r[f'sklearn_{name}_iterations']}"
+        f"{'' if r[f'sklearn_{name}_converged'] else ' (not converged)'} | | | |",
+    ]
+
+
+def _notes(r: dict) -> list[str]:
+    """What the table's figures include, below it."""
+    lines: list[str] = []
+    if not r["tfidf_skipped"]:
+        lines.append(
+            "jaxllm's fit_transform ran once untimed first, so JAX's one-time start-up is "
+            "not counted; the sides then alternated on the same documents."
+        )
+    if not r["linear_skipped"]:
+        cache = r["jax_compilation_cache_dir"]
+        lines.append(
+            f"Classifiers: {r['train_docs']:,} train -> {r['dev_docs']:,} dev sentences, "
+            f"{r['linear_features']:,} TF-IDF features, C={r['C']}; jaxllm's features are "
+            "float32 BCOO, scikit-learn's float64 CSR. jaxllm's first call includes tracing "
+            "and compilation"
+            + (
+                f" (persistent cache {cache}: a load if warm)."
+                if cache
+                else " (no persistent compilation cache)."
+            )
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--tfidf-mb", type=float, default=50.0, help="megabytes of text for TF-IDF")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per side")
-    parser.add_argument("--C", type=float, default=1.0, help="inverse regularisation of both classifiers")
-    parser.add_argument("--sst2-dir", type=Path, default=None,
-                        help=f"folder with train.tsv and dev.tsv (default: $JAXLLM_DATA_DIR/sst2, "
-                             f"else {DEFAULT_SST2_DIR})")
+    parser.add_argument(
+        "--C", type=float, default=1.0, help="inverse regularisation of both classifiers"
+    )
+    parser.add_argument(
+        "--sst2-dir",
+        type=Path,
+        default=None,
+        help=f"folder with train.tsv and dev.tsv (default: $JAXLLM_DATA_DIR/sst2, "
+        f"else {DEFAULT_SST2_DIR})",
+    )
     parser.add_argument("--skip-tfidf", action="store_true", help="skip the TF-IDF comparison")
     parser.add_argument("--skip-linear", action="store_true", help="skip the classifier comparison")
     parser.add_argument("--json-only", action="store_true", help="print only the JSON line")
@@ -331,17 +394,28 @@ def main(argv: list[str] | None = None) -> int:
     needed = [sst2_dir / "train.tsv"] + ([] if args.skip_linear else [sst2_dir / "dev.tsv"])
     missing = [str(path) for path in needed if not path.is_file()]
     if missing:
-        print(f"SST-2 data not found: {', '.join(missing)} missing. Pass --sst2-dir (a folder with "
-              "GLUE SST-2's train.tsv and dev.tsv) or set JAXLLM_DATA_DIR to a folder holding sst2/.",
-              file=sys.stderr)
+        print(
+            f"SST-2 data not found: {', '.join(missing)} missing. Pass --sst2-dir (a folder with "
+            "GLUE SST-2's train.tsv and dev.tsv) or set JAXLLM_DATA_DIR to a folder holding sst2/.",
+            file=sys.stderr,
+        )
         return 2
 
-    result = run_benchmark(sst2_dir, tfidf_mb=args.tfidf_mb, repeats=args.repeats, C=args.C,
-                           tfidf=not args.skip_tfidf, linear=not args.skip_linear)
+    result = run_benchmark(
+        sst2_dir,
+        tfidf_mb=args.tfidf_mb,
+        repeats=args.repeats,
+        C=args.C,
+        tfidf=not args.skip_tfidf,
+        linear=not args.skip_linear,
+    )
     print_report(report_lines(result), result, json_only=args.json_only)
     if not result["parity_ok"]:
-        print("TF-IDF outputs differ from scikit-learn's: the vocabulary differs or values are more "
-              f"than {MAX_ABS_DIFF:g} apart", file=sys.stderr)
+        print(
+            "TF-IDF outputs differ from scikit-learn's: the vocabulary differs or values are more "
+            f"than {MAX_ABS_DIFF:g} apart",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

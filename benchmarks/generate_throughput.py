@@ -40,8 +40,16 @@ def random_prompts(batch: int, prompt_len: int) -> np.ndarray:
 def model_config() -> GPTConfig:
     """The benchmarked GPT, with the attention measured fastest on this machine (on a CPU the
     query-blocked one; decoding itself always reads the KV cache with ``cached_attention``)."""
-    config = GPTConfig(vocab_size=VOCAB, block_size=CONTEXT, n_layer=LAYERS, n_head=HEADS,
-                       n_embd=WIDTH, bias=True, positions="learned", dtype="float32")
+    config = GPTConfig(
+        vocab_size=VOCAB,
+        block_size=CONTEXT,
+        n_layer=LAYERS,
+        n_head=HEADS,
+        n_embd=WIDTH,
+        bias=True,
+        positions="learned",
+        dtype="float32",
+    )
     return with_cpu_tuned_attention(config, jax.default_backend(), jax.device_count())
 
 
@@ -63,27 +71,38 @@ def jaxllm_runner(batch: int, prompt_len: int, new_tokens: int) -> Callable[[], 
 
 def hf_runner(batch: int, prompt_len: int, new_tokens: int) -> Callable[[], object]:
     """One greedy ``GPT2LMHeadModel.generate`` call with the KV cache, default torch threads."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+    import torch  # pyright: ignore[reportMissingImports]
+    from transformers import GPT2Config, GPT2LMHeadModel  # pyright: ignore[reportMissingImports]
 
     torch.manual_seed(SEED)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=CONTEXT, n_embd=WIDTH,
-                                       n_layer=LAYERS, n_head=HEADS)).eval()
+    model = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=VOCAB, n_positions=CONTEXT, n_embd=WIDTH, n_layer=LAYERS, n_head=HEADS
+        )
+    ).eval()
     input_ids = torch.from_numpy(random_prompts(batch, prompt_len))
     attention_mask = torch.ones_like(input_ids)
 
     def run():
         with torch.inference_mode():
-            out = model.generate(input_ids, attention_mask=attention_mask,
-                                 max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                 do_sample=False, use_cache=True, pad_token_id=0)
+            out = model.generate(
+                input_ids,
+                attention_mask=attention_mask,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                use_cache=True,
+                pad_token_id=0,
+            )
         assert out.shape == (batch, prompt_len + new_tokens)
         return out
 
     return run
 
 
-def measure(batch: int, prompt_len: int, new_tokens: int, repeats: int, with_reference: bool) -> dict:
+def measure(
+    batch: int, prompt_len: int, new_tokens: int, repeats: int, with_reference: bool
+) -> dict:
     """Figures for one batch size.
 
     The first jaxllm call (trace + compile + run) is reported as ``compile_s``; the reference
@@ -115,55 +134,90 @@ def measure(batch: int, prompt_len: int, new_tokens: int, repeats: int, with_ref
 
 def reference_available() -> bool:
     try:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
+        import torch  # pyright: ignore[reportMissingImports]  # noqa: F401
+        import transformers  # pyright: ignore[reportMissingImports]  # noqa: F401
     except ImportError:
         return False
     return True
 
 
-def main() -> None:
-    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--prompt-len", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-reference", action="store_true",
-                        help="skip the Hugging Face reference")
-    args = parser.parse_args()
-    with_reference = not args.no_reference and reference_available()
-    if not args.no_reference and not with_reference:
-        print("torch/transformers not importable (install the `bench` extra): jaxllm only")
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the Hugging Face reference"
+    )
+    return parser.parse_args()
 
-    results = [measure(batch, args.prompt_len, args.new_tokens, args.repeats, with_reference)
-               for batch in args.batch_sizes]
 
-    print(f"greedy decoding, GPT-2 shape (vocab {VOCAB}, {LAYERS} layers, {HEADS} heads, width "
-          f"{WIDTH}), prompt {args.prompt_len}, {args.new_tokens} new tokens, "
-          f"median of {args.repeats} runs, device {jax.devices()[0].device_kind}")
-    print(f"{'batch':>5}  {'jaxllm tok/s':>12}  {'compile s':>9}  {'HF tok/s':>9}  {'ratio':>6}  "
-          f"{'other load (CPUs)':>17}")
+def print_table(args: argparse.Namespace, results: list[dict]) -> None:
+    """The settings, then one row per batch size."""
+    print(
+        f"greedy decoding, GPT-2 shape (vocab {VOCAB}, {LAYERS} layers, {HEADS} heads, width "
+        f"{WIDTH}), prompt {args.prompt_len}, {args.new_tokens} new tokens, "
+        f"median of {args.repeats} runs, device {jax.devices()[0].device_kind}"
+    )
+    print(
+        f"{'batch':>5}  {'jaxllm tok/s':>12}  {'compile s':>9}  {'HF tok/s':>9}  {'ratio':>6}  "
+        f"{'other load (CPUs)':>17}"
+    )
     for row in results:
         hf = f"{row['hf_new_tokens_per_s']:9.1f}" if "hf_new_tokens_per_s" in row else f"{'-':>9}"
         ratio = f"{row['ratio_vs_hf']:5.2f}x" if "ratio_vs_hf" in row else f"{'-':>6}"
         load = row["background_load"]
         load = f"{load:17.2f}" if load is not None else f"{'-':>17}"
-        print(f"{row['batch']:>5}  {row['new_tokens_per_s']:12.1f}  {row['compile_s']:9.2f}  {hf}  "
-              f"{ratio}  {load}")
-    versions = {}
-    if with_reference:
-        import torch
-        import transformers
-        versions = {"torch": torch.__version__, "transformers": transformers.__version__}
-    print(json.dumps({
-        "benchmark": "generate_throughput",
-        "model": {"vocab_size": VOCAB, "block_size": CONTEXT, "n_layer": LAYERS, "n_head": HEADS,
-                  "n_embd": WIDTH, "dtype": "float32"},
-        "prompt_len": args.prompt_len, "new_tokens": args.new_tokens, "repeats": args.repeats,
-        "results": results, "device": jax.devices()[0].device_kind, "jax": jax.__version__,
-        **versions, "machine": machine_info(),
-    }))
+        print(
+            f"{row['batch']:>5}  {row['new_tokens_per_s']:12.1f}  {row['compile_s']:9.2f}  {hf}  "
+            f"{ratio}  {load}"
+        )
+
+
+def reference_versions() -> dict[str, str]:
+    import torch  # pyright: ignore[reportMissingImports]
+    import transformers  # pyright: ignore[reportMissingImports]
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def main() -> None:
+    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
+    args = parse_args()
+    with_reference = not args.no_reference and reference_available()
+    if not args.no_reference and not with_reference:
+        print("torch/transformers not importable (install the `bench` extra): jaxllm only")
+
+    results = [
+        measure(batch, args.prompt_len, args.new_tokens, args.repeats, with_reference)
+        for batch in args.batch_sizes
+    ]
+    print_table(args, results)
+    versions = reference_versions() if with_reference else {}
+    print(
+        json.dumps(
+            {
+                "benchmark": "generate_throughput",
+                "model": {
+                    "vocab_size": VOCAB,
+                    "block_size": CONTEXT,
+                    "n_layer": LAYERS,
+                    "n_head": HEADS,
+                    "n_embd": WIDTH,
+                    "dtype": "float32",
+                },
+                "prompt_len": args.prompt_len,
+                "new_tokens": args.new_tokens,
+                "repeats": args.repeats,
+                "results": results,
+                "device": jax.devices()[0].device_kind,
+                "jax": jax.__version__,
+                **versions,
+                "machine": machine_info(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

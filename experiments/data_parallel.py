@@ -37,26 +37,46 @@ if TYPE_CHECKING:  # at run time, imported only once main has set XLA_FLAGS
     import optax
 
     from jaxllm.models.gpt import GPTConfig
+    from jaxllm.train.parallel import ParallelMode
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--modes", nargs="+", default=["none", "pmap", "mesh"], choices=["none", "pmap", "mesh"])
-    parser.add_argument("--devices", nargs="+", type=int, default=[1, 2, 4, 8],
-                        help="device counts to run pmap and mesh on")
-    parser.add_argument("--fsdp", type=int, default=1, help="mesh parameter axis (capped at the device count)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--modes", nargs="+", default=["none", "pmap", "mesh"], choices=["none", "pmap", "mesh"]
+    )
+    parser.add_argument(
+        "--devices",
+        nargs="+",
+        type=int,
+        default=[1, 2, 4, 8],
+        help="device counts to run pmap and mesh on",
+    )
+    parser.add_argument(
+        "--fsdp", type=int, default=1, help="mesh parameter axis (capped at the device count)"
+    )
     parser.add_argument("--microbatches", type=int, default=1)
     parser.add_argument("--model", default="tiny", choices=["tiny", "small", "gpt2"])
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--batch-size", type=int, default=16, help="global batch, sequences")
     parser.add_argument("--steps", type=int, default=8, help="timed steps per run")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the compiling one")
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="untimed steps after the compiling one"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="data-parallel")
     parser.add_argument("--out-dir", default="runs")
-    parser.add_argument("--host-devices", type=int, default=8,
-                        help="XLA host devices to simulate when running on a CPU")
-    parser.add_argument("--coordinator", default="", help="host:port of process 0 (multi-process runs)")
+    parser.add_argument(
+        "--host-devices",
+        type=int,
+        default=8,
+        help="XLA host devices to simulate when running on a CPU",
+    )
+    parser.add_argument(
+        "--coordinator", default="", help="host:port of process 0 (multi-process runs)"
+    )
     parser.add_argument("--num-processes", type=int, default=1)
     parser.add_argument("--process-id", type=int, default=0)
     return parser.parse_args(argv)
@@ -66,8 +86,9 @@ def split_cpu_into_devices(count: int) -> None:
     """Ask XLA for ``count`` host devices on a CPU, unless XLA_FLAGS already sets a number; it
     must run before JAX starts."""
     if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                   f" --xla_force_host_platform_device_count={count}").strip()
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={count}"
+        ).strip()
 
 
 def join_processes(args: argparse.Namespace) -> bool:
@@ -77,8 +98,14 @@ def join_processes(args: argparse.Namespace) -> bool:
 
     if args.num_processes <= 1:
         return False
-    setup_parallel(ParallelConfig(mode="mesh", coordinator=args.coordinator,
-                                  num_processes=args.num_processes, process_id=args.process_id))
+    setup_parallel(
+        ParallelConfig(
+            mode="mesh",
+            coordinator=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
+    )
     if set(args.modes) - {"mesh"}:
         print("several processes: running the mesh layout only (pmap and none use one process)")
     args.modes = ["mesh"]
@@ -118,9 +145,15 @@ class Workload:
 
         from jaxllm.data import lm_batch
 
-        return lm_batch(self.tokens, seed=self.args.seed, step=step,
-                        batch_size=self.args.batch_size, seq_len=self.model_config.block_size,
-                        process_index=jax.process_index(), process_count=jax.process_count())
+        return lm_batch(
+            self.tokens,
+            seed=self.args.seed,
+            step=step,
+            batch_size=self.args.batch_size,
+            seq_len=self.model_config.block_size,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
 
 
 def build_workload(args: argparse.Namespace, multiprocess: bool) -> Workload:
@@ -144,31 +177,53 @@ def build_workload(args: argparse.Namespace, multiprocess: bool) -> Workload:
     text = "\n".join(load_corpus("pydoc"))
     tokenizer = train_tokenizer("char", [text])
     tokens = encode_corpus(tokenizer, [text])
-    shapes = {"tiny": dict(n_layer=2, n_head=4, n_embd=128, block_size=128),
-              "small": dict(n_layer=4, n_head=4, n_embd=256, block_size=128),
-              "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024)}
+    shapes = {  # (n_layer, n_head, n_embd, block_size)
+        "tiny": (2, 4, 128, 128),
+        "small": (4, 4, 256, 128),
+        "gpt2": (12, 12, 768, 1024),
+    }
+    n_layer, n_head, n_embd, block_size = shapes[args.model]
     model_config = with_cpu_tuned_attention(
-        GPTConfig(vocab_size=50257 if args.model == "gpt2" else tokenizer.vocab_size,
-                  dropout=0.0, bias=False, dtype=args.dtype, **shapes[args.model]),
-        jax.default_backend(), jax.device_count())
+        GPTConfig(
+            vocab_size=50257 if args.model == "gpt2" else tokenizer.vocab_size,
+            dropout=0.0,
+            bias=False,
+            dtype=args.dtype,
+            n_layer=n_layer,
+            n_head=n_head,
+            n_embd=n_embd,
+            block_size=block_size,
+        ),
+        jax.default_backend(),
+        jax.device_count(),
+    )
     if args.model == "gpt2":  # GPT-2's vocabulary: token ids drawn from the character stream
         tokens = tokens.astype(np.int64) * 397 % model_config.vocab_size
     loss_fn = language_model_loss(GPT(model_config))
     optimizer = make_optimizer(OptimizerConfig(learning_rate=1e-3, weight_decay=0.1, grad_clip=1.0))
     params = init_params(model_config, jax.random.key(args.seed))
     n_params = count_params(params)
-    return Workload(args=args, model_config=model_config, tokens=tokens, loss_fn=loss_fn,
-                    optimizer=optimizer, params=params, n_params=n_params,
-                    flops_per_token=gpt_flops_per_token(model_config, n_params),
-                    peak_flops=measure_matmul_peak(args.dtype), multiprocess=multiprocess)
+    return Workload(
+        args=args,
+        model_config=model_config,
+        tokens=tokens,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        params=params,
+        n_params=n_params,
+        flops_per_token=gpt_flops_per_token(model_config, n_params),
+        peak_flops=measure_matmul_peak(args.dtype),
+        multiprocess=multiprocess,
+    )
 
 
-def planned_runs(args: argparse.Namespace) -> list[tuple[str, int]]:
+def planned_runs(args: argparse.Namespace) -> list[tuple[ParallelMode, int]]:
     """``(mode, devices)`` pairs in the order they run: ``none`` on one device first (the
     reference), then ``pmap`` and ``mesh`` on each ``--devices`` count."""
-    runs = [("none", 1)] if "none" in args.modes else []
-    return runs + [(mode, n) for mode in ("pmap", "mesh") if mode in args.modes
-                   for n in args.devices]
+    runs: list[tuple[ParallelMode, int]] = [("none", 1)] if "none" in args.modes else []
+    return runs + [
+        (mode, n) for mode in ("pmap", "mesh") if mode in args.modes for n in args.devices
+    ]
 
 
 def matmul_units(devices: int) -> int:
@@ -178,7 +233,7 @@ def matmul_units(devices: int) -> int:
     return 1 if jax.devices()[0].platform == "cpu" else devices
 
 
-def train_layout(work: Workload, mode: str, n: int) -> dict:
+def train_layout(work: Workload, mode: ParallelMode, n: int) -> dict:
     """Train under ``mode`` on ``n`` devices for one compiling, ``--warmup`` and ``--steps``
     timed steps: the layout, its step time (median of the timed steps), tokens/s, MFU,
     compile time and every step's loss."""
@@ -189,11 +244,16 @@ def train_layout(work: Workload, mode: str, n: int) -> dict:
     from jaxllm.train import ParallelConfig, create_train_state, make_layout
 
     args = work.args
-    config = ParallelConfig(mode=mode, devices=0 if work.multiprocess else n,
-                            fsdp=min(args.fsdp, n), microbatches=args.microbatches)
+    config = ParallelConfig(
+        mode=mode,
+        devices=0 if work.multiprocess else n,
+        fsdp=min(args.fsdp, n),
+        microbatches=args.microbatches,
+    )
     layout = make_layout(config)
-    state = layout.place_state(create_train_state(work.params, work.optimizer,
-                                                  jax.random.key(args.seed + 1)))
+    state = layout.place_state(
+        create_train_state(work.params, work.optimizer, jax.random.key(args.seed + 1))
+    )
     step_fn = layout.train_step(work.loss_fn, work.optimizer, microbatches=args.microbatches)
     losses, seconds = [], []
     for s in range(1 + args.warmup + args.steps):
@@ -201,13 +261,20 @@ def train_layout(work: Workload, mode: str, n: int) -> dict:
         state, metrics = step_fn(state, work.batch(s))
         losses.append(float(metrics["loss"]))  # waits for the step
         seconds.append(time.perf_counter() - start)
-    timed = np.median(seconds[1 + args.warmup:])
+    timed = np.median(seconds[1 + args.warmup :])
     tokens_per_s = work.tokens_per_step / timed
-    return {"mode": mode, "devices": layout.num_devices, "layout": layout.describe(),
-            "compile_s": seconds[0], "ms_per_step": 1e3 * timed, "tokens_per_s": tokens_per_s,
-            "mfu": mfu(work.flops_per_token, tokens_per_s,
-                       work.peak_flops * matmul_units(layout.num_devices)),
-            "losses": losses}
+    return {
+        "mode": mode,
+        "devices": layout.num_devices,
+        "layout": layout.describe(),
+        "compile_s": seconds[0],
+        "ms_per_step": 1e3 * timed,
+        "tokens_per_s": tokens_per_s,
+        "mfu": mfu(
+            work.flops_per_token, tokens_per_s, work.peak_flops * matmul_units(layout.num_devices)
+        ),
+        "losses": losses,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     import jax
     import numpy as np
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # benchmarks/harness
+    sys.path.insert(
+        0, str(Path(__file__).resolve().parents[1] / "benchmarks")
+    )  # benchmarks/harness
     from jaxllm.plots import plot_scaling
 
     multiprocess = join_processes(args)
@@ -229,10 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     say = print if primary else (lambda *_: None)
     work = build_workload(args, multiprocess)
     available = jax.device_count() if multiprocess else jax.local_device_count()
-    say(f"GPT {args.model}: {work.n_params:,} parameters, {args.dtype}, global batch "
+    say(
+        f"GPT {args.model}: {work.n_params:,} parameters, {args.dtype}, global batch "
         f"{args.batch_size} × {work.model_config.block_size} tokens; {available} "
         f"{jax.devices()[0].platform} devices; "
-        f"matmul peak {work.peak_flops / 1e9:,.0f} GFLOP/s per device")
+        f"matmul peak {work.peak_flops / 1e9:,.0f} GFLOP/s per device"
+    )
     results, reference = [], None
     for mode, n in planned_runs(args):
         if n > available:
@@ -243,9 +314,12 @@ def main(argv: list[str] | None = None) -> int:
         reference = reference or losses
         record["max_loss_diff"] = float(np.max(np.abs(np.subtract(losses, reference))))
         results.append(record)
-        say(f"{record['layout']:>42}: {record['ms_per_step']:8.1f} ms/step {record['tokens_per_s']:10,.0f} "
-            f"tokens/s  MFU {100 * record['mfu']:5.1f}%  compile {record['compile_s']:.1f} s  "
-            f"loss {losses[-1]:.4f} (max diff {record['max_loss_diff']:.1e})")
+        say(
+            f"{record['layout']:>42}: {record['ms_per_step']:8.1f} ms/step "
+            f"{record['tokens_per_s']:10,.0f} tokens/s  MFU {100 * record['mfu']:5.1f}%  "
+            f"compile {record['compile_s']:.1f} s  "
+            f"loss {losses[-1]:.4f} (max diff {record['max_loss_diff']:.1e})"
+        )
 
     tolerance = 1e-4 if args.dtype == "float32" else 2e-2
     agree = all(r["max_loss_diff"] <= tolerance for r in results)
@@ -254,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if agree else 1
 
 
-def report(args, results: list[dict], agree: bool, tolerance: float, platform: str, plot_scaling) -> None:
+def report(
+    args, results: list[dict], agree: bool, tolerance: float, platform: str, plot_scaling
+) -> None:
     """The Markdown table on stdout; results.jsonl and scaling.png in the run folder."""
     import json
     from pathlib import Path
@@ -264,18 +340,29 @@ def report(args, results: list[dict], agree: bool, tolerance: float, platform: s
     with open(run_dir / "results.jsonl", "w") as f:
         for r in results:
             f.write(json.dumps(r) + "\n")
-    note = ("CPU: the simulated devices share this machine's cores, so more of them add no compute"
-            if platform == "cpu" else f"{platform}")
-    plot_scaling(results, run_dir / "scaling.png",
-                 title=f"GPT {args.model}, {args.dtype}, global batch {args.batch_size}", note=note)
+    note = (
+        "CPU: the simulated devices share this machine's cores, so more of them add no compute"
+        if platform == "cpu"
+        else f"{platform}"
+    )
+    plot_scaling(
+        results,
+        run_dir / "scaling.png",
+        title=f"GPT {args.model}, {args.dtype}, global batch {args.batch_size}",
+        note=note,
+    )
     print("\n| layout | ms/step | tokens/s | MFU | compile | max loss diff vs first row |")
     print("|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['layout']} | {r['ms_per_step']:,.1f} | {r['tokens_per_s']:,.0f} | "
-              f"{100 * r['mfu']:.1f}% | {r['compile_s']:.1f} s | {r['max_loss_diff']:.1e} |")
+        print(
+            f"| {r['layout']} | {r['ms_per_step']:,.1f} | {r['tokens_per_s']:,.0f} | "
+            f"{100 * r['mfu']:.1f}% | {r['compile_s']:.1f} s | {r['max_loss_diff']:.1e} |"
+        )
     verdict = "agree" if agree else "DISAGREE"
-    print(f"\nlosses {verdict} with the first run's (tolerance {tolerance:g}); "
-          f"{note}. Written: {run_dir / 'results.jsonl'}, {run_dir / 'scaling.png'}")
+    print(
+        f"\nlosses {verdict} with the first run's (tolerance {tolerance:g}); "
+        f"{note}. Written: {run_dir / 'results.jsonl'}, {run_dir / 'scaling.png'}"
+    )
 
 
 if __name__ == "__main__":

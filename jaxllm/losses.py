@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-LossFn = Callable[[Any, dict, Array], tuple[Array, dict]]
+LossFn = Callable[[Any, dict, Array | None], tuple[Array, dict]]
 
 
 def masked_mean(values: Array, mask: Array | None = None) -> Array:
@@ -27,8 +27,9 @@ def masked_mean(values: Array, mask: Array | None = None) -> Array:
     return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def cross_entropy(logits: Array, targets: Array, mask: Array | None = None, *,
-                  label_smoothing: float = 0.0) -> Array:
+def cross_entropy(
+    logits: Array, targets: Array, mask: Array | None = None, *, label_smoothing: float = 0.0
+) -> Array:
     """Mean softmax cross-entropy ``-Σ q(c) log softmax(logits)_c`` over unmasked positions.
 
     With label smoothing ε the target distribution is ``q = (1-ε)·onehot(target) + ε/V``.
@@ -69,12 +70,19 @@ def language_model_loss(model: Any, *, label_smoothing: float = 0.0) -> LossFn:
     def loss_fn(params: Any, batch: dict, key: Array | None) -> tuple[Array, dict]:
         train = key is not None
         mask = batch.get("mask")
-        logits = model.apply({"params": params}, batch["inputs"], train=train,
-                             padding_mask=None if mask is None else mask.astype(bool),
-                             rngs={"dropout": key} if train else None)
+        logits = model.apply(
+            {"params": params},
+            batch["inputs"],
+            train=train,
+            padding_mask=None if mask is None else mask.astype(bool),
+            rngs={"dropout": key} if train else None,
+        )
         loss = cross_entropy(logits, batch["targets"], mask, label_smoothing=label_smoothing)
-        nll = loss if not label_smoothing else jax.lax.stop_gradient(
-            cross_entropy(logits, batch["targets"], mask))
+        nll = (
+            loss
+            if not label_smoothing
+            else jax.lax.stop_gradient(cross_entropy(logits, batch["targets"], mask))
+        )
         tokens = jnp.sum(mask) if mask is not None else jnp.asarray(batch["targets"].size)
         return loss, {"loss": nll, "tokens": tokens.astype(jnp.float32)}
 

@@ -54,10 +54,19 @@ class OptimizerConfig:
     grad_clip: float = 0.0
 
     def __post_init__(self):
-        require(self.name in OPTIMIZERS, f"OptimizerConfig.name must be one of {OPTIMIZERS}, got {self.name!r}")
-        require(self.learning_rate > 0, f"OptimizerConfig.learning_rate must be > 0, got {self.learning_rate}")
+        require(
+            self.name in OPTIMIZERS,
+            f"OptimizerConfig.name must be one of {OPTIMIZERS}, got {self.name!r}",
+        )
+        require(
+            self.learning_rate > 0,
+            f"OptimizerConfig.learning_rate must be > 0, got {self.learning_rate}",
+        )
         require(self.warmup_steps >= 0, "OptimizerConfig.warmup_steps must be >= 0")
-        require(self.decay_steps >= -1, "OptimizerConfig.decay_steps must be >= 0, or -1 for 'until the end'")
+        require(
+            self.decay_steps >= -1,
+            "OptimizerConfig.decay_steps must be >= 0, or -1 for 'until the end'",
+        )
         require(0.0 <= self.min_lr_ratio <= 1.0, "OptimizerConfig.min_lr_ratio must be in [0, 1]")
         require(self.decay >= 0 and self.grad_clip >= 0, "weight_decay and grad_clip must be >= 0")
         require(self.momentum >= 0, f"OptimizerConfig.momentum must be >= 0, got {self.momentum}")
@@ -73,19 +82,27 @@ class OptimizerConfig:
 def learning_rate_schedule(config: OptimizerConfig) -> optax.Schedule:
     """Linear warm-up to the peak, then cosine decay to ``peak * min_lr_ratio``, then constant."""
     peak = config.learning_rate
-    require(config.decay_steps >= 0, "OptimizerConfig.decay_steps is -1 ('until the end of the run'): "
-            "resolve it with the run's step count first (dataclasses.replace(config, decay_steps=...))")
+    require(
+        config.decay_steps >= 0,
+        "OptimizerConfig.decay_steps is -1 ('until the end of the run'): "
+        "resolve it with the run's step count first (dataclasses.replace(config, decay_steps=...))",
+    )
     if config.decay_steps == 0:
         if config.warmup_steps == 0:
             return optax.constant_schedule(peak)
         return optax.linear_schedule(0.0, peak, config.warmup_steps)
     return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=peak, warmup_steps=config.warmup_steps,
-        decay_steps=config.warmup_steps + config.decay_steps, end_value=peak * config.min_lr_ratio)
+        init_value=0.0,
+        peak_value=peak,
+        warmup_steps=config.warmup_steps,
+        decay_steps=config.warmup_steps + config.decay_steps,
+        end_value=peak * config.min_lr_ratio,
+    )
 
 
 def weight_decay_mask(params: Any) -> Any:
-    """``True`` for leaves that are decayed: matrices and embeddings (ndim ≥ 2), not norms or biases."""
+    """``True`` for leaves that are decayed: matrices and embeddings (ndim ≥ 2), not norms or
+    biases."""
     return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
@@ -96,14 +113,23 @@ def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:
     if config.grad_clip:
         parts.append(optax.clip_by_global_norm(config.grad_clip))
     if config.name == "adamw":
-        parts.append(optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
-                                 weight_decay=config.decay, mask=weight_decay_mask))
+        parts.append(
+            optax.adamw(
+                schedule,
+                b1=config.b1,
+                b2=config.b2,
+                eps=config.eps,
+                weight_decay=config.decay,
+                mask=weight_decay_mask,
+            )
+        )
     else:
         if config.decay:
             parts.append(optax.add_decayed_weights(config.decay, mask=weight_decay_mask))
         if config.name == "adam":
             parts.append(optax.adam(schedule, b1=config.b1, b2=config.b2, eps=config.eps))
         else:
-            parts.append(optax.sgd(schedule, momentum=config.momentum or None,
-                                   nesterov=config.nesterov))
+            parts.append(
+                optax.sgd(schedule, momentum=config.momentum or None, nesterov=config.nesterov)
+            )
     return optax.chain(*parts)

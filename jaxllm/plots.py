@@ -52,17 +52,22 @@ def plot_loss(history: list[dict], path: str | Path, *, title: str = "training")
     """
     path = Path(path)
     train = [(r["step"], r["loss"]) for r in history if isinstance(r.get("loss"), (int, float))]
-    val = [(r["step"], r["val_loss"]) for r in history if isinstance(r.get("val_loss"), (int, float))]
+    val = [
+        (r["step"], r["val_loss"]) for r in history if isinstance(r.get("val_loss"), (int, float))
+    ]
     fig, ax = subplots(figsize=(7, 4.2))
     if train:
         ax.plot(*zip(*train, strict=True), label="train loss", lw=1.2)
     if val:
         ax.plot(*zip(*val, strict=True), "o-", label="validation loss", lw=1.5, ms=4)
-    return save_line_plot(fig, ax, path, xlabel="step", ylabel="cross-entropy (nats / token)", title=title)
+    return save_line_plot(
+        fig, ax, path, xlabel="step", ylabel="cross-entropy (nats / token)", title=title
+    )
 
 
-def plot_scaling(results: list[dict], path: str | Path, *, title: str = "data-parallel training",
-                 note: str = "") -> Path:
+def plot_scaling(
+    results: list[dict], path: str | Path, *, title: str = "data-parallel training", note: str = ""
+) -> Path:
     """Step time and tokens/s against the number of devices, one line per parallel mode.
 
     Args:

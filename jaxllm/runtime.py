@@ -83,8 +83,10 @@ def configure_cpu() -> bool:
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return False
     libc = _glibc()
-    if not (libc.mallopt(_M_MMAP_MAX, 0) == 1
-            and libc.mallopt(_M_TRIM_THRESHOLD, _MAX_TRIM_THRESHOLD) == 1):
+    if not (
+        libc.mallopt(_M_MMAP_MAX, 0) == 1
+        and libc.mallopt(_M_TRIM_THRESHOLD, _MAX_TRIM_THRESHOLD) == 1
+    ):
         return False
     jax.config.update("jax_cpu_enable_async_dispatch", False)
     _listen_to_compiles()
@@ -95,6 +97,7 @@ def _backends_started() -> bool:
     """Whether JAX has created its backends (assumed so if JAX no longer says)."""
     try:
         from jax._src import xla_bridge
+
         return bool(xla_bridge.backends_are_initialized())
     except (ImportError, AttributeError):
         return True
@@ -117,9 +120,9 @@ def _listen_to_compiles() -> None:
     jax.monitoring.register_event_duration_secs_listener(_trim_after_compile)
 
 
-def _trim_after_compile(event: str, duration_s: float, **_: object) -> None:
+def _trim_after_compile(event: str, duration_secs: float, **_: object) -> None:
     """A ``jax.monitoring`` listener: give the memory a long compilation freed back to the OS."""
-    if event == _COMPILE_EVENT and duration_s >= _MIN_TRIMMED_COMPILE_S:
+    if event == _COMPILE_EVENT and duration_secs >= _MIN_TRIMMED_COMPILE_S:
         _glibc().malloc_trim(0)
 
 
@@ -138,7 +141,7 @@ def use_compilation_cache(directory: str | os.PathLike = DEFAULT_COMPILATION_CAC
     A cache folder the user already chose (``JAX_COMPILATION_CACHE_DIR`` or
     ``jax.config.update("jax_compilation_cache_dir", ...)``) is kept. Returns the folder in use.
     """
-    chosen = jax.config.jax_compilation_cache_dir
+    chosen = jax.config.values["jax_compilation_cache_dir"]
     if chosen:
         return chosen
     path = os.path.expanduser(os.fspath(directory))

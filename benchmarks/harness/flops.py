@@ -28,8 +28,12 @@ def gpt_flops_per_token(config: GPTConfig, n_params: int) -> int:
     """
     position_table = config.block_size * config.n_embd if config.positions == "learned" else 0
     n_non_embedding = n_params - position_table
-    layers, heads, head_dim, context = (config.n_layer, config.n_head,
-                                        config.n_embd // config.n_head, config.block_size)
+    layers, heads, head_dim, context = (
+        config.n_layer,
+        config.n_head,
+        config.n_embd // config.n_head,
+        config.block_size,
+    )
     return 6 * n_non_embedding + 12 * layers * heads * head_dim * context
 
 

@@ -1,4 +1,5 @@
-"""Running a measurement in a fresh process, so that its peak memory and thread pools are its own."""
+"""Running a measurement in a fresh process, so that its peak memory and thread pools are its
+own."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 
-def run_in_fresh_process(fn: Callable, *args: Any, environment: Mapping[str, str] | None = None,
-                         **kwargs: Any) -> Any:
+def run_in_fresh_process(
+    fn: Callable, *args: Any, environment: Mapping[str, str] | None = None, **kwargs: Any
+) -> Any:
     """``fn(*args, **kwargs)`` in a new Python process; its (picklable) result.
 
     The process is *spawned*, not forked: a fork would inherit this process's memory (so its
@@ -28,8 +30,9 @@ def run_in_fresh_process(fn: Callable, *args: Any, environment: Mapping[str, str
     saved = {name: os.environ.get(name) for name in environment}
     os.environ.update(environment)  # a spawned process starts with this process's environment
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=context,
-                                 initializer=_configure_process) as pool:
+        with ProcessPoolExecutor(
+            max_workers=1, mp_context=context, initializer=_configure_process
+        ) as pool:
             return pool.submit(fn, *args, **kwargs).result()
     finally:
         for name, value in saved.items():

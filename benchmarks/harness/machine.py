@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import jax
-import jaxlib
+import jaxlib.version
 
 
 def usable_cpus() -> int:
@@ -30,7 +30,7 @@ def machine_info() -> dict[str, Any]:
     device = jax.devices()[0]
     return {
         "jax_version": jax.__version__,
-        "jaxlib_version": jaxlib.__version__,
+        "jaxlib_version": jaxlib.version.__version__,
         "backend": jax.default_backend(),
         "device_kind": device.device_kind,
         "device_count": jax.device_count(),
@@ -71,8 +71,13 @@ class CpuSnapshot:
 
 def cpu_snapshot() -> CpuSnapshot:
     """The CPU time used so far, to compare with a later snapshot (see :func:`background_load`)."""
-    own = sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
-                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
+    own = sum(
+        r.ru_utime + r.ru_stime
+        for r in (
+            resource.getrusage(resource.RUSAGE_SELF),
+            resource.getrusage(resource.RUSAGE_CHILDREN),
+        )
+    )
     return CpuSnapshot(wall_s=time.perf_counter(), busy_s=system_busy_seconds(), own_s=own)
 
 
@@ -101,10 +106,14 @@ def background_load(start: CpuSnapshot, end: CpuSnapshot) -> float | None:
     return max(others, 0.0) / (end.wall_s - start.wall_s)
 
 
-def load_warning(background: float | None, cpu_count: int | str, threshold: float = 0.1) -> str | None:
+def load_warning(
+    background: float | None, cpu_count: int | str, threshold: float = 0.1
+) -> str | None:
     """The line a benchmark prints when other processes kept more than ``threshold`` CPUs busy
     while it ran (see :func:`background_load`), else ``None``."""
     if background is None or background <= threshold:
         return None
-    return (f"WARNING: other processes kept {background:.2f} of {cpu_count} CPUs busy during this "
-            "run; every time here is longer than on an idle machine")
+    return (
+        f"WARNING: other processes kept {background:.2f} of {cpu_count} CPUs busy during this "
+        "run; every time here is longer than on an idle machine"
+    )

@@ -57,8 +57,9 @@ def time_fn(fn: Callable, *args: Any, warmup: int = 1, repeats: int = 10) -> Tim
     return Timing.from_seconds([timed_call(fn, *args)[0] for _ in range(repeats)])
 
 
-def time_steps(step: Callable, state: Any, *args: Any, warmup: int = 1,
-               repeats: int = 10) -> tuple[Timing, tuple[Any, Any]]:
+def time_steps(
+    step: Callable, state: Any, *args: Any, warmup: int = 1, repeats: int = 10
+) -> tuple[Timing, tuple[Any, Any]]:
     """Time a state-threading step ``step(state, *args) -> (state, aux)``, like a train step.
 
     Each call gets the state the previous one returned, so steps that donate their state
@@ -67,12 +68,11 @@ def time_steps(step: Callable, state: Any, *args: Any, warmup: int = 1,
     """
     for _ in range(warmup):
         state, _ = jax.block_until_ready(step(state, *args))
-    seconds, out = [], None
+    seconds, aux = [], None
     for _ in range(repeats):
-        elapsed, out = timed_call(step, state, *args)
-        state = out[0]
+        elapsed, (state, aux) = timed_call(step, state, *args)
         seconds.append(elapsed)
-    return Timing.from_seconds(seconds), out
+    return Timing.from_seconds(seconds), (state, aux)
 
 
 def compile_time(jitted_fn: Callable, *args: Any) -> tuple[float, Any]:

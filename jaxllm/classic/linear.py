@@ -22,7 +22,7 @@ of ``C`` at once with ``jax.vmap``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import jax
 import jax.numpy as jnp
@@ -58,15 +58,15 @@ Features = Array | sparse.BCOO
 @dataclasses.dataclass(frozen=True)
 class LinearConfig:
     """Attributes:
-      loss: one of :data:`LOSSES`.
-      C: inverse regularisation strength, as in scikit-learn (larger: less regularisation).
-      fit_intercept: learn a bias ``b``.
-      solver: ``"lbfgs"`` (smooth losses), ``"adam"`` or ``"sgd"``; ``None`` picks L-BFGS for
-        the smooth losses and Adam for the hinge.
-      max_iter: most optimiser iterations.
-      tol: L-BFGS stops once the largest gradient entry of the (mean) objective is below this,
-        as scikit-learn's ``LogisticRegression(solver="lbfgs")`` does.
-      learning_rate: step size of Adam and SGD.
+    loss: one of :data:`LOSSES`.
+    C: inverse regularisation strength, as in scikit-learn (larger: less regularisation).
+    fit_intercept: learn a bias ``b``.
+    solver: ``"lbfgs"`` (smooth losses), ``"adam"`` or ``"sgd"``; ``None`` picks L-BFGS for
+      the smooth losses and Adam for the hinge.
+    max_iter: most optimiser iterations.
+    tol: L-BFGS stops once the largest gradient entry of the (mean) objective is below this,
+      as scikit-learn's ``LogisticRegression(solver="lbfgs")`` does.
+    learning_rate: step size of Adam and SGD.
     """
 
     loss: Loss = "logistic"
@@ -78,12 +78,21 @@ class LinearConfig:
     learning_rate: float = 0.05
 
     def __post_init__(self):
-        require(self.loss in LOSSES, f"LinearConfig.loss must be one of {LOSSES}, got {self.loss!r}")
-        require(self.solver in (*SOLVERS, None), f"LinearConfig.solver must be one of {SOLVERS}, got {self.solver!r}")
-        require(not (self.loss == "hinge" and self.solver == "lbfgs"),
-                "L-BFGS needs a smooth loss; use loss='squared_hinge' or solver='adam' for the hinge")
-        require(self.C > 0 and self.max_iter > 0 and self.tol >= 0 and self.learning_rate > 0,
-                "LinearConfig.C, max_iter and learning_rate must be > 0 and tol >= 0")
+        require(
+            self.loss in LOSSES, f"LinearConfig.loss must be one of {LOSSES}, got {self.loss!r}"
+        )
+        require(
+            self.solver in (*SOLVERS, None),
+            f"LinearConfig.solver must be one of {SOLVERS}, got {self.solver!r}",
+        )
+        require(
+            not (self.loss == "hinge" and self.solver == "lbfgs"),
+            "L-BFGS needs a smooth loss; use loss='squared_hinge' or solver='adam' for the hinge",
+        )
+        require(
+            self.C > 0 and self.max_iter > 0 and self.tol >= 0 and self.learning_rate > 0,
+            "LinearConfig.C, max_iter and learning_rate must be > 0 and tol >= 0",
+        )
 
     @property
     def chosen_solver(self) -> str:
@@ -129,8 +138,11 @@ def predict(model: LinearModel, X: Features) -> Array:
 
 def predict_proba(model: LinearModel, X: Features) -> Array:
     """Class probabilities ``float32[n, num_classes]`` of a logistic model."""
-    require(model.config.loss == "logistic", f"predict_proba needs a logistic model, this one has loss {model.config.loss!r}",
-            NotProbabilisticError)
+    require(
+        model.config.loss == "logistic",
+        f"predict_proba needs a logistic model, this one has loss {model.config.loss!r}",
+        NotProbabilisticError,
+    )
     z = decision_function(model, X)
     if z.ndim == 1:
         p = jax.nn.sigmoid(z)
@@ -169,8 +181,9 @@ def objective(params: dict, X: Features, y: Array, loss: str, C: Array | float) 
     return data_term + jnp.sum(params["kernel"] ** 2) / (2.0 * C * n)
 
 
-def fit_linear(X: Features, y: Any, config: LinearConfig = LinearConfig(), *,
-               num_classes: int | None = None) -> LinearModel:
+def fit_linear(
+    X: Features, y: Any, config: LinearConfig = LinearConfig(), *, num_classes: int | None = None
+) -> LinearModel:
     """Fit one model. ``y``: float[n] targets (``loss="squared"``) or int[n] class ids 0..k-1.
 
     Raises:
@@ -179,29 +192,58 @@ def fit_linear(X: Features, y: Any, config: LinearConfig = LinearConfig(), *,
     """
     y, k, num_classes = _check_problem(X, y, config, num_classes)
     params, iterations = _fit_jit(X, y, jnp.float32(config.C), config, k)
-    return LinearModel(params=params, config=config, num_classes=num_classes, iterations=int(iterations))
+    return LinearModel(
+        params=params, config=config, num_classes=num_classes, iterations=int(iterations)
+    )
 
 
-def fit_regularization_path(X: Features, y: Any, Cs: Any, config: LinearConfig = LinearConfig(), *,
-                            num_classes: int | None = None) -> list[LinearModel]:
+def fit_regularization_path(
+    X: Features,
+    y: Any,
+    Cs: Any,
+    config: LinearConfig = LinearConfig(),
+    *,
+    num_classes: int | None = None,
+) -> list[LinearModel]:
     """One model per value of ``C``, all trained in one compiled call (``jax.vmap`` over ``C``)."""
     Cs = np.asarray(Cs, np.float32)
-    require(Cs.ndim == 1 and Cs.size > 0 and np.all(Cs > 0), f"Cs must be a non-empty list of positive numbers, got {Cs}", ValueError)
+    require(
+        Cs.ndim == 1 and Cs.size > 0 and bool(np.all(Cs > 0)),
+        f"Cs must be a non-empty list of positive numbers, got {Cs}",
+        ValueError,
+    )
     y, k, num_classes = _check_problem(X, y, config, num_classes)
     params, iterations = _fit_path_jit(X, y, jnp.asarray(Cs), config, k)
-    return [LinearModel(params=jax.tree.map(lambda p, i=i: p[i], params),
-                        config=dataclasses.replace(config, C=float(C)), num_classes=num_classes,
-                        iterations=int(iterations[i])) for i, C in enumerate(Cs)]
+    return [
+        LinearModel(
+            params=jax.tree.map(lambda p, i=i: p[i], params),
+            config=dataclasses.replace(config, C=float(C)),
+            num_classes=num_classes,
+            iterations=int(iterations[i]),
+        )
+        for i, C in enumerate(Cs)
+    ]
 
 
-def least_squares(X: Array, y: Array, *, l2: float = 0.0, fit_intercept: bool = True) -> LinearModel:
+def least_squares(
+    X: Array, y: Array, *, l2: float = 0.0, fit_intercept: bool = True
+) -> LinearModel:
     """Closed-form (ridge) regression: ``argmin ‖X W + b - y‖² + l2 ‖W‖²`` by a least-squares
-    solve (``l2 = 0``) or the regularised normal equations. Dense ``X: float[n, d]``, ``y: float[n]``."""
+    solve (``l2 = 0``) or the regularised normal equations. Dense ``X: float[n, d]``,
+    ``y: float[n]``."""
     X = jnp.asarray(X, jnp.float32)
     y = jnp.asarray(y, jnp.float32)
     _check_features(X, None)
-    require(y.shape == (X.shape[0],), f"y must be float[{X.shape[0]}], got shape {y.shape}", TargetsError)
-    require(bool(jnp.all(jnp.isfinite(y))), "targets contain NaN or infinite values; drop or impute them first", TargetsError)
+    require(
+        y.shape == (X.shape[0],),
+        f"y must be float[{X.shape[0]}], got shape {y.shape}",
+        TargetsError,
+    )
+    require(
+        bool(jnp.all(jnp.isfinite(y))),
+        "targets contain NaN or infinite values; drop or impute them first",
+        TargetsError,
+    )
     x_mean = X.mean(0) if fit_intercept else jnp.zeros(X.shape[1])
     y_mean = y.mean() if fit_intercept else 0.0
     Xc, yc = X - x_mean, y - y_mean
@@ -210,44 +252,76 @@ def least_squares(X: Array, y: Array, *, l2: float = 0.0, fit_intercept: bool = 
     else:
         w = jnp.linalg.solve(Xc.T @ Xc + l2 * jnp.eye(X.shape[1]), Xc.T @ yc)
     params = {"kernel": w[:, None], "bias": jnp.reshape(y_mean - x_mean @ w, (1,))}
-    return LinearModel(params=params, config=LinearConfig(loss="squared", fit_intercept=fit_intercept),
-                       num_classes=0)
+    return LinearModel(
+        params=params,
+        config=LinearConfig(loss="squared", fit_intercept=fit_intercept),
+        num_classes=0,
+    )
 
 
 def _check_problem(X: Features, y: Any, config: LinearConfig, num_classes: int | None):
     _check_features(X, None)
     y = np.asarray(y)
-    require(y.ndim == 1 and y.shape[0] == X.shape[0],
-            f"expected one target per row of X ({X.shape[0]}), got targets of shape {y.shape}", TargetsError)
+    require(
+        y.ndim == 1 and y.shape[0] == X.shape[0],
+        f"expected one target per row of X ({X.shape[0]}), got targets of shape {y.shape}",
+        TargetsError,
+    )
     if config.loss == "squared":
-        require(np.issubdtype(y.dtype, np.number) and np.all(np.isfinite(y)),
-                "targets contain NaN or infinite values; drop or impute them first", TargetsError)
+        require(
+            np.issubdtype(y.dtype, np.number) and bool(np.all(np.isfinite(y))),
+            "targets contain NaN or infinite values; drop or impute them first",
+            TargetsError,
+        )
         return jnp.asarray(y, jnp.float32), 1, 0
-    require(np.issubdtype(y.dtype, np.integer), f"class labels must be integers 0..k-1, got dtype {y.dtype}", TargetsError)
+    require(
+        np.issubdtype(y.dtype, np.integer),
+        f"class labels must be integers 0..k-1, got dtype {y.dtype}",
+        TargetsError,
+    )
     present = np.unique(y)
     num_classes = int(present.max()) + 1 if num_classes is None else num_classes
-    require(present.min() >= 0 and present.max() < num_classes,
-            f"labels must lie in 0..{num_classes - 1}, got values from {present.min()} to {present.max()}", TargetsError)
-    require(present.size >= 2, f"labels with one class ({present[0]}): a classifier needs examples of at "
-                               "least two classes", TargetsError)
+    require(
+        bool(present.min() >= 0 and present.max() < num_classes),
+        f"labels must lie in 0..{num_classes - 1}, "
+        f"got values from {present.min()} to {present.max()}",
+        TargetsError,
+    )
+    require(
+        present.size >= 2,
+        f"labels with one class ({present[0]}): a classifier needs examples of at "
+        "least two classes",
+        TargetsError,
+    )
     return jnp.asarray(y, jnp.int32), (1 if num_classes == 2 else num_classes), num_classes
 
 
 def _check_features(X: Features, num_features: int | None) -> None:
     if not isinstance(X, sparse.BCOO | jax.Array | np.ndarray):
-        raise FeaturesError(f"features must be a 2-D array or a BCOO sparse matrix, got {type(X).__name__}")
-    require(X.ndim == 2, f"features must be 2-D [n_examples, n_features], got shape {X.shape}", FeaturesError)
+        raise FeaturesError(
+            f"features must be a 2-D array or a BCOO sparse matrix, got {type(X).__name__}"
+        )
+    require(
+        X.ndim == 2,
+        f"features must be 2-D [n_examples, n_features], got shape {X.shape}",
+        FeaturesError,
+    )
     require(X.shape[0] > 0, "features have no rows: pass at least one example", FeaturesError)
     if num_features is not None and X.shape[1] != num_features:
-        raise FeaturesError(f"the model was fitted on {num_features} features, these have {X.shape[1]}; "
-                         "transform them with the same vectorizer the model was trained on")
+        raise FeaturesError(
+            f"the model was fitted on {num_features} features, these have {X.shape[1]}; "
+            "transform them with the same vectorizer the model was trained on"
+        )
     values = X.data if isinstance(X, sparse.BCOO) else X
     if not bool(jnp.all(jnp.isfinite(jnp.asarray(values)))):
         raise ValueError("features contain NaN or infinite values; drop or impute them first")
 
 
 def _init_params(num_features: int, k: int) -> dict:
-    return {"kernel": jnp.zeros((num_features, k), jnp.float32), "bias": jnp.zeros((k,), jnp.float32)}
+    return {
+        "kernel": jnp.zeros((num_features, k), jnp.float32),
+        "bias": jnp.zeros((k,), jnp.float32),
+    }
 
 
 def _minimise(X: Features, y: Array, C: Array, config: LinearConfig, k: int) -> tuple[dict, Array]:
@@ -266,8 +340,9 @@ def _minimise(X: Features, y: Array, C: Array, config: LinearConfig, k: int) -> 
         def step(carry):
             params, state, i = carry
             value, grad = value_and_grad(params, state=state)
-            updates, state = optimizer.update(grad, state, params, value=value, grad=grad,
-                                              value_fn=value_fn)
+            updates, state = optimizer.update(
+                grad, state, params, value=value, grad=grad, value_fn=value_fn
+            )
             return optax.apply_updates(params, updates), state, i + 1
 
         def keep_going(carry):
@@ -276,8 +351,11 @@ def _minimise(X: Features, y: Array, C: Array, config: LinearConfig, k: int) -> 
             largest = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree.leaves(grad)]))
             return (i == 0) | ((i < config.max_iter) & (largest > config.tol))
     else:
-        optimizer = (optax.adam(config.learning_rate) if config.chosen_solver == "adam"
-                     else optax.sgd(config.learning_rate, momentum=0.9))
+        optimizer = (
+            optax.adam(config.learning_rate)
+            if config.chosen_solver == "adam"
+            else optax.sgd(config.learning_rate, momentum=0.9)
+        )
         grad_fn = jax.value_and_grad(value_fn)
 
         def step(carry):
@@ -289,11 +367,16 @@ def _minimise(X: Features, y: Array, C: Array, config: LinearConfig, k: int) -> 
         def keep_going(carry):
             return carry[2] < config.max_iter
 
-    params, _, iterations = jax.lax.while_loop(keep_going, step, (params, optimizer.init(params), jnp.int32(0)))
+    final, _, iterations = jax.lax.while_loop(
+        keep_going, step, (params, optimizer.init(params), jnp.int32(0))
+    )
+    params = cast(dict, final)  # optax types its updated params as any pytree: here, a dict
     if not config.fit_intercept:
         params = {**params, "bias": jnp.zeros_like(params["bias"])}
     return params, iterations
 
 
 _fit_jit = jax.jit(_minimise, static_argnames=("config", "k"))
-_fit_path_jit = jax.jit(jax.vmap(_minimise, in_axes=(None, None, 0, None, None)), static_argnums=(3, 4))
+_fit_path_jit = jax.jit(
+    jax.vmap(_minimise, in_axes=(None, None, 0, None, None)), static_argnums=(3, 4)
+)

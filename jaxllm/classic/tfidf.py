@@ -67,20 +67,34 @@ class TfidfConfig:
 
     def __post_init__(self):
         low, high = self.ngram_range
-        require(1 <= low <= high, f"TfidfConfig.ngram_range must be (min_n, max_n) with 1 <= min_n <= max_n, got {self.ngram_range}")
-        require(self.norm in ("l1", "l2", None), f"TfidfConfig.norm must be 'l1', 'l2' or None, got {self.norm!r}")
-        for name in ("min_df", "max_df"):
-            value = getattr(self, name)
+        require(
+            1 <= low <= high,
+            "TfidfConfig.ngram_range must be (min_n, max_n) with 1 <= min_n <= max_n, "
+            f"got {self.ngram_range}",
+        )
+        require(
+            self.norm in ("l1", "l2", None),
+            f"TfidfConfig.norm must be 'l1', 'l2' or None, got {self.norm!r}",
+        )
+        for name, value in (("min_df", self.min_df), ("max_df", self.max_df)):
             if isinstance(value, Integral):
                 require(value >= 0, f"TfidfConfig.{name} as a count must be >= 0, got {value}")
             else:
-                require(0.0 <= value <= 1.0, f"TfidfConfig.{name} as a fraction must be in [0, 1], got {value}")
-        require(self.max_features is None or self.max_features > 0,
-                f"TfidfConfig.max_features must be positive or None, got {self.max_features}")
+                require(
+                    0.0 <= value <= 1.0,
+                    f"TfidfConfig.{name} as a fraction must be in [0, 1], got {value}",
+                )
+        require(
+            self.max_features is None or self.max_features > 0,
+            f"TfidfConfig.max_features must be positive or None, got {self.max_features}",
+        )
         try:
             re.compile(self.token_pattern)
         except re.error as e:
-            raise ValueError(f"TfidfConfig.token_pattern {self.token_pattern!r} is not a valid regular expression: {e}") from e
+            raise ValueError(
+                f"TfidfConfig.token_pattern {self.token_pattern!r} "
+                f"is not a valid regular expression: {e}"
+            ) from e
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +121,8 @@ class Vectorizer:
         return {term: i for i, term in enumerate(self.terms)}
 
     def transform(self, docs: Sequence[str], *, dtype=jnp.float32) -> sparse.BCOO:
-        """``float32[len(docs), n_terms]`` TF-IDF rows (a document with no known term is a zero row)."""
+        """``float32[len(docs), n_terms]`` TF-IDF rows (a document with no known term is a
+        zero row)."""
         docs = _check_docs(docs)
         _, rows, ids = _scan(docs, self.config, self.vocabulary)
         counts = _count_pairs(rows, ids, len(self.terms))
@@ -116,7 +131,8 @@ class Vectorizer:
 
 @dataclasses.dataclass(frozen=True)
 class _Counts:
-    """Sparse counts in row-major order: ``counts[k]`` of term ``cols[k]`` in document ``rows[k]``."""
+    """Sparse counts in row-major order: ``counts[k]`` of term ``cols[k]`` in document
+    ``rows[k]``."""
 
     rows: np.ndarray
     cols: np.ndarray
@@ -133,11 +149,14 @@ def fit_vectorizer(docs: Sequence[str], config: TfidfConfig = TfidfConfig()) -> 
     return _fit(docs, config)[0]
 
 
-def fit_transform(docs: Sequence[str], config: TfidfConfig = TfidfConfig(), *,
-                  dtype=jnp.float32) -> tuple[Vectorizer, sparse.BCOO]:
+def fit_transform(
+    docs: Sequence[str], config: TfidfConfig = TfidfConfig(), *, dtype=jnp.float32
+) -> tuple[Vectorizer, sparse.BCOO]:
     """``fit_vectorizer`` and ``transform`` of the same documents in one pass over them."""
     vectorizer, counts = _fit(docs, config)
-    return vectorizer, _weighted(counts, vectorizer.idf, config, (len(docs), vectorizer.num_features), dtype)
+    return vectorizer, _weighted(
+        counts, vectorizer.idf, config, (len(docs), vectorizer.num_features), dtype
+    )
 
 
 def _fit(docs: Sequence[str], config: TfidfConfig) -> tuple[Vectorizer, _Counts]:
@@ -145,9 +164,11 @@ def _fit(docs: Sequence[str], config: TfidfConfig) -> tuple[Vectorizer, _Counts]
     n_docs = len(docs)
     terms, rows, ids = _scan(docs, config)
     if not terms:
-        raise ValueError(f"empty vocabulary: none of the {n_docs} documents has a token matching "
-                         f"{config.token_pattern!r} (after stop words); check the documents or the "
-                         "token_pattern")
+        raise ValueError(
+            f"empty vocabulary: none of the {n_docs} documents has a token matching "
+            f"{config.token_pattern!r} (after stop words); check the documents or the "
+            "token_pattern"
+        )
     counts = _count_pairs(rows, ids, len(terms))
 
     df = np.bincount(counts.cols, minlength=len(terms))
@@ -173,21 +194,32 @@ def _check_docs(docs: Sequence[str]) -> list[str]:
     docs = list(docs)
     if not docs:
         raise ValueError("no documents: pass at least one string")
-    bad = None if set(map(type, docs)) <= {str} else next(i for i, d in enumerate(docs) if not isinstance(d, str))
+    bad = (
+        None
+        if set(map(type, docs)) <= {str}
+        else next(i for i, d in enumerate(docs) if not isinstance(d, str))
+    )
     if bad is not None:
-        raise ValueError(f"document {bad} is a {type(docs[bad]).__name__}, not a str; decode bytes "
-                         "and drop missing values first")
+        raise ValueError(
+            f"document {bad} is a {type(docs[bad]).__name__}, not a str; decode bytes "
+            "and drop missing values first"
+        )
     return docs
 
 
-def _scan(docs: list[str], config: TfidfConfig,
-          vocabulary: dict[str, int] | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+def _scan(
+    docs: list[str], config: TfidfConfig, vocabulary: dict[str, int] | None = None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``(terms, rows, ids)``: the document and column of every term occurrence, int64[m] each.
 
     Fitting (``vocabulary`` is ``None``): ``terms`` are the distinct terms, sorted (scikit-learn's
     column order). Transforming: ``vocabulary``'s columns, with unknown terms left out.
     """
-    if config.token_pattern == DEFAULT_TOKEN_PATTERN and config.ngram_range[1] == 1 and not config.stop_words:
+    if (
+        config.token_pattern == DEFAULT_TOKEN_PATTERN
+        and config.ngram_range[1] == 1
+        and not config.stop_words
+    ):
         scanned = _scan_default_pattern(docs, config.lowercase, vocabulary)
         if scanned is not None:
             return scanned
@@ -218,8 +250,9 @@ def _tokens(docs: list[str], config: TfidfConfig) -> tuple[list[str], np.ndarray
     return list(itertools.chain.from_iterable(per_doc)), lengths
 
 
-def _scan_default_pattern(docs: list[str], lowercase: bool, vocabulary: dict[str, int] | None
-                          ) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+def _scan_default_pattern(
+    docs: list[str], lowercase: bool, vocabulary: dict[str, int] | None
+) -> tuple[list[str], np.ndarray, np.ndarray] | None:
     """:func:`_scan` for the default pattern, ``(?u)\\b\\w\\w+\\b``, without a regular expression.
 
     Its tokens are the maximal runs of two or more word characters. So: blank every non-word
@@ -238,7 +271,9 @@ def _scan_default_pattern(docs: list[str], lowercase: bool, vocabulary: dict[str
     text = " \x00 ".join(docs)
     if text.count("\x00") != len(docs) - 1:
         return None  # a document holds NUL itself: the general path handles it
-    non_word = {c for i in unusual for c in _NON_ASCII.findall(docs[i]) if not _WORD_CHARACTER.match(c)}
+    non_word = {
+        c for i in unusual for c in _NON_ASCII.findall(docs[i]) if not _WORD_CHARACTER.match(c)
+    }
     if non_word:
         text = re.sub("[" + "".join(map(re.escape, sorted(non_word))) + "]", " ", text)
     data = text.encode("utf-8")
@@ -246,7 +281,9 @@ def _scan_default_pattern(docs: list[str], lowercase: bool, vocabulary: dict[str
     # One C-level pass: each token's first position in the stream (setdefault keeps the first),
     # which stands for the token until the distinct ones are decoded and sorted.
     first = {}
-    first_seen = np.fromiter(map(first.setdefault, tokens, itertools.count()), np.int64, len(tokens))
+    first_seen = np.fromiter(
+        map(first.setdefault, tokens, itertools.count()), np.int64, len(tokens)
+    )
     words = {token.decode("utf-8"): position for token, position in first.items()}
     if vocabulary is None:
         terms = sorted(t for t in words if len(t) >= 2 and t != "\x00")
@@ -271,14 +308,16 @@ def _scan_default_pattern(docs: list[str], lowercase: bool, vocabulary: dict[str
 _WORD_CHARACTER = re.compile(r"\w")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _ASCII_NON_WORD_TO_SPACE = bytes(
-    byte if byte == 0 or byte >= 0x80 or _WORD_CHARACTER.match(chr(byte)) else 0x20 for byte in range(256))
+    byte if byte == 0 or byte >= 0x80 or _WORD_CHARACTER.match(chr(byte)) else 0x20
+    for byte in range(256)
+)
 
 
 def _ngrams(words: list[str], low: int, high: int) -> list[str]:
     """Word n-grams of every length from ``low`` to ``high``, joined by single spaces."""
     out = list(words) if low == 1 else []
     for n in range(max(low, 2), high + 1):
-        out += [" ".join(words[i:i + n]) for i in range(len(words) - n + 1)]
+        out += [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
     return out
 
 
@@ -297,28 +336,34 @@ def _count_pairs(rows: np.ndarray, cols: np.ndarray, num_cols: int) -> _Counts:
 
 
 def _kept_terms(df: np.ndarray, tf: np.ndarray, n_docs: int, config: TfidfConfig) -> np.ndarray:
-    """bool[n_terms]: the terms ``min_df``, ``max_df`` and ``max_features`` keep (scikit-learn's rules)."""
+    """bool[n_terms]: the terms ``min_df``, ``max_df`` and ``max_features`` keep
+    (scikit-learn's rules)."""
     high = config.max_df if isinstance(config.max_df, Integral) else config.max_df * n_docs
     low = config.min_df if isinstance(config.min_df, Integral) else config.min_df * n_docs
     if high < low:
-        raise ValueError(f"max_df={config.max_df} allows fewer documents ({high:g}) than "
-                         f"min_df={config.min_df} requires ({low:g}); raise max_df or lower min_df")
+        raise ValueError(
+            f"max_df={config.max_df} allows fewer documents ({high:g}) than "
+            f"min_df={config.min_df} requires ({low:g}); raise max_df or lower min_df"
+        )
     keep = (df <= high) & (df >= low)
     if config.max_features is not None and keep.sum() > config.max_features:
         # The same call as scikit-learn, so ties in frequency are broken identically.
-        order = (-tf[keep]).argsort()[:config.max_features]
+        order = (-tf[keep]).argsort()[: config.max_features]
         limited = np.zeros_like(keep)
         limited[np.where(keep)[0][order]] = True
         keep = limited
     if not keep.any():
-        raise ValueError(f"empty vocabulary: no term occurs in at least min_df={config.min_df} and at "
-                         f"most max_df={config.max_df} of the {n_docs} documents; lower min_df or "
-                         "raise max_df")
+        raise ValueError(
+            f"empty vocabulary: no term occurs in at least min_df={config.min_df} and at "
+            f"most max_df={config.max_df} of the {n_docs} documents; lower min_df or "
+            "raise max_df"
+        )
     return keep
 
 
-def _weighted(counts: _Counts, idf: np.ndarray, config: TfidfConfig, shape: tuple[int, int],
-              dtype) -> sparse.BCOO:
+def _weighted(
+    counts: _Counts, idf: np.ndarray, config: TfidfConfig, shape: tuple[int, int], dtype
+) -> sparse.BCOO:
     """TF-IDF values of ``counts`` (float64 on the host), as a ``BCOO`` of ``dtype``."""
     tf = np.ones(len(counts.counts)) if config.binary else counts.counts.astype(np.float64)
     if config.sublinear_tf:
@@ -330,14 +375,23 @@ def _weighted(counts: _Counts, idf: np.ndarray, config: TfidfConfig, shape: tupl
         norms = norms if config.norm == "l1" else np.sqrt(norms)
         values = values / norms[counts.rows]  # a row with a value has a positive norm
     indices = np.stack([counts.rows, counts.cols], axis=1).astype(np.int32)
-    return sparse.BCOO((jnp.asarray(values, dtype), jnp.asarray(indices)), shape=shape,
-                       indices_sorted=True, unique_indices=True)
+    return sparse.BCOO(
+        (jnp.asarray(values, dtype), jnp.asarray(indices)),
+        shape=shape,
+        indices_sorted=True,
+        unique_indices=True,
+    )
 
 
-def top_terms(vectorizer: Vectorizer, weights: Iterable[float], k: int = 10) -> list[tuple[str, float]]:
+def top_terms(
+    vectorizer: Vectorizer, weights: Iterable[float], k: int = 10
+) -> list[tuple[str, float]]:
     """The ``k`` terms with the largest ``weights`` (e.g. a linear model's coefficients)."""
     weights = np.asarray(list(weights), np.float64)
-    require(weights.shape == (vectorizer.num_features,),
-            f"expected {vectorizer.num_features} weights (one per term), got shape {weights.shape}", ValueError)
+    require(
+        weights.shape == (vectorizer.num_features,),
+        f"expected {vectorizer.num_features} weights (one per term), got shape {weights.shape}",
+        ValueError,
+    )
     order = np.argsort(-weights, kind="stable")[:k]
     return [(vectorizer.terms[i], float(weights[i])) for i in order if math.isfinite(weights[i])]

@@ -154,7 +154,7 @@ def eval_batches(
 
 
 def pad_sequences(
-    seqs: Sequence[Sequence[int]],
+    seqs: Sequence[Sequence[int] | np.ndarray],
     pad_id: int,
     *,
     side: str = "right",

@@ -34,10 +34,14 @@ class DataConfig:
     test_fraction: float = 0.05
 
     def __post_init__(self):
-        require(self.tokenizer in ("char", "bpe"),
-                f"DataConfig.tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
-        require(self.bpe_vocab_size >= 257,
-                "DataConfig.bpe_vocab_size must be >= 257 (256 bytes + end of text)")
+        require(
+            self.tokenizer in ("char", "bpe"),
+            f"DataConfig.tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}",
+        )
+        require(
+            self.bpe_vocab_size >= 257,
+            "DataConfig.bpe_vocab_size must be >= 257 (256 bytes + end of text)",
+        )
 
 
 def load_splits(config: DataConfig) -> tuple[list[str], list[str], list[str]]:
@@ -47,11 +51,17 @@ def load_splits(config: DataConfig) -> tuple[list[str], list[str], list[str]]:
       EmptySplitError: a split came out empty (the corpus is too small for the fractions).
     """
     docs = clean_corpus(load_corpus(config.corpus))
-    splits = split_corpus(docs, val_fraction=config.val_fraction,
-                          test_fraction=config.test_fraction, seed=0)
-    empty = [name for name, split in zip(("train", "validation", "test"), splits, strict=True)
-             if not split]
+    splits = split_corpus(
+        docs, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=0
+    )
+    empty = [
+        name
+        for name, split in zip(("train", "validation", "test"), splits, strict=True)
+        if not split
+    ]
     if empty:
-        raise EmptySplitError(f"the {' and '.join(empty)} split of corpus {config.corpus!r} is "
-                              "empty; use a larger corpus or other val/test fractions")
+        raise EmptySplitError(
+            f"the {' and '.join(empty)} split of corpus {config.corpus!r} is "
+            "empty; use a larger corpus or other val/test fractions"
+        )
     return splits

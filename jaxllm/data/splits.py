@@ -64,7 +64,7 @@ def _split_by_document(
     held_out_chars = [0, 0]
     train: list[str] = []
     for index in np.random.default_rng(seed).permutation(len(docs)):
-        doc = docs[index]
+        doc = docs[int(index)]
         for split, target in enumerate(targets):
             fits = held_out_chars[split] + len(doc) <= _SHARE_TOLERANCE * target
             if held_out_chars[split] < target and fits:

@@ -48,20 +48,24 @@ ANALOGY_CANDIDATES = 5
 # Inputs
 # ------------------------------------------------------------------------------------------------
 
+
 def _checked_vectors(words: Sequence[str], vectors: Any) -> tuple[list[str], Array]:
     """``(words, vectors)`` as a list and a float JAX array, or an error naming the mismatch."""
     vectors = jnp.asarray(vectors)
     if vectors.ndim != 2:
-        raise ValueError(f"vectors must be 2-D float[V, d] (one row per word), got shape "
-                         f"{tuple(vectors.shape)}")
+        raise ValueError(
+            f"vectors must be 2-D float[V, d] (one row per word), got shape {tuple(vectors.shape)}"
+        )
     if isinstance(words, str):
-        raise TypeError("words must be a sequence of words, got one string: pass a list, e.g. "
-                        "`words.split()`")
+        raise TypeError(
+            "words must be a sequence of words, got one string: pass a list, e.g. `words.split()`"
+        )
     words = list(words)
     if len(words) != vectors.shape[0]:
         raise ValueError(
             f"words has {len(words)} entries but vectors has {vectors.shape[0]} rows: pass one "
-            "word per row, in row order (the vocabulary the vectors were trained with)")
+            "word per row, in row order (the vocabulary the vectors were trained with)"
+        )
     if not words:
         raise ValueError("the vocabulary is empty: there is nothing to evaluate")
     if not jnp.issubdtype(vectors.dtype, jnp.floating):
@@ -80,8 +84,10 @@ def _restricted_size(restrict_vocab: int | None, vocab_size: int) -> int:
     if restrict_vocab is None:
         return vocab_size
     if not isinstance(restrict_vocab, int | np.integer) or restrict_vocab < 1:
-        raise ValueError(f"restrict_vocab must be a positive int (how many of the most frequent "
-                         f"words count as known) or None for all, got {restrict_vocab!r}")
+        raise ValueError(
+            f"restrict_vocab must be a positive int (how many of the most frequent "
+            f"words count as known) or None for all, got {restrict_vocab!r}"
+        )
     return min(int(restrict_vocab), vocab_size)
 
 
@@ -99,7 +105,8 @@ def _existing_file(path: str | Path, what: str, example: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"{what} file {str(path)!r} does not exist: pass the path of an existing file, e.g. "
-            f"`gensim_test_file({example!r})`")
+            f"`gensim_test_file({example!r})`"
+        )
     return path
 
 
@@ -120,14 +127,17 @@ def gensim_test_file(name: str) -> Path:
         ) from error
     path = Path(datapath(name))
     if not path.is_file():
-        raise FileNotFoundError(f"gensim has no test file {name!r} (looked for {path}); its word "
-                                f"vector evaluation files are {', '.join(GENSIM_TEST_FILES)}")
+        raise FileNotFoundError(
+            f"gensim has no test file {name!r} (looked for {path}); its word "
+            f"vector evaluation files are {', '.join(GENSIM_TEST_FILES)}"
+        )
     return path
 
 
 # ------------------------------------------------------------------------------------------------
 # Correlations (NumPy, float64; scipy is not a runtime dependency)
 # ------------------------------------------------------------------------------------------------
+
 
 def average_ranks(x: Any) -> np.ndarray:
     """1-based ranks ``float64[n]`` of ``x: float[n]``, tied values sharing the mean of the ranks
@@ -161,15 +171,18 @@ def _regularized_incomplete_beta(a: float, b: float, x: float) -> float:
     c, d = 1.0, 1.0 / guarded(1.0 - (a + b) * x / (a + 1))
     fraction = d
     for m in range(1, 10_000):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
             d = 1.0 / guarded(1.0 + numerator * d)
             c = guarded(1.0 + numerator / c)
             fraction *= c * d
         if abs(c * d - 1.0) < 1e-16:
             break
-    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                 + a * math.log(x) + b * math.log1p(-x))
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
     return math.exp(log_front) * fraction / a
 
 
@@ -213,8 +226,14 @@ def spearman_correlation(x: Any, y: Any) -> tuple[float, float]:
 # Nearest neighbours
 # ------------------------------------------------------------------------------------------------
 
-def nearest_neighbours(words: Sequence[str], vectors: Any, query: str | Any, topn: int = 10,
-                       exclude: Sequence[str] = ()) -> list[tuple[str, float]]:
+
+def nearest_neighbours(
+    words: Sequence[str],
+    vectors: Any,
+    query: str | Any,
+    topn: int = 10,
+    exclude: Sequence[str] = (),
+) -> list[tuple[str, float]]:
     """The ``topn`` words most cosine-similar to ``query``, most similar first.
 
     Args:
@@ -232,28 +251,36 @@ def nearest_neighbours(words: Sequence[str], vectors: Any, query: str | Any, top
     if isinstance(query, str):
         rows = _known_words(words, len(words), case_insensitive=False)
         if query not in rows:
-            raise KeyError(f"{query!r} is not in the vocabulary of {len(words)} words (lookup is "
-                           "case-sensitive): check its spelling and case, or pass a vector")
+            raise KeyError(
+                f"{query!r} is not in the vocabulary of {len(words)} words (lookup is "
+                "case-sensitive): check its spelling and case, or pass a vector"
+            )
         target, left_out = vectors[rows[query]], {query, *exclude}
     else:
         target, left_out = jnp.asarray(query), set(exclude)
         if target.shape != vectors.shape[1:]:
-            raise ValueError(f"a query vector must have shape ({vectors.shape[1]},) like the rows "
-                             f"of vectors, got {tuple(target.shape)}")
+            raise ValueError(
+                f"a query vector must have shape ({vectors.shape[1]},) like the rows "
+                f"of vectors, got {tuple(target.shape)}"
+            )
     # One matrix-vector product scores the whole vocabulary.
     cosines = _unit_rows(vectors) @ _unit_rows(target.astype(vectors.dtype))
     mask = np.fromiter((word in left_out for word in words), bool, len(words))
     cosines = jnp.where(jnp.asarray(mask), -jnp.inf, cosines)
     k = max(0, min(int(topn), len(words) - int(mask.sum())))
     best_cosines, best_rows = jax.lax.top_k(cosines, k)
-    return [(words[row], float(cos)) for row, cos in zip(np.asarray(best_rows).tolist(),
-                                                         np.asarray(best_cosines).tolist(),
-                                                         strict=True)]
+    return [
+        (words[row], float(cos))
+        for row, cos in zip(
+            np.asarray(best_rows).tolist(), np.asarray(best_cosines).tolist(), strict=True
+        )
+    ]
 
 
 # ------------------------------------------------------------------------------------------------
 # Word-pair similarity
 # ------------------------------------------------------------------------------------------------
+
 
 def _parse_pair_line(line: str, delimiter: str) -> tuple[str, str, float] | None:
     """``(word1, word2, score)`` of a ``word1<delimiter>word2<delimiter>score`` line, or None if
@@ -268,9 +295,15 @@ def _parse_pair_line(line: str, delimiter: str) -> tuple[str, str, float] | None
         return None
 
 
-def _read_word_pairs(path: Path, known: Mapping[str, int], *, case_insensitive: bool,
-                     delimiter: str, dummy4unknown: bool,
-                     encoding: str) -> tuple[list[float], list[tuple[int, int]], int, int]:
+def _read_word_pairs(
+    path: Path,
+    known: Mapping[str, int],
+    *,
+    case_insensitive: bool,
+    delimiter: str,
+    dummy4unknown: bool,
+    encoding: str,
+) -> tuple[list[float], list[tuple[int, int]], int, int]:
     """The pairs of a word-pair file, against the ``known`` words' rows.
 
     Returns:
@@ -308,10 +341,17 @@ def _pair_cosines(vectors: Array, rows: np.ndarray) -> np.ndarray:
     return np.where(rows[:, 0] >= 0, cosines, 0.0)
 
 
-def word_similarity(words: Sequence[str], vectors: Any, pairs_path: str | Path, *,
-                    case_insensitive: bool = True, delimiter: str = "\t",
-                    restrict_vocab: int | None = 300000, dummy4unknown: bool = False,
-                    encoding: str = "utf8") -> dict[str, Any]:
+def word_similarity(
+    words: Sequence[str],
+    vectors: Any,
+    pairs_path: str | Path,
+    *,
+    case_insensitive: bool = True,
+    delimiter: str = "\t",
+    restrict_vocab: int | None = 300000,
+    dummy4unknown: bool = False,
+    encoding: str = "utf8",
+) -> dict[str, Any]:
     """Correlation of the vectors' cosine similarities with human similarity judgements, as
     gensim's ``KeyedVectors.evaluate_word_pairs``.
 
@@ -335,26 +375,45 @@ def word_similarity(words: Sequence[str], vectors: Any, pairs_path: str | Path, 
     path = _existing_file(pairs_path, "word-pair", "wordsim353.tsv")
     known = _known_words(words, _restricted_size(restrict_vocab, len(words)), case_insensitive)
     gold, rows, oov, invalid = _read_word_pairs(
-        path, known, case_insensitive=case_insensitive, delimiter=delimiter,
-        dummy4unknown=dummy4unknown, encoding=encoding)
+        path,
+        known,
+        case_insensitive=case_insensitive,
+        delimiter=delimiter,
+        dummy4unknown=dummy4unknown,
+        encoding=encoding,
+    )
     if not gold:
-        raise ValueError(
-            f"no usable word pairs in {str(path)!r}: {oov} pairs have a word outside the "
-            f"{len(known)} known words and {invalid} lines are not "
-            f"'word1{delimiter}word2{delimiter}score' (with delimiter={delimiter!r}); check the "
-            "delimiter and case_insensitive, and that the vectors cover the dataset's words")
+        raise _no_usable_pairs(path, oov, len(known), invalid, delimiter)
     model = _pair_cosines(vectors, np.asarray(rows, np.int32))
     pearson, pearson_p = pearson_correlation(gold, model)
     spearman, spearman_p = spearman_correlation(gold, model)
     well_formed = len(gold) + (0 if dummy4unknown else oov)
-    return {"pearson": pearson, "pearson_pvalue": pearson_p, "spearman": spearman,
-            "spearman_pvalue": spearman_p, "pairs": len(gold), "oov_pairs": oov,
-            "oov_percent": 100.0 * oov / well_formed, "invalid_lines": invalid}
+    return {
+        "pearson": pearson,
+        "pearson_pvalue": pearson_p,
+        "spearman": spearman,
+        "spearman_pvalue": spearman_p,
+        "pairs": len(gold),
+        "oov_pairs": oov,
+        "oov_percent": 100.0 * oov / well_formed,
+        "invalid_lines": invalid,
+    }
+
+
+def _no_usable_pairs(path: Path, oov: int, known: int, invalid: int, delimiter: str) -> ValueError:
+    """The error of a word-pair file none of whose pairs can be scored, saying why."""
+    return ValueError(
+        f"no usable word pairs in {str(path)!r}: {oov} pairs have a word outside the "
+        f"{known} known words and {invalid} lines are not "
+        f"'word1{delimiter}word2{delimiter}score' (with delimiter={delimiter!r}); check the "
+        "delimiter and case_insensitive, and that the vectors cover the dataset's words"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # Analogies
 # ------------------------------------------------------------------------------------------------
+
 
 @functools.partial(jax.jit, static_argnames="k")
 def _analogy_candidates(unit: Array, questions: Array, k: int) -> tuple[Array, Array]:
@@ -375,8 +434,9 @@ def _analogy_candidates(unit: Array, questions: Array, k: int) -> tuple[Array, A
     return jax.lax.top_k(cosines, k)
 
 
-def _answers_correct(unit: Array, same_key: np.ndarray, questions: np.ndarray,
-                     chunk_size: int) -> np.ndarray:
+def _answers_correct(
+    unit: Array, same_key: np.ndarray, questions: np.ndarray, chunk_size: int
+) -> np.ndarray:
     """Whether each question ``int[q, 4]`` (rows of a, b, c, expected) is answered right.
 
     ``same_key[row]`` is the row of the first word spelled like ``row`` (case folded or not),
@@ -385,13 +445,13 @@ def _answers_correct(unit: Array, same_key: np.ndarray, questions: np.ndarray,
     k = min(ANALOGY_CANDIDATES, unit.shape[0])
     correct = []
     for start in range(0, len(questions), chunk_size):
-        chunk = questions[start:start + chunk_size]
+        chunk = questions[start : start + chunk_size]
         # Pad to a power of two (at most chunk_size) so that few shapes are ever compiled.
         padded = min(chunk_size, 1 << max(0, len(chunk) - 1).bit_length())
         abc = np.zeros((padded, 3), np.int32)
-        abc[:len(chunk)] = chunk[:, :3]
+        abc[: len(chunk)] = chunk[:, :3]
         cosines, rows = _analogy_candidates(unit, jnp.asarray(abc), k)
-        cosines, rows = np.asarray(cosines)[:len(chunk)], np.asarray(rows)[:len(chunk)]
+        cosines, rows = np.asarray(cosines)[: len(chunk)], np.asarray(rows)[: len(chunk)]
         valid = np.isfinite(cosines)  # fewer than k candidates in a tiny vocabulary
         spelled = same_key[rows]
         usable = valid & np.all(spelled[:, :, None] != chunk[:, None, :3], axis=-1)
@@ -409,9 +469,14 @@ def _accuracy(correct: int, incorrect: int) -> float:
 def _tally(name: str, sections: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     correct = sum(s["correct"] for s in sections)
     incorrect = sum(s["incorrect"] for s in sections)
-    return {"section": name, "correct": correct, "incorrect": incorrect,
-            "questions": sum(s["questions"] for s in sections),
-            "oov": sum(s["oov"] for s in sections), "accuracy": _accuracy(correct, incorrect)}
+    return {
+        "section": name,
+        "correct": correct,
+        "incorrect": incorrect,
+        "questions": sum(s["questions"] for s in sections),
+        "oov": sum(s["oov"] for s in sections),
+        "accuracy": _accuracy(correct, incorrect),
+    }
 
 
 class _AnalogyQuestions(NamedTuple):
@@ -430,8 +495,9 @@ class _AnalogyQuestions(NamedTuple):
     section_of: np.ndarray
 
 
-def _read_analogy_questions(path: Path, known: Mapping[str, int], case_insensitive: bool,
-                            encoding: str) -> _AnalogyQuestions:
+def _read_analogy_questions(
+    path: Path, known: Mapping[str, int], case_insensitive: bool, encoding: str
+) -> _AnalogyQuestions:
     """The sections and questions of an analogy file; a malformed (or blank) line is skipped
     and not counted, as in gensim.
 
@@ -449,8 +515,10 @@ def _read_analogy_questions(path: Path, known: Mapping[str, int], case_insensiti
                 oov.append(0)
                 continue
             if not names:
-                raise ValueError(f"{str(path)!r} line {line_no}: {line.strip()!r} comes before "
-                                 "the first ': section' header; an analogy file starts with one")
+                raise ValueError(
+                    f"{str(path)!r} line {line_no}: {line.strip()!r} comes before "
+                    "the first ': section' header; an analogy file starts with one"
+                )
             tokens = line.split()
             if len(tokens) != 4:
                 continue
@@ -461,12 +529,14 @@ def _read_analogy_questions(path: Path, known: Mapping[str, int], case_insensiti
                 section_of.append(len(names) - 1)
             else:
                 oov[-1] += 1
-    return _AnalogyQuestions(names, oov, np.asarray(questions, np.int32).reshape(-1, 4),
-                             np.asarray(section_of, np.int64))
+    return _AnalogyQuestions(
+        names, oov, np.asarray(questions, np.int32).reshape(-1, 4), np.asarray(section_of, np.int64)
+    )
 
 
-def _section_results(questions: _AnalogyQuestions, correct: np.ndarray,
-                     dummy4unknown: bool) -> list[dict[str, Any]]:
+def _section_results(
+    questions: _AnalogyQuestions, correct: np.ndarray, dummy4unknown: bool
+) -> list[dict[str, Any]]:
     """Per section, in file order: ``{"section", "correct", "incorrect", "questions", "oov",
     "accuracy"}`` from ``correct: bool[q]`` over the answerable questions; with
     ``dummy4unknown`` an OOV question counts as wrong."""
@@ -476,9 +546,16 @@ def _section_results(questions: _AnalogyQuestions, correct: np.ndarray,
     sections = []
     for i, name in enumerate(names):
         wrong = int(answered[i] - right[i]) + (oov[i] if dummy4unknown else 0)
-        sections.append({"section": name, "correct": int(right[i]), "incorrect": wrong,
-                         "questions": int(answered[i]) + oov[i], "oov": oov[i],
-                         "accuracy": _accuracy(int(right[i]), wrong)})
+        sections.append(
+            {
+                "section": name,
+                "correct": int(right[i]),
+                "incorrect": wrong,
+                "questions": int(answered[i]) + oov[i],
+                "oov": oov[i],
+                "accuracy": _accuracy(int(right[i]), wrong),
+            }
+        )
     return sections
 
 
@@ -487,21 +564,33 @@ def _analogy_summary(sections: list[dict[str, Any]], asked: int) -> dict[str, An
     the syntactic ones, and the sections themselves; ``asked`` counts the well-formed lines."""
     total = _tally("total", sections)
     return {
-        "accuracy": total["accuracy"], "correct": total["correct"],
-        "incorrect": total["incorrect"], "sections": sections,
-        "semantic": _tally("semantic", [s for s in sections
-                                        if not s["section"].startswith(SYNTACTIC_PREFIX)]),
-        "syntactic": _tally("syntactic", [s for s in sections
-                                          if s["section"].startswith(SYNTACTIC_PREFIX)]),
-        "questions": asked, "oov_questions": total["oov"],
+        "accuracy": total["accuracy"],
+        "correct": total["correct"],
+        "incorrect": total["incorrect"],
+        "sections": sections,
+        "semantic": _tally(
+            "semantic", [s for s in sections if not s["section"].startswith(SYNTACTIC_PREFIX)]
+        ),
+        "syntactic": _tally(
+            "syntactic", [s for s in sections if s["section"].startswith(SYNTACTIC_PREFIX)]
+        ),
+        "questions": asked,
+        "oov_questions": total["oov"],
         "oov_percent": 100.0 * total["oov"] / asked,
     }
 
 
-def analogies(words: Sequence[str], vectors: Any, questions_path: str | Path, *,
-              restrict_vocab: int | None = 300000, case_insensitive: bool = True,
-              dummy4unknown: bool = False, chunk_size: int = 256,
-              encoding: str = "utf8") -> dict[str, Any]:
+def analogies(
+    words: Sequence[str],
+    vectors: Any,
+    questions_path: str | Path,
+    *,
+    restrict_vocab: int | None = 300000,
+    case_insensitive: bool = True,
+    dummy4unknown: bool = False,
+    chunk_size: int = 256,
+    encoding: str = "utf8",
+) -> dict[str, Any]:
     """Word-analogy accuracy by 3CosAdd, as gensim's ``KeyedVectors.evaluate_word_analogies``
     (rules in the module docstring).
 
@@ -539,7 +628,8 @@ def analogies(words: Sequence[str], vectors: Any, questions_path: str | Path, *,
             f"no usable analogy questions in {str(path)!r}: {asked} 'a b c d' lines, "
             f"{sum(questions.oov)} of them with a word outside the {len(known)} known words; "
             "check case_insensitive and restrict_vocab, and that the vectors cover the "
-            "dataset's words")
+            "dataset's words"
+        )
     same_key = np.asarray([known[w.upper() if case_insensitive else w] for w in words[:size]])
     correct = _answers_correct(_unit_rows(vectors[:size]), same_key, questions.rows, chunk_size)
     return _analogy_summary(_section_results(questions, correct, dummy4unknown), asked)
@@ -549,8 +639,13 @@ def analogies(words: Sequence[str], vectors: Any, questions_path: str | Path, *,
 # Report
 # ------------------------------------------------------------------------------------------------
 
-def format_evaluation(similarity: Mapping[str, Mapping[str, Any]] | None = None,
-                      analogy: Mapping[str, Any] | None = None, *, digits: int = 3) -> str:
+
+def format_evaluation(
+    similarity: Mapping[str, Mapping[str, Any]] | None = None,
+    analogy: Mapping[str, Any] | None = None,
+    *,
+    digits: int = 3,
+) -> str:
     """A Markdown table of evaluation results.
 
     Args:
@@ -564,21 +659,30 @@ def format_evaluation(similarity: Mapping[str, Mapping[str, Any]] | None = None,
       scored.
     """
     if not similarity and analogy is None:
-        raise ValueError("nothing to format: pass similarity={name: word_similarity(...)} "
-                         "and/or analogy=analogies(...)")
+        raise ValueError(
+            "nothing to format: pass similarity={name: word_similarity(...)} "
+            "and/or analogy=analogies(...)"
+        )
     rows = ["| evaluation | metric | score | n | OOV |", "|---|---|---:|---:|---:|"]
     for name, result in (similarity or {}).items():
         oov = f"{result['oov_percent']:.1f}%"
-        rows.append(f"| {name} | Spearman ρ | {result['spearman']:.{digits}f} | "
-                    f"{result['pairs']} | {oov} |")
-        rows.append(f"| {name} | Pearson r | {result['pearson']:.{digits}f} | "
-                    f"{result['pairs']} | {oov} |")
+        rows.append(
+            f"| {name} | Spearman ρ | {result['spearman']:.{digits}f} | {result['pairs']} | {oov} |"
+        )
+        rows.append(
+            f"| {name} | Pearson r | {result['pearson']:.{digits}f} | {result['pairs']} | {oov} |"
+        )
     if analogy is not None:
-        groups = (analogy["semantic"], analogy["syntactic"],
-                  {**_tally("overall", analogy["sections"]), "section": "overall"})
+        groups = (
+            analogy["semantic"],
+            analogy["syntactic"],
+            {**_tally("overall", analogy["sections"]), "section": "overall"},
+        )
         for group in groups:
             scored = group["correct"] + group["incorrect"]
             oov = 100.0 * group["oov"] / group["questions"] if group["questions"] else 0.0
-            rows.append(f"| analogy ({group['section']}) | accuracy | "
-                        f"{100 * group['accuracy']:.1f}% | {scored} | {oov:.1f}% |")
+            rows.append(
+                f"| analogy ({group['section']}) | accuracy | "
+                f"{100 * group['accuracy']:.1f}% | {scored} | {oov:.1f}% |"
+            )
     return "\n".join(rows) + "\n"

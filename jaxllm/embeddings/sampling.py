@@ -20,6 +20,7 @@ import math
 import threading
 from collections.abc import Iterator
 from queue import Empty, Queue
+from typing import overload
 
 import jax
 import jax.numpy as jnp
@@ -93,12 +94,15 @@ def _uniform_below(rng: np.random.Generator, high: int, size: int) -> np.ndarray
     raw = rng.bit_generator.random_raw(-(-size // 2)).view(np.uint32)[:size]
     draws = (raw >> 1).astype(np.int32)
     while (over := np.flatnonzero(draws >= high)).size:
-        draws[over] = (rng.bit_generator.random_raw(over.size).astype(np.uint32) >> 1).astype(np.int32)
+        draws[over] = (rng.bit_generator.random_raw(over.size).astype(np.uint32) >> 1).astype(
+            np.int32
+        )
     return draws
 
 
-def host_negatives(rng: np.random.Generator, table: np.ndarray, guide: np.ndarray,
-                   shape: tuple[int, ...]) -> np.ndarray:
+def host_negatives(
+    rng: np.random.Generator, table: np.ndarray, guide: np.ndarray, shape: tuple[int, ...]
+) -> np.ndarray:
     """:func:`sample_negatives` on the host: ``np.searchsorted(table, draws, "right")`` for
     draws uniform in ``[0, table[-1])`` (:func:`_uniform_below`), found by starting at the first
     word of the draw's :func:`noise_guide` bucket and stepping forward (a bucket spans few
@@ -112,15 +116,20 @@ def host_negatives(rng: np.random.Generator, table: np.ndarray, guide: np.ndarra
         while behind.size:  # only the draws not yet placed
             words[behind] += 1
             behind = behind[table[words[behind]] <= draws[behind]]
-        out[start:start + words.size] = words
+        out[start : start + words.size] = words
     return out.reshape(shape)
 
 
 # ----------------------------------------------------------------------------- windows
 
 
-def _subsample_and_windows(ids: np.ndarray, sentence_ids: np.ndarray, keep: np.ndarray,
-                           window: int, rng: np.random.Generator):
+def _subsample_and_windows(
+    ids: np.ndarray,
+    sentence_ids: np.ndarray,
+    keep: np.ndarray,
+    window: int,
+    rng: np.random.Generator,
+):
     """Positions ``int64[m]`` that survive subsampling and each one's reduced window
     ``int64[m]`` in ``1..window``; word2vec draws the window after subsampling, so distances
     count surviving words."""
@@ -175,8 +184,13 @@ def _window_chunks(ids, sentence_ids, keep, window, rng, chunk=_HOST_CHUNK):
         yield positions[centre], kept_ids[neighbour], mask, kept_ids[centre]
 
 
-def skipgram_pairs(ids: np.ndarray, sentence_ids: np.ndarray, keep: np.ndarray, window: int,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def skipgram_pairs(
+    ids: np.ndarray,
+    sentence_ids: np.ndarray,
+    keep: np.ndarray,
+    window: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One epoch of skip-gram training pairs, in corpus order.
 
     Args:
@@ -191,20 +205,29 @@ def skipgram_pairs(ids: np.ndarray, sentence_ids: np.ndarray, keep: np.ndarray, 
       centre's position in ``ids`` (which the learning-rate schedule counts).
     """
     parts = list(skipgram_chunks(ids, sentence_ids, keep, window, rng, chunk=max(ids.size, 1)))
-    return tuple(np.concatenate(p) for p in zip(*parts, strict=True)) if parts else (
-        np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64))
+    if not parts:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64)
+    centres, contexts, positions = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return centres, contexts, positions
 
 
 def skipgram_chunks(ids, sentence_ids, keep, window, rng, chunk=_HOST_CHUNK):
     """:func:`skipgram_pairs` as ``(centres, contexts, positions)`` per ``chunk`` surviving
     centres, so that an epoch's pairs are never all in memory at once."""
-    for positions, context, mask, centre_ids in _window_chunks(ids, sentence_ids, keep, window, rng, chunk):
+    for positions, context, mask, centre_ids in _window_chunks(
+        ids, sentence_ids, keep, window, rng, chunk
+    ):
         rows, cols = np.nonzero(mask)  # row-major: by centre, then left to right
         yield centre_ids[rows], context[rows, cols], positions[rows]
 
 
-def cbow_windows(ids: np.ndarray, sentence_ids: np.ndarray, keep: np.ndarray, window: int,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def cbow_windows(
+    ids: np.ndarray,
+    sentence_ids: np.ndarray,
+    keep: np.ndarray,
+    window: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One epoch of CBOW examples: ``(centres int32[m], contexts int32[m, 2·window],
     mask bool[m, 2·window], positions int64[m])``, the same windows as :func:`skipgram_pairs`
     as one row per surviving centre that has at least one context word (masked slots hold
@@ -229,14 +252,22 @@ def padded_corpus(kept_ids: np.ndarray, length: int, window: int) -> np.ndarray:
     """The surviving words with ``window`` zeros before them and zeros after, up to
     ``length + 2·window`` (one shape for every epoch): int32."""
     corpus = np.zeros(length + 2 * window, np.int32)
-    corpus[window:window + kept_ids.size] = kept_ids
+    corpus[window : window + kept_ids.size] = kept_ids
     return corpus
 
 
+@overload
+def windows_from_corpus(
+    corpus: np.ndarray, index: np.ndarray, left: np.ndarray, right: np.ndarray, window: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+@overload
+def windows_from_corpus(
+    corpus: Array, index: Array, left: Array, right: Array, window: int
+) -> tuple[Array, Array, Array]: ...
 def windows_from_corpus(corpus, index, left, right, window: int):
     """``(centres [r], contexts [r, 2w], mask bool[r, 2w])`` of the rows at ``index`` in
-    ``corpus`` (NumPy or JAX arrays): masked slots hold word 0, one row that stays in cache
-    rather than a random one."""
+    ``corpus`` (all NumPy or all JAX arrays, as the results): masked slots hold word 0, one row
+    that stays in cache rather than a random one."""
     mask = _window_mask(left, right, window)
     xp = jnp if isinstance(corpus, jax.Array) else np
     contexts = xp.where(mask, corpus[index[:, None] + _window_offsets(window)], 0)
@@ -246,7 +277,9 @@ def windows_from_corpus(corpus, index, left, right, window: int):
 # ------------------------------------------------------------------ dealing into batches
 
 
-def cut_into_segments(chunks: Iterator[tuple[np.ndarray, ...]], rows: int) -> Iterator[tuple[np.ndarray, ...]]:
+def cut_into_segments(
+    chunks: Iterator[tuple[np.ndarray, ...]], rows: int
+) -> Iterator[tuple[np.ndarray, ...]]:
     """Re-cut chunks of rows (tuples of arrays of equal length) into segments of exactly
     ``rows`` rows, the last one shorter."""
     pending: list[tuple[np.ndarray, ...]] = []
@@ -259,25 +292,28 @@ def cut_into_segments(chunks: Iterator[tuple[np.ndarray, ...]], rows: int) -> It
         joined = [np.concatenate(p) for p in zip(*pending, strict=True)]
         full = have // rows * rows
         for start in range(0, full, rows):
-            yield tuple(a[start:start + rows] for a in joined)
+            yield tuple(a[start : start + rows] for a in joined)
         pending = [tuple(a[full:] for a in joined)]
         have -= full
     if have:
         yield tuple(np.concatenate(p) for p in zip(*pending, strict=True))
 
 
-def interleave(arrays: tuple[np.ndarray, ...], batch_size: int, multiple: int, run: int = 1) -> list[np.ndarray]:
+def interleave(
+    arrays: tuple[np.ndarray, ...], batch_size: int, multiple: int, run: int = 1
+) -> list[np.ndarray]:
     """Deal ``m`` rows (in corpus order) into batches from ``batch_size / run`` streams: the
     rows are cut into that many equal stretches, and batch ``i`` holds rows
     ``i·run ... (i+1)·run - 1`` of every stretch (``run`` is cut to the largest divisor of
-    ``batch_size`` that does not exceed it). Returns each array as ``[num_batches, batch_size, ...]``,
-    ``num_batches = ceil(m / batch_size)`` rounded up to a ``multiple``, zero-padded at the
-    end of the last stretches.
+    ``batch_size`` that does not exceed it). Returns each array as
+    ``[num_batches, batch_size, ...]``, ``num_batches = ceil(m / batch_size)`` rounded up to a
+    ``multiple``, zero-padded at the end of the last stretches.
 
     A stretch of text that repeats one word (a table, a code listing) then puts at most
     ``run`` rows into any one batch, where ``batch_size`` neighbouring rows would bring that
     many stale copies of the same update; each stretch still meets the tables in corpus order.
-    ``run > 1`` keeps neighbouring rows in the same step (``jaxllm.embeddings.word2vec._STREAM_RUN`` says why each model uses what it does).
+    ``run > 1`` keeps neighbouring rows in the same step
+    (``jaxllm.embeddings.word2vec._STREAM_RUN`` says why each model uses what it does).
     """
     run = max(r for r in range(1, min(run, batch_size) + 1) if batch_size % r == 0)
     m = arrays[0].shape[0]
@@ -289,11 +325,11 @@ def interleave(arrays: tuple[np.ndarray, ...], batch_size: int, multiple: int, r
     for a in arrays:
         batches = np.zeros((num_batches, num_streams, run, *a.shape[1:]), a.dtype)
         streams = batches.swapaxes(0, 1)  # a view: [num_streams, num_batches, run, ...]
-        streams[:full] = a[:full * stretch].reshape(full, num_batches, run, *a.shape[1:])
+        streams[:full] = a[: full * stretch].reshape(full, num_batches, run, *a.shape[1:])
         if full < num_streams:
             start = full * stretch
-            streams[full, :rest] = a[start:start + rest * run].reshape(rest, run, *a.shape[1:])
-            streams[full, rest, :cut] = a[start + rest * run:m]
+            streams[full, :rest] = a[start : start + rest * run].reshape(rest, run, *a.shape[1:])
+            streams[full, rest, :cut] = a[start + rest * run : m]
         out.append(batches.reshape(num_batches, batch_size, *a.shape[1:]))
     return out
 
@@ -309,8 +345,9 @@ class Prefetched:
     def __init__(self, items: Iterator, depth: int):
         self._queue: Queue = Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, args=(items,), daemon=True,
-                                        name="word2vec-batches")
+        self._thread = threading.Thread(
+            target=self._produce, args=(items,), daemon=True, name="word2vec-batches"
+        )
         self._thread.start()
 
     def _produce(self, items: Iterator) -> None:

@@ -20,9 +20,10 @@ The pipeline follows word2vec's C code and gensim:
 
 1. :func:`build_vocab`: count words, drop those seen fewer than ``min_count`` times, sort by
    descending count (ties by first appearance).
-2. Each epoch, on the host with NumPy (:mod:`jaxllm.embeddings.sampling`): subsample frequent words (:func:`keep_probabilities`),
-   draw a reduced window ``b ~ U{1..window}`` per remaining position, and pair each centre with
-   the words at distance ``<= b`` in the same sentence (:func:`skipgram_pairs`,
+2. Each epoch, on the host with NumPy (:mod:`jaxllm.embeddings.sampling`): subsample
+   frequent words (:func:`keep_probabilities`), draw a reduced window ``b ~ U{1..window}`` per
+   remaining position, and pair each centre with the words at distance ``<= b`` in the same
+   sentence (:func:`skipgram_pairs`,
    :func:`cbow_windows`). CBOW sends the epoch's surviving words to the device once and each
    row as three numbers (where its window is), and the device reads the window from them.
 3. The rows (skip-gram pairs or CBOW centres), a segment of 512 batches at a time, are dealt
@@ -58,6 +59,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -84,7 +86,8 @@ from jaxllm.embeddings.sampling import (
     windows_from_corpus,
 )
 
-MODELS = ("skipgram", "cbow")
+Word2VecArchitecture = Literal["skipgram", "cbow"]
+MODELS = get_args(Word2VecArchitecture)
 # Batches run by one compiled call (a lax.scan over them): amortises the dispatch and the
 # host-to-device copies, while each batch still sees the tables updated by the previous one.
 _BATCHES_PER_CALL = 64
@@ -117,30 +120,30 @@ class UnknownWordError(KeyError):
 @dataclasses.dataclass(frozen=True)
 class Word2VecConfig:
     """Attributes (defaults are gensim's):
-      model: ``"skipgram"`` (predict the context from the centre word) or ``"cbow"``
-        (predict the centre word from the mean of its context).
-      vector_size: dimension ``d`` of the word vectors.
-      window: largest distance between a centre and a context word; each position draws
-        its own window ``b`` uniformly from ``1..window``, as word2vec does.
-      negative: noise words per positive word.
-      min_count: drop words seen fewer times than this.
-      sample: subsampling threshold (0 disables it); see :func:`keep_probabilities`.
-      alpha: initial learning rate (the SGD step per pair).
-      min_alpha: learning rate reached at the end of the last epoch.
-      epochs: passes over the corpus.
-      batch_size: skip-gram pairs (or CBOW centre words) per jitted update. Every pair in a
-        batch sees the tables from before it, so a word that fills many rows collects that
-        many same-direction steps at once; rows dealt from stretches spread over the text
-        (:func:`jaxllm.embeddings.sampling.interleave`) keep that number low even on
-        repetitive text. On 2 CPU cores 2048 was the fastest per pair.
-      seed: seeds the initial vectors, the subsampling and windows, and the negatives.
-      max_vocab_size: keep only this many most frequent words (after ``min_count``); unlike
-        gensim's option of the same name, which prunes while counting to bound memory, this
-        is an exact cap.
-      ns_exponent: exponent of the unigram counts in the noise distribution.
+    model: ``"skipgram"`` (predict the context from the centre word) or ``"cbow"``
+      (predict the centre word from the mean of its context).
+    vector_size: dimension ``d`` of the word vectors.
+    window: largest distance between a centre and a context word; each position draws
+      its own window ``b`` uniformly from ``1..window``, as word2vec does.
+    negative: noise words per positive word.
+    min_count: drop words seen fewer times than this.
+    sample: subsampling threshold (0 disables it); see :func:`keep_probabilities`.
+    alpha: initial learning rate (the SGD step per pair).
+    min_alpha: learning rate reached at the end of the last epoch.
+    epochs: passes over the corpus.
+    batch_size: skip-gram pairs (or CBOW centre words) per jitted update. Every pair in a
+      batch sees the tables from before it, so a word that fills many rows collects that
+      many same-direction steps at once; rows dealt from stretches spread over the text
+      (:func:`jaxllm.embeddings.sampling.interleave`) keep that number low even on
+      repetitive text. On 2 CPU cores 2048 was the fastest per pair.
+    seed: seeds the initial vectors, the subsampling and windows, and the negatives.
+    max_vocab_size: keep only this many most frequent words (after ``min_count``); unlike
+      gensim's option of the same name, which prunes while counting to bound memory, this
+      is an exact cap.
+    ns_exponent: exponent of the unigram counts in the noise distribution.
     """
 
-    model: str = "skipgram"
+    model: Word2VecArchitecture = "skipgram"
     vector_size: int = 100
     window: int = 5
     negative: int = 5
@@ -155,22 +158,38 @@ class Word2VecConfig:
     ns_exponent: float = 0.75
 
     def __post_init__(self):
-        require(self.model in MODELS, f"Word2VecConfig.model must be one of {MODELS}, got {self.model!r}")
-        require(self.vector_size > 0 and self.window > 0 and self.negative > 0,
-                "Word2VecConfig.vector_size, window and negative must be > 0, got "
-                f"{self.vector_size}, {self.window}, {self.negative}")
+        require(
+            self.model in MODELS,
+            f"Word2VecConfig.model must be one of {MODELS}, got {self.model!r}",
+        )
+        require(
+            self.vector_size > 0 and self.window > 0 and self.negative > 0,
+            "Word2VecConfig.vector_size, window and negative must be > 0, got "
+            f"{self.vector_size}, {self.window}, {self.negative}",
+        )
         require(self.min_count >= 1, f"Word2VecConfig.min_count must be >= 1, got {self.min_count}")
-        require(0.0 <= self.sample < 1.0,
-                f"Word2VecConfig.sample is a fraction of the corpus in [0, 1), got {self.sample}")
-        require(self.alpha > 0 and 0 <= self.min_alpha <= self.alpha,
-                f"need alpha > 0 and 0 <= min_alpha <= alpha, got alpha={self.alpha}, "
-                f"min_alpha={self.min_alpha}")
-        require(self.epochs > 0 and self.batch_size > 0,
-                f"Word2VecConfig.epochs and batch_size must be > 0, got {self.epochs}, {self.batch_size}")
-        require(self.max_vocab_size is None or self.max_vocab_size > 0,
-                f"Word2VecConfig.max_vocab_size must be None or > 0, got {self.max_vocab_size}")
-        require(math.isfinite(self.ns_exponent),
-                f"Word2VecConfig.ns_exponent must be finite, got {self.ns_exponent}")
+        require(
+            0.0 <= self.sample < 1.0,
+            f"Word2VecConfig.sample is a fraction of the corpus in [0, 1), got {self.sample}",
+        )
+        require(
+            self.alpha > 0 and 0 <= self.min_alpha <= self.alpha,
+            f"need alpha > 0 and 0 <= min_alpha <= alpha, got alpha={self.alpha}, "
+            f"min_alpha={self.min_alpha}",
+        )
+        require(
+            self.epochs > 0 and self.batch_size > 0,
+            "Word2VecConfig.epochs and batch_size must be > 0, "
+            f"got {self.epochs}, {self.batch_size}",
+        )
+        require(
+            self.max_vocab_size is None or self.max_vocab_size > 0,
+            f"Word2VecConfig.max_vocab_size must be None or > 0, got {self.max_vocab_size}",
+        )
+        require(
+            math.isfinite(self.ns_exponent),
+            f"Word2VecConfig.ns_exponent must be finite, got {self.ns_exponent}",
+        )
 
 
 # ----------------------------------------------------------------------------- vocabulary
@@ -208,7 +227,8 @@ class Vocab:
         if word not in self.index:
             raise UnknownWordError(
                 f"{word!r} is not in the vocabulary ({len(self)} words); it is absent from the "
-                "training corpus or seen fewer than min_count times")
+                "training corpus or seen fewer than min_count times"
+            )
         return self.index[word]
 
 
@@ -225,21 +245,27 @@ class _Scan:
 
 def _scan(sentences: Iterable[list[str]]) -> _Scan:
     if isinstance(sentences, str):
-        raise TypeError("sentences must be an iterable of lists of words, got one string; "
-                        "split it, e.g. [line.split() for line in text.splitlines()]")
+        raise TypeError(
+            "sentences must be an iterable of lists of words, got one string; "
+            "split it, e.g. [line.split() for line in text.splitlines()]"
+        )
     first_seen: dict[str, int] = {}
     tokens: list[int] = []
     lengths: list[int] = []
     for sentence in sentences:
         if isinstance(sentence, str):
-            raise TypeError(f"each sentence must be a list of words, got the string {sentence[:40]!r}; "
-                            "split it into words first")
+            raise TypeError(
+                f"each sentence must be a list of words, got the string {sentence[:40]!r}; "
+                "split it into words first"
+            )
         before = len(tokens)
         # setdefault's default is evaluated first, so a new word gets the next free id.
         tokens.extend([first_seen.setdefault(w, len(first_seen)) for w in sentence])
         lengths.append(len(tokens) - before)
     if not tokens:
-        raise EmptyCorpusError("the corpus has no words: pass an iterable of non-empty lists of words")
+        raise EmptyCorpusError(
+            "the corpus has no words: pass an iterable of non-empty lists of words"
+        )
     tokens_array = np.asarray(tokens, np.int32)
     counts = np.bincount(tokens_array, minlength=len(first_seen)).astype(np.int64)
     return _Scan(list(first_seen), counts, tokens_array, np.asarray(lengths, np.int64))
@@ -252,7 +278,8 @@ def _vocab_from_scan(scan: _Scan, config: Word2VecConfig) -> tuple[Vocab, np.nda
     if kept.size == 0:
         raise EmptyCorpusError(
             f"no word occurs at least min_count={config.min_count} times (the most frequent occurs "
-            f"{int(scan.counts.max())} times); lower min_count or train on more text")
+            f"{int(scan.counts.max())} times); lower min_count or train on more text"
+        )
     # A stable sort of ids in first-appearance order breaks count ties by first appearance.
     order = kept[np.argsort(-scan.counts[kept], kind="stable")]
     if config.max_vocab_size is not None:
@@ -284,7 +311,9 @@ def encode_corpus(sentences: Iterable[list[str]], vocab: Vocab) -> tuple[np.ndar
 
 def _encode_scan(scan: _Scan, remap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ids = remap[scan.tokens]
-    sentence_ids = np.repeat(np.arange(scan.sentence_lengths.size, dtype=np.int32), scan.sentence_lengths)
+    sentence_ids = np.repeat(
+        np.arange(scan.sentence_lengths.size, dtype=np.int32), scan.sentence_lengths
+    )
     known = ids >= 0
     return ids[known], sentence_ids[known]
 
@@ -304,7 +333,9 @@ def _targets_and_use(positives: Array, negatives: Array, weights: Array | None):
     """Output words ``int32[b, 1+K]`` (the positive first) and each term's weight
     ``float32[b, 1+K]``: a noise word equal to the positive is skipped, as in word2vec."""
     targets = jnp.concatenate([positives[:, None], negatives], axis=1)
-    use = jnp.concatenate([jnp.ones_like(positives[:, None], bool), negatives != positives[:, None]], axis=1)
+    use = jnp.concatenate(
+        [jnp.ones_like(positives[:, None], bool), negatives != positives[:, None]], axis=1
+    )
     use = use.astype(jnp.float32)
     return targets, use if weights is None else use * weights[:, None]
 
@@ -317,9 +348,16 @@ def _signed_scores(h: Array, u: Array) -> tuple[Array, Array]:
     return f, f * sign
 
 
-def negative_sampling_loss(W_in: Array, W_out: Array, centres: Array, contexts: Array,
-                           negatives: Array, weights: Array | None = None) -> Array:
-    """Skip-gram loss summed over pairs: ``Σ_i w_i [-log σ(u_{o_i}·v_{c_i}) - Σ_k log σ(-u_{k}·v_{c_i})]``.
+def negative_sampling_loss(
+    W_in: Array,
+    W_out: Array,
+    centres: Array,
+    contexts: Array,
+    negatives: Array,
+    weights: Array | None = None,
+) -> Array:
+    """Skip-gram loss summed over pairs:
+    ``Σ_i w_i [-log σ(u_{o_i}·v_{c_i}) - Σ_k log σ(-u_{k}·v_{c_i})]``.
 
     Args:
       W_in, W_out: float32[V, d].
@@ -345,8 +383,15 @@ def _context_mean(W_in: Array, contexts: Array, mask: Array) -> tuple[Array, Arr
     return h, count
 
 
-def cbow_negative_sampling_loss(W_in: Array, W_out: Array, contexts: Array, context_mask: Array,
-                                centres: Array, negatives: Array, weights: Array | None = None) -> Array:
+def cbow_negative_sampling_loss(
+    W_in: Array,
+    W_out: Array,
+    contexts: Array,
+    context_mask: Array,
+    centres: Array,
+    negatives: Array,
+    weights: Array | None = None,
+) -> Array:
     """CBOW loss summed over examples: ``Σ_i w_i [-log σ(u_{c_i}·h_i) - Σ_k log σ(-u_k·h_i)]`` with
     ``h_i`` the mean input vector of row ``i``'s context words.
 
@@ -376,8 +421,15 @@ def _output_step(h: Array, targets: Array, use: Array, W_out: Array, lr: Array):
     return sum(g[:, k, None] * u[:, k] for k in range(u.shape[1])), W_out, loss
 
 
-def skipgram_update(W_in: Array, W_out: Array, centres: Array, contexts: Array, negatives: Array,
-                    weights: Array, lr: Array) -> tuple[Array, Array, Array]:
+def skipgram_update(
+    W_in: Array,
+    W_out: Array,
+    centres: Array,
+    contexts: Array,
+    negatives: Array,
+    weights: Array,
+    lr: Array,
+) -> tuple[Array, Array, Array]:
     """One SGD step ``W ← W - lr · ∇ negative_sampling_loss`` as scatter-adds into the rows the
     batch touches, leaving out (as gensim does) the terms whose score ``|u·v| >= 6``: returns
     ``(W_in, W_out, loss before the step)``. ``lr`` is one learning rate or float32[b], one per
@@ -389,8 +441,16 @@ def skipgram_update(W_in: Array, W_out: Array, centres: Array, contexts: Array, 
     return W_in.at[centres].add(grad_h, mode="promise_in_bounds"), W_out, loss
 
 
-def cbow_update(W_in: Array, W_out: Array, contexts: Array, context_mask: Array, centres: Array,
-                negatives: Array, weights: Array, lr: Array) -> tuple[Array, Array, Array]:
+def cbow_update(
+    W_in: Array,
+    W_out: Array,
+    contexts: Array,
+    context_mask: Array,
+    centres: Array,
+    negatives: Array,
+    weights: Array,
+    lr: Array,
+) -> tuple[Array, Array, Array]:
     """One CBOW step as word2vec and gensim (``cbow_mean=1``) take it: ``W_out`` moves by
     ``-lr · ∇``; each context word's input vector moves by the whole error ``Σ_t g_t u_t``
     rather than the exact gradient's ``1/count`` share of it. ``lr``: a scalar or float32[b].
@@ -416,7 +476,9 @@ def skipgram_step(W_in, W_out, centres, contexts, weights, key, lr, table, *, ne
 
 
 @functools.partial(jax.jit, donate_argnums=(0, 1), static_argnames=("negative",))
-def cbow_step(W_in, W_out, centres, contexts, context_mask, weights, key, lr, table, *, negative: int):
+def cbow_step(
+    W_in, W_out, centres, contexts, context_mask, weights, key, lr, table, *, negative: int
+):
     """Jitted :func:`cbow_update`, negatives drawn as in :func:`skipgram_step`."""
     negatives = sample_negatives(key, table, (centres.shape[0], negative))
     return cbow_update(W_in, W_out, contexts, context_mask, centres, negatives, weights, lr)
@@ -451,11 +513,19 @@ def cbow_steps(W_in, W_out, centres, contexts, context_mask, negatives, weights,
     """:func:`cbow_update` on each of ``num_batches`` batches, as :func:`skipgram_steps` does."""
     return _scan_steps(
         lambda W_in, W_out, c, ctx, m, neg, w, lr: cbow_update(W_in, W_out, ctx, m, c, neg, w, lr),
-        W_in, W_out, (centres, contexts, context_mask), negatives, weights, lrs)
+        W_in,
+        W_out,
+        (centres, contexts, context_mask),
+        negatives,
+        weights,
+        lrs,
+    )
 
 
 @functools.partial(jax.jit, donate_argnums=(0, 1), static_argnames=("window",))
-def cbow_corpus_steps(W_in, W_out, corpus, index, left, right, negatives, weights, lrs, *, window: int):
+def cbow_corpus_steps(
+    W_in, W_out, corpus, index, left, right, negatives, weights, lrs, *, window: int
+):
     """:func:`cbow_steps` with each row's window read from ``corpus`` on device: row ``j`` of a
     batch predicts ``corpus[index_j]`` from the words ``corpus[index_j + o]`` for
     ``-left_j <= o <= right_j, o != 0`` (``0 <= left, right <= window``). ``corpus`` is
@@ -518,15 +588,23 @@ class Word2VecModel:
         return nearest_neighbours(self.vocab.words, self.W_in, word, topn=topn)
 
 
-def _learning_rate(config: Word2VecConfig, epoch: int, positions: np.ndarray, corpus_words: int) -> np.ndarray:
+def _learning_rate(
+    config: Word2VecConfig, epoch: int, positions: np.ndarray, corpus_words: int
+) -> np.ndarray:
     """gensim's linear decay over the words of all epochs, floored at ``min_alpha``: float32
     per corpus position."""
     progress = (epoch + np.asarray(positions, np.float64) / corpus_words) / config.epochs
-    return np.maximum(config.min_alpha, config.alpha - (config.alpha - config.min_alpha) * progress).astype(np.float32)
+    return np.maximum(
+        config.min_alpha, config.alpha - (config.alpha - config.min_alpha) * progress
+    ).astype(np.float32)
 
 
-def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word2VecConfig(), *,
-                   progress: bool = True) -> Word2VecModel:
+def train_word2vec(
+    sentences: Iterable[list[str]],
+    config: Word2VecConfig = Word2VecConfig(),
+    *,
+    progress: bool = True,
+) -> Word2VecModel:
     """Train word vectors on ``sentences`` (an iterable of lists of words, read once).
 
     Deterministic given ``config.seed``: epoch ``e``'s subsampling and windows come from
@@ -545,8 +623,7 @@ def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word
     W_in, W_out = _initial_tables(config, len(vocab))
     n = ids.size
     losses, rates, effective_rates = [], [], []
-    bar = tqdm(total=n * config.epochs, unit="word", unit_scale=True, disable=not progress,
-               desc=f"word2vec {config.model}")
+    bar = _words_bar(config, n, shown=progress)
     # Built ahead in a thread, across epoch ends too; the first ones while the step compiles.
     segments = Prefetched(_epoch_segments(config, ids, sentence_ids, keep, table, guide), depth=1)
     try:
@@ -555,20 +632,41 @@ def train_word2vec(sentences: Iterable[list[str]], config: Word2VecConfig = Word
         compile_seconds = time.perf_counter() - compile_start
         for epoch in range(config.epochs):
             W_in, W_out, loss, rate, effective_rate = _train_epoch(
-                config, epoch, compiled, W_in, W_out, segments, n, bar)
+                config, epoch, compiled, W_in, W_out, segments, n, bar
+            )
             losses.append(loss)
             rates.append(rate)
             effective_rates.append(effective_rate)
-            bar.set_postfix(loss=f"{loss:.4f}", words_per_s=f"{rate:.3g}",
-                            effective_words_per_s=f"{effective_rate:.3g}")
+            bar.set_postfix(
+                loss=f"{loss:.4f}",
+                words_per_s=f"{rate:.3g}",
+                effective_words_per_s=f"{effective_rate:.3g}",
+            )
     finally:
         segments.close()
         bar.close()
     d = config.vector_size
-    return Word2VecModel(vocab=vocab, config=config, W_in=np.asarray(W_in)[:, :d],
-                         W_out=np.asarray(W_out)[:, :d], epoch_losses=tuple(losses),
-                         words_per_second=tuple(rates), effective_words_per_second=tuple(effective_rates),
-                         compile_seconds=compile_seconds)
+    return Word2VecModel(
+        vocab=vocab,
+        config=config,
+        W_in=np.asarray(W_in)[:, :d],
+        W_out=np.asarray(W_out)[:, :d],
+        epoch_losses=tuple(losses),
+        words_per_second=tuple(rates),
+        effective_words_per_second=tuple(effective_rates),
+        compile_seconds=compile_seconds,
+    )
+
+
+def _words_bar(config: Word2VecConfig, n: int, shown: bool) -> tqdm:
+    """A progress bar of the ``n`` corpus words trained on per epoch, over every epoch."""
+    return tqdm(
+        total=n * config.epochs,
+        unit="word",
+        unit_scale=True,
+        disable=not shown,
+        desc=f"word2vec {config.model}",
+    )
 
 
 def _initial_tables(config: Word2VecConfig, vocab_size: int) -> tuple[Array, Array]:
@@ -578,11 +676,17 @@ def _initial_tables(config: Word2VecConfig, vocab_size: int) -> tuple[Array, Arr
     d = config.vector_size
     # No update changes the zero columns: each adds a multiple of a row.
     padding = ((0, 0), (0, -d % _ROW_ALIGN))
-    return tuple(jnp.pad(W, padding) for W in init_embeddings(init_key, vocab_size, d))
+    W_in, W_out = init_embeddings(init_key, vocab_size, d)
+    return jnp.pad(W_in, padding), jnp.pad(W_out, padding)
 
 
-def _epoch_rows(config: Word2VecConfig, ids: np.ndarray, sentence_ids: np.ndarray,
-                keep: np.ndarray, rng: np.random.Generator) -> tuple[tuple, Iterator]:
+def _epoch_rows(
+    config: Word2VecConfig,
+    ids: np.ndarray,
+    sentence_ids: np.ndarray,
+    keep: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[tuple, Iterator]:
     """One epoch's rows after subsampling and drawing the windows with ``rng``:
     ``(shared, chunks)``, the device arrays every row reads (CBOW's surviving words; none for
     skip-gram) and an iterator of ``(*row arrays, corpus positions)``."""
@@ -594,8 +698,14 @@ def _epoch_rows(config: Word2VecConfig, ids: np.ndarray, sentence_ids: np.ndarra
     return (jax.device_put(padded_corpus(kept_ids, ids.size, config.window)),), iter([windows])
 
 
-def _epoch_segments(config: Word2VecConfig, ids: np.ndarray, sentence_ids: np.ndarray,
-                    keep: np.ndarray, table: np.ndarray, guide: np.ndarray) -> Iterator:
+def _epoch_segments(
+    config: Word2VecConfig,
+    ids: np.ndarray,
+    sentence_ids: np.ndarray,
+    keep: np.ndarray,
+    table: np.ndarray,
+    guide: np.ndarray,
+) -> Iterator:
     """Every epoch's training data, built on the host, each epoch followed by ``None``.
 
     Each segment is ``(shared, batches, rows, effective, reached)``: the arrays every call
@@ -613,8 +723,12 @@ def _epoch_segments(config: Word2VecConfig, ids: np.ndarray, sentence_ids: np.nd
         for *arrays, positions in cut_into_segments(rows, segment_rows):
             weights = np.ones(positions.size, np.float32)
             lrs = _learning_rate(config, epoch, positions, n)
-            *arrays, weights, lrs = interleave((*arrays, weights, lrs), config.batch_size,
-                                                _BATCHES_PER_TAIL_CALL, _STREAM_RUN[config.model])
+            *arrays, weights, lrs = interleave(
+                (*arrays, weights, lrs),
+                config.batch_size,
+                _BATCHES_PER_TAIL_CALL,
+                _STREAM_RUN[config.model],
+            )
             # Independent draws: made in the batches' layout, for the padding too.
             negatives = host_negatives(noise_rng, table, guide, (*weights.shape, config.negative))
             # A skip-gram centre's pairs may straddle two segments: count it once.
@@ -628,10 +742,15 @@ def _compiled_steps(config: Word2VecConfig, W_in: Array, W_out: Array, corpus_wo
     """``{batches per call: compiled step}``: one executable for full blocks of batches, one for
     the shorter groups that end a segment (a block padded with empty batches costs as much as a
     full one)."""
-    lower = skipgram_steps.lower if config.model == "skipgram" else functools.partial(
-        cbow_corpus_steps.lower, window=config.window)
-    return {size: lower(W_in, W_out, *_block_shapes(config, size, corpus_words)).compile()
-            for size in sorted({_BATCHES_PER_CALL, _BATCHES_PER_TAIL_CALL})}
+    lower = (
+        skipgram_steps.lower
+        if config.model == "skipgram"
+        else functools.partial(cbow_corpus_steps.lower, window=config.window)
+    )
+    return {
+        size: lower(W_in, W_out, *_block_shapes(config, size, corpus_words)).compile()
+        for size in sorted({_BATCHES_PER_CALL, _BATCHES_PER_TAIL_CALL})
+    }
 
 
 def _call_groups(num_batches: int) -> list[tuple[int, int]]:
@@ -639,13 +758,21 @@ def _call_groups(num_batches: int) -> list[tuple[int, int]]:
     ``_BATCHES_PER_CALL``, then the rest in groups of the tail size."""
     per_call, tail = _BATCHES_PER_CALL, _BATCHES_PER_TAIL_CALL
     full = num_batches - num_batches % per_call
-    return ([(lo, lo + per_call) for lo in range(0, full, per_call)]
-            + [(lo, lo + tail) for lo in range(full, num_batches, tail)])
+    return [(lo, lo + per_call) for lo in range(0, full, per_call)] + [
+        (lo, lo + tail) for lo in range(full, num_batches, tail)
+    ]
 
 
-def _train_epoch(config: Word2VecConfig, epoch: int, compiled: dict, W_in: Array, W_out: Array,
-                 segments: Prefetched, corpus_words: int,
-                 bar: tqdm) -> tuple[Array, Array, float, float, float]:
+def _train_epoch(
+    config: Word2VecConfig,
+    epoch: int,
+    compiled: dict,
+    W_in: Array,
+    W_out: Array,
+    segments: Prefetched,
+    corpus_words: int,
+    bar: tqdm,
+) -> tuple[Array, Array, float, float, float]:
     """Train on ``segments`` up to the end of epoch ``epoch``.
 
     Returns:
@@ -659,8 +786,9 @@ def _train_epoch(config: Word2VecConfig, epoch: int, compiled: dict, W_in: Array
     for shared, batches, rows, segment_effective, reached in iter(lambda: next(segments), None):
         num_batches, first = batches[0].shape[0], done
         for lo, hi in _call_groups(num_batches):
-            W_in, W_out, loss = compiled[hi - lo](W_in, W_out, *shared,
-                                                  *(a[lo:hi] for a in batches))
+            W_in, W_out, loss = compiled[hi - lo](
+                W_in, W_out, *shared, *(a[lo:hi] for a in batches)
+            )
             epoch_loss.append(loss)
             # Every stream is this far through its stretch of the segment.
             now = first + (reached - first) * hi // num_batches
@@ -676,8 +804,9 @@ def _train_epoch(config: Word2VecConfig, epoch: int, compiled: dict, W_in: Array
     return W_in, W_out, total_loss / max(examples, 1), corpus_words / seconds, effective / seconds
 
 
-def _check_not_diverged(config: Word2VecConfig, epoch: int, total_loss: float,
-                        examples: int) -> None:
+def _check_not_diverged(
+    config: Word2VecConfig, epoch: int, total_loss: float, examples: int
+) -> None:
     """Raise ``FloatingPointError`` if epoch ``epoch``'s summed loss over ``examples`` rows is
     not finite or more than ten times an untrained model's, ``(1 + negative)·ln 2`` per row:
     the summed batch steps overshot, even while the numbers are still finite."""
@@ -686,25 +815,38 @@ def _check_not_diverged(config: Word2VecConfig, epoch: int, total_loss: float,
         raise FloatingPointError(
             f"word2vec diverged in epoch {epoch + 1} (loss {total_loss}): batches of "
             f"{config.batch_size} sum too many steps on the same frequent words; lower "
-            "batch_size or alpha")
+            "batch_size or alpha"
+        )
 
 
-def _block_shapes(config: Word2VecConfig, per_call: int, corpus_words: int) -> tuple[jax.ShapeDtypeStruct, ...]:
+def _block_shapes(
+    config: Word2VecConfig, per_call: int, corpus_words: int
+) -> tuple[jax.ShapeDtypeStruct, ...]:
     """Shapes of the arguments of :func:`skipgram_steps` / :func:`cbow_corpus_steps` after the
     tables: the corpus (CBOW), the batches' arrays, negatives, weights and per-pair learning
     rates."""
     shape = (per_call, config.batch_size)
     i32 = jax.ShapeDtypeStruct(shape, jnp.int32)
-    arrays = (i32, i32) if config.model == "skipgram" else (
-        jax.ShapeDtypeStruct((corpus_words + 2 * config.window,), jnp.int32), i32, i32, i32)
+    arrays = (
+        (i32, i32)
+        if config.model == "skipgram"
+        else (jax.ShapeDtypeStruct((corpus_words + 2 * config.window,), jnp.int32), i32, i32, i32)
+    )
     negatives = jax.ShapeDtypeStruct((*shape, config.negative), jnp.int32)
-    return (*arrays, negatives, jax.ShapeDtypeStruct(shape, jnp.float32), jax.ShapeDtypeStruct(shape, jnp.float32))
+    return (
+        *arrays,
+        negatives,
+        jax.ShapeDtypeStruct(shape, jnp.float32),
+        jax.ShapeDtypeStruct(shape, jnp.float32),
+    )
 
 
 # ---------------------------------------------------------------------------- file format
 
 
-def save_word2vec_format(model: Word2VecModel, path: str | os.PathLike[str], binary: bool = False) -> None:
+def save_word2vec_format(
+    model: Word2VecModel, path: str | os.PathLike[str], binary: bool = False
+) -> None:
     """Write the word vectors in word2vec's format, read by gensim's
     ``KeyedVectors.load_word2vec_format`` and the C tools: a header ``"V d"``, then one word per
     line with its ``d`` values, as text (``%.9g``, which round-trips float32 exactly) or, with
@@ -716,8 +858,10 @@ def save_word2vec_format(model: Word2VecModel, path: str | os.PathLike[str], bin
     words, vectors = model.vocab.words, np.asarray(model.vectors, np.float32)
     bad = next((w for w in words if not w or any(ch.isspace() for ch in w)), None)
     if bad is not None:
-        raise ValueError(f"the word {bad!r} is empty or contains whitespace, which the word2vec format "
-                         "cannot store; split such tokens before training")
+        raise ValueError(
+            f"the word {bad!r} is empty or contains whitespace, which the word2vec format "
+            "cannot store; split such tokens before training"
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
@@ -726,10 +870,16 @@ def save_word2vec_format(model: Word2VecModel, path: str | os.PathLike[str], bin
             if binary:
                 f.write(word.encode("utf-8") + b" " + vector.astype("<f4").tobytes() + b"\n")
             else:
-                f.write((word + " " + " ".join(f"{x:.9g}" for x in vector.tolist()) + "\n").encode("utf-8"))
+                f.write(
+                    (word + " " + " ".join(f"{x:.9g}" for x in vector.tolist()) + "\n").encode(
+                        "utf-8"
+                    )
+                )
 
 
-def load_word2vec_format(path: str | os.PathLike[str], binary: bool = False) -> tuple[list[str], np.ndarray]:
+def load_word2vec_format(
+    path: str | os.PathLike[str], binary: bool = False
+) -> tuple[list[str], np.ndarray]:
     """``(words, vectors float32[V, d])`` from a file in word2vec's text (or ``binary``) format.
 
     Raises:
@@ -742,8 +892,10 @@ def load_word2vec_format(path: str | os.PathLike[str], binary: bool = False) -> 
     with open(path, "rb") as f:
         header = f.readline().split()
         if len(header) != 2 or not all(h.isdigit() for h in header):
-            raise ValueError(f"{path}: the first line must be 'num_words vector_size', got "
-                             f"{b' '.join(header)[:80]!r}")
+            raise ValueError(
+                f"{path}: the first line must be 'num_words vector_size', got "
+                f"{b' '.join(header)[:80]!r}"
+            )
         count, dim = int(header[0]), int(header[1])
         return _read_binary(f, path, count, dim) if binary else _read_text(f, path, count, dim)
 
@@ -753,8 +905,10 @@ def _read_text(f, path: Path, count: int, dim: int) -> tuple[list[str], np.ndarr
     for i in range(count):
         parts = f.readline().decode("utf-8").rstrip("\n").split(" ")
         if len(parts) != dim + 1:
-            raise ValueError(f"{path}: line {i + 2} has {len(parts) - 1} values, the header promises {dim}"
-                             + (" (is it a binary file? pass binary=True)" if len(parts) < 2 else ""))
+            raise ValueError(
+                f"{path}: line {i + 2} has {len(parts) - 1} values, the header promises {dim}"
+                + (" (is it a binary file? pass binary=True)" if len(parts) < 2 else "")
+            )
         words.append(parts[0])
         vectors[i] = np.asarray(parts[1:], np.float32)
     return words, vectors

@@ -12,4 +12,13 @@ from jaxllm.metrics.classification import (
 )
 from jaxllm.metrics.language import perplexity
 
-__all__ = ["accuracy", "classification_report", "confusion_matrix", "f1_score", "format_report", "perplexity", "precision", "recall"]
+__all__ = [
+    "accuracy",
+    "classification_report",
+    "confusion_matrix",
+    "f1_score",
+    "format_report",
+    "perplexity",
+    "precision",
+    "recall",
+]

@@ -25,9 +25,11 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
+from jax.typing import ArrayLike
 
 Average = Literal["binary", "macro", "micro", "weighted"] | None
 AVERAGES = ("binary", "macro", "micro", "weighted", None)
@@ -37,6 +39,7 @@ REPORT_METRICS = ("precision", "recall", "f1-score")
 # ------------------------------------------------------------------------------------------------
 # Input checks (Python, before tracing)
 # ------------------------------------------------------------------------------------------------
+
 
 def _is_traced(x: Any) -> bool:
     return isinstance(x, jax.core.Tracer)
@@ -50,16 +53,20 @@ def _as_labels(y: Any, name: str) -> Array:
         raise ValueError(
             f"{name} must be 1-D (one label per example), got shape {tuple(y.shape)}: flatten it "
             "with `.reshape(-1)` (dropping padding first), or take `.argmax(-1)` of one-hot rows "
-            "or class scores")
+            "or class scores"
+        )
     if y.shape[0] == 0:
-        raise ValueError(f"{name} is empty: metrics of no examples are undefined; check the "
-                         "evaluation split, or the mask that selected the examples")
+        raise ValueError(
+            f"{name} is empty: metrics of no examples are undefined; check the "
+            "evaluation split, or the mask that selected the examples"
+        )
     dtype = np.dtype(y.dtype)
     if dtype.kind not in "iub":
         raise ValueError(
             f"{name} must hold integer class ids, got dtype {dtype}: map class names to ids "
             "(e.g. `np.unique(y, return_inverse=True)`), take `.argmax(-1)` of scores, or cast "
-            "integral floats with `.astype(int)`")
+            "integral floats with `.astype(int)`"
+        )
     return jnp.asarray(y).astype(jnp.int32) if dtype.kind == "b" else jnp.asarray(y)
 
 
@@ -68,7 +75,8 @@ def _check_pair(y_true: Any, y_pred: Any) -> tuple[Array, Array]:
     if y_true.shape != y_pred.shape:
         raise ValueError(
             f"y_true and y_pred must have the same length, got {y_true.shape[0]} and "
-            f"{y_pred.shape[0]}: pass one prediction per example, aligned with the true labels")
+            f"{y_pred.shape[0]}: pass one prediction per example, aligned with the true labels"
+        )
     return y_true, y_pred
 
 
@@ -83,10 +91,12 @@ def _check_range(y: Array, name: str, num_classes: int, average: Average = None)
     if average == "binary":
         raise ValueError(
             f"{name} holds labels {shown} but average='binary' needs labels in {{0, 1}}: use "
-            "average='macro', 'micro', 'weighted' or None with num_classes for multiclass data")
+            "average='macro', 'micro', 'weighted' or None with num_classes for multiclass data"
+        )
     raise ValueError(
         f"{name} holds labels outside [0, {num_classes}): {shown}; pass a num_classes larger "
-        f"than the largest label, or remap the labels to 0..num_classes-1")
+        f"than the largest label, or remap the labels to 0..num_classes-1"
+    )
 
 
 def _infer_num_classes(y_true: Array, y_pred: Array) -> int:
@@ -94,19 +104,22 @@ def _infer_num_classes(y_true: Array, y_pred: Array) -> int:
         raise ValueError(
             "num_classes cannot be inferred under jit (label values are unknown while tracing): "
             "pass num_classes as a static Python int, e.g. "
-            "`jax.jit(functools.partial(f1_score, num_classes=10, average='macro'))`")
+            "`jax.jit(functools.partial(f1_score, num_classes=10, average='macro'))`"
+        )
     return int(max(np.max(y_true), np.max(y_pred))) + 1
 
 
-def _checked_labels(y_true: Any, y_pred: Any, num_classes: int | None,
-                    average: Average = None) -> tuple[Array, Array, int]:
+def _checked_labels(
+    y_true: Any, y_pred: Any, num_classes: int | None, average: Average = None
+) -> tuple[Array, Array, int]:
     """Validated ``(y_true, y_pred, num_classes)``; ``num_classes`` inferred when ``None``."""
     y_true, y_pred = _check_pair(y_true, y_pred)
     if average == "binary":
         if num_classes not in (None, 2):
             raise ValueError(
                 f"average='binary' is for two classes, got num_classes={num_classes}: use "
-                "average='macro', 'micro', 'weighted' or None for multiclass data")
+                "average='macro', 'micro', 'weighted' or None for multiclass data"
+            )
         num_classes = 2
     elif num_classes is None:
         num_classes = _infer_num_classes(y_true, y_pred)
@@ -121,6 +134,7 @@ def _checked_labels(y_true: Any, y_pred: Any, num_classes: int | None,
 # Metrics
 # ------------------------------------------------------------------------------------------------
 
+
 @functools.partial(jax.jit, static_argnums=2)  # one dispatch when called eagerly
 def _confusion_counts(y_true: Array, y_pred: Array, num_classes: int) -> Array:
     # One scatter-add, O(n) memory; invalid pairs add 0 at [0, 0] rather than wrapping around as
@@ -131,7 +145,7 @@ def _confusion_counts(y_true: Array, y_pred: Array, num_classes: int) -> Array:
     return counts.at[rows, cols].add(valid.astype(jnp.int32))
 
 
-def confusion_matrix(y_true: Array, y_pred: Array, num_classes: int | None = None) -> Array:
+def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int | None = None) -> Array:
     """Counts ``C[i, j]`` of examples with true class ``i`` predicted as class ``j``.
 
     Args:
@@ -146,7 +160,7 @@ def confusion_matrix(y_true: Array, y_pred: Array, num_classes: int | None = Non
     return _confusion_counts(y_true, y_pred, num_classes)
 
 
-def accuracy(y_true: Array, y_pred: Array) -> Array:
+def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> Array:
     """Fraction of examples with ``y_pred == y_true``.
 
     Args:
@@ -179,8 +193,9 @@ def _prf_from_counts(tp: Array, predicted: Array, support: Array, metric: str) -
     return _ratio(2 * tp, predicted + support)  # F1 = 2tp / (2tp + fp + fn)
 
 
-def _averaged(y_true: Any, y_pred: Any, metric: str, average: Average, pos_label: int,
-              num_classes: int | None) -> Array:
+def _averaged(
+    y_true: Any, y_pred: Any, metric: str, average: Average, pos_label: int, num_classes: int | None
+) -> Array:
     if average not in AVERAGES:
         raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
     if average == "binary" and pos_label not in (0, 1):
@@ -199,8 +214,14 @@ def _averaged(y_true: Any, y_pred: Any, metric: str, average: Average, pos_label
     return _ratio(jnp.sum(per_class * support), jnp.sum(support))  # weighted by support
 
 
-def precision(y_true: Array, y_pred: Array, *, average: Average = "binary", pos_label: int = 1,
-              num_classes: int | None = None) -> Array:
+def precision(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    average: Average = "binary",
+    pos_label: int = 1,
+    num_classes: int | None = None,
+) -> Array:
     """Precision ``tp / (tp + fp)``: of the examples predicted as a class, the fraction in it.
 
     Args:
@@ -221,8 +242,14 @@ def precision(y_true: Array, y_pred: Array, *, average: Average = "binary", pos_
     return _averaged(y_true, y_pred, "precision", average, pos_label, num_classes)
 
 
-def recall(y_true: Array, y_pred: Array, *, average: Average = "binary", pos_label: int = 1,
-           num_classes: int | None = None) -> Array:
+def recall(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    average: Average = "binary",
+    pos_label: int = 1,
+    num_classes: int | None = None,
+) -> Array:
     """Recall ``tp / (tp + fn)``: of the examples in a class, the fraction predicted as it.
 
     Arguments, shapes and the 0/0 convention as :func:`precision`.
@@ -230,8 +257,14 @@ def recall(y_true: Array, y_pred: Array, *, average: Average = "binary", pos_lab
     return _averaged(y_true, y_pred, "recall", average, pos_label, num_classes)
 
 
-def f1_score(y_true: Array, y_pred: Array, *, average: Average = "binary", pos_label: int = 1,
-             num_classes: int | None = None) -> Array:
+def f1_score(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    average: Average = "binary",
+    pos_label: int = 1,
+    num_classes: int | None = None,
+) -> Array:
     """F1 ``2·tp / (2·tp + fp + fn)``, the harmonic mean of precision and recall.
 
     Arguments, shapes and the 0/0 convention as :func:`precision`; ``"macro"`` averages the
@@ -244,8 +277,10 @@ def f1_score(y_true: Array, y_pred: Array, *, average: Average = "binary", pos_l
 # Report
 # ------------------------------------------------------------------------------------------------
 
-def classification_report(y_true: Array, y_pred: Array,
-                          label_names: Sequence[str]) -> dict[str, Any]:
+
+def classification_report(
+    y_true: ArrayLike, y_pred: ArrayLike, label_names: Sequence[str]
+) -> dict[str, Any]:
     """Per-class and averaged precision, recall, F1 and support, as plain Python floats.
 
     The layout is scikit-learn's ``classification_report(..., output_dict=True)`` with
@@ -261,24 +296,33 @@ def classification_report(y_true: Array, y_pred: Array,
     """
     names = [str(name) for name in label_names]
     if len(set(names)) != len(names) or {"accuracy", "macro avg", "weighted avg"} & set(names):
-        raise ValueError(f"label_names must be distinct and must not be 'accuracy', 'macro avg' "
-                         f"or 'weighted avg' (they would collide in the report), got {names}")
+        raise ValueError(
+            f"label_names must be distinct and must not be 'accuracy', 'macro avg' "
+            f"or 'weighted avg' (they would collide in the report), got {names}"
+        )
     if not names:
         raise ValueError("label_names is empty: pass one name per class, in class-id order")
     y_true, y_pred, num_classes = _checked_labels(y_true, y_pred, len(names))
     tp, predicted, support = _class_counts(_confusion_counts(y_true, y_pred, num_classes))
-    per_class = {m: np.asarray(_prf_from_counts(tp, predicted, support, m.split("-")[0]),
-                               np.float64) for m in REPORT_METRICS}
+    per_class = {
+        m: np.asarray(_prf_from_counts(tp, predicted, support, m.split("-")[0]), np.float64)
+        for m in REPORT_METRICS
+    }
     support = np.asarray(support, np.float64)
     total = float(support.sum())
     report: dict[str, Any] = {
         name: {**{m: float(per_class[m][c]) for m in REPORT_METRICS}, "support": float(support[c])}
-        for c, name in enumerate(names)}
+        for c, name in enumerate(names)
+    }
     report["accuracy"] = float(np.asarray(tp).sum() / total)
-    report["macro avg"] = {**{m: float(per_class[m].mean()) for m in REPORT_METRICS},
-                           "support": total}
-    report["weighted avg"] = {**{m: float((per_class[m] * support).sum() / total)
-                                 for m in REPORT_METRICS}, "support": total}
+    report["macro avg"] = {
+        **{m: float(per_class[m].mean()) for m in REPORT_METRICS},
+        "support": total,
+    }
+    report["weighted avg"] = {
+        **{m: float((per_class[m] * support).sum() / total) for m in REPORT_METRICS},
+        "support": total,
+    }
     return report
 
 
@@ -298,6 +342,7 @@ def format_report(report: dict[str, Any], digits: int = 3) -> str:
             total = report.get("macro avg", {}).get("support")
             lines.append(row(name, ["", "", cell(scores), "" if total is None else f"{total:.0f}"]))
         else:
-            lines.append(row(name, [*(cell(scores[m]) for m in REPORT_METRICS),
-                                    f"{scores['support']:.0f}"]))
+            lines.append(
+                row(name, [*(cell(scores[m]) for m in REPORT_METRICS), f"{scores['support']:.0f}"])
+            )
     return "\n".join(lines)

@@ -8,6 +8,16 @@ from jaxllm.models.gpt import (
     count_params,
     init_cache,
     init_params,
+    with_cpu_tuned_attention,
 )
 
-__all__ = ["GPT", "GPTCache", "GPTConfig", "check_tokens", "count_params", "init_cache", "init_params"]
+__all__ = [
+    "GPT",
+    "GPTCache",
+    "GPTConfig",
+    "check_tokens",
+    "count_params",
+    "init_cache",
+    "init_params",
+    "with_cpu_tuned_attention",
+]

@@ -13,11 +13,12 @@ through pure functions::
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal, cast
 
 import flax.linen as nn
 import flax.struct
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
@@ -68,34 +69,56 @@ class GPTConfig:
     n_embd: int = 256
     dropout: float = 0.0
     bias: bool = False
-    positions: str = "learned"
-    dtype: str = "float32"
+    positions: Literal["learned", "rotary"] = "learned"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     attention: AttentionImplementation = "jax"
     attention_row_groups: int = 1
 
     def __post_init__(self):
-        require(isinstance(self.vocab_size, int) and self.vocab_size >= 0,
-                f"GPTConfig.vocab_size must be an int >= 0, got {self.vocab_size!r}")
+        require(
+            isinstance(self.vocab_size, int) and self.vocab_size >= 0,
+            f"GPTConfig.vocab_size must be an int >= 0, got {self.vocab_size!r}",
+        )
         for name in ("block_size", "n_layer", "n_head", "n_embd"):
             value = getattr(self, name)
-            require(isinstance(value, int) and value > 0, f"GPTConfig.{name} must be a positive int, got {value!r}")
-        require(self.n_embd % self.n_head == 0,
-                f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        require(0.0 <= self.dropout < 1.0, f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
-        require(self.positions in ("learned", "rotary"),
-                f"GPTConfig.positions must be 'learned' or 'rotary', got {self.positions!r}")
-        require(self.positions != "rotary" or (self.n_embd // self.n_head) % 2 == 0,
-                "rotary positions need an even head size (n_embd / n_head)")
-        require(self.dtype in DTYPES, f"GPTConfig.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        require(self.attention in ATTENTION_IMPLEMENTATIONS,
-                f"GPTConfig.attention must be one of {list(ATTENTION_IMPLEMENTATIONS)}, "
-                f"got {self.attention!r}")
-        require(isinstance(self.attention_row_groups, int) and self.attention_row_groups >= 1,
-                "GPTConfig.attention_row_groups must be an int >= 1, "
-                f"got {self.attention_row_groups!r}")
-        require(self.attention_row_groups == 1 or self.attention == "cpu_blocked",
-                f"GPTConfig.attention_row_groups={self.attention_row_groups} applies to "
-                f"attention='cpu_blocked' only, not {self.attention!r}; leave it at 1")
+            require(
+                isinstance(value, int) and value > 0,
+                f"GPTConfig.{name} must be a positive int, got {value!r}",
+            )
+        require(
+            self.n_embd % self.n_head == 0,
+            f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})",
+        )
+        require(
+            0.0 <= self.dropout < 1.0, f"GPTConfig.dropout must be in [0, 1), got {self.dropout}"
+        )
+        require(
+            self.positions in ("learned", "rotary"),
+            f"GPTConfig.positions must be 'learned' or 'rotary', got {self.positions!r}",
+        )
+        require(
+            self.positions != "rotary" or (self.n_embd // self.n_head) % 2 == 0,
+            "rotary positions need an even head size (n_embd / n_head)",
+        )
+        require(
+            self.dtype in DTYPES,
+            f"GPTConfig.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}",
+        )
+        require(
+            self.attention in ATTENTION_IMPLEMENTATIONS,
+            f"GPTConfig.attention must be one of {list(ATTENTION_IMPLEMENTATIONS)}, "
+            f"got {self.attention!r}",
+        )
+        require(
+            isinstance(self.attention_row_groups, int) and self.attention_row_groups >= 1,
+            "GPTConfig.attention_row_groups must be an int >= 1, "
+            f"got {self.attention_row_groups!r}",
+        )
+        require(
+            self.attention_row_groups == 1 or self.attention == "cpu_blocked",
+            f"GPTConfig.attention_row_groups={self.attention_row_groups} applies to "
+            f"attention='cpu_blocked' only, not {self.attention!r}; leave it at 1",
+        )
 
     @property
     def head_dim(self) -> int:
@@ -112,8 +135,11 @@ def with_cpu_tuned_attention(config: GPTConfig, platform: str, device_count: int
     """
     if platform != "cpu":
         return config
-    return dataclasses.replace(config, attention="cpu_blocked",
-                               attention_row_groups=CPU_ROW_GROUPS if device_count == 1 else 1)
+    return dataclasses.replace(
+        config,
+        attention="cpu_blocked",
+        attention_row_groups=CPU_ROW_GROUPS if device_count == 1 else 1,
+    )
 
 
 @flax.struct.dataclass
@@ -136,17 +162,21 @@ class GPTCache:
 
 
 def init_cache(config: GPTConfig, batch_size: int, max_len: int | None = None) -> GPTCache:
-    """An empty cache for ``batch_size`` sequences of up to ``max_len`` (default: context) tokens."""
+    """An empty cache for ``batch_size`` sequences of up to ``max_len`` (default: context)
+    tokens."""
     max_len = config.block_size if max_len is None else max_len
     if max_len > config.block_size:
         raise ValueError(
             f"a cache of {max_len} tokens exceeds the model's context of {config.block_size}; "
-            "generate fewer tokens or use a shorter prompt")
+            "generate fewer tokens or use a shorter prompt"
+        )
     dtype = DTYPES[config.dtype]
     layer = KVCache.zeros(batch_size, max_len, config.n_head, config.head_dim, dtype)
-    return GPTCache(layers=tuple(layer for _ in range(config.n_layer)),
-                    key_mask=jnp.zeros((batch_size, max_len), bool),
-                    index=jnp.zeros((), jnp.int32))
+    return GPTCache(
+        layers=tuple(layer for _ in range(config.n_layer)),
+        key_mask=jnp.zeros((batch_size, max_len), bool),
+        index=jnp.zeros((), jnp.int32),
+    )
 
 
 def check_tokens(tokens: Any, config: GPTConfig) -> None:
@@ -161,7 +191,8 @@ def check_tokens(tokens: Any, config: GPTConfig) -> None:
     if tokens.shape[1] > config.block_size:
         raise ValueError(
             f"sequence of {tokens.shape[1]} tokens is longer than the model's context "
-            f"(block_size={config.block_size}); crop it or train a model with a longer context")
+            f"(block_size={config.block_size}); crop it or train a model with a longer context"
+        )
     if not isinstance(tokens, jax.core.Tracer) and tokens.size:
         ids = np.asarray(tokens)
         low, high = int(ids.min()), int(ids.max())
@@ -169,7 +200,8 @@ def check_tokens(tokens: Any, config: GPTConfig) -> None:
             bad = low if low < 0 else high
             raise ValueError(
                 f"token id {bad} is outside the vocabulary [0, {config.vocab_size}); the tokens "
-                "were probably made by a different tokenizer than the model was built for")
+                "were probably made by a different tokenizer than the model was built for"
+            )
 
 
 class GPT(nn.Module):
@@ -178,9 +210,15 @@ class GPT(nn.Module):
     config: GPTConfig
 
     @nn.compact
-    def __call__(self, tokens: Array, *, train: bool = False, padding_mask: Array | None = None,
-                 positions: Array | None = None,
-                 cache: GPTCache | None = None) -> Array | tuple[Array, GPTCache]:
+    def __call__(
+        self,
+        tokens: Array,
+        *,
+        train: bool = False,
+        padding_mask: Array | None = None,
+        positions: Array | None = None,
+        cache: GPTCache | None = None,
+    ) -> Array | tuple[Array, GPTCache]:
         """Next-token logits.
 
         Args:
@@ -195,7 +233,9 @@ class GPT(nn.Module):
           float32[batch, seq, vocab] logits, or ``(logits, updated cache)`` when ``cache`` is given.
         """
         cfg = self.config
-        require(cfg.vocab_size > 0, "GPTConfig.vocab_size is 0: set it to the tokenizer's vocab_size")
+        require(
+            cfg.vocab_size > 0, "GPTConfig.vocab_size is 0: set it to the tokenizer's vocab_size"
+        )
         check_tokens(tokens, cfg)
         batch, seq = tokens.shape
         dtype = DTYPES[cfg.dtype]
@@ -204,40 +244,79 @@ class GPT(nn.Module):
             positions = jnp.broadcast_to(start + jnp.arange(seq), (batch, seq))
 
         if cache is None:  # attention applies the causal mask itself (see `causal=` below)
-            key_valid = padding_mask
-            mask = None if key_valid is None else key_padding_mask(key_valid)
+            mask = None if padding_mask is None else key_padding_mask(padding_mask)
         else:
-            new_valid = jnp.ones((batch, seq), bool) if padding_mask is None else padding_mask.astype(bool)
-            key_valid = jax.lax.dynamic_update_slice(cache.key_mask, new_valid, (0, start))
-            mask = combine_masks(causal_mask(seq, cache.max_len, offset=start),
-                                 key_padding_mask(key_valid))
+            cache, mask = _cache_with_new_slots(cache, padding_mask, batch, seq)
 
-        init = nn.initializers.normal(0.02)
-        wte = nn.Embed(cfg.vocab_size, cfg.n_embd, embedding_init=init, dtype=dtype, name="wte")
-        x = wte(tokens)  # (B, T, C)
-        if cfg.positions == "learned":
-            x = x + nn.Embed(cfg.block_size, cfg.n_embd, embedding_init=init, dtype=dtype,
-                             name="wpe")(positions)
+        x, wte = self._embed(tokens, positions, dtype)  # (B, T, C)
         x = nn.Dropout(cfg.dropout)(x, deterministic=not train)
 
         new_layers = []
         for i in range(cfg.n_layer):
-            x, layer_cache = TransformerBlock(
-                cfg.n_head, dropout_rate=cfg.dropout, use_bias=cfg.bias,
-                rotary=cfg.positions == "rotary",
-                out_init_std=0.02 / (2 * cfg.n_layer) ** 0.5,  # GPT-2's scaled residual init
-                dtype=dtype, attention=cfg.attention, attention_row_groups=cfg.attention_row_groups,
-                mlp_output_kernel_layout=MLP_OUTPUT_KERNEL_LAYOUT, name=f"h_{i}",
-            )(x, mask=mask, causal=cache is None, positions=positions,
-              cache=None if cache is None else cache.layers[i], cache_index=start,
-              deterministic=not train)
+            x, layer_cache = self._block(i, dtype)(
+                x,
+                mask=mask,
+                causal=cache is None,
+                positions=positions,
+                cache=None if cache is None else cache.layers[i],
+                cache_index=start,
+                deterministic=not train,
+            )
             new_layers.append(layer_cache)
         x = layer_norm(use_bias=cfg.bias, dtype=dtype, name="ln_f")(x)
         logits = wte.attend(x).astype(jnp.float32)  # weight tying: (B, T, C) @ (C, V)
-
         if cache is None:
             return logits
-        return logits, GPTCache(layers=tuple(new_layers), key_mask=key_valid, index=start + seq)
+        return logits, GPTCache(
+            layers=tuple(new_layers), key_mask=cache.key_mask, index=cache.index + seq
+        )
+
+    @nn.nowrap
+    def _embed(self, tokens: Array, positions: Array, dtype: Any) -> tuple[Array, nn.Embed]:
+        """Token embeddings (plus learned position embeddings, if the model has them):
+        float[batch, seq, n_embd]; and the token table, which the output layer shares."""
+        cfg = self.config
+        init = nn.initializers.normal(0.02)
+        wte = nn.Embed(cfg.vocab_size, cfg.n_embd, embedding_init=init, dtype=dtype, name="wte")
+        x = wte(tokens)
+        if cfg.positions == "learned":
+            x = x + nn.Embed(
+                cfg.block_size, cfg.n_embd, embedding_init=init, dtype=dtype, name="wpe"
+            )(positions)
+        return x, wte
+
+    @nn.nowrap
+    def _block(self, i: int, dtype: Any) -> TransformerBlock:
+        """Transformer block ``i`` (named ``h_{i}``, as GPT-2's)."""
+        cfg = self.config
+        return TransformerBlock(
+            cfg.n_head,
+            dropout_rate=cfg.dropout,
+            use_bias=cfg.bias,
+            rotary=cfg.positions == "rotary",
+            out_init_std=0.02 / (2 * cfg.n_layer) ** 0.5,  # GPT-2's scaled residual init
+            dtype=dtype,
+            attention=cfg.attention,
+            attention_row_groups=cfg.attention_row_groups,
+            mlp_output_kernel_layout=MLP_OUTPUT_KERNEL_LAYOUT,
+            name=f"h_{i}",
+        )
+
+
+def _cache_with_new_slots(
+    cache: GPTCache, padding_mask: Array | None, batch: int, seq: int
+) -> tuple[GPTCache, Array | None]:
+    """``cache`` with the slots of ``seq`` new tokens marked real (unless padding; each layer
+    writes their keys/values), and the mask of those queries over all its slots."""
+    start = cache.index
+    new_valid = jnp.ones((batch, seq), bool) if padding_mask is None else padding_mask.astype(bool)
+    cache = dataclasses.replace(
+        cache, key_mask=jax.lax.dynamic_update_slice(cache.key_mask, new_valid, (0, start))
+    )
+    mask = combine_masks(
+        causal_mask(seq, cache.max_len, offset=start), key_padding_mask(cache.key_mask)
+    )
+    return cache, mask
 
 
 def count_params(params: Any) -> int:
@@ -248,4 +327,5 @@ def count_params(params: Any) -> int:
 def init_params(config: GPTConfig, key: Array) -> dict:
     """Fresh parameters for a GPT of shape ``config``."""
     tokens = jnp.zeros((1, min(8, config.block_size)), jnp.int32)
-    return GPT(config).init(key, tokens)["params"]
+    # flax types the variables as a FrozenDict or a dict; it returns a dict by default.
+    return cast(dict, GPT(config).init(key, tokens)["params"])

@@ -18,8 +18,22 @@ from jaxllm.nn.positions import apply_rotary
 from jaxllm.nn.transformer import TransformerBlock
 
 __all__ = [
-    "ATTENTION_IMPLEMENTATIONS", "AttentionImplementation", "Dense", "KERNEL_LAYOUTS", "KVCache",
-    "KernelLayout", "MLP", "MultiHeadAttention", "TransformerBlock", "apply_rotary",
-    "blocked_dot_product_attention", "causal_mask", "cached_attention", "combine_masks",
-    "dot_product_attention", "layer_norm", "padding_mask", "softmax_attention",
+    "ATTENTION_IMPLEMENTATIONS",
+    "AttentionImplementation",
+    "Dense",
+    "KERNEL_LAYOUTS",
+    "KVCache",
+    "KernelLayout",
+    "MLP",
+    "MultiHeadAttention",
+    "TransformerBlock",
+    "apply_rotary",
+    "blocked_dot_product_attention",
+    "causal_mask",
+    "cached_attention",
+    "combine_masks",
+    "dot_product_attention",
+    "layer_norm",
+    "padding_mask",
+    "softmax_attention",
 ]

@@ -39,8 +39,9 @@ class KVCache:
     values: Array
 
     @classmethod
-    def zeros(cls, batch: int, max_len: int, num_heads: int, head_dim: int,
-              dtype: Any = jnp.float32) -> KVCache:
+    def zeros(
+        cls, batch: int, max_len: int, num_heads: int, head_dim: int, dtype: Any = jnp.float32
+    ) -> KVCache:
         shape = (batch * num_heads, max_len, head_dim)
         return cls(keys=jnp.zeros(shape, dtype), values=jnp.zeros(shape, dtype))
 
@@ -50,9 +51,11 @@ class KVCache:
         Args:
           keys, values: float[batch, len, heads, head_dim], stored in the cache's dtype.
         """
+
         def write(buffer: Array, new: Array) -> Array:  # (B, T, nh, hs) into rows b·nh + h
             rows = new.swapaxes(1, 2).reshape(-1, new.shape[1], new.shape[3])
             return jax.lax.dynamic_update_slice(buffer, rows.astype(buffer.dtype), (0, index, 0))
+
         return KVCache(keys=write(self.keys, keys), values=write(self.values, values))
 
 
@@ -70,13 +73,23 @@ ATTENTION_IMPLEMENTATIONS: tuple[str, ...] = typing.get_args(AttentionImplementa
 def check_causal_lengths(q_len: int, k_len: int, causal: bool) -> None:
     """Raise ``ValueError`` if ``causal`` attention is asked for with unequal lengths."""
     if causal and q_len != k_len:
-        raise ValueError(f"causal attention needs as many queries as keys, got {q_len} and "
-                         f"{k_len}; pass an explicit mask (e.g. causal_mask(q_len, k_len, offset))")
+        raise ValueError(
+            f"causal attention needs as many queries as keys, got {q_len} and "
+            f"{k_len}; pass an explicit mask (e.g. causal_mask(q_len, k_len, offset))"
+        )
 
 
-def dot_product_attention(q: Array, k: Array, v: Array, mask: Array | None = None, *,
-                          causal: bool = False, dropout_rate: float = 0.0,
-                          dropout_rng: Array | None = None, deterministic: bool = True) -> Array:
+def dot_product_attention(
+    q: Array,
+    k: Array,
+    v: Array,
+    mask: Array | None = None,
+    *,
+    causal: bool = False,
+    dropout_rate: float = 0.0,
+    dropout_rng: Array | None = None,
+    deterministic: bool = True,
+) -> Array:
     """softmax(q kᵀ / sqrt(d) + mask) v, the softmax in float32.
 
     Without dropout this is ``jax.nn.dot_product_attention``. It has no dropout on the
@@ -111,8 +124,9 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array | None = Non
     return softmax_attention(q, k, v, mask, keep, dropout_rate)
 
 
-def attention_dropout_key(dropout_rng: Array | None, dropout_rate: float,
-                          deterministic: bool) -> Array | None:
+def attention_dropout_key(
+    dropout_rng: Array | None, dropout_rate: float, deterministic: bool
+) -> Array | None:
     """The key attention dropout draws from; ``None`` when there is no dropout.
 
     Raises:
@@ -121,13 +135,16 @@ def attention_dropout_key(dropout_rng: Array | None, dropout_rate: float,
     if deterministic or dropout_rate <= 0.0:
         return None
     if dropout_rng is None:
-        raise ValueError("attention dropout (deterministic=False, dropout_rate > 0) needs a "
-                         "dropout_rng; modules get it from rngs={'dropout': key}")
+        raise ValueError(
+            "attention dropout (deterministic=False, dropout_rate > 0) needs a "
+            "dropout_rng; modules get it from rngs={'dropout': key}"
+        )
     return dropout_rng
 
 
-def softmax_attention(q: Array, k: Array, v: Array, mask: Array | None, keep: Array | None,
-                      dropout_rate: float) -> Array:
+def softmax_attention(
+    q: Array, k: Array, v: Array, mask: Array | None, keep: Array | None, dropout_rate: float
+) -> Array:
     """Attention over every (query, key) pair, its weights ``softmax(q kᵀ / sqrt(d) + mask)``.
 
     Args:
@@ -147,8 +164,9 @@ def softmax_attention(q: Array, k: Array, v: Array, mask: Array | None, keep: Ar
     return jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v)
 
 
-def _attention_weights(scores: Array, mask: Array | None, keep: Array | None,
-                       dropout_rate: float) -> Array:
+def _attention_weights(
+    scores: Array, mask: Array | None, keep: Array | None, dropout_rate: float
+) -> Array:
     """float32[batch, heads, q_len, k_len] scores -> masked softmax weights, dropout applied."""
     if mask is not None:
         scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
@@ -158,9 +176,15 @@ def _attention_weights(scores: Array, mask: Array | None, keep: Array | None,
     return weights
 
 
-def cached_attention(q: Array, cache: KVCache, mask: Array | None = None, *,
-                     dropout_rate: float = 0.0, dropout_rng: Array | None = None,
-                     deterministic: bool = True) -> Array:
+def cached_attention(
+    q: Array,
+    cache: KVCache,
+    mask: Array | None = None,
+    *,
+    dropout_rate: float = 0.0,
+    dropout_rng: Array | None = None,
+    deterministic: bool = True,
+) -> Array:
     """softmax(q kᵀ / sqrt(d) + mask) v over every slot of a :class:`KVCache`.
 
     The same maths as :func:`dot_product_attention` with the cache's keys and values, computed
@@ -178,19 +202,26 @@ def cached_attention(q: Array, cache: KVCache, mask: Array | None = None, *,
     batch, q_len, heads, head_dim = q.shape
     rows, max_len = cache.keys.shape[:2]
     if rows != batch * heads or cache.keys.shape[2] != head_dim:
-        raise ValueError(f"a cache of shape {tuple(cache.keys.shape)} does not fit queries of "
-                         f"shape {tuple(q.shape)}: it needs [batch · heads, max_len, head_dim] = "
-                         f"[{batch * heads}, max_len, {head_dim}]; make it with KVCache.zeros")
+        raise ValueError(
+            f"a cache of shape {tuple(cache.keys.shape)} does not fit queries of "
+            f"shape {tuple(q.shape)}: it needs [batch · heads, max_len, head_dim] = "
+            f"[{batch * heads}, max_len, {head_dim}]; make it with KVCache.zeros"
+        )
     scale = 1.0 / jnp.sqrt(head_dim).astype(jnp.float32)
     q = q.swapaxes(1, 2).reshape(rows, q_len, head_dim)
-    scores = jnp.einsum("nqd,nkd->nqk", q, cache.keys.astype(q.dtype),
-                        preferred_element_type=jnp.float32) * scale
+    scores = (
+        jnp.einsum(
+            "nqd,nkd->nqk", q, cache.keys.astype(q.dtype), preferred_element_type=jnp.float32
+        )
+        * scale
+    )
     keep = None
     dropout_key = attention_dropout_key(dropout_rng, dropout_rate, deterministic)
     if dropout_key is not None:
         keep = jax.random.bernoulli(dropout_key, 1.0 - dropout_rate, (batch, heads, q_len, max_len))
-    weights = _attention_weights(scores.reshape(batch, heads, q_len, max_len), mask, keep,
-                                 dropout_rate).reshape(rows, q_len, max_len)
+    weights = _attention_weights(
+        scores.reshape(batch, heads, q_len, max_len), mask, keep, dropout_rate
+    ).reshape(rows, q_len, max_len)
     y = jnp.einsum("nqk,nkd->nqd", weights.astype(q.dtype), cache.values.astype(q.dtype))
     return y.reshape(batch, heads, q_len, head_dim).swapaxes(1, 2)
 
@@ -226,11 +257,18 @@ class MultiHeadAttention(nn.Module):
     row_groups: int = 1
 
     @nn.compact
-    def __call__(self, x: Array, context: Array | None = None, *, mask: Array | None = None,
-                 causal: bool = False, positions: Array | None = None,
-                 cache: KVCache | None = None,
-                 cache_index: Array | int = 0,
-                 deterministic: bool = True) -> tuple[Array, KVCache | None]:
+    def __call__(
+        self,
+        x: Array,
+        context: Array | None = None,
+        *,
+        mask: Array | None = None,
+        causal: bool = False,
+        positions: Array | None = None,
+        cache: KVCache | None = None,
+        cache_index: Array | int = 0,
+        deterministic: bool = True,
+    ) -> tuple[Array, KVCache | None]:
         """Attend from ``x`` to itself (or to ``context``).
 
         Args:
@@ -257,20 +295,56 @@ class MultiHeadAttention(nn.Module):
         if not deterministic and self.dropout_rate > 0.0:
             dropout_rng = self.make_rng("dropout")
         if cache is None:
-            y = _attend(q, k, v, mask, causal=causal, implementation=self.implementation,
-                        row_groups=self.row_groups, dropout_rate=self.dropout_rate,
-                        dropout_rng=dropout_rng, deterministic=deterministic)
-        elif causal:
-            raise ValueError("causal=True does not apply with a cache (the queries start at "
-                             "cache_index); pass "
-                             "mask=causal_mask(q_len, max_len, offset=cache_index)")
+            y = _attend(
+                q,
+                k,
+                v,
+                mask,
+                causal=causal,
+                implementation=self.implementation,
+                row_groups=self.row_groups,
+                dropout_rate=self.dropout_rate,
+                dropout_rng=dropout_rng,
+                deterministic=deterministic,
+            )
         else:
-            cache = cache.write(k, v, cache_index)
-            y = cached_attention(q, cache, mask, dropout_rate=self.dropout_rate,
-                                 dropout_rng=dropout_rng, deterministic=deterministic)
+            y, cache = self._attend_with_cache(
+                q, k, v, mask, causal, cache, cache_index, dropout_rng, deterministic
+            )
         y = y.reshape(batch, q_len, width)  # re-assemble heads side by side
         y = self._dense(width, "c_proj", self.out_init_std)(y)
         y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
+        return y, cache
+
+    @nn.nowrap
+    def _attend_with_cache(
+        self,
+        q: Array,
+        k: Array,
+        v: Array,
+        mask: Array | None,
+        causal: bool,
+        cache: KVCache,
+        cache_index: Array | int,
+        dropout_rng: Array | None,
+        deterministic: bool,
+    ) -> tuple[Array, KVCache]:
+        """Write the new keys/values into ``cache``, attend over all of it; (out, cache)."""
+        if causal:
+            raise ValueError(
+                "causal=True does not apply with a cache (the queries start at "
+                "cache_index); pass "
+                "mask=causal_mask(q_len, max_len, offset=cache_index)"
+            )
+        cache = cache.write(k, v, cache_index)
+        y = cached_attention(
+            q,
+            cache,
+            mask,
+            dropout_rate=self.dropout_rate,
+            dropout_rng=dropout_rng,
+            deterministic=deterministic,
+        )
         return y, cache
 
     @nn.nowrap
@@ -278,19 +352,28 @@ class MultiHeadAttention(nn.Module):
         if width % self.num_heads:
             raise ValueError(f"width {width} is not divisible by num_heads {self.num_heads}")
         if self.implementation not in ATTENTION_IMPLEMENTATIONS:
-            raise ValueError(f"unknown attention implementation {self.implementation!r}; "
-                             f"choose one of {list(ATTENTION_IMPLEMENTATIONS)}")
+            raise ValueError(
+                f"unknown attention implementation {self.implementation!r}; "
+                f"choose one of {list(ATTENTION_IMPLEMENTATIONS)}"
+            )
         if not isinstance(self.row_groups, int) or self.row_groups < 1:
             raise ValueError(f"row_groups must be an int >= 1, got {self.row_groups!r}")
         if self.row_groups != 1 and self.implementation != "cpu_blocked":
-            raise ValueError(f"row_groups={self.row_groups} applies to "
-                             f"implementation='cpu_blocked' only, not {self.implementation!r}; "
-                             "leave it at 1")
+            raise ValueError(
+                f"row_groups={self.row_groups} applies to "
+                f"implementation='cpu_blocked' only, not {self.implementation!r}; "
+                "leave it at 1"
+            )
 
     @nn.nowrap
     def _dense(self, features: int, name: str, std: float = 0.02) -> Dense:
-        return Dense(features, use_bias=self.use_bias, kernel_init=nn.initializers.normal(std),
-                     dtype=self.dtype, name=name)
+        return Dense(
+            features,
+            use_bias=self.use_bias,
+            kernel_init=nn.initializers.normal(std),
+            dtype=self.dtype,
+            name=name,
+        )
 
     @nn.nowrap
     def _project_heads(self, x: Array, context: Array | None) -> tuple[Array, Array, Array]:
@@ -304,12 +387,16 @@ class MultiHeadAttention(nn.Module):
             q = self._dense(width, "q_proj")(x)
             k, v = jnp.split(self._dense(2 * width, "kv_proj")(context), 2, axis=-1)
         head_dim = width // self.num_heads
-        heads = lambda t: t.reshape(t.shape[0], t.shape[1], self.num_heads, head_dim)  # noqa: E731
+
+        def heads(t: Array) -> Array:
+            return t.reshape(t.shape[0], t.shape[1], self.num_heads, head_dim)
+
         return heads(q), heads(k), heads(v)
 
 
-def _rotate(q: Array, k: Array, positions: Array | None, *,
-            rotate_keys: bool) -> tuple[Array, Array]:
+def _rotate(
+    q: Array, k: Array, positions: Array | None, *, rotate_keys: bool
+) -> tuple[Array, Array]:
     """RoPE on q (and on k for self-attention), at ``positions`` (default ``0 .. q_len-1``).
 
     q, k: float[batch, len, heads, head_dim]; positions: int[batch, q_len].
@@ -320,14 +407,24 @@ def _rotate(q: Array, k: Array, positions: Array | None, *,
     return apply_rotary(q, positions), (apply_rotary(k, positions) if rotate_keys else k)
 
 
-def _attend(q: Array, k: Array, v: Array, mask: Array | None, *, causal: bool,
-            implementation: AttentionImplementation, row_groups: int, **dropout: Any) -> Array:
+def _attend(
+    q: Array,
+    k: Array,
+    v: Array,
+    mask: Array | None,
+    *,
+    causal: bool,
+    implementation: AttentionImplementation,
+    row_groups: int,
+    **dropout: Any,
+) -> Array:
     """Attention without a cache, by ``implementation``; arguments as in
     :func:`dot_product_attention`."""
     if implementation == "cpu_blocked":
         # Imported here: blocked_attention builds on this module's softmax_attention.
         from jaxllm.nn.blocked_attention import blocked_dot_product_attention
 
-        return blocked_dot_product_attention(q, k, v, mask, causal=causal, row_groups=row_groups,
-                                             **dropout)
+        return blocked_dot_product_attention(
+            q, k, v, mask, causal=causal, row_groups=row_groups, **dropout
+        )
     return dot_product_attention(q, k, v, mask, causal=causal, **dropout)

@@ -39,10 +39,18 @@ MIN_QUERY_BLOCK = 64  # queries in a block, at least: smaller ones cost more com
 CPU_ROW_GROUPS = 2  # row groups measured fastest on a single 2-core CPU device (see "Row groups")
 
 
-def blocked_dot_product_attention(q: Array, k: Array, v: Array, mask: Array | None = None, *,
-                                  causal: bool = False, dropout_rate: float = 0.0,
-                                  dropout_rng: Array | None = None, deterministic: bool = True,
-                                  row_groups: int = 1) -> Array:
+def blocked_dot_product_attention(
+    q: Array,
+    k: Array,
+    v: Array,
+    mask: Array | None = None,
+    *,
+    causal: bool = False,
+    dropout_rate: float = 0.0,
+    dropout_rng: Array | None = None,
+    deterministic: bool = True,
+    row_groups: int = 1,
+) -> Array:
     """softmax(q kᵀ / sqrt(d) + mask) v, the softmax in float32, in query blocks and row groups.
 
     Args:
@@ -75,23 +83,58 @@ def blocked_dot_product_attention(q: Array, k: Array, v: Array, mask: Array | No
     blocks = []
     for i, (start, end) in enumerate(itertools.pairwise(query_bounds)):
         keys = end if causal else k_len  # block i attends to keys 0 .. keys-1
-        block_mask = mask
-        if causal:
-            block_mask = causal_mask(end - start, end, offset=start)
-            if mask is not None:
-                block_mask = jnp.logical_and(block_mask, mask[..., start:end, :end])
+        block_mask = _block_mask(mask, start, end) if causal else mask
         keep = None
         if dropout_key is not None:  # drawn for the whole batch, so that row groups don't change it
             rng = jax.random.fold_in(dropout_key, i) if causal else dropout_key
             keep = jax.random.bernoulli(rng, 1.0 - dropout_rate, (batch, heads, end - start, keys))
         long_block = causal and 2 * keys > k_len and end - start >= MIN_QUERY_BLOCK
         groups = min(row_groups, batch) if long_block else 1
-        row_bounds = [batch * g // groups for g in range(groups + 1)]
-        blocks.append(_concatenate([
-            softmax_attention(q[lo:hi, start:end], k[lo:hi, :keys], v[lo:hi, :keys],
-                              _rows(block_mask, lo, hi), _rows(keep, lo, hi), dropout_rate)
-            for lo, hi in itertools.pairwise(row_bounds)], axis=0))
+        blocks.append(
+            _attend_in_row_groups(
+                q, k, v, block_mask, keep, (start, end), keys, groups, dropout_rate
+            )
+        )
     return _concatenate(blocks, axis=1)
+
+
+def _block_mask(mask: Array | None, start: int, end: int) -> Array:
+    """The causal mask of query block ``start:end`` over keys ``0 .. end-1``, and ``mask``'s."""
+    block_mask = causal_mask(end - start, end, offset=start)
+    return block_mask if mask is None else jnp.logical_and(block_mask, mask[..., start:end, :end])
+
+
+def _attend_in_row_groups(
+    q: Array,
+    k: Array,
+    v: Array,
+    mask: Array | None,
+    keep: Array | None,
+    queries: tuple[int, int],
+    keys: int,
+    groups: int,
+    dropout_rate: float,
+) -> Array:
+    """Queries ``start:end`` (``queries``) attending to keys ``0 .. keys-1``, computed as
+    ``groups`` independent groups of batch rows, concatenated; ``mask`` and ``keep`` are the
+    block's."""
+    start, end = queries
+    batch = q.shape[0]
+    row_bounds = [batch * g // groups for g in range(groups + 1)]
+    return _concatenate(
+        [
+            softmax_attention(
+                q[lo:hi, start:end],
+                k[lo:hi, :keys],
+                v[lo:hi, :keys],
+                _rows(mask, lo, hi),
+                _rows(keep, lo, hi),
+                dropout_rate,
+            )
+            for lo, hi in itertools.pairwise(row_bounds)
+        ],
+        axis=0,
+    )
 
 
 def _query_block_bounds(length: int) -> list[int]:

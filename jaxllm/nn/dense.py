@@ -53,24 +53,34 @@ class Dense(nn.Module):
         """x: float[..., in] -> float[..., features]."""
         rows = x.reshape(-1, x.shape[-1]).astype(self.dtype)  # (N, in)
         if self.kernel_layout == "out_in":
-            kernel = self.param("kernel", _transposed(self.kernel_init),
-                                (self.features, x.shape[-1]), jnp.float32)
+            kernel = self.param(
+                "kernel", _transposed(self.kernel_init), (self.features, x.shape[-1]), jnp.float32
+            )
             # (W xᵀ)ᵀ rather than x Wᵀ: XLA:CPU then reads W as stored, where x Wᵀ made it copy
             # W transposed on every call (a quarter of a batch-1 decoding step).
             y = (kernel.astype(self.dtype) @ rows.T).T  # (N, features)
         elif self.kernel_layout == "in_out":
-            kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32)
+            kernel = self.param(
+                "kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32
+            )
             y = rows @ kernel.astype(self.dtype)  # (N, features)
         else:
-            raise ValueError(f"Dense.kernel_layout must be one of {list(KERNEL_LAYOUTS)}, "
-                             f"got {self.kernel_layout!r}")
+            raise ValueError(
+                f"Dense.kernel_layout must be one of {list(KERNEL_LAYOUTS)}, "
+                f"got {self.kernel_layout!r}"
+            )
         if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(
+                self.dtype
+            )
         return y.reshape(*x.shape[:-1], self.features)
 
 
 def _transposed(kernel_init: Any) -> Any:
-    """An initialiser of ``[out, in]`` matrices: the transpose of ``kernel_init``'s ``[in, out]``."""
+    """An initialiser of ``[out, in]`` matrices: the transpose of ``kernel_init``'s
+    ``[in, out]``."""
+
     def init(key: Array, shape: tuple[int, int], dtype: Any = jnp.float32) -> Array:
         return kernel_init(key, shape[::-1], dtype).T
+
     return init

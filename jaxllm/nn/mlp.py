@@ -42,13 +42,19 @@ class MLP(nn.Module):
         """x: float[..., width] -> float[..., width]."""
         width = x.shape[-1]
         init = nn.initializers.normal(0.02)
-        h = Dense(self.hidden_dim, use_bias=self.use_bias, kernel_init=init,
-                  dtype=self.dtype, name="c_fc")(x)
+        h = Dense(
+            self.hidden_dim, use_bias=self.use_bias, kernel_init=init, dtype=self.dtype, name="c_fc"
+        )(x)
         # Recomputed in the backward pass from its input: autodiff would otherwise keep the
         # GELU's tanh intermediates, a [tokens, hidden] buffer per layer (72 MiB of the 6-layer
         # benchmark GPT's 595 MiB of activations), and the recomputation costs no measurable time.
         h = jax.checkpoint(_gelu)(h)
-        h = Dense(width, use_bias=self.use_bias,
-                  kernel_init=nn.initializers.normal(self.out_init_std),
-                  dtype=self.dtype, kernel_layout=self.output_kernel_layout, name="c_proj")(h)
+        h = Dense(
+            width,
+            use_bias=self.use_bias,
+            kernel_init=nn.initializers.normal(self.out_init_std),
+            dtype=self.dtype,
+            kernel_layout=self.output_kernel_layout,
+            name="c_proj",
+        )(h)
         return nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)

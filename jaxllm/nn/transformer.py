@@ -45,34 +45,67 @@ class TransformerBlock(nn.Module):
     mlp_output_kernel_layout: KernelLayout = "in_out"
 
     @nn.compact
-    def __call__(self, x: Array, *, mask: Array | None = None, causal: bool = False,
-                 positions: Array | None = None,
-                 context: Array | None = None, context_mask: Array | None = None,
-                 cache: KVCache | None = None, cache_index: Array | int = 0,
-                 deterministic: bool = True) -> tuple[Array, KVCache | None]:
+    def __call__(
+        self,
+        x: Array,
+        *,
+        mask: Array | None = None,
+        causal: bool = False,
+        positions: Array | None = None,
+        context: Array | None = None,
+        context_mask: Array | None = None,
+        cache: KVCache | None = None,
+        cache_index: Array | int = 0,
+        deterministic: bool = True,
+    ) -> tuple[Array, KVCache | None]:
         """x: float[batch, seq, width] -> (float[batch, seq, width], updated cache).
 
         ``mask`` (bool, broadcastable to [batch, heads, seq, keys]) and ``causal`` apply to the
         self-attention, ``context_mask`` to the cross-attention.
         """
-        attn = lambda name: MultiHeadAttention(  # noqa: E731
-            self.num_heads, dropout_rate=self.dropout_rate, use_bias=self.use_bias,
-            rotary=self.rotary and name == "attn", out_init_std=self.out_init_std,
-            dtype=self.dtype, implementation=self.attention, row_groups=self.attention_row_groups,
-            name=name)
-        norm = lambda name: layer_norm(use_bias=self.use_bias, dtype=self.dtype, name=name)  # noqa: E731
-
-        h, cache = attn("attn")(norm("ln_1")(x), mask=mask, causal=causal, positions=positions,
-                                cache=cache, cache_index=cache_index, deterministic=deterministic)
+        h, cache = self._attention("attn")(
+            self._norm("ln_1")(x),
+            mask=mask,
+            causal=causal,
+            positions=positions,
+            cache=cache,
+            cache_index=cache_index,
+            deterministic=deterministic,
+        )
         x = x + h
         if self.cross_attention:
             if context is None:
                 raise ValueError("a cross-attention block needs the encoder output as `context`")
-            h, _ = attn("cross_attn")(norm("ln_cross")(x), context, mask=context_mask,
-                                      deterministic=deterministic)
+            h, _ = self._attention("cross_attn")(
+                self._norm("ln_cross")(x), context, mask=context_mask, deterministic=deterministic
+            )
             x = x + h
-        x = x + MLP(self.mlp_ratio * x.shape[-1], dropout_rate=self.dropout_rate,
-                    use_bias=self.use_bias, out_init_std=self.out_init_std, dtype=self.dtype,
-                    output_kernel_layout=self.mlp_output_kernel_layout,
-                    name="mlp")(norm("ln_2")(x), deterministic=deterministic)
+        x = x + MLP(
+            self.mlp_ratio * x.shape[-1],
+            dropout_rate=self.dropout_rate,
+            use_bias=self.use_bias,
+            out_init_std=self.out_init_std,
+            dtype=self.dtype,
+            output_kernel_layout=self.mlp_output_kernel_layout,
+            name="mlp",
+        )(self._norm("ln_2")(x), deterministic=deterministic)
         return x, cache
+
+    @nn.nowrap
+    def _attention(self, name: str) -> MultiHeadAttention:
+        """The self-attention (``"attn"``, rotary if the block is) or cross-attention layer."""
+        return MultiHeadAttention(
+            self.num_heads,
+            dropout_rate=self.dropout_rate,
+            use_bias=self.use_bias,
+            rotary=self.rotary and name == "attn",
+            out_init_std=self.out_init_std,
+            dtype=self.dtype,
+            implementation=self.attention,
+            row_groups=self.attention_row_groups,
+            name=name,
+        )
+
+    @nn.nowrap
+    def _norm(self, name: str) -> nn.LayerNorm:
+        return layer_norm(use_bias=self.use_bias, dtype=self.dtype, name=name)

@@ -95,14 +95,17 @@ class LMConfig:
     compilation_cache: str = DEFAULT_COMPILATION_CACHE
     data: DataConfig = DataConfig()
     model: GPTConfig = GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
-    optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-3, warmup_steps=40,
-                                                 decay_steps=-1, weight_decay=0.1, grad_clip=1.0)
+    optimizer: OptimizerConfig = OptimizerConfig(
+        learning_rate=2e-3, warmup_steps=40, decay_steps=-1, weight_decay=0.1, grad_clip=1.0
+    )
     loop: LoopConfig = LoopConfig(num_steps=400, log_every=10, eval_every=100)
     parallel: ParallelConfig = ParallelConfig()
 
     def __post_init__(self):
         if self.batch_size <= 0 or self.eval_batches < 0 or self.sample_tokens < 0:
-            raise ConfigError("LMConfig.batch_size must be > 0, eval_batches and sample_tokens >= 0")
+            raise ConfigError(
+                "LMConfig.batch_size must be > 0, eval_batches and sample_tokens >= 0"
+            )
         if self.temperature <= 0 or self.top_k < 0:
             raise ConfigError("LMConfig.temperature must be > 0 and top_k >= 0")
 
@@ -112,8 +115,19 @@ class LMConfig:
 
 
 # Settings a resumed run may change; anything else must match the saved config.
-RESUMABLE = frozenset({"resume", "out_dir", "compilation_cache", "sample_tokens", "sample_prompt",
-                       "temperature", "top_k", "loop", "parallel"})
+RESUMABLE = frozenset(
+    {
+        "resume",
+        "out_dir",
+        "compilation_cache",
+        "sample_tokens",
+        "sample_prompt",
+        "temperature",
+        "top_k",
+        "loop",
+        "parallel",
+    }
+)
 # Settings resolved when a run starts, with the placeholders a user leaves them at.
 FILLED_AT_START = {"model.vocab_size": 0, "optimizer.decay_steps": -1}
 
@@ -134,46 +148,63 @@ class LMRun:
     run_dir: Path
 
 
-def _tokenizer_for_run(config: LMConfig, splits: tuple[list[str], ...],
-                       checkpointer: Checkpointer) -> Tokenizer:
+def _tokenizer_for_run(
+    config: LMConfig, splits: tuple[list[str], ...], checkpointer: Checkpointer
+) -> Tokenizer:
     """A new tokenizer, or on resume the run's saved one, checked against its checkpoint."""
     path = config.run_dir / "tokenizer.json"
     if config.resume:
         tokenizer = load_tokenizer(path)
         if checkpointer.read_metadata().get("tokenizer_fingerprint") != tokenizer.fingerprint():
-            raise CheckpointError(f"the tokenizer in {path} does not match the one the checkpoint "
-                                  "was trained with; restore the run's original tokenizer.json")
+            raise CheckpointError(
+                f"the tokenizer in {path} does not match the one the checkpoint "
+                "was trained with; restore the run's original tokenizer.json"
+            )
         return tokenizer
     bpe = config.data.tokenizer == "bpe"
     # A character alphabet must cover every split (nanoGPT builds it from the whole text);
     # BPE learns its merges from the training split only and encodes any text.
     texts = splits[0] if bpe else [doc for split in splits for doc in split]
-    return train_tokenizer(config.data.tokenizer, texts,
-                           vocab_size=config.data.bpe_vocab_size if bpe else None)
+    return train_tokenizer(
+        config.data.tokenizer, texts, vocab_size=config.data.bpe_vocab_size if bpe else None
+    )
 
 
 def resolve_config(config: LMConfig, tokenizer: Tokenizer) -> LMConfig:
     """Fill in what the config leaves to the run: the vocabulary size and the decay length."""
     if config.model.vocab_size not in (0, tokenizer.vocab_size):
-        raise ConfigError(f"model.vocab_size={config.model.vocab_size} but the {tokenizer.kind} "
-                          f"tokenizer has {tokenizer.vocab_size} tokens; leave model.vocab_size "
-                          "at 0 to take it from the tokenizer")
+        raise ConfigError(
+            f"model.vocab_size={config.model.vocab_size} but the {tokenizer.kind} "
+            f"tokenizer has {tokenizer.vocab_size} tokens; leave model.vocab_size "
+            "at 0 to take it from the tokenizer"
+        )
     config = dataclasses.replace(
-        config, model=dataclasses.replace(config.model, vocab_size=tokenizer.vocab_size))
+        config, model=dataclasses.replace(config.model, vocab_size=tokenizer.vocab_size)
+    )
     if config.optimizer.decay_steps == -1:
         decay = max(config.loop.num_steps - config.optimizer.warmup_steps, 0)
         config = dataclasses.replace(
-            config, optimizer=dataclasses.replace(config.optimizer, decay_steps=decay))
+            config, optimizer=dataclasses.replace(config.optimizer, decay_steps=decay)
+        )
     return config
 
 
-def lm_eval_fn(eval_step: Callable, tokens: np.ndarray, *, batch_size: int, seq_len: int,
-               max_batches: int | None) -> Callable[[Any], dict[str, float]]:
+def lm_eval_fn(
+    eval_step: Callable,
+    tokens: np.ndarray,
+    *,
+    batch_size: int,
+    seq_len: int,
+    max_batches: int | None,
+) -> Callable[[Any], dict[str, float]]:
     """``params -> {"loss", "ppl", ...}`` over (at most ``max_batches`` batches of) ``tokens``."""
 
     def run(params: Any) -> dict[str, float]:
-        metrics = evaluate(eval_step, params, eval_batches(
-            tokens, batch_size=batch_size, seq_len=seq_len, max_batches=max_batches))
+        metrics = evaluate(
+            eval_step,
+            params,
+            eval_batches(tokens, batch_size=batch_size, seq_len=seq_len, max_batches=max_batches),
+        )
         return metrics | {"ppl": perplexity(metrics["loss"])}
 
     return run
@@ -182,8 +213,9 @@ def lm_eval_fn(eval_step: Callable, tokens: np.ndarray, *, batch_size: int, seq_
 def _initial_state(config: LMConfig, layout: Layout, checkpointer: Checkpointer) -> TrainState:
     """Fresh parameters placed for ``layout``, or the newest checkpoint on resume."""
     key_params, key_train = jax.random.split(jax.random.key(config.seed))
-    state = create_train_state(init_params(config.model, key_params),
-                               make_optimizer(config.optimizer), key_train)
+    state = create_train_state(
+        init_params(config.model, key_params), make_optimizer(config.optimizer), key_train
+    )
     return layout.restore(checkpointer, state) if config.resume else layout.place_state(state)
 
 
@@ -191,9 +223,15 @@ def _batch_fn(config: LMConfig, tokens: np.ndarray) -> Callable[[int], dict]:
     """``step -> batch``: this process's rows of the step's batch, a pure function of the step."""
 
     def batch(step: int) -> dict:
-        return lm_batch(tokens, seed=config.seed, step=step, batch_size=config.batch_size,
-                        seq_len=config.model.block_size, process_index=jax.process_index(),
-                        process_count=jax.process_count())
+        return lm_batch(
+            tokens,
+            seed=config.seed,
+            step=step,
+            batch_size=config.batch_size,
+            seq_len=config.model.block_size,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
 
     return batch
 
@@ -204,8 +242,13 @@ def _say(config: LMConfig, message: str) -> None:
         print(f"[{config.name}] {message}")
 
 
-def _train(config: LMConfig, layout: Layout, checkpointer: Checkpointer, tokenizer: Tokenizer,
-           tokens: list[np.ndarray]) -> tuple[GPT, FitResult, dict, Callable]:
+def _train(
+    config: LMConfig,
+    layout: Layout,
+    checkpointer: Checkpointer,
+    tokenizer: Tokenizer,
+    tokens: list[np.ndarray],
+) -> tuple[GPT, FitResult, dict, Callable]:
     """Build the model and steps, evaluate once, and ``fit``: (model, result, val metrics
     before training, the eval step)."""
     train_tokens, val_tokens, test_tokens = tokens
@@ -213,24 +256,44 @@ def _train(config: LMConfig, layout: Layout, checkpointer: Checkpointer, tokeniz
     state = _initial_state(config, layout, checkpointer)
     train_step = layout.train_step(
         language_model_loss(model, label_smoothing=config.label_smoothing),
-        make_optimizer(config.optimizer), microbatches=config.parallel.microbatches)
+        make_optimizer(config.optimizer),
+        microbatches=config.parallel.microbatches,
+    )
     eval_step = jax.jit(make_eval_step(language_model_loss(model)))
-    val_fn = lm_eval_fn(eval_step, val_tokens, batch_size=config.batch_size,
-                        seq_len=config.model.block_size, max_batches=config.eval_batches or None)
+    val_fn = lm_eval_fn(
+        eval_step,
+        val_tokens,
+        batch_size=config.batch_size,
+        seq_len=config.model.block_size,
+        max_batches=config.eval_batches or None,
+    )
     before = val_fn(layout.plain_state(state).params)
-    _say(config, f"{tokenizer.kind} tokenizer, vocab {tokenizer.vocab_size}; tokens train/val/test "
-         f"{len(train_tokens):,}/{len(val_tokens):,}/{len(test_tokens):,}; {layout.describe()}; "
-         f"step {int(layout.plain_state(state).step)}: val loss {before['loss']:.4f}, "
-         f"perplexity {before['ppl']:.2f}")
-    metadata = {"tokenizer_fingerprint": tokenizer.fingerprint(), "tokenizer_kind": tokenizer.kind,
-                "vocab_size": tokenizer.vocab_size}
+    _say(
+        config,
+        f"{tokenizer.kind} tokenizer, vocab {tokenizer.vocab_size}; tokens train/val/test "
+        f"{len(train_tokens):,}/{len(val_tokens):,}/{len(test_tokens):,}; {layout.describe()}; "
+        f"step {int(layout.plain_state(state).step)}: val loss {before['loss']:.4f}, "
+        f"perplexity {before['ppl']:.2f}",
+    )
+    metadata = {
+        "tokenizer_fingerprint": tokenizer.fingerprint(),
+        "tokenizer_kind": tokenizer.kind,
+        "vocab_size": tokenizer.vocab_size,
+    }
     primary = jax.process_index() == 0
     with MetricsWriter(config.run_dir) if primary else contextlib.nullcontext() as writer:
-        result = fit(state, train_step, _batch_fn(config, train_tokens), config.loop,
-                     eval_fn=val_fn, writer=writer, checkpointer=checkpointer,
-                     checkpoint_metadata=metadata,
-                     learning_rate_fn=learning_rate_schedule(config.optimizer),
-                     plain_state=layout.plain_state)
+        result = fit(
+            state,
+            train_step,
+            _batch_fn(config, train_tokens),
+            config.loop,
+            eval_fn=val_fn,
+            writer=writer,
+            checkpointer=checkpointer,
+            checkpoint_metadata=metadata,
+            learning_rate_fn=learning_rate_schedule(config.optimizer),
+            plain_state=layout.plain_state,
+        )
     return model, result, before, eval_step
 
 
@@ -239,19 +302,34 @@ def _write_results(config: LMConfig, run: LMRun, params: Any) -> str:
     from jaxllm.plots import plot_loss
 
     run_dir = config.run_dir
-    plot_loss(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png",
-              title=f"{config.name}: GPT on {config.data.corpus}")
+    plot_loss(
+        read_metrics(run_dir / "metrics.jsonl"),
+        run_dir / "loss.png",
+        title=f"{config.name}: GPT on {config.data.corpus}",
+    )
     sample = ""
     if config.sample_tokens:
         prompt = config.sample_prompt or "\n"
-        sample = generate_text(run.model, params, run.tokenizer, [prompt],
-                               max_new_tokens=config.sample_tokens, key=jax.random.key(config.seed),
-                               temperature=config.temperature, top_k=config.top_k or None)[0]
+        sample = generate_text(
+            run.model,
+            params,
+            run.tokenizer,
+            [prompt],
+            max_new_tokens=config.sample_tokens,
+            key=jax.random.key(config.seed),
+            temperature=config.temperature,
+            top_k=config.top_k or None,
+        )[0]
         (run_dir / "sample.txt").write_text(prompt + sample)
     fit_result = run.fit
-    summary = {"step": int(run.state.step), "before": run.before, "after": run.after,
-               "test": run.test, "stop_reason": fit_result.stop_reason if fit_result else None,
-               "best_val_loss": fit_result.best_val_loss if fit_result else None}
+    summary = {
+        "step": int(run.state.step),
+        "before": run.before,
+        "after": run.after,
+        "test": run.test,
+        "stop_reason": fit_result.stop_reason if fit_result else None,
+        "best_val_loss": fit_result.best_val_loss if fit_result else None,
+    }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return sample
 
@@ -268,8 +346,9 @@ def train_lm(config: LMConfig) -> LMRun:
         use_compilation_cache(config.compilation_cache)
     config = prepare_run_dir(config, RESUMABLE, FILLED_AT_START)
     splits = load_splits(config.data)
-    with Checkpointer(config.run_dir / "checkpoints",
-                      max_to_keep=config.loop.keep_checkpoints) as checkpointer:
+    with Checkpointer(
+        config.run_dir / "checkpoints", max_to_keep=config.loop.keep_checkpoints
+    ) as checkpointer:
         tokenizer = _tokenizer_for_run(config, splits, checkpointer)
         config = resolve_config(config, tokenizer)
         if not config.resume and jax.process_index() == 0:
@@ -278,17 +357,37 @@ def train_lm(config: LMConfig) -> LMRun:
         tokens = [encode_corpus(tokenizer, docs) for docs in splits]
         model, result, before, eval_step = _train(config, layout, checkpointer, tokenizer, tokens)
     state = result.state
-    evaluate_on = lambda split, max_batches: lm_eval_fn(  # noqa: E731
-        eval_step, split, batch_size=config.batch_size, seq_len=config.model.block_size,
-        max_batches=max_batches)(state.params)
+
+    def evaluate_on(split: np.ndarray, max_batches: int | None) -> dict[str, float]:
+        return lm_eval_fn(
+            eval_step,
+            split,
+            batch_size=config.batch_size,
+            seq_len=config.model.block_size,
+            max_batches=max_batches,
+        )(state.params)
+
     after = evaluate_on(tokens[1], config.eval_batches or None)
     test = evaluate_on(tokens[2], None)  # the whole test split
-    _say(config, f"step {int(state.step)}: val loss {after['loss']:.4f}, perplexity "
-         f"{after['ppl']:.2f}; test loss {test['loss']:.4f}, perplexity {test['ppl']:.2f} "
-         f"({result.stop_reason})")
+    _say(
+        config,
+        f"step {int(state.step)}: val loss {after['loss']:.4f}, perplexity "
+        f"{after['ppl']:.2f}; test loss {test['loss']:.4f}, perplexity {test['ppl']:.2f} "
+        f"({result.stop_reason})",
+    )
     params = layout.host_copy(state.params)  # collective when parameters span processes
-    run = LMRun(config=config, tokenizer=tokenizer, model=model, state=state, fit=result,
-                before=before, after=after, test=test, sample="", run_dir=config.run_dir)
+    run = LMRun(
+        config=config,
+        tokenizer=tokenizer,
+        model=model,
+        state=state,
+        fit=result,
+        before=before,
+        after=after,
+        test=test,
+        sample="",
+        run_dir=config.run_dir,
+    )
     if jax.process_index() == 0:
         run.sample = _write_results(config, run, params)
     return run

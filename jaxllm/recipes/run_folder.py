@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from jaxllm.config import ConfigError, config_to_dict, load_config
 
@@ -20,7 +20,10 @@ from jaxllm.config import ConfigError, config_to_dict, load_config
 class RunConfig(Protocol):
     """What this module needs of a recipe's config (a frozen dataclass)."""
 
-    resume: bool
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    @property
+    def resume(self) -> bool: ...
 
     @property
     def run_dir(self) -> Path: ...
@@ -40,8 +43,9 @@ def flat_config(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def resumed_config(config: C, resumable: Collection[str],
-                   filled_at_start: Mapping[str, Any] = {}) -> C:
+def resumed_config(
+    config: C, resumable: Collection[str], filled_at_start: Mapping[str, Any] = {}
+) -> C:
     """The config saved in ``config.run_dir``, with the ``resumable`` top-level settings taken
     from ``config``.
 
@@ -57,19 +61,28 @@ def resumed_config(config: C, resumable: Collection[str],
     """
     saved = load_config(type(config), config.run_dir / "config.json")
     given, stored = flat_config(config_to_dict(config)), flat_config(config_to_dict(saved))
-    diffs = {key: (value, given.get(key)) for key, value in stored.items()
-             if key.split(".")[0] not in resumable and value != given.get(key)
-             and not (key in filled_at_start and given.get(key) == filled_at_start[key])}
+    diffs = {
+        key: (value, given.get(key))
+        for key, value in stored.items()
+        if key.split(".")[0] not in resumable
+        and value != given.get(key)
+        and not (key in filled_at_start and given.get(key) == filled_at_start[key])
+    }
     if diffs:
-        listing = ", ".join(f"{k}: saved {a!r} vs given {b!r}" for k, (a, b) in sorted(diffs.items()))
-        raise ConfigError(f"--resume with settings that differ from the run in {config.run_dir} "
-                          f"({listing}); pass the original settings, or start a new run with "
-                          "another --name")
-    return dataclasses.replace(saved, **{k: getattr(config, k) for k in resumable})  # type: ignore[type-var]
+        listing = ", ".join(
+            f"{k}: saved {a!r} vs given {b!r}" for k, (a, b) in sorted(diffs.items())
+        )
+        raise ConfigError(
+            f"--resume with settings that differ from the run in {config.run_dir} "
+            f"({listing}); pass the original settings, or start a new run with "
+            "another --name"
+        )
+    return dataclasses.replace(saved, **{k: getattr(config, k) for k in resumable})
 
 
-def prepare_run_dir(config: C, resumable: Collection[str],
-                    filled_at_start: Mapping[str, Any] = {}) -> C:
+def prepare_run_dir(
+    config: C, resumable: Collection[str], filled_at_start: Mapping[str, Any] = {}
+) -> C:
     """Check ``config.run_dir`` against ``config.resume``; return the config to run with.
 
     A new run needs a folder without checkpoints; a resumed one, a folder with a saved config
@@ -86,7 +99,9 @@ def prepare_run_dir(config: C, resumable: Collection[str],
             raise FileNotFoundError(f"--resume: no run to resume in {run_dir} (no config.json)")
         return resumed_config(config, resumable, filled_at_start)
     if checkpoints.is_dir() and any(checkpoints.iterdir()):
-        raise FileExistsError(f"{run_dir} already holds checkpoints; pass --resume to continue "
-                              "that run, or choose another --name (nothing was overwritten)")
+        raise FileExistsError(
+            f"{run_dir} already holds checkpoints; pass --resume to continue "
+            "that run, or choose another --name (nothing was overwritten)"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     return config

@@ -36,11 +36,16 @@ class Checkpointer:
         import orbax.checkpoint as ocp
 
         self.directory = Path(directory).absolute()
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                               enable_async_checkpointing=False)
-        handlers = {"state": ocp.StandardCheckpointHandler(), "metadata": ocp.JsonCheckpointHandler()}
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
+        )
+        handlers = {
+            "state": ocp.StandardCheckpointHandler(),
+            "metadata": ocp.JsonCheckpointHandler(),
+        }
         self._manager: ocp.CheckpointManager = ocp.CheckpointManager(
-            self.directory, options=options, item_handlers=handlers)
+            self.directory, options=options, item_handlers=handlers
+        )
 
     def steps(self) -> list[int]:
         """Steps of the finished checkpoints, oldest first."""
@@ -55,9 +60,14 @@ class Checkpointer:
         """Write ``state`` (any pytree of arrays) and JSON ``metadata`` as checkpoint ``step``."""
         import orbax.checkpoint as ocp
 
-        self._manager.save(int(step), args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            metadata=ocp.args.JsonSave(dict(metadata or {}, step=int(step)))), force=True)
+        self._manager.save(
+            int(step),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                metadata=ocp.args.JsonSave(dict(metadata or {}, step=int(step))),
+            ),
+            force=True,
+        )
         self._manager.wait_until_finished()
         return self.directory / str(int(step))
 
@@ -67,20 +77,28 @@ class Checkpointer:
 
         step = self._existing_step(step)
         try:
-            restored = self._manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))
+            restored = self._manager.restore(
+                step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())
+            )
         except Exception as e:
-            raise CheckpointError(f"metadata of checkpoint step {step} in {self.directory} could not be "
-                                  f"read ({type(e).__name__}: {e}); it was left untouched") from e
+            raise CheckpointError(
+                f"metadata of checkpoint step {step} in {self.directory} could not be "
+                f"read ({type(e).__name__}: {e}); it was left untouched"
+            ) from e
         return dict(restored["metadata"] or {})
 
     def _existing_step(self, step: int | None) -> int:
         steps = self.steps()
         if not steps:
-            raise CheckpointError(f"no checkpoint found in {self.directory}; start without --resume "
-                                  "or point to the run folder that holds the checkpoints")
+            raise CheckpointError(
+                f"no checkpoint found in {self.directory}; start without --resume "
+                "or point to the run folder that holds the checkpoints"
+            )
         step = steps[-1] if step is None else int(step)
         if step not in steps:
-            raise CheckpointError(f"no checkpoint for step {step} in {self.directory}; available: {steps}")
+            raise CheckpointError(
+                f"no checkpoint for step {step} in {self.directory}; available: {steps}"
+            )
         return step
 
     def restore(self, target: Any, step: int | None = None) -> tuple[Any, dict]:
@@ -100,14 +118,19 @@ class Checkpointer:
         self._check_shapes(target, step)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         try:
-            restored = self._manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()))
+            restored = self._manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()
+                ),
+            )
         except Exception as e:  # orbax/tensorstore raise many types for unreadable files
             raise CheckpointError(
                 f"checkpoint step {step} in {self.directory / str(step)} could not be read: it is "
                 f"corrupt, incomplete, or from a different model ({type(e).__name__}: {e}). "
                 f"It was left untouched. Other checkpoints: {others or 'none'}; restore one with "
-                "its step (--resume-step), or move the broken folder away.") from e
+                "its step (--resume-step), or move the broken folder away."
+            ) from e
         return restored["state"], dict(restored["metadata"] or {})
 
     def _check_shapes(self, target: Any, step: int) -> None:
@@ -125,14 +148,17 @@ class Checkpointer:
         extra = sorted(stored.keys() - expected.keys())
         if missing or extra:
             raise CheckpointError(
-                f"checkpoint step {step} in {self.directory} holds other parameters than the model "
-                f"being restored (missing {missing[:3]}, unexpected {extra[:3]}); it was written with "
-                "another model config")
+                f"checkpoint step {step} in {self.directory} holds other parameters than the "
+                f"model being restored (missing {missing[:3]}, unexpected {extra[:3]}); it was "
+                "written with another model config"
+            )
         for path, shape in expected.items():
             if stored[path] != shape:
                 raise CheckpointError(
-                    f"checkpoint step {step} in {self.directory}: {path} has shape {stored[path]}, "
-                    f"the model expects {shape}; the checkpoint was written with another model config")
+                    f"checkpoint step {step} in {self.directory}: {path} has shape "
+                    f"{stored[path]}, the model expects {shape}; the checkpoint was written with "
+                    "another model config"
+                )
 
     def close(self) -> None:
         self._manager.close()

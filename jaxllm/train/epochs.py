@@ -62,9 +62,19 @@ def _permutation(key: Array, epoch: Array, n: int) -> Array:
     return jax.random.permutation(jax.random.fold_in(key, epoch), n).astype(jnp.int32)
 
 
-def fit_epochs(loss_fn: BatchLossFn, params: Any, optimizer: optax.GradientTransformation,
-               data: dict[str, Any], *, batch_size: int, epochs: int, key: Array | None = None,
-               order: Any = None, shuffle: bool = True, opt_state: Any = None) -> EpochsResult:
+def fit_epochs(
+    loss_fn: BatchLossFn,
+    params: Any,
+    optimizer: optax.GradientTransformation,
+    data: dict[str, Any],
+    *,
+    batch_size: int,
+    epochs: int,
+    key: Array | None = None,
+    order: Any = None,
+    shuffle: bool = True,
+    opt_state: Any = None,
+) -> EpochsResult:
     """Train ``params`` for ``epochs`` passes over ``data`` in minibatches, with Keras's semantics.
 
     Each epoch visits every row once, in batches of ``batch_size`` rows in the epoch's order;
@@ -98,32 +108,56 @@ def fit_epochs(loss_fn: BatchLossFn, params: Any, optimizer: optax.GradientTrans
     Returns:
       :class:`EpochsResult` ``(params, opt_state, losses: float32[epochs])``.
     """
+    n = _checked_rows(data, batch_size, epochs)
+    if order is not None:
+        order = _checked_order(order, epochs, n)
+    elif shuffle and key is None:
+        raise ValueError("shuffle=True needs a key (or pass an explicit order, or shuffle=False)")
+    if opt_state is None:
+        opt_state = optimizer.init(params)
+    shuffled = shuffle and order is None
+    return _fit_epochs(
+        loss_fn, optimizer, batch_size, epochs, shuffled, params, opt_state, data, key, order
+    )
+
+
+def _checked_rows(data: dict[str, Any], batch_size: int, epochs: int) -> int:
+    """The number of rows ``n`` every array of ``data`` has, once the arguments are checked."""
     leaves = jax.tree.leaves(data)
     if not leaves:
         raise ValueError("data holds no arrays")
     n = int(np.shape(leaves[0])[0])
     if any(np.shape(a)[:1] != (n,) for a in leaves):
-        raise ValueError(f"every array in data needs the same number of rows; got "
-                         f"{ {k: np.shape(v) for k, v in data.items()} }")
+        raise ValueError(
+            f"every array in data needs the same number of rows; got "
+            f"{ {k: np.shape(v) for k, v in data.items()} }"
+        )
     batch_sizes(n, batch_size)  # validates n and batch_size
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
-    if order is not None:
-        if np.shape(order) != (epochs, n):
-            raise ValueError(f"order must be int[epochs, n] = [{epochs}, {n}], got {np.shape(order)}")
-        order = jnp.asarray(order, jnp.int32)
-    elif shuffle and key is None:
-        raise ValueError("shuffle=True needs a key (or pass an explicit order, or shuffle=False)")
-    if opt_state is None:
-        opt_state = optimizer.init(params)
-    return _fit_epochs(loss_fn, optimizer, batch_size, epochs, shuffle and order is None,
-                       params, opt_state, data, key, order)
+    return n
+
+
+def _checked_order(order: Any, epochs: int, n: int) -> Array:
+    """``order`` as int32[epochs, n], or a ValueError naming the shape it needs."""
+    if np.shape(order) != (epochs, n):
+        raise ValueError(f"order must be int[epochs, n] = [{epochs}, {n}], got {np.shape(order)}")
+    return jnp.asarray(order, jnp.int32)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
-def _fit_epochs(loss_fn: BatchLossFn, optimizer: optax.GradientTransformation, batch_size: int,
-                epochs: int, shuffle: bool, params: Any, opt_state: Any, data: dict,
-                key: Array | None, order: Array | None) -> EpochsResult:
+def _fit_epochs(
+    loss_fn: BatchLossFn,
+    optimizer: optax.GradientTransformation,
+    batch_size: int,
+    epochs: int,
+    shuffle: bool,
+    params: Any,
+    opt_state: Any,
+    data: dict,
+    key: Array | None,
+    order: Array | None,
+) -> EpochsResult:
     n = jax.tree.leaves(data)[0].shape[0]
     full, rest = divmod(n, batch_size)
 
@@ -140,18 +174,22 @@ def _fit_epochs(loss_fn: BatchLossFn, optimizer: optax.GradientTransformation, b
         if given is not None:
             rows = given
         elif shuffle:
+            assert key is not None  # fit_epochs requires a key to shuffle
             rows = _permutation(key, index, n)
         else:
             rows = jnp.arange(n, dtype=jnp.int32)
         total = jnp.zeros((), jnp.float32)  # Σ rows × loss over the batches, as Keras's Mean
         if full:
-            carry, losses = jax.lax.scan(step, carry, rows[:full * batch_size].reshape(full, batch_size))
+            carry, losses = jax.lax.scan(
+                step, carry, rows[: full * batch_size].reshape(full, batch_size)
+            )
             total += batch_size * jnp.sum(losses)
         if rest:  # the ragged last batch: its own static shape, so its mean is over its rows
-            carry, loss = step(carry, rows[full * batch_size:])
+            carry, loss = step(carry, rows[full * batch_size :])
             total += rest * loss
         return carry, total / n
 
     (params, opt_state), losses = jax.lax.scan(
-        epoch, (params, opt_state), (jnp.arange(epochs), order), length=epochs)
+        epoch, (params, opt_state), (jnp.arange(epochs), order), length=epochs
+    )
     return EpochsResult(params, opt_state, losses)

@@ -10,7 +10,11 @@ from typing import Any
 
 def _plain(value: Any) -> Any:
     """A JSON-friendly scalar: floats stay floats, NaN/inf become strings JSON can hold."""
-    value = float(value) if hasattr(value, "__float__") and not isinstance(value, (bool, int)) else value
+    value = (
+        float(value)
+        if hasattr(value, "__float__") and not isinstance(value, (bool, int))
+        else value
+    )
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
@@ -21,8 +25,10 @@ def _summary_writer(directory: Path) -> Any:
     try:
         from tensorboardX import SummaryWriter
     except ImportError as e:
-        raise ImportError("TensorBoard logging needs tensorboardX, a dependency of jaxllm: "
-                          "reinstall jaxllm (pip install -e .), or pass tensorboard=False") from e
+        raise ImportError(
+            "TensorBoard logging needs tensorboardX, a dependency of jaxllm: "
+            "reinstall jaxllm (pip install -e .), or pass tensorboard=False"
+        ) from e
     return SummaryWriter(str(directory))
 
 

@@ -1,4 +1,5 @@
-"""``fit``: the one impure place -- iterate, log, evaluate, early-stop, checkpoint, show progress."""
+"""``fit``: the one impure place -- iterate, log, evaluate, early-stop, checkpoint, show
+progress."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import optax
 from tqdm.auto import tqdm
 
 from jaxllm.config import require
@@ -50,8 +52,10 @@ class LoopConfig:
     def __post_init__(self):
         require(self.num_steps >= 0, f"LoopConfig.num_steps must be >= 0, got {self.num_steps}")
         require(self.log_every > 0 and self.eval_every > 0, "log_every and eval_every must be > 0")
-        require(self.checkpoint_every >= 0 and self.keep_checkpoints > 0,
-                "checkpoint_every must be >= 0 and keep_checkpoints > 0")
+        require(
+            self.checkpoint_every >= 0 and self.keep_checkpoints > 0,
+            "checkpoint_every must be >= 0 and keep_checkpoints > 0",
+        )
         require(self.patience >= 0, "LoopConfig.patience must be >= 0")
 
 
@@ -67,13 +71,15 @@ class FitResult:
 
 
 def _check_finite(metrics: list[dict], first_step: int, last_good: int | None, where: str) -> None:
+    good = "none (none was saved)" if last_good is None else f"step {last_good} in {where}"
     for i, m in enumerate(metrics):
         bad = {k: float(v) for k, v in m.items() if not math.isfinite(float(v))}
         if bad:
             raise NonFiniteLossError(
                 f"training diverged at step {first_step + i}: {bad}. Training stopped; the last "
-                f"good checkpoint is {'step ' + str(last_good) + ' in ' + where if last_good is not None else 'none (none was saved)'}. "
-                "Lower the learning rate, raise warm-up or clip gradients, then resume from it.")
+                f"good checkpoint is {good}. "
+                "Lower the learning rate, raise warm-up or clip gradients, then resume from it."
+            )
 
 
 def _alive(state: TrainState) -> bool:
@@ -113,17 +119,38 @@ class _LoopProgress:
     @classmethod
     def at_start(cls, checkpointer: Checkpointer | None) -> _LoopProgress:
         """Nothing logged yet; the last good checkpoint is the newest one on disk."""
-        return cls(last_good=checkpointer.latest_step() if checkpointer else None,
-                   checkpoint_dir=str(checkpointer.directory) if checkpointer else "")
+        return cls(
+            last_good=checkpointer.latest_step() if checkpointer else None,
+            checkpoint_dir=str(checkpointer.directory) if checkpointer else "",
+        )
 
     def result(self, state: TrainState) -> FitResult:
         """What ``fit`` returns when it ends with ``state``."""
-        return FitResult(state=state, history=self.history, best_val_loss=self.best_val,
-                         best_step=self.best_step, stop_reason=self.stop_reason)
+        return FitResult(
+            state=state,
+            history=self.history,
+            best_val_loss=self.best_val,
+            best_step=self.best_step,
+            stop_reason=self.stop_reason,
+        )
 
 
-def _due(step: int, config: LoopConfig, evaluating: bool,
-         checkpointing: bool) -> tuple[bool, bool, bool]:
+@dataclasses.dataclass(frozen=True)
+class _FitHooks:
+    """``fit``'s optional collaborators, as its arguments of the same names (``writer`` is
+    None off process 0; ``plain`` is ``plain_state``, by default the identity)."""
+
+    eval_fn: Callable[[Any], dict[str, float]] | None
+    writer: MetricsWriter | None
+    checkpointer: Checkpointer | None
+    checkpoint_metadata: dict | None
+    learning_rate_fn: optax.Schedule | None
+    plain: Callable[[TrainState], TrainState]
+
+
+def _due(
+    step: int, config: LoopConfig, evaluating: bool, checkpointing: bool
+) -> tuple[bool, bool, bool]:
     """Whether ``step`` (steps done so far) logs a record, evaluates, and saves a checkpoint.
 
     Evaluation runs every ``eval_every`` steps and at the last step; a checkpoint is saved
@@ -133,14 +160,17 @@ def _due(step: int, config: LoopConfig, evaluating: bool,
     last = step == config.num_steps
     evaluate = evaluating and (step % config.eval_every == 0 or last)
     save = checkpointing and bool(
-        last or (config.checkpoint_every and step % config.checkpoint_every == 0)
-        or (not config.checkpoint_every and evaluate))
+        last
+        or (config.checkpoint_every and step % config.checkpoint_every == 0)
+        or (not config.checkpoint_every and evaluate)
+    )
     log = step % config.log_every == 0 or evaluate or save or last
     return log, evaluate, save
 
 
-def _log_record(progress: _LoopProgress, step: int,
-                learning_rate_fn: Callable[[int], float] | None) -> dict[str, float]:
+def _log_record(
+    progress: _LoopProgress, step: int, learning_rate_fn: optax.Schedule | None
+) -> dict[str, float]:
     """The record of the steps since the last one, up to ``step``: their mean metrics,
     ``tokens_per_s`` over the interval and the learning rate; empties ``progress.pending``.
 
@@ -155,13 +185,19 @@ def _log_record(progress: _LoopProgress, step: int,
     record.pop("tokens", None)
     record["tokens_per_s"] = tokens / max(elapsed, 1e-9)
     if learning_rate_fn is not None:
-        record["lr"] = float(learning_rate_fn(step - 1))  # the schedule's count before the update
+        # The schedule's count before the update.
+        record["lr"] = float(np.asarray(learning_rate_fn(step - 1)))
     progress.pending = []
     return record
 
 
-def _evaluate_and_track_best(progress: _LoopProgress, eval_fn: Callable[[Any], dict[str, float]],
-                             params: Any, step: int, min_delta: float) -> dict[str, float]:
+def _evaluate_and_track_best(
+    progress: _LoopProgress,
+    eval_fn: Callable[[Any], dict[str, float]],
+    params: Any,
+    step: int,
+    min_delta: float,
+) -> dict[str, float]:
     """``eval_fn(params)``'s metrics prefixed ``val_`` (without ``tokens``); the best validation
     loss moves to ``step`` when this one is lower by more than ``min_delta``."""
     val = {f"val_{k}": float(v) for k, v in eval_fn(params).items() if k != "tokens"}
@@ -173,8 +209,14 @@ def _evaluate_and_track_best(progress: _LoopProgress, eval_fn: Callable[[Any], d
     return val
 
 
-def _save(checkpointer: Checkpointer, progress: _LoopProgress, step: int, state: TrainState,
-          metadata: dict | None, record: dict[str, float]) -> None:
+def _save(
+    checkpointer: Checkpointer,
+    progress: _LoopProgress,
+    step: int,
+    state: TrainState,
+    metadata: dict | None,
+    record: dict[str, float],
+) -> None:
     """Checkpoint ``state`` at ``step`` with ``metadata`` and the record's ``val_loss`` (when it
     has one); it becomes the last good checkpoint."""
     meta = dict(metadata or {})
@@ -184,36 +226,49 @@ def _save(checkpointer: Checkpointer, progress: _LoopProgress, step: int, state:
     progress.last_good = step
 
 
-def _save_on_interrupt(checkpointer: Checkpointer | None, progress: _LoopProgress,
-                       state: TrainState, plain: Callable[[TrainState], TrainState],
-                       metadata: dict | None, bar: tqdm) -> None:
+def _save_on_interrupt(
+    hooks: _FitHooks, progress: _LoopProgress, state: TrainState, bar: tqdm
+) -> None:
     """Stopping by hand keeps the work done so far: save the last completed step, unless it is
     on disk already or its buffers went to the step that was interrupted. Its unlogged metrics
     are checked first, so a diverged state is never saved."""
+    checkpointer, plain = hooks.checkpointer, hooks.plain
     if checkpointer is None or not _alive(state) or int(plain(state).step) == progress.last_good:
         return
     fetched = jax.device_get(progress.pending)
     done = int(plain(state).step)
     _check_finite(fetched, done - len(fetched) + 1, progress.last_good, progress.checkpoint_dir)
-    checkpointer.save(done, plain(state), metadata)
+    checkpointer.save(done, plain(state), hooks.checkpoint_metadata)
     bar.write(f"interrupted: saved step {done} in {progress.checkpoint_dir}; resume to continue")
 
 
 def _progress_bar(config: LoopConfig, start: int, shown: bool) -> tqdm:
     """A bar of the steps done out of ``config.num_steps``, hidden unless ``shown``."""
-    return tqdm(total=config.num_steps, initial=start, disable=not (config.progress and shown),
-                desc="train", unit="step", dynamic_ncols=True)
+    return tqdm(
+        total=config.num_steps,
+        initial=start,
+        disable=not (config.progress and shown),
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+    )
 
 
-def _publish_record(progress: _LoopProgress, step: int, record: dict[str, float],
-                    writer: MetricsWriter | None, bar: tqdm) -> None:
+def _publish_record(
+    progress: _LoopProgress,
+    step: int,
+    record: dict[str, float],
+    writer: MetricsWriter | None,
+    bar: tqdm,
+) -> None:
     """Send ``step``'s record where it is read: the metrics writer, the history, and the
     progress bar (loss, validation loss, tokens/s)."""
     if writer is not None:
         writer.write(step, record)
     progress.history.append({"step": step} | record)
-    bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "val_loss", "tokens_per_s")
-                     if k in record})
+    bar.set_postfix(
+        {k: f"{record[k]:.4g}" for k in ("loss", "val_loss", "tokens_per_s") if k in record}
+    )
 
 
 def _patience_ran_out(progress: _LoopProgress, config: LoopConfig, step: int, bar: tqdm) -> bool:
@@ -222,18 +277,55 @@ def _patience_ran_out(progress: _LoopProgress, config: LoopConfig, step: int, ba
     if not (config.patience and progress.evals_since_best >= config.patience):
         return False
     progress.stop_reason = "early_stopping"
-    bar.write(f"early stopping at step {step}: no validation improvement in {config.patience} "
-              f"evaluations (best {progress.best_val:.4f} at step {progress.best_step})")
+    bar.write(
+        f"early stopping at step {step}: no validation improvement in {config.patience} "
+        f"evaluations (best {progress.best_val:.4f} at step {progress.best_step})"
+    )
     return True
 
 
-def fit(state: TrainState, train_step: Callable[[TrainState, dict], tuple[TrainState, dict]],
-        batch_fn: Callable[[int], dict], config: LoopConfig, *,
-        eval_fn: Callable[[Any], dict[str, float]] | None = None,
-        writer: MetricsWriter | None = None, checkpointer: Checkpointer | None = None,
-        checkpoint_metadata: dict | None = None,
-        learning_rate_fn: Callable[[int], float] | None = None,
-        plain_state: Callable[[TrainState], TrainState] | None = None) -> FitResult:
+def _after_step(
+    progress: _LoopProgress,
+    hooks: _FitHooks,
+    config: LoopConfig,
+    step: int,
+    state: TrainState,
+    metrics: dict,
+    bar: tqdm,
+) -> bool:
+    """Account for ``step`` (steps done, ``metrics`` its own): log a record, evaluate and save a
+    checkpoint when they are due. Returns whether early stopping ends training there."""
+    progress.pending.append(metrics)
+    bar.update(1)
+    evaluating, checkpointing = hooks.eval_fn is not None, hooks.checkpointer is not None
+    log, evaluate, save = _due(step, config, evaluating, checkpointing)
+    if not log:
+        return False
+    record = _log_record(progress, step, hooks.learning_rate_fn)
+    if evaluate and hooks.eval_fn is not None:
+        params = hooks.plain(state).params
+        record |= _evaluate_and_track_best(progress, hooks.eval_fn, params, step, config.min_delta)
+    _publish_record(progress, step, record, hooks.writer, bar)
+    if save and hooks.checkpointer is not None:
+        logical = hooks.plain(state)
+        _save(hooks.checkpointer, progress, step, logical, hooks.checkpoint_metadata, record)
+    progress.interval_start = time.perf_counter()  # evaluating and saving is not training
+    return _patience_ran_out(progress, config, step, bar)
+
+
+def fit(
+    state: TrainState,
+    train_step: Callable[[TrainState, dict], tuple[TrainState, dict]],
+    batch_fn: Callable[[int], dict],
+    config: LoopConfig,
+    *,
+    eval_fn: Callable[[Any], dict[str, float]] | None = None,
+    writer: MetricsWriter | None = None,
+    checkpointer: Checkpointer | None = None,
+    checkpoint_metadata: dict | None = None,
+    learning_rate_fn: optax.Schedule | None = None,
+    plain_state: Callable[[TrainState], TrainState] | None = None,
+) -> FitResult:
     """Train ``state`` from its current step to ``config.num_steps``.
 
     Args:
@@ -257,33 +349,26 @@ def fit(state: TrainState, train_step: Callable[[TrainState, dict], tuple[TrainS
       NonFiniteLossError: a loss or gradient norm became NaN/inf; nothing after the last finite
         step is checkpointed, so the newest checkpoint on disk is a good one.
     """
-    plain = plain_state or (lambda s: s)
     primary = jax.process_index() == 0
-    writer = writer if primary else None
-    start = int(plain(state).step)
+    hooks = _FitHooks(
+        eval_fn=eval_fn,
+        writer=writer if primary else None,
+        checkpointer=checkpointer,
+        checkpoint_metadata=checkpoint_metadata,
+        learning_rate_fn=learning_rate_fn,
+        plain=plain_state or (lambda s: s),
+    )
+    start = int(hooks.plain(state).step)
     progress = _LoopProgress.at_start(checkpointer)
     bar = _progress_bar(config, start, shown=primary)
     try:
         for step in range(start + 1, config.num_steps + 1):  # step: steps done after this one
             state, metrics = train_step(state, batch_fn(step - 1))
-            progress.pending.append(metrics)
-            bar.update(1)
-            log, evaluate, save = _due(step, config, eval_fn is not None, checkpointer is not None)
-            if not log:
-                continue
-            record = _log_record(progress, step, learning_rate_fn)
-            if evaluate:
-                record |= _evaluate_and_track_best(progress, eval_fn, plain(state).params, step,
-                                                   config.min_delta)
-            _publish_record(progress, step, record, writer, bar)
-            if save:
-                _save(checkpointer, progress, step, plain(state), checkpoint_metadata, record)
-            progress.interval_start = time.perf_counter()  # evaluating and saving is not training
-            if _patience_ran_out(progress, config, step, bar):
+            if _after_step(progress, hooks, config, step, state, metrics, bar):
                 break
     except KeyboardInterrupt:
-        _save_on_interrupt(checkpointer, progress, state, plain, checkpoint_metadata, bar)
+        _save_on_interrupt(hooks, progress, state, bar)
         raise
     finally:
         bar.close()
-    return progress.result(plain(state))
+    return progress.result(hooks.plain(state))

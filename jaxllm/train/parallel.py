@@ -74,16 +74,30 @@ class ParallelConfig:
     init_timeout_s: int = 120
 
     def __post_init__(self):
-        require(self.mode in MODES, f"ParallelConfig.mode must be one of {MODES}, got {self.mode!r}")
-        require(self.data == -1 or self.data >= 1, f"ParallelConfig.data must be >= 1 or -1, got {self.data}")
-        require(self.fsdp >= 1 and self.devices >= 0 and self.microbatches >= 1,
-                "ParallelConfig.fsdp and microbatches must be >= 1 and devices >= 0")
-        require(self.num_processes >= 1, f"ParallelConfig.num_processes must be >= 1, got {self.num_processes}")
-        require(0 <= self.process_id < self.num_processes,
-                f"ParallelConfig.process_id {self.process_id} is out of range for {self.num_processes} "
-                f"processes: pass 0 .. {self.num_processes - 1}")
-        require(self.mode != "pmap" or self.num_processes == 1,
-                "parallel mode 'pmap' runs in one process; use mode 'mesh' across processes")
+        require(
+            self.mode in MODES, f"ParallelConfig.mode must be one of {MODES}, got {self.mode!r}"
+        )
+        require(
+            self.data == -1 or self.data >= 1,
+            f"ParallelConfig.data must be >= 1 or -1, got {self.data}",
+        )
+        require(
+            self.fsdp >= 1 and self.devices >= 0 and self.microbatches >= 1,
+            "ParallelConfig.fsdp and microbatches must be >= 1 and devices >= 0",
+        )
+        require(
+            self.num_processes >= 1,
+            f"ParallelConfig.num_processes must be >= 1, got {self.num_processes}",
+        )
+        require(
+            0 <= self.process_id < self.num_processes,
+            f"ParallelConfig.process_id {self.process_id} is out of range for {self.num_processes} "
+            f"processes: pass 0 .. {self.num_processes - 1}",
+        )
+        require(
+            self.mode != "pmap" or self.num_processes == 1,
+            "parallel mode 'pmap' runs in one process; use mode 'mesh' across processes",
+        )
         require(self.init_timeout_s > 0, "ParallelConfig.init_timeout_s must be > 0")
 
 
@@ -91,9 +105,14 @@ class DistributedInitError(RuntimeError):
     """The processes of a multi-process run could not find each other."""
 
 
-def initialize_distributed(coordinator: str = "", num_processes: int | None = None,
-                           process_id: int | None = None, *, timeout_s: int = 120,
-                           bind_address: str | None = None) -> None:
+def initialize_distributed(
+    coordinator: str = "",
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    timeout_s: int = 120,
+    bind_address: str | None = None,
+) -> None:
     """Join a multi-process run (``jax.distributed.initialize``); call before any JAX work.
 
     Args:
@@ -116,10 +135,14 @@ def initialize_distributed(coordinator: str = "", num_processes: int | None = No
     if process_id is None and "JAX_PROCESS_ID" in os.environ:
         process_id = int(os.environ["JAX_PROCESS_ID"])
     if num_processes is not None and process_id is not None and not 0 <= process_id < num_processes:
-        raise ValueError(f"process id {process_id} is out of range for {num_processes} processes: "
-                         f"pass 0 .. {num_processes - 1}")
+        raise ValueError(
+            f"process id {process_id} is out of range for {num_processes} processes: "
+            f"pass 0 .. {num_processes - 1}"
+        )
     if coordinator and (":" not in coordinator or not coordinator.rsplit(":", 1)[1].isdigit()):
-        raise ValueError(f"coordinator address {coordinator!r} is not host:port (e.g. 127.0.0.1:1234)")
+        raise ValueError(
+            f"coordinator address {coordinator!r} is not host:port (e.g. 127.0.0.1:1234)"
+        )
     if jax.distributed.is_initialized():
         return
     if coordinator and process_id not in (None, 0):
@@ -128,20 +151,25 @@ def initialize_distributed(coordinator: str = "", num_processes: int | None = No
         _wait_for_coordinator(coordinator, timeout_s, process_id, num_processes)
     try:
         jax.distributed.initialize(
-            coordinator_address=coordinator or None, num_processes=num_processes,
-            process_id=process_id, initialization_timeout=timeout_s,
-            coordinator_bind_address=bind_address or (coordinator or None))
+            coordinator_address=coordinator or None,
+            num_processes=num_processes,
+            process_id=process_id,
+            initialization_timeout=timeout_s,
+            coordinator_bind_address=bind_address or (coordinator or None),
+        )
     except Exception as e:  # XLA raises bare runtime errors (DEADLINE_EXCEEDED, UNAVAILABLE, ...)
         raise DistributedInitError(
             f"process {process_id} of {num_processes} could not join the run coordinated at "
             f"{coordinator or '(from the environment)'} within {timeout_s} s ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}). Start process 0 first (it hosts the "
             "coordinator), check the address and port are reachable from this host, and give "
-            "every process the same --num-processes.") from e
+            "every process the same --num-processes."
+        ) from e
 
 
-def _wait_for_coordinator(coordinator: str, timeout_s: float, process_id: int,
-                          num_processes: int | None) -> None:
+def _wait_for_coordinator(
+    coordinator: str, timeout_s: float, process_id: int, num_processes: int | None
+) -> None:
     host, port = coordinator.rsplit(":", 1)
     deadline = time.monotonic() + timeout_s
     while True:
@@ -154,7 +182,8 @@ def _wait_for_coordinator(coordinator: str, timeout_s: float, process_id: int,
                     f"process {process_id} of {num_processes} could not join the run: nothing "
                     f"answered at the coordinator {coordinator} within {timeout_s} s ({e}). Start "
                     "process 0 first (it hosts the coordinator), check the address and port are "
-                    "reachable from this host, or raise the timeout.") from e
+                    "reachable from this host, or raise the timeout."
+                ) from e
             time.sleep(0.2)
 
 
@@ -182,8 +211,12 @@ class Layout:
 
     def train_step(self, loss_fn: LossFn, optimizer, *, microbatches: int = 1) -> TrainStep:
         """The compiled ``step(placed_state, local_batch) -> (placed_state, metrics)``."""
-        step = jax.jit(make_train_step(loss_fn, optimizer, microbatches=microbatches,
-                                       axis_name=self.axis_name), donate_argnums=0)
+        step = jax.jit(
+            make_train_step(
+                loss_fn, optimizer, microbatches=microbatches, axis_name=self.axis_name
+            ),
+            donate_argnums=0,
+        )
         return lambda state, batch: step(state, self.place_batch(batch))
 
     def place_state(self, state: TrainState) -> TrainState:
@@ -213,14 +246,18 @@ class Layout:
 
     def check_batch(self, batch: dict) -> None:
         rows = {np.shape(x)[0] for x in jax.tree.leaves(batch)}
-        require(len(rows) == 1, f"every array of a batch needs the same number of rows, got {sorted(rows)}",
-                ValueError)
+        require(
+            len(rows) == 1,
+            f"every array of a batch needs the same number of rows, got {sorted(rows)}",
+            ValueError,
+        )
         (n,) = rows
         if n % self.local_batch_divisor:
             raise ValueError(
                 f"a batch of {n} rows per process cannot be split evenly over "
                 f"{self.local_batch_divisor} devices; use a batch size divisible by "
-                f"{self.local_batch_divisor * jax.process_count()}")
+                f"{self.local_batch_divisor * jax.process_count()}"
+            )
 
     def describe(self) -> str:
         return f"1 device ({self.devices[0].platform})"
@@ -237,9 +274,14 @@ class PmapLayout(Layout):
         return self.num_devices
 
     def train_step(self, loss_fn: LossFn, optimizer, *, microbatches: int = 1) -> TrainStep:
-        step = jax.pmap(make_train_step(loss_fn, optimizer, microbatches=microbatches,
-                                        axis_name=self.axis_name),
-                        axis_name=self.axis_name, devices=self.devices, donate_argnums=0)
+        step = jax.pmap(
+            make_train_step(
+                loss_fn, optimizer, microbatches=microbatches, axis_name=self.axis_name
+            ),
+            axis_name=self.axis_name,
+            devices=self.devices,
+            donate_argnums=0,
+        )
 
         def run(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
             state, metrics = step(state, self.place_batch(batch))
@@ -250,12 +292,18 @@ class PmapLayout(Layout):
     def place_state(self, state: TrainState) -> TrainState:
         # A copy per device, copy i on device i: the layout pmap consumes without moving data.
         replicas = NamedSharding(Mesh(np.asarray(self.devices), (DATA_AXIS,)), P(DATA_AXIS))
-        return jax.tree.map(lambda x: jax.device_put(
-            np.broadcast_to(np.asarray(x), (self.num_devices, *np.shape(x))), replicas), state)
+        return jax.tree.map(
+            lambda x: jax.device_put(
+                np.broadcast_to(np.asarray(x), (self.num_devices, *np.shape(x))), replicas
+            ),
+            state,
+        )
 
     def place_batch(self, batch: dict) -> dict:
         self.check_batch(batch)
-        return jax.tree.map(lambda x: np.reshape(x, (self.num_devices, -1, *np.shape(x)[1:])), batch)
+        return jax.tree.map(
+            lambda x: np.reshape(x, (self.num_devices, -1, *np.shape(x)[1:])), batch
+        )
 
     def plain_state(self, state: TrainState) -> TrainState:
         return jax.tree.map(lambda x: x[0], state)
@@ -284,7 +332,9 @@ class MeshLayout(Layout):
     def state_sharding(self, state: TrainState) -> TrainState:
         """A ``NamedSharding`` per leaf of ``state`` (see :func:`fsdp_partition_spec`)."""
         fsdp = self.mesh.shape[FSDP_AXIS]
-        return jax.tree.map(lambda x: NamedSharding(self.mesh, fsdp_partition_spec(np.shape(x), fsdp)), state)
+        return jax.tree.map(
+            lambda x: NamedSharding(self.mesh, fsdp_partition_spec(np.shape(x), fsdp)), state
+        )
 
     def train_step(self, loss_fn: LossFn, optimizer, *, microbatches: int = 1) -> TrainStep:
         compiled: dict[str, Any] = {}
@@ -293,7 +343,9 @@ class MeshLayout(Layout):
             # Each sharded weight is gathered whole for the forward and backward pass, and its
             # gradient reduce-scattered back to the shards (the transpose of the gather). Left
             # to itself, the partitioner instead reshards activations to match the weights.
-            params = jax.lax.with_sharding_constraint(params, jax.tree.map(lambda _: self.replicated, params))
+            params = jax.lax.with_sharding_constraint(
+                params, jax.tree.map(lambda _: self.replicated, params)
+            )
             return loss_fn(params, batch, key)
 
         def run(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
@@ -302,7 +354,9 @@ class MeshLayout(Layout):
                 compiled["step"] = jax.jit(
                     make_train_step(gathered_loss, optimizer, microbatches=microbatches),
                     in_shardings=(shardings, self.batch_sharding),
-                    out_shardings=(shardings, self.replicated), donate_argnums=0)
+                    out_shardings=(shardings, self.replicated),
+                    donate_argnums=0,
+                )
             return compiled["step"](state, self.place_batch(batch))
 
         return run
@@ -314,14 +368,23 @@ class MeshLayout(Layout):
             # deletes the caller's arrays (device_put may alias a replicated leaf's shard).
             return jax.jit(lambda s: s, out_shardings=shardings)(state)
         # Every process holds the same full values (same seed); each keeps its own shards.
-        return jax.tree.map(lambda x, s: jax.make_array_from_callback(np.shape(x), s, lambda i, x=x: np.asarray(x)[i]),
-                            state, shardings)
+        return jax.tree.map(
+            lambda x, s: jax.make_array_from_callback(
+                np.shape(x), s, lambda i, x=x: np.asarray(x)[i]
+            ),
+            state,
+            shardings,
+        )
 
     def place_batch(self, batch: dict) -> dict:
         self.check_batch(batch)
         global_rows = {np.shape(x)[0] * jax.process_count() for x in jax.tree.leaves(batch)}.pop()
-        return jax.tree.map(lambda x: jax.make_array_from_process_local_data(
-            self.batch_sharding, np.asarray(x), (global_rows, *np.shape(x)[1:])), batch)
+        return jax.tree.map(
+            lambda x: jax.make_array_from_process_local_data(
+                self.batch_sharding, np.asarray(x), (global_rows, *np.shape(x)[1:])
+            ),
+            batch,
+        )
 
     def describe(self) -> str:
         shape = " × ".join(f"{name} {size}" for name, size in self.mesh.shape.items())
@@ -330,7 +393,7 @@ class MeshLayout(Layout):
 
 
 def _devices(devices: list) -> str:
-    """"4 cpu devices", "1 gpu device"."""
+    """ "4 cpu devices", "1 gpu device"."""
     return f"{len(devices)} {devices[0].platform} device{'s' if len(devices) > 1 else ''}"
 
 
@@ -344,9 +407,11 @@ def make_mesh(devices: list, *, data: int = -1, fsdp: int = 1) -> Mesh:
         raise ValueError(f"a mesh with fsdp={fsdp} does not fit {n} devices: fsdp must divide {n}")
     data = n // fsdp if data == -1 else data
     if data * fsdp != n:
-        raise ValueError(f"a mesh of data={data} × fsdp={fsdp} = {data * fsdp} devices does not match "
-                         f"the {n} devices available; choose sizes whose product is {n} "
-                         "(or data=-1 to use the rest)")
+        raise ValueError(
+            f"a mesh of data={data} × fsdp={fsdp} = {data * fsdp} devices does not match "
+            f"the {n} devices available; choose sizes whose product is {n} "
+            "(or data=-1 to use the rest)"
+        )
     grid = np.asarray(devices, dtype=object).reshape(data, fsdp)
     return Mesh(grid, (DATA_AXIS, FSDP_AXIS), axis_types=(AxisType.Auto, AxisType.Auto))
 
@@ -378,11 +443,13 @@ def make_layout(config: ParallelConfig) -> Layout:
         devices = jax.local_devices()
     if config.devices:
         if config.devices > len(devices):
-            raise ValueError(f"ParallelConfig.devices={config.devices} but only {len(devices)} "
-                             f"{devices[0].platform} devices exist; on a CPU, set "
-                             f"XLA_FLAGS=--xla_force_host_platform_device_count={config.devices} "
-                             "before JAX starts")
-        devices = devices[:config.devices]
+            raise ValueError(
+                f"ParallelConfig.devices={config.devices} but only {len(devices)} "
+                f"{devices[0].platform} devices exist; on a CPU, set "
+                f"XLA_FLAGS=--xla_force_host_platform_device_count={config.devices} "
+                "before JAX starts"
+            )
+        devices = devices[: config.devices]
     if config.mode == "none":
         return Layout(devices[:1])
     if config.mode == "pmap":
@@ -393,13 +460,26 @@ def make_layout(config: ParallelConfig) -> Layout:
 def setup_parallel(config: ParallelConfig) -> Layout:
     """Join the other processes if ``config`` names several, then build the layout."""
     if config.num_processes > 1 or config.coordinator:
-        initialize_distributed(config.coordinator, config.num_processes, config.process_id,
-                               timeout_s=config.init_timeout_s)
+        initialize_distributed(
+            config.coordinator,
+            config.num_processes,
+            config.process_id,
+            timeout_s=config.init_timeout_s,
+        )
     return make_layout(config)
 
 
 __all__ = [
-    "DATA_AXIS", "FSDP_AXIS", "DistributedInitError", "Layout", "MeshLayout", "ParallelConfig",
-    "PmapLayout", "fsdp_partition_spec", "initialize_distributed", "make_layout", "make_mesh",
+    "DATA_AXIS",
+    "FSDP_AXIS",
+    "DistributedInitError",
+    "Layout",
+    "MeshLayout",
+    "ParallelConfig",
+    "PmapLayout",
+    "fsdp_partition_spec",
+    "initialize_distributed",
+    "make_layout",
+    "make_mesh",
     "setup_parallel",
 ]

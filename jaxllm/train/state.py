@@ -14,11 +14,11 @@ from jax import Array
 @flax.struct.dataclass
 class TrainState:
     """Attributes:
-      step: int32[] number of updates applied so far.
-      params: the model's parameters.
-      opt_state: the optimiser's state.
-      rng: PRNG key; step ``s`` draws its randomness from ``fold_in(rng, s)``, so a resumed run
-        draws exactly what an uninterrupted one would.
+    step: int32[] number of updates applied so far.
+    params: the model's parameters.
+    opt_state: the optimiser's state.
+    rng: PRNG key; step ``s`` draws its randomness from ``fold_in(rng, s)``, so a resumed run
+      draws exactly what an uninterrupted one would.
     """
 
     step: Array
@@ -27,7 +27,9 @@ class TrainState:
     rng: Array
 
 
-def create_train_state(params: Any, optimizer: optax.GradientTransformation, rng: Array) -> TrainState:
+def create_train_state(
+    params: Any, optimizer: optax.GradientTransformation, rng: Array
+) -> TrainState:
     """A state at step 0. ``rng`` may be a new-style typed key or a raw uint32[2] key.
 
     The state holds its own copy of ``params``, made by XLA, for two reasons: a step that
@@ -40,8 +42,9 @@ def create_train_state(params: Any, optimizer: optax.GradientTransformation, rng
     if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
         rng = jax.random.key_data(rng)  # raw keys serialise in checkpoints
     params = _copy_tree(params)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=optimizer.init(params), rng=rng)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params), rng=rng
+    )
 
 
 @jax.jit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -17,8 +18,13 @@ from jaxllm.train.state import TrainState
 TrainStep = Callable[[TrainState, dict], tuple[TrainState, dict]]
 
 
-def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
-                    microbatches: int = 1, axis_name: str | None = None) -> TrainStep:
+def make_train_step(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    microbatches: int = 1,
+    axis_name: str | None = None,
+) -> TrainStep:
     """``step(state, batch) -> (state, metrics)``: one gradient update, pure and jit-able.
 
     The gradient is that of the mean loss over every token of the batch, however the batch is
@@ -45,7 +51,9 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         if axis_name is not None:
             key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
-        grads, sums, weight = _weighted_gradient_sums(loss_fn, state.params, batch, key, microbatches)
+        grads, sums, weight = _weighted_gradient_sums(
+            loss_fn, state.params, batch, key, microbatches
+        )
         if axis_name is not None:
             grads, sums, weight = jax.lax.psum((grads, sums, weight), axis_name)
         grads = jax.tree.map(lambda g: g / weight, grads)
@@ -55,13 +63,17 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics["grad_norm"] = optax.tree.norm(grads)
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        new_state = dataclasses.replace(
+            state, step=state.step + 1, params=params, opt_state=opt_state
+        )
+        return new_state, metrics
 
     return step
 
 
-def _weighted_gradient_sums(loss_fn: LossFn, params: Any, batch: dict, key: Array,
-                            microbatches: int) -> tuple[Any, dict, Array]:
+def _weighted_gradient_sums(
+    loss_fn: LossFn, params: Any, batch: dict, key: Array, microbatches: int
+) -> tuple[Any, dict, Array]:
     """``(sum_i w_i·grad_i, {name: sum_i w_i·metric_i}, sum_i w_i)`` over the micro-batches of
     ``batch``, with ``w_i`` the ``tokens`` metric of micro-batch ``i`` (1 if absent)."""
 
@@ -82,7 +94,9 @@ def _weighted_gradient_sums(loss_fn: LossFn, params: Any, batch: dict, key: Arra
         out = weighted(part, jax.random.fold_in(key, index))
         return jax.tree.map(jnp.add, carry, out), None
 
-    zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(weighted, jax.tree.map(lambda x: x[0], parts), key))
+    zeros = jax.tree.map(
+        jnp.zeros_like, jax.eval_shape(weighted, jax.tree.map(lambda x: x[0], parts), key)
+    )
     total, _ = jax.lax.scan(accumulate, zeros, (jnp.arange(microbatches), parts))
     return total
 
@@ -90,13 +104,16 @@ def _weighted_gradient_sums(loss_fn: LossFn, params: Any, batch: dict, key: Arra
 def _split_leading(x: Array, parts: int) -> Array:
     """[n, ...] -> [parts, n / parts, ...]."""
     if x.shape[0] % parts:
-        raise ValueError(f"a batch of {x.shape[0]} rows cannot be split into {parts} equal "
-                         "micro-batches; choose a batch size divisible by the number of micro-batches")
+        raise ValueError(
+            f"a batch of {x.shape[0]} rows cannot be split into {parts} equal "
+            "micro-batches; choose a batch size divisible by the number of micro-batches"
+        )
     return x.reshape(parts, x.shape[0] // parts, *x.shape[1:])
 
 
 def make_eval_step(loss_fn: LossFn) -> Callable[[Any, dict], dict]:
-    """``eval_step(params, batch) -> metrics`` with no dropout (the loss function gets ``key=None``)."""
+    """``eval_step(params, batch) -> metrics`` with no dropout (the loss function gets
+    ``key=None``)."""
 
     def eval_step(params: Any, batch: dict) -> dict:
         _, metrics = loss_fn(params, batch, None)
