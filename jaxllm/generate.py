@@ -405,7 +405,9 @@ def generate(
       max_new_tokens: tokens to generate per row; the longest prompt plus this must fit in the
         model's ``block_size``.
       key: PRNG key for sampling (not needed with ``greedy=True``). Same key, same tokens.
-      temperature, top_k, top_p: sampling settings, see :func:`sample_logits`.
+      temperature: softmax temperature of the sampling, see :func:`sample_logits`.
+      top_k: sample among the ``top_k`` most likely tokens only (``None``: all).
+      top_p: sample from the smallest set of tokens whose probability reaches ``top_p``.
       greedy: take the argmax at every step instead of sampling.
       stop_token: a row that emits it is finished: it is kept (and counted in ``lengths``),
         later positions hold ``pad_id``; decoding stops once every row is finished.

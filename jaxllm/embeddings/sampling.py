@@ -194,7 +194,8 @@ def skipgram_pairs(
     """One epoch of skip-gram training pairs, in corpus order.
 
     Args:
-      ids, sentence_ids: int32[n], from :func:`encode_corpus`.
+      ids: int32[n] word ids, from :func:`encode_corpus`.
+      sentence_ids: int32[n], the sentence of each word, from :func:`encode_corpus`.
       keep: float[V], :func:`keep_probabilities`.
       window: the largest window; each surviving position draws ``b`` from ``1..window``.
       rng: draws the subsampling and the windows.

@@ -360,10 +360,12 @@ def negative_sampling_loss(
     ``Σ_i w_i [-log σ(u_{o_i}·v_{c_i}) - Σ_k log σ(-u_{k}·v_{c_i})]``.
 
     Args:
-      W_in, W_out: float32[V, d].
-      centres, contexts: int32[b], the pairs ``(c_i, o_i)``: the word whose input vector is
-        used and the word to predict (:func:`train_word2vec` passes a pair's context word as
-        ``c`` and its centre as ``o``, as word2vec's C code does).
+      W_in: float32[V, d], the input vectors.
+      W_out: float32[V, d], the output vectors.
+      centres: int32[b], the ``c_i`` of the pairs ``(c_i, o_i)``: the word whose input vector
+        is used (:func:`train_word2vec` passes a pair's context word as ``c`` and its centre
+        as ``o``, as word2vec's C code does).
+      contexts: int32[b], the ``o_i``: the word to predict.
       negatives: int32[b, K]; a noise word equal to ``o_i`` is left out of the sum.
       weights: optional float32[b] per-pair weights (0 for padding).
 

@@ -49,7 +49,8 @@ class KVCache:
         """This cache with new keys and values written at slots ``index .. index + len``.
 
         Args:
-          keys, values: float[batch, len, heads, head_dim], stored in the cache's dtype.
+          keys: float[batch, len, heads, head_dim], stored in the cache's dtype.
+          values: float[batch, len, heads, head_dim], the same.
         """
 
         def write(buffer: Array, new: Array) -> Array:  # (B, T, nh, hs) into rows b·nh + h
@@ -100,12 +101,15 @@ def dot_product_attention(
 
     Args:
       q: float[batch, q_len, heads, head_dim]
-      k, v: float[batch, k_len, heads, head_dim], the dtype of ``q``.
+      k: float[batch, k_len, heads, head_dim], the dtype of ``q``.
+      v: float[batch, k_len, heads, head_dim], the dtype of ``q``.
       mask: bool, broadcastable to [batch, heads, q_len, k_len]; ``False`` blocks a key.
         A query whose every key is blocked (a padding row) gets uniform weights over the keys,
         never NaN; its output is meaningless and must be masked out.
       causal: also block every key after its query (needs ``q_len == k_len``).
-      dropout_rate, dropout_rng: dropout on the attention weights, applied unless ``deterministic``.
+      dropout_rate: dropout on the attention weights, applied unless ``deterministic``.
+      dropout_rng: the key of that dropout.
+      deterministic: no dropout when ``True``.
 
     Returns:
       float[batch, q_len, heads, head_dim]
@@ -149,7 +153,8 @@ def softmax_attention(
 
     Args:
       q: float[batch, q_len, heads, head_dim]
-      k, v: float[batch, k_len, heads, head_dim]
+      k: float[batch, k_len, heads, head_dim]
+      v: float[batch, k_len, heads, head_dim]
       mask: bool broadcastable to [batch, heads, q_len, k_len]; a fully masked query gets
         uniform weights.
       keep: bool[batch, heads, q_len, k_len], the weights dropout keeps (``None``: no dropout);

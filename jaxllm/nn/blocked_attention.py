@@ -55,14 +55,17 @@ def blocked_dot_product_attention(
 
     Args:
       q: float[batch, q_len, heads, head_dim]
-      k, v: float[batch, k_len, heads, head_dim]
+      k: float[batch, k_len, heads, head_dim]
+      v: float[batch, k_len, heads, head_dim]
       mask: bool, broadcastable to [batch, heads, q_len, k_len]; ``False`` blocks a key.
         A query whose every key is blocked (a padding row) gets uniform weights over the keys
         of its block, never NaN; its output is meaningless and must be masked out.
       causal: also block every key after its query (needs ``q_len == k_len``); the score
         blocks above the diagonal are then skipped instead of computed and masked.
-      dropout_rate, dropout_rng, deterministic: dropout on the attention weights, drawn for
-        query block ``i`` from ``fold_in(dropout_rng, i)`` (causal) or ``dropout_rng``.
+      dropout_rate: dropout on the attention weights, drawn for query block ``i`` from
+        ``fold_in(dropout_rng, i)`` (causal) or ``dropout_rng``.
+      dropout_rng: the key of that dropout.
+      deterministic: no dropout when ``True``.
       row_groups: with ``causal``, compute the query blocks that attend to more than half of the
         keys (and hold ``MIN_QUERY_BLOCK`` queries or more) as this many independent groups of
         batch rows. The result, dropout included, is the same for any number.

@@ -119,8 +119,8 @@ def initialize_distributed(
       coordinator: ``host:port`` of process 0, which starts the coordination service there.
         Empty: JAX detects the cluster (SLURM, Open MPI, Cloud TPU, Kubernetes) from the
         environment, or ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``.
-      num_processes, process_id: this run's size and this process's index (from the
-        environment when ``None``).
+      num_processes: this run's number of processes (from the environment when ``None``).
+      process_id: this process's index (from the environment when ``None``).
       timeout_s: raise instead of waiting longer than this for the other processes.
       bind_address: where process 0's service listens; default: the coordinator's own address,
         never every interface.
