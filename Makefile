@@ -91,8 +91,8 @@ lint: $(VENV)/.installed-dev
 
 # The wheel `python -m build` makes installs and imports in a fresh virtual environment.
 wheel: $(VENV)/.installed-dev
-	rm -rf dist .cache/wheel-venv
-	$(PY) -m build --wheel --outdir dist . >/dev/null
+	rm -rf dist build .cache/wheel-venv
+	$(PY) -m build --wheel --outdir dist . >/dev/null && rm -rf build
 	$(PYTHON) -m venv .cache/wheel-venv
 	.cache/wheel-venv/bin/pip install --quiet dist/jaxllm-*.whl
 	cd /tmp && $(CURDIR)/.cache/wheel-venv/bin/python -c "import jaxllm, jaxllm.recipes; \

@@ -15,7 +15,14 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from jaxllm.nn.blocked_attention import blocked_dot_product_attention
 from jaxllm.nn.dense import Dense
+from jaxllm.nn.dense_attention import (
+    attention_dropout_key,
+    attention_weights,
+    check_causal_lengths,
+    softmax_attention,
+)
 from jaxllm.nn.masks import causal_mask, combine_masks
 from jaxllm.nn.positions import apply_rotary
 
@@ -71,15 +78,6 @@ AttentionImplementation = Literal["jax", "cpu_blocked"]
 ATTENTION_IMPLEMENTATIONS: tuple[str, ...] = typing.get_args(AttentionImplementation)
 
 
-def check_causal_lengths(q_len: int, k_len: int, causal: bool) -> None:
-    """Raise ``ValueError`` if ``causal`` attention is asked for with unequal lengths."""
-    if causal and q_len != k_len:
-        raise ValueError(
-            f"causal attention needs as many queries as keys, got {q_len} and "
-            f"{k_len}; pass an explicit mask (e.g. causal_mask(q_len, k_len, offset))"
-        )
-
-
 def dot_product_attention(
     q: Array,
     k: Array,
@@ -128,59 +126,6 @@ def dot_product_attention(
     return softmax_attention(q, k, v, mask, keep, dropout_rate)
 
 
-def attention_dropout_key(
-    dropout_rng: Array | None, dropout_rate: float, deterministic: bool
-) -> Array | None:
-    """The key attention dropout draws from; ``None`` when there is no dropout.
-
-    Raises:
-      ValueError: dropout is on (``deterministic=False``, ``dropout_rate > 0``) without a key.
-    """
-    if deterministic or dropout_rate <= 0.0:
-        return None
-    if dropout_rng is None:
-        raise ValueError(
-            "attention dropout (deterministic=False, dropout_rate > 0) needs a "
-            "dropout_rng; modules get it from rngs={'dropout': key}"
-        )
-    return dropout_rng
-
-
-def softmax_attention(
-    q: Array, k: Array, v: Array, mask: Array | None, keep: Array | None, dropout_rate: float
-) -> Array:
-    """Attention over every (query, key) pair, its weights ``softmax(q kᵀ / sqrt(d) + mask)``.
-
-    Args:
-      q: float[batch, q_len, heads, head_dim]
-      k: float[batch, k_len, heads, head_dim]
-      v: float[batch, k_len, heads, head_dim]
-      mask: bool broadcastable to [batch, heads, q_len, k_len]; a fully masked query gets
-        uniform weights.
-      keep: bool[batch, heads, q_len, k_len], the weights dropout keeps (``None``: no dropout);
-        kept weights are scaled by ``1 / (1 - dropout_rate)``.
-
-    Returns:
-      float[batch, q_len, heads, head_dim]
-    """
-    scale = 1.0 / jnp.sqrt(q.shape[-1]).astype(jnp.float32)
-    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
-    weights = _attention_weights(scores, mask, keep, dropout_rate)
-    return jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v)
-
-
-def _attention_weights(
-    scores: Array, mask: Array | None, keep: Array | None, dropout_rate: float
-) -> Array:
-    """float32[batch, heads, q_len, k_len] scores -> masked softmax weights, dropout applied."""
-    if mask is not None:
-        scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
-    weights = jax.nn.softmax(scores, axis=-1)
-    if keep is not None:
-        weights = jnp.where(keep, weights / (1.0 - dropout_rate), 0.0)
-    return weights
-
-
 def cached_attention(
     q: Array,
     cache: KVCache,
@@ -224,7 +169,7 @@ def cached_attention(
     dropout_key = attention_dropout_key(dropout_rng, dropout_rate, deterministic)
     if dropout_key is not None:
         keep = jax.random.bernoulli(dropout_key, 1.0 - dropout_rate, (batch, heads, q_len, max_len))
-    weights = _attention_weights(
+    weights = attention_weights(
         scores.reshape(batch, heads, q_len, max_len), mask, keep, dropout_rate
     ).reshape(rows, q_len, max_len)
     y = jnp.einsum("nqk,nkd->nqd", weights.astype(q.dtype), cache.values.astype(q.dtype))
@@ -426,9 +371,6 @@ def _attend(
     """Attention without a cache, by ``implementation``; arguments as in
     :func:`dot_product_attention`."""
     if implementation == "cpu_blocked":
-        # Imported here: blocked_attention builds on this module's softmax_attention.
-        from jaxllm.nn.blocked_attention import blocked_dot_product_attention
-
         return blocked_dot_product_attention(
             q, k, v, mask, causal=causal, row_groups=row_groups, **dropout
         )

@@ -31,7 +31,11 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jaxllm.nn.attention import attention_dropout_key, check_causal_lengths, softmax_attention
+from jaxllm.nn.dense_attention import (
+    attention_dropout_key,
+    check_causal_lengths,
+    softmax_attention,
+)
 from jaxllm.nn.masks import causal_mask
 
 MAX_QUERY_BLOCKS = 4  # query blocks of causal attention, at most (see "Query blocks" above)
