@@ -4,6 +4,7 @@ import dataclasses
 import json
 
 import chex
+import jax
 import pytest
 
 from jaxllm.config import ConfigError
@@ -84,6 +85,22 @@ def test_run_resumed_under_another_layout_equals_uninterrupted_run(tmp_path):
     )
     chex.assert_trees_all_close(resumed.state.params, full.state.params, atol=1e-5, rtol=1e-5)
     assert resumed.after["loss"] == pytest.approx(full.after["loss"], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "tuned, attention, row_groups", [(True, "cpu_blocked", 2), (False, "jax", 1)]
+)
+def test_attention_is_chosen_for_the_cpu_unless_told_not_to(tmp_path, tuned, attention, row_groups):
+    assert jax.device_count() == 1 and jax.default_backend() == "cpu"  # how make test runs this
+    run = train_lm(tiny_config(tmp_path, steps=2, cpu_tuned_attention=tuned))
+    saved = json.loads((run.run_dir / "config.json").read_text())["model"]
+    assert (saved["attention"], saved["attention_row_groups"]) == (attention, row_groups)
+    assert (run.model.config.attention, run.model.config.attention_row_groups) == (
+        attention,
+        row_groups,
+    )
+    resumed = train_lm(tiny_config(tmp_path, steps=4, resume=True, cpu_tuned_attention=tuned))
+    assert resumed.model.config.attention == attention and int(resumed.state.step) == 4
 
 
 def test_existing_run_is_never_overwritten(tmp_path):

@@ -34,7 +34,7 @@ from jaxllm.data import (
 from jaxllm.generate import generate_text
 from jaxllm.losses import language_model_loss
 from jaxllm.metrics import perplexity
-from jaxllm.models.gpt import GPT, GPTConfig, init_params
+from jaxllm.models.gpt import GPT, GPTConfig, init_params, with_cpu_tuned_attention
 from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from jaxllm.recipes.run_folder import prepare_run_dir
 from jaxllm.runtime import DEFAULT_COMPILATION_CACHE, use_compilation_cache
@@ -73,6 +73,12 @@ class LMConfig:
       compilation_cache: folder where compiled XLA programs are kept for later runs with the
         same shapes, which then skip most of the first step's compilation ('': none; a folder
         set through ``JAX_COMPILATION_CACHE_DIR`` takes precedence).
+      cpu_tuned_attention: on a CPU, compute attention as
+        :func:`~jaxllm.models.with_cpu_tuned_attention` picks for the machine (query blocks and
+        row groups; this recipe's default model trains ~25% faster per step on 2 cores than
+        with the portable ``jax.nn.dot_product_attention``), whatever ``model.attention``
+        says, and record the choice in ``config.json``. ``False``: ``model.attention`` as
+        given. No effect on other platforms.
       data: the corpus and tokenizer.
       model: the GPT's shape (``model.vocab_size`` 0: taken from the tokenizer).
       optimizer: the update rule; this recipe's default is AdamW with weight decay 0.1 and
@@ -93,6 +99,7 @@ class LMConfig:
     top_k: int = 0
     resume: bool = False
     compilation_cache: str = DEFAULT_COMPILATION_CACHE
+    cpu_tuned_attention: bool = True
     data: DataConfig = DataConfig()
     model: GPTConfig = GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
     optimizer: OptimizerConfig = OptimizerConfig(
@@ -120,6 +127,7 @@ RESUMABLE = frozenset(
         "resume",
         "out_dir",
         "compilation_cache",
+        "cpu_tuned_attention",
         "sample_tokens",
         "sample_prompt",
         "temperature",
@@ -128,8 +136,15 @@ RESUMABLE = frozenset(
         "parallel",
     }
 )
-# Settings resolved when a run starts, with the placeholders a user leaves them at.
-FILLED_AT_START = {"model.vocab_size": 0, "optimizer.decay_steps": -1}
+# Settings resolved when a run starts, with the placeholders a user leaves them at. The
+# attention implementation is resolved again on resume, for the machine the run continues on
+# (every implementation computes the same function).
+FILLED_AT_START = {
+    "model.vocab_size": 0,
+    "optimizer.decay_steps": -1,
+    "model.attention": "jax",
+    "model.attention_row_groups": 1,
+}
 
 
 @dataclasses.dataclass
@@ -171,7 +186,8 @@ def _tokenizer_for_run(
 
 
 def resolve_config(config: LMConfig, tokenizer: Tokenizer) -> LMConfig:
-    """Fill in what the config leaves to the run: the vocabulary size and the decay length."""
+    """Fill in what the config leaves to the run: the vocabulary size, the decay length, and
+    (with ``cpu_tuned_attention``) the attention for this machine."""
     if config.model.vocab_size not in (0, tokenizer.vocab_size):
         raise ConfigError(
             f"model.vocab_size={config.model.vocab_size} but the {tokenizer.kind} "
@@ -186,6 +202,10 @@ def resolve_config(config: LMConfig, tokenizer: Tokenizer) -> LMConfig:
         config = dataclasses.replace(
             config, optimizer=dataclasses.replace(config.optimizer, decay_steps=decay)
         )
+    if config.cpu_tuned_attention and jax.default_backend() == "cpu":
+        portable = dataclasses.replace(config.model, attention="jax", attention_row_groups=1)
+        model = with_cpu_tuned_attention(portable, "cpu", jax.device_count())
+        config = dataclasses.replace(config, model=model)
     return config
 
 
