@@ -40,9 +40,9 @@ def cross_entropy(
       mask: float or bool[...], 0 where the position does not count (padding).
 
     Returns:
-      float32[] scalar.
+      a scalar, float32 (float64 for float64 logits).
     """
-    logits = logits.astype(jnp.float32)
+    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
     log_z = jax.nn.logsumexp(logits, axis=-1)
     target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
     nll = log_z - target_logit
@@ -53,8 +53,10 @@ def cross_entropy(
 
 
 def mean_squared_error(predictions: Array, targets: Array, mask: Array | None = None) -> Array:
-    """Mean of ``(predictions - targets)²`` over unmasked elements; float32[] scalar."""
-    err = jnp.square(predictions.astype(jnp.float32) - targets.astype(jnp.float32))
+    """Mean of ``(predictions - targets)²`` over unmasked elements: a scalar, float32 (float64
+    for float64 predictions)."""
+    dtype = jnp.promote_types(predictions.dtype, jnp.float32)
+    err = jnp.square(predictions.astype(dtype) - targets.astype(dtype))
     return masked_mean(err, mask)
 
 
