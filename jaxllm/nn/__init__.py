@@ -1,4 +1,4 @@
-"""Layers shared by every jaxllm model: attention, masks, positions, MLP, norms, blocks."""
+"""Layers shared by every jaxllm model: attention, masks, positions, MLP, norms, blocks, LSTM."""
 
 from jaxllm.nn.attention import (
     ATTENTION_IMPLEMENTATIONS,
@@ -11,6 +11,14 @@ from jaxllm.nn.attention import (
 )
 from jaxllm.nn.blocked_attention import blocked_dot_product_attention
 from jaxllm.nn.dense import KERNEL_LAYOUTS, Dense, KernelLayout
+from jaxllm.nn.lstm import (
+    LSTM,
+    LSTMDirection,
+    lstm_scan,
+    reverse_padded,
+    variational_keep_mask,
+    word_type_dropout,
+)
 from jaxllm.nn.masks import causal_mask, combine_masks, padding_mask
 from jaxllm.nn.mlp import MLP
 from jaxllm.nn.norms import layer_norm
@@ -24,16 +32,22 @@ __all__ = [
     "KERNEL_LAYOUTS",
     "KVCache",
     "KernelLayout",
+    "LSTM",
+    "LSTMDirection",
     "MLP",
     "MultiHeadAttention",
     "TransformerBlock",
     "apply_rotary",
     "blocked_dot_product_attention",
-    "causal_mask",
     "cached_attention",
+    "causal_mask",
     "combine_masks",
     "dot_product_attention",
     "layer_norm",
+    "lstm_scan",
     "padding_mask",
+    "reverse_padded",
     "softmax_attention",
+    "variational_keep_mask",
+    "word_type_dropout",
 ]

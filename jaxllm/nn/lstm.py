@@ -1,0 +1,227 @@
+"""Long short-term memory (Hochreiter & Schmidhuber, 1997) over ``lax.scan``, with variational
+dropout (Gal & Ghahramani, 2016) and padding masks.
+
+One step, with the gates in PyTorch's order (input, forget, cell, output)::
+
+    i, f, g, o = split(x_t W_x + h_{t-1} W_h + b)
+    c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g)
+    h_t = σ(o) ⊙ tanh(c_t)
+
+``x_t W_x`` does not depend on the recurrence, so it is computed for every time step as one
+matrix product before the scan; the scan carries only ``h W_h``.
+
+Variational dropout draws one mask per sequence and reuses it at every time step: on each
+layer's inputs, on the recurrent state ``h_{t-1}`` inside the recurrence, and on the outputs.
+:func:`word_type_dropout` drops whole word types of a sequence (every occurrence of a dropped
+word), the embedding dropout of the same paper.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from jaxllm.nn.dense import Dense
+
+
+def variational_keep_mask(rng: Array, shape: tuple[int, ...], rate: float) -> Array:
+    """Keep-scales for variational dropout: ``0`` or ``1 / (1 - rate)``, one per sequence and
+    feature, to multiply every time step with.
+
+    Args:
+      rng: the dropout key.
+      shape: ``(batch, features)``.
+      rate: the probability of dropping a feature of a sequence.
+
+    Returns:
+      float32[batch, features]
+    """
+    keep = jax.random.bernoulli(rng, 1.0 - rate, shape)
+    return keep.astype(jnp.float32) / (1.0 - rate)
+
+
+def word_type_dropout(rng: Array, tokens: Array, vocab_size: int, rate: float) -> Array:
+    """Embedding dropout that drops whole word types: each sequence drops each word of the
+    vocabulary with probability ``rate``, at every position where it occurs.
+
+    Args:
+      rng: the dropout key.
+      tokens: int[batch, seq] word ids.
+      vocab_size: the number of word ids.
+      rate: the probability of dropping a word type from a sequence.
+
+    Returns:
+      float32[batch, seq]: ``0`` or ``1 / (1 - rate)``, to multiply the embeddings with.
+    """
+    keep = variational_keep_mask(rng, (tokens.shape[0], vocab_size), rate)  # (B, V)
+    return jnp.take_along_axis(keep, tokens, axis=1)
+
+
+def reverse_padded(x: Array, lengths: Array) -> Array:
+    """Each sequence's first ``lengths[b]`` steps in reverse order, its padding left in place.
+
+    Args:
+      x: float[batch, seq, ...], padded at the end.
+      lengths: int[batch].
+
+    Returns:
+      float[batch, seq, ...]; applying it twice gives ``x`` back.
+    """
+    t = jnp.arange(x.shape[1])[None, :]  # (1, T)
+    index = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # (B, T)
+    index = index.reshape(*index.shape, *([1] * (x.ndim - 2)))
+    return jnp.take_along_axis(x, index, axis=1)
+
+
+def lstm_scan(
+    projected: Array, mask: Array, recurrent_kernel: Array, recurrent_keep: Array | None
+) -> tuple[Array, tuple[Array, Array]]:
+    """Run the recurrence over time from a zero state, given the inputs already projected.
+
+    Args:
+      projected: float[batch, seq, 4·hidden], ``x_t W_x + b`` for every step.
+      mask: bool[batch, seq], ``False`` at padding: there the state is carried unchanged and
+        the output is 0, so the final state is each sequence's state at its own last token.
+      recurrent_kernel: float[hidden, 4·hidden], ``W_h``.
+      recurrent_keep: float[batch, hidden], the variational dropout scales applied to
+        ``h_{t-1}`` at every step (``None``: no dropout).
+
+    Returns:
+      ``(outputs float[batch, seq, hidden], (c, h) each float[batch, hidden])``
+    """
+    batch, _, width = projected.shape
+    hidden = width // 4
+    zeros = jnp.zeros((batch, hidden), projected.dtype)
+
+    def step(carry: tuple[Array, Array], inputs: tuple[Array, Array]):
+        c, h = carry
+        x_proj, real = inputs  # (B, 4H), (B,)
+        h_in = h if recurrent_keep is None else h * recurrent_keep
+        i, f, g, o = jnp.split(x_proj + h_in @ recurrent_kernel, 4, axis=-1)
+        c_new = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h_new = jax.nn.sigmoid(o) * jnp.tanh(c_new)
+        real = real[:, None]
+        carry = (jnp.where(real, c_new, c), jnp.where(real, h_new, h))
+        return carry, jnp.where(real, h_new, 0.0)
+
+    time_major = (projected.swapaxes(0, 1), mask.swapaxes(0, 1))  # (T, B, ...)
+    (c, h), outputs = jax.lax.scan(step, (zeros, zeros), time_major)
+    return outputs.swapaxes(0, 1), (c, h)
+
+
+class LSTMDirection(nn.Module):
+    """One LSTM layer read in one direction: the input projection, then :func:`lstm_scan`.
+
+    Parameters, the gates in the order (input, forget, cell, output): ``input/kernel:
+    [in, 4·hidden]`` (``W_x``), ``recurrent_kernel: [hidden, 4·hidden]`` (``W_h``, orthogonal
+    init) and ``bias: [4·hidden]`` (the forget gate's part initialised to 1, so that a new cell
+    remembers; Jozefowicz et al., 2015).
+
+    Attributes:
+      hidden_size: the width of ``h`` and ``c``.
+      reverse: read each sequence from its last real token to its first.
+    """
+
+    hidden_size: int
+    reverse: bool = False
+
+    @nn.compact
+    def __call__(
+        self, x: Array, mask: Array, recurrent_keep: Array | None
+    ) -> tuple[Array, tuple[Array, Array]]:
+        """x: float[batch, seq, in], mask: bool[batch, seq] -> (float[batch, seq, hidden],
+        the final (c, h)); outputs are in the original time order either way."""
+        hidden = self.hidden_size
+        projection = Dense(
+            4 * hidden, use_bias=False, kernel_init=nn.initializers.lecun_normal(), name="input"
+        )  # one matmul for every time step
+        recurrent_kernel = self.param(
+            "recurrent_kernel", nn.initializers.orthogonal(), (hidden, 4 * hidden), jnp.float32
+        )
+        bias = self.param("bias", _forget_gate_ones, (4 * hidden,), jnp.float32)
+        lengths = jnp.sum(mask, axis=1)
+        if self.reverse:
+            x, mask = reverse_padded(x, lengths), reverse_padded(mask, lengths)
+        projected = projection(x) + bias  # (B, T, 4H)
+        outputs, state = lstm_scan(projected, mask, recurrent_kernel, recurrent_keep)
+        if self.reverse:
+            outputs = reverse_padded(outputs, lengths)
+        return outputs, state
+
+
+class LSTM(nn.Module):
+    """A multi-layer, optionally bidirectional LSTM with variational dropout.
+
+    Attributes:
+      hidden_size: the width of each direction's state.
+      num_layers: stacked layers; each reads the previous one's outputs.
+      bidirectional: a second direction per layer reads each sequence backwards; the two
+        directions' outputs are concatenated.
+      dropout_rate: variational dropout on every layer's inputs, on the recurrent state, and on
+        the outputs, one mask per sequence reused at every time step.
+    """
+
+    hidden_size: int
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(
+        self, x: Array, mask: Array | None = None, *, deterministic: bool = True
+    ) -> tuple[Array, Array]:
+        """Read a batch of right-padded sequences.
+
+        Args:
+          x: float[batch, seq, in]
+          mask: bool[batch, seq], ``True`` at real tokens, padding only at the end of a
+            sequence (``None``: every position is real).
+          deterministic: no dropout when ``True``; otherwise the ``"dropout"`` RNG is used.
+
+        Returns:
+          ``(outputs, final)``: outputs float[batch, seq, directions·hidden] (0 at padding),
+          and the last layer's final ``h`` float[batch, directions·hidden]: for the forward
+          direction the state at each sequence's own last token, for the backward direction
+          the state after reading back to its first.
+        """
+        if mask is None:
+            mask = jnp.ones(x.shape[:2], bool)
+        dropout = not deterministic and self.dropout_rate > 0.0
+        batch = x.shape[0]
+
+        def keep(width: int) -> Array | None:  # a fresh per-sequence mask, when training
+            if not dropout:
+                return None
+            rng = self.make_rng("dropout")
+            return variational_keep_mask(rng, (batch, width), self.dropout_rate)
+
+        finals: list[Array] = []
+        for layer in range(self.num_layers):
+            x = _scaled(x, keep(x.shape[-1]))  # variational dropout on the layer's inputs
+            directions = [False, True] if self.bidirectional else [False]
+            results = [
+                LSTMDirection(
+                    self.hidden_size, reverse=reverse, name=_direction_name(layer, reverse)
+                )(x, mask, keep(self.hidden_size))
+                for reverse in directions
+            ]
+            x = jnp.concatenate([outputs for outputs, _ in results], axis=-1)
+            finals = [h for _, (_, h) in results]
+        return _scaled(x, keep(x.shape[-1])), jnp.concatenate(finals, axis=-1)
+
+
+def _scaled(x: Array, keep: Array | None) -> Array:
+    """``x: [batch, seq, features]`` times a per-sequence mask ``[batch, features]``, if any."""
+    return x if keep is None else x * keep[:, None, :].astype(x.dtype)
+
+
+def _forget_gate_ones(key: Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32) -> Array:
+    """A ``[4·hidden]`` bias: 1 for the forget gate, 0 for the others."""
+    hidden = shape[0] // 4
+    return jnp.zeros(shape, dtype).at[hidden : 2 * hidden].set(1.0)
+
+
+def _direction_name(layer: int, reverse: bool) -> str:
+    return f"layer_{layer}_{'backward' if reverse else 'forward'}"

@@ -1,0 +1,133 @@
+"""The LSTM layer: Flax's LSTM cell as the reference, padding, and variational dropout."""
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jaxllm.nn.lstm import LSTM, reverse_padded, variational_keep_mask, word_type_dropout
+
+B, T, D, H = 3, 7, 5, 4
+LENGTHS = np.array([7, 4, 1])
+
+
+def inputs(seed: int = 0) -> tuple[jax.Array, jax.Array]:
+    x = jax.random.normal(jax.random.key(seed), (B, T, D))
+    mask = jnp.arange(T)[None, :] < jnp.asarray(LENGTHS)[:, None]
+    return x, mask
+
+
+def flax_cell_params(direction: dict) -> dict:
+    """Our fused ``[in, 4H]`` / ``[H, 4H]`` / ``[4H]`` weights as ``flax.linen.LSTMCell``'s."""
+    x_parts = jnp.split(direction["input"]["kernel"], 4, axis=1)
+    h_parts = jnp.split(direction["recurrent_kernel"], 4, axis=1)
+    biases = jnp.split(direction["bias"], 4)
+    params = {}
+    for gate, wx, wh, b in zip("ifgo", x_parts, h_parts, biases, strict=True):
+        params[f"i{gate}"] = {"kernel": wx}
+        params[f"h{gate}"] = {"kernel": wh, "bias": b}
+    return params
+
+
+class FlaxReference(nn.Module):
+    """Flax's own LSTM cell over its own RNN / Bidirectional wrappers, stacked."""
+
+    num_layers: int
+    bidirectional: bool
+
+    @nn.compact
+    def __call__(self, x, lengths):
+        for layer in range(self.num_layers):
+            forward = nn.RNN(nn.LSTMCell(H, name=f"layer_{layer}_forward"))
+            if self.bidirectional:
+                backward = nn.RNN(nn.LSTMCell(H, name=f"layer_{layer}_backward"))
+                x = nn.Bidirectional(forward, backward)(x, seq_lengths=lengths)
+            else:
+                x = forward(x, seq_lengths=lengths)
+        return x
+
+
+@pytest.mark.parametrize("num_layers, bidirectional", [(1, False), (2, False), (2, True)])
+def test_equals_flax_lstm_cells_with_the_same_weights(num_layers, bidirectional):
+    x, mask = inputs()
+    model = LSTM(H, num_layers=num_layers, bidirectional=bidirectional)
+    params = model.init(jax.random.key(1), x, mask)["params"]
+    outputs, final = model.apply({"params": params}, x, mask)
+    reference = FlaxReference(num_layers, bidirectional)
+    lengths = jnp.asarray(LENGTHS)
+    # The reference names its cells as we name our directions (layer_<l>_<direction>).
+    wrapped = {"params": {name: flax_cell_params(d) for name, d in params.items()}}
+    expected = reference.apply(wrapped, x, lengths)
+    real = np.asarray(mask)[..., None]
+    np.testing.assert_allclose(np.where(real, outputs, 0), np.where(real, expected, 0), atol=1e-5)
+    assert np.all(np.asarray(outputs)[~np.asarray(mask)] == 0)
+    # The forward direction's final state is its output at each sequence's last real token.
+    last = np.asarray(outputs)[np.arange(B), LENGTHS - 1, :H]
+    np.testing.assert_allclose(np.asarray(final)[:, :H], last, atol=1e-6)
+
+
+def test_padding_gives_each_sequence_the_state_it_has_alone():
+    x, mask = inputs(2)
+    model = LSTM(H, num_layers=2, bidirectional=True)
+    params = model.init(jax.random.key(3), x, mask)
+    batched_outputs, batched_final = jax.jit(model.apply)(params, x, mask)
+    for b, length in enumerate(LENGTHS):
+        alone_outputs, alone_final = model.apply(params, x[b : b + 1, :length])
+        np.testing.assert_allclose(batched_final[b], alone_final[0], atol=1e-5)
+        np.testing.assert_allclose(batched_outputs[b, :length], alone_outputs[0], atol=1e-5)
+
+
+@settings(max_examples=20, deadline=None)
+@given(lengths=st.lists(st.integers(1, 6), min_size=1, max_size=4), seed=st.integers(0, 999))
+def test_reverse_padded_reverses_only_the_real_steps(lengths, seed):
+    x = np.random.default_rng(seed).normal(size=(len(lengths), 6, 2)).astype(np.float32)
+    reversed_x = np.asarray(reverse_padded(jnp.asarray(x), jnp.asarray(lengths)))
+    for b, n in enumerate(lengths):
+        np.testing.assert_array_equal(reversed_x[b, :n], x[b, :n][::-1])
+        np.testing.assert_array_equal(reversed_x[b, n:], x[b, n:])
+
+
+def test_variational_masks_are_constant_over_time_and_differ_across_sequences():
+    x = jnp.ones((8, 20, 64))
+    keep = variational_keep_mask(jax.random.key(0), (8, 64), 0.5)
+    dropped = x * keep[:, None, :]
+    zero = np.asarray(dropped) == 0
+    assert np.all(zero == zero[:, :1, :])  # the same features dropped at every time step
+    patterns = {tuple(row) for row in zero[:, 0, :]}
+    assert len(patterns) == 8  # each sequence has its own mask
+    assert 0.35 < zero.mean() < 0.65
+    np.testing.assert_allclose(np.unique(np.asarray(dropped)), [0.0, 2.0])
+
+
+def test_word_type_dropout_drops_every_occurrence_of_a_word_in_a_sequence():
+    tokens = jnp.asarray(np.random.default_rng(0).integers(0, 10, size=(16, 40)))
+    scale = np.asarray(word_type_dropout(jax.random.key(1), tokens, 10, 0.3))
+    tokens = np.asarray(tokens)
+    for b in range(16):
+        for word in np.unique(tokens[b]):
+            assert len(set(scale[b][tokens[b] == word])) == 1  # all kept or all dropped
+    # Across sequences the same word is dropped independently.
+    per_sequence = [
+        tuple(scale[b][tokens[b] == 3][:1]) for b in range(16) if (tokens[b] == 3).any()
+    ]
+    assert len(set(per_sequence)) == 2
+    np.testing.assert_allclose(np.unique(scale), [0.0, 1 / 0.7], rtol=1e-6)
+
+
+def test_dropout_is_a_function_of_the_key_and_off_when_deterministic():
+    x, mask = inputs(4)
+    model = LSTM(H, num_layers=2, bidirectional=True, dropout_rate=0.3)
+    params = model.init(jax.random.key(5), x, mask)
+    eval_out = model.apply(params, x, mask)
+    apply = jax.jit(model.apply, static_argnames="deterministic")
+    one = apply(params, x, mask, deterministic=False, rngs={"dropout": jax.random.key(6)})
+    again = apply(params, x, mask, deterministic=False, rngs={"dropout": jax.random.key(6)})
+    other = apply(params, x, mask, deterministic=False, rngs={"dropout": jax.random.key(7)})
+    chex.assert_trees_all_equal(one, again)
+    assert not np.allclose(one[0], other[0]) and not np.allclose(one[0], eval_out[0])
+    no_dropout = LSTM(H, num_layers=2, bidirectional=True).apply(params, x, mask)
+    chex.assert_trees_all_close(eval_out, no_dropout)
