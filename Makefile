@@ -58,6 +58,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/train_throughput.py --config small
 	$(PY) benchmarks/train_throughput.py --config large
 	$(PY) benchmarks/generate_throughput.py
+	$(PY) benchmarks/lstm_throughput.py
 	$(PY) benchmarks/classic.py
 	$(PY) benchmarks/linear_regression.py
 

@@ -105,16 +105,18 @@ def lstm_scan(
 def _lstm_scan(
     projected: Array, mask: Array, recurrent_kernel: Array, recurrent_keep: Array
 ) -> tuple[Array, tuple[Array, Array]]:
-    outputs, state, _ = _lstm_scan_forward(projected, mask, recurrent_kernel, recurrent_keep)
+    outputs, state, _ = _lstm_scan_forward(
+        projected, mask, recurrent_kernel, recurrent_keep, save=False
+    )
     return outputs, state
 
 
 def _lstm_scan_forward(
-    projected: Array, mask: Array, recurrent_kernel: Array, recurrent_keep: Array
-) -> tuple[Array, tuple[Array, Array], tuple[Array, ...]]:
-    """The forward scan; also returns, time-major, what the backward pass needs: the gate
-    activations ``[i, f, g, o]`` (T, B, 4H), ``c_{t-1}`` and ``tanh(c_t)`` (T, B, H), and the
-    recurrent input ``h_{t-1} ⊙ keep`` (T, B, H)."""
+    projected: Array, mask: Array, recurrent_kernel: Array, recurrent_keep: Array, *, save: bool
+) -> tuple[Array, tuple[Array, Array], tuple[Array, ...] | None]:
+    """The forward scan; with ``save``, also returns, time-major, what the backward pass
+    needs: the gate activations ``[i, f, g, o]`` (T, B, 4H), ``c_{t-1}`` and ``tanh(c_t)``
+    (T, B, H), and the recurrent input ``h_{t-1} ⊙ keep`` (T, B, H)."""
     batch, _, width = projected.shape
     zeros = jnp.zeros((batch, width // 4), projected.dtype)
 
@@ -129,7 +131,7 @@ def _lstm_scan_forward(
         h_new = o * tanh_c
         real = real[:, None]
         carry = (jnp.where(real, c_new, c), jnp.where(real, h_new, h))
-        saved = (jnp.concatenate([i, f, g, o], axis=-1), c, tanh_c, h_in)
+        saved = (jnp.concatenate([i, f, g, o], axis=-1), c, tanh_c, h_in) if save else None
         return carry, (jnp.where(real, h_new, 0.0), saved)
 
     time_major = (projected.swapaxes(0, 1), mask.swapaxes(0, 1))  # (T, B, ...)
@@ -138,7 +140,9 @@ def _lstm_scan_forward(
 
 
 def _lstm_scan_fwd(projected, mask, recurrent_kernel, recurrent_keep):
-    outputs, state, saved = _lstm_scan_forward(projected, mask, recurrent_kernel, recurrent_keep)
+    outputs, state, saved = _lstm_scan_forward(
+        projected, mask, recurrent_kernel, recurrent_keep, save=True
+    )
     return (outputs, state), (saved, mask, recurrent_kernel, recurrent_keep)
 
 
