@@ -101,6 +101,9 @@ def test_attention_is_chosen_for_the_cpu_unless_told_not_to(tmp_path, tuned, att
     )
     resumed = train_lm(tiny_config(tmp_path, steps=4, resume=True, cpu_tuned_attention=tuned))
     assert resumed.model.config.attention == attention and int(resumed.state.step) == 4
+    # The choice can change on resume: the other setting gives the other implementation.
+    switched = train_lm(tiny_config(tmp_path, steps=6, resume=True, cpu_tuned_attention=not tuned))
+    assert switched.model.config.attention != attention and int(switched.state.step) == 6
 
 
 def test_existing_run_is_never_overwritten(tmp_path):

@@ -122,3 +122,14 @@ def test_gradient_descent_fits_a_nonlinear_function():
 def test_bad_configs_name_the_problem(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         MLPConfig(**kwargs)
+
+
+def test_targets_of_the_wrong_shape_are_refused():
+    config = MLPConfig(sizes=(3, 1))
+    params = init_mlp(config, jax.random.key(0))
+    x = jnp.ones((4, 3))
+    with pytest.raises(ValueError, match=r"shape \(4, 1\)"):
+        mlp_gradients(params, {"x": x, "y": jnp.ones(4)}, config)
+    ce = MLPConfig(sizes=(3, 2), loss="cross_entropy")
+    with pytest.raises(ValueError, match="int class ids"):
+        mlp_loss(init_mlp(ce, jax.random.key(0)), {"x": x, "y": jnp.ones(4)}, ce)

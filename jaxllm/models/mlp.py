@@ -147,9 +147,28 @@ def mlp_loss(params: tuple[Layer, ...], batch: dict[str, Array], config: MLPConf
 
 def output_loss(output: Array, y: Array, loss: MLPLoss) -> Array:
     """The scalar loss of the network's output ``a_L``: float[n, d_L] against ``y``."""
+    check_targets(output, y, loss)
     if loss == "mse":
         return mean_squared_error(output, y)
     return cross_entropy(output, y)
+
+
+def check_targets(output: Array, y: Array, loss: MLPLoss) -> None:
+    """Raise ``ValueError`` unless ``y`` fits the output: float[n, d_L] for ``"mse"``, int[n]
+    class ids for ``"cross_entropy"`` (a ``[n]`` target would broadcast to ``[n, n]``)."""
+    n, k = output.shape
+    if loss == "mse" and tuple(y.shape) != (n, k):
+        raise ValueError(
+            f"mse targets must have shape {(n, k)} like the output, got "
+            f"{tuple(y.shape)}; reshape them (e.g. y[:, None])"
+        )
+    if loss == "cross_entropy" and (
+        tuple(y.shape) != (n,) or not jnp.issubdtype(y.dtype, jnp.integer)
+    ):
+        raise ValueError(
+            f"cross_entropy targets must be int class ids of shape {(n,)}, got "
+            f"{y.dtype}{list(y.shape)}"
+        )
 
 
 def output_delta(output: Array, y: Array, loss: MLPLoss) -> Array:
@@ -158,6 +177,7 @@ def output_delta(output: Array, y: Array, loss: MLPLoss) -> Array:
     MSE ``L = Σ (a_L - y)² / (n k)`` gives ``2 (a_L - y) / (n k)``; the mean softmax
     cross-entropy gives ``(softmax(z_L) - onehot(y)) / n``.
     """
+    check_targets(output, y, loss)
     n, k = output.shape
     if loss == "mse":
         return 2.0 * (output - y.astype(output.dtype)) / (n * k)

@@ -364,7 +364,12 @@ def train_lm(config: LMConfig) -> LMRun:
     layout = setup_parallel(config.parallel)  # before any JAX work: may join other processes
     if config.compilation_cache:
         use_compilation_cache(config.compilation_cache)
+    given = config.model
     config = prepare_run_dir(config, RESUMABLE, FILLED_AT_START)
+    # The attention is the given one (tuned for this machine below), also on resume: every
+    # implementation computes the same function, and the machine may have changed.
+    attention = {"attention": given.attention, "attention_row_groups": given.attention_row_groups}
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, **attention))
     splits = load_splits(config.data)
     with Checkpointer(
         config.run_dir / "checkpoints", max_to_keep=config.loop.keep_checkpoints
