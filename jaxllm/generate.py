@@ -414,9 +414,6 @@ def generate(
       pad_id: the filler after a row's stop token.
       return_logits: also return each step's logits (``GenerationResult.step_logits``).
 
-    Returns:
-      a :class:`GenerationResult`.
-
     Raises:
       ValueError: empty or malformed prompts, ids outside the vocabulary, too long a request,
         invalid sampling settings or a missing key.

@@ -354,6 +354,16 @@ def _write_results(config: LMConfig, run: LMRun, params: Any) -> str:
     return sample
 
 
+def _run_config(config: LMConfig) -> LMConfig:
+    """The config to run with (:func:`prepare_run_dir`), its attention the given one also on
+    resume (tuned for this machine by :func:`resolve_config`): every implementation computes
+    the same function, and the machine may have changed."""
+    given = config.model
+    config = prepare_run_dir(config, RESUMABLE, FILLED_AT_START)
+    attention = {"attention": given.attention, "attention_row_groups": given.attention_row_groups}
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, **attention))
+
+
 def train_lm(config: LMConfig) -> LMRun:
     """Run the whole recipe; see the module docstring for what lands in the run folder.
 
@@ -364,12 +374,7 @@ def train_lm(config: LMConfig) -> LMRun:
     layout = setup_parallel(config.parallel)  # before any JAX work: may join other processes
     if config.compilation_cache:
         use_compilation_cache(config.compilation_cache)
-    given = config.model
-    config = prepare_run_dir(config, RESUMABLE, FILLED_AT_START)
-    # The attention is the given one (tuned for this machine below), also on resume: every
-    # implementation computes the same function, and the machine may have changed.
-    attention = {"attention": given.attention, "attention_row_groups": given.attention_row_groups}
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, **attention))
+    config = _run_config(config)
     splits = load_splits(config.data)
     with Checkpointer(
         config.run_dir / "checkpoints", max_to_keep=config.loop.keep_checkpoints
