@@ -89,3 +89,29 @@ def language_model_loss(model: Any, *, label_smoothing: float = 0.0) -> LossFn:
         return loss, {"loss": nll, "tokens": tokens.astype(jnp.float32)}
 
     return loss_fn
+
+
+def classification_loss(model: Any) -> LossFn:
+    """Cross-entropy of a sequence classifier as ``loss_fn(params, batch, key)``.
+
+    ``batch`` holds ``tokens`` (int[batch, seq]), ``mask`` (bool[batch, seq]), ``labels``
+    (int[batch]) and, for a model over weighted features, ``weights`` (float[batch, seq]); the
+    model is called as ``model.apply(variables, tokens, mask, weights, train=...)``. ``key``
+    drives dropout (``None``: evaluate). Metrics: ``loss`` and ``accuracy``.
+    """
+
+    def loss_fn(params: Any, batch: dict, key: Array | None) -> tuple[Array, dict]:
+        train = key is not None
+        logits = model.apply(
+            {"params": params},
+            batch["tokens"],
+            batch["mask"],
+            batch.get("weights"),
+            train=train,
+            rngs={"dropout": key} if train else None,
+        )
+        loss = cross_entropy(logits, batch["labels"])
+        accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == batch["labels"])
+        return loss, {"loss": loss, "accuracy": accuracy}
+
+    return loss_fn

@@ -8,6 +8,7 @@ windows. matplotlib is imported when the first figure is made, not with jaxllm.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,4 +92,29 @@ def plot_scaling(
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_confusion_matrix(
+    matrix: Any, label_names: Sequence[str], path: str | Path, *, title: str = "confusion matrix"
+) -> Path:
+    """A confusion matrix (``int[k, k]``, rows true classes, columns predictions) as a heat map
+    with each cell's count and its share of the row, saved as a PNG."""
+    import numpy as np
+
+    counts = np.asarray(matrix)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    k = len(label_names)
+    fig, ax = subplots(figsize=(1.4 * k + 2.5, 1.2 * k + 1.8))
+    ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(k):
+        for j in range(k):
+            color = "white" if shares[i, j] > 0.5 else "black"
+            text = f"{counts[i, j]}\n{100 * shares[i, j]:.1f}%"
+            ax.text(j, i, text, ha="center", va="center", color=color, fontsize=9)
+    ax.set_xticks(range(k), label_names)
+    ax.set_yticks(range(k), label_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
     return save_figure(fig, path)

@@ -14,6 +14,7 @@ Labelled texts for classification::
 """
 
 from jaxllm.data.batches import encode_corpus, eval_batches, lm_batch, pad_sequences
+from jaxllm.data.buckets import Batches, bucketed_batches, padded_length, padded_rows
 from jaxllm.data.clean import clean_corpus, deduplicate, normalize_text
 from jaxllm.data.config import DataConfig, EmptySplitError, load_splits
 from jaxllm.data.corpora import (
@@ -27,8 +28,11 @@ from jaxllm.data.corpora import (
 )
 from jaxllm.data.labelled import (
     NAMED_SENTIMENT_SETS,
+    SENTIMENT_TASKS,
     LabelledTexts,
+    align_labels,
     load_sentiment,
+    load_sentiment_split,
     read_label_folders,
     read_labelled_csv,
     read_labelled_jsonl,
@@ -48,8 +52,29 @@ from jaxllm.data.tokenizers import (
     load_tokenizer,
     train_tokenizer,
 )
+from jaxllm.data.vocab import (
+    PAD_ID,
+    UNK_ID,
+    EncodedTexts,
+    WordVocab,
+    build_word_vocab,
+    split_words,
+)
 
 __all__ = [
+    "Batches",
+    "EncodedTexts",
+    "PAD_ID",
+    "SENTIMENT_TASKS",
+    "UNK_ID",
+    "WordVocab",
+    "align_labels",
+    "bucketed_batches",
+    "build_word_vocab",
+    "load_sentiment_split",
+    "padded_length",
+    "padded_rows",
+    "split_words",
     "BPETokenizer",
     "CharTokenizer",
     "DEFAULT_BPE_VOCAB_SIZE",

@@ -532,3 +532,48 @@ def stratified_split(
             part.append(members[start:stop])
     empty = np.zeros(0, dtype=np.int64)  # no classes at all: every part is empty
     return tuple(data.subset(np.sort(np.concatenate([empty, *part]))) for part in parts)
+
+
+def load_sentiment_split(
+    name: str, *, data_dir: str | os.PathLike[str] | None = None, seed: int = 0
+) -> tuple[LabelledTexts, LabelledTexts]:
+    """``(train, test)`` of a named sentiment task: ``"sst2"`` is GLUE's train and dev files
+    (dev standing in for the unlabelled test set); ``"movie-reviews"`` and
+    ``"movie-sentences"`` are split 80/20 by :func:`stratified_split` with ``seed``.
+
+    Raises:
+        ValueError: an unknown name. FileNotFoundError: absent files (see
+            :func:`load_sentiment`).
+    """
+    if name == "sst2":
+        return load_sentiment("sst2-train", data_dir=data_dir), load_sentiment(
+            "sst2-dev", data_dir=data_dir
+        )
+    if name not in SENTIMENT_TASKS:
+        raise ValueError(f"no sentiment task named {name!r}; use one of {SENTIMENT_TASKS}")
+    train, test = stratified_split(load_sentiment(name, data_dir=data_dir), (0.8, 0.2), seed)
+    return train, test
+
+
+SENTIMENT_TASKS = ("sst2", "movie-reviews", "movie-sentences")
+
+
+def align_labels(data: LabelledTexts, label_names: Sequence[str], where: str) -> LabelledTexts:
+    """``data`` relabelled to the class ids of ``label_names`` (a training set's), matching
+    classes by name, so that a dev or test file whose classes are fewer, or ordered
+    differently, is scored against the right ones.
+
+    Raises:
+        ValueError: ``data`` holds a class that ``label_names`` lacks (a model trained on
+            ``label_names`` cannot predict it), naming it and ``where`` the data came from.
+    """
+    position = {name: i for i, name in enumerate(label_names)}
+    present = {data.label_names[i] for i in np.unique(data.labels)}
+    unseen = sorted(present - position.keys())
+    if unseen:
+        raise ValueError(
+            f"the {where} set has labels the training set lacks: {unseen} (training labels: "
+            f"{list(label_names)}); drop those examples or add them to the training data"
+        )
+    remap = np.array([position.get(name, -1) for name in data.label_names], np.int64)
+    return LabelledTexts(data.texts, remap[data.labels], tuple(label_names))

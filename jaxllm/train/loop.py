@@ -172,18 +172,21 @@ def _log_record(
     progress: _LoopProgress, step: int, learning_rate_fn: optax.Schedule | None
 ) -> dict[str, float]:
     """The record of the steps since the last one, up to ``step``: their mean metrics,
-    ``tokens_per_s`` over the interval and the learning rate; empties ``progress.pending``.
+    ``tokens_per_s`` (``steps_per_s`` when the metrics count no tokens) over the interval and
+    the learning rate; empties ``progress.pending``.
 
     Raises:
       NonFiniteLossError: one of those steps had a NaN or infinite metric.
     """
     fetched = jax.device_get(progress.pending)
     _check_finite(fetched, step - len(fetched) + 1, progress.last_good, progress.checkpoint_dir)
-    tokens = sum(float(m.get("tokens", 0.0)) for m in fetched)
-    elapsed = time.perf_counter() - progress.interval_start
+    elapsed = max(time.perf_counter() - progress.interval_start, 1e-9)
     record = _mean(fetched)
-    record.pop("tokens", None)
-    record["tokens_per_s"] = tokens / max(elapsed, 1e-9)
+    if "tokens" in record:  # a language model's; a classifier's steps count examples
+        record.pop("tokens")
+        record["tokens_per_s"] = sum(float(m["tokens"]) for m in fetched) / elapsed
+    else:
+        record["steps_per_s"] = len(fetched) / elapsed
     if learning_rate_fn is not None:
         # The schedule's count before the update.
         record["lr"] = float(np.asarray(learning_rate_fn(step - 1)))
@@ -267,7 +270,11 @@ def _publish_record(
         writer.write(step, record)
     progress.history.append({"step": step} | record)
     bar.set_postfix(
-        {k: f"{record[k]:.4g}" for k in ("loss", "val_loss", "tokens_per_s") if k in record}
+        {
+            k: f"{record[k]:.4g}"
+            for k in ("loss", "val_loss", "tokens_per_s", "steps_per_s")
+            if k in record
+        }
     )
 
 

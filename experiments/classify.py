@@ -1,0 +1,51 @@
+"""Train a neural text classifier (bag of embeddings, MLP over TF-IDF, LSTM, BiLSTM or a
+Transformer encoder) with early stopping, and score it on the test split.
+
+    python experiments/classify.py --help
+    python experiments/classify.py --name sst2-bilstm --dataset sst2 --model.encoder bilstm
+    python experiments/classify.py --dataset movie-sentences --model.encoder bag --word2vec-init
+    python experiments/classify.py --name sst2-bilstm --epochs 12 --resume        # continue a run
+
+Writes runs/<name>/: config.json, vocab.json, metrics.jsonl, tensorboard/, checkpoints/,
+loss.png, confusion.png, summary.json.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import tyro
+
+from jaxllm.config import ConfigError
+from jaxllm.data import EmptyCorpusError
+from jaxllm.recipes.classify import ClassifyConfig, train_classifier
+from jaxllm.runtime import configure_cpu
+from jaxllm.train import CheckpointError
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
+    config = tyro.cli(ClassifyConfig, args=argv, description=__doc__)
+    try:
+        run = train_classifier(config)
+    except (
+        ConfigError,
+        CheckpointError,
+        EmptyCorpusError,
+        FileExistsError,
+        FileNotFoundError,
+        ValueError,
+    ) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    test = run.test
+    print(
+        f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} "
+        f"({run.summary['parameters']:,} parameters, {run.summary['fit_seconds']:.1f} s)"
+    )
+    print(f"--- run folder: {config.run_dir} ---")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Batches of variable-length sequences with little padding: length bucketing.
+
+An epoch shuffles the examples, cuts the order into chunks of ``chunk_batches`` batches,
+sorts each chunk by length and cuts it into batches, then shuffles the batches: each batch
+holds sequences of similar length, and every batch is padded to a multiple of ``multiple``
+tokens (at most ``max_len``), so a run compiles its step for a handful of shapes only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from jaxllm.data.vocab import PAD_ID
+
+
+def padded_length(longest: int, max_len: int, multiple: int = 16) -> int:
+    """``longest`` rounded up to a multiple of ``multiple``, at most ``max_len``."""
+    return min(max_len, -(-longest // multiple) * multiple)
+
+
+def bucketed_batches(
+    lengths: np.ndarray, batch_size: int, *, seed: int, epoch: int, chunk_batches: int = 50
+) -> list[np.ndarray]:
+    """One epoch's batches of example indices, each ``int64[batch_size]``.
+
+    Every example is in one batch; the last batch is filled up with examples from the start
+    of the epoch's order, so all batches are full. Deterministic in ``(seed, epoch)``.
+    """
+    n = len(lengths)
+    if n == 0 or batch_size < 1:
+        raise ValueError(f"need examples and batch_size >= 1, got {n} examples, {batch_size}")
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(n)
+    count = -(-n // batch_size)
+    order = np.resize(order, count * batch_size)  # filled up from the start, cyclically
+    chunk = chunk_batches * batch_size
+    for start in range(0, len(order), chunk):
+        part = order[start : start + chunk]
+        order[start : start + chunk] = part[np.argsort(lengths[part], kind="stable")]
+    batches = order.reshape(count, batch_size)
+    return list(batches[rng.permutation(count)])
+
+
+def padded_rows(
+    ids: np.ndarray,
+    lengths: np.ndarray,
+    index: np.ndarray,
+    max_len: int,
+    weights: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Rows ``index`` of padded ``ids`` (``int[n, T]``) cut to their bucket's length ``L``:
+    ``{"tokens": int32[b, L], "mask": bool[b, L]}`` and ``"weights": float32[b, L]`` if given."""
+    length = padded_length(int(lengths[index].max()), max_len)
+    tokens = np.full((len(index), length), PAD_ID, np.int32)
+    width = min(length, ids.shape[1])
+    tokens[:, :width] = ids[index, :width]
+    batch = {"tokens": tokens, "mask": np.arange(length)[None, :] < lengths[index, None]}
+    if weights is not None:
+        batch["weights"] = np.zeros((len(index), length), np.float32)
+        batch["weights"][:, :width] = weights[index, :width]
+    return batch
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Batches:
+    """``step -> batch`` over labelled sequences, a pure function of the step (a resumed run
+    sees the batches an uninterrupted one would).
+
+    Attributes:
+      ids: int[n, T] padded ids; lengths: int[n]; labels: int[n].
+      weights: float[n, T] per-token weights (TF-IDF values), or ``None``.
+      batch_size, max_len, seed: see :func:`bucketed_batches` and :func:`padded_length`.
+    """
+
+    ids: np.ndarray
+    lengths: np.ndarray
+    labels: np.ndarray
+    batch_size: int
+    max_len: int
+    seed: int
+    weights: np.ndarray | None = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    @functools.lru_cache(maxsize=2)  # noqa: B019 (the current epoch's order, kept while in use)
+    def _epoch(self, epoch: int) -> list[np.ndarray]:
+        return bucketed_batches(self.lengths, self.batch_size, seed=self.seed, epoch=epoch)
+
+    def __call__(self, step: int) -> dict[str, np.ndarray]:
+        """The batch of step ``step`` (0-based): tokens, mask, labels (and weights)."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        index = self._epoch(epoch)[position]
+        batch = padded_rows(self.ids, self.lengths, index, self.max_len, self.weights)
+        return batch | {"labels": self.labels[index].astype(np.int32)}

