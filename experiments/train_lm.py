@@ -1,10 +1,14 @@
-"""Train a GPT language model on a corpus, evaluate it and sample from it.
+"""Train a GPT or LSTM language model on a corpus, evaluate it and sample from it.
 
     python experiments/train_lm.py --help
     python experiments/train_lm.py --name demo --loop.num-steps 600
     python experiments/train_lm.py --data.corpus shakespeare --data.tokenizer bpe --model.n-layer 6
+    python experiments/train_lm.py --name lstm --model-kind lstm --lstm.n-layer 2 --lstm.n-embd 256
     python experiments/train_lm.py --name demo --loop.num-steps 1200 --resume      # continue a run
     python experiments/train_lm.py --parallel.mode mesh --parallel.fsdp 2  # shard over devices
+
+``--model.*`` shapes the GPT, ``--lstm.*`` the LSTM, and ``--model-kind`` (gpt, the default, or
+lstm) picks which one trains.
 
 Across processes (here two on one machine, each with its own --parallel.process-id):
 

@@ -11,6 +11,8 @@ per step runs inside a ``lax.while_loop``, the whole thing one ``jax.jit`` compi
     result.to_lists()  # [[...], [...]] each cut at its length
 
 The sampling pieces (:func:`greedy`, :func:`sample_logits`) are pure functions of their own.
+An :class:`~jaxllm.models.LSTMLM` decodes through the same functions, its recurrent state in
+place of the cache (``lax.scan`` over the new tokens, the prompt read once).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from jax import Array
 from jaxllm.config import require
 from jaxllm.data.batches import pad_sequences
 from jaxllm.data.tokenizers import Tokenizer
-from jaxllm.models.gpt import GPT, GPTCache, GPTConfig, check_tokens, init_cache
+from jaxllm.models.gpt import GPT, GPTCache, GPTConfig, check_token_ids, check_tokens, init_cache
+from jaxllm.models.lstm_lm import LSTMLM, LSTMLMConfig, lstm_lm_prefill, lstm_lm_step
 
 # Padding slots are masked out of attention, so their id never matters; 0 is in every vocabulary
 # (an out-of-range id would embed as NaN, and NaN times a zero attention weight is still NaN).
@@ -216,7 +219,7 @@ class GenerationResult:
       lengths: int32[batch] tokens generated per row, its stop token included.
       step_logits: float32[batch, max_new_tokens, vocab] the logits each token was chosen from
         (before temperature and filters), when asked for with ``return_logits=True``; zeros for
-        steps not run because every row had stopped.
+        steps a GPT did not run because every row had stopped (an LSTM runs every step).
     """
 
     tokens: Array
@@ -361,14 +364,72 @@ def _generate_padded(
     )
 
 
+# --------------------------------------------------------------------------- LSTM decoding
+
+
+@functools.partial(
+    jax.jit, static_argnames=("model", "max_new_tokens", "sampling", "return_logits")
+)
+def _generate_lstm_padded(
+    model: LSTMLM,
+    params: Any,
+    prompt_tokens: Array,
+    prompt_mask: Array,
+    key: Array,
+    stop_token: Array,
+    pad_id: Array,
+    *,
+    max_new_tokens: int,
+    sampling: Sampling,
+    return_logits: bool,
+) -> GenerationResult:
+    """Read right-padded prompts once, then choose and feed one token per ``lax.scan`` step,
+    the LSTM's state carried (every step runs; the tokens after a row's stop token are replaced
+    by ``pad_id`` at the end).
+
+    Args:
+      prompt_tokens: int32[B, P] right-padded prompts; prompt_mask: bool[B, P] ``True`` at real
+        tokens.
+      stop_token: int32[] (-1: none); pad_id: int32[] filler after a row's stop token.
+
+    Returns:
+      a :class:`GenerationResult` with N = ``max_new_tokens`` columns.
+    """
+    logits, states = lstm_lm_prefill(model, params, prompt_tokens, prompt_mask)
+
+    def step(carry: tuple[Array, Any], index: Array) -> tuple[tuple[Array, Any], tuple]:
+        logits, states = carry  # the logits the next token is chosen from, (B, V)
+        step_key = None if sampling.greedy else jax.random.fold_in(key, index)
+        token = sampling.choose(step_key, logits)
+        return lstm_lm_step(params, token, states), (token, logits if return_logits else None)
+
+    steps = jnp.arange(max_new_tokens)
+    _, (tokens, step_logits) = jax.lax.scan(step, (logits, states), steps)  # time-major
+    tokens = tokens.T  # (B, N)
+    stops = tokens == stop_token
+    after_stop = jnp.cumsum(stops, axis=1) - stops > 0  # a stop token earlier in the row
+    return GenerationResult(
+        tokens=jnp.where(after_stop, pad_id, tokens),
+        lengths=max_new_tokens - jnp.sum(after_stop, axis=1, dtype=jnp.int32),
+        step_logits=None if step_logits is None else step_logits.swapaxes(0, 1),
+    )
+
+
+# --------------------------------------------------------------------------- requests
+
+
 def _check_request(
-    config: GPTConfig, rows: list[np.ndarray], max_new_tokens: int, stop_token: int | None
+    config: GPTConfig | LSTMLMConfig,
+    rows: list[np.ndarray],
+    max_new_tokens: int,
+    stop_token: int | None,
 ) -> None:
-    """Reject a request the model cannot serve: too many tokens, or an impossible stop token."""
+    """Reject a request the model cannot serve: too many tokens (for a GPT's context), or an
+    impossible stop token."""
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
     longest = max(len(r) for r in rows)
-    if longest + max_new_tokens > config.block_size:
+    if isinstance(config, GPTConfig) and longest + max_new_tokens > config.block_size:
         raise ValueError(
             f"the longest prompt ({longest} tokens) plus max_new_tokens ({max_new_tokens}) is "
             f"{longest + max_new_tokens} tokens, more than the model's context "
@@ -381,8 +442,37 @@ def _check_request(
         )
 
 
+def _padded_prompts(
+    config: GPTConfig | LSTMLMConfig,
+    prompts: Prompts,
+    max_new_tokens: int,
+    stop_token: int | None,
+    side: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Checked prompts padded on ``side`` ("left" or "right") to the longest: (int32[B, P]
+    tokens, bool[B, P] mask ``True`` at real tokens)."""
+    rows = _as_prompt_list(prompts)
+    _check_request(config, rows, max_new_tokens, stop_token)
+    tokens, mask = pad_sequences(rows, PROMPT_PAD_ID, side=side)
+    if isinstance(config, GPTConfig):
+        check_tokens(tokens, config)
+    else:  # an LSTM reads prompts of any length
+        check_token_ids(tokens, config.vocab_size)
+    return tokens, mask
+
+
+def _sampling(
+    key: Array | None, greedy: bool, temperature: float, top_k: int | None, top_p: float | None
+) -> Sampling:
+    """The :class:`Sampling` a request asks for; sampling (not greedy) needs a ``key``."""
+    sampling = Sampling(greedy=True) if greedy else Sampling(False, temperature, top_k, top_p)
+    if not greedy and key is None:
+        raise ValueError("sampling needs a PRNG key: pass key=jax.random.key(seed), or greedy=True")
+    return sampling
+
+
 def generate(
-    model: GPT,
+    model: GPT | LSTMLM,
     params: Any,
     prompts: Prompts,
     *,
@@ -398,19 +488,27 @@ def generate(
 ) -> GenerationResult:
     """Continue each prompt by ``max_new_tokens`` tokens (fewer if it emits ``stop_token``).
 
+    A GPT prefills a KV cache with the left-padded prompts, then feeds one token per step of a
+    ``while_loop``; an :class:`~jaxllm.models.LSTMLM` reads the right-padded prompts once for
+    each layer's state (:func:`~jaxllm.models.lstm_lm_prefill`), then feeds one token per step
+    of a ``lax.scan`` (:func:`~jaxllm.models.lstm_lm_step`), so its steps cost the same however
+    long the text. One ``jax.jit`` compiled per (model, batch, padded prompt length,
+    ``max_new_tokens``, sampling settings).
+
     Args:
-      model: a :class:`~jaxllm.models.GPT`; params: its parameters.
+      model: a :class:`~jaxllm.models.GPT` or :class:`~jaxllm.models.LSTMLM`; params: its
+        parameters.
       prompts: token-id sequences, possibly of different lengths (or an int[batch, seq] array);
         every prompt needs at least one token.
-      max_new_tokens: tokens to generate per row; the longest prompt plus this must fit in the
-        model's ``block_size``.
+      max_new_tokens: tokens to generate per row; for a GPT, the longest prompt plus this must
+        fit in the model's ``block_size`` (an LSTM takes any length).
       key: PRNG key for sampling (not needed with ``greedy=True``). Same key, same tokens.
       temperature: softmax temperature of the sampling, see :func:`sample_logits`.
       top_k: sample among the ``top_k`` most likely tokens only (``None``: all).
       top_p: sample from the smallest set of tokens whose probability reaches ``top_p``.
       greedy: take the argmax at every step instead of sampling.
       stop_token: a row that emits it is finished: it is kept (and counted in ``lengths``),
-        later positions hold ``pad_id``; decoding stops once every row is finished.
+        later positions hold ``pad_id``; a GPT stops decoding once every row is finished.
       pad_id: the filler after a row's stop token.
       return_logits: also return each step's logits (``GenerationResult.step_logits``).
 
@@ -418,16 +516,14 @@ def generate(
       ValueError: empty or malformed prompts, ids outside the vocabulary, too long a request,
         invalid sampling settings or a missing key.
     """
-    if not isinstance(model, GPT):
-        raise ValueError(f"model must be a jaxllm GPT, got {type(model).__name__}")
-    rows = _as_prompt_list(prompts)
-    _check_request(model.config, rows, max_new_tokens, stop_token)
-    sampling = Sampling(greedy=True) if greedy else Sampling(False, temperature, top_k, top_p)
-    if not greedy and key is None:
-        raise ValueError("sampling needs a PRNG key: pass key=jax.random.key(seed), or greedy=True")
-    tokens, mask = pad_sequences(rows, PROMPT_PAD_ID, side="left")
-    check_tokens(tokens, model.config)
-    return _generate_padded(
+    if not isinstance(model, (GPT, LSTMLM)):
+        raise ValueError(f"model must be a jaxllm GPT or LSTMLM, got {type(model).__name__}")
+    lstm = isinstance(model, LSTMLM)
+    side = "right" if lstm else "left"  # an LSTM's state is each row's own at its last token
+    tokens, mask = _padded_prompts(model.config, prompts, max_new_tokens, stop_token, side)
+    sampling = _sampling(key, greedy, temperature, top_k, top_p)
+    decode = _generate_lstm_padded if lstm else _generate_padded
+    return decode(
         model,
         params,
         tokens,
@@ -442,7 +538,7 @@ def generate(
 
 
 def generate_long(
-    model: GPT,
+    model: GPT | LSTMLM,
     params: Any,
     prompts: Prompts,
     *,
@@ -452,7 +548,8 @@ def generate_long(
 ) -> list[list[int]]:
     """Like :func:`generate`, but ``prompt + max_new_tokens`` may exceed the model's context.
 
-    Requests that fit are one :func:`generate` call. Longer ones decode in chunks of half the
+    Requests that fit, and every request to an LSTM (which has no context to exceed), are one
+    :func:`generate` call. Longer ones decode in chunks of half the
     context, each conditioned on the newest ``block_size - chunk`` tokens of its row (a sliding
     window, as nanoGPT crops its context), so at most a few shapes are ever compiled.
     ``settings`` are :func:`generate`'s keyword arguments.
@@ -462,7 +559,7 @@ def generate_long(
     """
     context = model.config.block_size
     rows = [list(map(int, r)) for r in _as_prompt_list(prompts)]
-    if max(len(r) for r in rows) + max_new_tokens <= context:
+    if isinstance(model, LSTMLM) or max(len(r) for r in rows) + max_new_tokens <= context:
         return generate(
             model, params, rows, max_new_tokens=max_new_tokens, key=key, **settings
         ).to_lists()
@@ -485,7 +582,7 @@ def generate_long(
 
 
 def generate_text(
-    model: GPT,
+    model: GPT | LSTMLM,
     params: Any,
     tokenizer: Tokenizer,
     prompts: Sequence[str],
@@ -496,9 +593,9 @@ def generate_text(
 ) -> list[str]:
     """Continue each text prompt; returns only the continuations, without the stop token.
 
-    ``max_new_tokens`` may exceed the model's context (see :func:`generate_long`); ``settings``
+    ``max_new_tokens`` may exceed a GPT's context (see :func:`generate_long`); ``settings``
     are :func:`generate`'s keyword arguments (``temperature``, ``top_k``, ``top_p``, ``greedy``,
-    ``stop_token``, ``pad_id``).
+    ``stop_token``, ``pad_id``). The model is a GPT or an :class:`~jaxllm.models.LSTMLM`.
     """
     if isinstance(prompts, str):
         raise ValueError("prompts must be a list of strings; wrap a single prompt in a list")

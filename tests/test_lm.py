@@ -9,12 +9,13 @@ import pytest
 
 from jaxllm.config import ConfigError
 from jaxllm.data import DataConfig, EmptyCorpusError, EmptySplitError, train_tokenizer
-from jaxllm.models import GPTConfig
+from jaxllm.models import LSTMLM, GPTConfig, LSTMLMConfig
 from jaxllm.optim import OptimizerConfig
 from jaxllm.recipes import LMConfig, train_lm
 from jaxllm.train import CheckpointError, LoopConfig, ParallelConfig, read_metrics
 
 TINY = GPTConfig(block_size=32, n_layer=1, n_head=2, n_embd=32, dropout=0.1)
+TINY_LSTM = LSTMLMConfig(block_size=24, n_layer=1, n_embd=32, dropout=0.1, embedding_dropout=0.1)
 
 
 def tiny_config(tmp_path, *, steps=8, eval_every=4, log_every=2, **kw):
@@ -69,6 +70,30 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert [r["loss"] for r in records(resumed)] == pytest.approx(
         [r["loss"] for r in records(full)], rel=1e-6
     )
+
+
+def test_lstm_run_learns_and_resumes_as_if_uninterrupted(tmp_path):
+    """``model_kind="lstm"``: the same recipe trains an LSTM on sequences of its block size,
+    samples from it and resumes it exactly; the GPT's settings are left as given."""
+    lstm = dict(model_kind="lstm", lstm=TINY_LSTM, steps=12)
+    full = train_lm(tiny_config(tmp_path, name="full", sample_tokens=10, **lstm))
+    assert isinstance(full.model, LSTMLM)
+    assert full.after["loss"] < full.before["loss"] - 0.3, (full.before, full.after)
+    assert len(full.sample) > 0 and (full.run_dir / "sample.txt").exists()
+    saved = json.loads((full.run_dir / "config.json").read_text())
+    assert saved["model_kind"] == "lstm" and saved["model"] == dataclasses.asdict(TINY)
+    assert saved["lstm"]["vocab_size"] == full.tokenizer.vocab_size
+
+    train_lm(tiny_config(tmp_path, name="split", **(lstm | {"steps": 6})))
+    resumed = train_lm(tiny_config(tmp_path, name="split", resume=True, **lstm))
+    chex.assert_trees_all_close(resumed.state.params, full.state.params, atol=1e-6, rtol=1e-6)
+    records = lambda run: read_metrics(run.run_dir / "metrics.jsonl")  # noqa: E731
+    assert [r["step"] for r in records(resumed)] == [r["step"] for r in records(full)]
+    assert [r["loss"] for r in records(resumed)] == pytest.approx(
+        [r["loss"] for r in records(full)], rel=1e-6
+    )
+    with pytest.raises(ConfigError, match="model_kind: saved 'lstm' vs given 'gpt'"):
+        train_lm(tiny_config(tmp_path, name="split", steps=14, resume=True, lstm=TINY_LSTM))
 
 
 @pytest.mark.multidevice

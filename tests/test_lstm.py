@@ -193,3 +193,26 @@ def test_backward_pass_with_recurrent_dropout_equals_autodiff():
     ours = jax.jit(jax.grad(lambda p, w: loss(lstm_scan, p, w), argnums=(0, 1)))(projected, w_h)
     expected = jax.grad(lambda p, w: loss(plain_lstm_scan, p, w), argnums=(0, 1))(projected, w_h)
     chex.assert_trees_all_close(ours, expected, atol=1e-5)
+
+
+def test_stepping_from_a_state_equals_the_layer_over_the_sequence():
+    """lstm_step from zero states, one step at a time, gives the LSTM's outputs; the state a
+    prefix leaves (sown into FINAL_STATE) lets the rest be stepped from there."""
+    from jaxllm.nn.lstm import FINAL_STATE, final_states, lstm_step
+
+    x, _ = inputs(15)
+    model = LSTM(H, num_layers=2)
+    params = model.init(jax.random.key(16), x)["params"]
+    (outputs, final), sown = model.apply({"params": params}, x, mutable=[FINAL_STATE])
+    zeros = jnp.zeros((B, H))
+    states = ((zeros, zeros), (zeros, zeros))
+    step = jax.jit(lstm_step)
+    for t in range(T):
+        h, states = step(params, x[:, t], states)
+        np.testing.assert_allclose(h, outputs[:, t], atol=1e-6)
+    chex.assert_trees_all_close(final_states(sown[FINAL_STATE], 2), states, atol=1e-6)
+    np.testing.assert_allclose(final, states[-1][1], atol=1e-6)
+    # From the state of the first 3 steps, the 4th step's output.
+    _, prefix = model.apply({"params": params}, x[:, :3], mutable=[FINAL_STATE])
+    h, _ = lstm_step(params, x[:, 3], final_states(prefix[FINAL_STATE], 2))
+    np.testing.assert_allclose(h, outputs[:, 3], atol=1e-6)

@@ -1,15 +1,26 @@
-"""Models: GPT (built from :mod:`jaxllm.nn` layers) and a multilayer perceptron written as its
-equations, with hand-derived back-propagation (:mod:`jaxllm.models.mlp`)."""
+"""Models: GPT and an LSTM language model (built from :mod:`jaxllm.nn` layers), and a
+multilayer perceptron written as its equations, with hand-derived back-propagation
+(:mod:`jaxllm.models.mlp`)."""
 
 from jaxllm.models.gpt import (
     GPT,
     GPTCache,
     GPTConfig,
+    check_token_ids,
     check_tokens,
     count_params,
     init_cache,
     init_params,
     with_cpu_tuned_attention,
+)
+from jaxllm.models.lstm_lm import (
+    LSTMLM,
+    LSTMLMConfig,
+    LSTMState,
+    init_lstm_lm_params,
+    lstm_lm_prefill,
+    lstm_lm_step,
+    tied_logits,
 )
 from jaxllm.models.mlp import (
     MLPConfig,
@@ -25,16 +36,24 @@ __all__ = [
     "GPT",
     "GPTCache",
     "GPTConfig",
+    "LSTMLM",
+    "LSTMLMConfig",
+    "LSTMState",
     "MLPConfig",
+    "check_token_ids",
     "check_tokens",
     "count_params",
     "init_cache",
+    "init_lstm_lm_params",
     "init_mlp",
     "init_params",
+    "lstm_lm_prefill",
+    "lstm_lm_step",
     "mlp_apply",
     "mlp_forward",
     "mlp_gradient_descent",
     "mlp_gradients",
     "mlp_loss",
+    "tied_logits",
     "with_cpu_tuned_attention",
 ]

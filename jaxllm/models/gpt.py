@@ -184,22 +184,29 @@ def check_tokens(tokens: Any, config: GPTConfig) -> None:
 
     Shape and dtype are checked always; the id range only for concrete (non-traced) arrays.
     """
+    check_token_ids(tokens, config.vocab_size, context=config.block_size)
+
+
+def check_token_ids(tokens: Any, vocab_size: int, *, context: int | None = None) -> None:
+    """Raise ``ValueError`` naming the problem unless ``tokens`` are int[batch, seq] ids in
+    ``[0, vocab_size)`` (checked for concrete arrays only), at most ``context`` long (``None``:
+    any length)."""
     if tokens.ndim != 2:
         raise ValueError(f"tokens must be int[batch, seq], got shape {tuple(tokens.shape)}")
     if not jnp.issubdtype(tokens.dtype, jnp.integer):
         raise ValueError(f"tokens must be integer token ids, got dtype {tokens.dtype}")
-    if tokens.shape[1] > config.block_size:
+    if context is not None and tokens.shape[1] > context:
         raise ValueError(
             f"sequence of {tokens.shape[1]} tokens is longer than the model's context "
-            f"(block_size={config.block_size}); crop it or train a model with a longer context"
+            f"(block_size={context}); crop it or train a model with a longer context"
         )
     if not isinstance(tokens, jax.core.Tracer) and tokens.size:
         ids = np.asarray(tokens)
         low, high = int(ids.min()), int(ids.max())
-        if low < 0 or high >= config.vocab_size:
+        if low < 0 or high >= vocab_size:
             bad = low if low < 0 else high
             raise ValueError(
-                f"token id {bad} is outside the vocabulary [0, {config.vocab_size}); the tokens "
+                f"token id {bad} is outside the vocabulary [0, {vocab_size}); the tokens "
                 "were probably made by a different tokenizer than the model was built for"
             )
 

@@ -12,9 +12,13 @@ from jaxllm.nn.attention import (
 from jaxllm.nn.blocked_attention import blocked_dot_product_attention
 from jaxllm.nn.dense import KERNEL_LAYOUTS, Dense, KernelLayout
 from jaxllm.nn.lstm import (
+    FINAL_STATE,
     LSTM,
     LSTMDirection,
+    final_states,
+    lstm_cell_step,
     lstm_scan,
+    lstm_step,
     reverse_padded,
     variational_keep_mask,
     word_type_dropout,
@@ -28,6 +32,7 @@ from jaxllm.nn.transformer import TransformerBlock
 __all__ = [
     "ATTENTION_IMPLEMENTATIONS",
     "AttentionImplementation",
+    "FINAL_STATE",
     "Dense",
     "KERNEL_LAYOUTS",
     "KVCache",
@@ -43,8 +48,11 @@ __all__ = [
     "causal_mask",
     "combine_masks",
     "dot_product_attention",
+    "final_states",
     "layer_norm",
+    "lstm_cell_step",
     "lstm_scan",
+    "lstm_step",
     "padding_mask",
     "reverse_padded",
     "softmax_attention",

@@ -14,9 +14,16 @@ Variational dropout draws one mask per sequence and reuses it at every time step
 layer's inputs, on the recurrent state ``h_{t-1}`` inside the recurrence, and on the outputs.
 :func:`word_type_dropout` drops whole word types of a sequence (every occurrence of a dropped
 word), the embedding dropout of the same paper.
+
+Decoding token by token goes on from a prompt's state: ``apply(..., mutable=[FINAL_STATE])``
+also returns every layer's final ``(c, h)`` (:func:`final_states`), and :func:`lstm_step`
+advances them one step with the same parameters.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -24,6 +31,9 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxllm.nn.dense import Dense
+
+# The Flax collection each LSTMDirection sows its final (c, h) into, for decoding to go on from.
+FINAL_STATE = "lstm_final_state"
 
 
 def variational_keep_mask(rng: Array, shape: tuple[int, ...], rate: float) -> Array:
@@ -124,11 +134,7 @@ def _lstm_scan_forward(
         c, h = carry
         x_proj, real = inputs  # (B, 4H), (B,)
         h_in = h * recurrent_keep
-        i, f, g, o = jnp.split(x_proj + h_in @ recurrent_kernel, 4, axis=-1)
-        i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
-        c_new = f * c + i * g
-        tanh_c = jnp.tanh(c_new)
-        h_new = o * tanh_c
+        (i, f, g, o), c_new, tanh_c, h_new = _cell(x_proj + h_in @ recurrent_kernel, c)
         real = real[:, None]
         carry = (jnp.where(real, c_new, c), jnp.where(real, h_new, h))
         saved = (jnp.concatenate([i, f, g, o], axis=-1), c, tanh_c, h_in) if save else None
@@ -137,6 +143,66 @@ def _lstm_scan_forward(
     time_major = (projected.swapaxes(0, 1), mask.swapaxes(0, 1))  # (T, B, ...)
     (c, h), (outputs, saved) = jax.lax.scan(step, (zeros, zeros), time_major)
     return outputs.swapaxes(0, 1), (c, h), saved
+
+
+def _cell(pre: Array, c: Array) -> tuple[tuple[Array, ...], Array, Array, Array]:
+    """The step's equations from its pre-activations ``x_t W_x + b + h_{t-1} W_h``
+    float[batch, 4·hidden] and ``c_{t-1}`` float[batch, hidden]: the activated gates
+    ``(i, f, g, o)``, ``c_t``, ``tanh(c_t)`` and ``h_t``."""
+    i, f, g, o = jnp.split(pre, 4, axis=-1)
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    c_new = f * c + i * g
+    tanh_c = jnp.tanh(c_new)
+    return (i, f, g, o), c_new, tanh_c, o * tanh_c
+
+
+def lstm_cell_step(
+    params: Mapping[str, Any], x: Array, state: tuple[Array, Array]
+) -> tuple[Array, Array]:
+    """One time step of an :class:`LSTMDirection` from a given state, without dropout: what
+    decoding token by token runs.
+
+    Args:
+      params: the direction's parameters (``input/kernel``, ``recurrent_kernel``, ``bias``).
+      x: float[batch, in], the step's input.
+      state: ``(c, h)``, each float[batch, hidden].
+
+    Returns:
+      the new ``(c, h)``; ``h`` is the step's output.
+    """
+    c, h = state
+    x_proj = x @ params["input"]["kernel"] + params["bias"]  # as LSTMDirection's projection
+    _, c_new, _, h_new = _cell(x_proj + h @ params["recurrent_kernel"], c)
+    return c_new, h_new
+
+
+def lstm_step(
+    params: Mapping[str, Any], x: Array, states: Sequence[tuple[Array, Array]]
+) -> tuple[Array, tuple[tuple[Array, Array], ...]]:
+    """One time step of a unidirectional :class:`LSTM` (every layer, no dropout) from each
+    layer's state, e.g. the final states of a prompt (:func:`final_states`).
+
+    Args:
+      params: the ``LSTM``'s parameters.
+      x: float[batch, in], the step's input to the first layer.
+      states: one ``(c, h)`` per layer, each float[batch, hidden].
+
+    Returns:
+      ``(h of the last layer float[batch, hidden], every layer's new (c, h))``.
+    """
+    new_states = []
+    for layer, state in enumerate(states):
+        state = lstm_cell_step(params[_direction_name(layer, False)], x, state)
+        new_states.append(state)
+        x = state[1]
+    return x, tuple(new_states)
+
+
+def final_states(sown: Mapping[str, Any], num_layers: int) -> tuple[tuple[Array, Array], ...]:
+    """Each layer's final ``(c, h)`` in the forward direction, from what an :class:`LSTM`
+    sowed into the ``FINAL_STATE`` collection (its ``apply(..., mutable=[FINAL_STATE])``:
+    ``variables[FINAL_STATE]`` at the LSTM's own scope)."""
+    return tuple(sown[_direction_name(layer, False)]["state"] for layer in range(num_layers))
 
 
 def _lstm_scan_fwd(projected, mask, recurrent_kernel, recurrent_keep):
@@ -191,7 +257,8 @@ class LSTMDirection(nn.Module):
     Parameters, the gates in the order (input, forget, cell, output): ``input/kernel:
     [in, 4·hidden]`` (``W_x``), ``recurrent_kernel: [hidden, 4·hidden]`` (``W_h``, orthogonal
     init) and ``bias: [4·hidden]`` (the forget gate's part initialised to 1, so that a new cell
-    remembers; Jozefowicz et al., 2015).
+    remembers; Jozefowicz et al., 2015). The final ``(c, h)`` is also sown, as ``"state"``, into
+    the ``FINAL_STATE`` collection, when the caller makes it mutable.
 
     Attributes:
       hidden_size: the width of ``h`` and ``c``.
@@ -220,6 +287,8 @@ class LSTMDirection(nn.Module):
             x, mask = reverse_padded(x, lengths), reverse_padded(mask, lengths)
         projected = projection(x) + bias  # (B, T, 4H)
         outputs, state = lstm_scan(projected, mask, recurrent_kernel, recurrent_keep)
+        # Kept only when the caller asks for the collection (mutable=[FINAL_STATE]).
+        self.sow(FINAL_STATE, "state", state, init_fn=lambda: state, reduce_fn=lambda _, new: new)
         if self.reverse:
             outputs = reverse_padded(outputs, lengths)
         return outputs, state

@@ -1,4 +1,5 @@
-"""The language-modelling recipe: corpus -> tokenizer -> GPT -> fit -> evaluate -> sample.
+"""The language-modelling recipe: corpus -> tokenizer -> GPT or LSTM -> fit -> evaluate ->
+sample.
 
 ``train_lm(LMConfig(...))`` is what ``experiments/train_lm.py`` and ``make demo`` run; every
 step is a call into the library, so a notebook can run the same pieces one by one.
@@ -15,10 +16,11 @@ import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import numpy as np
+from jax import Array
 
 from jaxllm.config import ConfigError, save_config
 from jaxllm.data import (
@@ -35,6 +37,7 @@ from jaxllm.generate import generate_text
 from jaxllm.losses import language_model_loss
 from jaxllm.metrics import perplexity
 from jaxllm.models.gpt import GPT, GPTConfig, init_params, with_cpu_tuned_attention
+from jaxllm.models.lstm_lm import LSTMLM, LSTMLMConfig, init_lstm_lm_params
 from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from jaxllm.recipes.run_folder import prepare_run_dir
 from jaxllm.runtime import DEFAULT_COMPILATION_CACHE, use_compilation_cache
@@ -57,13 +60,14 @@ from jaxllm.train.parallel import ParallelConfig, setup_parallel
 
 @dataclasses.dataclass(frozen=True)
 class LMConfig:
-    """A GPT language-model run.
+    """A language-model run: a GPT (``model_kind="gpt"``) or an LSTM (``"lstm"``).
 
     Attributes:
       name: run folder name under ``out_dir``.
       out_dir: parent folder of run folders.
       seed: seeds parameters, dropout and batches; the same seed gives the same run.
-      batch_size: sequences per step; each is ``model.block_size`` tokens long.
+      batch_size: sequences per step; each is the trained model's ``block_size`` tokens long
+        (:attr:`seq_len`).
       eval_batches: cap on validation batches per evaluation (0: the whole split).
       label_smoothing: label smoothing of the training loss.
       sample_tokens: tokens to generate after training (0: none).
@@ -78,9 +82,14 @@ class LMConfig:
         row groups; this recipe's default model trains ~25% faster per step on 2 cores than
         with the portable ``jax.nn.dot_product_attention``), whatever ``model.attention``
         says, and record the choice in ``config.json``. ``False``: ``model.attention`` as
-        given. No effect on other platforms.
+        given. No effect on other platforms, nor on an LSTM.
       data: the corpus and tokenizer.
+      model_kind: which model trains: ``"gpt"`` (shaped by ``model``) or ``"lstm"`` (shaped by
+        ``lstm``); the other one's settings are kept in ``config.json`` but unused.
       model: the GPT's shape (``model.vocab_size`` 0: taken from the tokenizer).
+      lstm: the LSTM language model's shape (``lstm.vocab_size`` 0: taken from the tokenizer).
+        On the default corpus (103 characters) its default has 1.08M parameters (2 layers of
+        256) and the default GPT 0.82M; ``lstm.n_embd=224`` gives 0.83M.
       optimizer: the update rule; this recipe's default is AdamW with weight decay 0.1 and
         clipping at 1.0, warm-up, and cosine decay until the end of the run.
       loop: steps, logging, evaluation, checkpoints, early stopping, progress bars.
@@ -101,7 +110,9 @@ class LMConfig:
     compilation_cache: str = DEFAULT_COMPILATION_CACHE
     cpu_tuned_attention: bool = True
     data: DataConfig = DataConfig()
+    model_kind: Literal["gpt", "lstm"] = "gpt"
     model: GPTConfig = GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
+    lstm: LSTMLMConfig = LSTMLMConfig(block_size=128, n_layer=2, n_embd=256, dropout=0.1)
     optimizer: OptimizerConfig = OptimizerConfig(
         learning_rate=2e-3, warmup_steps=40, decay_steps=-1, weight_decay=0.1, grad_clip=1.0
     )
@@ -115,10 +126,19 @@ class LMConfig:
             )
         if self.temperature <= 0 or self.top_k < 0:
             raise ConfigError("LMConfig.temperature must be > 0 and top_k >= 0")
+        if self.model_kind not in ("gpt", "lstm"):
+            raise ConfigError(
+                f"LMConfig.model_kind must be 'gpt' or 'lstm', got {self.model_kind!r}"
+            )
 
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
+
+    @property
+    def seq_len(self) -> int:
+        """Tokens per training and evaluation sequence: the trained model's ``block_size``."""
+        return self.lstm.block_size if self.model_kind == "lstm" else self.model.block_size
 
 
 # Settings a resumed run may change; anything else must match the saved config.
@@ -141,6 +161,7 @@ RESUMABLE = frozenset(
 # (every implementation computes the same function).
 FILLED_AT_START = {
     "model.vocab_size": 0,
+    "lstm.vocab_size": 0,
     "optimizer.decay_steps": -1,
     "model.attention": "jax",
     "model.attention_row_groups": 1,
@@ -153,7 +174,7 @@ class LMRun:
 
     config: LMConfig
     tokenizer: Tokenizer
-    model: GPT
+    model: GPT | LSTMLM
     state: TrainState
     fit: FitResult | None
     before: dict[str, float]
@@ -186,23 +207,26 @@ def _tokenizer_for_run(
 
 
 def resolve_config(config: LMConfig, tokenizer: Tokenizer) -> LMConfig:
-    """Fill in what the config leaves to the run: the vocabulary size, the decay length, and
-    (with ``cpu_tuned_attention``) the attention for this machine."""
-    if config.model.vocab_size not in (0, tokenizer.vocab_size):
+    """Fill in what the config leaves to the run: the trained model's vocabulary size, the
+    decay length, and (for a GPT, with ``cpu_tuned_attention``) the attention for this
+    machine."""
+    field = "lstm" if config.model_kind == "lstm" else "model"  # the trained model's shape
+    shape = getattr(config, field)
+    if shape.vocab_size not in (0, tokenizer.vocab_size):
         raise ConfigError(
-            f"model.vocab_size={config.model.vocab_size} but the {tokenizer.kind} "
-            f"tokenizer has {tokenizer.vocab_size} tokens; leave model.vocab_size "
+            f"{field}.vocab_size={shape.vocab_size} but the {tokenizer.kind} "
+            f"tokenizer has {tokenizer.vocab_size} tokens; leave {field}.vocab_size "
             "at 0 to take it from the tokenizer"
         )
-    config = dataclasses.replace(
-        config, model=dataclasses.replace(config.model, vocab_size=tokenizer.vocab_size)
-    )
+    shape = dataclasses.replace(shape, vocab_size=tokenizer.vocab_size)
+    config = dataclasses.replace(config, **{field: shape})
     if config.optimizer.decay_steps == -1:
         decay = max(config.loop.num_steps - config.optimizer.warmup_steps, 0)
         config = dataclasses.replace(
             config, optimizer=dataclasses.replace(config.optimizer, decay_steps=decay)
         )
-    if config.cpu_tuned_attention and jax.default_backend() == "cpu":
+    tune = config.model_kind == "gpt" and config.cpu_tuned_attention
+    if tune and jax.default_backend() == "cpu":
         portable = dataclasses.replace(config.model, attention="jax", attention_row_groups=1)
         model = with_cpu_tuned_attention(portable, "cpu", jax.device_count())
         config = dataclasses.replace(config, model=model)
@@ -230,12 +254,18 @@ def lm_eval_fn(
     return run
 
 
+def _model_for(config: LMConfig) -> tuple[GPT | LSTMLM, Callable[[Array], dict]]:
+    """The model ``config.model_kind`` names, and ``key -> fresh parameters`` for it."""
+    if config.model_kind == "lstm":
+        return LSTMLM(config.lstm), lambda key: init_lstm_lm_params(config.lstm, key)
+    return GPT(config.model), lambda key: init_params(config.model, key)
+
+
 def _initial_state(config: LMConfig, layout: Layout, checkpointer: Checkpointer) -> TrainState:
     """Fresh parameters placed for ``layout``, or the newest checkpoint on resume."""
     key_params, key_train = jax.random.split(jax.random.key(config.seed))
-    state = create_train_state(
-        init_params(config.model, key_params), make_optimizer(config.optimizer), key_train
-    )
+    _, init = _model_for(config)
+    state = create_train_state(init(key_params), make_optimizer(config.optimizer), key_train)
     return layout.restore(checkpointer, state) if config.resume else layout.place_state(state)
 
 
@@ -248,7 +278,7 @@ def _batch_fn(config: LMConfig, tokens: np.ndarray) -> Callable[[int], dict]:
             seed=config.seed,
             step=step,
             batch_size=config.batch_size,
-            seq_len=config.model.block_size,
+            seq_len=config.seq_len,
             process_index=jax.process_index(),
             process_count=jax.process_count(),
         )
@@ -268,11 +298,11 @@ def _train(
     checkpointer: Checkpointer,
     tokenizer: Tokenizer,
     tokens: list[np.ndarray],
-) -> tuple[GPT, FitResult, dict, Callable]:
+) -> tuple[GPT | LSTMLM, FitResult, dict, Callable]:
     """Build the model and steps, evaluate once, and ``fit``: (model, result, val metrics
     before training, the eval step)."""
     train_tokens, val_tokens, test_tokens = tokens
-    model = GPT(config.model)
+    model, _ = _model_for(config)
     state = _initial_state(config, layout, checkpointer)
     train_step = layout.train_step(
         language_model_loss(model, label_smoothing=config.label_smoothing),
@@ -284,7 +314,7 @@ def _train(
         eval_step,
         val_tokens,
         batch_size=config.batch_size,
-        seq_len=config.model.block_size,
+        seq_len=config.seq_len,
         max_batches=config.eval_batches or None,
     )
     before = val_fn(layout.plain_state(state).params)
@@ -325,7 +355,7 @@ def _write_results(config: LMConfig, run: LMRun, params: Any) -> str:
     plot_loss(
         read_metrics(run_dir / "metrics.jsonl"),
         run_dir / "loss.png",
-        title=f"{config.name}: GPT on {config.data.corpus}",
+        title=f"{config.name}: {config.model_kind.upper()} on {config.data.corpus}",
     )
     sample = ""
     if config.sample_tokens:
@@ -393,7 +423,7 @@ def train_lm(config: LMConfig) -> LMRun:
             eval_step,
             split,
             batch_size=config.batch_size,
-            seq_len=config.model.block_size,
+            seq_len=config.seq_len,
             max_batches=max_batches,
         )(state.params)
 
