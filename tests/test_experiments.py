@@ -1,5 +1,6 @@
 """The experiment scripts' command lines."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -162,6 +163,16 @@ def test_text_classification_experiment_writes_its_table_and_chart(tmp_path, cap
             str(tmp_path / "runs"),
             "--name",
             "tc",
+            "--methods",
+            "majority class",
+            "TF-IDF + logistic regression",
+            "TF-IDF + linear SVM",
+            "bag of embeddings",
+            "--seeds",
+            "0",
+            "1",
+            "--epochs",
+            "2",
         ]
     )
     out = capsys.readouterr().out
@@ -170,7 +181,13 @@ def test_text_classification_experiment_writes_its_table_and_chart(tmp_path, cap
         "skip movie-reviews" in out and "make data" in out
     )  # absent: skipped, saying how to get it
     table = (tmp_path / "runs" / "tc" / "results.md").read_text()
-    assert (
-        table.count("| movie-sentences |") == 2 and "100.0%" in table
-    )  # separable by construction
+    assert table.count("| movie-sentences |") == 4
+    rows = {line.split(" | ")[1]: line for line in table.splitlines()[2:]}
+    assert "100.0%" in rows["TF-IDF + linear SVM (C=1)"]  # separable by construction
+    assert "| 50.0% |" in rows["majority class"]  # 40 and 40: the first class, half right
+    assert " ± " in rows["bag of embeddings"]  # two seeds: mean ± std
+    records = [json.loads(line) for line in (tmp_path / "runs/tc/results.jsonl").open()]
+    bag = next(r for r in records if r["method"] == "bag of embeddings")
+    assert bag["seeds"] == 2 and bag["parameters"] > 0
+    assert (tmp_path / "runs/tc/models/movie-sentences-bag-seed1/summary.json").is_file()
     assert (tmp_path / "runs" / "tc" / "accuracy.png").stat().st_size > 5_000

@@ -58,6 +58,9 @@ class ClassifierConfig:
       dropout: dropout on the summary before the output layer, inside the Transformer, and the
         LSTM's variational dropout.
       embedding_dropout: the probability that a word type is dropped from a sequence.
+      lstm_summary: what sums up a sequence read by an LSTM: ``"final"``, the last layer's
+        final state (of each direction), or ``"max"``, the maximum of its outputs over the
+        sequence's real tokens, feature by feature (Conneau et al., 2017).
     """
 
     encoder: EncoderName = "bilstm"
@@ -70,6 +73,7 @@ class ClassifierConfig:
     max_len: int = 128
     dropout: float = 0.3
     embedding_dropout: float = 0.1
+    lstm_summary: Literal["final", "max"] = "final"
 
     def __post_init__(self):
         require(
@@ -84,6 +88,10 @@ class ClassifierConfig:
             0.0 <= self.dropout < 1.0 and 0.0 <= self.embedding_dropout < 1.0,
             "ClassifierConfig.dropout and embedding_dropout must be in [0, 1), got "
             f"{self.dropout}, {self.embedding_dropout}",
+        )
+        require(
+            self.lstm_summary in ("final", "max"),
+            f"ClassifierConfig.lstm_summary must be 'final' or 'max', got {self.lstm_summary!r}",
         )
         require(
             self.encoder != "transformer" or self.embed_dim % self.num_heads == 0,
@@ -150,7 +158,10 @@ class TextClassifier(nn.Module):
                 dropout_rate=cfg.dropout,
                 name="lstm",
             )
-            return lstm(x, mask, deterministic=not train)[1]
+            outputs, final = lstm(x, mask, deterministic=not train)
+            if cfg.lstm_summary == "final":
+                return final
+            return jnp.max(jnp.where(mask[..., None], outputs, -jnp.inf), axis=1)
         return _TransformerEncoder(cfg, name="encoder")(x, mask, train)
 
 
