@@ -216,3 +216,21 @@ def test_stepping_from_a_state_equals_the_layer_over_the_sequence():
     _, prefix = model.apply({"params": params}, x[:, :3], mutable=[FINAL_STATE])
     h, _ = lstm_step(params, x[:, 3], final_states(prefix[FINAL_STATE], 2))
     np.testing.assert_allclose(h, outputs[:, 3], atol=1e-6)
+
+
+def test_lstm_refuses_bad_inputs_clearly():
+    layer = LSTM(4, dropout_rate=0.0)
+    x = jnp.ones((2, 3, 5))
+    params = layer.init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match="not floats"):
+        layer.apply(params, x, jnp.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"mask must be bool\[batch, seq\]"):
+        layer.apply(params, x, jnp.ones((2, 4), bool))
+    with pytest.raises(ValueError, match="float\\[batch, seq, features\\]"):
+        layer.apply(params, x[0])
+    with pytest.raises(ValueError, match=r"dropout_rate must be in \[0, 1\)"):
+        LSTM(4, dropout_rate=1.0).init(jax.random.key(0), x)
+    integer_mask = jnp.array([[1, 1, 0], [1, 0, 0]])
+    chex.assert_trees_all_close(
+        layer.apply(params, x, integer_mask), layer.apply(params, x, integer_mask.astype(bool))
+    )

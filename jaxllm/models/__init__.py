@@ -1,7 +1,15 @@
-"""Models: GPT and an LSTM language model (built from :mod:`jaxllm.nn` layers), and a
+"""Models: GPT, an LSTM language model and text classifiers (built from :mod:`jaxllm.nn`
+layers), and a
 multilayer perceptron written as its equations, with hand-derived back-propagation
 (:mod:`jaxllm.models.mlp`)."""
 
+from jaxllm.models.classifiers import (
+    ENCODERS,
+    ClassifierConfig,
+    TextClassifier,
+    init_classifier,
+    with_embeddings,
+)
 from jaxllm.models.gpt import (
     GPT,
     GPTCache,
@@ -33,6 +41,11 @@ from jaxllm.models.mlp import (
 )
 
 __all__ = [
+    "ENCODERS",
+    "ClassifierConfig",
+    "TextClassifier",
+    "init_classifier",
+    "with_embeddings",
     "GPT",
     "GPTCache",
     "GPTConfig",

@@ -329,8 +329,8 @@ class LSTM(nn.Module):
           direction the state at each sequence's own last token, for the backward direction
           the state after reading back to its first.
         """
-        if mask is None:
-            mask = jnp.ones(x.shape[:2], bool)
+        _check_inputs(x, mask, self.dropout_rate)
+        mask = jnp.ones(x.shape[:2], bool) if mask is None else mask.astype(bool)
         dropout = not deterministic and self.dropout_rate > 0.0
         batch = x.shape[0]
 
@@ -353,6 +353,23 @@ class LSTM(nn.Module):
             x = jnp.concatenate([outputs for outputs, _ in results], axis=-1)
             finals = [h for _, (_, h) in results]
         return _scaled(x, keep(x.shape[-1])), jnp.concatenate(finals, axis=-1)
+
+
+def _check_inputs(x: Array, mask: Array | None, dropout_rate: float) -> None:
+    """Raise ``ValueError`` naming the problem with an LSTM's inputs or dropout rate."""
+    if not 0.0 <= dropout_rate < 1.0:
+        raise ValueError(f"LSTM dropout_rate must be in [0, 1), got {dropout_rate}")
+    if x.ndim != 3:
+        raise ValueError(f"LSTM inputs must be float[batch, seq, features], got {x.shape}")
+    if mask is None:
+        return
+    if mask.shape != x.shape[:2]:
+        raise ValueError(f"mask must be bool[batch, seq] = {x.shape[:2]}, got {mask.shape}")
+    if jnp.issubdtype(mask.dtype, jnp.floating):
+        raise ValueError(
+            "mask must be bool (True at real tokens) or 0/1 integers, not floats: a float "
+            "weight is not a padding mask"
+        )
 
 
 def _scaled(x: Array, keep: Array | None) -> Array:

@@ -4,7 +4,17 @@ Each recipe is an application of the core (``jaxllm.data``, ``models``, ``train`
 the run-folder and resume policy of :mod:`jaxllm.recipes.run_folder`.
 """
 
+from jaxllm.recipes.classify import ClassifierRun, ClassifyConfig, train_classifier
 from jaxllm.recipes.lm import LMConfig, LMRun, train_lm
 from jaxllm.recipes.run_folder import prepare_run_dir, resumed_config
 
-__all__ = ["LMConfig", "LMRun", "prepare_run_dir", "resumed_config", "train_lm"]
+__all__ = [
+    "ClassifierRun",
+    "ClassifyConfig",
+    "LMConfig",
+    "LMRun",
+    "prepare_run_dir",
+    "resumed_config",
+    "train_classifier",
+    "train_lm",
+]
