@@ -70,6 +70,10 @@ class OptimizerConfig:
         require(0.0 <= self.min_lr_ratio <= 1.0, "OptimizerConfig.min_lr_ratio must be in [0, 1]")
         require(self.decay >= 0 and self.grad_clip >= 0, "weight_decay and grad_clip must be >= 0")
         require(self.momentum >= 0, f"OptimizerConfig.momentum must be >= 0, got {self.momentum}")
+        require(
+            not self.nesterov or (self.name == "sgd" and self.momentum > 0),
+            "OptimizerConfig.nesterov needs SGD with momentum > 0 (set momentum, e.g. 0.9)",
+        )
 
     @property
     def decay(self) -> float:

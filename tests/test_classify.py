@@ -318,3 +318,14 @@ def test_resume_refuses_other_data_and_a_new_run_keeps_old_checkpoints(tmp_path,
     )
     with pytest.raises(CheckpointError, match="vocabulary built from the data differs"):
         train_classifier(recipe(tmp_path, epochs=2, resume=True), other)
+
+
+def test_a_new_run_sets_aside_what_an_attempt_without_checkpoints_left(tmp_path, data):
+    folder = tmp_path / "run-bag"
+    folder.mkdir()
+    (folder / "metrics.jsonl").write_text('{"step": 1, "loss": 9.0}\n')
+    run = train_classifier(recipe(tmp_path, epochs=1), data)
+    assert (folder / "earlier-1" / "metrics.jsonl").read_text() == '{"step": 1, "loss": 9.0}\n'
+    assert all(r.get("loss") != 9.0 for r in run.history)
+    first = json.loads((folder / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["step"] != 1 or first.get("loss") != 9.0

@@ -14,6 +14,8 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
+import jax
+
 from jaxllm.config import ConfigError, config_to_dict, load_config
 
 
@@ -85,7 +87,8 @@ def prepare_run_dir(
 ) -> C:
     """Check ``config.run_dir`` against ``config.resume``; return the config to run with.
 
-    A new run needs a folder without checkpoints; a resumed one, a folder with a saved config
+    A new run needs a folder without checkpoints (what an earlier attempt left there is set
+    aside, :func:`set_aside_earlier_attempt`); a resumed one, a folder with a saved config
     (see :func:`resumed_config`). The folder is created.
 
     Raises:
@@ -104,4 +107,23 @@ def prepare_run_dir(
             "that run, or choose another --name (nothing was overwritten)"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
+    if jax.process_index() == 0:  # the process that writes the folder's files
+        set_aside_earlier_attempt(run_dir)
     return config
+
+
+def set_aside_earlier_attempt(run_dir: Path) -> Path | None:
+    """Move what an earlier run left in ``run_dir`` without a checkpoint (it stopped before
+    its first one) into ``run_dir/earlier-<n>/``, so that the new run's ``metrics.jsonl`` and
+    ``tensorboard/`` start empty and nothing is lost. Returns that folder, if anything moved."""
+    leftovers = [p for p in run_dir.iterdir() if not p.name.startswith("earlier-")]
+    if not leftovers:
+        return None
+    n = 1
+    while (run_dir / f"earlier-{n}").exists():
+        n += 1
+    destination = run_dir / f"earlier-{n}"
+    destination.mkdir()
+    for path in leftovers:
+        path.rename(destination / path.name)
+    return destination

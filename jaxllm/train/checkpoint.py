@@ -128,8 +128,8 @@ class Checkpointer:
             raise CheckpointError(
                 f"checkpoint step {step} in {self.directory / str(step)} could not be read: it is "
                 f"corrupt, incomplete, or from a different model ({type(e).__name__}: {e}). "
-                f"It was left untouched. Other checkpoints: {others or 'none'}; restore one with "
-                "its step (--resume-step), or move the broken folder away."
+                f"It was left untouched. Other checkpoints: {others or 'none'}; move the broken "
+                "folder away to resume from the newest of them, or pass its step to restore()."
             ) from e
         return restored["state"], dict(restored["metadata"] or {})
 
