@@ -17,7 +17,7 @@ import sys
 import tyro
 
 from jaxllm.config import ConfigError
-from jaxllm.data import EmptyCorpusError
+from jaxllm.data import EmptyCorpusError, LabelsError
 from jaxllm.recipes.classify import ClassifyConfig, train_classifier
 from jaxllm.runtime import configure_cpu
 from jaxllm.train import CheckpointError
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         EmptyCorpusError,
         FileExistsError,
         FileNotFoundError,
-        ValueError,
+        LabelsError,
     ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

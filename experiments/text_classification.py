@@ -287,6 +287,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default="runs")
     args = parser.parse_args(argv)
 
+    models = Path(args.out_dir) / args.name / "models"
+    neural = [m for m in args.methods or list(METHODS) if m not in DETERMINISTIC]
+    if neural and models.is_dir() and any(models.iterdir()):
+        print(
+            f"error: {models} holds the neural runs of an earlier table; choose another --name "
+            "(nothing was overwritten)",
+            file=sys.stderr,
+        )
+        return 2
     results = run(args)
     if not results:
         print(

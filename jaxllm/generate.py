@@ -496,25 +496,21 @@ def generate(
     ``max_new_tokens``, sampling settings).
 
     Args:
-      model: a :class:`~jaxllm.models.GPT` or :class:`~jaxllm.models.LSTMLM`; params: its
-        parameters.
+      model, params: a :class:`~jaxllm.models.GPT` or :class:`~jaxllm.models.LSTMLM`, its weights.
       prompts: token-id sequences, possibly of different lengths (or an int[batch, seq] array);
         every prompt needs at least one token.
       max_new_tokens: tokens to generate per row; for a GPT, the longest prompt plus this must
         fit in the model's ``block_size`` (an LSTM takes any length).
       key: PRNG key for sampling (not needed with ``greedy=True``). Same key, same tokens.
-      temperature: softmax temperature of the sampling, see :func:`sample_logits`.
-      top_k: sample among the ``top_k`` most likely tokens only (``None``: all).
-      top_p: sample from the smallest set of tokens whose probability reaches ``top_p``.
+      temperature, top_k, top_p: the sampling (:func:`sample_logits`); ``None``: no filter.
       greedy: take the argmax at every step instead of sampling.
       stop_token: a row that emits it is finished: it is kept (and counted in ``lengths``),
         later positions hold ``pad_id``; a GPT stops decoding once every row is finished.
       pad_id: the filler after a row's stop token.
       return_logits: also return each step's logits (``GenerationResult.step_logits``).
 
-    Raises:
-      ValueError: empty or malformed prompts, ids outside the vocabulary, too long a request,
-        invalid sampling settings or a missing key.
+    Raises ``ValueError`` for empty or malformed prompts, ids outside the vocabulary, too long
+    a request, invalid sampling settings or a missing key.
     """
     if not isinstance(model, (GPT, LSTMLM)):
         raise ValueError(f"model must be a jaxllm GPT or LSTMLM, got {type(model).__name__}")

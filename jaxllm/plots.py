@@ -45,7 +45,13 @@ def save_line_plot(fig, ax, path: str | Path, *, xlabel: str, ylabel: str, title
     return save_figure(fig, path)
 
 
-def plot_loss(history: list[dict], path: str | Path, *, title: str = "training") -> Path:
+def plot_loss(
+    history: list[dict],
+    path: str | Path,
+    *,
+    title: str = "training",
+    ylabel: str = "cross-entropy (nats / token)",
+) -> Path:
     """Train loss (and validation loss where present) against step, saved as a PNG.
 
     Args:
@@ -61,9 +67,7 @@ def plot_loss(history: list[dict], path: str | Path, *, title: str = "training")
         ax.plot(*zip(*train, strict=True), label="train loss", lw=1.2)
     if val:
         ax.plot(*zip(*val, strict=True), "o-", label="validation loss", lw=1.5, ms=4)
-    return save_line_plot(
-        fig, ax, path, xlabel="step", ylabel="cross-entropy (nats / token)", title=title
-    )
+    return save_line_plot(fig, ax, path, xlabel="step", ylabel=ylabel, title=title)
 
 
 def plot_scaling(

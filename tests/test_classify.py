@@ -329,3 +329,23 @@ def test_a_new_run_sets_aside_what_an_attempt_without_checkpoints_left(tmp_path,
     assert all(r.get("loss") != 9.0 for r in run.history)
     first = json.loads((folder / "metrics.jsonl").read_text().splitlines()[0])
     assert first["step"] != 1 or first.get("loss") != 9.0
+
+
+def test_best_checkpoint_survives_when_evaluations_do_not_divide_an_epoch(tmp_path, data):
+    # 320 examples / 24 = 14 steps an epoch, evaluated every 3: 14 evaluations in 3 epochs,
+    # more than epochs × evals_per_epoch + 1.
+    run = train_classifier(recipe(tmp_path, epochs=3, evals_per_epoch=4, batch_size=24), data)
+    evals = [r for r in run.history if "val_loss" in r]
+    assert len(evals) == 14
+    assert run.best_step == min(evals, key=lambda r: r["val_loss"])["step"]
+
+
+def test_resume_with_early_stopping_stops_where_an_uninterrupted_run_does(tmp_path, data):
+    settings_ = dict(evals_per_epoch=4, patience=2)
+    whole = train_classifier(recipe(tmp_path / "a", epochs=8, **settings_), data)
+    train_classifier(recipe(tmp_path / "b", epochs=1, **settings_), data)
+    resumed = train_classifier(recipe(tmp_path / "b", epochs=8, resume=True, **settings_), data)
+    assert resumed.best_step == whole.best_step
+    chex.assert_trees_all_close(resumed.params, whole.params, atol=1e-6)
+    again = train_classifier(recipe(tmp_path / "b", epochs=8, resume=True, **settings_), data)
+    assert again.history == [] and again.best_step == whole.best_step  # a stopped run stays so

@@ -191,3 +191,31 @@ def test_text_classification_experiment_writes_its_table_and_chart(tmp_path, cap
     assert bag["seeds"] == 2 and bag["parameters"] > 0
     assert (tmp_path / "runs/tc/models/movie-sentences-bag-seed1/summary.json").is_file()
     assert (tmp_path / "runs" / "tc" / "accuracy.png").stat().st_size > 5_000
+
+
+def write_tiny_sst2(folder: Path, labels_in_train=(0, 1)) -> None:
+    rng = np.random.default_rng(0)
+    (folder / "sst2").mkdir(parents=True)
+    for name, n in (("train.tsv", 200), ("dev.tsv", 40)):
+        rows = ["sentence\tlabel"]
+        for i in range(n):
+            label = labels_in_train[i % len(labels_in_train)] if name == "train.tsv" else i % 2
+            words = rng.choice(["great", "fun"] if label else ["dull", "flat"], 2)
+            rows.append(" ".join([*words, "film"]) + f"\t{label}")
+        (folder / "sst2" / name).write_text("\n".join(rows) + "\n")
+
+
+def test_classify_cli_trains_and_reports_bad_data_in_one_line(tmp_path, capsys):
+    classify = load_script("experiments/classify.py")
+    common = ["--out-dir", str(tmp_path / "runs"), "--epochs", "1", "--no-progress"]
+    common += ["--model.encoder", "bag", "--model.embed-dim", "8", "--model.hidden-size", "8"]
+    write_tiny_sst2(tmp_path / "ok")
+    code = classify.main(["--name", "ok", "--data-dir", str(tmp_path / "ok"), *common])
+    out = capsys.readouterr().out
+    assert code == 0 and "test accuracy" in out
+    assert (tmp_path / "runs" / "ok" / "confusion.png").is_file()
+    write_tiny_sst2(tmp_path / "one", labels_in_train=(1,))
+    code = classify.main(["--name", "one", "--data-dir", str(tmp_path / "one"), *common])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "one class" in err
+    assert "Traceback" not in err

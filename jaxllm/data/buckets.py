@@ -16,8 +16,14 @@ import numpy as np
 from jaxllm.data.vocab import PAD_ID
 
 
-def padded_length(longest: int, max_len: int, multiple: int = 16) -> int:
-    """``longest`` rounded up to a multiple of ``multiple``, at most ``max_len``."""
+def padded_length(
+    longest: int, max_len: int, multiple: int = 16, *, geometric: bool = False
+) -> int:
+    """``longest`` rounded up to a multiple of ``multiple`` (with ``geometric``, to
+    ``multiple`` times a power of two: for widths that range over orders of magnitude, such
+    as a document's TF-IDF features), at most ``max_len``."""
+    if geometric:
+        return min(max_len, multiple * 2 ** max(int(np.ceil(np.log2(longest / multiple))), 0))
     return min(max_len, -(-longest // multiple) * multiple)
 
 
@@ -52,8 +58,9 @@ def padded_rows(
     weights: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Rows ``index`` of padded ``ids`` (``int[n, T]``) cut to their bucket's length ``L``:
-    ``{"tokens": int32[b, L], "mask": bool[b, L]}`` and ``"weights": float32[b, L]`` if given."""
-    length = padded_length(int(lengths[index].max()), max_len)
+    ``{"tokens": int32[b, L], "mask": bool[b, L]}`` and ``"weights": float32[b, L]`` if given
+    (weighted rows are TF-IDF features, whose widths are padded geometrically)."""
+    length = padded_length(int(lengths[index].max()), max_len, geometric=weights is not None)
     tokens = np.full((len(index), length), PAD_ID, np.int32)
     width = min(length, ids.shape[1])
     tokens[:, :width] = ids[index, :width]
@@ -92,7 +99,8 @@ class Batches:
         return bucketed_batches(self.lengths, self.batch_size, seed=self.seed, epoch=epoch)
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
-        """The batch of step ``step`` (0-based): tokens, mask, labels (and weights)."""
+        """The batch of step ``step`` (0-based): ``tokens`` int32[batch, L], ``mask``
+        bool[batch, L], ``labels`` int32[batch] (and ``weights`` float32[batch, L])."""
         epoch, position = divmod(step, self.steps_per_epoch)
         index = self._epoch(epoch)[position]
         batch = padded_rows(self.ids, self.lengths, index, self.max_len, self.weights)

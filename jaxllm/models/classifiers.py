@@ -161,7 +161,8 @@ class TextClassifier(nn.Module):
             outputs, final = lstm(x, mask, deterministic=not train)
             if cfg.lstm_summary == "final":
                 return final
-            return jnp.max(jnp.where(mask[..., None], outputs, -jnp.inf), axis=1)
+            pooled = jnp.max(jnp.where(mask[..., None], outputs, -jnp.inf), axis=1)
+            return jnp.where(jnp.any(mask, axis=1)[:, None], pooled, 0.0)  # no token: zeros
         return _TransformerEncoder(cfg, name="encoder")(x, mask, train)
 
 

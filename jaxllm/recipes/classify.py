@@ -31,7 +31,9 @@ import numpy as np
 
 from jaxllm.config import ConfigError, require, save_config
 from jaxllm.data import (
+    EmptyCorpusError,
     LabelledTexts,
+    LabelsError,
     WordVocab,
     align_labels,
     build_word_vocab,
@@ -70,6 +72,7 @@ from jaxllm.train import (
     create_train_state,
     fit,
     make_train_step,
+    read_metrics,
 )
 from jaxllm.train.step import jit_train_step
 
@@ -94,13 +97,17 @@ class ClassifyConfig:
       ngram_max, min_df: the TF-IDF features of the ``"tfidf_mlp"`` encoder.
       batch_size, eval_batch_size: examples per training step and per evaluation batch.
       epochs: passes over the training split (at most; early stopping may end sooner).
-      evals_per_epoch: dev evaluations (and checkpoints) per epoch.
+      evals_per_epoch: dev evaluations (and checkpoints) per epoch: every
+        ``steps_per_epoch // evals_per_epoch`` steps, and at the end.
       patience: stop after this many evaluations without a lower dev loss (0: never).
       word2vec_init: start the embedding table from word2vec vectors trained (skip-gram,
         ``model.embed_dim`` dimensions, ``word2vec_epochs`` passes) on the training texts, or
         read from ``word2vec_file`` (word2vec's text format, e.g. ``experiments/word2vec.py``'s
         output) when that is set.
-      resume: continue the run in ``out_dir/name`` from its newest checkpoint.
+      resume: continue the run in ``out_dir/name`` from its newest checkpoint (early stopping
+        goes on from its record; a run that had stopped early stays stopped). More ``epochs``
+        may be given; a decay length filled in at the start (``optimizer.decay_steps=-1``)
+        keeps the original run's.
       progress: show progress bars.
       compilation_cache: see :class:`jaxllm.recipes.LMConfig`.
       model: the classifier (``vocab_size`` and ``num_classes`` 0: taken from the data).
@@ -194,7 +201,7 @@ def labelled_splits(
     given, or ``config.dataset``'s train and test with the dev split held out of train.
 
     Raises:
-      ValueError: fewer than two classes in training, or dev/test labels training lacks.
+      LabelsError: fewer than two classes in training, or dev/test labels training lacks.
     """
     if data is None:
         train, test = load_classification_data(config)
@@ -206,7 +213,7 @@ def labelled_splits(
     present = np.unique(train.labels)
     if len(present) < 2:
         names = [train.label_names[i] for i in present]
-        raise ValueError(
+        raise LabelsError(
             f"the training set holds {len(present)} class ({names}); a classifier needs "
             "examples of at least two"
         )
@@ -237,7 +244,7 @@ def _featurizer(config: ClassifyConfig, train: LabelledTexts) -> _Features:
         )
     empty = [i for i, t in enumerate(train.texts) if not t.strip()]
     if empty:
-        raise ValueError(
+        raise EmptyCorpusError(
             f"{len(empty)} training texts are empty (the first at index {empty[0]}); "
             "remove them: an empty text teaches nothing"
         )
@@ -321,7 +328,7 @@ def _say(config: ClassifyConfig, message: str) -> None:
 def _initial_params(config: ClassifyConfig, vocab: WordVocab | None, train: LabelledTexts) -> Any:
     """Fresh parameters; with ``word2vec_init``, the embedding table from word2vec (not on
     resume: the checkpoint replaces them)."""
-    params = init_classifier(config.model, jax.random.key(config.seed))
+    params = init_classifier(config.model, jax.random.fold_in(jax.random.key(config.seed), 0))
     if config.resume or vocab is None or not (config.word2vec_init or config.word2vec_file):
         return params
     words, vectors = _word2vec_vectors(config, train)
@@ -349,32 +356,47 @@ def _loop_config(config: ClassifyConfig, train_size: int) -> LoopConfig:
     an epoch, keeping enough checkpoints that the best is never deleted before it is used."""
     per_epoch = steps_per_epoch(config, train_size)
     eval_every = max(per_epoch // config.evals_per_epoch, 1)
+    num_steps = config.epochs * per_epoch
+    # With early stopping the best is at most `patience` evaluations old; one more slot for a
+    # checkpoint saved on Ctrl-C. Without it, every evaluation's checkpoint is kept.
+    evaluations = -(-num_steps // eval_every) + 1
     return LoopConfig(
-        num_steps=config.epochs * per_epoch,
+        num_steps=num_steps,
         log_every=max(min(eval_every // 4, 50), 1),
         eval_every=eval_every,
-        keep_checkpoints=(config.patience or config.epochs * config.evals_per_epoch) + 1,
+        keep_checkpoints=(config.patience or evaluations) + 2,
         patience=config.patience,
         progress=config.progress,
     )
 
 
-def _best_checkpoint(checkpointer: Checkpointer) -> int:
-    """The kept checkpoint of lowest dev loss (the newest if none records one)."""
-    steps = checkpointer.steps()
-    losses = {s: checkpointer.read_metadata(s).get("val_loss", float("inf")) for s in steps}
-    return min(steps, key=lambda s: (losses[s], -s))
+def _best_checkpoint(checkpointer: Checkpointer, best_step: int | None) -> int:
+    """``best_step``, the step of the lowest dev loss (``fit``'s record, kept across resumes),
+    after checking its checkpoint is on disk."""
+    if best_step is None or best_step not in checkpointer.steps():
+        raise CheckpointError(
+            f"the checkpoint of the best dev loss (step {best_step}) is not in "
+            f"{checkpointer.directory} (kept: {checkpointer.steps()}); it was removed by hand "
+            "or by a run with fewer kept checkpoints. Start a new run"
+        )
+    return best_step
 
 
-def _check_fingerprint(
-    config: ClassifyConfig, checkpointer: Checkpointer, fingerprint: str
+def _check_resumed_data(
+    config: ClassifyConfig, checkpointer: Checkpointer, fingerprint: str, label_names: tuple
 ) -> None:
-    """On resume: the data must give the vocabulary (or features) the checkpoint was
-    trained with."""
+    """On resume: the data must give the classes and the vocabulary (or features) the
+    checkpoint was trained with."""
     if not config.resume:
         return
-    saved = checkpointer.read_metadata().get("vocab_fingerprint")
-    if saved != fingerprint:
+    saved = checkpointer.read_metadata()
+    if saved.get("label_names") != list(label_names):
+        raise CheckpointError(
+            f"the checkpoints in {config.run_dir} were trained on the classes "
+            f"{saved.get('label_names')}, the data has {list(label_names)}; resume with the "
+            "original data, or start a new run with another --name"
+        )
+    if saved.get("vocab_fingerprint") != fingerprint:
         raise CheckpointError(
             f"the vocabulary built from the data differs from the one the checkpoints in "
             f"{config.run_dir} were trained with: the data or its settings changed. Resume "
@@ -430,7 +452,7 @@ def _prepare(
     features = _featurizer(config, train)
     if config.resume:
         with Checkpointer(config.run_dir / "checkpoints") as checkpointer:
-            _check_fingerprint(config, checkpointer, features.fingerprint)
+            _check_resumed_data(config, checkpointer, features.fingerprint, train.label_names)
     splits = {
         name: features.encode(d) for name, d in (("train", train), ("dev", dev), ("test", test))
     }
@@ -466,12 +488,14 @@ def train_classifier(
     with Checkpointer(config.run_dir / "checkpoints", max_to_keep=keep) as checkpointer:
         params = _initial_params(config, features.vocab, train)
         state = create_train_state(
-            params, make_optimizer(config.optimizer), jax.random.key(config.seed + 1)
+            params,
+            make_optimizer(config.optimizer),
+            jax.random.fold_in(jax.random.key(config.seed), 1),  # dropout; 0 drew the parameters
         )
         if config.resume:
             state, _ = checkpointer.restore(state)
         result = _fit(config, splits, state, checkpointer, metadata, predict)
-        best_step = _best_checkpoint(checkpointer)
+        best_step = _best_checkpoint(checkpointer, result.best_step)
         best, _ = checkpointer.restore(result.state, best_step)
     seconds = time.perf_counter() - start
     run = ClassifierRun(
@@ -515,7 +539,8 @@ def _finish(run: ClassifierRun, splits: dict[str, EncodedSplit], seconds: float)
     run_dir = config.run_dir
     (run_dir / "summary.json").write_text(json.dumps(run.summary, indent=2) + "\n")
     title = f"{config.name}: {config.model.encoder}"
-    plot_loss(run.history, run_dir / "loss.png", title=title)
+    history = read_metrics(run_dir / "metrics.jsonl")  # the whole run's, across resumes
+    plot_loss(history, run_dir / "loss.png", title=title, ylabel="cross-entropy (nats / example)")
     plot_confusion_matrix(
         run.test["confusion"], run.label_names, run_dir / "confusion.png", title=f"{title}, test"
     )

@@ -94,8 +94,11 @@ def word2vec_table(
     vocab: WordVocab, words: Sequence[str], vectors: np.ndarray, table: np.ndarray
 ) -> tuple[np.ndarray, int]:
     """``table`` (float[len(vocab), d], a fresh embedding table) with the rows of the words
-    that have a vector replaced by it, scaled to the table's per-coordinate spread; returns
-    the table and how many words got a vector."""
+    that have a vector replaced by it, all scaled by one factor so that their standard
+    deviation is the table's; returns the table and how many words got a vector.
+
+    Args:
+      vocab: the classifier's words; words, vectors: float[n, d] word2vec vectors."""
     if vectors.shape[1] != table.shape[1]:
         raise ValueError(
             f"word2vec vectors have {vectors.shape[1]} dimensions but the model's embeddings "

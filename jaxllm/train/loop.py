@@ -91,6 +91,10 @@ def _mean(metrics: list[dict]) -> dict[str, float]:
     return {k: float(np.mean([float(m[k]) for m in metrics])) for k in metrics[0]}
 
 
+# Checkpoint metadata: [best validation loss, its step, evaluations since it].
+_EARLY_STOPPING_KEY = "early_stopping"
+
+
 @dataclasses.dataclass
 class _LoopProgress:
     """What ``fit`` carries from one step to the next.
@@ -117,12 +121,21 @@ class _LoopProgress:
     stop_reason: str = "completed"
 
     @classmethod
-    def at_start(cls, checkpointer: Checkpointer | None) -> _LoopProgress:
-        """Nothing logged yet; the last good checkpoint is the newest one on disk."""
-        return cls(
-            last_good=checkpointer.latest_step() if checkpointer else None,
-            checkpoint_dir=str(checkpointer.directory) if checkpointer else "",
+    def at_start(cls, checkpointer: Checkpointer | None, patience: int) -> _LoopProgress:
+        """Nothing logged yet; the last good checkpoint is the newest one on disk, and the
+        early-stopping record (best loss, its step, evaluations since) is the one it saved, so
+        a resumed run stops where an uninterrupted one would (at once, if it had stopped)."""
+        latest = checkpointer.latest_step() if checkpointer else None
+        progress = cls(
+            last_good=latest, checkpoint_dir=str(checkpointer.directory) if checkpointer else ""
         )
+        if checkpointer is not None and latest is not None:
+            saved = checkpointer.read_metadata(latest).get(_EARLY_STOPPING_KEY)
+            if saved:
+                progress.best_val, progress.best_step, progress.evals_since_best = saved
+        if patience and progress.evals_since_best >= patience:
+            progress.stop_reason = "early_stopping"
+        return progress
 
     def result(self, state: TrainState) -> FitResult:
         """What ``fit`` returns when it ends with ``state``."""
@@ -225,6 +238,12 @@ def _save(
     meta = dict(metadata or {})
     if "val_loss" in record:
         meta["val_loss"] = record["val_loss"]
+    if progress.best_val is not None:
+        meta[_EARLY_STOPPING_KEY] = [
+            progress.best_val,
+            progress.best_step,
+            progress.evals_since_best,
+        ]
     checkpointer.save(step, state, meta)
     progress.last_good = step
 
@@ -366,10 +385,11 @@ def fit(
         plain=plain_state or (lambda s: s),
     )
     start = int(hooks.plain(state).step)
-    progress = _LoopProgress.at_start(checkpointer)
+    progress = _LoopProgress.at_start(checkpointer, config.patience)
+    end = start if progress.stop_reason == "early_stopping" else config.num_steps
     bar = _progress_bar(config, start, shown=primary)
     try:
-        for step in range(start + 1, config.num_steps + 1):  # step: steps done after this one
+        for step in range(start + 1, end + 1):  # step: steps done after this one
             state, metrics = train_step(state, batch_fn(step - 1))
             if _after_step(progress, hooks, config, step, state, metrics, bar):
                 break
