@@ -471,6 +471,16 @@ def _sampling(
     return sampling
 
 
+def _decoder(model: GPT | LSTMLM) -> tuple[Callable[..., GenerationResult], str]:
+    """``model``'s jitted decoding loop, and the side its prompts are padded on: an LSTM's
+    on the right (its state is each row's own at its last token), a GPT's on the left."""
+    if isinstance(model, LSTMLM):
+        return _generate_lstm_padded, "right"
+    if isinstance(model, GPT):
+        return _generate_padded, "left"
+    raise ValueError(f"model must be a jaxllm GPT or LSTMLM, got {type(model).__name__}")
+
+
 def generate(
     model: GPT | LSTMLM,
     params: Any,
@@ -488,21 +498,22 @@ def generate(
 ) -> GenerationResult:
     """Continue each prompt by ``max_new_tokens`` tokens (fewer if it emits ``stop_token``).
 
-    A GPT prefills a KV cache with the left-padded prompts, then feeds one token per step of a
-    ``while_loop``; an :class:`~jaxllm.models.LSTMLM` reads the right-padded prompts once for
-    each layer's state (:func:`~jaxllm.models.lstm_lm_prefill`), then feeds one token per step
-    of a ``lax.scan`` (:func:`~jaxllm.models.lstm_lm_step`), so its steps cost the same however
-    long the text. One ``jax.jit`` compiled per (model, batch, padded prompt length,
-    ``max_new_tokens``, sampling settings).
+    A GPT prefills a KV cache with the left-padded prompts, then decodes in a ``while_loop``;
+    an :class:`~jaxllm.models.LSTMLM` reads the right-padded prompts once for each layer's
+    state, then decodes in a ``lax.scan``. One ``jax.jit`` compiled per (model, batch, padded
+    prompt length, ``max_new_tokens``, sampling settings).
 
     Args:
-      model, params: a :class:`~jaxllm.models.GPT` or :class:`~jaxllm.models.LSTMLM`, its weights.
+      model: a :class:`~jaxllm.models.GPT` or :class:`~jaxllm.models.LSTMLM`.
+      params: its parameters.
       prompts: token-id sequences, possibly of different lengths (or an int[batch, seq] array);
         every prompt needs at least one token.
       max_new_tokens: tokens to generate per row; for a GPT, the longest prompt plus this must
         fit in the model's ``block_size`` (an LSTM takes any length).
       key: PRNG key for sampling (not needed with ``greedy=True``). Same key, same tokens.
-      temperature, top_k, top_p: the sampling (:func:`sample_logits`); ``None``: no filter.
+      temperature: softmax temperature of the sampling, see :func:`sample_logits`.
+      top_k: sample among the ``top_k`` most likely tokens only (``None``: all).
+      top_p: sample from the smallest set of tokens whose probability reaches ``top_p``.
       greedy: take the argmax at every step instead of sampling.
       stop_token: a row that emits it is finished: it is kept (and counted in ``lengths``),
         later positions hold ``pad_id``; a GPT stops decoding once every row is finished.
@@ -512,13 +523,9 @@ def generate(
     Raises ``ValueError`` for empty or malformed prompts, ids outside the vocabulary, too long
     a request, invalid sampling settings or a missing key.
     """
-    if not isinstance(model, (GPT, LSTMLM)):
-        raise ValueError(f"model must be a jaxllm GPT or LSTMLM, got {type(model).__name__}")
-    lstm = isinstance(model, LSTMLM)
-    side = "right" if lstm else "left"  # an LSTM's state is each row's own at its last token
+    decode, side = _decoder(model)
     tokens, mask = _padded_prompts(model.config, prompts, max_new_tokens, stop_token, side)
     sampling = _sampling(key, greedy, temperature, top_k, top_p)
-    decode = _generate_lstm_padded if lstm else _generate_padded
     return decode(
         model,
         params,
