@@ -14,7 +14,6 @@ checkpoint to check it is decoding with the tokenizer it was trained with.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from jaxllm.data.json_files import json_fingerprint, write_json_atomically
 
 # Documents are joined with this for tokenizers without an end-of-text token,
 # so the character alphabet always contains it.
@@ -103,23 +104,6 @@ def _as_token_ids(ids: Sequence[int] | np.ndarray, vocab_size: int) -> np.ndarra
     return array.astype(np.int64)
 
 
-def _canonical_json(content: dict[str, Any]) -> str:
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def _fingerprint(content: dict[str, Any]) -> str:
-    return hashlib.sha256(_canonical_json(content).encode("ascii")).hexdigest()
-
-
-def _write_json_atomically(content: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    # A crash mid-write must not leave a truncated tokenizer beside a checkpoint.
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
-    os.replace(partial, path)
-
-
 def _code_points(text: str) -> np.ndarray:
     """Unicode code points of ``text``: uint32[len(text)] (lone surrogates kept)."""
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
@@ -185,10 +169,10 @@ class CharTokenizer:
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        _write_json_atomically(self.to_dict(), path)
+        write_json_atomically(self.to_dict(), path)
 
     def fingerprint(self) -> str:
-        return _fingerprint(self.to_dict())
+        return json_fingerprint(self.to_dict())
 
     def __repr__(self) -> str:
         return f"CharTokenizer(vocab_size={self.vocab_size})"
@@ -280,10 +264,10 @@ class BPETokenizer:
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        _write_json_atomically(self.to_dict(), path)
+        write_json_atomically(self.to_dict(), path)
 
     def fingerprint(self) -> str:
-        return _fingerprint(self.to_dict())
+        return json_fingerprint(self.to_dict())
 
     def __repr__(self) -> str:
         return f"BPETokenizer(vocab_size={self.vocab_size})"

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxllm.data.corpora import EmptyCorpusError
-from jaxllm.data.tokenizers import _fingerprint, _write_json_atomically
+from jaxllm.data.json_files import json_fingerprint, write_json_atomically
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
@@ -111,10 +111,10 @@ class WordVocab:
 
     def fingerprint(self) -> str:
         """A hash of the words in id order: equal for equal vocabularies."""
-        return _fingerprint({"words": list(self.words)})
+        return json_fingerprint({"words": list(self.words)})
 
     def save(self, path: str | Path) -> None:
-        _write_json_atomically({"words": list(self.words), "counts": list(self.counts)}, path)
+        write_json_atomically({"words": list(self.words), "counts": list(self.counts)}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> WordVocab:

@@ -180,7 +180,9 @@ class ClassifierRun:
     predict_fn: PredictFn
 
     def predict(self, texts: list[str]) -> np.ndarray:
-        """int64[len(texts)] class ids (names: ``label_names``)."""
+        """int64[len(texts)] class ids (names: ``label_names``), from the best checkpoint.
+        Words beyond ``model.max_len`` are cut, unknown words read as ``<unk>`` and an empty
+        text as one ``<unk>``, as in training (:meth:`jaxllm.data.WordVocab.encode`)."""
         if isinstance(texts, str):
             raise TypeError("predict takes a list of texts, not one string; wrap it in a list")
         data = LabelledTexts(list(texts), np.zeros(len(texts), np.int64), self.label_names)

@@ -11,7 +11,7 @@ import numpy as np
 from jaxllm.classic import TfidfConfig, fit_vectorizer
 from jaxllm.classic.tfidf import Vectorizer
 from jaxllm.data import EncodedTexts, LabelledTexts, WordVocab, split_words
-from jaxllm.data.tokenizers import _fingerprint
+from jaxllm.data.json_files import json_fingerprint
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -67,7 +67,7 @@ def tfidf_vectorizer(texts: Sequence[str], *, ngram_max: int, min_df: int) -> Ve
 
 def vectorizer_fingerprint(vectorizer: Vectorizer) -> str:
     """A hash of the feature names in column order."""
-    return _fingerprint({"terms": list(vectorizer.terms)})
+    return json_fingerprint({"terms": list(vectorizer.terms)})
 
 
 def encode_tfidf(vectorizer: Vectorizer, data: LabelledTexts) -> EncodedSplit:

@@ -1,0 +1,27 @@
+"""JSON files a run folder keeps beside its checkpoints (tokenizers, vocabularies): a content
+fingerprint that equal contents share, and a write that never leaves a truncated file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def json_fingerprint(content: dict[str, Any]) -> str:
+    """The SHA-256 of ``content`` as canonical JSON (sorted keys, no spaces, ASCII): equal for
+    equal contents, whatever their key order."""
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def write_json_atomically(content: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write ``content`` as UTF-8 JSON at ``path`` through a ``.partial`` file renamed into
+    place: a crash mid-write leaves the old file (or none), never a truncated one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
+    os.replace(partial, path)
