@@ -27,6 +27,11 @@ def padded_length(
     return min(max_len, -(-longest // multiple) * multiple)
 
 
+def batches_per_epoch(n: int, batch_size: int) -> int:
+    """Full batches that hold ``n`` examples once each (the last one filled up)."""
+    return -(-n // batch_size)
+
+
 def bucketed_batches(
     lengths: np.ndarray, batch_size: int, *, seed: int, epoch: int, chunk_batches: int = 50
 ) -> list[np.ndarray]:
@@ -40,7 +45,7 @@ def bucketed_batches(
         raise ValueError(f"need examples and batch_size >= 1, got {n} examples, {batch_size}")
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(n)
-    count = -(-n // batch_size)
+    count = batches_per_epoch(n, batch_size)
     order = np.resize(order, count * batch_size)  # filled up from the start, cyclically
     chunk = chunk_batches * batch_size
     for start in range(0, len(order), chunk):
@@ -92,7 +97,7 @@ class Batches:
 
     @property
     def steps_per_epoch(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        return batches_per_epoch(len(self.lengths), self.batch_size)
 
     @functools.lru_cache(maxsize=2)  # noqa: B019 (the current epoch's order, kept while in use)
     def _epoch(self, epoch: int) -> list[np.ndarray]:

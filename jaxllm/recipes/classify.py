@@ -40,9 +40,9 @@ from jaxllm.data import (
     load_sentiment_split,
     stratified_split,
 )
-from jaxllm.data.buckets import Batches, padded_rows
+from jaxllm.data.buckets import Batches, batches_per_epoch, padded_rows
 from jaxllm.embeddings.word2vec import Word2VecConfig, load_word2vec_format, train_word2vec
-from jaxllm.losses import classification_loss
+from jaxllm.losses import classification_loss, cross_entropy
 from jaxllm.metrics import accuracy, confusion_matrix, f1_score
 from jaxllm.models.classifiers import (
     ClassifierConfig,
@@ -281,7 +281,7 @@ def resolve_config(
 
 def steps_per_epoch(config: ClassifyConfig, train_size: int) -> int:
     """Training steps per pass over ``train_size`` examples (the last batch filled up)."""
-    return max(-(-train_size // config.batch_size), 1)
+    return max(batches_per_epoch(train_size, config.batch_size), 1)
 
 
 PredictFn = Callable[[Any, EncodedSplit], np.ndarray]
@@ -312,8 +312,7 @@ def make_predict_fn(model: TextClassifier, batch_size: int) -> PredictFn:
 
 def split_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, Any]:
     """Loss (mean cross-entropy), accuracy, macro-F1 and the confusion matrix of ``logits``."""
-    log_probs = jax.nn.log_softmax(jnp.asarray(logits), axis=-1)
-    loss = -float(jnp.mean(jnp.take_along_axis(log_probs, jnp.asarray(labels)[:, None], 1)))
+    loss = float(cross_entropy(jnp.asarray(logits), jnp.asarray(labels)))
     predicted = np.argmax(logits, axis=-1)
     return {
         "loss": loss,
