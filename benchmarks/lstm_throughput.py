@@ -3,15 +3,19 @@
     python benchmarks/lstm_throughput.py                       # 1 and 2 layers, hidden 256 and 512
     python benchmarks/lstm_throughput.py --layers 1 --hidden 256 --repeats 3
     python benchmarks/lstm_throughput.py --no-torch --json-only
+    python benchmarks/lstm_throughput.py --torch-reuse-memory  # PyTorch with jaxllm's heap settings
 
 Per configuration, on a fixed random batch of ``--batch`` sequences of ``--seq`` steps whose
 width equals the hidden size, float32: a training step (forward, the mean square of the
 outputs as the loss, backward, Adam with learning rate 1e-3) and an inference forward pass.
 jaxllm runs one jitted step; PyTorch runs the same eagerly on its oneDNN LSTM kernels, with
-the same weights. Reported: tokens/s (batch · seq per second, median of ``--repeats`` timed
-calls after a warm-up; the two sides alternate), the first call (for JAX trace + compile +
-run), and the ratio jaxllm / PyTorch. The last line printed is one JSON object with every
-figure.
+the same weights. Each side runs in a fresh process of its own (:func:`measure` says why):
+jaxllm's with jaxllm's memory settings (``jaxllm.runtime.configure_cpu``), PyTorch's with
+glibc's defaults, as a PyTorch user runs, unless ``--torch-reuse-memory`` gives it the same
+settings. Reported: tokens/s (batch · seq per second, median of ``--repeats`` timed calls
+after the first; a side's training and inference calls alternate), the first call (for JAX
+trace + compile + run), and the ratio jaxllm / PyTorch. The last line printed is one JSON
+object with every figure.
 """
 
 from __future__ import annotations
@@ -26,8 +30,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from harness import Timing, background_load, cpu_snapshot, machine_info, print_report, timed_call
+from harness import (
+    Timing,
+    background_load,
+    cpu_snapshot,
+    machine_info,
+    print_report,
+    run_in_fresh_process,
+    timed_call,
+)
 from jaxllm.nn import LSTM
+from jaxllm.runtime import OPT_OUT_ENV as REUSE_MEMORY_ENV
 from jaxllm.runtime import configure_cpu
 
 SEED = 0
@@ -100,27 +113,56 @@ def torch_runners(x: np.ndarray, params: Any, layers: int) -> tuple[Callable, Ca
     return train, infer
 
 
-def measure(layers: int, hidden: int, batch: int, seq: int, repeats: int, with_torch: bool) -> dict:
-    """One configuration's figures; the sides' timed calls alternate."""
-    x = random_batch(batch, seq, hidden)
-    params, train, infer = jaxllm_runners(x, hidden, layers)
-    sides = {"": {"train": train, "infer": infer}}
-    if with_torch:
-        torch_train, torch_infer = torch_runners(x, params, layers)
-        sides["torch_"] = {"train": torch_train, "infer": torch_infer}
-    row: dict[str, Any] = {"layers": layers, "hidden": hidden, "batch": batch, "seq": seq}
-    for prefix, runners in sides.items():
-        row[f"{prefix}first_train_s"] = timed_call(runners["train"])[0]
-        row[f"{prefix}first_infer_s"] = timed_call(runners["infer"])[0]
+def side_figures(runners: dict[str, Callable[[], None]], tokens: int, repeats: int) -> dict:
+    """One side's first call and median tokens/s per kind (``train``, ``infer``); the kinds'
+    timed calls alternate."""
+    figures: dict[str, Any] = {
+        f"first_{kind}_s": timed_call(runner)[0] for kind, runner in runners.items()
+    }
     start = cpu_snapshot()
-    seconds = {(prefix, kind): [] for prefix in sides for kind in ("train", "infer")}
+    seconds: dict[str, list[float]] = {kind: [] for kind in runners}
     for _ in range(repeats):
-        for (prefix, kind), times in seconds.items():
-            times.append(timed_call(sides[prefix][kind])[0])
-    row["background_load"] = background_load(start, cpu_snapshot())
-    for (prefix, kind), times in seconds.items():
-        row[f"{prefix}{kind}_tokens_per_s"] = batch * seq / Timing.from_seconds(times).median_s
+        for kind, runner in runners.items():
+            seconds[kind].append(timed_call(runner)[0])
+    figures["background_load"] = background_load(start, cpu_snapshot())
+    for kind, times in seconds.items():
+        figures[f"{kind}_tokens_per_s"] = tokens / Timing.from_seconds(times).median_s
+    return figures
+
+
+def jaxllm_side(x: np.ndarray, hidden: int, layers: int, repeats: int) -> tuple[dict, Any]:
+    """jaxllm's figures, and its initial parameters (as NumPy) for PyTorch to start from."""
+    params, train, infer = jaxllm_runners(x, hidden, layers)
+    figures = side_figures({"train": train, "infer": infer}, x.shape[0] * x.shape[1], repeats)
+    return figures, jax.device_get(params)
+
+
+def torch_side(x: np.ndarray, params: Any, layers: int, repeats: int) -> dict:
+    """PyTorch's figures, from jaxllm's initial parameters."""
+    train, infer = torch_runners(x, params, layers)
+    return side_figures({"train": train, "infer": infer}, x.shape[0] * x.shape[1], repeats)
+
+
+def measure(
+    layers: int,
+    hidden: int,
+    batch: int,
+    seq: int,
+    repeats: int,
+    with_torch: bool,
+    torch_reuse_memory: bool = False,
+) -> dict:
+    """One configuration's figures. Each side runs in a fresh process of its own: once
+    PyTorch's OpenMP threads have started in a process, JAX's calls there run up to 25%
+    slower (2 layers, hidden 256, 2 cores), and the two share one heap."""
+    x = random_batch(batch, seq, hidden)
+    ours, params = run_in_fresh_process(jaxllm_side, x, hidden, layers, repeats)
+    row: dict[str, Any] = {"layers": layers, "hidden": hidden, "batch": batch, "seq": seq}
+    row.update(ours)
     if with_torch:
+        memory = {REUSE_MEMORY_ENV: "1" if torch_reuse_memory else "0"}
+        theirs = run_in_fresh_process(torch_side, x, params, layers, repeats, environment=memory)
+        row.update({f"torch_{name}": value for name, value in theirs.items()})
         for kind in ("train", "infer"):
             row[f"{kind}_ratio_vs_torch"] = (
                 row[f"{kind}_tokens_per_s"] / row[f"torch_{kind}_tokens_per_s"]
@@ -167,6 +209,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seq", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument(
+        "--torch-reuse-memory",
+        action="store_true",
+        help="run PyTorch with jaxllm's memory settings too (default: glibc's defaults)",
+    )
     parser.add_argument("--json-only", action="store_true", help="print only the JSON line")
     return parser.parse_args(argv)
 
@@ -178,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_torch and not with_torch and not args.json_only:
         print("torch is not installed (pip install -e '.[bench]'): no reference figures")
     rows = [
-        measure(layers, hidden, args.batch, args.seq, args.repeats, with_torch)
+        measure(
+            layers, hidden, args.batch, args.seq, args.repeats, with_torch, args.torch_reuse_memory
+        )
         for layers, hidden in itertools.product(args.layers, args.hidden)
     ]
     result = {
@@ -186,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         "seq": args.seq,
         "repeats": args.repeats,
+        "torch_reuse_memory": args.torch_reuse_memory,
         "machine": machine_info(),
         "rows": rows,
     }

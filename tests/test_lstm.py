@@ -84,11 +84,11 @@ def test_padding_gives_each_sequence_the_state_it_has_alone():
 @settings(max_examples=20, deadline=None)
 @given(lengths=st.lists(st.integers(1, 6), min_size=1, max_size=4), seed=st.integers(0, 999))
 def test_reverse_padded_reverses_only_the_real_steps(lengths, seed):
-    x = np.random.default_rng(seed).normal(size=(len(lengths), 6, 2)).astype(np.float32)
-    reversed_x = np.asarray(reverse_padded(jnp.asarray(x), jnp.asarray(lengths)))
+    x = np.random.default_rng(seed).normal(size=(6, len(lengths), 2)).astype(np.float32)
+    reversed_x = np.asarray(reverse_padded(jnp.asarray(x), jnp.asarray(lengths)))  # time-major
     for b, n in enumerate(lengths):
-        np.testing.assert_array_equal(reversed_x[b, :n], x[b, :n][::-1])
-        np.testing.assert_array_equal(reversed_x[b, n:], x[b, n:])
+        np.testing.assert_array_equal(reversed_x[:n, b], x[:n, b][::-1])
+        np.testing.assert_array_equal(reversed_x[n:, b], x[n:, b])
 
 
 def test_variational_masks_are_constant_over_time_and_differ_across_sequences():
@@ -160,7 +160,8 @@ def test_gradients_equal_those_of_flax_lstm_cells(num_layers, bidirectional):
 
 
 def plain_lstm_scan(projected, mask, w_h, keep):
-    """The recurrence written plainly, differentiated by JAX: the reference for the VJP."""
+    """The recurrence written plainly, time-major, differentiated by JAX: the reference for
+    the VJP."""
     hidden = w_h.shape[0]
 
     def step(carry, inputs):
@@ -172,26 +173,38 @@ def plain_lstm_scan(projected, mask, w_h, keep):
         real = real[:, None]
         return (jnp.where(real, c_new, c), jnp.where(real, h_new, h)), jnp.where(real, h_new, 0)
 
-    zeros = jnp.zeros((projected.shape[0], hidden))
-    carry, outputs = jax.lax.scan(step, (zeros, zeros), (projected.swapaxes(0, 1), mask.T))
-    return outputs.swapaxes(0, 1), carry
+    zeros = jnp.zeros((projected.shape[1], hidden))
+    mask = jnp.ones(projected.shape[:2], bool) if mask is None else mask
+    return jax.lax.scan(step, (zeros, zeros), (projected, mask))[::-1]
 
 
-def test_backward_pass_with_recurrent_dropout_equals_autodiff():
+@pytest.mark.parametrize("masking", ["padded", "holes", "none"])
+@pytest.mark.parametrize("dropout", [True, False])
+def test_backward_pass_equals_autodiff(masking, dropout):
+    """The hand-written VJP of the time-major scan against JAX differentiating the plain
+    recurrence: with end padding, with gaps inside sequences, without a mask; with and
+    without recurrent dropout."""
     from jaxllm.nn.lstm import lstm_scan
 
-    _, mask = inputs()
-    projected = jax.random.normal(jax.random.key(11), (B, T, 4 * H))
+    mask = {
+        "padded": inputs()[1].T,
+        "holes": jax.random.bernoulli(jax.random.key(10), 0.7, (T, B)),
+        "none": None,
+    }[masking]
+    projected = jax.random.normal(jax.random.key(11), (T, B, 4 * H))
     w_h = jax.random.normal(jax.random.key(12), (H, 4 * H)) / 2
-    keep = variational_keep_mask(jax.random.key(13), (B, H), 0.4)
-    weights = jax.random.normal(jax.random.key(14), (B, T, H))
+    keep = variational_keep_mask(jax.random.key(13), (B, H), 0.4) if dropout else None
+    weights = jax.random.normal(jax.random.key(14), (T, B, H))
 
     def loss(scan, projected, w_h):
         outputs, (c, h) = scan(projected, mask, w_h, keep)
         return jnp.sum(outputs * weights) + jnp.sum(c * h)
 
+    plain_keep = jnp.ones((B, H)) if keep is None else keep
     ours = jax.jit(jax.grad(lambda p, w: loss(lstm_scan, p, w), argnums=(0, 1)))(projected, w_h)
-    expected = jax.grad(lambda p, w: loss(plain_lstm_scan, p, w), argnums=(0, 1))(projected, w_h)
+    expected = jax.grad(
+        lambda p, w: loss(lambda *a: plain_lstm_scan(*a[:3], plain_keep), p, w), argnums=(0, 1)
+    )(projected, w_h)
     chex.assert_trees_all_close(ours, expected, atol=1e-5)
 
 

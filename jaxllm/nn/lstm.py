@@ -73,87 +73,96 @@ def reverse_padded(x: Array, lengths: Array) -> Array:
     """Each sequence's first ``lengths[b]`` steps in reverse order, its padding left in place.
 
     Args:
-      x: float[batch, seq, ...], padded at the end.
+      x: float[seq, batch, ...], time-major, padded at the end of each sequence.
       lengths: int[batch].
 
     Returns:
-      float[batch, seq, ...]; applying it twice gives ``x`` back.
+      float[seq, batch, ...]; applying it twice gives ``x`` back.
     """
-    t = jnp.arange(x.shape[1])[None, :]  # (1, T)
-    index = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # (B, T)
+    t = jnp.arange(x.shape[0])[:, None]  # (T, 1)
+    index = jnp.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)  # (T, B)
     index = index.reshape(*index.shape, *([1] * (x.ndim - 2)))
-    return jnp.take_along_axis(x, index, axis=1)
+    return jnp.take_along_axis(x, index, axis=0)
+
+
+@jax.custom_vjp
+def _lstm_scan(
+    projected: Array, mask: Array | None, recurrent_kernel: Array, recurrent_keep: Array | None
+) -> tuple[Array, tuple[Array, Array]]:
+    outputs, state, _ = _lstm_scan_forward(projected, mask, recurrent_kernel, recurrent_keep)
+    return outputs, state
 
 
 def lstm_scan(
-    projected: Array, mask: Array, recurrent_kernel: Array, recurrent_keep: Array | None
+    projected: Array, mask: Array | None, recurrent_kernel: Array, recurrent_keep: Array | None
 ) -> tuple[Array, tuple[Array, Array]]:
     """Run the recurrence over time from a zero state, given the inputs already projected.
 
-    Differentiable, with a backward pass written for speed (:func:`_lstm_scan_backward`): the
-    backward scan carries only the state's gradients and emits each step's gate gradients, so
-    ``∂L/∂W_h`` is one matrix product over every step after it, not a sum inside the loop.
+    Time-major, as the loop runs. Differentiable, with a backward pass written for speed
+    (:func:`_lstm_scan_backward`): the backward scan carries only the state's gradients and
+    emits each step's gate gradients, so ``∂L/∂W_h`` is one matrix product over every step
+    after it, not a sum inside the loop.
 
     Args:
-      projected: float[batch, seq, 4·hidden], ``x_t W_x + b`` for every step.
-      mask: bool[batch, seq], ``False`` at padding: there the state is carried unchanged and
-        the output is 0, so the final state is each sequence's state at its own last token.
+      projected: float[seq, batch, 4·hidden], ``x_t W_x + b`` for every step.
+      mask: bool[seq, batch], ``False`` at padding: there the state is carried unchanged and
+        the output is 0, so the final state is each sequence's state at its own last token
+        (``None``: every step is real, and the loop skips the masking).
       recurrent_kernel: float[hidden, 4·hidden], ``W_h``.
       recurrent_keep: float[batch, hidden], the variational dropout scales applied to
         ``h_{t-1}`` at every step (``None``: no dropout). Not differentiated.
 
     Returns:
-      ``(outputs float[batch, seq, hidden], (c, h) each float[batch, hidden])``
+      ``(outputs float[seq, batch, hidden], (c, h) each float[batch, hidden])``
     """
-    batch, _, width = projected.shape
-    if recurrent_keep is None:
-        recurrent_keep = jnp.ones((batch, width // 4), projected.dtype)
     return _lstm_scan(projected, mask, recurrent_kernel, recurrent_keep)
 
 
-@jax.custom_vjp
-def _lstm_scan(
-    projected: Array, mask: Array, recurrent_kernel: Array, recurrent_keep: Array
-) -> tuple[Array, tuple[Array, Array]]:
-    outputs, state, _ = _lstm_scan_forward(
-        projected, mask, recurrent_kernel, recurrent_keep, save=False
-    )
-    return outputs, state
-
-
 def _lstm_scan_forward(
-    projected: Array, mask: Array, recurrent_kernel: Array, recurrent_keep: Array, *, save: bool
-) -> tuple[Array, tuple[Array, Array], tuple[Array, ...] | None]:
-    """The forward scan; with ``save``, also returns, time-major, what the backward pass
-    needs: the gate activations ``[i, f, g, o]`` (T, B, 4H), ``c_{t-1}`` and ``tanh(c_t)``
-    (T, B, H), and the recurrent input ``h_{t-1} ⊙ keep`` (T, B, H)."""
-    batch, _, width = projected.shape
+    projected: Array, mask: Array | None, recurrent_kernel: Array, recurrent_keep: Array | None
+) -> tuple[Array, tuple[Array, Array], tuple[Any, ...]]:
+    """The forward scan. Also returns, time-major, what the backward pass needs: the activated
+    gates ``(i, f, g, o)`` and the carried ``c``, each float[seq, batch, hidden], and (with a
+    mask) the carried ``h`` (without one it equals the outputs)."""
+    _, batch, width = projected.shape
     zeros = jnp.zeros((batch, width // 4), projected.dtype)
 
-    def step(carry: tuple[Array, Array], inputs: tuple[Array, Array]):
+    def step(carry: tuple[Array, Array], inputs: Any):
         c, h = carry
-        x_proj, real = inputs  # (B, 4H), (B,)
-        h_in = h * recurrent_keep
-        (i, f, g, o), c_new, tanh_c, h_new = _cell(x_proj + h_in @ recurrent_kernel, c)
+        x_proj, real = inputs  # (B, 4H), (B,) or None
+        h_in = h if recurrent_keep is None else h * recurrent_keep
+        gates, c_new, h_new = _cell(x_proj + h_in @ recurrent_kernel, c)
+        if real is None:
+            return (c_new, h_new), (h_new, gates, c_new, None)
         real = real[:, None]
-        carry = (jnp.where(real, c_new, c), jnp.where(real, h_new, h))
-        saved = (jnp.concatenate([i, f, g, o], axis=-1), c, tanh_c, h_in) if save else None
-        return carry, (jnp.where(real, h_new, 0.0), saved)
+        c_new, output, h_new = (
+            jnp.where(real, c_new, c),
+            jnp.where(real, h_new, 0.0),
+            jnp.where(real, h_new, h),
+        )
+        return (c_new, h_new), (output, gates, c_new, h_new)
 
-    time_major = (projected.swapaxes(0, 1), mask.swapaxes(0, 1))  # (T, B, ...)
-    (c, h), (outputs, saved) = jax.lax.scan(step, (zeros, zeros), time_major)
-    return outputs.swapaxes(0, 1), (c, h), saved
+    (c, h), (outputs, gates, cs, hs) = jax.lax.scan(step, (zeros, zeros), (projected, mask))
+    return outputs, (c, h), (gates, cs, outputs if hs is None else hs)
 
 
-def _cell(pre: Array, c: Array) -> tuple[tuple[Array, ...], Array, Array, Array]:
+def _activate(pre: Array) -> Array:
+    """σ on the input, forget and output gates' pre-activations and tanh on the cell input's,
+    in one elementwise pass over float[batch, 4·hidden] (``tanh(x) = 2σ(2x) - 1``): the loop
+    then runs one fused kernel per step where four slices would run four."""
+    hidden = pre.shape[-1] // 4
+    is_cell_input = jnp.arange(4 * hidden) // hidden == 2
+    sigma = jax.nn.sigmoid(jnp.where(is_cell_input, 2.0 * pre, pre))
+    return jnp.where(is_cell_input, 2.0 * sigma - 1.0, sigma)
+
+
+def _cell(pre: Array, c: Array) -> tuple[tuple[Array, ...], Array, Array]:
     """The step's equations from its pre-activations ``x_t W_x + b + h_{t-1} W_h``
     float[batch, 4·hidden] and ``c_{t-1}`` float[batch, hidden]: the activated gates
-    ``(i, f, g, o)``, ``c_t``, ``tanh(c_t)`` and ``h_t``."""
-    i, f, g, o = jnp.split(pre, 4, axis=-1)
-    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    ``(i, f, g, o)``, ``c_t`` and ``h_t``."""
+    i, f, g, o = jnp.split(_activate(pre), 4, axis=-1)
     c_new = f * c + i * g
-    tanh_c = jnp.tanh(c_new)
-    return (i, f, g, o), c_new, tanh_c, o * tanh_c
+    return (i, f, g, o), c_new, o * jnp.tanh(c_new)
 
 
 def lstm_cell_step(
@@ -172,7 +181,7 @@ def lstm_cell_step(
     """
     c, h = state
     x_proj = x @ params["input"]["kernel"] + params["bias"]  # as LSTMDirection's projection
-    _, c_new, _, h_new = _cell(x_proj + h @ params["recurrent_kernel"], c)
+    _, c_new, h_new = _cell(x_proj + h @ params["recurrent_kernel"], c)
     return c_new, h_new
 
 
@@ -206,10 +215,10 @@ def final_states(sown: Mapping[str, Any], num_layers: int) -> tuple[tuple[Array,
 
 
 def _lstm_scan_fwd(projected, mask, recurrent_kernel, recurrent_keep):
-    outputs, state, saved = _lstm_scan_forward(
-        projected, mask, recurrent_kernel, recurrent_keep, save=True
+    outputs, state, (gates, cs, hs) = _lstm_scan_forward(
+        projected, mask, recurrent_kernel, recurrent_keep
     )
-    return (outputs, state), (saved, mask, recurrent_kernel, recurrent_keep)
+    return (outputs, state), (gates, cs, hs, mask, recurrent_kernel, recurrent_keep)
 
 
 def _lstm_scan_backward(residuals, cotangents):
@@ -218,34 +227,50 @@ def _lstm_scan_backward(residuals, cotangents):
     dh = r (dH + dy_t);   dc = r dC + dh ⊙ o ⊙ (1 - tanh²(c_t))
     d[i, f, g, o] = [dc g i(1-i),  dc c_{t-1} f(1-f),  dc i (1-g²),  dh tanh(c_t) o(1-o)]
     dH ← (d[i,f,g,o] W_hᵀ) ⊙ keep + (1 - r) dH;   dC ← dc ⊙ f + (1 - r) dC
-    """
-    (gates, c_prev, tanh_c, h_in), mask, recurrent_kernel, recurrent_keep = residuals
-    d_outputs, (d_c, d_h) = cotangents
 
-    def step(carry: tuple[Array, Array], inputs: tuple[Array, ...]):
+    ``c_{t-1}`` and ``h_{t-1}`` are the carried states one step earlier (zero before the
+    first); ``tanh(c_t)`` is recomputed, cheaper than storing it.
+    """
+    gates, cs, hs, mask, recurrent_kernel, recurrent_keep = residuals
+    d_outputs, (d_c, d_h) = cotangents
+    kernel_t = recurrent_kernel.T  # (4H, H), transposed once, outside the loop
+
+    def step(carry: tuple[Array, Array], inputs: Any):
         dC, dH = carry
-        dy, gate, c_before, tanh_ct, real = inputs
-        i, f, g, o = jnp.split(gate, 4, axis=-1)
-        r = real[:, None].astype(dy.dtype)
-        dh = r * (dH + dy)
-        dc = r * dC + dh * o * (1.0 - tanh_ct**2)
+        dy, (i, f, g, o), c_t, c_before, real = inputs
+        r = None if real is None else real[:, None].astype(dy.dtype)
+        dh = dH + dy if r is None else r * (dH + dy)
+        tanh_c = jnp.tanh(c_t)
+        dc = (dC if r is None else r * dC) + dh * o * (1.0 - tanh_c**2)
         d_pre = jnp.concatenate(
             [
                 dc * g * i * (1 - i),
                 dc * c_before * f * (1 - f),
                 dc * i * (1 - g**2),
-                dh * tanh_ct * o * (1 - o),
+                dh * tanh_c * o * (1 - o),
             ],
             axis=-1,
         )  # (B, 4H)
-        dH = (d_pre @ recurrent_kernel.T) * recurrent_keep + (1.0 - r) * dH
-        return (dc * f + (1.0 - r) * dC, dH), d_pre
+        dH_new = d_pre @ kernel_t
+        dH_new = dH_new if recurrent_keep is None else dH_new * recurrent_keep
+        dC_new = dc * f
+        if r is not None:  # padding passes the state's gradients on unchanged
+            dC_new, dH_new = dC_new + (1.0 - r) * dC, dH_new + (1.0 - r) * dH
+        return (dC_new, dH_new), d_pre
 
-    inputs = (d_outputs.swapaxes(0, 1), gates, c_prev, tanh_c, mask.swapaxes(0, 1))
+    inputs = (d_outputs, gates, cs, _one_step_earlier(cs), mask)
     _, d_pre = jax.lax.scan(step, (d_c, d_h), inputs, reverse=True)  # (T, B, 4H)
+    h_in = _one_step_earlier(hs)
+    h_in = h_in if recurrent_keep is None else h_in * recurrent_keep
     width = d_pre.shape[-1]
     d_kernel = h_in.reshape(-1, width // 4).T @ d_pre.reshape(-1, width)  # one product: (H, 4H)
-    return d_pre.swapaxes(0, 1), None, d_kernel, None
+    return d_pre, None, d_kernel, None
+
+
+def _one_step_earlier(x: Array) -> Array:
+    """float[seq, batch, hidden] shifted one step later in time, zeros first: each step's
+    value of the step before."""
+    return jnp.concatenate([jnp.zeros_like(x[:1]), x[:-1]])
 
 
 _lstm_scan.defvjp(_lstm_scan_fwd, _lstm_scan_backward)
@@ -270,10 +295,11 @@ class LSTMDirection(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x: Array, mask: Array, recurrent_keep: Array | None
+        self, x: Array, mask: Array | None, recurrent_keep: Array | None
     ) -> tuple[Array, tuple[Array, Array]]:
-        """x: float[batch, seq, in], mask: bool[batch, seq] -> (float[batch, seq, hidden],
-        the final (c, h)); outputs are in the original time order either way."""
+        """Time-major, as :func:`lstm_scan`: x: float[seq, batch, in], mask: bool[seq, batch]
+        or ``None`` (no padding) -> (float[seq, batch, hidden], the final (c, h)); outputs are
+        in the original time order either way."""
         hidden = self.hidden_size
         projection = Dense(
             4 * hidden, use_bias=False, kernel_init=nn.initializers.lecun_normal(), name="input"
@@ -282,16 +308,21 @@ class LSTMDirection(nn.Module):
             "recurrent_kernel", nn.initializers.orthogonal(), (hidden, 4 * hidden), jnp.float32
         )
         bias = self.param("bias", _forget_gate_ones, (4 * hidden,), jnp.float32)
-        lengths = jnp.sum(mask, axis=1)
         if self.reverse:
-            x, mask = reverse_padded(x, lengths), reverse_padded(mask, lengths)
-        projected = projection(x) + bias  # (B, T, 4H)
+            x, mask = _reversed(x, mask), None if mask is None else _reversed(mask, mask)
+        projected = projection(x) + bias  # (T, B, 4H)
         outputs, state = lstm_scan(projected, mask, recurrent_kernel, recurrent_keep)
         # Kept only when the caller asks for the collection (mutable=[FINAL_STATE]).
         self.sow(FINAL_STATE, "state", state, init_fn=lambda: state, reduce_fn=lambda _, new: new)
         if self.reverse:
-            outputs = reverse_padded(outputs, lengths)
+            outputs = _reversed(outputs, mask)
         return outputs, state
+
+
+def _reversed(x: Array, mask: Array | None) -> Array:
+    """Time-major ``x`` with each sequence's real steps (all of them without a ``mask``) in
+    reverse order."""
+    return jnp.flip(x, axis=0) if mask is None else reverse_padded(x, jnp.sum(mask, axis=0))
 
 
 class LSTM(nn.Module):
@@ -330,9 +361,10 @@ class LSTM(nn.Module):
           the state after reading back to its first.
         """
         _check_inputs(x, mask, self.dropout_rate)
-        mask = jnp.ones(x.shape[:2], bool) if mask is None else mask.astype(bool)
+        x = x.swapaxes(0, 1)  # time-major from here on: (T, B, C)
+        mask = None if mask is None else mask.astype(bool).T  # (T, B)
         dropout = not deterministic and self.dropout_rate > 0.0
-        batch = x.shape[0]
+        batch = x.shape[1]
 
         def keep(width: int) -> Array | None:  # a fresh per-sequence mask, when training
             if not dropout:
@@ -352,7 +384,8 @@ class LSTM(nn.Module):
             ]
             x = jnp.concatenate([outputs for outputs, _ in results], axis=-1)
             finals = [h for _, (_, h) in results]
-        return _scaled(x, keep(x.shape[-1])), jnp.concatenate(finals, axis=-1)
+        outputs = _scaled(x, keep(x.shape[-1])).swapaxes(0, 1)  # (B, T, directions·H)
+        return outputs, jnp.concatenate(finals, axis=-1)
 
 
 def _check_inputs(x: Array, mask: Array | None, dropout_rate: float) -> None:
@@ -373,8 +406,9 @@ def _check_inputs(x: Array, mask: Array | None, dropout_rate: float) -> None:
 
 
 def _scaled(x: Array, keep: Array | None) -> Array:
-    """``x: [batch, seq, features]`` times a per-sequence mask ``[batch, features]``, if any."""
-    return x if keep is None else x * keep[:, None, :].astype(x.dtype)
+    """Time-major ``x: [seq, batch, features]`` times a per-sequence mask ``[batch,
+    features]``, if any."""
+    return x if keep is None else x * keep[None, :, :].astype(x.dtype)
 
 
 def _forget_gate_ones(key: Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32) -> Array:
