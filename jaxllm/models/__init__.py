@@ -1,8 +1,9 @@
-"""Models: GPT, an LSTM language model and text classifiers (built from :mod:`jaxllm.nn`
-layers), and a
+"""Models: GPT, BERT, an LSTM language model and text classifiers (built from
+:mod:`jaxllm.nn` layers), and a
 multilayer perceptron written as its equations, with hand-derived back-propagation
 (:mod:`jaxllm.models.mlp`)."""
 
+from jaxllm.models.bert import BERT, BertConfig, init_bert_params
 from jaxllm.models.classifiers import (
     ENCODERS,
     ClassifierConfig,
@@ -41,6 +42,9 @@ from jaxllm.models.mlp import (
 )
 
 __all__ = [
+    "BERT",
+    "BertConfig",
+    "init_bert_params",
     "ENCODERS",
     "ClassifierConfig",
     "TextClassifier",

@@ -9,13 +9,17 @@ import jax.numpy as jnp
 
 
 def layer_norm(
-    *, use_bias: bool = True, dtype: Any = jnp.float32, name: str | None = None
+    *,
+    use_bias: bool = True,
+    dtype: Any = jnp.float32,
+    epsilon: float = 1e-5,
+    name: str | None = None,
 ) -> nn.LayerNorm:
-    """LayerNorm over the last axis, eps 1e-5 as in GPT-2/PyTorch; optional bias (nanoGPT's
-    ``bias``).
+    """LayerNorm over the last axis, eps 1e-5 as in GPT-2/PyTorch (BERT's is 1e-12); optional
+    bias (nanoGPT's ``bias``).
 
     Statistics are computed in float32 whatever the compute dtype.
     """
     return nn.LayerNorm(
-        epsilon=1e-5, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, name=name
+        epsilon=epsilon, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, name=name
     )

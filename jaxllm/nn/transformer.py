@@ -1,8 +1,9 @@
-"""The pre-LayerNorm Transformer block shared by GPT, BERT and the encoder-decoder."""
+"""The Transformer block shared by GPT, BERT and the encoder-decoder: pre-LayerNorm (GPT-2)
+or post-LayerNorm (the original Transformer and BERT)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -10,13 +11,14 @@ from jax import Array
 
 from jaxllm.nn.attention import AttentionImplementation, KVCache, MultiHeadAttention
 from jaxllm.nn.dense import KernelLayout
-from jaxllm.nn.mlp import MLP
+from jaxllm.nn.mlp import MLP, Activation
 from jaxllm.nn.norms import layer_norm
 
 
 class TransformerBlock(nn.Module):
     """``x + Attn(LN(x))``, then optionally ``x + CrossAttn(LN(x), context)``, then
-    ``x + MLP(LN(x))`` (the GPT-2 layout).
+    ``x + MLP(LN(x))`` (pre-LN, the GPT-2 layout); with ``norm_position="post"``,
+    ``LN(x + Attn(x))``, ... , ``LN(x + MLP(x))`` (the original Transformer's and BERT's).
 
     Attributes:
       num_heads: attention heads.
@@ -30,6 +32,9 @@ class TransformerBlock(nn.Module):
       attention, attention_row_groups: how self- and cross-attention are computed without a
         cache (``MultiHeadAttention``'s ``implementation`` and ``row_groups``).
       mlp_output_kernel_layout: layout of the MLP output projection's kernel (see ``Dense``).
+      norm_position: ``"pre"`` or ``"post"``: where each sub-layer's LayerNorm sits.
+      layer_norm_epsilon: the LayerNorms' epsilon (GPT-2 1e-5, BERT 1e-12).
+      mlp_activation: the MLP's GELU (``"gelu_tanh"``, GPT-2; ``"gelu"``, BERT).
     """
 
     num_heads: int
@@ -43,6 +48,9 @@ class TransformerBlock(nn.Module):
     attention: AttentionImplementation = "jax"
     attention_row_groups: int = 1
     mlp_output_kernel_layout: KernelLayout = "in_out"
+    norm_position: Literal["pre", "post"] = "pre"
+    layer_norm_epsilon: float = 1e-5
+    mlp_activation: Activation = "gelu_tanh"
 
     @nn.compact
     def __call__(
@@ -63,33 +71,53 @@ class TransformerBlock(nn.Module):
         ``mask`` (bool, broadcastable to [batch, heads, seq, keys]) and ``causal`` apply to the
         self-attention, ``context_mask`` to the cross-attention.
         """
-        h, cache = self._attention("attn")(
-            self._norm("ln_1")(x),
-            mask=mask,
-            causal=causal,
-            positions=positions,
-            cache=cache,
-            cache_index=cache_index,
-            deterministic=deterministic,
+        if self.norm_position not in ("pre", "post"):
+            raise ValueError(f"norm_position must be 'pre' or 'post', got {self.norm_position!r}")
+        x, cache = self._residual(
+            "ln_1",
+            x,
+            lambda h: self._attention("attn")(
+                h,
+                mask=mask,
+                causal=causal,
+                positions=positions,
+                cache=cache,
+                cache_index=cache_index,
+                deterministic=deterministic,
+            ),
         )
-        x = x + h
         if self.cross_attention:
             if context is None:
                 raise ValueError("a cross-attention block needs the encoder output as `context`")
-            h, _ = self._attention("cross_attn")(
-                self._norm("ln_cross")(x), context, mask=context_mask, deterministic=deterministic
+            x, _ = self._residual(
+                "ln_cross",
+                x,
+                lambda h: self._attention("cross_attn")(
+                    h, context, mask=context_mask, deterministic=deterministic
+                ),
             )
-            x = x + h
-        x = x + MLP(
+        mlp = MLP(
             self.mlp_ratio * x.shape[-1],
             dropout_rate=self.dropout_rate,
             use_bias=self.use_bias,
             out_init_std=self.out_init_std,
             dtype=self.dtype,
             output_kernel_layout=self.mlp_output_kernel_layout,
+            activation=self.mlp_activation,
             name="mlp",
-        )(self._norm("ln_2")(x), deterministic=deterministic)
+        )
+        x, _ = self._residual("ln_2", x, lambda h: (mlp(h, deterministic=deterministic), None))
         return x, cache
+
+    @nn.nowrap
+    def _residual(self, norm: str, x: Array, sublayer: Any) -> tuple[Array, Any]:
+        """``x + sublayer(LN(x))`` (pre-LN) or ``LN(x + sublayer(x))`` (post-LN), where
+        ``sublayer(h)`` returns ``(output, extra)``; ``(new x, extra)``."""
+        if self.norm_position == "pre":
+            out, extra = sublayer(self._norm(norm)(x))
+            return x + out, extra
+        out, extra = sublayer(x)
+        return self._norm(norm)(x + out), extra
 
     @nn.nowrap
     def _attention(self, name: str) -> MultiHeadAttention:
@@ -108,4 +136,6 @@ class TransformerBlock(nn.Module):
 
     @nn.nowrap
     def _norm(self, name: str) -> nn.LayerNorm:
-        return layer_norm(use_bias=self.use_bias, dtype=self.dtype, name=name)
+        return layer_norm(
+            use_bias=self.use_bias, dtype=self.dtype, epsilon=self.layer_norm_epsilon, name=name
+        )
