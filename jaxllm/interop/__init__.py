@@ -1,5 +1,6 @@
 """Hugging Face checkpoints in and out: BERT (``BertModel``, ``BertForMaskedLM``,
-``BertForSequenceClassification``) as :class:`jaxllm.models.BERT` parameters, from and to a
+``BertForSequenceClassification``) as :class:`jaxllm.models.BERT` parameters and GPT-2
+(``GPT2LMHeadModel``, ``GPT2Model``) as :class:`jaxllm.models.GPT` parameters, from and to a
 ``save_pretrained`` folder, with the tensors read from safetensors (or a weights-only PyTorch
 ``.bin``)."""
 
@@ -12,17 +13,25 @@ from typing import Any
 import jax
 
 from jaxllm.interop.hf_bert import (
-    ARCHITECTURES,
     CheckpointMismatchError,
     bert_config_from_hf,
     bert_config_to_hf,
+    bert_layout,
     bert_params_from_hf,
     bert_params_to_hf,
-    bert_tensor_map,
     hf_architecture,
 )
 from jaxllm.interop.hf_files import read_hf_config, read_hf_tensors, write_hf_checkpoint
+from jaxllm.interop.hf_gpt2 import (
+    gpt2_config_from_hf,
+    gpt2_config_to_hf,
+    gpt2_layout,
+    gpt2_params_from_hf,
+    gpt2_params_to_hf,
+)
+from jaxllm.interop.tensor_map import CheckpointLayout, TensorMap
 from jaxllm.models.bert import BertConfig
+from jaxllm.models.gpt import GPTConfig
 
 
 def load_hf_bert(directory: str | os.PathLike[str]) -> tuple[BertConfig, dict]:
@@ -49,14 +58,43 @@ def save_hf_bert(
     )
 
 
+def load_hf_gpt2(directory: str | os.PathLike[str]) -> tuple[GPTConfig, dict]:
+    """``(config, params)`` of the Hugging Face GPT-2 checkpoint in ``directory``, ready for
+    ``GPT(config)`` and :func:`jaxllm.generate.generate`.
+
+    Raises:
+      FileNotFoundError, CheckpointMismatchError: as :func:`load_hf_bert`.
+    """
+    config, architecture = gpt2_config_from_hf(read_hf_config(directory))
+    params = gpt2_params_from_hf(read_hf_tensors(directory), config, architecture)
+    return config, jax.tree_util.tree_map(jax.numpy.asarray, params)
+
+
+def save_hf_gpt2(
+    directory: str | os.PathLike[str], config: GPTConfig, params: Any, *, overwrite: bool = False
+) -> Path:
+    """Write jaxllm GPT parameters as a ``GPT2LMHeadModel`` checkpoint folder."""
+    return write_hf_checkpoint(
+        directory, gpt2_config_to_hf(config), gpt2_params_to_hf(params, config), overwrite=overwrite
+    )
+
+
 __all__ = [
-    "ARCHITECTURES",
+    "CheckpointLayout",
+    "TensorMap",
+    "gpt2_config_from_hf",
+    "gpt2_config_to_hf",
+    "gpt2_layout",
+    "gpt2_params_from_hf",
+    "gpt2_params_to_hf",
+    "load_hf_gpt2",
+    "save_hf_gpt2",
     "CheckpointMismatchError",
     "bert_config_from_hf",
     "bert_config_to_hf",
     "bert_params_from_hf",
     "bert_params_to_hf",
-    "bert_tensor_map",
+    "bert_layout",
     "hf_architecture",
     "load_hf_bert",
     "read_hf_config",

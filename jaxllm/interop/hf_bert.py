@@ -9,38 +9,25 @@ and separate query, key and value projections (jaxllm: one fused ``c_attn``).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import numpy as np
 
+from jaxllm.interop.tensor_map import (
+    CheckpointLayout,
+    CheckpointMismatchError,
+    TensorMap,
+    layer_norm_maps,
+    linear_maps,
+    params_from_tensors,
+    params_to_tensors,
+    require_setting,
+)
 from jaxllm.models.bert import BertConfig, init_bert_params
 
 ARCHITECTURES = ("BertModel", "BertForMaskedLM", "BertForSequenceClassification")
-# Buffers some checkpoints carry that are not parameters.
-IGNORED_TENSORS = ("embeddings.position_ids",)
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint's tensors do not fit its config or jaxllm's model: names the tensor."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TensorMap:
-    """One jaxllm parameter and the Hugging Face tensor(s) it is made of.
-
-    Attributes:
-      path: the parameter's path in jaxllm's tree, e.g. ``("h_0", "mlp", "c_fc", "kernel")``.
-      names: the Hugging Face tensor names; several are concatenated along the last jaxllm
-        axis (query, key, value into ``c_attn``).
-      transpose: Hugging Face stores it transposed (``nn.Linear.weight``).
-    """
-
-    path: tuple[str, ...]
-    names: tuple[str, ...]
-    transpose: bool = False
 
 
 def bert_config_from_hf(hf: Mapping[str, Any]) -> tuple[BertConfig, str]:
@@ -56,9 +43,9 @@ def bert_config_from_hf(hf: Mapping[str, Any]) -> tuple[BertConfig, str]:
             f"unsupported architecture {architecture!r} (model_type "
             f"{hf.get('model_type')!r}); jaxllm reads {list(ARCHITECTURES)}"
         )
-    _require_setting(hf, "hidden_act", "gelu")
-    _require_setting(hf, "position_embedding_type", "absolute")
-    _require_setting(hf, "is_decoder", False)
+    require_setting(hf, "hidden_act", ("gelu",), "BERT")
+    require_setting(hf, "position_embedding_type", ("absolute",), "BERT")
+    require_setting(hf, "is_decoder", (False,), "BERT")
     width, hidden = hf["hidden_size"], hf["intermediate_size"]
     if hidden % width:
         raise CheckpointMismatchError(
@@ -123,27 +110,35 @@ def hf_architecture(config: BertConfig) -> str:
     return "BertModel"
 
 
-def bert_tensor_map(config: BertConfig) -> list[TensorMap]:
+def bert_layout(config: BertConfig) -> CheckpointLayout:
     """Every parameter of a jaxllm BERT of shape ``config`` and its Hugging Face tensors, named
-    as the checkpoint of :func:`hf_architecture` names them."""
-    base = "" if hf_architecture(config) == "BertModel" else "bert."
+    as the checkpoint of :func:`hf_architecture` names them; the MLM decoder's weight and bias
+    are tied to the word embeddings and ``cls.predictions.bias``."""
+    architecture = hf_architecture(config)
+    base = "" if architecture == "BertModel" else "bert."
     maps = [
         TensorMap(("wte", "embedding"), (f"{base}embeddings.word_embeddings.weight",)),
         TensorMap(("wpe", "embedding"), (f"{base}embeddings.position_embeddings.weight",)),
         TensorMap(("wtt", "embedding"), (f"{base}embeddings.token_type_embeddings.weight",)),
-        *_layer_norm_maps(("ln_embed",), f"{base}embeddings.LayerNorm"),
+        *layer_norm_maps(("ln_embed",), f"{base}embeddings.LayerNorm"),
     ]
     for i in range(config.n_layer):
         maps += _block_maps(f"h_{i}", f"{base}encoder.layer.{i}.")
     if config.pooler:
-        maps += _dense_maps(("pooler_dense",), f"{base}pooler.dense")
+        maps += linear_maps(("pooler_dense",), f"{base}pooler.dense")
     if config.mlm_head:
-        maps += _dense_maps(("mlm_dense",), "cls.predictions.transform.dense")
-        maps += _layer_norm_maps(("mlm_ln",), "cls.predictions.transform.LayerNorm")
+        maps += linear_maps(("mlm_dense",), "cls.predictions.transform.dense")
+        maps += layer_norm_maps(("mlm_ln",), "cls.predictions.transform.LayerNorm")
         maps.append(TensorMap(("mlm_bias",), ("cls.predictions.bias",)))
     if config.num_classes:
-        maps += _dense_maps(("classifier",), "classifier")
-    return maps
+        maps += linear_maps(("classifier",), "classifier")
+    tied = {}
+    if config.mlm_head:
+        tied = {
+            "cls.predictions.decoder.weight": f"{base}embeddings.word_embeddings.weight",
+            "cls.predictions.decoder.bias": "cls.predictions.bias",
+        }
+    return CheckpointLayout(architecture, tuple(maps), tied, ("embeddings.position_ids",))
 
 
 def _block_maps(block: str, prefix: str) -> list[TensorMap]:
@@ -152,25 +147,11 @@ def _block_maps(block: str, prefix: str) -> list[TensorMap]:
     return [
         TensorMap((block, "attn", "c_attn", "kernel"), tuple(f"{n}.weight" for n in qkv), True),
         TensorMap((block, "attn", "c_attn", "bias"), tuple(f"{n}.bias" for n in qkv)),
-        *_dense_maps((block, "attn", "c_proj"), f"{attention}output.dense"),
-        *_layer_norm_maps((block, "ln_1"), f"{attention}output.LayerNorm"),
-        *_dense_maps((block, "mlp", "c_fc"), f"{prefix}intermediate.dense"),
-        *_dense_maps((block, "mlp", "c_proj"), f"{prefix}output.dense"),
-        *_layer_norm_maps((block, "ln_2"), f"{prefix}output.LayerNorm"),
-    ]
-
-
-def _dense_maps(path: tuple[str, ...], name: str) -> list[TensorMap]:
-    return [
-        TensorMap((*path, "kernel"), (f"{name}.weight",), transpose=True),
-        TensorMap((*path, "bias"), (f"{name}.bias",)),
-    ]
-
-
-def _layer_norm_maps(path: tuple[str, ...], name: str) -> list[TensorMap]:
-    return [
-        TensorMap((*path, "scale"), (f"{name}.weight",)),
-        TensorMap((*path, "bias"), (f"{name}.bias",)),
+        *linear_maps((block, "attn", "c_proj"), f"{attention}output.dense"),
+        *layer_norm_maps((block, "ln_1"), f"{attention}output.LayerNorm"),
+        *linear_maps((block, "mlp", "c_fc"), f"{prefix}intermediate.dense"),
+        *linear_maps((block, "mlp", "c_proj"), f"{prefix}output.dense"),
+        *layer_norm_maps((block, "ln_2"), f"{prefix}output.LayerNorm"),
     ]
 
 
@@ -184,99 +165,10 @@ def bert_params_from_hf(tensors: Mapping[str, np.ndarray], config: BertConfig) -
     Raises:
       CheckpointMismatchError: naming the first missing, extra or misshapen tensor.
     """
-
     shapes = jax.eval_shape(lambda: init_bert_params(config, jax.random.key(0)))  # no FLOPs
-    maps = bert_tensor_map(config)
-    _check_names(tensors, maps, config)
-    params: dict = {}
-    for entry in maps:
-        parts = [_float32(name, tensors[name]) for name in entry.names]
-        parts = [part.T if entry.transpose else part for part in parts]
-        value = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
-        expected = _at(shapes, entry.path).shape
-        if value.shape != expected:
-            raise CheckpointMismatchError(
-                f"tensor {' + '.join(entry.names)} has shape {_hf_shape(value, entry)}, but the "
-                f"config implies {_hf_shape(np.empty(expected), entry)}"
-            )
-        _set(params, entry.path, value)
-    return params
+    return params_from_tensors(tensors, bert_layout(config), shapes)
 
 
 def bert_params_to_hf(params: Mapping[str, Any], config: BertConfig) -> dict[str, np.ndarray]:
     """A Hugging Face state dict (float32, contiguous NumPy) from jaxllm BERT parameters."""
-    tensors: dict[str, np.ndarray] = {}
-    for entry in bert_tensor_map(config):
-        value = np.asarray(_at(params, entry.path), np.float32)
-        parts = np.split(value, len(entry.names), axis=-1)
-        for name, part in zip(entry.names, parts, strict=True):
-            tensors[name] = np.ascontiguousarray(part.T if entry.transpose else part)
-    return tensors
-
-
-def _check_names(
-    tensors: Mapping[str, np.ndarray], maps: list[TensorMap], config: BertConfig
-) -> None:
-    """Raise naming the first missing or unexpected tensor, or a tied one that differs."""
-    expected = {name for entry in maps for name in entry.names}
-    missing = sorted(expected - set(tensors))
-    if missing:
-        raise CheckpointMismatchError(
-            f"the checkpoint lacks tensor {missing[0]!r} ({len(missing)} missing in all), which "
-            f"a {hf_architecture(config)} of its config has"
-        )
-    tied = _tied_tensors(tensors)
-    extra = sorted(
-        name for name in set(tensors) - expected - set(tied) if not name.endswith(IGNORED_TENSORS)
-    )
-    if extra:
-        raise CheckpointMismatchError(
-            f"the checkpoint has tensor {extra[0]!r} ({len(extra)} unexpected in all), which a "
-            f"{hf_architecture(config)} of its config does not: another architecture?"
-        )
-    for name, source in tied.items():
-        if not np.array_equal(tensors[name], tensors[source]):
-            raise CheckpointMismatchError(
-                f"tensor {name!r} differs from {source!r}; jaxllm's BERT ties them"
-            )
-
-
-def _tied_tensors(tensors: Mapping[str, np.ndarray]) -> dict[str, str]:
-    """MLM decoder tensors present in ``tensors`` -> the tensor each is tied to."""
-    tied = {
-        "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
-        "cls.predictions.decoder.bias": "cls.predictions.bias",
-    }
-    return {name: source for name, source in tied.items() if name in tensors and source in tensors}
-
-
-def _float32(name: str, value: np.ndarray) -> np.ndarray:
-    value = np.asarray(value)
-    if not np.issubdtype(value.dtype, np.floating):
-        raise CheckpointMismatchError(f"tensor {name!r} is {value.dtype}, not a float type")
-    return value.astype(np.float32)
-
-
-def _hf_shape(value: np.ndarray, entry: TensorMap) -> tuple[int, ...]:
-    """The shape as Hugging Face stores it (a fused tensor: jaxllm's, for the sum)."""
-    return tuple(value.T.shape if entry.transpose and len(entry.names) == 1 else value.shape)
-
-
-def _at(tree: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        tree = tree[key]
-    return tree
-
-
-def _set(tree: dict, path: tuple[str, ...], value: Any) -> None:
-    for key in path[:-1]:
-        tree = tree.setdefault(key, {})
-    tree[path[-1]] = value
-
-
-def _require_setting(hf: Mapping[str, Any], name: str, supported: Any) -> None:
-    value = hf.get(name, supported)
-    if value != supported:
-        raise CheckpointMismatchError(
-            f"config.json has {name}={value!r}; jaxllm's BERT supports {supported!r} only"
-        )
+    return params_to_tensors(params, bert_layout(config))
