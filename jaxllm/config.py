@@ -93,3 +93,24 @@ def require(condition: bool, message: str, error: type[Exception] = ConfigError)
     unless ``condition`` holds. Checks of data or arguments pass the error named for what failed."""
     if not condition:
         raise error(message)
+
+
+def require_transformer_shape(config: Any, sizes: tuple[str, ...]) -> None:
+    """The checks every Transformer config shares: ``vocab_size`` an int >= 0 (0: "take it
+    from the tokenizer"), each field named in ``sizes`` a positive int, and ``n_embd``
+    divisible by ``n_head``; a :class:`ConfigError` naming the field otherwise."""
+    name = type(config).__name__
+    require(
+        isinstance(config.vocab_size, int) and config.vocab_size >= 0,
+        f"{name}.vocab_size must be an int >= 0, got {config.vocab_size!r}",
+    )
+    for field in sizes:
+        value = getattr(config, field)
+        require(
+            isinstance(value, int) and value > 0,
+            f"{name}.{field} must be a positive int, got {value!r}",
+        )
+    require(
+        config.n_embd % config.n_head == 0,
+        f"{name}.n_embd ({config.n_embd}) must be divisible by n_head ({config.n_head})",
+    )

@@ -11,6 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from interop_helpers import perturbed  # noqa: E402
+
 from jaxllm.interop import (  # noqa: E402
     CheckpointMismatchError,
     load_hf_bert,
@@ -124,12 +126,7 @@ def test_imported_masked_lm_and_classifier_match_transformers(shape, tmp_path):
 def test_exported_bert_loads_in_transformers_with_equal_outputs(parts, hf_class, tmp_path):
     config = BertConfig(vocab_size=61, max_len=20, n_layer=2, n_head=4, n_embd=32, **parts)
     params = init_bert_params(config, jax.random.key(3))
-    # Non-zero biases and LayerNorm parameters, so a swapped or dropped tensor shows.
-    leaves, tree = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(jax.random.key(4), len(leaves))
-    params = jax.tree_util.tree_unflatten(
-        tree, [x + 0.05 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
-    )
+    params = perturbed(params, seed=4)
     save_hf_bert(tmp_path, config, params)
     assert json.loads((tmp_path / "config.json").read_text())["architectures"] == [hf_class]
     hf = getattr(transformers, hf_class).from_pretrained(tmp_path, attn_implementation="eager")

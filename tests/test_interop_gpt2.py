@@ -11,6 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from interop_helpers import perturbed  # noqa: E402
+
 from jaxllm.generate import generate  # noqa: E402
 from jaxllm.interop import CheckpointMismatchError, load_hf_gpt2, save_hf_gpt2  # noqa: E402
 from jaxllm.models import GPT, GPTConfig, init_params  # noqa: E402
@@ -57,11 +59,7 @@ def test_imported_gpt2_logits_and_greedy_generation_match_transformers(shape, tm
 def test_exported_gpt_loads_in_transformers_with_equal_logits(tmp_path):
     config = GPTConfig(vocab_size=57, block_size=16, n_layer=2, n_head=2, n_embd=32, bias=True)
     params = init_params(config, jax.random.key(0))
-    leaves, tree = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(jax.random.key(1), len(leaves))
-    params = jax.tree_util.tree_unflatten(
-        tree, [x + 0.05 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
-    )
+    params = perturbed(params, seed=1)
     save_hf_gpt2(tmp_path, config, params)
     model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path, attn_implementation="eager")
     tokens = np.random.default_rng(1).integers(0, 57, (2, 11))

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jaxllm.config import require
+from jaxllm.config import require, require_transformer_shape
 from jaxllm.nn import Dense, TransformerBlock, layer_norm
 from jaxllm.nn.masks import padding_mask
 
@@ -68,19 +68,8 @@ class BertConfig:
     num_classes: int = 0
 
     def __post_init__(self):
-        require(
-            isinstance(self.vocab_size, int) and self.vocab_size >= 0,
-            f"BertConfig.vocab_size must be an int >= 0, got {self.vocab_size!r}",
-        )
-        for name in ("max_len", "type_vocab_size", "n_layer", "n_head", "n_embd", "mlp_ratio"):
-            value = getattr(self, name)
-            require(
-                isinstance(value, int) and value > 0,
-                f"BertConfig.{name} must be a positive int, got {value!r}",
-            )
-        require(
-            self.n_embd % self.n_head == 0,
-            f"BertConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})",
+        require_transformer_shape(
+            self, ("max_len", "type_vocab_size", "n_layer", "n_head", "n_embd", "mlp_ratio")
         )
         require(
             0.0 <= self.dropout < 1.0, f"BertConfig.dropout must be in [0, 1), got {self.dropout}"

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from jaxllm.config import require
+from jaxllm.config import require, require_transformer_shape
 from jaxllm.nn import KVCache, TransformerBlock, layer_norm
 from jaxllm.nn.attention import ATTENTION_IMPLEMENTATIONS, AttentionImplementation
 from jaxllm.nn.blocked_attention import CPU_ROW_GROUPS
@@ -75,20 +75,7 @@ class GPTConfig:
     attention_row_groups: int = 1
 
     def __post_init__(self):
-        require(
-            isinstance(self.vocab_size, int) and self.vocab_size >= 0,
-            f"GPTConfig.vocab_size must be an int >= 0, got {self.vocab_size!r}",
-        )
-        for name in ("block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            require(
-                isinstance(value, int) and value > 0,
-                f"GPTConfig.{name} must be a positive int, got {value!r}",
-            )
-        require(
-            self.n_embd % self.n_head == 0,
-            f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})",
-        )
+        require_transformer_shape(self, ("block_size", "n_layer", "n_head", "n_embd"))
         require(
             0.0 <= self.dropout < 1.0, f"GPTConfig.dropout must be in [0, 1), got {self.dropout}"
         )
