@@ -218,3 +218,55 @@ def test_a_pytorch_bin_is_read_weights_only(tmp_path):
     )
     with pytest.raises(ValueError, match="more than tensors"):
         read_hf_tensors(tmp_path / "bin")
+
+
+def test_a_config_no_hugging_face_class_holds_is_refused_when_saving(tmp_path):
+    config = BertConfig(vocab_size=30, max_len=8, n_layer=1, n_head=2, n_embd=8)  # both heads
+    params = init_bert_params(config, jax.random.key(0))
+    with pytest.raises(CheckpointMismatchError, match="pooler=False"):
+        save_hf_bert(tmp_path, config, params)
+    assert not any(tmp_path.iterdir())  # nothing written
+    mlm = BertConfig(vocab_size=30, max_len=8, n_layer=1, n_head=2, n_embd=8, pooler=False)
+    wrong = BertConfig(vocab_size=31, max_len=8, n_layer=1, n_head=2, n_embd=8, pooler=False)
+    with pytest.raises(CheckpointMismatchError, match="parameter wte/embedding has shape"):
+        save_hf_bert(tmp_path, wrong, init_bert_params(mlm, jax.random.key(0)))
+    with pytest.raises(ValueError, match="mlm_head=True"):
+        BERT(BertConfig(vocab_size=30, mlm_head=False)).init(
+            jax.random.key(0), jnp.ones((1, 2), jnp.int32), method=BERT.mlm_logits
+        )
+
+
+def test_overwriting_removes_old_shards_and_bf16_and_old_names_load(tmp_path):
+    from safetensors.numpy import save_file
+
+    tensors = saved_mlm(tmp_path)
+    # An earlier sharded checkpoint in the folder must not be what is read after a save.
+    save_file(
+        {"stale": np.zeros(1, np.float32)}, str(tmp_path / "model-00001-of-00001.safetensors")
+    )
+    index = {"weight_map": {"stale": "model-00001-of-00001.safetensors"}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    config, params = load_hf_bert(tmp_path)
+    with pytest.raises(FileExistsError):
+        save_hf_bert(tmp_path, config, params)
+    save_hf_bert(tmp_path, config, params, overwrite=True)
+    assert not (tmp_path / "model.safetensors.index.json").exists()
+    assert not (tmp_path / "model-00001-of-00001.safetensors").exists()
+    again = load_hf_bert(tmp_path)[1]
+    jax.tree_util.tree_map(np.testing.assert_array_equal, again, params)
+
+    # bfloat16 tensors, and the original BERT's LayerNorm names gamma / beta.
+    import ml_dtypes
+
+    old = {
+        name.replace("LayerNorm.weight", "LayerNorm.gamma").replace(
+            "LayerNorm.bias", "LayerNorm.beta"
+        ): value.astype(ml_dtypes.bfloat16)
+        for name, value in tensors.items()
+    }
+    rewrite(tmp_path, old)
+    _, from_old = load_hf_bert(tmp_path)
+    expected = jax.tree_util.tree_map(
+        lambda x: np.asarray(x.astype(jnp.bfloat16), np.float32), params
+    )
+    jax.tree_util.tree_map(np.testing.assert_array_equal, from_old, expected)

@@ -80,3 +80,20 @@ def test_gpt2_settings_jaxllm_lacks_are_refused(tmp_path):
         (tmp_path / "config.json").write_text(json.dumps(dict(config, **{field: value})))
         with pytest.raises(CheckpointMismatchError, match=message):
             load_hf_gpt2(tmp_path)
+
+
+def test_the_original_unprefixed_gpt2_names_load(tmp_path):
+    """The original GPT-2 checkpoints hold GPT2Model's tensors (``wte.weight``, ``h.0...``)
+    under a GPT2LMHeadModel config."""
+    from safetensors.numpy import save_file
+
+    from jaxllm.interop import read_hf_tensors
+
+    model = hf_gpt2(*SHAPES[0])
+    model.save_pretrained(tmp_path)
+    expected = load_hf_gpt2(tmp_path)[1]
+    tensors = read_hf_tensors(tmp_path)
+    bare = {name.removeprefix("transformer."): value for name, value in tensors.items()}
+    bare["h.0.attn.bias"] = np.tril(np.ones((24, 24), np.float32))[None, None]  # a buffer
+    save_file(bare, str(tmp_path / "model.safetensors"))
+    jax.tree_util.tree_map(np.testing.assert_array_equal, load_hf_gpt2(tmp_path)[1], expected)

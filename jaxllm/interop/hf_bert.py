@@ -1,7 +1,7 @@
 """Hugging Face BERT checkpoints in and out: ``BertModel``, ``BertForMaskedLM`` and
 ``BertForSequenceClassification`` as :class:`jaxllm.models.BERT` parameters, and back.
 
-One table (:func:`bert_tensor_map`) says which Hugging Face tensor is which jaxllm parameter
+One table (:func:`bert_layout`) says which Hugging Face tensor is which jaxllm parameter
 and how it is laid out; reading and writing both follow it, so the two directions cannot
 drift apart. Hugging Face stores ``nn.Linear`` weights ``[out, in]`` (jaxllm: ``[in, out]``)
 and separate query, key and value projections (jaxllm: one fused ``c_attn``).
@@ -23,11 +23,20 @@ from jaxllm.interop.tensor_map import (
     linear_maps,
     params_from_tensors,
     params_to_tensors,
+    require_fields,
     require_setting,
 )
 from jaxllm.models.bert import BertConfig, init_bert_params
 
 ARCHITECTURES = ("BertModel", "BertForMaskedLM", "BertForSequenceClassification")
+_BERT_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "max_position_embeddings",
+)
 
 
 def bert_config_from_hf(hf: Mapping[str, Any]) -> tuple[BertConfig, str]:
@@ -46,6 +55,8 @@ def bert_config_from_hf(hf: Mapping[str, Any]) -> tuple[BertConfig, str]:
     require_setting(hf, "hidden_act", ("gelu",), "BERT")
     require_setting(hf, "position_embedding_type", ("absolute",), "BERT")
     require_setting(hf, "is_decoder", (False,), "BERT")
+    require_setting(hf, "tie_word_embeddings", (True,), "BERT")
+    require_fields(hf, _BERT_FIELDS)
     width, hidden = hf["hidden_size"], hf["intermediate_size"]
     if hidden % width:
         raise CheckpointMismatchError(
@@ -102,20 +113,35 @@ def bert_config_to_hf(config: BertConfig) -> dict[str, Any]:
 
 
 def hf_architecture(config: BertConfig) -> str:
-    """The Hugging Face class holding the parts ``config`` has."""
-    if config.num_classes:
-        return "BertForSequenceClassification"
-    if config.mlm_head:
-        return "BertForMaskedLM"
-    return "BertModel"
+    """The Hugging Face class holding exactly the parts ``config`` has.
+
+    Raises:
+      CheckpointMismatchError: no Hugging Face class has those parts (naming what to change).
+    """
+    parts = (config.pooler, config.mlm_head, config.num_classes > 0)
+    classes = {
+        (True, False, True): "BertForSequenceClassification",
+        (False, True, False): "BertForMaskedLM",
+        (True, False, False): "BertModel",
+    }
+    if parts not in classes:
+        raise CheckpointMismatchError(
+            f"no Hugging Face BERT class has pooler={config.pooler}, "
+            f"mlm_head={config.mlm_head}, num_classes={config.num_classes}: BertModel has the "
+            "pooler only, BertForMaskedLM the MLM head only (pooler=False), "
+            "BertForSequenceClassification the pooler and a classifier (mlm_head=False)"
+        )
+    return classes[parts]
 
 
-def bert_layout(config: BertConfig) -> CheckpointLayout:
+def bert_layout(config: BertConfig, base: str | None = None) -> CheckpointLayout:
     """Every parameter of a jaxllm BERT of shape ``config`` and its Hugging Face tensors, named
-    as the checkpoint of :func:`hf_architecture` names them; the MLM decoder's weight and bias
-    are tied to the word embeddings and ``cls.predictions.bias``."""
+    as the checkpoint of :func:`hf_architecture` names them (the encoder's under ``base``,
+    by default ``""`` for a ``BertModel`` and ``"bert."`` for the others); the MLM decoder's
+    weight and bias are tied to the word embeddings and ``cls.predictions.bias``."""
     architecture = hf_architecture(config)
-    base = "" if architecture == "BertModel" else "bert."
+    if base is None:
+        base = "" if architecture == "BertModel" else "bert."
     maps = [
         TensorMap(("wte", "embedding"), (f"{base}embeddings.word_embeddings.weight",)),
         TensorMap(("wpe", "embedding"), (f"{base}embeddings.position_embeddings.weight",)),
@@ -165,10 +191,24 @@ def bert_params_from_hf(tensors: Mapping[str, np.ndarray], config: BertConfig) -
     Raises:
       CheckpointMismatchError: naming the first missing, extra or misshapen tensor.
     """
+    tensors = {_modern_name(name): value for name, value in tensors.items()}
+    # A BertModel saved as the base of another class has "bert."-prefixed names, and back.
+    base = "bert." if "bert.embeddings.word_embeddings.weight" in tensors else ""
+    layout = bert_layout(config, base)
     shapes = jax.eval_shape(lambda: init_bert_params(config, jax.random.key(0)))  # no FLOPs
-    return params_from_tensors(tensors, bert_layout(config), shapes)
+    return params_from_tensors(tensors, layout, shapes)
+
+
+def _modern_name(name: str) -> str:
+    """Original BERT checkpoints name LayerNorm parameters ``gamma`` / ``beta``."""
+    if name.endswith(".gamma"):
+        return name[: -len("gamma")] + "weight"
+    if name.endswith(".beta"):
+        return name[: -len("beta")] + "bias"
+    return name
 
 
 def bert_params_to_hf(params: Mapping[str, Any], config: BertConfig) -> dict[str, np.ndarray]:
     """A Hugging Face state dict (float32, contiguous NumPy) from jaxllm BERT parameters."""
-    return params_to_tensors(params, bert_layout(config))
+    shapes = jax.eval_shape(lambda: init_bert_params(config, jax.random.key(0)))
+    return params_to_tensors(params, bert_layout(config), shapes)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +44,10 @@ def read_hf_tensors(directory: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         ``weights_only=True`` refuses it), or a ``.bin`` without PyTorch installed.
     """
     folder = Path(directory)
-    if (folder / SAFETENSORS_INDEX).is_file():
-        index = json.loads((folder / SAFETENSORS_INDEX).read_text(encoding="utf-8"))
-        tensors: dict[str, np.ndarray] = {}
-        for shard in sorted(set(index["weight_map"].values())):
-            tensors.update(_read_safetensors(folder / shard))
-        return tensors
-    if (folder / SAFETENSORS).is_file():
+    if (folder / SAFETENSORS).is_file():  # first, as transformers reads them
         return _read_safetensors(folder / SAFETENSORS)
+    if (folder / SAFETENSORS_INDEX).is_file():
+        return _read_shards(folder)
     if (folder / PYTORCH_BIN).is_file():
         return _read_pytorch_bin(folder / PYTORCH_BIN)
     raise FileNotFoundError(
@@ -66,7 +63,9 @@ def write_hf_checkpoint(
     overwrite: bool = False,
 ) -> Path:
     """Write ``config.json`` and ``model.safetensors`` into ``directory`` (made if needed),
-    each through a temporary file renamed into place; the folder's path.
+    each through a temporary file renamed into place; the folder's path. With ``overwrite``,
+    the weights of an earlier checkpoint there (shards, their index, a ``.bin``) are deleted
+    once the new ones are written, so no reader picks up old tensors.
 
     Raises:
       FileExistsError: the folder already holds a checkpoint and ``overwrite`` is False.
@@ -74,10 +73,10 @@ def write_hf_checkpoint(
     from safetensors.numpy import save_file
 
     folder = Path(directory)
-    existing = [name for name in ("config.json", SAFETENSORS) if (folder / name).exists()]
+    existing = _checkpoint_files(folder)
     if existing and not overwrite:
         raise FileExistsError(
-            f"{str(folder)!r} already holds {existing[0]}; choose another folder or pass "
+            f"{str(folder)!r} already holds {existing[0].name}; choose another folder or pass "
             "overwrite=True"
         )
     folder.mkdir(parents=True, exist_ok=True)
@@ -85,7 +84,28 @@ def write_hf_checkpoint(
     save_file(tensors, str(partial), metadata={"format": "pt"})
     os.replace(partial, folder / SAFETENSORS)
     write_json_atomically(config, folder / "config.json")
+    for old in existing:
+        if old.name not in (SAFETENSORS, "config.json"):
+            old.unlink()
     return folder
+
+
+def _checkpoint_files(folder: Path) -> list[Path]:
+    """The config and weight files of a checkpoint in ``folder`` (none: an empty list)."""
+    names = ["config.json", SAFETENSORS, SAFETENSORS_INDEX, PYTORCH_BIN]
+    files = [folder / name for name in names if (folder / name).is_file()]
+    if (folder / SAFETENSORS_INDEX).is_file():
+        index = json.loads((folder / SAFETENSORS_INDEX).read_text(encoding="utf-8"))
+        files += [folder / shard for shard in sorted(set(index["weight_map"].values()))]
+    return [file for file in files if file.is_file()]
+
+
+def _read_shards(folder: Path) -> dict[str, np.ndarray]:
+    index = json.loads((folder / SAFETENSORS_INDEX).read_text(encoding="utf-8"))
+    tensors: dict[str, np.ndarray] = {}
+    for shard in sorted(set(index["weight_map"].values())):
+        tensors.update(_read_safetensors(folder / shard))
+    return tensors
 
 
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
@@ -104,9 +124,15 @@ def _read_pytorch_bin(path: Path) -> dict[str, np.ndarray]:
         ) from error
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises UnpicklingError for anything but tensors
+    except pickle.UnpicklingError as error:  # what weights_only raises for other objects
         raise ValueError(
             f"{str(path)!r} holds more than tensors, and jaxllm does not unpickle arbitrary "
             f"objects: {error}"
         ) from error
-    return {name: tensor.float().numpy() for name, tensor in state.items()}
+    except Exception as error:
+        raise ValueError(f"{str(path)!r} could not be read as a PyTorch file: {error}") from error
+    # NumPy has no bfloat16: floats become float32, other dtypes stay as they are.
+    return {
+        name: (tensor.float() if tensor.is_floating_point() else tensor).numpy()
+        for name, tensor in state.items()
+    }

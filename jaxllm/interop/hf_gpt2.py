@@ -19,6 +19,7 @@ from jaxllm.interop.tensor_map import (
     linear_maps,
     params_from_tensors,
     params_to_tensors,
+    require_fields,
     require_setting,
 )
 from jaxllm.models.gpt import GPTConfig, init_params
@@ -43,6 +44,7 @@ def gpt2_config_from_hf(hf: Mapping[str, Any]) -> tuple[GPTConfig, str]:
     require_setting(hf, "scale_attn_weights", (True,), "GPT")
     require_setting(hf, "scale_attn_by_inverse_layer_idx", (False,), "GPT")
     require_setting(hf, "tie_word_embeddings", (True,), "GPT")
+    require_fields(hf, ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd"))
     require_setting(hf, "n_inner", (None, 4 * hf["n_embd"]), "GPT (MLP width 4 x n_embd)")
     config = GPTConfig(
         vocab_size=hf["vocab_size"],
@@ -117,10 +119,14 @@ def gpt2_params_from_hf(
 ) -> dict:
     """jaxllm GPT parameters (float32 NumPy) from a GPT-2 state dict; see
     :func:`jaxllm.interop.tensor_map.params_from_tensors` for the checks."""
+    # The original GPT-2 checkpoints name the GPT2Model's tensors without "transformer.".
+    if architecture == "GPT2LMHeadModel" and "transformer.wte.weight" not in tensors:
+        architecture = "GPT2Model" if "wte.weight" in tensors else architecture
     shapes = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))  # no FLOPs
     return params_from_tensors(tensors, gpt2_layout(config, architecture), shapes)
 
 
 def gpt2_params_to_hf(params: Mapping[str, Any], config: GPTConfig) -> dict[str, np.ndarray]:
     """A ``GPT2LMHeadModel`` state dict (float32 NumPy) from jaxllm GPT parameters."""
-    return params_to_tensors(params, gpt2_layout(config))
+    shapes = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
+    return params_to_tensors(params, gpt2_layout(config), shapes)

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -85,28 +86,49 @@ def params_from_tensors(
     _check_names(tensors, layout)
     params: dict = {}
     for entry in layout.maps:
+        for name in entry.names:
+            _check_shape(name, tensors[name].shape, entry, _at(shapes, entry.path).shape)
         parts = [_float32(name, tensors[name]) for name in entry.names]
         parts = [part.T if entry.transpose else part for part in parts]
-        value = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
-        expected = tuple(_at(shapes, entry.path).shape)
-        if value.shape != expected:
-            raise CheckpointMismatchError(
-                f"tensor {' + '.join(entry.names)} has shape {_hf_shape(value, entry)}, but the "
-                f"config implies {_hf_shape(np.empty(expected), entry)}"
-            )
-        _set(params, entry.path, value)
+        _set(params, entry.path, parts[0] if len(parts) == 1 else np.concatenate(parts, -1))
     return params
 
 
-def params_to_tensors(params: Mapping[str, Any], layout: CheckpointLayout) -> dict[str, np.ndarray]:
-    """A Hugging Face state dict (float32, contiguous NumPy) from jaxllm parameters."""
+def params_to_tensors(
+    params: Mapping[str, Any], layout: CheckpointLayout, shapes: Any
+) -> dict[str, np.ndarray]:
+    """A Hugging Face state dict (float32, contiguous NumPy) from jaxllm parameters, whose
+    shapes must be those ``shapes`` (what the config implies) gives.
+
+    Raises:
+      CheckpointMismatchError: naming the first parameter whose shape the config contradicts.
+    """
     tensors: dict[str, np.ndarray] = {}
     for entry in layout.maps:
         value = np.asarray(_at(params, entry.path), np.float32)
+        expected = tuple(_at(shapes, entry.path).shape)
+        if value.shape != expected:
+            raise CheckpointMismatchError(
+                f"parameter {'/'.join(entry.path)} has shape {value.shape}, but the config "
+                f"implies {expected}: were the parameters made with another config?"
+            )
         parts = np.split(value, len(entry.names), axis=-1)
         for name, part in zip(entry.names, parts, strict=True):
             tensors[name] = np.ascontiguousarray(part.T if entry.transpose else part)
     return tensors
+
+
+def _check_shape(
+    name: str, stored: tuple[int, ...], entry: TensorMap, expected: tuple[int, ...]
+) -> None:
+    """Raise unless the stored tensor ``name`` is its share of the jaxllm parameter of shape
+    ``expected`` (one of ``len(entry.names)`` equal slices of the last axis), as stored."""
+    part = (*expected[:-1], expected[-1] // len(entry.names))
+    want = tuple(reversed(part)) if entry.transpose else part
+    if tuple(stored) != want:
+        raise CheckpointMismatchError(
+            f"tensor {name} has shape {tuple(stored)}, but the config implies {want}"
+        )
 
 
 def _check_names(tensors: Mapping[str, np.ndarray], layout: CheckpointLayout) -> None:
@@ -137,14 +159,9 @@ def _check_names(tensors: Mapping[str, np.ndarray], layout: CheckpointLayout) ->
 
 def _float32(name: str, value: np.ndarray) -> np.ndarray:
     value = np.asarray(value)
-    if not np.issubdtype(value.dtype, np.floating):
+    if not jnp.issubdtype(value.dtype, jnp.floating):  # jnp's knows bfloat16
         raise CheckpointMismatchError(f"tensor {name!r} is {value.dtype}, not a float type")
     return value.astype(np.float32)
-
-
-def _hf_shape(value: np.ndarray, entry: TensorMap) -> tuple[int, ...]:
-    """The shape as Hugging Face stores it (a fused tensor: jaxllm's, for the sum)."""
-    return tuple(value.T.shape if entry.transpose and len(entry.names) == 1 else value.shape)
 
 
 def _at(tree: Any, path: tuple[str, ...]) -> Any:
@@ -167,4 +184,13 @@ def require_setting(
         raise CheckpointMismatchError(
             f"config.json has {name}={hf[name]!r}; jaxllm's {model} supports "
             f"{' or '.join(repr(value) for value in supported)} only"
+        )
+
+
+def require_fields(hf: Mapping[str, Any], names: tuple[str, ...]) -> None:
+    """Raise naming the first of ``names`` that ``config.json`` lacks."""
+    missing = [name for name in names if name not in hf]
+    if missing:
+        raise CheckpointMismatchError(
+            f"config.json lacks {missing[0]!r}, which a checkpoint of this architecture needs"
         )

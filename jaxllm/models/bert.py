@@ -165,6 +165,7 @@ class BERT(nn.Module):
     def pooled(self, tokens: Array, *args, deterministic: bool = True, **kwargs) -> Array:
         """``tanh(Dense(hidden[:, 0]))``: float32[batch, n_embd], the ``[CLS]`` summary.
         Takes ``__call__``'s arguments."""
+        _require_part(self.config.pooler, "the pooler", "pooler=True")
         hidden = self(tokens, *args, deterministic=deterministic, **kwargs)
         return jnp.tanh(self.pooler_dense(hidden[:, 0]))
 
@@ -172,6 +173,7 @@ class BERT(nn.Module):
         """Masked-word logits float32[batch, seq, vocab]: ``LN(GELU(Dense(hidden)))`` times
         the token embedding's transpose, plus a bias per word. Takes ``__call__``'s
         arguments."""
+        _require_part(self.config.mlm_head, "an MLM head", "mlm_head=True")
         hidden = self(tokens, *args, deterministic=deterministic, **kwargs)
         h = self.mlm_ln(jax.nn.gelu(self.mlm_dense(hidden), approximate=False))
         return self.wte.attend(h) + self.mlm_bias
@@ -179,6 +181,7 @@ class BERT(nn.Module):
     def class_logits(self, tokens: Array, *args, deterministic: bool = True, **kwargs) -> Array:
         """Classification logits float32[batch, num_classes] from the dropped-out pooled
         state. Takes ``__call__``'s arguments."""
+        _require_part(self.config.num_classes > 0, "a classification head", "num_classes > 0")
         pooled = self.pooled(tokens, *args, deterministic=deterministic, **kwargs)
         return self.classifier(self.dropout(pooled, deterministic=deterministic))
 
@@ -198,6 +201,11 @@ def init_bert_params(config: BertConfig, key: Array) -> dict:
     """Fresh parameters of every part ``config`` has."""
     tokens = jnp.zeros((1, 2), jnp.int32)
     return cast(dict, BERT(config).init(key, tokens, method=BERT.every_part)["params"])
+
+
+def _require_part(present: bool, part: str, setting: str) -> None:
+    if not present:
+        raise ValueError(f"this BERT has no {part}: build it with BertConfig({setting})")
 
 
 def _check_inputs(

@@ -403,6 +403,11 @@ def _check_inputs(x: Array, mask: Array | None, dropout_rate: float) -> None:
             "mask must be bool (True at real tokens) or 0/1 integers, not floats: a float "
             "weight is not a padding mask"
         )
+    if not isinstance(mask, jax.core.Tracer) and bool(jnp.any(mask[:, 1:] > mask[:, :-1])):
+        raise ValueError(
+            "mask has a real token after padding: the LSTM reads right-padded sequences (each "
+            "row's real tokens first); move the padding to the end of each row"
+        )
 
 
 def _scaled(x: Array, keep: Array | None) -> Array:
