@@ -41,6 +41,7 @@ from jaxllm.data.labelled import (
     sentiment_data_dir,
     stratified_split,
 )
+from jaxllm.data.masking import MaskedBatch, MaskingConfig, mask_tokens
 from jaxllm.data.splits import split_corpus
 from jaxllm.data.tokenizers import (
     DEFAULT_BPE_VOCAB_SIZE,
@@ -63,6 +64,9 @@ from jaxllm.data.vocab import (
 )
 
 __all__ = [
+    "MaskedBatch",
+    "MaskingConfig",
+    "mask_tokens",
     "Batches",
     "EncodedTexts",
     "PAD_ID",

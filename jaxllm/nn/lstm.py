@@ -27,6 +27,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.core
 import jax.numpy as jnp
 from jax import Array
 
