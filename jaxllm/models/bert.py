@@ -21,13 +21,13 @@ import dataclasses
 from typing import Literal, cast
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 from jax import Array
 
 from jaxllm.config import require, require_transformer_shape
 from jaxllm.nn import Dense, TransformerBlock, layer_norm
 from jaxllm.nn.masks import padding_mask
+from jaxllm.nn.mlp import ACTIVATIONS
 
 INIT_STD = 0.02  # BERT's initializer_range
 
@@ -175,7 +175,7 @@ class BERT(nn.Module):
         arguments."""
         _require_part(self.config.mlm_head, "an MLM head", "mlm_head=True")
         hidden = self(tokens, *args, deterministic=deterministic, **kwargs)
-        h = self.mlm_ln(jax.nn.gelu(self.mlm_dense(hidden), approximate=False))
+        h = self.mlm_ln(ACTIVATIONS["gelu"](self.mlm_dense(hidden)))  # the blocks' exact GELU
         return self.wte.attend(h) + self.mlm_bias
 
     def class_logits(self, tokens: Array, *args, deterministic: bool = True, **kwargs) -> Array:
