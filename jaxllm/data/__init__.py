@@ -41,16 +41,20 @@ from jaxllm.data.labelled import (
     sentiment_data_dir,
     stratified_split,
 )
-from jaxllm.data.masking import MaskedBatch, MaskingConfig, mask_tokens
+from jaxllm.data.masking import MaskedBatch, MaskingConfig, mask_tokens, word_ids_from_pieces
 from jaxllm.data.splits import split_corpus
 from jaxllm.data.tokenizers import (
     DEFAULT_BPE_VOCAB_SIZE,
+    DEFAULT_WORDPIECE_VOCAB_SIZE,
     DOCUMENT_SEPARATOR,
     EOS_TOKEN,
     BPETokenizer,
     CharTokenizer,
     Tokenizer,
+    WordPieceTokenizer,
     check_token_ids,
+    check_tokenizer_fits,
+    load_hf_tokenizer,
     load_tokenizer,
     train_tokenizer,
 )
@@ -83,6 +87,7 @@ __all__ = [
     "BPETokenizer",
     "CharTokenizer",
     "DEFAULT_BPE_VOCAB_SIZE",
+    "DEFAULT_WORDPIECE_VOCAB_SIZE",
     "DOCUMENT_SEPARATOR",
     "DataConfig",
     "EOS_TOKEN",
@@ -93,7 +98,9 @@ __all__ = [
     "NAMED_CORPORA",
     "NAMED_SENTIMENT_SETS",
     "Tokenizer",
+    "WordPieceTokenizer",
     "check_token_ids",
+    "check_tokenizer_fits",
     "clean_corpus",
     "deduplicate",
     "encode_corpus",
@@ -105,6 +112,7 @@ __all__ = [
     "load_shakespeare",
     "load_splits",
     "load_text",
+    "load_hf_tokenizer",
     "load_tokenizer",
     "normalize_text",
     "pad_sequences",
@@ -117,4 +125,5 @@ __all__ = [
     "stratified_split",
     "strip_gutenberg_boilerplate",
     "train_tokenizer",
+    "word_ids_from_pieces",
 ]

@@ -136,3 +136,20 @@ def _check(
             "whole_word masking needs word_ids of the tokens' shape [batch, seq] (the position "
             "of each token's word's first token)"
         )
+
+
+def word_ids_from_pieces(tokens: Array, continues_word: Array) -> Array:
+    """The ``word_ids`` of :func:`mask_tokens` for WordPiece tokens: each token's position if it
+    starts a word, else the position of the nearest word start before it.
+
+    Args:
+      tokens: int[batch, seq] token ids.
+      continues_word: bool[vocab], ``True`` at pieces that continue a word (``##ing``), e.g.
+        :attr:`~jaxllm.data.WordPieceTokenizer.continues_word`.
+
+    Returns:
+      int32[batch, seq]
+    """
+    positions = jnp.arange(tokens.shape[-1], dtype=jnp.int32)
+    starts = jnp.where(jnp.asarray(continues_word)[tokens], 0, positions)
+    return jax.lax.cummax(starts, axis=tokens.ndim - 1)

@@ -1,11 +1,16 @@
 """Tokenizers: text <-> int32 token ids, behind one small interface.
 
-Two kinds share the :class:`Tokenizer` protocol:
+Three kinds share the :class:`Tokenizer` protocol:
 
 - :class:`CharTokenizer`: one id per character of a fixed alphabet (the
   characters of the training text), ids in sorted character order.
 - :class:`BPETokenizer`: byte-level BPE trained with Hugging Face
   ``tokenizers``; any string round-trips, since every byte has a token.
+- :class:`WordPieceTokenizer`: BERT's WordPiece trained with ``tokenizers``,
+  with BERT's special tokens.
+
+Hugging Face's own ``tokenizer.json`` (GPT-2's BPE, BERT's WordPiece) is read
+by :func:`load_hf_tokenizer`.
 
 Each saves to one JSON file read back by :func:`load_tokenizer`, and has a
 ``fingerprint`` (sha256 of its canonical JSON) that a run stores beside its
@@ -29,6 +34,8 @@ from jaxllm.data.json_files import json_fingerprint, write_json_atomically
 DOCUMENT_SEPARATOR = "\n\n"
 EOS_TOKEN = "<|endoftext|>"
 DEFAULT_BPE_VOCAB_SIZE = 1024
+DEFAULT_WORDPIECE_VOCAB_SIZE = 8192
+WORDPIECE_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _BYTE_ALPHABET_SIZE = 256
 _FORMAT_VERSION = 1
 
@@ -178,25 +185,83 @@ class CharTokenizer:
         return f"CharTokenizer(vocab_size={self.vocab_size})"
 
 
-class BPETokenizer:
+class _HuggingFaceTokenizer:
+    """What every tokenizer on a Hugging Face ``tokenizers.Tokenizer`` shares: encoding
+    without special tokens, decoding, and saving the wrapped tokenizer inside jaxllm's JSON."""
+
+    kind = ""
+
+    def __init__(self, hf_tokenizer: Any):
+        self.hf_tokenizer = hf_tokenizer
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf_tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def _required_id(self, token: str) -> int:
+        token_id = self.hf_tokenizer.token_to_id(token)
+        if token_id is None:
+            raise ValueError(f"The {self.kind} tokenizer has no {token!r} token.")
+        return int(token_id)
+
+    def encode(self, text: str) -> np.ndarray:
+        """int32[num_tokens], without special tokens."""
+        return np.asarray(self._encoding(text).ids, dtype=np.int32)
+
+    def _encoding(self, text: str) -> Any:
+        try:
+            return self.hf_tokenizer.encode(text, add_special_tokens=False)
+        except TypeError:
+            # The Rust side rejects strings that are not valid Unicode (lone
+            # surrogates) with a vague TypeError; UTF-8 encoding names the culprit.
+            if isinstance(text, str):
+                text.encode("utf-8")
+            raise
+
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        # skip_special_tokens=False: special tokens in the ids are shown, not dropped.
+        ids = _as_token_ids(ids, self.vocab_size)
+        return self.hf_tokenizer.decode(ids.tolist(), skip_special_tokens=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "format_version": _FORMAT_VERSION,
+            "hf_tokenizer": json.loads(self.hf_tokenizer.to_str()),
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        write_json_atomically(self.to_dict(), path)
+
+    def save_hf(self, path: str | os.PathLike[str]) -> None:
+        """Write Hugging Face's own ``tokenizer.json`` (what ``tokenizers`` and
+        ``transformers``' fast tokenizers read)."""
+        self.hf_tokenizer.save(str(path))
+
+    def fingerprint(self) -> str:
+        return json_fingerprint(self.to_dict())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(vocab_size={self.vocab_size})"
+
+
+class BPETokenizer(_HuggingFaceTokenizer):
     """Byte-level BPE (GPT-2 style) on Hugging Face ``tokenizers``.
 
     No normaliser and no prefix space: the byte-level pre-tokenizer maps each
     UTF-8 byte to a printable stand-in and the decoder maps it back, so
     ``decode(encode(s)) == s`` for every ``str`` without lone surrogates. The
     text ``"<|endoftext|>"`` inside a document encodes to ``eos_id`` (and
-    decodes back to itself).
+    decodes back to itself). GPT-2's own ``tokenizer.json`` is of this kind
+    (:func:`load_hf_tokenizer`).
     """
 
     kind = "bpe"
 
     def __init__(self, hf_tokenizer: Any):
         """Wrap a ``tokenizers.Tokenizer`` that has an ``<|endoftext|>`` token."""
-        self.hf_tokenizer = hf_tokenizer
-        eos_id = hf_tokenizer.token_to_id(EOS_TOKEN)
-        if eos_id is None:
-            raise ValueError(f"The BPE tokenizer has no {EOS_TOKEN!r} token.")
-        self._eos_id = int(eos_id)
+        super().__init__(hf_tokenizer)
+        self._eos_id = self._required_id(EOS_TOKEN)
 
     @classmethod
     def train(
@@ -232,58 +297,114 @@ class BPETokenizer:
         return cls(hf_tokenizer)
 
     @property
-    def vocab_size(self) -> int:
-        return self.hf_tokenizer.get_vocab_size(with_added_tokens=True)
-
-    @property
     def eos_id(self) -> int:
         return self._eos_id
 
-    def encode(self, text: str) -> np.ndarray:
-        """int32[num_tokens]."""
-        try:
-            encoding = self.hf_tokenizer.encode(text, add_special_tokens=False)
-        except TypeError:
-            # The Rust side rejects strings that are not valid Unicode (lone
-            # surrogates) with a vague TypeError; UTF-8 encoding names the culprit.
-            if isinstance(text, str):
-                text.encode("utf-8")
-            raise
-        return np.asarray(encoding.ids, dtype=np.int32)
 
-    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
-        # skip_special_tokens=False: "<|endoftext|>" must survive a round trip.
-        ids = _as_token_ids(ids, self.vocab_size)
-        return self.hf_tokenizer.decode(ids.tolist(), skip_special_tokens=False)
+class WordPieceTokenizer(_HuggingFaceTokenizer):
+    """BERT's WordPiece on Hugging Face ``tokenizers``.
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "format_version": _FORMAT_VERSION,
-            "hf_tokenizer": json.loads(self.hf_tokenizer.to_str()),
-        }
+    Text is normalised as BERT's (lower-cased and accents stripped, unless trained with
+    ``lowercase=False``), split on whitespace and punctuation, and each word is cut into the
+    longest pieces of the vocabulary; a piece inside a word is spelled with a leading ``##``,
+    and a word with no spelling becomes ``[UNK]``. The special tokens ``[PAD]``, ``[UNK]``,
+    ``[CLS]``, ``[SEP]`` and ``[MASK]`` have ids of their own. ``encode`` adds none of them;
+    :meth:`with_specials` frames a sequence as BERT reads it (``[CLS] ... [SEP]``).
+    ``eos_id`` is ``[SEP]``'s, so :func:`~jaxllm.data.encode_corpus` separates documents with
+    it. A BERT checkpoint's ``tokenizer.json`` is of this kind (:func:`load_hf_tokenizer`).
+    """
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        write_json_atomically(self.to_dict(), path)
+    kind = "wordpiece"
 
-    def fingerprint(self) -> str:
-        return json_fingerprint(self.to_dict())
+    def __init__(self, hf_tokenizer: Any):
+        """Wrap a ``tokenizers.Tokenizer`` with a WordPiece model and BERT's special tokens."""
+        super().__init__(hf_tokenizer)
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
+            self._required_id(token) for token in WORDPIECE_SPECIAL_TOKENS
+        )
+        vocab = hf_tokenizer.get_vocab(with_added_tokens=True)
+        prefix = getattr(hf_tokenizer.model, "continuing_subword_prefix", "##")
+        continues = np.zeros(self.vocab_size, dtype=bool)
+        for piece, index in vocab.items():
+            continues[index] = piece.startswith(prefix)
+        self._continues_word = continues
 
-    def __repr__(self) -> str:
-        return f"BPETokenizer(vocab_size={self.vocab_size})"
+    @classmethod
+    def train(
+        cls,
+        texts: Iterable[str],
+        vocab_size: int = DEFAULT_WORDPIECE_VOCAB_SIZE,
+        min_frequency: int = 2,
+        lowercase: bool = True,
+    ) -> WordPieceTokenizer:
+        """Learn a vocabulary of (at most) ``vocab_size`` pieces on ``texts``, deterministically.
+
+        The special tokens take ids 0-4 (``[PAD]``, ``[UNK]``, ``[CLS]``, ``[SEP]``,
+        ``[MASK]``), then the characters of the text, then the learned pieces.
+        """
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
+
+        if vocab_size <= len(WORDPIECE_SPECIAL_TOKENS):
+            raise ValueError(
+                f"vocab_size must exceed the {len(WORDPIECE_SPECIAL_TOKENS)} special tokens; "
+                f"got {vocab_size}."
+            )
+        hf_tokenizer = HFTokenizer(models.WordPiece(unk_token="[UNK]"))
+        hf_tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+        hf_tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        hf_tokenizer.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=list(WORDPIECE_SPECIAL_TOKENS),
+            show_progress=False,
+        )
+        hf_tokenizer.train_from_iterator(texts, trainer=trainer)
+        return cls(hf_tokenizer)
+
+    @property
+    def eos_id(self) -> int:
+        return self.sep_id
+
+    @property
+    def special_ids(self) -> np.ndarray:
+        """int32[5]: the ids of ``[PAD]``, ``[UNK]``, ``[CLS]``, ``[SEP]`` and ``[MASK]``."""
+        ids = (self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id)
+        return np.array(ids, dtype=np.int32)
+
+    @property
+    def continues_word(self) -> np.ndarray:
+        """bool[vocab_size]: ``True`` at pieces that continue a word (``##...``), for
+        whole-word masking (:func:`word_starts`)."""
+        return self._continues_word
+
+    def with_specials(self, ids: np.ndarray, max_len: int) -> np.ndarray:
+        """``[CLS] ids [SEP]``, ``ids`` cut to fit ``max_len`` tokens: int32[<= max_len]."""
+        if max_len < 3:
+            raise ValueError(f"max_len must leave room for [CLS], a token and [SEP]; got {max_len}")
+        body = np.asarray(ids, dtype=np.int32)[: max_len - 2]
+        return np.concatenate([[self.cls_id], body, [self.sep_id]]).astype(np.int32)
 
 
 def _char_from_dict(content: dict[str, Any]) -> CharTokenizer:
     return CharTokenizer(content["alphabet"])
 
 
-def _bpe_from_dict(content: dict[str, Any]) -> BPETokenizer:
-    from tokenizers import Tokenizer as HFTokenizer
+def _hf_from_dict(cls: type[_HuggingFaceTokenizer]) -> Any:
+    def from_dict(content: dict[str, Any]) -> _HuggingFaceTokenizer:
+        from tokenizers import Tokenizer as HFTokenizer
 
-    return BPETokenizer(HFTokenizer.from_str(json.dumps(content["hf_tokenizer"])))
+        return cls(HFTokenizer.from_str(json.dumps(content["hf_tokenizer"])))
+
+    return from_dict
 
 
-_FROM_DICT = {"char": _char_from_dict, "bpe": _bpe_from_dict}
+_FROM_DICT = {
+    "char": _char_from_dict,
+    "bpe": _hf_from_dict(BPETokenizer),
+    "wordpiece": _hf_from_dict(WordPieceTokenizer),
+}
 
 
 def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
@@ -310,14 +431,67 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
         ) from err
 
 
-_TRAINERS = ("char", "bpe")
+# Hugging Face tokenizer models jaxllm wraps, by the "type" of tokenizer.json's "model".
+_HF_MODELS: dict[str, type[_HuggingFaceTokenizer]] = {
+    "BPE": BPETokenizer,
+    "WordPiece": WordPieceTokenizer,
+}
+
+
+def load_hf_tokenizer(path: str | os.PathLike[str]) -> BPETokenizer | WordPieceTokenizer:
+    """Read a Hugging Face ``tokenizer.json`` (a file, or the checkpoint folder holding one):
+    a WordPiece one (BERT's) as a :class:`WordPieceTokenizer`, a byte-level BPE one (GPT-2's)
+    as a :class:`BPETokenizer`.
+
+    Raises:
+        FileNotFoundError: no ``tokenizer.json`` there.
+        ValueError: the file is not a tokenizer ``tokenizers`` reads, its model is of another
+            kind, or it lacks the special tokens its kind needs.
+    """
+    from tokenizers import Tokenizer as HFTokenizer
+
+    path = Path(path)
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"No Hugging Face tokenizer at {str(file)!r}; a fast tokenizer's "
+            "`save_pretrained(folder)` writes folder/tokenizer.json."
+        )
+    try:
+        kind = json.loads(file.read_text(encoding="utf-8"))["model"]["type"]
+        hf_tokenizer = HFTokenizer.from_file(str(file))
+    except Exception as err:
+        raise ValueError(
+            f"{str(file)!r} is not a Hugging Face tokenizer.json ({type(err).__name__}: {err})"
+        ) from err
+    if kind not in _HF_MODELS:
+        raise ValueError(
+            f"{str(file)!r} holds a {kind} tokenizer; jaxllm reads {' and '.join(_HF_MODELS)} "
+            "(GPT-2's byte-level BPE, BERT's WordPiece)."
+        )
+    return _HF_MODELS[kind](hf_tokenizer)
+
+
+def check_tokenizer_fits(tokenizer: Tokenizer, vocab_size: int, model: str = "the model") -> None:
+    """Raise ``ValueError`` unless ``tokenizer`` has exactly ``vocab_size`` tokens (the rows of
+    ``model``'s token embedding): with fewer, some rows would never be used; with more, some
+    ids would index past the table."""
+    if tokenizer.vocab_size != vocab_size:
+        raise ValueError(
+            f"the {tokenizer.kind} tokenizer has {tokenizer.vocab_size} tokens but {model} "
+            f"has a {vocab_size}-token vocabulary; use the tokenizer the model was trained with"
+        )
+
+
+_TRAINERS = ("char", "bpe", "wordpiece")
 
 
 def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = None) -> Tokenizer:
-    """Train a tokenizer of ``kind`` (``"char"`` or ``"bpe"``) on ``texts``.
+    """Train a tokenizer of ``kind`` (``"char"``, ``"bpe"`` or ``"wordpiece"``) on ``texts``.
 
-    ``vocab_size`` is for BPE (default ``DEFAULT_BPE_VOCAB_SIZE``); a char
-    tokenizer's vocabulary is its alphabet, so it must be None there.
+    ``vocab_size`` is for BPE and WordPiece (default ``DEFAULT_BPE_VOCAB_SIZE`` /
+    ``DEFAULT_WORDPIECE_VOCAB_SIZE``); a char tokenizer's vocabulary is its alphabet, so it
+    must be None there.
     """
     if kind == "char":
         if vocab_size is not None:
@@ -327,7 +501,9 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = No
             )
         return CharTokenizer.train(texts)
     if kind == "bpe":
-        if vocab_size is None:
-            vocab_size = DEFAULT_BPE_VOCAB_SIZE
-        return BPETokenizer.train(texts, vocab_size=vocab_size)
+        size = DEFAULT_BPE_VOCAB_SIZE if vocab_size is None else vocab_size
+        return BPETokenizer.train(texts, vocab_size=size)
+    if kind == "wordpiece":
+        size = DEFAULT_WORDPIECE_VOCAB_SIZE if vocab_size is None else vocab_size
+        return WordPieceTokenizer.train(texts, vocab_size=size)
     raise ValueError(f"Unknown tokenizer kind {kind!r}; use one of {', '.join(_TRAINERS)}.")

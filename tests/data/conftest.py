@@ -2,7 +2,13 @@
 
 import pytest
 
-from jaxllm.data import BPETokenizer, CharTokenizer, clean_corpus, load_default_corpus
+from jaxllm.data import (
+    BPETokenizer,
+    CharTokenizer,
+    WordPieceTokenizer,
+    clean_corpus,
+    load_default_corpus,
+)
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +24,8 @@ def char_tokenizer(pydoc_docs) -> CharTokenizer:
 @pytest.fixture(scope="session")
 def bpe_tokenizer(pydoc_docs) -> BPETokenizer:
     return BPETokenizer.train(pydoc_docs, vocab_size=512)
+
+
+@pytest.fixture(scope="session")
+def wordpiece_tokenizer(pydoc_docs) -> WordPieceTokenizer:
+    return WordPieceTokenizer.train(pydoc_docs, vocab_size=1000)

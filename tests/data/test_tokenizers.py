@@ -100,7 +100,7 @@ def test_bpe_training_is_deterministic(pydoc_docs):
     assert first.to_dict() == second.to_dict()
 
 
-@pytest.mark.parametrize("name", ["char_tokenizer", "bpe_tokenizer"])
+@pytest.mark.parametrize("name", ["char_tokenizer", "bpe_tokenizer", "wordpiece_tokenizer"])
 def test_save_load_round_trip_keeps_fingerprint(name, request, tmp_path):
     tokenizer = request.getfixturevalue(name)
     path = tmp_path / "sub" / "tokenizer.json"
@@ -160,15 +160,16 @@ def test_load_tokenizer_truncated_file(bpe_tokenizer, tmp_path):
 def test_train_tokenizer_dispatch_and_errors():
     assert train_tokenizer("char", ["ab"]).kind == "char"
     assert train_tokenizer("bpe", ["ab ab ab"] * 3, vocab_size=300).kind == "bpe"
-    with pytest.raises(ValueError, match="char, bpe"):
-        train_tokenizer("wordpiece", ["ab"])
+    assert train_tokenizer("wordpiece", ["ab ab ab"] * 3, vocab_size=30).kind == "wordpiece"
+    with pytest.raises(ValueError, match="char, bpe, wordpiece"):
+        train_tokenizer("unigram", ["ab"])
     with pytest.raises(ValueError, match="vocab_size"):
         train_tokenizer("char", ["ab"], vocab_size=100)
     with pytest.raises(ValueError, match=">= 257"):
         train_tokenizer("bpe", ["ab"], vocab_size=256)
 
 
-@pytest.mark.parametrize("name", ["char_tokenizer", "bpe_tokenizer"])
+@pytest.mark.parametrize("name", ["char_tokenizer", "bpe_tokenizer", "wordpiece_tokenizer"])
 def test_decode_rejects_out_of_vocab_ids(name, request):
     tokenizer = request.getfixturevalue(name)
     with pytest.raises(ValueError, match=rf"id {tokenizer.vocab_size} at position 1"):
