@@ -115,3 +115,36 @@ def classification_loss(model: Any) -> LossFn:
         return loss, {"loss": loss, "accuracy": accuracy}
 
     return loss_fn
+
+
+def masked_language_model_loss(model: Any) -> LossFn:
+    """Cross-entropy of a BERT's masked-word predictions as ``loss_fn(params, batch, key)``.
+
+    ``batch`` holds ``inputs`` (int[batch, seq], the masked tokens), ``targets`` (int[batch,
+    seq], the original ones), ``weights`` (float[batch, seq], 1 at the tokens chosen for
+    prediction; see :func:`jaxllm.data.mask_tokens`) and optionally ``attention_mask``
+    (bool[batch, seq], ``False`` at padding). The model is called as
+    ``model.apply(variables, inputs, None, attention_mask, method=model.mlm_logits, ...)``;
+    ``key`` drives dropout (``None``: evaluate). Metrics: ``loss`` and ``accuracy`` over the
+    chosen tokens, and ``tokens``, how many were chosen (the train step weights every part of a
+    split batch by it, so the loss is the mean over the whole batch's chosen tokens).
+    """
+
+    def loss_fn(params: Any, batch: dict, key: Array | None) -> tuple[Array, dict]:
+        train = key is not None
+        logits = model.apply(
+            {"params": params},
+            batch["inputs"],
+            None,
+            batch.get("attention_mask"),
+            method=model.mlm_logits,
+            deterministic=not train,
+            rngs={"dropout": key} if train else None,
+        )
+        weights = batch["weights"]
+        loss = cross_entropy(logits, batch["targets"], weights)
+        correct = (jnp.argmax(logits, axis=-1) == batch["targets"]).astype(jnp.float32)
+        accuracy = masked_mean(correct, weights)
+        return loss, {"loss": loss, "accuracy": accuracy, "tokens": jnp.sum(weights)}
+
+    return loss_fn

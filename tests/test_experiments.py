@@ -219,3 +219,18 @@ def test_classify_cli_trains_and_reports_bad_data_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and "one class" in err
     assert "Traceback" not in err
+
+
+def test_pretrain_bert_cli_trains_fills_a_mask_and_reports_errors(tmp_path, capsys):
+    pretrain = load_script("experiments/pretrain_bert.py")
+    common = ["--out-dir", str(tmp_path), "--batch-size", "4", "--seq-len", "16"]
+    common += ["--eval-batches", "1", "--loop.num-steps", "2", "--loop.eval-every", "2"]
+    common += ["--loop.no-progress", "--data.wordpiece-vocab-size", "300"]
+    common += ["--model.n-layer", "1", "--model.n-embd", "16", "--model.n-head", "2"]
+    code = pretrain.main(["--name", "cli", *common])
+    out = capsys.readouterr().out
+    assert code == 0 and "[MASK]" in out and "run folder" in out
+    assert (tmp_path / "cli" / "hf_tokenizer.json").is_file()
+    code = pretrain.main(["--name", "cli", *common])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "already holds checkpoints" in err

@@ -41,7 +41,14 @@ from jaxllm.data.labelled import (
     sentiment_data_dir,
     stratified_split,
 )
-from jaxllm.data.masking import MaskedBatch, MaskingConfig, mask_tokens, word_ids_from_pieces
+from jaxllm.data.masking import (
+    MaskedBatch,
+    MaskingConfig,
+    mask_tokens,
+    mlm_batch,
+    mlm_eval_batches,
+    word_ids_from_pieces,
+)
 from jaxllm.data.splits import split_corpus
 from jaxllm.data.tokenizers import (
     DEFAULT_BPE_VOCAB_SIZE,
@@ -71,6 +78,8 @@ __all__ = [
     "MaskedBatch",
     "MaskingConfig",
     "mask_tokens",
+    "mlm_batch",
+    "mlm_eval_batches",
     "Batches",
     "EncodedTexts",
     "PAD_ID",

@@ -13,10 +13,13 @@ are chosen together. A pure function of its key, so batches are a function of (s
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from typing import Protocol
 
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 from jaxllm.config import require
@@ -153,3 +156,115 @@ def word_ids_from_pieces(tokens: Array, continues_word: Array) -> Array:
     positions = jnp.arange(tokens.shape[-1], dtype=jnp.int32)
     starts = jnp.where(jnp.asarray(continues_word)[tokens], 0, positions)
     return jax.lax.cummax(starts, axis=tokens.ndim - 1)
+
+
+class MaskingVocab(Protocol):
+    """What MLM batches need of a tokenizer (:class:`~jaxllm.data.WordPieceTokenizer`)."""
+
+    vocab_size: int
+    cls_id: int
+    sep_id: int
+    mask_id: int
+    pad_id: int
+    special_ids: np.ndarray
+    continues_word: np.ndarray
+
+
+# A key stream for evaluation masks, apart from the training steps' fold_in(key(seed), step).
+_EVAL_STREAM = 2**31 - 1
+
+
+def _masked_batch(
+    rows: np.ndarray, lengths: np.ndarray, vocab: MaskingVocab, key: Array, config: MaskingConfig
+) -> dict[str, np.ndarray]:
+    """Frame ``rows`` (int[batch, seq - 2] token windows, ``lengths`` real tokens each) as
+    ``[CLS] window [SEP] [PAD]...`` and mask them: the numpy batch of
+    :func:`~jaxllm.losses.masked_language_model_loss`."""
+    batch, body = rows.shape
+    real = np.arange(body)[None, :] < lengths[:, None]
+    framed = np.full((batch, body + 2), vocab.pad_id, np.int32)
+    framed[:, 0] = vocab.cls_id
+    framed[:, 1:-1] = np.where(real, rows, vocab.pad_id)
+    framed[np.arange(batch), lengths + 1] = vocab.sep_id
+    attention = np.arange(body + 2)[None, :] < (lengths + 2)[:, None]
+    maskable = attention & ~np.isin(framed, vocab.special_ids)
+    word_ids = word_ids_from_pieces(framed, vocab.continues_word) if config.whole_word else None
+    masked = _jitted_mask_tokens(
+        framed,
+        maskable,
+        key,
+        mask_id=vocab.mask_id,
+        vocab_size=vocab.vocab_size,
+        config=config,
+        word_ids=word_ids,
+    )
+    out = {f.name: np.asarray(getattr(masked, f.name)) for f in dataclasses.fields(masked)}
+    return out | {"attention_mask": attention}
+
+
+_jitted_mask_tokens = jax.jit(mask_tokens, static_argnames=("mask_id", "vocab_size", "config"))
+
+
+def mlm_batch(
+    tokens: np.ndarray,
+    vocab: MaskingVocab,
+    *,
+    seed: int,
+    step: int,
+    batch_size: int,
+    seq_len: int,
+    config: MaskingConfig = MaskingConfig(),
+    process_index: int = 0,
+    process_count: int = 1,
+) -> dict[str, np.ndarray]:
+    """This process's rows of the masked-language-model batch for ``step``: a pure function of
+    (seed, step), whatever the number of processes.
+
+    The global batch is ``batch_size`` windows of ``seq_len - 2`` tokens of the stream at the
+    offsets :func:`~jaxllm.data.lm_batch` draws, each framed as ``[CLS] window [SEP]`` and
+    masked with ``fold_in(key(seed), step)`` (special tokens, e.g. the ``[SEP]`` between
+    documents, are never chosen).
+
+    Returns:
+      ``{"inputs", "targets": int32[B_local, seq_len], "weights": float32[B_local, seq_len],
+      "attention_mask": bool[B_local, seq_len]}``, ``B_local = batch_size // process_count``.
+    """
+    from jaxllm.data.batches import lm_batch
+
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise ValueError(f"process_index must be in [0, {process_count}), got {process_index}.")
+    windows = lm_batch(tokens, seed=seed, step=step, batch_size=batch_size, seq_len=seq_len - 2)
+    lengths = np.full(batch_size, seq_len - 2)
+    key = jax.random.fold_in(jax.random.key(seed), step)
+    batch = _masked_batch(windows["inputs"], lengths, vocab, key, config)
+    rows = batch_size // process_count
+    return {k: v[process_index * rows : (process_index + 1) * rows] for k, v in batch.items()}
+
+
+def mlm_eval_batches(
+    tokens: np.ndarray,
+    vocab: MaskingVocab,
+    *,
+    seed: int,
+    batch_size: int,
+    seq_len: int,
+    config: MaskingConfig = MaskingConfig(),
+    max_batches: int | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Consecutive windows of ``seq_len - 2`` tokens covering the stream once, framed and
+    masked as :func:`mlm_batch`'s, with the same masks at every evaluation (batch ``i`` is
+    masked with a key of its own drawn from ``seed``). The last window is padded (``[PAD]``,
+    ``attention_mask`` False) and the last batch filled with empty rows that count for
+    nothing."""
+    body = seq_len - 2
+    num_windows = -(-tokens.size // body)
+    num_batches = -(-num_windows // batch_size)
+    if max_batches is not None:
+        num_batches = min(num_batches, max_batches)
+    eval_key = jax.random.fold_in(jax.random.key(seed), _EVAL_STREAM)
+    for index in range(num_batches):
+        starts = (index * batch_size + np.arange(batch_size)) * body
+        lengths = np.clip(tokens.size - starts, 0, body)
+        positions = np.minimum(starts[:, None] + np.arange(body), tokens.size - 1)
+        rows = tokens[positions].astype(np.int32)
+        yield _masked_batch(rows, lengths, vocab, jax.random.fold_in(eval_key, index), config)

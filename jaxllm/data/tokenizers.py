@@ -340,28 +340,21 @@ class WordPieceTokenizer(_HuggingFaceTokenizer):
         """Learn a vocabulary of (at most) ``vocab_size`` pieces on ``texts``, deterministically.
 
         The special tokens take ids 0-4 (``[PAD]``, ``[UNK]``, ``[CLS]``, ``[SEP]``,
-        ``[MASK]``), then the characters of the text, then the learned pieces.
+        ``[MASK]``), then a continuing piece (``##e``) for every character of the (normalised)
+        text, the characters themselves, then the learned pieces.
         """
-        from tokenizers import Tokenizer as HFTokenizer
-        from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
+        from tokenizers import normalizers
 
         if vocab_size <= len(WORDPIECE_SPECIAL_TOKENS):
             raise ValueError(
                 f"vocab_size must exceed the {len(WORDPIECE_SPECIAL_TOKENS)} special tokens; "
                 f"got {vocab_size}."
             )
-        hf_tokenizer = HFTokenizer(models.WordPiece(unk_token="[UNK]"))
-        hf_tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
-        hf_tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        hf_tokenizer.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            special_tokens=list(WORDPIECE_SPECIAL_TOKENS),
-            show_progress=False,
-        )
-        hf_tokenizer.train_from_iterator(texts, trainer=trainer)
-        return cls(hf_tokenizer)
+        texts = list(texts)
+        normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+        chars = sorted({c for text in texts for c in normalizer.normalize_str(text)})
+        vocab = _learn_wordpieces(texts, normalizer, chars, vocab_size, min_frequency)
+        return cls(_bert_wordpiece(vocab, normalizer))
 
     @property
     def eos_id(self) -> int:
@@ -385,6 +378,55 @@ class WordPieceTokenizer(_HuggingFaceTokenizer):
             raise ValueError(f"max_len must leave room for [CLS], a token and [SEP]; got {max_len}")
         body = np.asarray(ids, dtype=np.int32)[: max_len - 2]
         return np.concatenate([[self.cls_id], body, [self.sep_id]]).astype(np.int32)
+
+
+def _learn_wordpieces(
+    texts: list[str], normalizer: Any, chars: list[str], vocab_size: int, min_frequency: int
+) -> dict[str, int]:
+    """The vocabulary ``tokenizers``' WordPiece trainer learns on ``texts``, made deterministic.
+
+    The trainer numbers each continuing piece (``##e``) when it first meets it while walking
+    a hash map of words, and breaks ties between equally frequent merges by those numbers, so
+    two trainings could learn different vocabularies (huggingface/tokenizers#1794). Declaring
+    every ``##<char>`` up front (as special tokens, which take their ids first) fixes them.
+    """
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import models, pre_tokenizers, trainers
+
+    hf_tokenizer = HFTokenizer(models.WordPiece(unk_token="[UNK]"))
+    hf_tokenizer.normalizer = normalizer
+    hf_tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    continuing = [f"##{c}" for c in chars if not c.isspace()]
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[*WORDPIECE_SPECIAL_TOKENS, *continuing],
+        initial_alphabet=[c for c in chars if not c.isspace()],
+        show_progress=False,
+    )
+    hf_tokenizer.train_from_iterator(texts, trainer=trainer)
+    return hf_tokenizer.get_vocab(with_added_tokens=False)
+
+
+def _bert_wordpiece(vocab: dict[str, int], normalizer: Any) -> Any:
+    """A ``tokenizers.Tokenizer`` laid out as BERT's: WordPiece over ``vocab``, BERT's
+    normaliser and pre-tokenizer, ``[CLS] A [SEP]`` framing when special tokens are asked for,
+    and only the five special tokens marked special."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, processors
+
+    hf_tokenizer = HFTokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    hf_tokenizer.normalizer = normalizer
+    hf_tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    hf_tokenizer.decoder = decoders.WordPiece()
+    hf_tokenizer.add_special_tokens(list(WORDPIECE_SPECIAL_TOKENS))
+    cls_id, sep_id = vocab["[CLS]"], vocab["[SEP]"]
+    hf_tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return hf_tokenizer
 
 
 def _char_from_dict(content: dict[str, Any]) -> CharTokenizer:

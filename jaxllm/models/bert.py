@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxllm.config import require, require_transformer_shape
+from jaxllm.models.gpt import DTYPES
 from jaxllm.nn import Dense, TransformerBlock, layer_norm
 from jaxllm.nn.masks import padding_mask
 from jaxllm.nn.mlp import ACTIVATIONS
@@ -51,6 +52,8 @@ class BertConfig:
       pooler: the ``[CLS]`` pooler (needed by the classification head).
       mlm_head: the masked-language-model head.
       num_classes: classes of the classification head (0: no head).
+      dtype: compute dtype, ``"float32"`` or ``"bfloat16"``; parameters stay float32 and the
+        heads return float32.
     """
 
     vocab_size: int = 0
@@ -66,6 +69,7 @@ class BertConfig:
     pooler: bool = True
     mlm_head: bool = True
     num_classes: int = 0
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
     def __post_init__(self):
         require_transformer_shape(
@@ -87,6 +91,10 @@ class BertConfig:
             "BertConfig.num_classes > 0 needs the pooler (pooler=True): the classification "
             "head reads the pooled [CLS] state",
         )
+        require(
+            self.dtype in DTYPES,
+            f"BertConfig.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}",
+        )
 
 
 class BERT(nn.Module):
@@ -103,10 +111,11 @@ class BERT(nn.Module):
         if cfg.vocab_size == 0:
             raise ValueError("BertConfig.vocab_size is 0: set it to the tokenizer's vocab_size")
         init = nn.initializers.normal(INIT_STD)
-        self.wte = nn.Embed(cfg.vocab_size, cfg.n_embd, embedding_init=init)
-        self.wpe = nn.Embed(cfg.max_len, cfg.n_embd, embedding_init=init)
-        self.wtt = nn.Embed(cfg.type_vocab_size, cfg.n_embd, embedding_init=init)
-        self.ln_embed = layer_norm(epsilon=cfg.layer_norm_epsilon)
+        dtype = DTYPES[cfg.dtype]
+        self.wte = nn.Embed(cfg.vocab_size, cfg.n_embd, embedding_init=init, dtype=dtype)
+        self.wpe = nn.Embed(cfg.max_len, cfg.n_embd, embedding_init=init, dtype=dtype)
+        self.wtt = nn.Embed(cfg.type_vocab_size, cfg.n_embd, embedding_init=init, dtype=dtype)
+        self.ln_embed = layer_norm(epsilon=cfg.layer_norm_epsilon, dtype=dtype)
         self.blocks = [
             TransformerBlock(
                 cfg.n_head,
@@ -115,20 +124,21 @@ class BERT(nn.Module):
                 norm_position=cfg.norm_position,
                 layer_norm_epsilon=cfg.layer_norm_epsilon,
                 mlp_activation="gelu",
+                dtype=dtype,
                 name=f"h_{i}",
             )
             for i in range(cfg.n_layer)
         ]
         if cfg.norm_position == "pre":
-            self.ln_f = layer_norm(epsilon=cfg.layer_norm_epsilon)
+            self.ln_f = layer_norm(epsilon=cfg.layer_norm_epsilon, dtype=dtype)
         if cfg.pooler:
-            self.pooler_dense = Dense(cfg.n_embd, kernel_init=init)
+            self.pooler_dense = Dense(cfg.n_embd, kernel_init=init, dtype=dtype)
         if cfg.mlm_head:
-            self.mlm_dense = Dense(cfg.n_embd, kernel_init=init)
-            self.mlm_ln = layer_norm(epsilon=cfg.layer_norm_epsilon)
+            self.mlm_dense = Dense(cfg.n_embd, kernel_init=init, dtype=dtype)
+            self.mlm_ln = layer_norm(epsilon=cfg.layer_norm_epsilon, dtype=dtype)
             self.mlm_bias = self.param("mlm_bias", nn.initializers.zeros, (cfg.vocab_size,))
         if cfg.num_classes:
-            self.classifier = Dense(cfg.num_classes, kernel_init=init)
+            self.classifier = Dense(cfg.num_classes, kernel_init=init, dtype=dtype)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def __call__(
@@ -150,7 +160,7 @@ class BERT(nn.Module):
           deterministic: no dropout when ``True``; otherwise the ``"dropout"`` RNG is used.
 
         Returns:
-          float32[batch, seq, n_embd]
+          float[batch, seq, n_embd], in the compute dtype
         """
         _check_inputs(self.config, tokens, token_types, attention_mask)
         positions = jnp.arange(tokens.shape[1])[None, :]
@@ -163,7 +173,7 @@ class BERT(nn.Module):
         return self.ln_f(x) if self.config.norm_position == "pre" else x
 
     def pooled(self, tokens: Array, *args, deterministic: bool = True, **kwargs) -> Array:
-        """``tanh(Dense(hidden[:, 0]))``: float32[batch, n_embd], the ``[CLS]`` summary.
+        """``tanh(Dense(hidden[:, 0]))``: float[batch, n_embd], the ``[CLS]`` summary.
         Takes ``__call__``'s arguments."""
         _require_part(self.config.pooler, "the pooler", "pooler=True")
         hidden = self(tokens, *args, deterministic=deterministic, **kwargs)
@@ -176,14 +186,15 @@ class BERT(nn.Module):
         _require_part(self.config.mlm_head, "an MLM head", "mlm_head=True")
         hidden = self(tokens, *args, deterministic=deterministic, **kwargs)
         h = self.mlm_ln(ACTIVATIONS["gelu"](self.mlm_dense(hidden)))  # the blocks' exact GELU
-        return self.wte.attend(h) + self.mlm_bias
+        return self.wte.attend(h).astype(jnp.float32) + self.mlm_bias
 
     def class_logits(self, tokens: Array, *args, deterministic: bool = True, **kwargs) -> Array:
         """Classification logits float32[batch, num_classes] from the dropped-out pooled
         state. Takes ``__call__``'s arguments."""
         _require_part(self.config.num_classes > 0, "a classification head", "num_classes > 0")
         pooled = self.pooled(tokens, *args, deterministic=deterministic, **kwargs)
-        return self.classifier(self.dropout(pooled, deterministic=deterministic))
+        logits = self.classifier(self.dropout(pooled, deterministic=deterministic))
+        return logits.astype(jnp.float32)
 
     def every_part(self, tokens: Array) -> tuple[Array, ...]:
         """Run every part the config has (for ``init``): the hidden states and each head."""

@@ -52,7 +52,7 @@ from jaxllm.models.classifiers import (
 )
 from jaxllm.models.gpt import count_params
 from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
-from jaxllm.recipes.run_folder import prepare_run_dir
+from jaxllm.recipes.run_folder import prepare_run_dir, say
 from jaxllm.recipes.text_features import (
     EncodedSplit,
     encode_tfidf,
@@ -322,10 +322,6 @@ def split_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> d
     }
 
 
-def _say(config: ClassifyConfig, message: str) -> None:
-    print(f"[{config.name}] {message}")
-
-
 def _initial_params(config: ClassifyConfig, vocab: WordVocab | None, train: LabelledTexts) -> Any:
     """Fresh parameters; with ``word2vec_init``, the embedding table from word2vec (not on
     resume: the checkpoint replaces them)."""
@@ -335,7 +331,7 @@ def _initial_params(config: ClassifyConfig, vocab: WordVocab | None, train: Labe
     words, vectors = _word2vec_vectors(config, train)
     table = np.asarray(params["embedding"]["embedding"])
     table, found = word2vec_table(vocab, words, vectors, table)
-    _say(config, f"word2vec vectors for {found:,} of {len(vocab):,} words")
+    say(config.name, f"word2vec vectors for {found:,} of {len(vocab):,} words")
     return with_embeddings(params, table)
 
 
@@ -480,7 +476,7 @@ def train_classifier(
         use_compilation_cache(config.compilation_cache)
     config, splits, features, train = _prepare(config, data)
     for name, split in splits.items():
-        _say(config, f"{name}: {split.report()}")
+        say(config.name, f"{name}: {split.report()}")
     model = TextClassifier(config.model)
     predict = make_predict_fn(model, config.eval_batch_size)
     metadata = {"vocab_fingerprint": features.fingerprint, "label_names": list(train.label_names)}
@@ -545,8 +541,8 @@ def _finish(run: ClassifierRun, splits: dict[str, EncodedSplit], seconds: float)
     plot_confusion_matrix(
         run.test["confusion"], run.label_names, run_dir / "confusion.png", title=f"{title}, test"
     )
-    _say(
-        config,
+    say(
+        config.name,
         f"best step {run.best_step}: dev accuracy {run.dev['accuracy']:.4f}, test accuracy "
         f"{run.test['accuracy']:.4f}, macro-F1 {run.test['macro_f1']:.4f} ({seconds:.1f} s)",
     )

@@ -30,8 +30,6 @@ from jaxllm.data import (
     eval_batches,
     lm_batch,
     load_splits,
-    load_tokenizer,
-    train_tokenizer,
 )
 from jaxllm.generate import generate_text
 from jaxllm.losses import language_model_loss
@@ -39,11 +37,10 @@ from jaxllm.metrics import perplexity
 from jaxllm.models.gpt import GPT, GPTConfig, init_params, with_cpu_tuned_attention
 from jaxllm.models.lstm_lm import LSTMLM, LSTMLMConfig, init_lstm_lm_params
 from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
-from jaxllm.recipes.run_folder import prepare_run_dir
+from jaxllm.recipes.run_folder import prepare_run_dir, say, tokenizer_for_run
 from jaxllm.runtime import DEFAULT_COMPILATION_CACHE, use_compilation_cache
 from jaxllm.train import (
     Checkpointer,
-    CheckpointError,
     FitResult,
     Layout,
     LoopConfig,
@@ -184,28 +181,6 @@ class LMRun:
     run_dir: Path
 
 
-def _tokenizer_for_run(
-    config: LMConfig, splits: tuple[list[str], ...], checkpointer: Checkpointer
-) -> Tokenizer:
-    """A new tokenizer, or on resume the run's saved one, checked against its checkpoint."""
-    path = config.run_dir / "tokenizer.json"
-    if config.resume:
-        tokenizer = load_tokenizer(path)
-        if checkpointer.read_metadata().get("tokenizer_fingerprint") != tokenizer.fingerprint():
-            raise CheckpointError(
-                f"the tokenizer in {path} does not match the one the checkpoint "
-                "was trained with; restore the run's original tokenizer.json"
-            )
-        return tokenizer
-    bpe = config.data.tokenizer == "bpe"
-    # A character alphabet must cover every split (nanoGPT builds it from the whole text);
-    # BPE learns its merges from the training split only and encodes any text.
-    texts = splits[0] if bpe else [doc for split in splits for doc in split]
-    return train_tokenizer(
-        config.data.tokenizer, texts, vocab_size=config.data.bpe_vocab_size if bpe else None
-    )
-
-
 def resolve_config(config: LMConfig, tokenizer: Tokenizer) -> LMConfig:
     """Fill in what the config leaves to the run: the trained model's vocabulary size, the
     decay length, and (for a GPT, with ``cpu_tuned_attention``) the attention for this
@@ -286,12 +261,6 @@ def _batch_fn(config: LMConfig, tokens: np.ndarray) -> Callable[[int], dict]:
     return batch
 
 
-def _say(config: LMConfig, message: str) -> None:
-    """Print ``[name] message`` on process 0 (in a multi-process run it speaks for all)."""
-    if jax.process_index() == 0:
-        print(f"[{config.name}] {message}")
-
-
 def _train(
     config: LMConfig,
     layout: Layout,
@@ -318,8 +287,8 @@ def _train(
         max_batches=config.eval_batches or None,
     )
     before = val_fn(layout.plain_state(state).params)
-    _say(
-        config,
+    say(
+        config.name,
         f"{tokenizer.kind} tokenizer, vocab {tokenizer.vocab_size}; tokens train/val/test "
         f"{len(train_tokens):,}/{len(val_tokens):,}/{len(test_tokens):,}; {layout.describe()}; "
         f"step {int(layout.plain_state(state).step)}: val loss {before['loss']:.4f}, "
@@ -409,7 +378,7 @@ def train_lm(config: LMConfig) -> LMRun:
     with Checkpointer(
         config.run_dir / "checkpoints", max_to_keep=config.loop.keep_checkpoints
     ) as checkpointer:
-        tokenizer = _tokenizer_for_run(config, splits, checkpointer)
+        tokenizer = tokenizer_for_run(config, config.data, splits, checkpointer)
         config = resolve_config(config, tokenizer)
         if not config.resume and jax.process_index() == 0:
             tokenizer.save(config.run_dir / "tokenizer.json")
@@ -429,8 +398,8 @@ def train_lm(config: LMConfig) -> LMRun:
 
     after = evaluate_on(tokens[1], config.eval_batches or None)
     test = evaluate_on(tokens[2], None)  # the whole test split
-    _say(
-        config,
+    say(
+        config.name,
         f"step {int(state.step)}: val loss {after['loss']:.4f}, perplexity "
         f"{after['ppl']:.2f}; test loss {test['loss']:.4f}, perplexity {test['ppl']:.2f} "
         f"({result.stop_reason})",

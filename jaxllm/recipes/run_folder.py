@@ -10,13 +10,15 @@ the same run: only the settings the recipe declares resumable may change.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import jax
 
 from jaxllm.config import ConfigError, config_to_dict, load_config
+from jaxllm.data import DataConfig, Tokenizer, load_tokenizer, train_tokenizer
+from jaxllm.train import Checkpointer, CheckpointError
 
 
 class RunConfig(Protocol):
@@ -127,3 +129,36 @@ def set_aside_earlier_attempt(run_dir: Path) -> Path | None:
     for path in leftovers:
         path.rename(destination / path.name)
     return destination
+
+
+def tokenizer_for_run(
+    config: RunConfig, data: DataConfig, splits: Sequence[list[str]], checkpointer: Checkpointer
+) -> Tokenizer:
+    """A new tokenizer of ``data.tokenizer``'s kind, or on resume the run's saved
+    ``tokenizer.json``, checked against the fingerprint its checkpoint recorded.
+
+    A character alphabet is built from every split (as nanoGPT's, so no text has a character
+    outside it); BPE and WordPiece learn from the training split (``splits[0]``) and encode any
+    text.
+
+    Raises:
+      CheckpointError: on resume, the tokenizer is not the one the checkpoint was trained with.
+    """
+    path = config.run_dir / "tokenizer.json"
+    if config.resume:
+        tokenizer = load_tokenizer(path)
+        if checkpointer.read_metadata().get("tokenizer_fingerprint") != tokenizer.fingerprint():
+            raise CheckpointError(
+                f"the tokenizer in {path} does not match the one the checkpoint "
+                "was trained with; restore the run's original tokenizer.json"
+            )
+        return tokenizer
+    char = data.tokenizer == "char"
+    texts = [doc for split in splits for doc in split] if char else splits[0]
+    return train_tokenizer(data.tokenizer, texts, vocab_size=data.vocab_size)
+
+
+def say(name: str, message: str) -> None:
+    """Print ``[name] message`` on process 0 (in a multi-process run it speaks for all)."""
+    if jax.process_index() == 0:
+        print(f"[{name}] {message}")

@@ -127,3 +127,21 @@ def test_check_tokenizer_fits_names_both_sizes(wordpiece_tokenizer):
     check_tokenizer_fits(wordpiece_tokenizer, wordpiece_tokenizer.vocab_size)
     with pytest.raises(ValueError, match=r"has 1000 tokens but the BERT has a 1024-token"):
         check_tokenizer_fits(wordpiece_tokenizer, 1024, "the BERT")
+
+
+def test_wordpiece_training_is_deterministic(pydoc_docs):
+    """``tokenizers``' trainer alone numbers ``##`` pieces in hash-map order and can learn
+    another vocabulary each time (huggingface/tokenizers#1794); jaxllm's must not."""
+    fingerprints = {
+        WordPieceTokenizer.train(pydoc_docs, vocab_size=4000).fingerprint() for _ in range(3)
+    }
+    assert len(fingerprints) == 1
+
+
+def test_trained_wordpiece_frames_like_bert_in_transformers(tmp_path, wordpiece_tokenizer):
+    wordpiece_tokenizer.save_hf(tmp_path / "tokenizer.json")
+    reference = transformers.BertTokenizerFast(tokenizer_file=str(tmp_path / "tokenizer.json"))
+    text = "Return the [MASK] value, unbelievably."
+    ids = wordpiece_tokenizer.encode(text)
+    assert reference(text)["input_ids"] == wordpiece_tokenizer.with_specials(ids, 512).tolist()
+    assert (ids == wordpiece_tokenizer.mask_id).sum() == 1
