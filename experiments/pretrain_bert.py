@@ -9,8 +9,8 @@ on it, and show what it fills in for a masked sentence.
     python experiments/pretrain_bert.py --masking.whole-word              # whole-word masking
 
 Writes runs/<name>/: config.json, tokenizer.json, hf_tokenizer.json, metrics.jsonl, loss.png,
-tensorboard/, checkpoints/, summary.json. Fine-tune the encoder with
-``experiments/classify.py --model.encoder bert --bert-run runs/<name>``.
+tensorboard/, checkpoints/, summary.json; ``jaxllm.recipes.mlm.load_mlm_run`` reads the
+pre-trained encoder back.
 """
 
 from __future__ import annotations

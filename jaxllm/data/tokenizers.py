@@ -235,7 +235,8 @@ class _HuggingFaceTokenizer:
 
     def save_hf(self, path: str | os.PathLike[str]) -> None:
         """Write Hugging Face's own ``tokenizer.json`` (what ``tokenizers`` and
-        ``transformers``' fast tokenizers read)."""
+        ``transformers``' fast tokenizers read); its folder is created."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.hf_tokenizer.save(str(path))
 
     def fingerprint(self) -> str:

@@ -5,7 +5,8 @@ the run-folder and resume policy of :mod:`jaxllm.recipes.run_folder`.
 """
 
 from jaxllm.recipes.classify import ClassifierRun, ClassifyConfig, train_classifier
-from jaxllm.recipes.lm import LMConfig, LMRun, train_lm
+from jaxllm.recipes.lm import LMConfig, LMRun, load_lm_run, train_lm
+from jaxllm.recipes.mlm import MLMConfig, MLMRun, load_mlm_run, train_mlm
 from jaxllm.recipes.run_folder import prepare_run_dir, resumed_config
 
 __all__ = [
@@ -13,8 +14,13 @@ __all__ = [
     "ClassifyConfig",
     "LMConfig",
     "LMRun",
+    "MLMConfig",
+    "MLMRun",
+    "load_lm_run",
+    "load_mlm_run",
     "prepare_run_dir",
     "resumed_config",
     "train_classifier",
     "train_lm",
+    "train_mlm",
 ]

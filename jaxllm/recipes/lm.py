@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from jax import Array
 
-from jaxllm.config import ConfigError, save_config
+from jaxllm.config import ConfigError, load_config, save_config
 from jaxllm.data import (
     DataConfig,
     Tokenizer,
@@ -30,6 +30,7 @@ from jaxllm.data import (
     eval_batches,
     lm_batch,
     load_splits,
+    load_tokenizer,
 )
 from jaxllm.generate import generate_text
 from jaxllm.losses import language_model_loss
@@ -37,7 +38,13 @@ from jaxllm.metrics import perplexity
 from jaxllm.models.gpt import GPT, GPTConfig, init_params, with_cpu_tuned_attention
 from jaxllm.models.lstm_lm import LSTMLM, LSTMLMConfig, init_lstm_lm_params
 from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
-from jaxllm.recipes.run_folder import prepare_run_dir, say, tokenizer_for_run
+from jaxllm.recipes.run_folder import (
+    prepare_run_dir,
+    require_run,
+    restore_params,
+    say,
+    tokenizer_for_run,
+)
 from jaxllm.runtime import DEFAULT_COMPILATION_CACHE, use_compilation_cache
 from jaxllm.train import (
     Checkpointer,
@@ -420,3 +427,24 @@ def train_lm(config: LMConfig) -> LMRun:
     if jax.process_index() == 0:
         run.sample = _write_results(config, run, params)
     return run
+
+
+def load_lm_run(run_dir: str | Path, step: int | None = None) -> tuple[LMConfig, Tokenizer, Any]:
+    """A language-model run's config, tokenizer and parameters (its newest checkpoint, or
+    ``step``'s), for :func:`~jaxllm.generate.generate_text` with ``model_for(config)``.
+
+    Raises:
+      FileNotFoundError: ``run_dir`` holds no run (no ``config.json`` or no checkpoint).
+      CheckpointError: the tokenizer is not the one the checkpoint was trained with.
+    """
+    config = load_config(LMConfig, require_run(run_dir, "train_lm.py") / "config.json")
+    tokenizer = load_tokenizer(Path(run_dir) / "tokenizer.json")
+    _, init = _model_for(config)
+    key_params, key_train = jax.random.split(jax.random.key(config.seed))
+    fresh = create_train_state(init(key_params), make_optimizer(config.optimizer), key_train)
+    return config, tokenizer, restore_params(run_dir, tokenizer, fresh, step)
+
+
+def model_for(config: LMConfig) -> GPT | LSTMLM:
+    """The model a run of ``config`` trains (``config.model_kind``)."""
+    return _model_for(config)[0]

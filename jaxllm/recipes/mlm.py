@@ -8,8 +8,8 @@ and the loss differ.
 
 A run folder ``<out_dir>/<name>/`` holds ``config.json``, ``tokenizer.json`` (jaxllm's; the
 Hugging Face ``tokenizer.json`` is in ``hf_tokenizer.json``), ``metrics.jsonl``, ``loss.png``,
-``tensorboard/``, ``checkpoints/`` and ``summary.json``. :func:`load_mlm_run` reads it back,
-e.g. to fine-tune the encoder (``jaxllm.recipes.classify``).
+``tensorboard/``, ``checkpoints/`` and ``summary.json``. :func:`load_mlm_run` reads it back
+(config, tokenizer, parameters), e.g. to fill in masks or fine-tune the encoder.
 """
 
 from __future__ import annotations
@@ -39,7 +39,13 @@ from jaxllm.losses import masked_language_model_loss
 from jaxllm.metrics import perplexity
 from jaxllm.models.bert import BERT, BertConfig, init_bert_params
 from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
-from jaxllm.recipes.run_folder import prepare_run_dir, say, tokenizer_for_run
+from jaxllm.recipes.run_folder import (
+    prepare_run_dir,
+    require_run,
+    restore_params,
+    say,
+    tokenizer_for_run,
+)
 from jaxllm.runtime import DEFAULT_COMPILATION_CACHE, use_compilation_cache
 from jaxllm.train import (
     Checkpointer,
@@ -325,27 +331,12 @@ def load_mlm_run(
       FileNotFoundError: ``run_dir`` holds no run (no ``config.json`` or no checkpoint).
       CheckpointError: the tokenizer is not the one the checkpoint was trained with.
     """
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{run_dir} holds no BERT run (no config.json); pre-train one with "
-            "experiments/pretrain_bert.py or import one with `python -m jaxllm.interop import`"
-        )
-    config = load_config(MLMConfig, run_dir / "config.json")
-    tokenizer = load_tokenizer(run_dir / "tokenizer.json")
-    with Checkpointer(run_dir / "checkpoints") as checkpointer:
-        if checkpointer.latest_step() is None:
-            raise FileNotFoundError(f"{run_dir} has no checkpoint to load")
-        recorded = checkpointer.read_metadata(step).get("tokenizer_fingerprint")
-        if recorded != tokenizer.fingerprint():
-            raise CheckpointError(
-                f"the tokenizer in {run_dir / 'tokenizer.json'} is not the one the checkpoint "
-                "was trained with; restore the run's original tokenizer.json"
-            )
-        state, _ = checkpointer.restore(fresh_state(config), step)
+    config = load_config(MLMConfig, require_run(run_dir, "pretrain_bert.py") / "config.json")
+    tokenizer = load_tokenizer(Path(run_dir) / "tokenizer.json")
     if not isinstance(tokenizer, WordPieceTokenizer):
         raise CheckpointError(f"{run_dir} has a {tokenizer.kind} tokenizer, not BERT's WordPiece")
-    return config, tokenizer, jax.device_get(state.params)
+    params = restore_params(run_dir, tokenizer, fresh_state(config), step)
+    return config, tokenizer, params
 
 
 def fill_mask(

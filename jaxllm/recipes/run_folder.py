@@ -162,3 +162,43 @@ def say(name: str, message: str) -> None:
     """Print ``[name] message`` on process 0 (in a multi-process run it speaks for all)."""
     if jax.process_index() == 0:
         print(f"[{name}] {message}")
+
+
+def require_run(run_dir: str | Path, script: str) -> Path:
+    """``run_dir`` as a Path, if it holds a run's ``config.json``.
+
+    Raises:
+      FileNotFoundError: naming ``script`` (``experiments/<script>``), which makes one, and the
+        Hugging Face import.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{run_dir} holds no run (no config.json); make one with experiments/{script} "
+            "or import one with `python -m jaxllm.interop import PATH --out RUN_DIR`"
+        )
+    return run_dir
+
+
+def restore_params(
+    run_dir: str | Path, tokenizer: Tokenizer, fresh: Any, step: int | None = None
+) -> Any:
+    """The parameters of checkpoint ``step`` (the newest: ``None``) of the run in ``run_dir``,
+    as host arrays; ``fresh`` (a train state of the run's config) gives shapes and dtypes.
+
+    Raises:
+      FileNotFoundError: the run has no checkpoint.
+      CheckpointError: ``tokenizer`` is not the one the checkpoint was trained with.
+    """
+    run_dir = Path(run_dir)
+    with Checkpointer(run_dir / "checkpoints") as checkpointer:
+        if checkpointer.latest_step() is None:
+            raise FileNotFoundError(f"{run_dir} has no checkpoint to load")
+        recorded = checkpointer.read_metadata(step).get("tokenizer_fingerprint")
+        if recorded != tokenizer.fingerprint():
+            raise CheckpointError(
+                f"the tokenizer in {run_dir / 'tokenizer.json'} is not the one the checkpoint "
+                "was trained with; restore the run's original tokenizer.json"
+            )
+        state, _ = checkpointer.restore(fresh, step)
+    return jax.device_get(state.params)
