@@ -98,11 +98,12 @@ def jaxllm_runners(shape: dict) -> dict[str, Callable[[], None]]:
 def hf_config(shape: dict) -> Any:
     import transformers  # pyright: ignore[reportMissingImports]
 
-    return transformers.BertConfig(
+    settings: dict[str, Any] = dict(
         vocab_size=shape["vocab"], hidden_size=shape["width"],
         num_hidden_layers=shape["layers"], num_attention_heads=shape["heads"],
         intermediate_size=4 * shape["width"], num_labels=2, attn_implementation="eager",
     )  # fmt: skip
+    return transformers.BertConfig(**settings)
 
 
 def torch_runners(shape: dict) -> dict[str, Callable[[], None]]:

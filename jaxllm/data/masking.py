@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
+from jax.typing import ArrayLike
 
 from jaxllm.config import require
 
@@ -141,7 +142,7 @@ def _check(
         )
 
 
-def word_ids_from_pieces(tokens: Array, continues_word: Array) -> Array:
+def word_ids_from_pieces(tokens: ArrayLike, continues_word: ArrayLike) -> Array:
     """The ``word_ids`` of :func:`mask_tokens` for WordPiece tokens: each token's position if it
     starts a word, else the position of the nearest word start before it.
 
@@ -153,6 +154,7 @@ def word_ids_from_pieces(tokens: Array, continues_word: Array) -> Array:
     Returns:
       int32[batch, seq]
     """
+    tokens = jnp.asarray(tokens)
     positions = jnp.arange(tokens.shape[-1], dtype=jnp.int32)
     starts = jnp.where(jnp.asarray(continues_word)[tokens], 0, positions)
     return jax.lax.cummax(starts, axis=tokens.ndim - 1)
@@ -161,13 +163,19 @@ def word_ids_from_pieces(tokens: Array, continues_word: Array) -> Array:
 class MaskingVocab(Protocol):
     """What MLM batches need of a tokenizer (:class:`~jaxllm.data.WordPieceTokenizer`)."""
 
-    vocab_size: int
+    @property
+    def vocab_size(self) -> int: ...
+
     cls_id: int
     sep_id: int
     mask_id: int
     pad_id: int
-    special_ids: np.ndarray
-    continues_word: np.ndarray
+
+    @property
+    def special_ids(self) -> np.ndarray: ...
+
+    @property
+    def continues_word(self) -> np.ndarray: ...
 
 
 # A key stream for evaluation masks, apart from the training steps' fold_in(key(seed), step).

@@ -475,7 +475,7 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
 
 
 # Hugging Face tokenizer models jaxllm wraps, by the "type" of tokenizer.json's "model".
-_HF_MODELS: dict[str, type[_HuggingFaceTokenizer]] = {
+_HF_MODELS: dict[str, type[BPETokenizer] | type[WordPieceTokenizer]] = {
     "BPE": BPETokenizer,
     "WordPiece": WordPieceTokenizer,
 }
