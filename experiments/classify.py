@@ -16,11 +16,9 @@ import sys
 
 import tyro
 
-from jaxllm.config import ConfigError
-from jaxllm.data import EmptyCorpusError, LabelsError
 from jaxllm.recipes.classify import ClassifyConfig, train_classifier
+from jaxllm.recipes.run_folder import RUN_ERRORS
 from jaxllm.runtime import configure_cpu
-from jaxllm.train import CheckpointError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,14 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     config = tyro.cli(ClassifyConfig, args=argv, description=__doc__)
     try:
         run = train_classifier(config)
-    except (
-        ConfigError,
-        CheckpointError,
-        EmptyCorpusError,
-        FileExistsError,
-        FileNotFoundError,
-        LabelsError,
-    ) as e:
+    except RUN_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     test = run.test

@@ -20,11 +20,9 @@ import sys
 import jax
 import tyro
 
-from jaxllm.config import ConfigError
-from jaxllm.data import EmptyCorpusError, EmptySplitError
 from jaxllm.recipes.mlm import MLMConfig, fill_mask, train_mlm
+from jaxllm.recipes.run_folder import RUN_ERRORS
 from jaxllm.runtime import configure_cpu
-from jaxllm.train import CheckpointError, DistributedInitError
 
 PROBE = "the [MASK] of the function is returned."
 
@@ -34,15 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     config = tyro.cli(MLMConfig, args=argv, description=__doc__)
     try:
         run = train_mlm(config)
-    except (
-        ConfigError,
-        CheckpointError,
-        DistributedInitError,
-        EmptyCorpusError,
-        EmptySplitError,
-        FileExistsError,
-        FileNotFoundError,
-    ) as e:
+    except RUN_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if jax.process_index() == 0:  # in a multi-process run, process 0 speaks for all

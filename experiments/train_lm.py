@@ -26,11 +26,9 @@ import sys
 import jax
 import tyro
 
-from jaxllm.config import ConfigError
-from jaxllm.data import EmptyCorpusError, EmptySplitError
 from jaxllm.recipes import LMConfig, train_lm
+from jaxllm.recipes.run_folder import RUN_ERRORS
 from jaxllm.runtime import configure_cpu
-from jaxllm.train import CheckpointError, DistributedInitError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,15 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     config = tyro.cli(LMConfig, args=argv, description=__doc__)
     try:
         run = train_lm(config)
-    except (
-        ConfigError,
-        CheckpointError,
-        DistributedInitError,
-        EmptyCorpusError,
-        EmptySplitError,
-        FileExistsError,
-        FileNotFoundError,
-    ) as e:
+    except RUN_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if jax.process_index() == 0:  # in a multi-process run, process 0 speaks for all

@@ -17,8 +17,29 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import jax
 
 from jaxllm.config import ConfigError, config_to_dict, load_config
-from jaxllm.data import DataConfig, Tokenizer, load_tokenizer, train_tokenizer
-from jaxllm.train import Checkpointer, CheckpointError
+from jaxllm.data import (
+    DataConfig,
+    EmptyCorpusError,
+    EmptySplitError,
+    LabelsError,
+    Tokenizer,
+    load_tokenizer,
+    train_tokenizer,
+)
+from jaxllm.train import Checkpointer, CheckpointError, DistributedInitError
+
+# What a recipe raises for a user's settings, data or run folder (never a bug of jaxllm's):
+# the experiment scripts print these as one `error:` line and exit with status 2.
+RUN_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError,
+    CheckpointError,
+    DistributedInitError,
+    EmptyCorpusError,
+    EmptySplitError,
+    LabelsError,
+    FileExistsError,
+    FileNotFoundError,
+)
 
 
 class RunConfig(Protocol):
