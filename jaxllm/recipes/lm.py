@@ -11,7 +11,6 @@ A run folder ``<out_dir>/<name>/`` holds ``config.json`` (the resolved config),
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from collections.abc import Callable
@@ -37,8 +36,9 @@ from jaxllm.losses import language_model_loss
 from jaxllm.metrics import perplexity
 from jaxllm.models.gpt import GPT, GPTConfig, init_params, with_cpu_tuned_attention
 from jaxllm.models.lstm_lm import LSTMLM, LSTMLMConfig, init_lstm_lm_params
-from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
+from jaxllm.optim import OptimizerConfig, make_optimizer
 from jaxllm.recipes.run_folder import (
+    fit_in_run_folder,
     prepare_run_dir,
     require_run,
     restore_params,
@@ -51,11 +51,9 @@ from jaxllm.train import (
     FitResult,
     Layout,
     LoopConfig,
-    MetricsWriter,
     TrainState,
     create_train_state,
     evaluate,
-    fit,
     make_eval_step,
     read_metrics,
 )
@@ -306,20 +304,16 @@ def _train(
         "tokenizer_kind": tokenizer.kind,
         "vocab_size": tokenizer.vocab_size,
     }
-    primary = jax.process_index() == 0
-    with MetricsWriter(config.run_dir) if primary else contextlib.nullcontext() as writer:
-        result = fit(
-            state,
-            train_step,
-            _batch_fn(config, train_tokens),
-            config.loop,
-            eval_fn=val_fn,
-            writer=writer,
-            checkpointer=checkpointer,
-            checkpoint_metadata=metadata,
-            learning_rate_fn=learning_rate_schedule(config.optimizer),
-            plain_state=layout.plain_state,
-        )
+    result = fit_in_run_folder(
+        config,
+        layout,
+        checkpointer,
+        state,
+        train_step,
+        _batch_fn(config, train_tokens),
+        val_fn,
+        metadata,
+    )
     return model, result, before, eval_step
 
 

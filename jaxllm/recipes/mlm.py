@@ -14,7 +14,6 @@ Hugging Face ``tokenizer.json`` is in ``hf_tokenizer.json``), ``metrics.jsonl``,
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from collections.abc import Callable
@@ -38,8 +37,9 @@ from jaxllm.data import (
 from jaxllm.losses import masked_language_model_loss
 from jaxllm.metrics import perplexity
 from jaxllm.models.bert import BERT, BertConfig, init_bert_params
-from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
+from jaxllm.optim import OptimizerConfig, make_optimizer
 from jaxllm.recipes.run_folder import (
+    fit_in_run_folder,
     prepare_run_dir,
     require_run,
     restore_params,
@@ -53,11 +53,9 @@ from jaxllm.train import (
     FitResult,
     Layout,
     LoopConfig,
-    MetricsWriter,
     TrainState,
     create_train_state,
     evaluate,
-    fit,
     make_eval_step,
     read_metrics,
 )
@@ -237,20 +235,16 @@ def _train(
         "tokenizer_fingerprint": tokenizer.fingerprint(),
         "vocab_size": tokenizer.vocab_size,
     }
-    primary = jax.process_index() == 0
-    with MetricsWriter(config.run_dir) if primary else contextlib.nullcontext() as writer:
-        result = fit(
-            state,
-            train_step,
-            _batch_fn(config, tokenizer, tokens[0]),
-            config.loop,
-            eval_fn=val_fn,
-            writer=writer,
-            checkpointer=checkpointer,
-            checkpoint_metadata=metadata,
-            learning_rate_fn=learning_rate_schedule(config.optimizer),
-            plain_state=layout.plain_state,
-        )
+    result = fit_in_run_folder(
+        config,
+        layout,
+        checkpointer,
+        state,
+        train_step,
+        _batch_fn(config, tokenizer, tokens[0]),
+        val_fn,
+        metadata,
+    )
     return result, before
 
 

@@ -9,8 +9,9 @@ the same run: only the settings the recipe declares resumable may change.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -223,3 +224,35 @@ def restore_params(
             )
         state, _ = checkpointer.restore(fresh, step)
     return jax.device_get(state.params)
+
+
+def fit_in_run_folder(
+    config: Any,
+    layout: Any,
+    checkpointer: Checkpointer,
+    state: Any,
+    train_step: Callable,
+    batch_fn: Callable[[int], dict],
+    eval_fn: Callable[[Any], dict],
+    metadata: dict,
+) -> Any:
+    """``fit`` as the token-stream recipes run it: metrics (JSON lines and TensorBoard) in
+    ``config.run_dir`` from process 0, checkpoints with ``metadata``, the learning rate of
+    ``config.optimizer`` logged, ``config.loop``'s steps. Returns ``fit``'s result."""
+    from jaxllm.optim import learning_rate_schedule
+    from jaxllm.train import MetricsWriter, fit
+
+    primary = jax.process_index() == 0
+    with MetricsWriter(config.run_dir) if primary else contextlib.nullcontext() as writer:
+        return fit(
+            state,
+            train_step,
+            batch_fn,
+            config.loop,
+            eval_fn=eval_fn,
+            writer=writer,
+            checkpointer=checkpointer,
+            checkpoint_metadata=metadata,
+            learning_rate_fn=learning_rate_schedule(config.optimizer),
+            plain_state=layout.plain_state,
+        )
