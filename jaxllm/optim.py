@@ -75,6 +75,13 @@ class OptimizerConfig:
             "OptimizerConfig.nesterov needs SGD with momentum > 0 (set momentum, e.g. 0.9)",
         )
 
+    def with_decay_until(self, num_steps: int) -> OptimizerConfig:
+        """This config with ``decay_steps=-1`` ("until the end") resolved for a run of
+        ``num_steps`` steps: the steps after warm-up. Any other value is kept."""
+        if self.decay_steps != -1:
+            return self
+        return dataclasses.replace(self, decay_steps=max(num_steps - self.warmup_steps, 0))
+
     @property
     def decay(self) -> float:
         """The weight decay applied: ``weight_decay``, or the name's default when unset."""

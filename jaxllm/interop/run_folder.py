@@ -116,9 +116,8 @@ def _mlm_config(run_dir: Path, model: Any, tokenizer: WordPieceTokenizer) -> Any
 
 def _with_decay_resolved(config: Any) -> Any:
     """The recipe's optimizer with its decay length resolved as a new run would resolve it."""
-    optimizer = config.optimizer
-    decay = max(config.loop.num_steps - optimizer.warmup_steps, 0)
-    return dataclasses.replace(config, optimizer=dataclasses.replace(optimizer, decay_steps=decay))
+    optimizer = config.optimizer.with_decay_until(config.loop.num_steps)
+    return dataclasses.replace(config, optimizer=optimizer)
 
 
 def _write_run(run_dir: Path, config: Any, tokenizer: Tokenizer, params: Any) -> None:

@@ -271,11 +271,8 @@ def resolve_config(
                 "at 0 to take it from the data"
             )
     model = dataclasses.replace(model, vocab_size=vocab_size, num_classes=num_classes)
-    optimizer = config.optimizer
-    if optimizer.decay_steps == -1:
-        steps = config.epochs * steps_per_epoch(config, train_size)
-        decay = max(steps - optimizer.warmup_steps, 0)
-        optimizer = dataclasses.replace(optimizer, decay_steps=decay)
+    steps = config.epochs * steps_per_epoch(config, train_size)
+    optimizer = config.optimizer.with_decay_until(steps)
     return dataclasses.replace(config, model=model, optimizer=optimizer)
 
 

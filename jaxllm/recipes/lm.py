@@ -199,12 +199,8 @@ def resolve_config(config: LMConfig, tokenizer: Tokenizer) -> LMConfig:
             "at 0 to take it from the tokenizer"
         )
     shape = dataclasses.replace(shape, vocab_size=tokenizer.vocab_size)
-    config = dataclasses.replace(config, **{field: shape})
-    if config.optimizer.decay_steps == -1:
-        decay = max(config.loop.num_steps - config.optimizer.warmup_steps, 0)
-        config = dataclasses.replace(
-            config, optimizer=dataclasses.replace(config.optimizer, decay_steps=decay)
-        )
+    optimizer = config.optimizer.with_decay_until(config.loop.num_steps)
+    config = dataclasses.replace(config, **{field: shape}, optimizer=optimizer)
     tune = config.model_kind == "gpt" and config.cpu_tuned_attention
     if tune and jax.default_backend() == "cpu":
         portable = dataclasses.replace(config.model, attention="jax", attention_row_groups=1)

@@ -153,10 +153,7 @@ def resolve_config(config: MLMConfig, tokenizer: WordPieceTokenizer) -> MLMConfi
             "tokenizer"
         )
     model = dataclasses.replace(config.model, vocab_size=tokenizer.vocab_size)
-    optimizer = config.optimizer
-    if optimizer.decay_steps == -1:
-        decay = max(config.loop.num_steps - optimizer.warmup_steps, 0)
-        optimizer = dataclasses.replace(optimizer, decay_steps=decay)
+    optimizer = config.optimizer.with_decay_until(config.loop.num_steps)
     return dataclasses.replace(config, model=model, optimizer=optimizer)
 
 
@@ -168,10 +165,15 @@ def fresh_state(config: MLMConfig) -> TrainState:
 
 
 def mlm_eval_fn(
-    config: MLMConfig, tokenizer: WordPieceTokenizer, tokens: np.ndarray, max_batches: int | None
+    eval_step: Callable,
+    config: MLMConfig,
+    tokenizer: WordPieceTokenizer,
+    tokens: np.ndarray,
+    max_batches: int | None,
 ) -> Callable[[Any], dict[str, float]]:
-    """``params -> {"loss", "accuracy", "ppl", "tokens"}`` on ``tokens`` with fixed masks."""
-    eval_step = jax.jit(make_eval_step(masked_language_model_loss(BERT(config.model))))
+    """``params -> {"loss", "accuracy", "ppl", "tokens"}`` on ``tokens`` with fixed masks,
+    ``eval_step`` (:func:`~jaxllm.train.make_eval_step` of the masked-word loss) run on each
+    batch."""
 
     def run(params: Any) -> dict[str, float]:
         batches = mlm_eval_batches(
@@ -214,6 +216,7 @@ def _train(
     checkpointer: Checkpointer,
     tokenizer: WordPieceTokenizer,
     tokens: list[np.ndarray],
+    eval_step: Callable,
 ) -> tuple[FitResult, dict]:
     """Evaluate once, then ``fit``: (result, validation metrics before training)."""
     fresh = fresh_state(config)
@@ -223,7 +226,7 @@ def _train(
         make_optimizer(config.optimizer),
         microbatches=config.parallel.microbatches,
     )
-    val_fn = mlm_eval_fn(config, tokenizer, tokens[1], config.eval_batches or None)
+    val_fn = mlm_eval_fn(eval_step, config, tokenizer, tokens[1], config.eval_batches or None)
     before = val_fn(layout.plain_state(state).params)
     say(
         config.name,
@@ -276,10 +279,13 @@ def train_mlm(config: MLMConfig) -> MLMRun:
     ) as checkpointer:
         tokenizer, config = _start(config, checkpointer, splits)
         tokens = [encode_corpus(tokenizer, docs) for docs in splits]
-        result, before = _train(config, layout, checkpointer, tokenizer, tokens)
+        eval_step = jax.jit(make_eval_step(masked_language_model_loss(BERT(config.model))))
+        result, before = _train(config, layout, checkpointer, tokenizer, tokens, eval_step)
     params = result.state.params
-    after = mlm_eval_fn(config, tokenizer, tokens[1], config.eval_batches or None)(params)
-    test = mlm_eval_fn(config, tokenizer, tokens[2], None)(params)
+    after = mlm_eval_fn(eval_step, config, tokenizer, tokens[1], config.eval_batches or None)(
+        params
+    )
+    test = mlm_eval_fn(eval_step, config, tokenizer, tokens[2], None)(params)
     say(
         config.name,
         f"step {int(result.state.step)}: val MLM loss {after['loss']:.4f}, accuracy "
