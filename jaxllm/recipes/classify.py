@@ -1,11 +1,13 @@
-"""The text-classification recipe: labelled texts -> vocabulary (or TF-IDF features) ->
-classifier -> ``fit`` with early stopping on a dev split -> the best checkpoint scored on test.
+"""The text-classification recipe: labelled texts -> vocabulary (TF-IDF features, or a
+pre-trained BERT's WordPiece tokenizer) -> classifier -> ``fit`` with early stopping on a dev
+split -> the best checkpoint scored on test.
 
 ``train_classifier(ClassifyConfig(...))`` is what ``experiments/classify.py`` runs; pass
 ``data=(train, dev, test)`` to classify your own :class:`~jaxllm.data.LabelledTexts`.
 
 A run folder ``<out_dir>/<name>/`` holds ``config.json`` (the resolved config), ``vocab.json``
-(the word vocabulary; TF-IDF runs record their features' fingerprint in the checkpoints),
+(the word vocabulary; TF-IDF runs record their features' fingerprint in the checkpoints;
+BERT runs hold the pre-training run's ``tokenizer.json`` instead),
 ``metrics.jsonl``, ``tensorboard/``, ``checkpoints/``, ``loss.png``, ``confusion.png`` and
 ``summary.json``.
 
@@ -14,6 +16,12 @@ training set, dev or test labels the training set lacks, a resumed run whose dat
 another vocabulary. Texts longer than ``model.max_len`` words are truncated and counted; texts
 of unknown words only read as ``<unk>`` (their share is reported); see
 :mod:`jaxllm.data.vocab`.
+
+Fine-tuning BERT: ``model=ClassifierConfig("bert")`` with ``pretrained=`` a pre-training run
+folder (``experiments/pretrain_bert.py``, or ``python -m jaxllm.interop import`` of a Hugging
+Face ``BertForMaskedLM``) takes that run's tokenizer, shape and weights; the pooler (absent
+from MLM pre-training) and the output layer start fresh. ``random_init=True`` keeps the
+tokenizer and shape but not the weights: what pre-training buys, at the same budget.
 """
 
 from __future__ import annotations
@@ -29,15 +37,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxllm.config import ConfigError, require, save_config
+from jaxllm.config import ConfigError, load_config, require, save_config
 from jaxllm.data import (
     EmptyCorpusError,
     LabelledTexts,
     LabelsError,
+    WordPieceTokenizer,
     WordVocab,
     align_labels,
     build_word_vocab,
     load_sentiment_split,
+    load_tokenizer,
     stratified_split,
 )
 from jaxllm.data.buckets import Batches, batches_per_epoch, padded_rows
@@ -49,12 +59,14 @@ from jaxllm.models.classifiers import (
     TextClassifier,
     init_classifier,
     with_embeddings,
+    with_pretrained_encoder,
 )
 from jaxllm.models.gpt import count_params
 from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
-from jaxllm.recipes.run_folder import prepare_run_dir, say
+from jaxllm.recipes.run_folder import prepare_run_dir, require_run, say
 from jaxllm.recipes.text_features import (
     EncodedSplit,
+    encode_pieces,
     encode_tfidf,
     encode_words,
     tfidf_vectorizer,
@@ -110,6 +122,11 @@ class ClassifyConfig:
         keeps the original run's.
       progress: show progress bars.
       compilation_cache: see :class:`jaxllm.recipes.LMConfig`.
+      pretrained: a BERT pre-training run folder (``load_mlm_run``'s) for the ``"bert"``
+        encoder, which needs one: its tokenizer, its shape (``model.bert``, filled in) and,
+        unless ``random_init``, its weights.
+      random_init: start the ``"bert"`` encoder from random weights instead of
+        ``pretrained``'s (the baseline that shows what pre-training buys).
       model: the classifier (``vocab_size`` and ``num_classes`` 0: taken from the data).
       optimizer: Adam at 1e-3 with gradient clipping at 5 by default.
     """
@@ -136,6 +153,8 @@ class ClassifyConfig:
     resume: bool = False
     progress: bool = True
     compilation_cache: str = DEFAULT_COMPILATION_CACHE
+    pretrained: str = ""
+    random_init: bool = False
     model: ClassifierConfig = ClassifierConfig()
     optimizer: OptimizerConfig = OptimizerConfig(name="adam", learning_rate=1e-3, grad_clip=5.0)
 
@@ -150,6 +169,18 @@ class ClassifyConfig:
             not (self.word2vec_init or self.word2vec_file) or self.model.encoder != "tfidf_mlp",
             "word2vec vectors initialise word embeddings; the 'tfidf_mlp' encoder has none",
         )
+        is_bert = self.model.encoder == "bert"
+        require(
+            is_bert == bool(self.pretrained),
+            "the 'bert' encoder takes its tokenizer and shape from a pre-training run: set "
+            "pretrained=RUN_DIR (experiments/pretrain_bert.py, or python -m jaxllm.interop "
+            "import for a Hugging Face BertForMaskedLM); other encoders take no pretrained run",
+        )
+        require(is_bert or not self.random_init, "random_init applies to the 'bert' encoder only")
+        require(
+            not (is_bert and (self.word2vec_init or self.word2vec_file)),
+            "word2vec vectors initialise word embeddings; the 'bert' encoder has WordPiece ones",
+        )
 
     @property
     def run_dir(self) -> Path:
@@ -157,7 +188,12 @@ class ClassifyConfig:
 
 
 RESUMABLE = frozenset({"resume", "out_dir", "progress", "compilation_cache", "epochs"})
-FILLED_AT_START = {"model.vocab_size": 0, "model.num_classes": 0, "optimizer.decay_steps": -1}
+FILLED_AT_START = {
+    "model.vocab_size": 0,
+    "model.num_classes": 0,
+    "model.bert": None,
+    "optimizer.decay_steps": -1,
+}
 
 
 @dataclasses.dataclass
@@ -226,16 +262,29 @@ def labelled_splits(
 @dataclasses.dataclass(frozen=True)
 class _Features:
     """How texts become a classifier's input: ``encode``; ``size`` ids; ``fingerprint`` of
-    the vocabulary or feature list; the word ``vocab`` (``None`` for TF-IDF)."""
+    the vocabulary, feature list or tokenizer; the word ``vocab`` (``None`` for TF-IDF and
+    BERT) and the WordPiece ``tokenizer`` (BERT's only)."""
 
     encode: Callable[[LabelledTexts], EncodedSplit]
     size: int
     fingerprint: str
     vocab: WordVocab | None
+    tokenizer: WordPieceTokenizer | None = None
 
 
 def _featurizer(config: ClassifyConfig, train: LabelledTexts) -> _Features:
-    """The word vocabulary, or TF-IDF features, fitted on the training texts."""
+    """The word vocabulary, or TF-IDF features, fitted on the training texts; or the
+    pre-trained BERT's tokenizer."""
+    if config.model.encoder == "bert":
+        tokenizer = _bert_tokenizer(config)
+        max_len = config.model.max_len
+        return _Features(
+            lambda d: encode_pieces(tokenizer, d, max_len),
+            tokenizer.vocab_size,
+            tokenizer.fingerprint(),
+            None,
+            tokenizer,
+        )
     if config.model.encoder == "tfidf_mlp":
         vectorizer = tfidf_vectorizer(train.texts, ngram_max=config.ngram_max, min_df=config.min_df)
         return _Features(
@@ -259,11 +308,42 @@ def _featurizer(config: ClassifyConfig, train: LabelledTexts) -> _Features:
     )
 
 
+def _bert_tokenizer(config: ClassifyConfig) -> WordPieceTokenizer:
+    """The pre-training run's WordPiece tokenizer (on resume, the copy in the run folder)."""
+    folder = config.run_dir if config.resume else require_run(config.pretrained, "pretrain_bert.py")
+    tokenizer = load_tokenizer(folder / "tokenizer.json")
+    if not isinstance(tokenizer, WordPieceTokenizer):
+        raise CheckpointError(
+            f"{folder} has a {tokenizer.kind} tokenizer, not BERT's WordPiece: pretrained must "
+            "be a BERT pre-training run"
+        )
+    return tokenizer
+
+
+def _pretrained_shape(config: ClassifyConfig) -> ClassifierConfig:
+    """``config.model`` with ``bert`` (when ``None``) read from the pre-training run."""
+    model = config.model
+    if model.encoder != "bert" or model.bert is not None:
+        return model
+    from jaxllm.recipes.mlm import MLMConfig
+
+    run = require_run(config.pretrained, "pretrain_bert.py")
+    try:
+        bert = load_config(MLMConfig, run / "config.json").model
+    except ConfigError as e:
+        raise ConfigError(
+            f"{run} is not a BERT pre-training run (its config.json is not an MLMConfig: {e}); "
+            "pretrained must be a folder made by experiments/pretrain_bert.py"
+        ) from e
+    return dataclasses.replace(model, bert=bert)
+
+
 def resolve_config(
     config: ClassifyConfig, vocab_size: int, num_classes: int, train_size: int
 ) -> ClassifyConfig:
-    """Fill in the vocabulary size, the classes and the decay length; check given ones."""
-    model = config.model
+    """Fill in the vocabulary size, the classes, the BERT's shape and the decay length; check
+    given ones."""
+    model = _pretrained_shape(config)
     for name, value in (("vocab_size", vocab_size), ("num_classes", num_classes)):
         if getattr(model, name) not in (0, value):
             raise ConfigError(
@@ -320,16 +400,33 @@ def split_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> d
 
 
 def _initial_params(config: ClassifyConfig, vocab: WordVocab | None, train: LabelledTexts) -> Any:
-    """Fresh parameters; with ``word2vec_init``, the embedding table from word2vec (not on
-    resume: the checkpoint replaces them)."""
+    """Fresh parameters; with ``word2vec_init``, the embedding table from word2vec; for BERT,
+    the pre-trained encoder (neither on resume: the checkpoint replaces them)."""
     params = init_classifier(config.model, jax.random.fold_in(jax.random.key(config.seed), 0))
-    if config.resume or vocab is None or not (config.word2vec_init or config.word2vec_file):
+    if config.resume:
+        return params
+    if config.model.encoder == "bert":
+        return params if config.random_init else _pretrained_params(config, params)
+    if vocab is None or not (config.word2vec_init or config.word2vec_file):
         return params
     words, vectors = _word2vec_vectors(config, train)
     table = np.asarray(params["embedding"]["embedding"])
     table, found = word2vec_table(vocab, words, vectors, table)
     say(config.name, f"word2vec vectors for {found:,} of {len(vocab):,} words")
     return with_embeddings(params, table)
+
+
+def _pretrained_params(config: ClassifyConfig, params: Any) -> Any:
+    """``params`` with the encoder from ``config.pretrained``'s newest checkpoint."""
+    from jaxllm.recipes.mlm import load_mlm_run
+
+    _, _, pretrained = load_mlm_run(config.pretrained)
+    params, fresh = with_pretrained_encoder(params, pretrained)
+    say(
+        config.name,
+        f"encoder from {config.pretrained}" + (f"; fresh: {', '.join(fresh)}" if fresh else ""),
+    )
+    return params
 
 
 def _word2vec_vectors(config: ClassifyConfig, train: LabelledTexts) -> tuple[list[str], Any]:
@@ -442,6 +539,7 @@ def _prepare(
     """The config to run with (resolved), the encoded splits, the features, and the
     training split."""
     config = prepare_run_dir(config, RESUMABLE, FILLED_AT_START)
+    config = dataclasses.replace(config, model=_pretrained_shape(config))
     train, dev, test = labelled_splits(config, data)
     features = _featurizer(config, train)
     if config.resume:
@@ -455,6 +553,8 @@ def _prepare(
         save_config(config, config.run_dir / "config.json")
         if features.vocab is not None:
             features.vocab.save(config.run_dir / "vocab.json")
+        if features.tokenizer is not None:
+            features.tokenizer.save(config.run_dir / "tokenizer.json")
     return config, splits, features, train
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,7 @@ class MLMRun:
     after: dict[str, float]
     test: dict[str, float]
     run_dir: Path
+    fit_seconds: float = 0.0
 
 
 def resolve_config(config: MLMConfig, tokenizer: WordPieceTokenizer) -> MLMConfig:
@@ -280,7 +282,9 @@ def train_mlm(config: MLMConfig) -> MLMRun:
         tokenizer, config = _start(config, checkpointer, splits)
         tokens = [encode_corpus(tokenizer, docs) for docs in splits]
         eval_step = jax.jit(make_eval_step(masked_language_model_loss(BERT(config.model))))
+        start = time.perf_counter()
         result, before = _train(config, layout, checkpointer, tokenizer, tokens, eval_step)
+        seconds = time.perf_counter() - start
     params = result.state.params
     after = mlm_eval_fn(eval_step, config, tokenizer, tokens[1], config.eval_batches or None)(
         params
@@ -293,7 +297,7 @@ def train_mlm(config: MLMConfig) -> MLMRun:
         f"{test['accuracy']:.3f} ({result.stop_reason})",
     )
     run = MLMRun(config, tokenizer, BERT(config.model), result.state, result, before, after, test,
-                 config.run_dir)  # fmt: skip
+                 config.run_dir, seconds)  # fmt: skip
     if jax.process_index() == 0:
         _write_results(run)
     return run
@@ -317,6 +321,7 @@ def _write_results(run: MLMRun) -> None:
         "test": run.test,
         "stop_reason": run.fit.stop_reason,
         "best_val_loss": run.fit.best_val_loss,
+        "fit_seconds": round(run.fit_seconds, 2),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 

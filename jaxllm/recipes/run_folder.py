@@ -80,7 +80,8 @@ def resumed_config(
       resumable: top-level field names a resume may change (a nested config named here may
         change as a whole, e.g. ``"loop"``).
       filled_at_start: dotted keys the recipe resolves when a run starts (e.g.
-        ``{"model.vocab_size": 0}``), with the placeholder value a user leaves them at.
+        ``{"model.vocab_size": 0}``, or a nested config such as ``{"model.bert": None}``),
+        with the placeholder value a user leaves them at.
 
     Raises:
       ConfigError: any other setting differs from the saved one (it would not be the same run).
@@ -92,7 +93,7 @@ def resumed_config(
         for key, value in stored.items()
         if key.split(".")[0] not in resumable
         and value != given.get(key)
-        and not (key in filled_at_start and given.get(key) == filled_at_start[key])
+        and not _left_to_fill(key, given, filled_at_start)
     }
     if diffs:
         listing = ", ".join(
@@ -104,6 +105,15 @@ def resumed_config(
             "another --name"
         )
     return dataclasses.replace(saved, **{k: getattr(config, k) for k in resumable})
+
+
+def _left_to_fill(key: str, given: Mapping[str, Any], filled_at_start: Mapping[str, Any]) -> bool:
+    """Whether saved setting ``key`` was filled in at the start and the user left it (or the
+    nested config holding it, e.g. ``"model.bert"``) at its placeholder."""
+    return any(
+        (key == filled or key.startswith(filled + ".")) and given.get(filled, ...) == placeholder
+        for filled, placeholder in filled_at_start.items()
+    )
 
 
 def prepare_run_dir(

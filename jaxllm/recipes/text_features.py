@@ -1,5 +1,6 @@
-"""What a text classifier reads: labelled texts as padded ids, from a word vocabulary or from
-TF-IDF features, and embedding tables started from word2vec vectors."""
+"""What a text classifier reads: labelled texts as padded ids, from a word vocabulary, from
+TF-IDF features or from a BERT's WordPiece tokenizer, and embedding tables started from
+word2vec vectors."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from jaxllm.classic import TfidfConfig, fit_vectorizer
 from jaxllm.classic.tfidf import Vectorizer
-from jaxllm.data import EncodedTexts, LabelledTexts, WordVocab, split_words
+from jaxllm.data import EncodedTexts, LabelledTexts, WordPieceTokenizer, WordVocab, split_words
 from jaxllm.data.json_files import json_fingerprint
 
 
@@ -56,6 +57,31 @@ def encode_words(vocab: WordVocab, data: LabelledTexts, max_len: int) -> Encoded
         truncated=encoded.truncated,
         empty=encoded.empty,
         unknown_fraction=encoded.unknown_fraction,
+    )
+
+
+def encode_pieces(tokenizer: WordPieceTokenizer, data: LabelledTexts, max_len: int) -> EncodedSplit:
+    """``data``'s texts as WordPiece ids framed ``[CLS] ... [SEP]``, each cut to ``max_len``
+    ids in all (``truncated`` counts the texts that lost pieces; an ``empty`` text is
+    ``[CLS] [SEP]``; ``unknown_fraction`` is the share of ``[UNK]`` among the texts' pieces)."""
+    if isinstance(data.texts, str):
+        raise TypeError("encode_pieces takes a sequence of texts, not one string")
+    encodings = tokenizer.hf_tokenizer.encode_batch(list(data.texts), add_special_tokens=False)
+    pieces = [e.ids for e in encodings]
+    rows = [tokenizer.with_specials(np.asarray(p, np.int32), max_len) for p in pieces]
+    lengths = np.array([len(row) for row in rows], np.int32)
+    ids = np.full((len(rows), int(lengths.max(initial=2))), tokenizer.pad_id, np.int32)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+    kept = int(lengths.sum()) - 2 * len(rows)
+    unknown = int(np.sum(ids == tokenizer.unk_id))
+    return EncodedSplit(
+        ids,
+        lengths,
+        data.labels,
+        truncated=sum(1 for p in pieces if len(p) > max_len - 2),
+        empty=sum(1 for p in pieces if not p),
+        unknown_fraction=unknown / max(kept, 1),
     )
 
 
