@@ -10,7 +10,9 @@ Measured, tokens/s (batch · seq per second, median of ``--repeats`` calls after
 
 - a masked-language-model training step (15% of tokens scored, dropout 0.1, AdamW):
   ``jaxllm.losses.masked_language_model_loss`` in one jitted step against
-  ``BertForMaskedLM`` (forward with labels, backward, ``torch.optim.AdamW``);
+  ``BertForMaskedLM`` (forward with labels, backward, ``torch.optim.AdamW``). jaxllm runs the
+  masked-word head at the chosen positions only (the batch's ``positions``, as the original
+  BERT did); ``BertForMaskedLM`` runs it at every position and scores the chosen ones;
 - sequence-classification inference (2 classes): ``BERT.class_logits`` against
   ``BertForSequenceClassification`` under ``torch.inference_mode``;
 - loading a checkpoint: the same weights saved as a Hugging Face folder (safetensors), read
@@ -49,12 +51,17 @@ SEED = 0
 
 
 def mlm_batch(shape: dict) -> dict[str, np.ndarray]:
-    """Random tokens with 15% of them chosen and replaced by ``[MASK]`` (id 4)."""
+    """Random tokens masked by :func:`jaxllm.data.mask_tokens` (15% of each sequence chosen,
+    ``[MASK]`` id 4): ``inputs``, ``targets``, ``weights`` and the chosen ``positions``."""
+    from jaxllm.data import mask_tokens
+
     rng = np.random.default_rng(SEED)
-    targets = rng.integers(5, shape["vocab"], (shape["batch"], shape["seq"])).astype(np.int32)
-    chosen = rng.random(targets.shape) < 0.15
-    inputs = np.where(chosen, 4, targets).astype(np.int32)
-    return {"inputs": inputs, "targets": targets, "weights": chosen.astype(np.float32)}
+    tokens = rng.integers(5, shape["vocab"], (shape["batch"], shape["seq"])).astype(np.int32)
+    masked = mask_tokens(
+        tokens, np.ones_like(tokens, bool), jax.random.key(SEED), mask_id=4,
+        vocab_size=shape["vocab"],
+    )  # fmt: skip
+    return {name: np.asarray(getattr(masked, name)) for name in masked.__dataclass_fields__}
 
 
 def bert_config(shape: dict, num_classes: int = 0) -> Any:

@@ -123,8 +123,10 @@ def masked_language_model_loss(model: Any) -> LossFn:
     ``batch`` holds ``inputs`` (int[batch, seq], the masked tokens), ``targets`` (int[batch,
     seq], the original ones), ``weights`` (float[batch, seq], 1 at the tokens chosen for
     prediction; see :func:`jaxllm.data.mask_tokens`) and optionally ``attention_mask``
-    (bool[batch, seq], ``False`` at padding). The model is called as
-    ``model.apply(variables, inputs, None, attention_mask, method=model.mlm_logits, ...)``;
+    (bool[batch, seq], ``False`` at padding) and ``positions`` (int[batch, k], every chosen
+    token's position and others of weight 0: the head then runs at those ``k`` only). The
+    model is called as ``model.apply(variables, inputs, None, attention_mask,
+    method=model.mlm_logits, positions=positions, ...)``;
     ``key`` drives dropout (``None``: evaluate). Metrics: ``loss`` and ``accuracy`` over the
     chosen tokens, and ``tokens``, how many were chosen (the train step weights every part of a
     split batch by it, so the loss is the mean over the whole batch's chosen tokens).
@@ -132,18 +134,23 @@ def masked_language_model_loss(model: Any) -> LossFn:
 
     def loss_fn(params: Any, batch: dict, key: Array | None) -> tuple[Array, dict]:
         train = key is not None
+        positions = batch.get("positions")
         logits = model.apply(
             {"params": params},
             batch["inputs"],
             None,
             batch.get("attention_mask"),
             method=model.mlm_logits,
+            positions=positions,
             deterministic=not train,
             rngs={"dropout": key} if train else None,
         )
-        weights = batch["weights"]
-        loss = cross_entropy(logits, batch["targets"], weights)
-        correct = (jnp.argmax(logits, axis=-1) == batch["targets"]).astype(jnp.float32)
+        targets, weights = batch["targets"], batch["weights"]
+        if positions is not None:
+            targets = jnp.take_along_axis(targets, positions, axis=1)
+            weights = jnp.take_along_axis(weights, positions, axis=1)
+        loss = cross_entropy(logits, targets, weights)
+        correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
         accuracy = masked_mean(correct, weights)
         return loss, {"loss": loss, "accuracy": accuracy, "tokens": jnp.sum(weights)}
 

@@ -43,7 +43,7 @@ def test_batch_is_a_pure_function_of_seed_and_step_split_over_processes(corpus):
     whole = mlm_batch(stream, tokenizer, **kw)
     again = mlm_batch(stream, tokenizer, **kw)
     parts = [mlm_batch(stream, tokenizer, **kw, process_index=p, process_count=4) for p in range(4)]
-    for name in ("inputs", "targets", "weights", "attention_mask"):
+    for name in ("inputs", "targets", "weights", "attention_mask", "positions"):
         np.testing.assert_array_equal(whole[name], again[name])
         np.testing.assert_array_equal(whole[name], np.concatenate([p[name] for p in parts]))
     other = mlm_batch(stream, tokenizer, **(kw | {"step": 8}))
@@ -56,12 +56,12 @@ def test_batch_is_a_pure_function_of_seed_and_step_split_over_processes(corpus):
     assert np.array_equal(whole["inputs"][~chosen], targets[~chosen])
 
 
-def test_about_15_percent_of_ordinary_tokens_are_chosen(corpus):
+def test_15_percent_of_each_sequences_ordinary_tokens_are_chosen(corpus):
     tokenizer, stream = corpus
     batch = mlm_batch(stream, tokenizer, seed=0, step=0, batch_size=64, seq_len=32)
     ordinary = ~np.isin(batch["targets"], tokenizer.special_ids)
-    rate = batch["weights"][ordinary].mean()
-    assert abs(rate - 0.15) < 0.02, rate
+    expected = np.maximum(np.round(0.15 * ordinary.sum(axis=1)), 1)
+    np.testing.assert_array_equal(batch["weights"].sum(axis=1), expected)
 
 
 def test_eval_batches_cover_the_stream_once_with_the_same_masks(corpus):
@@ -98,6 +98,12 @@ def test_loss_is_the_cross_entropy_of_the_chosen_tokens(corpus):
     picked = np.take_along_axis(log_probs, batch["targets"][..., None], -1)[..., 0]
     chosen = batch["weights"] > 0
     np.testing.assert_allclose(float(loss), -picked[chosen].mean(), rtol=1e-5)
+    # the head at the chosen positions only (the batch's "positions") or at every position
+    assert batch["positions"].shape == (4, 4)
+    full = {k: v for k, v in batch.items() if k != "positions"}
+    loss_everywhere, metrics_everywhere = masked_language_model_loss(model)(params, full, None)
+    np.testing.assert_allclose(float(loss_everywhere), float(loss), rtol=1e-6)
+    assert float(metrics_everywhere["tokens"]) == float(metrics["tokens"]) == chosen.sum()
     assert float(metrics["tokens"]) == chosen.sum()
 
 

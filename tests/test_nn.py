@@ -394,3 +394,24 @@ def test_attention_layer_implementations_agree_and_unknown_ones_are_rejected():
         ValueError, match="row_groups=2 applies to implementation='cpu_blocked' only"
     ):
         MultiHeadAttention(num_heads=2, row_groups=2).init(jax.random.key(0), x)
+
+
+@pytest.mark.parametrize("norm_position", ["pre", "post"])
+@pytest.mark.parametrize("queries", [1, 3])
+def test_a_block_of_its_first_queries_equals_the_whole_blocks_first_rows(norm_position, queries):
+    """``queries=n`` computes the first n positions (attending to all, padding masked) as the
+    whole block does: what BERT's last layer needs for its [CLS] summary."""
+    from jaxllm.nn import TransformerBlock
+
+    x = jax.random.normal(jax.random.key(0), (3, 7, 16))
+    mask = padding_mask(jnp.arange(7)[None, :] < jnp.array([[7], [4], [5]]))
+    block = TransformerBlock(2, norm_position=norm_position, mlp_activation="gelu")
+    params = block.init(jax.random.key(1), x, mask=mask)
+    whole, _ = block.apply(params, x, mask=mask)
+    first, _ = block.apply(params, x, mask=mask, queries=queries)
+    assert first.shape == (3, queries, 16)
+    chex.assert_trees_all_close(first, whole[:, :queries], atol=1e-6)
+    with pytest.raises(ValueError, match=r"queries must be in \[1, 7\]"):
+        block.apply(params, x, mask=mask, queries=8)
+    with pytest.raises(ValueError, match="plain self-attention only"):
+        block.apply(params, x, causal=True, queries=1)

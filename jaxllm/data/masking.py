@@ -1,18 +1,25 @@
 """Masked-language-model inputs (BERT's pre-training task, Devlin et al., 2019).
 
-Each maskable token is chosen with probability ``rate`` (15%); a chosen token becomes
-``[MASK]`` 80% of the time, a random token 10% of the time and stays itself 10% of the time,
-and the model is scored on the chosen tokens only. With ``whole_word``, the tokens of a word
-are chosen together. A pure function of its key, so batches are a function of (seed, step)::
+As in the original BERT's data, ``round(rate · n)`` (at least one) of a sequence's ``n``
+maskable tokens are chosen at random (15%); a chosen token becomes ``[MASK]`` 80% of the time,
+a random token 10% of the time and stays itself 10% of the time, and the model is scored on
+the chosen tokens only. With ``whole_word``, the tokens of a word are chosen together (whole
+words in random order, while they fit in the count). A pure function of its key, so batches
+are a function of (seed, step)::
 
     key = jax.random.fold_in(jax.random.key(seed), step)
     batch = mask_tokens(tokens, maskable, key, mask_id=tok.mask_id, vocab_size=V)
     loss = cross_entropy(model(batch.inputs), batch.targets, batch.weights)
+
+Since a sequence of ``T`` tokens never has more than ``MaskingConfig.max_predictions(T)``
+chosen ones, ``batch.positions`` lists them in a fixed-size array, so the masked-word head
+runs at those positions only (as the original BERT's ``gather_indexes``), not at all ``T``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -31,7 +38,8 @@ class MaskingConfig:
     """How tokens are chosen and replaced.
 
     Attributes:
-      rate: the probability that a maskable token (or, with ``whole_word``, a word) is chosen.
+      rate: the share of a sequence's maskable tokens chosen: ``round(rate · n)`` of ``n``, at
+        least one.
       mask_fraction: of the chosen tokens, the share replaced by ``[MASK]``.
       random_fraction: the share replaced by a token drawn uniformly from the vocabulary; the
         rest stay as they are.
@@ -54,6 +62,11 @@ class MaskingConfig:
             f"{self.mask_fraction} + {self.random_fraction}",
         )
 
+    def max_predictions(self, seq_len: int) -> int:
+        """The most tokens chosen in a sequence of ``seq_len``: the width of
+        :attr:`MaskedBatch.positions`."""
+        return min(seq_len, math.ceil(self.rate * seq_len) + 1)
+
 
 @flax.struct.dataclass
 class MaskedBatch:
@@ -61,11 +74,14 @@ class MaskedBatch:
     inputs: int32[batch, seq], the tokens with the chosen ones replaced.
     targets: int32[batch, seq], the original tokens.
     weights: float32[batch, seq], 1 at the chosen tokens (the ones scored), else 0.
+    positions: int32[batch, max_predictions], every chosen token's position (in order), then
+      unchosen positions (weight 0) to fill the row.
     """
 
     inputs: Array
     targets: Array
     weights: Array
+    positions: Array
 
 
 def mask_tokens(
@@ -100,11 +116,12 @@ def mask_tokens(
     """
     _check(tokens, maskable, mask_id, vocab_size, config, word_ids)
     choose_key, how_key, random_key = jax.random.split(key, 3)
-    draws = jax.random.uniform(choose_key, tokens.shape)
-    if config.whole_word and word_ids is not None:  # (_check requires them)
-        index = jnp.clip(word_ids, 0, tokens.shape[1] - 1)
-        draws = jnp.take_along_axis(draws, index, axis=1)  # one draw per word
-    chosen = (draws < config.rate) & maskable.astype(bool)
+    maskable = maskable.astype(bool)
+    if not (config.whole_word and word_ids is not None):  # (_check requires them for whole_word)
+        word_ids = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+    chosen = jax.vmap(_choose_words, in_axes=(0, 0, 0, None))(
+        jax.random.split(choose_key, tokens.shape[0]), maskable, word_ids, config.rate
+    )
     how = jax.random.uniform(how_key, tokens.shape)
     random_tokens = jax.random.randint(random_key, tokens.shape, 0, vocab_size, tokens.dtype)
     replaced = jnp.where(how < config.mask_fraction, mask_id, tokens)
@@ -117,7 +134,30 @@ def mask_tokens(
         inputs=jnp.where(chosen, replaced, tokens).astype(jnp.int32),
         targets=tokens.astype(jnp.int32),
         weights=chosen.astype(jnp.float32),
+        positions=jnp.argsort(~chosen, axis=1, stable=True)[
+            :, : config.max_predictions(tokens.shape[1])
+        ].astype(jnp.int32),
     )
+
+
+def _choose_words(key: Array, maskable: Array, word_ids: Array, rate: float) -> Array:
+    """bool[seq]: ``round(rate · n)`` (at least 1) of the ``n`` maskable tokens of one
+    sequence, whole words at a time: words in a random order, taken while the count so far
+    stays within the target (a word never straddles it, so with words of several pieces a few
+    less may be chosen).
+
+    ``word_ids`` int[seq]: each token's word (the position of its first piece; ``arange`` for
+    one word per token).
+    """
+    seq = maskable.shape[0]
+    word_ids = jnp.clip(word_ids, 0, seq - 1)
+    target = jnp.maximum(jnp.round(rate * jnp.sum(maskable)), 1.0)
+    draws = jax.random.uniform(key, (seq,))[word_ids]  # one draw per word
+    order = jnp.lexsort((jnp.arange(seq), word_ids, draws))  # a word's pieces side by side
+    counted = jnp.cumsum(maskable[order])  # maskable tokens up to each, in that order
+    running = jnp.zeros(seq, counted.dtype).at[order].set(counted)
+    word_end = jnp.zeros(seq, counted.dtype).at[word_ids].max(running)  # count at word's end
+    return maskable & (word_end[word_ids] <= target)
 
 
 def _check(

@@ -162,29 +162,55 @@ class BERT(nn.Module):
         Returns:
           float[batch, seq, n_embd], in the compute dtype
         """
+        return self._encode(tokens, token_types, attention_mask, deterministic=deterministic)
+
+    def _encode(
+        self,
+        tokens: Array,
+        token_types: Array | None = None,
+        attention_mask: Array | None = None,
+        *,
+        deterministic: bool = True,
+        last_queries: int | None = None,
+    ) -> Array:
+        """``__call__``; with ``last_queries``, the last block computes that many first
+        positions only: float[batch, last_queries, n_embd]."""
         _check_inputs(self.config, tokens, token_types, attention_mask)
         positions = jnp.arange(tokens.shape[1])[None, :]
         types = jnp.zeros_like(tokens) if token_types is None else token_types
         x = self.wte(tokens) + self.wpe(positions) + self.wtt(types)
         x = self.dropout(self.ln_embed(x), deterministic=deterministic)
         mask = None if attention_mask is None else padding_mask(attention_mask)
-        for block in self.blocks:
-            x, _ = block(x, mask=mask, deterministic=deterministic)
+        for i, block in enumerate(self.blocks):
+            queries = last_queries if i == len(self.blocks) - 1 else None
+            x, _ = block(x, mask=mask, deterministic=deterministic, queries=queries)
         return self.ln_f(x) if self.config.norm_position == "pre" else x
 
     def pooled(self, tokens: Array, *args, deterministic: bool = True, **kwargs) -> Array:
         """``tanh(Dense(hidden[:, 0]))``: float[batch, n_embd], the ``[CLS]`` summary.
-        Takes ``__call__``'s arguments."""
+        Takes ``__call__``'s arguments. The last block computes the ``[CLS]`` position only
+        (the one read), which spares most of that block's work."""
         _require_part(self.config.pooler, "the pooler", "pooler=True")
-        hidden = self(tokens, *args, deterministic=deterministic, **kwargs)
+        hidden = self._encode(tokens, *args, deterministic=deterministic, last_queries=1, **kwargs)
         return jnp.tanh(self.pooler_dense(hidden[:, 0]))
 
-    def mlm_logits(self, tokens: Array, *args, deterministic: bool = True, **kwargs) -> Array:
+    def mlm_logits(
+        self,
+        tokens: Array,
+        *args,
+        positions: Array | None = None,
+        deterministic: bool = True,
+        **kwargs,
+    ) -> Array:
         """Masked-word logits float32[batch, seq, vocab]: ``LN(GELU(Dense(hidden)))`` times
         the token embedding's transpose, plus a bias per word. Takes ``__call__``'s
-        arguments."""
+        arguments; with ``positions`` (int[batch, k], e.g.
+        :attr:`jaxllm.data.MaskedBatch.positions`) only those positions' logits,
+        float32[batch, k, vocab], which spares the head's work at the tokens not scored."""
         _require_part(self.config.mlm_head, "an MLM head", "mlm_head=True")
         hidden = self(tokens, *args, deterministic=deterministic, **kwargs)
+        if positions is not None:
+            hidden = jnp.take_along_axis(hidden, positions[..., None], axis=1)  # (B, k, C)
         h = self.mlm_ln(ACTIVATIONS["gelu"](self.mlm_dense(hidden)))  # the blocks' exact GELU
         return self.wte.attend(h).astype(jnp.float32) + self.mlm_bias
 

@@ -218,6 +218,7 @@ class MultiHeadAttention(nn.Module):
         cache: KVCache | None = None,
         cache_index: Array | int = 0,
         deterministic: bool = True,
+        queries: int | None = None,
     ) -> tuple[Array, KVCache | None]:
         """Attend from ``x`` to itself (or to ``context``).
 
@@ -232,13 +233,20 @@ class MultiHeadAttention(nn.Module):
           causal: each query also attends only to keys at or before it (self-attention without
             a cache; see :func:`dot_product_attention`).
           deterministic: no dropout when ``True``.
+          queries: self-attention from the first ``queries`` positions of ``x`` only (to all of
+            them), e.g. BERT's last layer, whose ``[CLS]`` output alone is read; without a
+            cache, rotary positions or causal masking.
 
         Returns:
-          (float[batch, q_len, width], the updated cache or ``None``)
+          (float[batch, q_len, width], the updated cache or ``None``); ``q_len`` is
+          ``queries`` when given.
         """
         batch, q_len, width = x.shape
         self._check_settings(width)
         q, k, v = self._project_heads(x, context)  # (B, T, nh, hs)
+        if queries is not None:
+            _check_queries(queries, q_len, context, cache, causal, self.rotary)
+            q, q_len = q[:, :queries], queries
         if self.rotary:
             q, k = _rotate(q, k, positions, rotate_keys=context is None)
         dropout_rng = None
@@ -342,6 +350,18 @@ class MultiHeadAttention(nn.Module):
             return t.reshape(t.shape[0], t.shape[1], self.num_heads, head_dim)
 
         return heads(q), heads(k), heads(v)
+
+
+def _check_queries(
+    queries: int, length: int, context: Array | None, cache: Any, causal: bool, rotary: bool
+) -> None:
+    if not 1 <= queries <= length:
+        raise ValueError(f"queries must be in [1, {length}] (the sequence), got {queries}")
+    if context is not None or cache is not None or causal or rotary:
+        raise ValueError(
+            "queries applies to plain self-attention only: no context, cache, causal mask or "
+            "rotary positions"
+        )
 
 
 def _rotate(

@@ -65,11 +65,15 @@ class TransformerBlock(nn.Module):
         cache: KVCache | None = None,
         cache_index: Array | int = 0,
         deterministic: bool = True,
+        queries: int | None = None,
     ) -> tuple[Array, KVCache | None]:
         """x: float[batch, seq, width] -> (float[batch, seq, width], updated cache).
 
         ``mask`` (bool, broadcastable to [batch, heads, seq, keys]) and ``causal`` apply to the
-        self-attention, ``context_mask`` to the cross-attention.
+        self-attention, ``context_mask`` to the cross-attention. With ``queries``, only the
+        first ``queries`` positions are computed (attending to every position), as
+        float[batch, queries, width]: the same values as the full block's there, for a last
+        layer of which only those are read (see :class:`MultiHeadAttention`).
         """
         if self.norm_position not in ("pre", "post"):
             raise ValueError(f"norm_position must be 'pre' or 'post', got {self.norm_position!r}")
@@ -84,7 +88,9 @@ class TransformerBlock(nn.Module):
                 cache=cache,
                 cache_index=cache_index,
                 deterministic=deterministic,
+                queries=queries,
             ),
+            keep=queries,
         )
         if self.cross_attention:
             if context is None:
@@ -110,14 +116,18 @@ class TransformerBlock(nn.Module):
         return x, cache
 
     @nn.nowrap
-    def _residual(self, norm: str, x: Array, sublayer: Any) -> tuple[Array, Any]:
+    def _residual(
+        self, norm: str, x: Array, sublayer: Any, keep: int | None = None
+    ) -> tuple[Array, Any]:
         """``x + sublayer(LN(x))`` (pre-LN) or ``LN(x + sublayer(x))`` (post-LN), where
-        ``sublayer(h)`` returns ``(output, extra)``; ``(new x, extra)``."""
+        ``sublayer(h)`` returns ``(output, extra)``; ``(new x, extra)``. With ``keep``, the
+        sublayer's output covers the first ``keep`` positions, and so does the new x."""
+        residual = x if keep is None else x[:, :keep]
         if self.norm_position == "pre":
             out, extra = sublayer(self._norm(norm)(x))
-            return x + out, extra
+            return residual + out, extra
         out, extra = sublayer(x)
-        return self._norm(norm)(x + out), extra
+        return self._norm(norm)(residual + out), extra
 
     @nn.nowrap
     def _attention(self, name: str) -> MultiHeadAttention:
