@@ -56,9 +56,9 @@ def mlm_batch(shape: dict) -> dict[str, np.ndarray]:
     from jaxllm.data import mask_tokens
 
     rng = np.random.default_rng(SEED)
-    tokens = rng.integers(5, shape["vocab"], (shape["batch"], shape["seq"])).astype(np.int32)
+    tokens = jax.numpy.asarray(rng.integers(5, shape["vocab"], (shape["batch"], shape["seq"])))
     masked = mask_tokens(
-        tokens, np.ones_like(tokens, bool), jax.random.key(SEED), mask_id=4,
+        tokens, jax.numpy.ones(tokens.shape, bool), jax.random.key(SEED), mask_id=4,
         vocab_size=shape["vocab"],
     )  # fmt: skip
     return {name: np.asarray(getattr(masked, name)) for name in masked.__dataclass_fields__}

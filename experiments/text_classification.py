@@ -347,8 +347,7 @@ def bar_chart(results: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -380,8 +379,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--name", default="text-classification")
     parser.add_argument("--out-dir", default="runs")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
+    args = parse_args(argv)
     models = Path(args.out_dir) / args.name / "models"
     neural = [m for m in args.methods or list(METHODS) if m not in DETERMINISTIC]
     if neural and models.is_dir() and any(models.iterdir()):

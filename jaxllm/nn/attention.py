@@ -253,18 +253,9 @@ class MultiHeadAttention(nn.Module):
         if not deterministic and self.dropout_rate > 0.0:
             dropout_rng = self.make_rng("dropout")
         if cache is None:
-            y = _attend(
-                q,
-                k,
-                v,
-                mask,
-                causal=causal,
-                implementation=self.implementation,
-                row_groups=self.row_groups,
-                dropout_rate=self.dropout_rate,
-                dropout_rng=dropout_rng,
-                deterministic=deterministic,
-            )
+            y = _attend(q, k, v, mask, causal=causal, implementation=self.implementation,
+                        row_groups=self.row_groups, dropout_rate=self.dropout_rate,
+                        dropout_rng=dropout_rng, deterministic=deterministic)  # fmt: skip
         else:
             y, cache = self._attend_with_cache(
                 q, k, v, mask, causal, cache, cache_index, dropout_rng, deterministic

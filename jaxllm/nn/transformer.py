@@ -70,10 +70,9 @@ class TransformerBlock(nn.Module):
         """x: float[batch, seq, width] -> (float[batch, seq, width], updated cache).
 
         ``mask`` (bool, broadcastable to [batch, heads, seq, keys]) and ``causal`` apply to the
-        self-attention, ``context_mask`` to the cross-attention. With ``queries``, only the
-        first ``queries`` positions are computed (attending to every position), as
-        float[batch, queries, width]: the same values as the full block's there, for a last
-        layer of which only those are read (see :class:`MultiHeadAttention`).
+        self-attention, ``context_mask`` to the cross-attention. With ``queries``, the first
+        ``queries`` positions only, float[batch, queries, width], equal to the whole block's
+        there (for a last layer of which only those are read; see MultiHeadAttention).
         """
         if self.norm_position not in ("pre", "post"):
             raise ValueError(f"norm_position must be 'pre' or 'post', got {self.norm_position!r}")
