@@ -103,12 +103,24 @@ def test_the_classifier_encodes_as_the_pretrained_bert(pretrained):
     with pytest.raises(ValueError, match=r"pre-trained bert/wte\['embedding'\] has shape"):
         with_pretrained_encoder(fresh, wrong)
     with pytest.raises(ValueError, match="none of the encoder's parts"):
-        with_pretrained_encoder(fresh, {"output": fresh["output"]})
+        with_pretrained_encoder(fresh, {"mlm_bias": weights["mlm_bias"]})
+    deeper = weights | {"h_1": weights["h_0"]}
+    with pytest.raises(ValueError, match=r"parts the classifier's encoder lacks \(\['h_1'\]\)"):
+        with_pretrained_encoder(fresh, deeper)
+
+
+def unused_positions(params) -> np.ndarray:
+    """The position embeddings past the classifier's 24 tokens: no gradient reaches them."""
+    return np.asarray(params["wpe"]["embedding"][24:])
 
 
 def test_fine_tuning_learns_writes_its_folder_and_resumes(tmp_path, pretrained, data):
     run = train_classifier(recipe(tmp_path, pretrained, epochs=4), data)
     assert run.test["accuracy"] >= 0.9, run.test
+    _, _, weights = load_mlm_run(pretrained)  # fine-tuning started from them (AdamW decays)
+    np.testing.assert_allclose(
+        unused_positions(run.params["bert"]), unused_positions(weights), rtol=0.02
+    )
     assert run.predict(["great fun", "dull boring"]).tolist() == [1, 0]
     folder = tmp_path / "bert"
     saved = json.loads((folder / "config.json").read_text())
@@ -129,9 +141,9 @@ def test_random_init_keeps_the_shape_and_tokenizer_but_not_the_weights(tmp_path,
     assert run.config.model.bert == dataclasses.replace(
         ENCODER, vocab_size=weights["wte"]["embedding"].shape[0]
     )
-    start = np.asarray(weights["wpe"]["embedding"])
-    # one epoch of fine-tuning moves weights little; the random start is far from pre-training
-    assert np.abs(np.asarray(run.params["bert"]["wpe"]["embedding"]) - start).mean() > 0.01
+    ours, theirs = unused_positions(run.params["bert"]), unused_positions(weights)
+    assert not np.allclose(ours, theirs, rtol=0.5)  # a random start, not the pre-trained one
+    np.testing.assert_allclose(ours.std(), 0.02, rtol=0.2)  # BERT's init: normal(0, 0.02)
 
 
 def test_bad_settings_are_named(tmp_path, pretrained, data):
@@ -143,6 +155,13 @@ def test_bad_settings_are_named(tmp_path, pretrained, data):
         ClassifyConfig(random_init=True)
     with pytest.raises(ConfigError, match="longer than the BERT's positions"):
         ClassifierConfig("bert", max_len=64, bert=ENCODER)
+    with pytest.raises(ConfigError, match=r"must leave room for \[CLS\]"):
+        ClassifierConfig("bert", max_len=2)
+    with pytest.raises(ConfigError, match="the 'bag' encoder takes none"):
+        ClassifierConfig("bag", bert=ENCODER)
+    other_shape = ClassifierConfig("bert", max_len=24, bert=dataclasses.replace(ENCODER, n_layer=2))
+    with pytest.raises(ConfigError, match=r"shape differs .* \(n_layer: 2 vs 1\)"):
+        train_classifier(recipe(tmp_path, pretrained, name="deeper", model=other_shape), data)
     with pytest.raises(FileNotFoundError, match="pretrain_bert.py"):
         train_classifier(recipe(tmp_path, tmp_path / "nothing"), data)
     lm = tmp_path / "lm"
@@ -150,3 +169,19 @@ def test_bad_settings_are_named(tmp_path, pretrained, data):
     (lm / "config.json").write_text(json.dumps({"model": {"n_layer": 2}, "loop": {}}))
     with pytest.raises(ConfigError, match="is not a BERT pre-training run"):
         train_classifier(recipe(tmp_path, lm, name="lm-run"), data)
+
+
+def test_the_cli_fine_tunes_a_pretrained_run(tmp_path, pretrained, capsys):
+    from tests.scripts import load_script
+    from tests.test_experiments import write_tiny_sst2
+
+    write_tiny_sst2(tmp_path)
+    classify = load_script("experiments/classify.py")
+    args = ["--name", "cli", "--data-dir", str(tmp_path), "--out-dir", str(tmp_path / "runs"),
+            "--epochs", "1", "--no-progress", "--compilation-cache", "", "--model.encoder",
+            "bert", "--model.max-len", "16", "--pretrained", str(pretrained)]  # fmt: skip
+    assert classify.main(args) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "runs" / "cli" / "config.json").read_text())
+    assert saved["model"]["bert"]["n_layer"] == ENCODER.n_layer
+    assert saved["pretrained"] == str(pretrained)

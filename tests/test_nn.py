@@ -411,6 +411,10 @@ def test_a_block_of_its_first_queries_equals_the_whole_blocks_first_rows(norm_po
     first, _ = block.apply(params, x, mask=mask, queries=queries)
     assert first.shape == (3, queries, 16)
     chex.assert_trees_all_close(first, whole[:, :queries], atol=1e-6)
+    per_query = mask & jnp.tril(jnp.ones((7, 7), bool))  # a mask with one row per query
+    whole, _ = block.apply(params, x, mask=per_query)
+    first, _ = block.apply(params, x, mask=per_query, queries=queries)
+    chex.assert_trees_all_close(first, whole[:, :queries], atol=1e-6)
     with pytest.raises(ValueError, match=r"queries must be in \[1, 7\]"):
         block.apply(params, x, mask=mask, queries=8)
     with pytest.raises(ValueError, match="plain self-attention only"):

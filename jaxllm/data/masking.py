@@ -3,9 +3,10 @@
 As in the original BERT's data, ``round(rate · n)`` (at least one) of a sequence's ``n``
 maskable tokens are chosen at random (15%); a chosen token becomes ``[MASK]`` 80% of the time,
 a random token 10% of the time and stays itself 10% of the time, and the model is scored on
-the chosen tokens only. With ``whole_word``, the tokens of a word are chosen together (whole
-words in random order, while they fit in the count). A pure function of its key, so batches
-are a function of (seed, step)::
+the chosen tokens only. With ``whole_word``, the tokens of a word are chosen together: whole
+words in random order while the count stays within ``round(rate · n)``, so a few fewer may be
+chosen (none, in a short sequence whose first drawn word is longer than its count). A pure
+function of its key, so batches are a function of (seed, step)::
 
     key = jax.random.fold_in(jax.random.key(seed), step)
     batch = mask_tokens(tokens, maskable, key, mask_id=tok.mask_id, vocab_size=V)
@@ -39,7 +40,7 @@ class MaskingConfig:
 
     Attributes:
       rate: the share of a sequence's maskable tokens chosen: ``round(rate · n)`` of ``n``, at
-        least one.
+        least one (with ``whole_word``, at most that many: see the module docstring).
       mask_fraction: of the chosen tokens, the share replaced by ``[MASK]``.
       random_fraction: the share replaced by a token drawn uniformly from the vocabulary; the
         rest stay as they are.
@@ -143,8 +144,8 @@ def mask_tokens(
 def _choose_words(key: Array, maskable: Array, word_ids: Array, rate: float) -> Array:
     """bool[seq]: ``round(rate · n)`` (at least 1) of the ``n`` maskable tokens of one
     sequence, whole words at a time: words in a random order, taken while the count so far
-    stays within the target (a word never straddles it, so with words of several pieces a few
-    less may be chosen).
+    stays within the target (a word never straddles it, so with words of several pieces fewer
+    may be chosen).
 
     ``word_ids`` int[seq]: each token's word (the position of its first piece; ``arange`` for
     one word per token).
@@ -275,7 +276,9 @@ def mlm_batch(
 
     Returns:
       ``{"inputs", "targets": int32[B_local, seq_len], "weights": float32[B_local, seq_len],
-      "attention_mask": bool[B_local, seq_len]}``, ``B_local = batch_size // process_count``.
+      "attention_mask": bool[B_local, seq_len], "positions": int32[B_local, k]}``, ``B_local =
+      batch_size // process_count``, ``k = config.max_predictions(seq_len)`` (see
+      :class:`MaskedBatch`).
     """
     from jaxllm.data.batches import lm_batch
 

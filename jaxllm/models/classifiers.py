@@ -109,6 +109,16 @@ class ClassifierConfig:
             self.encoder != "transformer" or self.embed_dim % self.num_heads == 0,
             f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})",
         )
+        require(
+            self.bert is None or self.encoder == "bert",
+            f"ClassifierConfig.bert is the 'bert' encoder's shape; the {self.encoder!r} encoder "
+            "takes none (leave it None)",
+        )
+        require(
+            self.encoder != "bert" or self.max_len >= 3,
+            f"ClassifierConfig.max_len must leave room for [CLS], a piece and [SEP] (>= 3), got "
+            f"{self.max_len}",
+        )
         if self.bert is not None:
             require(
                 self.max_len <= self.bert.max_len,
@@ -257,12 +267,19 @@ def with_pretrained_encoder(
     """``params`` of a ``"bert"`` classifier with its encoder's tensors taken from
     ``pretrained`` (a BERT's parameters, e.g. :func:`jaxllm.recipes.load_mlm_run`'s), and the
     names of the encoder's parts ``pretrained`` lacks (left as initialised: the pooler of an
-    MLM-only run). Parts of ``pretrained`` the encoder lacks (its MLM head) are dropped.
+    MLM-only run). ``pretrained``'s heads (MLM, classification) are left out.
 
     Raises:
-      ValueError: a tensor's shape differs (naming it), or no part matched at all.
+      ValueError: a tensor's shape differs, ``pretrained`` has a part the encoder lacks (e.g. a
+        deeper model's blocks), or no part matched at all.
     """
     fresh = params["bert"]
+    extra = sorted(set(pretrained) - set(fresh) - BERT_HEADS)
+    if extra:
+        raise ValueError(
+            f"the pre-trained BERT has parts the classifier's encoder lacks ({extra}): "
+            "the encoder must have the pre-trained run's shape"
+        )
     for name, part in fresh.items():
         if name not in pretrained:
             continue
@@ -280,6 +297,9 @@ def with_pretrained_encoder(
         )
     merged = {name: pretrained.get(name, part) for name, part in fresh.items()}
     return params | {"bert": jax.tree.map(jnp.asarray, merged)}, missing
+
+
+BERT_HEADS = frozenset({"mlm_dense", "mlm_ln", "mlm_bias", "classifier"})
 
 
 def _paired_leaves(ours: Any, theirs: Any, prefix: str) -> list[tuple[str, Any, Any]]:

@@ -246,6 +246,8 @@ class MultiHeadAttention(nn.Module):
         q, k, v = self._project_heads(x, context)  # (B, T, nh, hs)
         if queries is not None:
             _check_queries(queries, q_len, context, cache, causal, self.rotary)
+            if mask is not None and mask.ndim == 4 and mask.shape[-2] == q_len > 1:
+                mask = mask[..., :queries, :]  # a per-query mask: the kept queries' rows
             q, q_len = q[:, :queries], queries
         if self.rotary:
             q, k = _rotate(q, k, positions, rotate_keys=context is None)

@@ -71,8 +71,8 @@ class TransformerBlock(nn.Module):
 
         ``mask`` (bool, broadcastable to [batch, heads, seq, keys]) and ``causal`` apply to the
         self-attention, ``context_mask`` to the cross-attention. With ``queries``, the first
-        ``queries`` positions only, float[batch, queries, width], equal to the whole block's
-        there (for a last layer of which only those are read; see MultiHeadAttention).
+        ``queries`` positions only, float[batch, queries, width], without dropout equal to the
+        whole block's there (for a last layer of which only those are read).
         """
         if self.norm_position not in ("pre", "post"):
             raise ValueError(f"norm_position must be 'pre' or 'post', got {self.norm_position!r}")

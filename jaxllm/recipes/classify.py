@@ -19,9 +19,10 @@ of unknown words only read as ``<unk>`` (their share is reported); see
 
 Fine-tuning BERT: ``model=ClassifierConfig("bert")`` with ``pretrained=`` a pre-training run
 folder (``experiments/pretrain_bert.py``, or ``python -m jaxllm.interop import`` of a Hugging
-Face ``BertForMaskedLM``) takes that run's tokenizer, shape and weights; the pooler (absent
-from MLM pre-training) and the output layer start fresh. ``random_init=True`` keeps the
-tokenizer and shape but not the weights: what pre-training buys, at the same budget.
+Face ``BertForMaskedLM``) takes that run's tokenizer, shape and weights; the output layer, and
+the pooler unless the run has one (MLM pre-training leaves it out by default), start fresh.
+``random_init=True`` keeps the tokenizer and shape but not the weights: what pre-training buys,
+at the same budget.
 """
 
 from __future__ import annotations
@@ -217,8 +218,10 @@ class ClassifierRun:
 
     def predict(self, texts: list[str]) -> np.ndarray:
         """int64[len(texts)] class ids (names: ``label_names``), from the best checkpoint.
-        Words beyond ``model.max_len`` are cut, unknown words read as ``<unk>`` and an empty
-        text as one ``<unk>``, as in training (:meth:`jaxllm.data.WordVocab.encode`)."""
+        Texts are read as in training: words beyond ``model.max_len`` are cut, unknown words
+        read as ``<unk>`` and an empty text as one ``<unk>``
+        (:meth:`jaxllm.data.WordVocab.encode`); for BERT, pieces beyond ``model.max_len - 2``
+        are cut and an empty text is ``[CLS] [SEP]`` (:func:`encode_pieces`)."""
         if isinstance(texts, str):
             raise TypeError("predict takes a list of texts, not one string; wrap it in a list")
         data = LabelledTexts(list(texts), np.zeros(len(texts), np.int64), self.label_names)
@@ -320,10 +323,20 @@ def _bert_tokenizer(config: ClassifyConfig) -> WordPieceTokenizer:
     return tokenizer
 
 
+BERT_SHAPE = ("n_layer", "n_head", "n_embd", "mlp_ratio", "max_len", "type_vocab_size",
+              "norm_position", "layer_norm_epsilon")  # fmt: skip
+
+
 def _pretrained_shape(config: ClassifyConfig) -> ClassifierConfig:
-    """``config.model`` with ``bert`` (when ``None``) read from the pre-training run."""
+    """``config.model`` with ``bert`` read from the pre-training run (a resumed run keeps its
+    own; a given one must have the run's shape, its dropout and dtype may differ).
+
+    Raises:
+      ConfigError: ``pretrained`` is not a BERT pre-training run, or a given ``model.bert``
+        has another shape.
+    """
     model = config.model
-    if model.encoder != "bert" or model.bert is not None:
+    if model.encoder != "bert" or config.resume:
         return model
     from jaxllm.recipes.mlm import MLMConfig
 
@@ -335,7 +348,16 @@ def _pretrained_shape(config: ClassifyConfig) -> ClassifierConfig:
             f"{run} is not a BERT pre-training run (its config.json is not an MLMConfig: {e}); "
             "pretrained must be a folder made by experiments/pretrain_bert.py"
         ) from e
-    return dataclasses.replace(model, bert=bert)
+    if model.bert is None:
+        return dataclasses.replace(model, bert=bert)
+    differ = [f"{k}: {getattr(model.bert, k)!r} vs {getattr(bert, k)!r}" for k in BERT_SHAPE
+              if getattr(model.bert, k) != getattr(bert, k)]  # fmt: skip
+    if differ:
+        raise ConfigError(
+            f"model.bert's shape differs from the pre-trained run's in {run} "
+            f"({', '.join(differ)}); leave model.bert None to take the run's"
+        )
+    return model
 
 
 def resolve_config(
