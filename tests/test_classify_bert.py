@@ -19,6 +19,7 @@ from jaxllm.recipes.classify import ClassifyConfig, train_classifier
 from jaxllm.recipes.mlm import MLMConfig, load_mlm_run, train_mlm
 from jaxllm.recipes.text_features import encode_pieces
 from jaxllm.train import LoopConfig
+from tests.test_classify import recipe as classification_recipe
 from tests.test_classify import synthetic
 
 ENCODER = BertConfig(max_len=32, n_layer=1, n_head=2, n_embd=32, pooler=False)
@@ -52,20 +53,15 @@ def data():
 
 
 def recipe(tmp_path, pretrained, **overrides) -> ClassifyConfig:
+    """The classification tests' small run (``tests.test_classify.recipe``), fine-tuning
+    ``pretrained``."""
     settings = dict(
         name="bert",
-        out_dir=str(tmp_path),
-        epochs=3,
-        batch_size=16,
-        evals_per_epoch=1,
-        patience=0,
-        progress=False,
-        compilation_cache="",
         pretrained=str(pretrained),
         model=ClassifierConfig("bert", max_len=24, dropout=0.1),
         optimizer=OptimizerConfig(name="adamw", learning_rate=2e-3, warmup_steps=5),
     )
-    return ClassifyConfig(**(settings | overrides))
+    return classification_recipe(tmp_path, "bert", **(settings | overrides))
 
 
 def test_wordpiece_features_are_framed_cut_and_counted(pretrained):
