@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from jaxllm.config import ConfigError
-from jaxllm.data import DataConfig, LabelledTexts
+from jaxllm.data import CharTokenizer, DataConfig, LabelledTexts
 from jaxllm.models.bert import BERT, BertConfig
 from jaxllm.models.classifiers import ClassifierConfig, init_classifier, with_pretrained_encoder
 from jaxllm.optim import OptimizerConfig
 from jaxllm.recipes.classify import ClassifyConfig, train_classifier
-from jaxllm.recipes.mlm import MLMConfig, load_mlm_run, train_mlm
+from jaxllm.recipes.mlm import MLMConfig, load_mlm_run, load_wordpiece_tokenizer, train_mlm
 from jaxllm.recipes.text_features import encode_pieces
-from jaxllm.train import LoopConfig
+from jaxllm.train import CheckpointError, LoopConfig
 from tests.test_classify import recipe as classification_recipe
 from tests.test_classify import synthetic
 
@@ -165,6 +165,9 @@ def test_bad_settings_are_named(tmp_path, pretrained, data):
     (lm / "config.json").write_text(json.dumps({"model": {"n_layer": 2}, "loop": {}}))
     with pytest.raises(ConfigError, match="is not a BERT pre-training run"):
         train_classifier(recipe(tmp_path, lm, name="lm-run"), data)
+    CharTokenizer.train(["a char tokenizer"]).save(lm / "tokenizer.json")
+    with pytest.raises(CheckpointError, match="has a char tokenizer, not BERT's WordPiece"):
+        load_wordpiece_tokenizer(lm)
 
 
 def test_the_cli_fine_tunes_a_pretrained_run(tmp_path, pretrained, capsys):

@@ -48,7 +48,6 @@ from jaxllm.data import (
     align_labels,
     build_word_vocab,
     load_sentiment_split,
-    load_tokenizer,
     stratified_split,
 )
 from jaxllm.data.buckets import Batches, batches_per_epoch, padded_rows
@@ -64,6 +63,7 @@ from jaxllm.models.classifiers import (
 )
 from jaxllm.models.gpt import count_params
 from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
+from jaxllm.recipes.mlm import MLMConfig, load_mlm_run, load_wordpiece_tokenizer
 from jaxllm.recipes.run_folder import prepare_run_dir, require_run, say
 from jaxllm.recipes.text_features import (
     EncodedSplit,
@@ -314,13 +314,7 @@ def _featurizer(config: ClassifyConfig, train: LabelledTexts) -> _Features:
 def _bert_tokenizer(config: ClassifyConfig) -> WordPieceTokenizer:
     """The pre-training run's WordPiece tokenizer (on resume, the copy in the run folder)."""
     folder = config.run_dir if config.resume else require_run(config.pretrained, "pretrain_bert.py")
-    tokenizer = load_tokenizer(folder / "tokenizer.json")
-    if not isinstance(tokenizer, WordPieceTokenizer):
-        raise CheckpointError(
-            f"{folder} has a {tokenizer.kind} tokenizer, not BERT's WordPiece: pretrained must "
-            "be a BERT pre-training run"
-        )
-    return tokenizer
+    return load_wordpiece_tokenizer(folder)
 
 
 BERT_SHAPE = ("n_layer", "n_head", "n_embd", "mlp_ratio", "max_len", "type_vocab_size",
@@ -338,8 +332,6 @@ def _pretrained_shape(config: ClassifyConfig) -> ClassifierConfig:
     model = config.model
     if model.encoder != "bert" or config.resume:
         return model
-    from jaxllm.recipes.mlm import MLMConfig
-
     run = require_run(config.pretrained, "pretrain_bert.py")
     try:
         bert = load_config(MLMConfig, run / "config.json").model
@@ -363,9 +355,9 @@ def _pretrained_shape(config: ClassifyConfig) -> ClassifierConfig:
 def resolve_config(
     config: ClassifyConfig, vocab_size: int, num_classes: int, train_size: int
 ) -> ClassifyConfig:
-    """Fill in the vocabulary size, the classes, the BERT's shape and the decay length; check
-    given ones."""
-    model = _pretrained_shape(config)
+    """Fill in the vocabulary size, the classes and the decay length; check given ones (the
+    BERT's shape is filled in before, when the run starts)."""
+    model = config.model
     for name, value in (("vocab_size", vocab_size), ("num_classes", num_classes)):
         if getattr(model, name) not in (0, value):
             raise ConfigError(
@@ -440,8 +432,6 @@ def _initial_params(config: ClassifyConfig, vocab: WordVocab | None, train: Labe
 
 def _pretrained_params(config: ClassifyConfig, params: Any) -> Any:
     """``params`` with the encoder from ``config.pretrained``'s newest checkpoint."""
-    from jaxllm.recipes.mlm import load_mlm_run
-
     _, _, pretrained = load_mlm_run(config.pretrained)
     params, fresh = with_pretrained_encoder(params, pretrained)
     say(

@@ -337,11 +337,25 @@ def load_mlm_run(
       CheckpointError: the tokenizer is not the one the checkpoint was trained with.
     """
     config = load_config(MLMConfig, require_run(run_dir, "pretrain_bert.py") / "config.json")
-    tokenizer = load_tokenizer(Path(run_dir) / "tokenizer.json")
-    if not isinstance(tokenizer, WordPieceTokenizer):
-        raise CheckpointError(f"{run_dir} has a {tokenizer.kind} tokenizer, not BERT's WordPiece")
+    tokenizer = load_wordpiece_tokenizer(run_dir)
     params = restore_params(run_dir, tokenizer, fresh_state(config), step)
     return config, tokenizer, params
+
+
+def load_wordpiece_tokenizer(run_dir: str | Path) -> WordPieceTokenizer:
+    """The ``tokenizer.json`` of a BERT run folder (pre-training or fine-tuning).
+
+    Raises:
+      FileNotFoundError: no ``tokenizer.json``.
+      CheckpointError: the tokenizer is not BERT's WordPiece.
+    """
+    tokenizer = load_tokenizer(Path(run_dir) / "tokenizer.json")
+    if not isinstance(tokenizer, WordPieceTokenizer):
+        raise CheckpointError(
+            f"{run_dir} has a {tokenizer.kind} tokenizer, not BERT's WordPiece: it is not a BERT "
+            "run"
+        )
+    return tokenizer
 
 
 def fill_mask(
