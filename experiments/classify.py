@@ -20,7 +20,7 @@ import sys
 import tyro
 
 from jaxllm.recipes.classify import ClassifyConfig, train_classifier
-from jaxllm.recipes.run_folder import RUN_ERRORS
+from jaxllm.recipes.errors import report_error
 from jaxllm.runtime import configure_cpu
 
 
@@ -32,9 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         run = train_classifier(config)
-    except RUN_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as e:
+        return report_error(e)  # one line and status 2 for the user's errors; bugs re-raise
     test = run.test
     print(
         f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} "

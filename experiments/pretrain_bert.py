@@ -20,8 +20,8 @@ import sys
 import jax
 import tyro
 
+from jaxllm.recipes.errors import report_error
 from jaxllm.recipes.mlm import MLMConfig, fill_mask, train_mlm
-from jaxllm.recipes.run_folder import RUN_ERRORS
 from jaxllm.runtime import configure_cpu
 
 PROBE = "the [MASK] of the function is returned."
@@ -32,9 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     config = tyro.cli(MLMConfig, args=argv, description=__doc__)
     try:
         run = train_mlm(config)
-    except RUN_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as e:
+        return report_error(e)  # one line and status 2 for the user's errors; bugs re-raise
     if jax.process_index() == 0:  # in a multi-process run, process 0 speaks for all
         params = jax.device_get(run.state.params)
         guesses = fill_mask(run.model, params, run.tokenizer, PROBE)[0]

@@ -27,7 +27,7 @@ import jax
 import tyro
 
 from jaxllm.recipes import LMConfig, train_lm
-from jaxllm.recipes.run_folder import RUN_ERRORS
+from jaxllm.recipes.errors import report_error
 from jaxllm.runtime import configure_cpu
 
 
@@ -36,9 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     config = tyro.cli(LMConfig, args=argv, description=__doc__)
     try:
         run = train_lm(config)
-    except RUN_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as e:
+        return report_error(e)  # one line and status 2 for the user's errors; bugs re-raise
     if jax.process_index() == 0:  # in a multi-process run, process 0 speaks for all
         if run.sample:
             print(

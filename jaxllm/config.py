@@ -73,6 +73,7 @@ def config_from_dict(cls: type[T], values: dict[str, Any], *, where: str = "") -
 
 def save_config(config: Any, path: str | Path) -> None:
     """Write ``config`` as indented JSON."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(config_to_dict(config), indent=2, sort_keys=True) + "\n")
 
 

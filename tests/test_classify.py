@@ -323,9 +323,11 @@ def test_resume_refuses_other_data_and_a_new_run_keeps_old_checkpoints(tmp_path,
 def test_a_new_run_sets_aside_what_an_attempt_without_checkpoints_left(tmp_path, data):
     folder = tmp_path / "run-bag"
     folder.mkdir()
+    (folder / "config.json").write_text("{}\n")  # a run writes its config first
     (folder / "metrics.jsonl").write_text('{"step": 1, "loss": 9.0}\n')
     run = train_classifier(recipe(tmp_path, epochs=1), data)
     assert (folder / "earlier-1" / "metrics.jsonl").read_text() == '{"step": 1, "loss": 9.0}\n'
+    assert (folder / "earlier-1" / "config.json").read_text() == "{}\n"
     assert all(r.get("loss") != 9.0 for r in run.history)
     records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert records and all(r.get("loss") != 9.0 for r in records)  # the new run's alone

@@ -19,6 +19,7 @@ from jaxllm.data.clean import clean_corpus, deduplicate, normalize_text
 from jaxllm.data.config import DataConfig, EmptySplitError, load_splits
 from jaxllm.data.corpora import (
     NAMED_CORPORA,
+    CorpusEncodingError,
     EmptyCorpusError,
     load_corpus,
     load_default_corpus,
@@ -100,6 +101,7 @@ __all__ = [
     "DOCUMENT_SEPARATOR",
     "DataConfig",
     "EOS_TOKEN",
+    "CorpusEncodingError",
     "EmptyCorpusError",
     "EmptySplitError",
     "LabelledTexts",

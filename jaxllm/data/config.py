@@ -8,11 +8,7 @@ from typing import Literal
 from jaxllm.config import require
 from jaxllm.data.clean import clean_corpus
 from jaxllm.data.corpora import load_corpus
-from jaxllm.data.splits import split_corpus
-
-
-class EmptySplitError(ValueError):
-    """A train, validation or test split holds no document."""
+from jaxllm.data.splits import EmptySplitError, split_corpus
 
 
 @dataclasses.dataclass(frozen=True)

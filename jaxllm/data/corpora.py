@@ -22,6 +22,10 @@ class EmptyCorpusError(ValueError):
     """A corpus (or what is left of it after cleaning) holds no text."""
 
 
+class CorpusEncodingError(ValueError):
+    """A corpus file is not valid UTF-8."""
+
+
 def load_default_corpus() -> list[str]:
     """The zero-setup corpus: the topics of the Python reference manual.
 
@@ -49,7 +53,7 @@ def load_text(path: str | os.PathLike[str]) -> list[str]:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: a file is not valid UTF-8 (the message names it).
+        CorpusEncodingError: a file is not valid UTF-8 (the message names it).
         EmptyCorpusError: no file holds any non-whitespace text.
     """
     root = Path(path)
@@ -87,7 +91,7 @@ def _read_utf8(file: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise ValueError(
+        raise CorpusEncodingError(
             f"{str(file)!r} is not valid UTF-8 (byte {data[err.start]:#04x} at offset "
             f"{err.start}); convert it first, e.g. `iconv -f latin1 -t utf-8 in.txt > out.txt`."
         ) from err

@@ -7,6 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+
+class EmptySplitError(ValueError):
+    """A train, validation or test split holds no document."""
+
+
 # A held-out split built from whole documents may end up between half and
 # twice its target share of characters; outside that band (few or very
 # uneven documents) the corpus is split by characters instead.
@@ -99,7 +104,7 @@ def _split_by_characters(
         ("train", "val", "test"), pieces, (1, val_fraction, test_fraction), strict=True
     ):
         if fraction > 0 and not piece:
-            raise ValueError(
+            raise EmptySplitError(
                 f"The corpus ({len(text)} characters) is too small to give the {name} "
                 "split any text; use a larger corpus or a larger fraction."
             )

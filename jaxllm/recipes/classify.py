@@ -492,7 +492,7 @@ def _check_resumed_data(
     checkpoint was trained with."""
     if not config.resume:
         return
-    saved = checkpointer.read_metadata()
+    saved = checkpointer.newest_readable_metadata()
     if saved.get("label_names") != list(label_names):
         raise CheckpointError(
             f"the checkpoints in {config.run_dir} were trained on the classes "
@@ -531,7 +531,7 @@ def _fit(
         metrics = split_metrics(predict(params, dev), dev.labels, config.model.num_classes)
         return {k: v for k, v in metrics.items() if k != "confusion"}
 
-    with MetricsWriter(config.run_dir) as writer:
+    with MetricsWriter(config.run_dir, keep_until=int(state.step)) as writer:
         return fit(
             state,
             step,
@@ -599,7 +599,7 @@ def train_classifier(
             jax.random.fold_in(jax.random.key(config.seed), 1),  # dropout; 0 drew the parameters
         )
         if config.resume:
-            state, _ = checkpointer.restore(state)
+            state, _ = checkpointer.restore(state, set_aside=True)
         result = _fit(config, splits, state, checkpointer, metadata, predict)
         best_step = _best_checkpoint(checkpointer, result.best_step)
         best, _ = checkpointer.restore(result.state, best_step)

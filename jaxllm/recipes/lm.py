@@ -38,6 +38,7 @@ from jaxllm.models.gpt import GPT, GPTConfig, init_params, with_cpu_tuned_attent
 from jaxllm.models.lstm_lm import LSTMLM, LSTMLMConfig, init_lstm_lm_params
 from jaxllm.optim import OptimizerConfig, make_optimizer
 from jaxllm.recipes.run_folder import (
+    check_resume_step,
     fit_in_run_folder,
     prepare_run_dir,
     require_run,
@@ -75,7 +76,9 @@ class LMConfig:
       sample_tokens: tokens to generate after training (0: none).
       sample_prompt: prompt for the sample (empty: start from a newline).
       temperature, top_k: sampling settings for the sample (``top_k`` 0: no top-k filter).
-      resume: continue the run in ``out_dir/name`` from its newest checkpoint.
+      resume: continue the run in ``out_dir/name`` from its newest checkpoint that verifies.
+      resume_step: with ``resume``, continue from this checkpoint instead (e.g. one before a
+        divergence); the newer ones are moved to ``checkpoints-set-aside/``.
       compilation_cache: folder where compiled XLA programs are kept for later runs with the
         same shapes, which then skip most of the first step's compilation ('': none; a folder
         set through ``JAX_COMPILATION_CACHE_DIR`` takes precedence).
@@ -109,6 +112,7 @@ class LMConfig:
     temperature: float = 0.8
     top_k: int = 0
     resume: bool = False
+    resume_step: int | None = None
     compilation_cache: str = DEFAULT_COMPILATION_CACHE
     cpu_tuned_attention: bool = True
     data: DataConfig = DataConfig()
@@ -128,6 +132,7 @@ class LMConfig:
             )
         if self.temperature <= 0 or self.top_k < 0:
             raise ConfigError("LMConfig.temperature must be > 0 and top_k >= 0")
+        check_resume_step(self.resume, self.resume_step)
         if self.model_kind not in ("gpt", "lstm"):
             raise ConfigError(
                 f"LMConfig.model_kind must be 'gpt' or 'lstm', got {self.model_kind!r}"
@@ -147,6 +152,7 @@ class LMConfig:
 RESUMABLE = frozenset(
     {
         "resume",
+        "resume_step",
         "out_dir",
         "compilation_cache",
         "cpu_tuned_attention",
@@ -156,6 +162,8 @@ RESUMABLE = frozenset(
         "top_k",
         "loop",
         "parallel",
+        "optimizer.learning_rate",
+        "optimizer.grad_clip",
     }
 )
 # Settings resolved when a run starts, with the placeholders a user leaves them at. The
@@ -186,10 +194,28 @@ class LMRun:
     run_dir: Path
 
 
+def _check_prompt(config: LMConfig, tokenizer: Tokenizer) -> None:
+    """The sample's prompt must be text the tokenizer encodes, checked before training rather
+    than after it.
+
+    Raises:
+      ConfigError: naming the characters a char tokenizer lacks.
+    """
+    if not config.sample_tokens:
+        return
+    try:
+        tokenizer.encode(config.sample_prompt or "\n")
+    except ValueError as e:
+        raise ConfigError(
+            f"--sample-prompt {config.sample_prompt!r} cannot be encoded: {e} Or change the "
+            "prompt, or pass --sample-tokens 0"
+        ) from e
+
+
 def resolve_config(config: LMConfig, tokenizer: Tokenizer) -> LMConfig:
     """Fill in what the config leaves to the run: the trained model's vocabulary size, the
     decay length, and (for a GPT, with ``cpu_tuned_attention``) the attention for this
-    machine."""
+    machine; check the sample's prompt."""
     field = "lstm" if config.model_kind == "lstm" else "model"  # the trained model's shape
     shape = getattr(config, field)
     if shape.vocab_size not in (0, tokenizer.vocab_size):
@@ -198,6 +224,7 @@ def resolve_config(config: LMConfig, tokenizer: Tokenizer) -> LMConfig:
             f"tokenizer has {tokenizer.vocab_size} tokens; leave {field}.vocab_size "
             "at 0 to take it from the tokenizer"
         )
+    _check_prompt(config, tokenizer)
     shape = dataclasses.replace(shape, vocab_size=tokenizer.vocab_size)
     optimizer = config.optimizer.with_decay_until(config.loop.num_steps)
     config = dataclasses.replace(config, **{field: shape}, optimizer=optimizer)
@@ -242,7 +269,9 @@ def _initial_state(config: LMConfig, layout: Layout, checkpointer: Checkpointer)
     key_params, key_train = jax.random.split(jax.random.key(config.seed))
     _, init = _model_for(config)
     state = create_train_state(init(key_params), make_optimizer(config.optimizer), key_train)
-    return layout.restore(checkpointer, state) if config.resume else layout.place_state(state)
+    if config.resume:
+        return layout.restore(checkpointer, state, config.resume_step)
+    return layout.place_state(state)
 
 
 def _batch_fn(config: LMConfig, tokens: np.ndarray) -> Callable[[int], dict]:

@@ -40,6 +40,7 @@ from jaxllm.metrics import perplexity
 from jaxllm.models.bert import BERT, BertConfig, init_bert_params
 from jaxllm.optim import OptimizerConfig, make_optimizer
 from jaxllm.recipes.run_folder import (
+    check_resume_step,
     fit_in_run_folder,
     prepare_run_dir,
     require_run,
@@ -75,7 +76,9 @@ class MLMConfig:
       seq_len: tokens per training sequence (BERT trained at 128 most of the time);
         ``<= model.max_len``.
       eval_batches: cap on validation batches per evaluation (0: the whole split).
-      resume: continue the run in ``out_dir/name`` from its newest checkpoint.
+      resume: continue the run in ``out_dir/name`` from its newest checkpoint that verifies.
+      resume_step: with ``resume``, continue from this checkpoint instead (e.g. one before a
+        divergence); the newer ones are moved to ``checkpoints-set-aside/``.
       compilation_cache: folder for compiled XLA programs ('': none).
       data: the corpus; its tokenizer must be ``"wordpiece"``.
       model: the BERT's shape (``vocab_size`` 0: taken from the tokenizer). Pre-training
@@ -94,6 +97,7 @@ class MLMConfig:
     seq_len: int = 128
     eval_batches: int = 20
     resume: bool = False
+    resume_step: int | None = None
     compilation_cache: str = DEFAULT_COMPILATION_CACHE
     data: DataConfig = DataConfig(tokenizer="wordpiece", wordpiece_vocab_size=8192)
     model: BertConfig = BertConfig(max_len=512, n_layer=4, n_head=4, n_embd=256, pooler=False)
@@ -120,13 +124,25 @@ class MLMConfig:
             f"[SEP], [MASK]...), got {self.data.tokenizer!r}",
         )
         require(self.model.mlm_head, "MLMConfig.model needs its MLM head (mlm_head=True)")
+        check_resume_step(self.resume, self.resume_step)
 
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
 
 
-RESUMABLE = frozenset({"resume", "out_dir", "compilation_cache", "loop", "parallel"})
+RESUMABLE = frozenset(
+    {
+        "resume",
+        "resume_step",
+        "out_dir",
+        "compilation_cache",
+        "loop",
+        "parallel",
+        "optimizer.learning_rate",
+        "optimizer.grad_clip",
+    }
+)
 FILLED_AT_START = {"model.vocab_size": 0, "optimizer.decay_steps": -1}
 
 
@@ -222,7 +238,10 @@ def _train(
 ) -> tuple[FitResult, dict]:
     """Evaluate once, then ``fit``: (result, validation metrics before training)."""
     fresh = fresh_state(config)
-    state = layout.restore(checkpointer, fresh) if config.resume else layout.place_state(fresh)
+    if config.resume:
+        state = layout.restore(checkpointer, fresh, config.resume_step)
+    else:
+        state = layout.place_state(fresh)
     train_step = layout.train_step(
         masked_language_model_loss(BERT(config.model)),
         make_optimizer(config.optimizer),

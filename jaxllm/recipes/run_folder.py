@@ -20,33 +20,20 @@ import jax
 from jaxllm.config import ConfigError, config_to_dict, load_config
 from jaxllm.data import (
     DataConfig,
-    EmptyCorpusError,
-    EmptySplitError,
-    LabelsError,
     Tokenizer,
     load_tokenizer,
     train_tokenizer,
 )
-from jaxllm.train import Checkpointer, CheckpointError, DistributedInitError
-
-# What a recipe raises for a user's settings, data or run folder (never a bug of jaxllm's):
-# the experiment scripts print these as one `error:` line and exit with status 2.
-RUN_ERRORS: tuple[type[Exception], ...] = (
-    ConfigError,
-    CheckpointError,
-    DistributedInitError,
-    EmptyCorpusError,
-    EmptySplitError,
-    LabelsError,
-    FileExistsError,
-    FileNotFoundError,
-)
+from jaxllm.train import Checkpointer, CheckpointError
 
 
 class RunConfig(Protocol):
     """What this module needs of a recipe's config (a frozen dataclass)."""
 
     __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    @property
+    def name(self) -> str: ...
 
     @property
     def resume(self) -> bool: ...
@@ -72,13 +59,14 @@ def flat_config(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def resumed_config(
     config: C, resumable: Collection[str], filled_at_start: Mapping[str, Any] = {}
 ) -> C:
-    """The config saved in ``config.run_dir``, with the ``resumable`` top-level settings taken
-    from ``config``.
+    """The config saved in ``config.run_dir``, with the ``resumable`` settings taken from
+    ``config``.
 
     Args:
       config: the config the user gave to resume with.
-      resumable: top-level field names a resume may change (a nested config named here may
-        change as a whole, e.g. ``"loop"``).
+      resumable: settings a resume may change: top-level field names (a nested config named
+        here may change as a whole, e.g. ``"loop"``) or dotted keys of single nested
+        settings (e.g. ``"optimizer.learning_rate"``).
       filled_at_start: dotted keys the recipe resolves when a run starts (e.g.
         ``{"model.vocab_size": 0}``, or a nested config such as ``{"model.bert": None}``),
         with the placeholder value a user leaves them at.
@@ -91,7 +79,7 @@ def resumed_config(
     diffs = {
         key: (value, given.get(key))
         for key, value in stored.items()
-        if key.split(".")[0] not in resumable
+        if not _named(key, resumable)
         and value != given.get(key)
         and not _left_to_fill(key, given, filled_at_start)
     }
@@ -104,16 +92,68 @@ def resumed_config(
             f"({listing}); pass the original settings, or start a new run with "
             "another --name"
         )
-    return dataclasses.replace(saved, **{k: getattr(config, k) for k in resumable})
+    for key in sorted(resumable):
+        saved = _replace_dotted(saved, key.split("."), _get_dotted(config, key.split(".")))
+    return saved
+
+
+def _named(key: str, names: Collection[str]) -> bool:
+    """Whether dotted ``key`` is one of ``names`` or lies inside one (``"loop.num_steps"`` is
+    in ``"loop"``)."""
+    return any(key == name or key.startswith(name + ".") for name in names)
+
+
+def _get_dotted(config: Any, parts: list[str]) -> Any:
+    for part in parts:
+        config = getattr(config, part)
+    return config
+
+
+def _replace_dotted(config: Any, parts: list[str], value: Any) -> Any:
+    """``config`` with the nested setting ``parts`` (e.g. ``["optimizer", "learning_rate"]``)
+    replaced by ``value``."""
+    if len(parts) == 1:
+        return dataclasses.replace(config, **{parts[0]: value})
+    inner = _replace_dotted(getattr(config, parts[0]), parts[1:], value)
+    return dataclasses.replace(config, **{parts[0]: inner})
 
 
 def _left_to_fill(key: str, given: Mapping[str, Any], filled_at_start: Mapping[str, Any]) -> bool:
     """Whether saved setting ``key`` was filled in at the start and the user left it (or the
     nested config holding it, e.g. ``"model.bert"``) at its placeholder."""
     return any(
-        (key == filled or key.startswith(filled + ".")) and given.get(filled, ...) == placeholder
+        _named(key, [filled]) and given.get(filled, ...) == placeholder
         for filled, placeholder in filled_at_start.items()
     )
+
+
+def check_run_name(name: str) -> None:
+    """A run's ``name`` must be a plain folder name, so its folder lies inside ``out_dir``.
+
+    Raises:
+      ConfigError: an empty name, ``.`` or ``..``, or one holding a path separator.
+    """
+    if name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise ConfigError(
+            f"--name {name!r} must be a plain folder name (no '/', '\\', '.' or '..'): the run "
+            "folder is <out-dir>/<name>; choose where it goes with --out-dir"
+        )
+
+
+def check_resume_step(resume: bool, resume_step: int | None) -> None:
+    """A recipe config's ``resume_step`` check: it needs ``resume`` and is a step (>= 0).
+
+    Raises:
+      ConfigError: naming the fix.
+    """
+    if resume_step is None:
+        return
+    if not resume:
+        raise ConfigError(
+            f"--resume-step {resume_step} needs --resume (it picks the checkpoint to resume from)"
+        )
+    if resume_step < 0:
+        raise ConfigError(f"--resume-step must be a step >= 0, got {resume_step}")
 
 
 def prepare_run_dir(
@@ -123,12 +163,16 @@ def prepare_run_dir(
 
     A new run needs a folder without checkpoints (what an earlier attempt left there is set
     aside, :func:`set_aside_earlier_attempt`); a resumed one, a folder with a saved config
-    (see :func:`resumed_config`). The folder is created.
+    (see :func:`resumed_config`). The folder is created by the first file the run writes, so
+    a run that fails on its settings or data leaves none behind.
 
     Raises:
-      FileExistsError: a new run in a folder that holds checkpoints (nothing is overwritten).
+      ConfigError: ``config.name`` is not a plain folder name.
+      FileExistsError: a new run in a folder that holds checkpoints, or in a folder that is
+        not a run's (nothing is written there).
       FileNotFoundError: ``resume`` without a run in the folder.
     """
+    check_run_name(config.name)
     run_dir = config.run_dir
     checkpoints = run_dir / "checkpoints"
     if config.resume:
@@ -140,8 +184,13 @@ def prepare_run_dir(
             f"{run_dir} already holds checkpoints; pass --resume to continue "
             "that run, or choose another --name (nothing was overwritten)"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if jax.process_index() == 0:  # the process that writes the folder's files
+    holds_files = run_dir.is_dir() and any(p.is_file() for p in run_dir.rglob("*"))
+    if holds_files and not (run_dir / "config.json").is_file():
+        raise FileExistsError(
+            f"{run_dir} exists and is not a jaxllm run folder (no config.json); choose another "
+            "--name or --out-dir (nothing was written there)"
+        )
+    if run_dir.is_dir() and jax.process_index() == 0:  # process 0 writes the folder's files
         set_aside_earlier_attempt(run_dir)
     return config
 
@@ -179,7 +228,8 @@ def tokenizer_for_run(
     path = config.run_dir / "tokenizer.json"
     if config.resume:
         tokenizer = load_tokenizer(path)
-        if checkpointer.read_metadata().get("tokenizer_fingerprint") != tokenizer.fingerprint():
+        recorded = checkpointer.newest_readable_metadata().get("tokenizer_fingerprint")
+        if recorded != tokenizer.fingerprint():
             raise CheckpointError(
                 f"the tokenizer in {path} does not match the one the checkpoint "
                 "was trained with; restore the run's original tokenizer.json"
@@ -253,7 +303,9 @@ def fit_in_run_folder(
     from jaxllm.train import MetricsWriter, fit
 
     primary = jax.process_index() == 0
-    with MetricsWriter(config.run_dir) if primary else contextlib.nullcontext() as writer:
+    start = int(layout.plain_state(state).step)
+    writer = MetricsWriter(config.run_dir, keep_until=start) if primary else None
+    with writer or contextlib.nullcontext():
         return fit(
             state,
             train_step,

@@ -1,9 +1,20 @@
 """Training: the state pytree, pure steps, checkpoints, metrics and the ``fit`` loop."""
 
-from jaxllm.train.checkpoint import Checkpointer, CheckpointError
+from jaxllm.train.checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    CorruptCheckpointError,
+    NonFiniteStateError,
+)
 from jaxllm.train.epochs import EpochsResult, fit_epochs
 from jaxllm.train.logging import MetricsWriter, read_metrics
-from jaxllm.train.loop import FitResult, LoopConfig, NonFiniteLossError, fit
+from jaxllm.train.loop import (
+    FitResult,
+    LoopConfig,
+    NonFiniteLossError,
+    TrainingInterrupted,
+    fit,
+)
 from jaxllm.train.parallel import (
     DistributedInitError,
     Layout,
@@ -18,6 +29,7 @@ from jaxllm.train.step import evaluate, jit_train_step, make_eval_step, make_tra
 __all__ = [
     "CheckpointError",
     "Checkpointer",
+    "CorruptCheckpointError",
     "DistributedInitError",
     "EpochsResult",
     "FitResult",
@@ -25,8 +37,10 @@ __all__ = [
     "LoopConfig",
     "MetricsWriter",
     "NonFiniteLossError",
+    "NonFiniteStateError",
     "ParallelConfig",
     "TrainState",
+    "TrainingInterrupted",
     "create_train_state",
     "evaluate",
     "fit",

@@ -1,8 +1,12 @@
-"""Orbax checkpoints of a :class:`TrainState` plus JSON metadata: atomic, keep N, resume.
+"""Orbax checkpoints of a :class:`TrainState` plus JSON metadata: atomic, verified, keep N,
+resume.
 
 Orbax writes each step into a temporary folder and renames it when complete, so a crash
-mid-save never leaves a half-written checkpoint that looks finished. A checkpoint that cannot
-be read raises :class:`CheckpointError` and is never deleted: the user decides what to do.
+mid-save never leaves a half-written checkpoint that looks finished. Each checkpoint also
+records a checksum of every array (:mod:`jaxllm.train.integrity`), compared when it is read
+back, and only a state whose arrays are all finite is saved. A checkpoint that cannot be read,
+fails its checksums or holds NaNs raises :class:`CorruptCheckpointError` and is never deleted;
+restoring "the newest" falls back to the newest one that verifies.
 
 Orbax is imported by the methods that use it, so ``import jaxllm`` does not load it (about a
 second, and its own dependencies).
@@ -10,11 +14,13 @@ second, and its own dependencies).
 
 from __future__ import annotations
 
-import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jax
+
+from jaxllm.train.integrity import checksums, leaves_by_path, nonfinite_paths
 
 if TYPE_CHECKING:
     import orbax.checkpoint as ocp
@@ -22,6 +28,27 @@ if TYPE_CHECKING:
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, or does not fit the model being restored."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint's files cannot be read, its arrays differ from their recorded checksums, or
+    it holds NaN or infinite values."""
+
+
+class NonFiniteStateError(CheckpointError, FloatingPointError):
+    """A state to be saved holds NaN or infinite values (it is not written)."""
+
+
+# Metadata key of the per-array checksums.
+CHECKSUMS_KEY = "checksums"
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    """``"Type: first line of the message"``, cut to ``limit`` characters: orbax and
+    tensorstore errors can run to hundreds of lines."""
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0] if lines else ''}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Checkpointer:
@@ -37,7 +64,10 @@ class Checkpointer:
 
         self.directory = Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
+            max_to_keep=max_to_keep,
+            create=True,
+            enable_async_checkpointing=False,
+            cleanup_tmp_directories=True,  # what a save cut short left behind
         )
         handlers = {
             "state": ocp.StandardCheckpointHandler(),
@@ -57,14 +87,27 @@ class Checkpointer:
         return steps[-1] if steps else None
 
     def save(self, step: int, state: Any, metadata: dict | None = None) -> Path:
-        """Write ``state`` (any pytree of arrays) and JSON ``metadata`` as checkpoint ``step``."""
+        """Write ``state`` (any pytree of arrays) and JSON ``metadata`` as checkpoint ``step``,
+        with the checksum of every array (metadata key ``"checksums"``).
+
+        Raises:
+          NonFiniteStateError: an array of ``state`` holds NaN or infinite values; nothing is
+            written, so the checkpoints on disk stay the last good ones.
+        """
         import orbax.checkpoint as ocp
 
+        bad = nonfinite_paths(state)
+        if bad:
+            raise NonFiniteStateError(
+                f"step {step} was not saved: {', '.join(bad[:3])}"
+                f"{f' and {len(bad) - 3} more' if len(bad) > 3 else ''} hold NaN or infinite "
+                f"values; the checkpoints in {self.directory} were left as they are"
+            )
+        meta = dict(metadata or {}, step=int(step)) | {CHECKSUMS_KEY: checksums(state)}
         self._manager.save(
             int(step),
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                metadata=ocp.args.JsonSave(dict(metadata or {}, step=int(step))),
+                state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(meta)
             ),
             force=True,
         )
@@ -81,19 +124,37 @@ class Checkpointer:
                 step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())
             )
         except Exception as e:
-            raise CheckpointError(
+            raise CorruptCheckpointError(
                 f"metadata of checkpoint step {step} in {self.directory} could not be "
-                f"read ({type(e).__name__}: {e}); it was left untouched"
+                f"read ({_one_line(e)}); it was left untouched"
             ) from e
         return dict(restored["metadata"] or {})
+
+    def newest_readable_metadata(self) -> dict:
+        """The metadata of the newest checkpoint whose metadata can be read (what every
+        checkpoint of a run records alike, such as its tokenizer's fingerprint).
+
+        Raises:
+          CheckpointError: there is no checkpoint, or no metadata can be read.
+        """
+        errors = []
+        for step in reversed(self.steps()):
+            try:
+                return self.read_metadata(step)
+            except CorruptCheckpointError as e:
+                errors.append(str(e))
+        raise CheckpointError("; ".join(errors) or self._none_found())
+
+    def _none_found(self) -> str:
+        return (
+            f"no checkpoint found in {self.directory}; start without --resume "
+            "or point to the run folder that holds the checkpoints"
+        )
 
     def _existing_step(self, step: int | None) -> int:
         steps = self.steps()
         if not steps:
-            raise CheckpointError(
-                f"no checkpoint found in {self.directory}; start without --resume "
-                "or point to the run folder that holds the checkpoints"
-            )
+            raise CheckpointError(self._none_found())
         step = steps[-1] if step is None else int(step)
         if step not in steps:
             raise CheckpointError(
@@ -101,20 +162,78 @@ class Checkpointer:
             )
         return step
 
-    def restore(self, target: Any, step: int | None = None) -> tuple[Any, dict]:
-        """Read checkpoint ``step`` (default: the newest) into the structure of ``target``.
+    def restore(
+        self, target: Any, step: int | None = None, *, set_aside: bool = False
+    ) -> tuple[Any, dict]:
+        """Read checkpoint ``step`` into the structure of ``target`` and verify it.
 
         ``target`` is a pytree with the expected shapes and dtypes (e.g. a freshly created
-        state); the restored arrays must match it exactly.
+        state, placed as the restored one should be); the restored arrays must match it
+        exactly. With ``step=None`` the newest checkpoint that verifies is restored; a newer
+        one that is corrupt is reported on stderr.
+
+        ``set_aside`` is for a run that continues from the restored checkpoint: every newer
+        checkpoint (corrupt, or superseded when ``step`` names an older one) is moved into
+        ``<directory>-set-aside/``, never deleted, so the run's next saves do not meet it.
 
         Raises:
-          CheckpointError: no checkpoint, a corrupt one, or one whose parameters or shapes
-            differ from ``target``'s.
+          CheckpointError: no checkpoint, or one whose parameters or shapes differ from
+            ``target``'s.
+          CorruptCheckpointError: the checkpoint (every one, for ``step=None``) cannot be
+            read, fails its checksums or holds non-finite values.
         """
+        failed: dict[int, CorruptCheckpointError] = {}
+        candidates = [self._existing_step(step)] if step is not None else self.steps()[::-1]
+        for candidate in candidates:
+            try:
+                restored = self._restore_step(target, candidate)
+            except CorruptCheckpointError as e:
+                if step is not None:
+                    raise
+                failed[candidate] = e
+                continue
+            self._after_restore(candidate, failed, set_aside)
+            return restored
+        if not failed:
+            raise CheckpointError(self._none_found())
+        raise CorruptCheckpointError(
+            f"no checkpoint in {self.directory} verifies: "
+            + "; ".join(str(e) for e in failed.values())
+        )
+
+    def _after_restore(
+        self, restored: int, failed: dict[int, CorruptCheckpointError], set_aside: bool
+    ) -> None:
+        """Report the newer checkpoints than ``restored`` that failed (``failed``) on stderr
+        (process 0), and with ``set_aside`` move every newer one out of the way."""
+        newer = [s for s in self.steps() if s > restored] if set_aside else sorted(failed)
+        primary = jax.process_index() == 0
+        for step in newer:
+            why = str(failed.get(step, f"checkpoint step {step} is newer than step {restored}"))
+            moved = f"; moved to {self._set_aside(step)}" if set_aside and primary else ""
+            if primary:
+                print(f"warning: {why}{moved}; using step {restored}", file=sys.stderr)
+        if newer and set_aside and jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("jaxllm: newer checkpoints set aside")
+        self._manager.reload()
+
+    def _set_aside(self, step: int) -> Path:
+        """Move checkpoint ``step`` into ``<directory>-set-aside/`` (a fresh name there)."""
+        folder = self.directory.with_name(self.directory.name + "-set-aside")
+        folder.mkdir(exist_ok=True)
+        destination, n = folder / str(step), 1
+        while destination.exists():
+            n += 1
+            destination = folder / f"{step}-{n}"
+        (self.directory / str(step)).rename(destination)
+        return destination
+
+    def _restore_step(self, target: Any, step: int) -> tuple[Any, dict]:
+        """Checkpoint ``step`` read into ``target``'s structure and verified."""
         import orbax.checkpoint as ocp
 
-        step = self._existing_step(step)
-        others = [s for s in self.steps() if s != step]
         self._check_shapes(target, step)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         try:
@@ -125,13 +244,34 @@ class Checkpointer:
                 ),
             )
         except Exception as e:  # orbax/tensorstore raise many types for unreadable files
-            raise CheckpointError(
-                f"checkpoint step {step} in {self.directory / str(step)} could not be read: it is "
-                f"corrupt, incomplete, or from a different model ({type(e).__name__}: {e}). "
-                f"It was left untouched. Other checkpoints: {others or 'none'}; move the broken "
-                "folder away to resume from the newest of them, or pass its step to restore()."
+            raise CorruptCheckpointError(
+                f"checkpoint step {step} in {self.directory} could not be read: it is corrupt, "
+                f"incomplete, or from a different model ({_one_line(e)})"
             ) from e
-        return restored["state"], dict(restored["metadata"] or {})
+        state, metadata = restored["state"], dict(restored["metadata"] or {})
+        self._verify(state, metadata, step)
+        return state, metadata
+
+    def _verify(self, state: Any, metadata: dict, step: int) -> None:
+        """Compare ``state`` with the checksums its metadata recorded (checkpoints written
+        before checksums were recorded have none) and check that it is finite."""
+        recorded = metadata.get(CHECKSUMS_KEY)
+        if recorded is not None:
+            actual = checksums(state)
+            keys = actual.keys() | recorded.keys()
+            differ = sorted(p for p in keys if actual.get(p) != recorded.get(p))
+            if differ:
+                raise CorruptCheckpointError(
+                    f"checkpoint step {step} in {self.directory} is corrupt: "
+                    f"{', '.join(differ[:3])}{' and more' if len(differ) > 3 else ''} differ "
+                    "from the checksums recorded when it was saved"
+                )
+        bad = nonfinite_paths(state)
+        if bad:
+            raise CorruptCheckpointError(
+                f"checkpoint step {step} in {self.directory} holds NaN or infinite values "
+                f"({', '.join(bad[:3])}); it was saved from a diverged run"
+            )
 
     def _check_shapes(self, target: Any, step: int) -> None:
         """Compare the stored array shapes with ``target``'s before reading any array, so a
@@ -170,16 +310,6 @@ class Checkpointer:
         self.close()
 
 
-def _path_string(path: tuple) -> str:
-    """``"params/h_0/attn/c_attn/kernel"`` for a pytree key path (dataclasses included)."""
-    return "/".join(re.findall(r"\w+", jax.tree_util.keystr(path)))
-
-
-def _leaves_by_path(tree: Any) -> dict[str, Any]:
-    leaves = jax.tree.flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))[0]
-    return {_path_string(path): leaf for path, leaf in leaves}
-
-
 def _shapes_by_path(tree: Any) -> dict[str, tuple]:
     """``{"params/h_0/attn/c_attn/kernel": shape, ...}`` for any pytree (dataclasses included)."""
-    return {path: tuple(leaf.shape) for path, leaf in _leaves_by_path(tree).items()}
+    return {path: tuple(leaf.shape) for path, leaf in leaves_by_path(tree).items()}

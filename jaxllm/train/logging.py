@@ -20,8 +20,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _summary_writer(directory: Path) -> Any:
-    """A tensorboardX ``SummaryWriter`` for ``directory``; a clear error when it is missing."""
+def _summary_writer(directory: Path, purge_step: int | None = None) -> Any:
+    """A tensorboardX ``SummaryWriter`` for ``directory`` (hiding the events of steps from
+    ``purge_step`` on); a clear error when tensorboardX is missing."""
     try:
         from tensorboardX import SummaryWriter
     except ImportError as e:
@@ -29,24 +30,32 @@ def _summary_writer(directory: Path) -> Any:
             "TensorBoard logging needs tensorboardX, a dependency of jaxllm: "
             "reinstall jaxllm (pip install -e .), or pass tensorboard=False"
         ) from e
-    return SummaryWriter(str(directory))
+    return SummaryWriter(str(directory), purge_step=purge_step)
 
 
 class MetricsWriter:
     """Appends one JSON object per call to ``run_dir/metrics.jsonl``; mirrors to TensorBoard
     (``run_dir/tensorboard/``) unless ``tensorboard=False``.
 
-    Appending (never truncating) keeps the history of a resumed run in one file.
+    Appending keeps the history of a resumed run in one file. ``keep_until`` is the step the
+    run continues from: records of later steps (logged after the checkpoint it resumed from,
+    before the run stopped) are dropped from the file first, and TensorBoard hides its own,
+    so each step appears once.
     """
 
-    def __init__(self, run_dir: str | Path, *, tensorboard: bool = True):
+    def __init__(
+        self, run_dir: str | Path, *, tensorboard: bool = True, keep_until: int | None = None
+    ):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / "metrics.jsonl"
+        if keep_until is not None:
+            _drop_records_after(self.path, keep_until)
         self._file = self.path.open("a")
         self._tb = None
         if tensorboard:
-            self._tb = _summary_writer(self.run_dir / "tensorboard")
+            purge = None if keep_until is None else keep_until + 1
+            self._tb = _summary_writer(self.run_dir / "tensorboard", purge)
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:
         record = {"step": int(step)} | {k: _plain(v) for k, v in metrics.items()}
@@ -72,3 +81,22 @@ class MetricsWriter:
 def read_metrics(path: str | Path) -> list[dict]:
     """All records of a ``metrics.jsonl`` file."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def _drop_records_after(path: Path, step: int) -> None:
+    """Rewrite ``path`` (a ``metrics.jsonl``, if it exists) without the records of steps after
+    ``step``; a cut-off last line (the process died while writing it) goes too. The new file
+    replaces the old one atomically."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if int(record.get("step", 0)) <= step:
+            kept.append(line + "\n")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(kept))
+    partial.replace(path)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,13 +17,69 @@ import optax
 from tqdm.auto import tqdm
 
 from jaxllm.config import require
-from jaxllm.train.checkpoint import Checkpointer
+from jaxllm.train.checkpoint import Checkpointer, NonFiniteStateError
 from jaxllm.train.logging import MetricsWriter
 from jaxllm.train.state import TrainState
 
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss or gradient."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped ``fit`` between two steps, after it saved the last one.
+
+    Attributes:
+      signum: the signal's number (``signal.SIGINT`` or ``signal.SIGTERM``).
+      step: the last completed step (saved when ``fit`` had a checkpointer).
+    """
+
+    def __init__(self, message: str, signum: int, step: int):
+        super().__init__(message)
+        self.signum, self.step = signum, step
+
+
+class _SecondSignal(KeyboardInterrupt):
+    """A second SIGINT or SIGTERM while ``fit`` was already stopping: stop at once."""
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM handlers for the time ``fit`` runs (in the main thread only): the
+    first signal asks the loop to stop after the step in progress, which XLA cannot cut short
+    anyway; a second one raises ``KeyboardInterrupt`` at once, without saving."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.received is not None:
+            name = signal.Signals(signum).name
+            raise _SecondSignal(f"a second {name}: stopped at once, without saving")
+        self.received = signum
+
+    def agreed(self, step: int, log_every: int) -> int | None:
+        """The signal that stops every process after ``step``, if any. One process alone
+        checks after every step; several compare what they received at every logged step
+        (all stop together, since saving is collective)."""
+        if jax.process_count() == 1:
+            return self.received
+        if step % log_every:
+            return None
+        from jax.experimental import multihost_utils
+
+        received = multihost_utils.process_allgather(np.int32(self.received or 0))
+        return int(np.max(received)) or None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,16 +128,22 @@ class FitResult:
     stop_reason: str  # "completed" | "early_stopping"
 
 
-def _check_finite(metrics: list[dict], first_step: int, last_good: int | None, where: str) -> None:
+def _diverged(step: int, what: str, last_good: int | None, where: str) -> NonFiniteLossError:
+    """The error for a run that diverged at ``step`` (``what`` says how)."""
     good = "none (none was saved)" if last_good is None else f"step {last_good} in {where}"
+    return NonFiniteLossError(
+        f"training diverged at step {step}: {what}. Training stopped; the last good "
+        f"checkpoint is {good}. Lower the learning rate, raise warm-up or clip gradients, and "
+        "resume from it (the experiment scripts: --resume --resume-step N with, e.g., "
+        "--optimizer.learning-rate)"
+    )
+
+
+def _check_finite(metrics: list[dict], first_step: int, last_good: int | None, where: str) -> None:
     for i, m in enumerate(metrics):
         bad = {k: float(v) for k, v in m.items() if not math.isfinite(float(v))}
         if bad:
-            raise NonFiniteLossError(
-                f"training diverged at step {first_step + i}: {bad}. Training stopped; the last "
-                f"good checkpoint is {good}. "
-                "Lower the learning rate, raise warm-up or clip gradients, then resume from it."
-            )
+            raise _diverged(first_step + i, str(bad), last_good, where)
 
 
 def _alive(state: TrainState) -> bool:
@@ -121,11 +185,15 @@ class _LoopProgress:
     stop_reason: str = "completed"
 
     @classmethod
-    def at_start(cls, checkpointer: Checkpointer | None, patience: int) -> _LoopProgress:
-        """Nothing logged yet; the last good checkpoint is the newest one on disk, and the
-        early-stopping record (best loss, its step, evaluations since) is the one it saved, so
-        a resumed run stops where an uninterrupted one would (at once, if it had stopped)."""
-        latest = checkpointer.latest_step() if checkpointer else None
+    def at_start(
+        cls, checkpointer: Checkpointer | None, patience: int, start: int
+    ) -> _LoopProgress:
+        """Nothing logged yet at step ``start``; the last good checkpoint is ``start``'s when
+        there is one (a resumed run), else the newest on disk, and the early-stopping record
+        (best loss, its step, evaluations since) is the one it saved, so a resumed run stops
+        where an uninterrupted one would (at once, if it had stopped)."""
+        steps = checkpointer.steps() if checkpointer else []
+        latest = start if start in steps else (steps[-1] if steps else None)
         progress = cls(
             last_good=latest, checkpoint_dir=str(checkpointer.directory) if checkpointer else ""
         )
@@ -218,6 +286,10 @@ def _evaluate_and_track_best(
     loss moves to ``step`` when this one is lower by more than ``min_delta``."""
     val = {f"val_{k}": float(v) for k, v in eval_fn(params).items() if k != "tokens"}
     val_loss = val["val_loss"]
+    if not math.isfinite(val_loss):
+        raise _diverged(
+            step, f"validation loss {val_loss}", progress.last_good, progress.checkpoint_dir
+        )
     if progress.best_val is None or val_loss < progress.best_val - min_delta:
         progress.best_val, progress.best_step, progress.evals_since_best = val_loss, step, 0
     else:
@@ -244,7 +316,10 @@ def _save(
             progress.best_step,
             progress.evals_since_best,
         ]
-    checkpointer.save(step, state, meta)
+    try:
+        checkpointer.save(step, state, meta)
+    except NonFiniteStateError as e:
+        raise _diverged(step, str(e), progress.last_good, progress.checkpoint_dir) from e
     progress.last_good = step
 
 
@@ -262,6 +337,26 @@ def _save_on_interrupt(
     _check_finite(fetched, done - len(fetched) + 1, progress.last_good, progress.checkpoint_dir)
     checkpointer.save(done, plain(state), hooks.checkpoint_metadata)
     bar.write(f"interrupted: saved step {done} in {progress.checkpoint_dir}; resume to continue")
+
+
+def _stop_on_signal(
+    hooks: _FitHooks, progress: _LoopProgress, state: TrainState, signum: int
+) -> TrainingInterrupted:
+    """Save the last completed step (unless it is on disk already) for a stop that
+    ``signum`` asked for, and return the error that says so. Its unlogged metrics are checked
+    first, so a diverged state is never saved."""
+    checkpointer, plain = hooks.checkpointer, hooks.plain
+    done = int(plain(state).step)
+    saved = "nothing was saved (no checkpointer)"
+    if checkpointer is not None:
+        if done != progress.last_good:
+            fetched = jax.device_get(progress.pending)
+            first = done - len(fetched) + 1
+            _check_finite(fetched, first, progress.last_good, progress.checkpoint_dir)
+            _save(checkpointer, progress, done, plain(state), hooks.checkpoint_metadata, {})
+        saved = f"step {done} is saved in {progress.checkpoint_dir}; resume to continue"
+    name = signal.Signals(signum).name
+    return TrainingInterrupted(f"stopped by {name} after step {done}: {saved}", signum, done)
 
 
 def _progress_bar(config: LoopConfig, start: int, shown: bool) -> tqdm:
@@ -371,9 +466,15 @@ def fit(
     In a multi-process run every process calls ``fit`` (evaluation and checkpoints are
     collective); only process 0 writes metrics and shows progress.
 
+    SIGINT (Ctrl-C) or SIGTERM (what job schedulers send) stops training after the step in
+    progress: that step is saved and :class:`TrainingInterrupted` raised; a second signal
+    stops at once. Several processes stop together at the next logged step.
+
     Raises:
-      NonFiniteLossError: a loss or gradient norm became NaN/inf; nothing after the last finite
-        step is checkpointed, so the newest checkpoint on disk is a good one.
+      NonFiniteLossError: a loss, gradient norm, validation loss or the state to be saved
+        became NaN/inf; nothing after the last finite step is checkpointed, so the newest
+        checkpoint on disk is a good one.
+      TrainingInterrupted: a signal stopped training (a ``KeyboardInterrupt``).
     """
     primary = jax.process_index() == 0
     hooks = _FitHooks(
@@ -385,17 +486,22 @@ def fit(
         plain=plain_state or (lambda s: s),
     )
     start = int(hooks.plain(state).step)
-    progress = _LoopProgress.at_start(checkpointer, config.patience)
+    progress = _LoopProgress.at_start(checkpointer, config.patience, start)
     end = start if progress.stop_reason == "early_stopping" else config.num_steps
     bar = _progress_bar(config, start, shown=primary)
-    try:
-        for step in range(start + 1, end + 1):  # step: steps done after this one
-            state, metrics = train_step(state, batch_fn(step - 1))
-            if _after_step(progress, hooks, config, step, state, metrics, bar):
-                break
-    except KeyboardInterrupt:
-        _save_on_interrupt(hooks, progress, state, bar)
-        raise
-    finally:
-        bar.close()
+    with _StopSignals() as signals:
+        try:
+            for step in range(start + 1, end + 1):  # step: steps done after this one
+                state, metrics = train_step(state, batch_fn(step - 1))
+                if _after_step(progress, hooks, config, step, state, metrics, bar):
+                    break
+                signum = signals.agreed(step, config.log_every)
+                if signum is not None and step < end:
+                    raise _stop_on_signal(hooks, progress, state, signum)
+        except KeyboardInterrupt as e:  # not a signal's stop: Ctrl-C where no handler runs
+            if not isinstance(e, (TrainingInterrupted, _SecondSignal)):
+                _save_on_interrupt(hooks, progress, state, bar)
+            raise
+        finally:
+            bar.close()
     return progress.result(hooks.plain(state))

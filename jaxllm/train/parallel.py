@@ -233,9 +233,13 @@ class Layout:
         """The state as one logical copy, for checkpoints and evaluation."""
         return state
 
-    def restore(self, checkpointer: Checkpointer, fresh: TrainState) -> TrainState:
-        """The newest checkpoint, placed for this layout (``fresh`` gives shapes and dtypes)."""
-        state, _ = checkpointer.restore(self.place_state(fresh))
+    def restore(
+        self, checkpointer: Checkpointer, fresh: TrainState, step: int | None = None
+    ) -> TrainState:
+        """Checkpoint ``step`` (``None``: the newest that verifies), placed for this layout
+        (``fresh`` gives shapes and dtypes), to continue training from: newer checkpoints are
+        set aside (:meth:`Checkpointer.restore`)."""
+        state, _ = checkpointer.restore(self.place_state(fresh), step, set_aside=True)
         return state
 
     def host_copy(self, tree: Any) -> Any:
@@ -308,8 +312,10 @@ class PmapLayout(Layout):
     def plain_state(self, state: TrainState) -> TrainState:
         return jax.tree.map(lambda x: x[0], state)
 
-    def restore(self, checkpointer: Checkpointer, fresh: TrainState) -> TrainState:
-        state, _ = checkpointer.restore(fresh)
+    def restore(
+        self, checkpointer: Checkpointer, fresh: TrainState, step: int | None = None
+    ) -> TrainState:
+        state, _ = checkpointer.restore(fresh, step, set_aside=True)
         return self.place_state(state)
 
     def describe(self) -> str:
