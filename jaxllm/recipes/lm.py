@@ -25,7 +25,6 @@ from jaxllm.config import ConfigError, load_config, save_config
 from jaxllm.data import (
     DataConfig,
     Tokenizer,
-    encode_corpus,
     eval_batches,
     lm_batch,
     load_splits,
@@ -39,10 +38,12 @@ from jaxllm.models.lstm_lm import LSTMLM, LSTMLMConfig, init_lstm_lm_params
 from jaxllm.optim import OptimizerConfig, make_optimizer
 from jaxllm.recipes.run_folder import (
     check_resume_step,
+    encode_splits,
     fit_in_run_folder,
     prepare_run_dir,
     require_run,
     restore_params,
+    run_metadata,
     say,
     tokenizer_for_run,
 )
@@ -301,6 +302,8 @@ def _train(
     """Build the model and steps, evaluate once, and ``fit``: (model, result, val metrics
     before training, the eval step)."""
     train_tokens, val_tokens, test_tokens = tokens
+    metadata = run_metadata(config, checkpointer, tokenizer, tokens)
+    metadata["tokenizer_kind"] = tokenizer.kind
     model, _ = _model_for(config)
     state = _initial_state(config, layout, checkpointer)
     train_step = layout.train_step(
@@ -324,11 +327,6 @@ def _train(
         f"step {int(layout.plain_state(state).step)}: val loss {before['loss']:.4f}, "
         f"perplexity {before['ppl']:.2f}",
     )
-    metadata = {
-        "tokenizer_fingerprint": tokenizer.fingerprint(),
-        "tokenizer_kind": tokenizer.kind,
-        "vocab_size": tokenizer.vocab_size,
-    }
     result = fit_in_run_folder(
         config,
         layout,
@@ -409,7 +407,7 @@ def train_lm(config: LMConfig) -> LMRun:
         if not config.resume and jax.process_index() == 0:
             tokenizer.save(config.run_dir / "tokenizer.json")
             save_config(config, config.run_dir / "config.json")
-        tokens = [encode_corpus(tokenizer, docs) for docs in splits]
+        tokens = encode_splits(config, tokenizer, splits)
         model, result, before, eval_step = _train(config, layout, checkpointer, tokenizer, tokens)
     state = result.state
 

@@ -29,7 +29,6 @@ from jaxllm.data import (
     DataConfig,
     MaskingConfig,
     WordPieceTokenizer,
-    encode_corpus,
     load_splits,
     load_tokenizer,
     mlm_batch,
@@ -41,10 +40,12 @@ from jaxllm.models.bert import BERT, BertConfig, init_bert_params
 from jaxllm.optim import OptimizerConfig, make_optimizer
 from jaxllm.recipes.run_folder import (
     check_resume_step,
+    encode_splits,
     fit_in_run_folder,
     prepare_run_dir,
     require_run,
     restore_params,
+    run_metadata,
     say,
     tokenizer_for_run,
 )
@@ -237,6 +238,7 @@ def _train(
     eval_step: Callable,
 ) -> tuple[FitResult, dict]:
     """Evaluate once, then ``fit``: (result, validation metrics before training)."""
+    metadata = run_metadata(config, checkpointer, tokenizer, tokens)
     fresh = fresh_state(config)
     if config.resume:
         state = layout.restore(checkpointer, fresh, config.resume_step)
@@ -255,10 +257,6 @@ def _train(
         f"{'/'.join(f'{len(t):,}' for t in tokens)}; {layout.describe()}; step "
         f"{int(layout.plain_state(state).step)}: val MLM loss {before['loss']:.4f}",
     )
-    metadata = {
-        "tokenizer_fingerprint": tokenizer.fingerprint(),
-        "vocab_size": tokenizer.vocab_size,
-    }
     result = fit_in_run_folder(
         config,
         layout,
@@ -299,7 +297,7 @@ def train_mlm(config: MLMConfig) -> MLMRun:
         config.run_dir / "checkpoints", max_to_keep=config.loop.keep_checkpoints
     ) as checkpointer:
         tokenizer, config = _start(config, checkpointer, splits)
-        tokens = [encode_corpus(tokenizer, docs) for docs in splits]
+        tokens = encode_splits(config, tokenizer, splits)
         eval_step = jax.jit(make_eval_step(masked_language_model_loss(BERT(config.model))))
         start = time.perf_counter()
         result, before = _train(config, layout, checkpointer, tokenizer, tokens, eval_step)

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import jax
+import numpy as np
 
 from jaxllm.config import ConfigError, config_to_dict, load_config
 from jaxllm.data import (
     DataConfig,
     Tokenizer,
+    encode_corpus,
     load_tokenizer,
     train_tokenizer,
 )
@@ -238,6 +241,54 @@ def tokenizer_for_run(
     char = data.tokenizer == "char"
     texts = [doc for split in splits for doc in split] if char else splits[0]
     return train_tokenizer(data.tokenizer, texts, vocab_size=data.vocab_size)
+
+
+def encode_splits(config: RunConfig, tokenizer: Tokenizer, splits: Sequence[list[str]]) -> list:
+    """Each split as one token stream (:func:`~jaxllm.data.encode_corpus`).
+
+    Raises:
+      CheckpointError: on resume, the corpus holds text the run's tokenizer cannot encode
+        (characters a character alphabet lacks): it is not the corpus the run was trained on.
+    """
+    try:
+        return [encode_corpus(tokenizer, docs) for docs in splits]
+    except ValueError as e:
+        if not config.resume:
+            raise
+        raise CheckpointError(
+            f"the corpus differs from the one the run in {config.run_dir} was trained on: "
+            f"{e} Resume with the original text, or start a new run with another --name"
+        ) from e
+
+
+def run_metadata(
+    config: RunConfig, checkpointer: Checkpointer, tokenizer: Tokenizer, tokens: Sequence[Any]
+) -> dict:
+    """What a token-stream run's checkpoints record of its data: the tokenizer's fingerprint,
+    the vocabulary size, and a fingerprint of the encoded ``tokens`` (train, validation and
+    test), so that a resumed run can tell that its corpus changed.
+
+    Raises:
+      CheckpointError: on resume, the corpus is not the one the checkpoints were trained on
+        (checkpoints that predate the fingerprint are not checked).
+    """
+    digest = hashlib.sha256()
+    for split in tokens:
+        digest.update(np.asarray(split).astype("<i4").tobytes() + b"|")
+    fingerprint = digest.hexdigest()[:32]
+    if config.resume:
+        recorded = checkpointer.newest_readable_metadata().get("corpus_fingerprint", fingerprint)
+        if recorded != fingerprint:
+            raise CheckpointError(
+                f"the corpus differs from the one the checkpoints in {config.run_dir} were "
+                "trained on (same settings, other text); resume with the original text, or "
+                "start a new run with another --name"
+            )
+    return {
+        "tokenizer_fingerprint": tokenizer.fingerprint(),
+        "vocab_size": tokenizer.vocab_size,
+        "corpus_fingerprint": fingerprint,
+    }
 
 
 def say(name: str, message: str) -> None:

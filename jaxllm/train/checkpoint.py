@@ -14,7 +14,11 @@ second, and its own dependencies).
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +45,19 @@ class NonFiniteStateError(CheckpointError, FloatingPointError):
 
 # Metadata key of the per-array checksums.
 CHECKSUMS_KEY = "checksums"
+
+
+@contextlib.contextmanager
+def _quiet_orbax_logging() -> Iterator[None]:
+    """Orbax logs each failure of its writer threads at ERROR level before raising it; jaxllm
+    reports the raised error (in one line), so the log is held back meanwhile."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _one_line(error: BaseException, limit: int = 300) -> str:
@@ -103,16 +120,40 @@ class Checkpointer:
                 f"{f' and {len(bad) - 3} more' if len(bad) > 3 else ''} hold NaN or infinite "
                 f"values; the checkpoints in {self.directory} were left as they are"
             )
+        self._check_free_space(step, state)
         meta = dict(metadata or {}, step=int(step)) | {CHECKSUMS_KEY: checksums(state)}
-        self._manager.save(
-            int(step),
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(meta)
-            ),
-            force=True,
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(meta)
         )
-        self._manager.wait_until_finished()
+        try:
+            with _quiet_orbax_logging():
+                self._manager.save(int(step), args=args, force=True)
+                self._manager.wait_until_finished()
+        except Exception as e:  # a full disk, a denied permission: tensorstore's ValueErrors
+            raise CheckpointError(
+                f"step {step} could not be saved in {self.directory} ({_one_line(e)}); the "
+                "checkpoints already there were left as they are. Free some space or fix the "
+                "folder's permissions, then resume"
+            ) from e
         return self.directory / str(int(step))
+
+    def _check_free_space(self, step: int, state: Any) -> None:
+        """Refuse to start a save that the disk may not hold, since a write cut short by a
+        full disk fails in many threads at once. The estimate is the arrays' size plus a
+        fifth and 256 kB for orbax's files and the file system's blocks (orbax compresses
+        what it can, so a save takes less in most cases)."""
+        arrays = sum(getattr(leaf, "nbytes", 0) for leaf in jax.tree.leaves(state))
+        need = int(1.2 * arrays) + 2**18
+        folder = self.directory
+        while not folder.exists():
+            folder = folder.parent
+        free = shutil.disk_usage(folder).free
+        if free < need:
+            raise CheckpointError(
+                f"step {step} was not saved: it needs up to {need / 1e6:.1f} MB and "
+                f"{self.directory} has {free / 1e6:.1f} MB free. Free some space (the "
+                "checkpoints already there were left as they are), then resume"
+            )
 
     def read_metadata(self, step: int | None = None) -> dict:
         """The JSON metadata of checkpoint ``step`` (default: the newest), without the arrays."""
@@ -120,9 +161,10 @@ class Checkpointer:
 
         step = self._existing_step(step)
         try:
-            restored = self._manager.restore(
-                step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())
-            )
+            with _quiet_orbax_logging():
+                restored = self._manager.restore(
+                    step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())
+                )
         except Exception as e:
             raise CorruptCheckpointError(
                 f"metadata of checkpoint step {step} in {self.directory} could not be "
@@ -236,13 +278,12 @@ class Checkpointer:
 
         self._check_shapes(target, step)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        args = ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()
+        )
         try:
-            restored = self._manager.restore(
-                step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()
-                ),
-            )
+            with _quiet_orbax_logging():
+                restored = self._manager.restore(step, args=args)
         except Exception as e:  # orbax/tensorstore raise many types for unreadable files
             raise CorruptCheckpointError(
                 f"checkpoint step {step} in {self.directory} could not be read: it is corrupt, "

@@ -1,0 +1,188 @@
+"""A run survives what goes wrong around it: corrupt checkpoints, a stop by signal, a resume
+from an older step with a lower learning rate, a changed corpus, and users' mistakes -- each
+ends in a documented recovery or in one line that names the fix (exit status 2)."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import chex
+import pytest
+
+from jaxllm.recipes import load_lm_run, train_lm
+from jaxllm.train import Checkpointer, read_metrics
+from scripts import ROOT, load_script
+from test_checkpoint_integrity import flip_a_bit_in_the_largest_array_file
+from test_lm import tiny_config
+
+train_lm_script = load_script("experiments/train_lm.py")
+
+TINY_FLAGS = [
+    "--model.n-layer", "1", "--model.n-embd", "32", "--model.n-head", "2",
+    "--model.block-size", "32", "--batch-size", "8", "--eval-batches", "2",
+    "--sample-tokens", "0", "--loop.no-progress", "--loop.log-every", "1",
+]  # fmt: skip
+
+
+def cli(capsys, *args) -> tuple[int, str]:
+    """``experiments/train_lm.py`` in this process: (exit status, what it wrote to stderr)."""
+    status = train_lm_script.main([*TINY_FLAGS, *map(str, args)])
+    return status, capsys.readouterr().err
+
+
+def steps_logged(run_dir) -> list[int]:
+    return [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")]
+
+
+def test_resume_falls_back_past_a_corrupt_checkpoint_and_ends_as_if_uninterrupted(tmp_path):
+    full = train_lm(tiny_config(tmp_path, name="full", steps=8, eval_every=2))
+    train_lm(tiny_config(tmp_path, name="hurt", steps=6, eval_every=2))
+    flip_a_bit_in_the_largest_array_file(tmp_path / "hurt" / "checkpoints" / "6")
+    resumed = train_lm(tiny_config(tmp_path, name="hurt", steps=8, eval_every=2, resume=True))
+    chex.assert_trees_all_equal(resumed.state.params, full.state.params)
+    assert (tmp_path / "hurt" / "checkpoints-set-aside" / "6").is_dir()  # kept, out of the way
+    assert steps_logged(tmp_path / "hurt") == steps_logged(tmp_path / "full")
+
+
+def test_resume_step_continues_from_an_older_checkpoint_with_a_lower_learning_rate(
+    tmp_path, capsys
+):
+    common = ["--out-dir", tmp_path, "--name", "run", "--loop.eval-every", "2"]
+    assert cli(capsys, *common, "--loop.num-steps", 6)[0] == 0
+    status, err = cli(
+        capsys, *common, "--loop.num-steps", 8, "--resume", "--resume-step", 2,
+        "--optimizer.learning-rate", "1e-3",
+    )  # fmt: skip
+    assert status == 0, err
+    assert "checkpoint step 6 is newer than step 2" in err
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints-set-aside")) == ["4", "6"]
+    assert steps_logged(tmp_path / "run") == list(range(1, 9))  # each step once
+    lrs = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")}
+    assert lrs[3] < 1e-3 < 3e-3  # the new peak, not the run's first one (2e-3)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["optimizer"]["learning_rate"] == 2e-3  # config.json: how the run began
+
+
+def test_a_changed_corpus_is_refused_on_resume(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog.\n" * 400)
+    common = ["--out-dir", tmp_path, "--name", "run", "--data.corpus", corpus]
+    assert cli(capsys, *common, "--loop.num-steps", 2)[0] == 0
+    corpus.write_text("the lazy dog sleeps under the quick brown fox.\n" * 400)  # same letters
+    status, err = cli(capsys, *common, "--loop.num-steps", 4, "--resume")
+    assert status == 2 and err.count("\n") == 1
+    assert "the corpus differs from the one the checkpoints" in err
+    corpus.write_text("Zebras quietly vex jumpy wolves!\n" * 400)  # letters it never saw
+    status, err = cli(capsys, *common, "--loop.num-steps", 4, "--resume")
+    assert status == 2 and "the corpus differs" in err and "'Z'" in err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--name", "../elsewhere"], "must be a plain folder name"),
+        (["--name", "notes"], "is not a jaxllm run folder"),
+        (["--sample-tokens", 5, "--sample-prompt", "☃"], "--sample-prompt '☃' cannot be encoded"),
+        (["--data.corpus", "{tmp}/missing.txt"], "missing.txt"),
+        (["--out-dir", "{tmp}/notes/a-file/runs"], "Not a directory"),
+        (["--resume"], "no run to resume"),
+        (["--optimizer.learning-rate", "1e6"], "training diverged at step"),
+    ],
+)
+def test_expected_failures_are_one_line_with_status_2(tmp_path, capsys, flags, message):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a-file").write_text("a user's file\n")
+    flags = [str(f).format(tmp=tmp_path) for f in flags]
+    status, err = cli(capsys, "--out-dir", tmp_path, "--loop.num-steps", 20, *flags)
+    assert status == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert message in err
+    assert (tmp_path / "notes" / "a-file").read_text() == "a user's file\n"  # untouched
+    assert not (tmp_path.parent / "elsewhere").exists()
+
+
+def test_debug_variable_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("JAXLLM_DEBUG", "1")
+    with pytest.raises(FileNotFoundError, match="no run to resume"):
+        cli(capsys, "--out-dir", tmp_path, "--resume")
+
+
+def train_in_subprocess(run_dir, steps, *extra):
+    command = [sys.executable, str(ROOT / "experiments" / "train_lm.py"), *TINY_FLAGS]
+    command += ["--out-dir", str(run_dir.parent), "--name", run_dir.name]
+    command += ["--loop.num-steps", str(steps), "--loop.eval-every", "1000", *extra]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            text=True)  # fmt: skip
+
+
+SIGNAL_RUN_STEPS = 1500  # ~3 s of training on 2 cores, for the signal to land in
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("signals") / "reference"
+    reference = train_in_subprocess(run_dir, SIGNAL_RUN_STEPS)
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()
+    return run_dir
+
+
+def wait_for_training(process, run_dir) -> None:
+    """Until the run has logged its first step (or ended)."""
+    metrics = run_dir / "metrics.jsonl"
+    while process.poll() is None and not (metrics.is_file() and metrics.read_text()):
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    "signum",
+    [
+        pytest.param(signal.SIGTERM, id="SIGTERM"),
+        pytest.param(signal.SIGINT, id="SIGINT", marks=pytest.mark.slow),
+    ],
+)
+def test_a_signal_at_a_random_moment_saves_and_the_resume_equals_an_uninterrupted_run(
+    tmp_path, uninterrupted, signum
+):
+    run_dir = tmp_path / "stopped"
+    process = train_in_subprocess(run_dir, SIGNAL_RUN_STEPS)
+    wait_for_training(process, run_dir)
+    time.sleep(random.uniform(0.0, 1.0))
+    process.send_signal(signum)
+    status = process.wait(timeout=300)
+    err = process.stderr.read()
+    if status == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert status == 128 + signum and err.startswith(f"stopped: stopped by {signum.name}"), err
+    assert err.count("\n") == 1, err
+    resumed = train_in_subprocess(run_dir, SIGNAL_RUN_STEPS, "--resume")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    chex.assert_trees_all_equal(load_lm_run(run_dir)[2], load_lm_run(uninterrupted)[2])
+    assert steps_logged(run_dir) == steps_logged(uninterrupted)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 800 kB tmpfs, where the machine lets this process mount one."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=800k", "tmpfs", str(mount)],
+                          capture_output=True)  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_checkpoints_already_saved(small_disk, capsys):
+    # 0.35 MB of arrays (0.44 MB on disk) a checkpoint: the first one fits, the second not.
+    flags = ["--model.n-layer", 2, "--loop.eval-every", 2]
+    status, err = cli(capsys, "--out-dir", small_disk, "--name", "run", "--loop.num-steps", 8,
+                      *flags)  # fmt: skip
+    assert status == 2 and err.count("\n") == 1, err
+    assert "was not saved: it needs up to" in err and "MB free" in err
+    with Checkpointer(small_disk / "run" / "checkpoints") as checkpoints:
+        assert checkpoints.steps() == [2]
