@@ -50,7 +50,13 @@ def main() -> None:
     print(f"process {jax.process_index()}: {layout.describe()}, loss {float(metrics['loss']):.6f}")
 
     with Checkpointer(args.out / "checkpoints") as checkpointer:
-        checkpointer.save(args.steps, layout.plain_state(state))
+        checkpointer.save(args.steps, layout.plain_state(state))  # checksums of spread arrays
+        fresh = create_train_state(params, OPTIMIZER, jax.random.key(1))
+        restored = layout.restore(checkpointer, fresh)  # verified by every process together
+    same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), *(
+        multihost_utils.process_allgather(s.params, tiled=True) for s in (state, restored)
+    ))  # fmt: skip
+    assert all(jax.tree.leaves(same)), "the restored parameters differ from the saved ones"
     params = multihost_utils.process_allgather(state.params, tiled=True)
     if jax.process_index() == 0:
         flat = {

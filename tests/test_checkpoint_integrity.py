@@ -22,7 +22,15 @@ from jaxllm.train import (
     create_train_state,
     fit,
 )
-from jaxllm.train.integrity import _device_sums, _hex, checksum, checksums, nonfinite_paths
+from jaxllm.train.integrity import (
+    _device_sums,
+    _hex,
+    _host_sums,
+    _on_device,
+    checksum,
+    checksums,
+    nonfinite_paths,
+)
 
 DTYPES = [np.float32, np.float16, jnp.bfloat16, np.int32, np.int8, np.uint8, np.bool_]
 
@@ -54,8 +62,7 @@ def test_checksum_matches_its_definition_on_host_and_device(dtype, shape, seed):
     x = (np.random.default_rng(seed).normal(size=shape) * 50).astype(dtype)
     expected = reference_checksum(x)
     assert checksum(x) == expected
-    on_device = _device_sums({"x": jnp.asarray(x)})["x"]
-    assert _hex(jax.device_get(on_device)) == expected
+    assert _hex(jax.device_get(jax.jit(_device_sums)(jnp.asarray(x)))) == expected
 
 
 @settings(max_examples=40, deadline=None)
@@ -65,6 +72,20 @@ def test_any_single_bit_flip_changes_the_checksum(index, bit, seed):
     flipped = x.copy()
     flipped.view(np.uint32).reshape(-1)[index] ^= np.uint32(1 << bit)
     assert checksum(flipped) != checksum(x)
+
+
+def test_the_host_sums_large_arrays_in_pieces_as_one(monkeypatch):
+    x = np.random.default_rng(0).normal(size=(50, 7)).astype(np.float32)
+    whole = _host_sums(x)
+    monkeypatch.setattr("jaxllm.train.integrity._HOST_CHUNK", 16)
+    assert _host_sums(x) == whole
+
+
+def test_scalars_of_every_width_and_python_numbers_have_checksums():
+    for x in (np.float64(1.5), np.int64(-3), np.complex64(1 + 2j), 3, 2.5, True):
+        assert len(checksum(x)) == 16
+    assert checksum(np.float64(1.5)) != checksum(np.float64(-1.5))
+    assert nonfinite_paths({"a": float("nan"), "b": 1}) == ["a"]
 
 
 def test_swapped_elements_change_the_checksum():
@@ -77,7 +98,8 @@ def test_checksum_of_a_sharded_array_equals_the_host_one():
     devices = np.array(jax.devices())
     x = np.random.default_rng(0).normal(size=(len(devices) * 4, 6)).astype(np.float32)
     sharded = jax.device_put(x, NamedSharding(jax.sharding.Mesh(devices, ("d",)), P("d")))
-    assert _hex(jax.device_get(_device_sums({"x": sharded})["x"])) == checksum(x)
+    assert _hex(jax.device_get(jax.jit(_device_sums)(sharded))) == checksum(x)
+    assert _hex(_on_device(_device_sums, {"x": sharded})["x"]) == checksum(x)
     assert checksums({"x": sharded}) == {"x": checksum(x)}
 
 

@@ -2,7 +2,6 @@
 from an older step with a lower learning rate, a changed corpus, and users' mistakes -- each
 ends in a documented recovery or in one line that names the fix (exit status 2)."""
 
-import json
 import os
 import random
 import signal
@@ -12,12 +11,16 @@ import time
 
 import chex
 import pytest
-
-from jaxllm.recipes import load_lm_run, train_lm
-from jaxllm.train import Checkpointer, read_metrics
 from scripts import ROOT, load_script
 from test_checkpoint_integrity import flip_a_bit_in_the_largest_array_file
 from test_lm import tiny_config
+from test_parallel import free_port
+
+from jaxllm.config import load_config
+from jaxllm.optim import learning_rate_schedule
+from jaxllm.recipes import LMConfig, load_lm_run, prepare_run_dir, train_lm
+from jaxllm.recipes.lm import RESUMABLE
+from jaxllm.train import Checkpointer, read_metrics
 
 train_lm_script = load_script("experiments/train_lm.py")
 
@@ -51,8 +54,9 @@ def test_resume_falls_back_past_a_corrupt_checkpoint_and_ends_as_if_uninterrupte
 def test_resume_step_continues_from_an_older_checkpoint_with_a_lower_learning_rate(
     tmp_path, capsys
 ):
-    common = ["--out-dir", tmp_path, "--name", "run", "--loop.eval-every", "2"]
+    common = ["--out-dir", tmp_path, "--name", "run", "--loop.eval-every", 2]
     assert cli(capsys, *common, "--loop.num-steps", 6)[0] == 0
+    first = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")}
     status, err = cli(
         capsys, *common, "--loop.num-steps", 8, "--resume", "--resume-step", 2,
         "--optimizer.learning-rate", "1e-3",
@@ -62,9 +66,12 @@ def test_resume_step_continues_from_an_older_checkpoint_with_a_lower_learning_ra
     assert sorted(os.listdir(tmp_path / "run" / "checkpoints-set-aside")) == ["4", "6"]
     assert steps_logged(tmp_path / "run") == list(range(1, 9))  # each step once
     lrs = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")}
-    assert lrs[3] < 1e-3 < 3e-3  # the new peak, not the run's first one (2e-3)
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved["optimizer"]["learning_rate"] == 2e-3  # config.json: how the run began
+    assert lrs[2] == first[2] and lrs[3] == pytest.approx(first[3] / 2)  # peak 2e-3 -> 1e-3
+    config = load_config(LMConfig, tmp_path / "run" / "config.json")
+    assert config.optimizer.learning_rate == 1e-3  # recorded: a later resume goes on with it
+    assert cli(capsys, *common, "--loop.num-steps", 9, "--resume")[0] == 0
+    lrs = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")}
+    assert lrs[9] == pytest.approx(float(learning_rate_schedule(config.optimizer)(8)))
 
 
 def test_a_changed_corpus_is_refused_on_resume(tmp_path, capsys):
@@ -104,6 +111,24 @@ def test_expected_failures_are_one_line_with_status_2(tmp_path, capsys, flags, m
     assert not (tmp_path.parent / "elsewhere").exists()
 
 
+def test_a_new_run_may_follow_an_attempt_that_left_only_its_earlier_attempts_or_a_cut_save(
+    tmp_path,
+):
+    config = LMConfig(out_dir=str(tmp_path), name="run")
+    (tmp_path / "run" / "earlier-1").mkdir(parents=True)
+    (tmp_path / "run" / "earlier-1" / "config.json").write_text("{}\n")
+    assert prepare_run_dir(config, RESUMABLE) == config  # failed before its config.json
+    (tmp_path / "run" / "config.json").write_text("{}\n")
+    (tmp_path / "run" / "checkpoints" / "5.orbax-checkpoint-tmp").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "5.orbax-checkpoint-tmp" / "x").write_text("cut")
+    assert prepare_run_dir(config, RESUMABLE) == config  # its first save was cut short
+    assert (tmp_path / "run" / "earlier-2" / "checkpoints" / "5.orbax-checkpoint-tmp").is_dir()
+    (tmp_path / "run" / "config.json").write_text("{}\n")
+    (tmp_path / "run" / "checkpoints" / "5").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="already holds checkpoints"):
+        prepare_run_dir(config, RESUMABLE)
+
+
 def test_debug_variable_shows_the_traceback(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("JAXLLM_DEBUG", "1")
     with pytest.raises(FileNotFoundError, match="no run to resume"):
@@ -117,6 +142,26 @@ def train_in_subprocess(run_dir, steps, *extra):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                             text=True)  # fmt: skip
+
+
+def test_processes_given_different_settings_fail_fast_naming_the_setting(tmp_path):
+    coordinator = f"127.0.0.1:{free_port()}"
+    flags = ["--parallel.mode", "mesh", "--parallel.coordinator", coordinator,
+             "--parallel.num-processes", "2"]  # fmt: skip
+    processes = [
+        train_in_subprocess(tmp_path / "run", steps, *flags, "--parallel.process-id", str(i))
+        for i, steps in enumerate((20, 40))
+    ]
+    try:
+        results = [(p.wait(timeout=120), p.stderr.read()) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    for status, err in results:
+        assert status == 2, err[-2000:]
+        assert "given different settings: process(es) [1] differ from process 0" in err
+    assert "loop.num_steps: process 0 has 20, this one 40" in results[1][1]
+    assert not (tmp_path / "run").exists()
 
 
 SIGNAL_RUN_STEPS = 1500  # ~3 s of training on 2 cores, for the signal to land in

@@ -4,6 +4,7 @@ with them."""
 
 import functools
 import glob
+import json
 import os
 import signal
 import time
@@ -360,7 +361,49 @@ def test_a_signal_stops_after_the_step_in_progress_and_saves_it(tmp_path, signum
     ckpt.close()
 
 
-def test_a_second_signal_stops_at_once_without_saving(tmp_path):
+def test_a_signal_during_the_last_step_stops_once_it_is_saved(tmp_path):
+    _, _, _, step = setup()
+
+    def batches(s):
+        if s == 4:  # while the last step is being prepared
+            os.kill(os.getpid(), signal.SIGTERM)
+        return batch_fn(s)
+
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    with pytest.raises(TrainingInterrupted, match="after step 5"):
+        fit(fresh_state(), step, batches, quiet(5, log_every=100), checkpointer=ckpt)
+    assert ckpt.steps() == [5]
+    ckpt.close()
+
+
+def test_resuming_sets_aside_the_records_logged_after_the_checkpoint(tmp_path):
+    lines = [json.dumps({"step": s, "loss": 1.0 / s}) for s in range(1, 7)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + '\n{"step": 7, "lo')  # cut off
+    with MetricsWriter(tmp_path, tensorboard=False, keep_until=3) as writer:
+        writer.write(4, {"loss": 0.5})
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2, 3, 4]
+    aside = read_metrics(tmp_path / "metrics.jsonl.set-aside")
+    assert [r["step"] for r in aside] == [4, 5, 6] and aside[0]["loss"] == 0.25
+
+
+def test_a_repeat_within_a_second_is_the_same_request(tmp_path):
+    _, _, _, step = setup()
+
+    def batches(s):
+        if s == 3:  # e.g. a launcher forwarding the Ctrl-C the terminal also sent
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return batch_fn(s)
+
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    with pytest.raises(TrainingInterrupted, match="after step 4"):
+        fit(fresh_state(), step, batches, quiet(10, log_every=100), checkpointer=ckpt)
+    assert ckpt.steps() == [4]
+    ckpt.close()
+
+
+def test_a_second_signal_stops_at_once_without_saving(tmp_path, monkeypatch):
+    monkeypatch.setattr("jaxllm.train.stops.REPEAT_WINDOW_S", 0.0)
     _, _, _, step = setup()
 
     def batches(s):

@@ -591,7 +591,8 @@ def train_classifier(
     metadata = {"vocab_fingerprint": features.fingerprint, "label_names": list(train.label_names)}
     start = time.perf_counter()
     keep = _loop_config(config, len(train)).keep_checkpoints
-    with Checkpointer(config.run_dir / "checkpoints", max_to_keep=keep) as checkpointer:
+    checkpoints = config.run_dir / "checkpoints"
+    with Checkpointer(checkpoints, max_to_keep=keep, cleanup_unfinished=True) as checkpointer:
         params = _initial_params(config, features.vocab, train)
         state = create_train_state(
             params,

@@ -24,7 +24,6 @@ from jaxllm.train import (
     CheckpointError,
     DistributedInitError,
     NonFiniteLossError,
-    TrainingInterrupted,
 )
 
 # What a recipe raises for a user's settings, data, run folder or disk (never a bug of
@@ -73,7 +72,7 @@ def report_error(error: BaseException, stream: TextIO | None = None) -> int:
     if debugging():
         raise error
     if isinstance(error, KeyboardInterrupt):
-        signum = error.signum if isinstance(error, TrainingInterrupted) else signal.SIGINT
+        signum = getattr(error, "signum", signal.SIGINT)  # TrainingInterrupted, SecondSignal
         print(f"stopped: {one_line(error) or 'interrupted'}", file=stream)
         return 128 + int(signum)
     if isinstance(error, RUN_ERRORS):

@@ -164,7 +164,6 @@ RESUMABLE = frozenset(
         "loop",
         "parallel",
         "optimizer.learning_rate",
-        "optimizer.grad_clip",
     }
 )
 # Settings resolved when a run starts, with the placeholders a user leaves them at. The
@@ -400,13 +399,15 @@ def train_lm(config: LMConfig) -> LMRun:
     config = _run_config(config)
     splits = load_splits(config.data)
     with Checkpointer(
-        config.run_dir / "checkpoints", max_to_keep=config.loop.keep_checkpoints
+        config.run_dir / "checkpoints",
+        max_to_keep=config.loop.keep_checkpoints,
+        cleanup_unfinished=True,
     ) as checkpointer:
         tokenizer = tokenizer_for_run(config, config.data, splits, checkpointer)
         config = resolve_config(config, tokenizer)
         if not config.resume and jax.process_index() == 0:
+            save_config(config, config.run_dir / "config.json")  # first: marks a run's folder
             tokenizer.save(config.run_dir / "tokenizer.json")
-            save_config(config, config.run_dir / "config.json")
         tokens = encode_splits(config, tokenizer, splits)
         model, result, before, eval_step = _train(config, layout, checkpointer, tokenizer, tokens)
     state = result.state

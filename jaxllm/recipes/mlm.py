@@ -141,7 +141,6 @@ RESUMABLE = frozenset(
         "loop",
         "parallel",
         "optimizer.learning_rate",
-        "optimizer.grad_clip",
     }
 )
 FILLED_AT_START = {"model.vocab_size": 0, "optimizer.decay_steps": -1}
@@ -276,9 +275,9 @@ def _start(config: MLMConfig, checkpointer: Checkpointer, splits: tuple) -> tupl
     assert isinstance(tokenizer, WordPieceTokenizer)  # MLMConfig requires "wordpiece"
     config = resolve_config(config, tokenizer)
     if not config.resume and jax.process_index() == 0:
+        save_config(config, config.run_dir / "config.json")  # first: marks a run's folder
         tokenizer.save(config.run_dir / "tokenizer.json")
         tokenizer.save_hf(config.run_dir / "hf_tokenizer.json")
-        save_config(config, config.run_dir / "config.json")
     return tokenizer, config
 
 
@@ -294,7 +293,9 @@ def train_mlm(config: MLMConfig) -> MLMRun:
     config = prepare_run_dir(config, RESUMABLE, FILLED_AT_START)
     splits = load_splits(config.data)
     with Checkpointer(
-        config.run_dir / "checkpoints", max_to_keep=config.loop.keep_checkpoints
+        config.run_dir / "checkpoints",
+        max_to_keep=config.loop.keep_checkpoints,
+        cleanup_unfinished=True,
     ) as checkpointer:
         tokenizer, config = _start(config, checkpointer, splits)
         tokens = encode_splits(config, tokenizer, splits)

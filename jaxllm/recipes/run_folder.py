@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
+import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -28,6 +30,7 @@ from jaxllm.data import (
     train_tokenizer,
 )
 from jaxllm.train import Checkpointer, CheckpointError
+from jaxllm.train.processes import barrier, check_same_settings
 
 
 class RunConfig(Protocol):
@@ -69,7 +72,8 @@ def resumed_config(
       config: the config the user gave to resume with.
       resumable: settings a resume may change: top-level field names (a nested config named
         here may change as a whole, e.g. ``"loop"``) or dotted keys of single nested
-        settings (e.g. ``"optimizer.learning_rate"``).
+        settings (e.g. ``"optimizer.learning_rate"``), which change only when ``config``
+        gives another value than the default (the run's own stays otherwise).
       filled_at_start: dotted keys the recipe resolves when a run starts (e.g.
         ``{"model.vocab_size": 0}``, or a nested config such as ``{"model.bert": None}``),
         with the placeholder value a user leaves them at.
@@ -96,7 +100,11 @@ def resumed_config(
             "another --name"
         )
     for key in sorted(resumable):
-        saved = _replace_dotted(saved, key.split("."), _get_dotted(config, key.split(".")))
+        parts = key.split(".")
+        value = _get_dotted(config, parts)
+        if len(parts) > 1 and value == _field_default(type(config), parts):
+            continue  # a single nested setting left at its default: the run's own stays
+        saved = _replace_dotted(saved, parts, value)
     return saved
 
 
@@ -104,6 +112,15 @@ def _named(key: str, names: Collection[str]) -> bool:
     """Whether dotted ``key`` is one of ``names`` or lies inside one (``"loop.num_steps"`` is
     in ``"loop"``)."""
     return any(key == name or key.startswith(name + ".") for name in names)
+
+
+def _field_default(cls: type, parts: list[str]) -> Any:
+    """The default of the nested setting ``parts`` of dataclass ``cls``."""
+    field = {f.name: f for f in dataclasses.fields(cls)}[parts[0]]
+    default = field.default
+    if default is dataclasses.MISSING:
+        default = field.default_factory()  # type: ignore[misc]
+    return _get_dotted(default, parts[1:])
 
 
 def _get_dotted(config: Any, parts: list[str]) -> Any:
@@ -176,26 +193,66 @@ def prepare_run_dir(
       FileNotFoundError: ``resume`` without a run in the folder.
     """
     check_run_name(config.name)
+    given = flat_config(config_to_dict(config))
+    given.pop("parallel.process_id", None)  # the one setting each process has its own
+    check_same_settings(given)
     run_dir = config.run_dir
-    checkpoints = run_dir / "checkpoints"
     if config.resume:
         if not (run_dir / "config.json").is_file():
             raise FileNotFoundError(f"--resume: no run to resume in {run_dir} (no config.json)")
-        return resumed_config(config, resumable, filled_at_start)
-    if checkpoints.is_dir() and any(checkpoints.iterdir()):
+        resumed = resumed_config(config, resumable, filled_at_start)
+        _record_changed_settings(run_dir, resumable, resumed)
+        return resumed
+    _check_free_for_a_new_run(run_dir)
+    barrier("jaxllm: run folder checked")  # every process looked before anything moves
+    if run_dir.is_dir() and jax.process_index() == 0:  # process 0 writes the folder's files
+        set_aside_earlier_attempt(run_dir)
+    barrier("jaxllm: earlier attempt set aside")
+    return config
+
+
+def _check_free_for_a_new_run(run_dir: Path) -> None:
+    """A new run may use ``run_dir`` if it holds no checkpoint (an unfinished save's
+    temporary folder is none) and is a run's folder or holds no file (an earlier attempt's
+    ``earlier-<n>/`` aside).
+
+    Raises:
+      FileExistsError: naming the folder and the fix.
+    """
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir()):
         raise FileExistsError(
             f"{run_dir} already holds checkpoints; pass --resume to continue "
             "that run, or choose another --name (nothing was overwritten)"
         )
-    holds_files = run_dir.is_dir() and any(p.is_file() for p in run_dir.rglob("*"))
-    if holds_files and not (run_dir / "config.json").is_file():
+    files = run_dir.rglob("*") if run_dir.is_dir() else []
+    outside_earlier = (
+        p for p in files if not p.relative_to(run_dir).parts[0].startswith("earlier-")
+    )
+    if any(p.is_file() for p in outside_earlier) and not (run_dir / "config.json").is_file():
         raise FileExistsError(
             f"{run_dir} exists and is not a jaxllm run folder (no config.json); choose another "
             "--name or --out-dir (nothing was written there)"
         )
-    if run_dir.is_dir() and jax.process_index() == 0:  # process 0 writes the folder's files
-        set_aside_earlier_attempt(run_dir)
-    return config
+
+
+def _record_changed_settings(run_dir: Path, resumable: Collection[str], resumed: Any) -> None:
+    """Write the single settings a resume changed (dotted ``resumable`` keys, e.g. the
+    learning rate) into ``run_dir/config.json`` and say so, so that a later resume goes on
+    with them; process 0 writes."""
+    path = run_dir / "config.json"
+    saved = json.loads(path.read_text())
+    changed = []
+    for key in sorted(k for k in resumable if "." in k):
+        *outer, last = key.split(".")
+        holder = functools.reduce(lambda d, part: d[part], outer, saved)
+        value = _get_dotted(resumed, key.split("."))
+        if holder.get(last) != value:
+            changed.append(f"{key} {holder.get(last)!r} -> {value!r}")
+            holder[last] = value
+    if changed and jax.process_index() == 0:
+        path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+        print(f"[{run_dir.name}] resumed with {', '.join(changed)} (recorded in {path})")
 
 
 def set_aside_earlier_attempt(run_dir: Path) -> Path | None:
@@ -276,6 +333,7 @@ def run_metadata(
     for split in tokens:
         digest.update(np.asarray(split).astype("<i4").tobytes() + b"|")
     fingerprint = digest.hexdigest()[:32]
+    check_same_settings({"corpus_fingerprint": fingerprint}, "corpora")
     if config.resume:
         recorded = checkpointer.newest_readable_metadata().get("corpus_fingerprint", fingerprint)
         if recorded != fingerprint:

@@ -12,7 +12,6 @@ from jaxllm.train.loop import (
     FitResult,
     LoopConfig,
     NonFiniteLossError,
-    TrainingInterrupted,
     fit,
 )
 from jaxllm.train.parallel import (
@@ -25,6 +24,7 @@ from jaxllm.train.parallel import (
 )
 from jaxllm.train.state import TrainState, create_train_state
 from jaxllm.train.step import evaluate, jit_train_step, make_eval_step, make_train_step
+from jaxllm.train.stops import TrainingInterrupted
 
 __all__ = [
     "CheckpointError",

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 
 from jaxllm.train.integrity import checksums, leaves_by_path, nonfinite_paths
+from jaxllm.train.processes import barrier, everywhere
 
 if TYPE_CHECKING:
     import orbax.checkpoint as ocp
@@ -68,15 +69,25 @@ def _one_line(error: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# What orbax and tensorstore raise for files that are corrupt, cut short or missing; any other
+# failure to read (memory, a transient I/O error) is not taken for corruption.
+_UNREADABLE: tuple[type[Exception], ...] = (ValueError, KeyError, FileNotFoundError, EOFError)
+
+
 class Checkpointer:
     """Saves and restores ``(state, metadata)`` pairs under ``directory/<step>/``.
 
     Args:
       directory: folder of the checkpoints (created on first save).
       max_to_keep: keep only the newest N checkpoints (older ones are removed after a save).
+      cleanup_unfinished: remove what a save cut short left behind (orbax's temporary
+        folders). Only the run that writes the folder may: a reader could otherwise remove
+        a save in progress.
     """
 
-    def __init__(self, directory: str | Path, max_to_keep: int = 3):
+    def __init__(
+        self, directory: str | Path, max_to_keep: int = 3, *, cleanup_unfinished: bool = False
+    ):
         import orbax.checkpoint as ocp
 
         self.directory = Path(directory).absolute()
@@ -84,7 +95,7 @@ class Checkpointer:
             max_to_keep=max_to_keep,
             create=True,
             enable_async_checkpointing=False,
-            cleanup_tmp_directories=True,  # what a save cut short left behind
+            cleanup_tmp_directories=cleanup_unfinished,
         )
         handlers = {
             "state": ocp.StandardCheckpointHandler(),
@@ -120,6 +131,11 @@ class Checkpointer:
                 f"{f' and {len(bad) - 3} more' if len(bad) > 3 else ''} hold NaN or infinite "
                 f"values; the checkpoints in {self.directory} were left as they are"
             )
+        if int(step) in self.steps():
+            raise CheckpointError(
+                f"checkpoint step {step} already exists in {self.directory}; it was left as it "
+                "is (restore it to continue, or save under another step)"
+            )
         self._check_free_space(step, state)
         meta = dict(metadata or {}, step=int(step)) | {CHECKSUMS_KEY: checksums(state)}
         args = ocp.args.Composite(
@@ -148,11 +164,11 @@ class Checkpointer:
         while not folder.exists():
             folder = folder.parent
         free = shutil.disk_usage(folder).free
-        if free < need:
+        if not everywhere(free >= need):
             raise CheckpointError(
                 f"step {step} was not saved: it needs up to {need / 1e6:.1f} MB and "
-                f"{self.directory} has {free / 1e6:.1f} MB free. Free some space (the "
-                "checkpoints already there were left as they are), then resume"
+                f"{self.directory} has {free / 1e6:.1f} MB free (on this process). Free some "
+                "space (the checkpoints already there were left as they are), then resume"
             )
 
     def read_metadata(self, step: int | None = None) -> dict:
@@ -217,15 +233,19 @@ class Checkpointer:
         ``set_aside`` is for a run that continues from the restored checkpoint: every newer
         checkpoint (corrupt, or superseded when ``step`` names an older one) is moved into
         ``<directory>-set-aside/``, never deleted, so the run's next saves do not meet it.
+        In a multi-process run every process calls this alike.
 
         Raises:
-          CheckpointError: no checkpoint, or one whose parameters or shapes differ from
-            ``target``'s.
+          CheckpointError: no checkpoint, one whose parameters or shapes differ from
+            ``target``'s, or one that could not be read for another reason than its files
+            (e.g. memory).
           CorruptCheckpointError: the checkpoint (every one, for ``step=None``) cannot be
             read, fails its checksums or holds non-finite values.
         """
+        barrier("jaxllm: checkpoints listed")  # before any process moves one
+        steps = self.steps()
+        candidates = [self._existing_step(step)] if step is not None else steps[::-1]
         failed: dict[int, CorruptCheckpointError] = {}
-        candidates = [self._existing_step(step)] if step is not None else self.steps()[::-1]
         for candidate in candidates:
             try:
                 restored = self._restore_step(target, candidate)
@@ -234,7 +254,8 @@ class Checkpointer:
                     raise
                 failed[candidate] = e
                 continue
-            self._after_restore(candidate, failed, set_aside)
+            newer = [s for s in steps if s > candidate] if set_aside else sorted(failed)
+            self._after_restore(candidate, newer, failed, set_aside)
             return restored
         if not failed:
             raise CheckpointError(self._none_found())
@@ -244,21 +265,22 @@ class Checkpointer:
         )
 
     def _after_restore(
-        self, restored: int, failed: dict[int, CorruptCheckpointError], set_aside: bool
+        self,
+        restored: int,
+        newer: list[int],
+        failed: dict[int, CorruptCheckpointError],
+        set_aside: bool,
     ) -> None:
-        """Report the newer checkpoints than ``restored`` that failed (``failed``) on stderr
-        (process 0), and with ``set_aside`` move every newer one out of the way."""
-        newer = [s for s in self.steps() if s > restored] if set_aside else sorted(failed)
+        """Report the ``newer`` checkpoints than ``restored`` on stderr (process 0): why each
+        was passed over (``failed``), and with ``set_aside`` move them out of the way."""
         primary = jax.process_index() == 0
+        barrier("jaxllm: checkpoint restored")  # every process has read what it needs
         for step in newer:
             why = str(failed.get(step, f"checkpoint step {step} is newer than step {restored}"))
             moved = f"; moved to {self._set_aside(step)}" if set_aside and primary else ""
             if primary:
                 print(f"warning: {why}{moved}; using step {restored}", file=sys.stderr)
-        if newer and set_aside and jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
-            multihost_utils.sync_global_devices("jaxllm: newer checkpoints set aside")
+        barrier("jaxllm: newer checkpoints set aside")
         self._manager.reload()
 
     def _set_aside(self, step: int) -> Path:
@@ -273,7 +295,9 @@ class Checkpointer:
         return destination
 
     def _restore_step(self, target: Any, step: int) -> tuple[Any, dict]:
-        """Checkpoint ``step`` read into ``target``'s structure and verified."""
+        """Checkpoint ``step`` read into ``target``'s structure and verified (every process
+        agrees whether it could be read before any verifies it: the checksums of arrays
+        spread over processes are collectives)."""
         import orbax.checkpoint as ocp
 
         self._check_shapes(target, step)
@@ -281,14 +305,23 @@ class Checkpointer:
         args = ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()
         )
+        error: Exception | None = None
         try:
             with _quiet_orbax_logging():
                 restored = self._manager.restore(step, args=args)
-        except Exception as e:  # orbax/tensorstore raise many types for unreadable files
+        except _UNREADABLE as e:
+            error = e
+        except Exception as e:
+            raise CheckpointError(
+                f"checkpoint step {step} in {self.directory} could not be read "
+                f"({_one_line(e)}); it was left untouched"
+            ) from e
+        if not everywhere(error is None):
+            cause = _one_line(error) if error else "another process could not read its part"
             raise CorruptCheckpointError(
                 f"checkpoint step {step} in {self.directory} could not be read: it is corrupt, "
-                f"incomplete, or from a different model ({_one_line(e)})"
-            ) from e
+                f"incomplete, or from a different model ({cause})"
+            ) from error
         state, metadata = restored["state"], dict(restored["metadata"] or {})
         self._verify(state, metadata, step)
         return state, metadata

@@ -20,12 +20,15 @@ process cannot read whole).
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 _GOLDEN = 0x9E3779B9
 
@@ -42,22 +45,27 @@ def leaves_by_path(tree: Any) -> dict[str, Any]:
 
 
 def _host_array(x: Any) -> np.ndarray:
-    """A NumPy copy of array ``x`` (a PRNG key array as its raw key data)."""
-    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+    """A NumPy copy of array ``x`` (a PRNG key array as its raw key data, a Python or NumPy
+    scalar as a 0-d array)."""
+    if jnp.issubdtype(_dtype(x), jax.dtypes.prng_key):
         x = jax.random.key_data(x)
     return np.asarray(jax.device_get(x))
 
 
+def _dtype(x: Any) -> np.dtype:
+    return x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+
+
 def _words(x: Any, xp: Any) -> Any:
     """``x``'s bits as a flat uint32 array: one word per element of 1, 2 or 4 bytes (zero
-    extended), two per element of 8 bytes. ``xp`` is ``numpy`` or ``jax.numpy``."""
-    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+    extended), two or four per element of 8 or 16 bytes. ``xp`` is ``numpy`` or
+    ``jax.numpy``."""
+    if jnp.issubdtype(_dtype(x), jax.dtypes.prng_key):
         x = jax.random.key_data(x)
-    x = xp.asarray(x)
+    x = xp.asarray(x).reshape(-1)
     if x.dtype == bool:
-        return x.astype(xp.uint32).reshape(-1)
-    size = x.dtype.itemsize
-    unsigned = {1: xp.uint8, 2: xp.uint16, 4: xp.uint32, 8: xp.uint32}[size]
+        return x.astype(xp.uint32)
+    unsigned = {1: xp.uint8, 2: xp.uint16}.get(x.dtype.itemsize, xp.uint32)
     bits = x.view(unsigned) if xp is np else jax.lax.bitcast_convert_type(x, unsigned)
     return bits.astype(xp.uint32).reshape(-1)
 
@@ -71,32 +79,52 @@ def _mix(h: Any, xp: Any) -> Any:
     return h ^ (h >> xp.uint32(16))
 
 
-def _sums(x: Any, xp: Any) -> tuple[Any, Any]:
-    """The two 32-bit sums of the module docstring, as uint32 scalars."""
-    words = _words(x, xp)
-    index = xp.arange(words.shape[0], dtype=xp.uint32)
+def _word_sums(words: Any, start: int, xp: Any) -> tuple[Any, Any]:
+    """The two sums of the module docstring over ``words``, whose first flat index is
+    ``start``, as uint32 scalars."""
+    index = xp.arange(words.shape[0], dtype=xp.uint32) + xp.uint32(start)
     odd = index * xp.uint32(2) + xp.uint32(1)
     first = xp.sum(words * odd, dtype=xp.uint32)
     second = xp.sum(_mix(words + index * xp.uint32(_GOLDEN), xp), dtype=xp.uint32)
     return first, second
 
 
-@jax.jit
-def _device_sums(tree: Any) -> Any:
-    return jax.tree.map(lambda x: jnp.stack(_sums(x, jnp)), tree)
+# The host sums an array in pieces of this many words, so its temporaries stay small.
+_HOST_CHUNK = 1 << 20
 
 
-@jax.jit
-def _device_finite(tree: Any) -> Any:
-    return jax.tree.map(lambda x: jnp.all(jnp.isfinite(x)), tree)
+def _host_sums(x: np.ndarray) -> tuple[int, int]:
+    words = _words(x, np)
+    first = second = 0
+    for start in range(0, words.shape[0], _HOST_CHUNK):
+        a, b = _word_sums(words[start : start + _HOST_CHUNK], start, np)
+        first, second = (first + int(a)) % 2**32, (second + int(b)) % 2**32
+    return first, second
+
+
+def _device_sums(x: Any) -> Any:
+    return jnp.stack(_word_sums(_words(x, jnp), 0, jnp))
+
+
+def _device_finite(x: Any) -> Any:
+    return jnp.all(jnp.isfinite(x))
+
+
+def _on_device(leaf_fn: Any, spread: dict[str, Any]) -> dict[str, Any]:
+    """``leaf_fn`` of each array of ``spread`` (arrays sharded over several processes),
+    computed where the shards live and returned replicated, as host values (a collective)."""
+    sharding = next(iter(spread.values())).sharding
+    replicated = NamedSharding(sharding.mesh, P()) if isinstance(sharding, NamedSharding) else None
+    fn = jax.jit(functools.partial(jax.tree.map, leaf_fn), out_shardings=replicated)
+    return jax.device_get(fn(spread))
 
 
 def _per_leaf(leaves: dict[str, Any], on_host: Any, on_device: Any) -> dict[str, Any]:
     """``{path: on_host(numpy copy)}`` for the arrays this process holds whole, and
-    ``on_device``'s (a jitted function of a dict of arrays) results for arrays sharded over
-    several processes, computed where they live (a collective: every process calls it)."""
+    ``on_device``'s results (a function of one array, jitted) for arrays sharded over several
+    processes, computed where they live (a collective: every process calls it)."""
     spread = {p: x for p, x in leaves.items() if not getattr(x, "is_fully_addressable", True)}
-    results = jax.device_get(on_device(spread)) if spread else {}
+    results = _on_device(on_device, spread) if spread else {}
     for path, leaf in leaves.items():
         if path not in spread:
             results[path] = on_host(_host_array(leaf))
@@ -110,13 +138,13 @@ def _hex(sums: Any) -> str:
 
 def checksum(x: Any) -> str:
     """A 16-hex-digit fingerprint of the exact bits of array ``x`` (any shape and dtype)."""
-    return _hex(_sums(_host_array(x), np))
+    return _hex(_host_sums(_host_array(x)))
 
 
 def checksums(tree: Any) -> dict[str, str]:
     """``{path: checksum}`` for every array of ``tree`` (a collective when some array is
     sharded over several processes: every process must call it)."""
-    sums = _per_leaf(leaves_by_path(tree), lambda x: _sums(x, np), _device_sums)
+    sums = _per_leaf(leaves_by_path(tree), _host_sums, _device_sums)
     return {path: _hex(s) for path, s in sums.items()}
 
 
@@ -126,7 +154,7 @@ def nonfinite_paths(tree: Any) -> list[str]:
     floats = {
         path: leaf
         for path, leaf in leaves_by_path(tree).items()
-        if jnp.issubdtype(leaf.dtype, jnp.inexact)
+        if jnp.issubdtype(_dtype(leaf), jnp.inexact)
     }
     flags = _per_leaf(floats, lambda x: bool(np.isfinite(x).all()), _device_finite)
     return sorted(path for path, finite in flags.items() if not finite)

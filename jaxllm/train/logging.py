@@ -39,8 +39,8 @@ class MetricsWriter:
 
     Appending keeps the history of a resumed run in one file. ``keep_until`` is the step the
     run continues from: records of later steps (logged after the checkpoint it resumed from,
-    before the run stopped) are dropped from the file first, and TensorBoard hides its own,
-    so each step appears once.
+    before the run stopped) are moved to ``metrics.jsonl.set-aside`` first, and TensorBoard
+    hides its own, so each step appears once.
     """
 
     def __init__(
@@ -85,18 +85,25 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 def _drop_records_after(path: Path, step: int) -> None:
     """Rewrite ``path`` (a ``metrics.jsonl``, if it exists) without the records of steps after
-    ``step``; a cut-off last line (the process died while writing it) goes too. The new file
-    replaces the old one atomically."""
+    ``step``, which are appended to ``metrics.jsonl.set-aside`` beside it (kept, not lost). A
+    last line cut short (the process died while writing it) goes; any other line the file
+    holds stays. The new file replaces the old one atomically."""
     if not path.is_file():
         return
-    kept = []
-    for line in path.read_text().splitlines():
+    lines = path.read_text().splitlines()
+    kept, later = [], []
+    for i, line in enumerate(lines):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                kept.append(line)
             continue
-        if int(record.get("step", 0)) <= step:
-            kept.append(line + "\n")
+        after = isinstance(record, dict) and int(record.get("step", 0)) > step
+        (later if after else kept).append(line)
+    if later:
+        with path.with_name(path.name + ".set-aside").open("a") as aside:
+            aside.write("".join(line + "\n" for line in later))
     partial = path.with_name(path.name + ".partial")
-    partial.write_text("".join(kept))
+    partial.write_text("".join(line + "\n" for line in kept))
     partial.replace(path)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import signal
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,66 +19,11 @@ from jaxllm.config import require
 from jaxllm.train.checkpoint import Checkpointer, NonFiniteStateError
 from jaxllm.train.logging import MetricsWriter
 from jaxllm.train.state import TrainState
+from jaxllm.train.stops import SecondSignal, StopSignals, TrainingInterrupted
 
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss or gradient."""
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped ``fit`` between two steps, after it saved the last one.
-
-    Attributes:
-      signum: the signal's number (``signal.SIGINT`` or ``signal.SIGTERM``).
-      step: the last completed step (saved when ``fit`` had a checkpointer).
-    """
-
-    def __init__(self, message: str, signum: int, step: int):
-        super().__init__(message)
-        self.signum, self.step = signum, step
-
-
-class _SecondSignal(KeyboardInterrupt):
-    """A second SIGINT or SIGTERM while ``fit`` was already stopping: stop at once."""
-
-
-class _StopSignals:
-    """SIGINT and SIGTERM handlers for the time ``fit`` runs (in the main thread only): the
-    first signal asks the loop to stop after the step in progress, which XLA cannot cut short
-    anyway; a second one raises ``KeyboardInterrupt`` at once, without saving."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.received is not None:
-            name = signal.Signals(signum).name
-            raise _SecondSignal(f"a second {name}: stopped at once, without saving")
-        self.received = signum
-
-    def agreed(self, step: int, log_every: int) -> int | None:
-        """The signal that stops every process after ``step``, if any. One process alone
-        checks after every step; several compare what they received at every logged step
-        (all stop together, since saving is collective)."""
-        if jax.process_count() == 1:
-            return self.received
-        if step % log_every:
-            return None
-        from jax.experimental import multihost_utils
-
-        received = multihost_utils.process_allgather(np.int32(self.received or 0))
-        return int(np.max(received)) or None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,9 +77,9 @@ def _diverged(step: int, what: str, last_good: int | None, where: str) -> NonFin
     good = "none (none was saved)" if last_good is None else f"step {last_good} in {where}"
     return NonFiniteLossError(
         f"training diverged at step {step}: {what}. Training stopped; the last good "
-        f"checkpoint is {good}. Lower the learning rate, raise warm-up or clip gradients, and "
-        "resume from it (the experiment scripts: --resume --resume-step N with, e.g., "
-        "--optimizer.learning-rate)"
+        f"checkpoint is {good}. Resume from it with a lower learning rate (the experiment "
+        "scripts: --resume --resume-step N --optimizer.learning-rate LR), or start again with "
+        "more warm-up or gradient clipping"
     )
 
 
@@ -335,7 +279,7 @@ def _save_on_interrupt(
     fetched = jax.device_get(progress.pending)
     done = int(plain(state).step)
     _check_finite(fetched, done - len(fetched) + 1, progress.last_good, progress.checkpoint_dir)
-    checkpointer.save(done, plain(state), hooks.checkpoint_metadata)
+    _save(checkpointer, progress, done, plain(state), hooks.checkpoint_metadata, {})
     bar.write(f"interrupted: saved step {done} in {progress.checkpoint_dir}; resume to continue")
 
 
@@ -489,19 +433,44 @@ def fit(
     progress = _LoopProgress.at_start(checkpointer, config.patience, start)
     end = start if progress.stop_reason == "early_stopping" else config.num_steps
     bar = _progress_bar(config, start, shown=primary)
-    with _StopSignals() as signals:
+    try:
+        state = _train_steps(state, train_step, batch_fn, config, hooks, progress, bar, end)
+    finally:
+        bar.close()
+    return progress.result(hooks.plain(state))
+
+
+def _train_steps(
+    state: TrainState,
+    train_step: Callable[[TrainState, dict], tuple[TrainState, dict]],
+    batch_fn: Callable[[int], dict],
+    config: LoopConfig,
+    hooks: _FitHooks,
+    progress: _LoopProgress,
+    bar: tqdm,
+    end: int,
+) -> TrainState:
+    """``fit``'s loop: the steps after ``state``'s up to ``end`` (or early stopping), each
+    accounted for by :func:`_after_step`; a signal stops it after the step in progress (and a
+    signal during the last step, once it is saved). Returns the final state.
+
+    Raises:
+      TrainingInterrupted: a signal stopped training.
+    """
+    with StopSignals() as signals:
         try:
-            for step in range(start + 1, end + 1):  # step: steps done after this one
+            for step in range(int(hooks.plain(state).step) + 1, end + 1):  # steps done after it
                 state, metrics = train_step(state, batch_fn(step - 1))
                 if _after_step(progress, hooks, config, step, state, metrics, bar):
                     break
                 signum = signals.agreed(step, config.log_every)
                 if signum is not None and step < end:
                     raise _stop_on_signal(hooks, progress, state, signum)
+            signum = signals.agreed(0, 1)  # every process asks, once more
+            if signum is not None:
+                raise _stop_on_signal(hooks, progress, state, signum)
         except KeyboardInterrupt as e:  # not a signal's stop: Ctrl-C where no handler runs
-            if not isinstance(e, (TrainingInterrupted, _SecondSignal)):
+            if not isinstance(e, (TrainingInterrupted, SecondSignal)):
                 _save_on_interrupt(hooks, progress, state, bar)
             raise
-        finally:
-            bar.close()
-    return progress.result(hooks.plain(state))
+    return state
