@@ -15,6 +15,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxllm.train import (
     Checkpointer,
+    CheckpointError,
     CorruptCheckpointError,
     LoopConfig,
     NonFiniteLossError,
@@ -193,3 +194,48 @@ def test_fit_stops_on_a_non_finite_validation_loss_and_names_the_last_good_check
         )
     assert ckpt.steps() == [2]
     ckpt.close()
+
+
+def checkpoint_files(step_dir) -> list[str]:
+    return sorted(
+        os.path.relpath(f, step_dir)
+        for f in glob.glob(f"{step_dir}/**", recursive=True)
+        if os.path.isfile(f)
+    )
+
+
+def test_damage_to_any_file_of_a_checkpoint_is_refused_or_harmless(tmp_path):
+    """A byte flipped in, or the second half cut from, each file of a checkpoint in turn: the
+    restore either refuses it or gives back exactly what was saved -- never other numbers."""
+    import shutil
+
+    saved = small_state(3.0).replace(step=jnp.int32(7))
+    with Checkpointer(tmp_path / "good") as writer:
+        writer.save(7, saved)
+    files = checkpoint_files(tmp_path / "good" / "7")
+    assert any("/d/" in f for f in files) and "_CHECKPOINT_METADATA" in files
+    outcomes = {}
+    for name in files:
+        for damage in ("flip", "truncate"):
+            shutil.rmtree(tmp_path / "hurt", ignore_errors=True)
+            shutil.copytree(tmp_path / "good", tmp_path / "hurt")
+            path = tmp_path / "hurt" / "7" / name
+            data = bytearray(path.read_bytes())
+            if damage == "flip" and data:
+                data[len(data) // 2] ^= 0x10
+            else:
+                data = data[: len(data) // 2]
+            path.write_bytes(bytes(data))
+            try:
+                with Checkpointer(tmp_path / "hurt") as reader:
+                    restored, _ = reader.restore(small_state(), step=7)
+            except CheckpointError:
+                outcomes[name, damage] = "refused"
+                continue
+            jax.tree.map(np.testing.assert_array_equal, restored, saved)
+            outcomes[name, damage] = "harmless"
+    # Damage to the file that holds the arrays' bytes is caught; files orbax no longer reads
+    # (superseded database nodes, commit markers) may be damaged without effect.
+    largest = max(files, key=lambda f: os.path.getsize(tmp_path / "good" / "7" / f))
+    assert outcomes[largest, "flip"] == outcomes[largest, "truncate"] == "refused"
+    assert outcomes["metadata/metadata", "flip"] == "refused"  # the checksums themselves

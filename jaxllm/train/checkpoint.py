@@ -52,6 +52,7 @@ CHECKSUMS_KEY = "checksums"
 def _quiet_orbax_logging() -> Iterator[None]:
     """Orbax logs each failure of its writer threads at ERROR level before raising it; jaxllm
     reports the raised error (in one line), so the log is held back meanwhile."""
+    _silence_orbax_echoes()
     logger = logging.getLogger("absl")
     level = logger.level
     logger.setLevel(logging.CRITICAL)
@@ -59,6 +60,38 @@ def _quiet_orbax_logging() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+def _is_orbax_echo(exc_value: object, text: str) -> bool:
+    """Whether an error reported after the fact is the echo of a failed orbax read: its
+    cancelled reads finish on an event loop that has closed, or leave their tasks' errors
+    unretrieved."""
+    closed_loop = isinstance(exc_value, RuntimeError) and "Event loop is closed" in str(exc_value)
+    return closed_loop or ("orbax" in text and "Task exception was never retrieved" in text)
+
+
+class _OrbaxEchoFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage() + str(getattr(record, "future", ""))
+        return not _is_orbax_echo(None, text + str(record.args))
+
+
+def _silence_orbax_echoes() -> None:
+    """When orbax fails to read or write a checkpoint, its other reads and writes end later,
+    each printing a traceback (hundreds of lines in all) that says nothing the raised error
+    does not: drop those, and only those, from the first checkpoint operation on (installed
+    once per process; every other unraisable error and asyncio log record passes)."""
+    if getattr(sys.unraisablehook, "_jaxllm_filter", False):
+        return
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if not _is_orbax_echo(unraisable.exc_value, ""):
+            previous(unraisable)
+
+    hook._jaxllm_filter = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+    logging.getLogger("asyncio").addFilter(_OrbaxEchoFilter())
 
 
 def _one_line(error: BaseException, limit: int = 300) -> str:
