@@ -139,3 +139,8 @@ def test_bad_input_names_the_problem():
         LinearConfig(loss="hinge", solver="lbfgs")
     with pytest.raises(NotProbabilisticError, match="predict_proba needs a logistic model"):
         predict_proba(fit_linear(X, y, LinearConfig(loss="squared_hinge")), X)
+
+
+def test_features_without_columns_are_a_clear_error():
+    with pytest.raises(FeaturesError, match=r"no columns \(0 features\).*min_df"):
+        fit_linear(np.zeros((4, 0), np.float32), [1, 0, 1, 0], LinearConfig(loss="logistic"))

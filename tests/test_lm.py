@@ -203,3 +203,14 @@ def test_default_run_learns_english_shaped_text(tmp_path):
     assert run.before["loss"] > 4.5
     assert run.after["loss"] < 2.0, run.after
     assert run.test["loss"] < 2.4, run.test
+
+
+def test_a_tokenizer_with_a_lone_surrogate_saves_and_loads_without_a_partial_file(tmp_path):
+    from jaxllm.data import load_tokenizer
+
+    tokenizer = train_tokenizer("char", ["ab\ud800c"])
+    tokenizer.save(tmp_path / "tokenizer.json")
+    loaded = load_tokenizer(tmp_path / "tokenizer.json")
+    assert loaded.decode(loaded.encode("a\ud800")) == "a\ud800"
+    assert loaded.fingerprint() == tokenizer.fingerprint()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokenizer.json"]

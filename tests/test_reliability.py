@@ -175,10 +175,14 @@ def uninterrupted(tmp_path_factory):
     return run_dir
 
 
-def wait_for_training(process, run_dir) -> None:
-    """Until the run has logged its first step (or ended)."""
+def logged_lines(run_dir) -> int:
     metrics = run_dir / "metrics.jsonl"
-    while process.poll() is None and not (metrics.is_file() and metrics.read_text()):
+    return len(metrics.read_text().splitlines()) if metrics.is_file() else 0
+
+
+def wait_for_training(process, run_dir, logged_before: int = 0) -> None:
+    """Until the run has logged a step beyond the ``logged_before`` records (or ended)."""
+    while process.poll() is None and logged_lines(run_dir) <= logged_before:
         time.sleep(0.02)
 
 
@@ -231,3 +235,27 @@ def test_a_full_disk_is_one_line_and_keeps_the_checkpoints_already_saved(small_d
     assert "was not saved: it needs up to" in err and "MB free" in err
     with Checkpointer(small_disk / "run" / "checkpoints") as checkpoints:
         assert checkpoints.steps() == [2]
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_including_mid_save_then_resume_equals_uninterrupted(
+    tmp_path, uninterrupted
+):
+    """A checkpoint every 5 steps (saving takes about as long as training here), so most
+    kills land in a save; after each, the run resumes, and in the end it is the
+    uninterrupted run's."""
+    run_dir, flags = tmp_path / "killed", ["--loop.checkpoint-every", "5"]
+    rng = random.Random(0)
+    for attempt in range(3):
+        resume = ["--resume"] if (run_dir / "checkpoints").is_dir() else []
+        before = logged_lines(run_dir)
+        process = train_in_subprocess(run_dir, SIGNAL_RUN_STEPS, *flags, *resume)
+        wait_for_training(process, run_dir, before)
+        time.sleep(rng.uniform(0.0, 1.0))
+        process.kill()
+        process.wait(timeout=60)
+    resume = ["--resume"] if (run_dir / "checkpoints").is_dir() else []
+    final = train_in_subprocess(run_dir, SIGNAL_RUN_STEPS, *flags, *resume)
+    assert final.wait(timeout=300) == 0, final.stderr.read()
+    chex.assert_trees_all_equal(load_lm_run(run_dir)[2], load_lm_run(uninterrupted)[2])
+    assert steps_logged(run_dir) == steps_logged(uninterrupted)

@@ -158,3 +158,12 @@ def test_default_pattern_fast_path_equals_sklearn_on_unicode(docs):
 def test_documents_holding_nul_take_the_general_path():
     docs = ["a\x00b cat\x00dog", "cat dog dog", "x\x00"]
     assert_matches_sklearn(TfidfConfig(), docs)
+
+
+def test_top_terms_refuses_a_negative_k():
+    from jaxllm.classic import top_terms
+
+    vectorizer = fit_vectorizer(["good film", "bad film"], TfidfConfig())
+    with pytest.raises(ValueError, match="k must be >= 0, got -1"):
+        top_terms(vectorizer, np.ones(vectorizer.num_features), k=-1)
+    assert top_terms(vectorizer, np.ones(vectorizer.num_features), k=0) == []

@@ -569,3 +569,8 @@ def test_saturated_scores_are_skipped_as_gensim_does():
     expect_out[2] += g * W_in[0]
     np.testing.assert_allclose(new_in, expect_in, atol=1e-6)
     np.testing.assert_allclose(new_out, expect_out, atol=1e-6)
+
+
+def test_words_that_are_not_strings_are_a_clear_error():
+    with pytest.raises(TypeError, match=r"words must be strings, got 3 \(int\)"):
+        train_word2vec([["a", "b"], ["c", 3]], Word2VecConfig(), progress=False)

@@ -307,6 +307,12 @@ def _check_features(X: Features, num_features: int | None) -> None:
         FeaturesError,
     )
     require(X.shape[0] > 0, "features have no rows: pass at least one example", FeaturesError)
+    require(
+        X.shape[1] > 0,
+        "features have no columns (0 features): a vectorizer whose vocabulary came out empty? "
+        "Lower min_df or check the texts it was fitted on",
+        FeaturesError,
+    )
     if num_features is not None and X.shape[1] != num_features:
         raise FeaturesError(
             f"the model was fitted on {num_features} features, these have {X.shape[1]}; "

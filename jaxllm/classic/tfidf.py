@@ -387,6 +387,7 @@ def top_terms(
     vectorizer: Vectorizer, weights: Iterable[float], k: int = 10
 ) -> list[tuple[str, float]]:
     """The ``k`` terms with the largest ``weights`` (e.g. a linear model's coefficients)."""
+    require(k >= 0, f"top_terms: k must be >= 0, got {k}", ValueError)
     weights = np.asarray(list(weights), np.float64)
     require(
         weights.shape == (vectorizer.num_features,),

@@ -22,6 +22,11 @@ def write_json_atomically(content: dict[str, Any], path: str | os.PathLike[str])
     place: a crash mid-write leaves the old file (or none), never a truncated one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(content, ensure_ascii=False)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: JSON's \u escapes carry them
+        data = json.dumps(content).encode("ascii")
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
+    partial.write_bytes(data)
     os.replace(partial, path)

@@ -266,6 +266,12 @@ def _scan(sentences: Iterable[list[str]]) -> _Scan:
         raise EmptyCorpusError(
             "the corpus has no words: pass an iterable of non-empty lists of words"
         )
+    odd = next((w for w in first_seen if not isinstance(w, str)), None)
+    if odd is not None:
+        raise TypeError(
+            f"words must be strings, got {odd!r} ({type(odd).__name__}); convert them, e.g. "
+            "[[str(w) for w in sentence] for sentence in sentences]"
+        )
     tokens_array = np.asarray(tokens, np.int32)
     counts = np.bincount(tokens_array, minlength=len(first_seen)).astype(np.int64)
     return _Scan(list(first_seen), counts, tokens_array, np.asarray(lengths, np.int64))
