@@ -246,7 +246,7 @@ def test_kill_9_at_random_moments_including_mid_save_then_resume_equals_uninterr
     uninterrupted run's."""
     run_dir, flags = tmp_path / "killed", ["--loop.checkpoint-every", "5"]
     rng = random.Random(0)
-    for attempt in range(3):
+    for _ in range(3):
         resume = ["--resume"] if (run_dir / "checkpoints").is_dir() else []
         before = logged_lines(run_dir)
         process = train_in_subprocess(run_dir, SIGNAL_RUN_STEPS, *flags, *resume)
