@@ -326,6 +326,15 @@ def test_a_coordinator_that_never_answers_times_out_with_a_message(tmp_path):
     ]
 
 
+@pytest.mark.multidevice(1)  # a worker process of a 2-process run
+def test_a_process_0_whose_peers_never_come_ends_with_one_line(tmp_path):
+    """Process 0 alone: at its timeout one error line and status 2, not XLA's abort."""
+    results = run_workers(tmp_path, "--init-timeout", "3", process_ids=(0,), timeout=90)
+    code, out = results[0]
+    assert code == 2, out[-3000:]
+    assert "did not all join within 3 s" in out and "stack trace" not in out, out[-3000:]
+
+
 @pytest.mark.parametrize("layout_name", layouts("pmap-8", "mesh-2x4-accumulate-2"))
 def test_bfloat16_compute_composes_with_every_layout(layout_name):
     """float32 parameters, bf16 matmuls, float32 loss: the layouts agree with one device to

@@ -164,6 +164,30 @@ def test_processes_given_different_settings_fail_fast_naming_the_setting(tmp_pat
     assert not (tmp_path / "run").exists()
 
 
+def test_a_process_whose_peer_dies_stops_in_seconds_with_one_line(tmp_path):
+    coordinator = f"127.0.0.1:{free_port()}"
+    flags = ["--parallel.mode", "mesh", "--parallel.coordinator", coordinator,
+             "--parallel.num-processes", "2"]  # fmt: skip
+    survivor, victim = (
+        train_in_subprocess(tmp_path / "run", 3000, *flags, "--parallel.process-id", str(i))
+        for i in (0, 1)
+    )
+    try:
+        wait_for_training(survivor, tmp_path / "run")
+        victim.kill()
+        began = time.perf_counter()
+        status = survivor.wait(timeout=120)
+        waited = time.perf_counter() - began
+    finally:
+        survivor.kill()
+        victim.kill()
+    err = survivor.stderr.read()
+    assert status == 2, err[-3000:]
+    assert "error: another process of this run stopped or lost its connection" in err
+    assert "Check failure stack trace" not in err and "Traceback" not in err
+    assert waited < 30
+
+
 SIGNAL_RUN_STEPS = 1500  # ~3 s of training on 2 cores, for the signal to land in
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import TextIO
+from typing import NoReturn, TextIO
+
+import jax
 
 from jaxllm.config import ConfigError
 from jaxllm.data import (
@@ -44,6 +46,9 @@ RUN_ERRORS: tuple[type[Exception], ...] = (
 
 DEBUG_VARIABLE = "JAXLLM_DEBUG"
 
+# What a collective raises when another process of the run died or lost its connection.
+_PEER_LOST = ("Gloo", "Connection reset by peer", "Connection closed by peer", "heartbeat")
+
 
 def debugging() -> bool:
     """Whether ``JAXLLM_DEBUG`` asks for tracebacks (set, and not ``0`` or empty)."""
@@ -64,6 +69,10 @@ def report_error(error: BaseException, stream: TextIO | None = None) -> int:
     2 for :data:`RUN_ERRORS`, ``128 + signal`` for a stop by signal (130 for Ctrl-C, 143 for
     SIGTERM).
 
+    When another process of a multi-process run is gone (the collective this one was in
+    failed), it says so and ends the process at once with status 2, since JAX's shutdown
+    would otherwise wait for the lost process and then abort.
+
     Raises:
       BaseException: ``error`` itself, when it is not an expected failure (a bug, which
         deserves its traceback) or when ``JAXLLM_DEBUG`` is set.
@@ -78,4 +87,20 @@ def report_error(error: BaseException, stream: TextIO | None = None) -> int:
     if isinstance(error, RUN_ERRORS):
         print(f"error: {one_line(error)}", file=stream)
         return 2
+    if jax.process_count() > 1 and any(s in str(error) for s in _PEER_LOST):
+        _exit_when_a_peer_is_lost(error, stream)
     raise error
+
+
+def _exit_when_a_peer_is_lost(error: BaseException, stream: TextIO) -> NoReturn:
+    """Say that another process of the run is gone, and leave at once with status 2: JAX's
+    shutdown at exit would wait for the lost process until its heartbeat times out, then
+    abort with a C++ stack trace."""
+    print(
+        f"error: another process of this run stopped or lost its connection ({one_line(error)}); "
+        "the checkpoints already saved are intact: start every process again with --resume",
+        file=stream,
+    )
+    stream.flush()
+    sys.stdout.flush()
+    os._exit(2)

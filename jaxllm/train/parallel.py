@@ -23,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import sys
+import threading
 import time
 from typing import Any, Literal, get_args
 
@@ -121,13 +123,52 @@ def initialize_distributed(
         environment, or ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``.
       num_processes: this run's number of processes (from the environment when ``None``).
       process_id: this process's index (from the environment when ``None``).
-      timeout_s: raise instead of waiting longer than this for the other processes.
+      timeout_s: stop waiting for the other processes after this many seconds: an error, or,
+        once the coordinator answered, one ``error:`` line and the end of the process with
+        status 2 (XLA would abort it a little later).
       bind_address: where process 0's service listens; default: the coordinator's own address,
         never every interface.
 
     Raises:
       ValueError: a process id outside ``0 .. num_processes - 1`` or a malformed address.
       DistributedInitError: the coordinator did not answer within ``timeout_s``.
+    """
+    coordinator, num_processes, process_id = _join_settings(coordinator, num_processes, process_id)
+    if jax.distributed.is_initialized():
+        return
+    if coordinator and process_id not in (None, 0):
+        # XLA aborts the whole process (no exception) when the coordinator never answers, so
+        # first check, with the same deadline, that something listens there.
+        _wait_for_coordinator(coordinator, timeout_s, process_id, num_processes)
+    watchdog = _join_watchdog(process_id, num_processes, timeout_s)
+    try:
+        jax.distributed.initialize(
+            coordinator_address=coordinator or None,
+            num_processes=num_processes,
+            process_id=process_id,
+            initialization_timeout=timeout_s + 30,  # the watchdog's deadline comes first
+            coordinator_bind_address=bind_address or (coordinator or None),
+        )
+    except Exception as e:  # XLA raises bare runtime errors (DEADLINE_EXCEEDED, UNAVAILABLE, ...)
+        raise DistributedInitError(
+            f"process {process_id} of {num_processes} could not join the run coordinated at "
+            f"{coordinator or '(from the environment)'} within {timeout_s} s ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}). Start process 0 first (it hosts the "
+            "coordinator), check the address and port are reachable from this host, and give "
+            "every process the same --num-processes."
+        ) from e
+    finally:
+        watchdog.cancel()
+
+
+def _join_settings(
+    coordinator: str, num_processes: int | None, process_id: int | None
+) -> tuple[str, int | None, int | None]:
+    """The arguments of :func:`initialize_distributed`, completed from JAX's environment
+    variables and checked.
+
+    Raises:
+      ValueError: a process id outside ``0 .. num_processes - 1`` or a malformed address.
     """
     coordinator = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS", "")
     if num_processes is None and "JAX_NUM_PROCESSES" in os.environ:
@@ -143,28 +184,29 @@ def initialize_distributed(
         raise ValueError(
             f"coordinator address {coordinator!r} is not host:port (e.g. 127.0.0.1:1234)"
         )
-    if jax.distributed.is_initialized():
-        return
-    if coordinator and process_id not in (None, 0):
-        # XLA aborts the whole process (no exception) when the coordinator never answers, so
-        # first check, with the same deadline, that something listens there.
-        _wait_for_coordinator(coordinator, timeout_s, process_id, num_processes)
-    try:
-        jax.distributed.initialize(
-            coordinator_address=coordinator or None,
-            num_processes=num_processes,
-            process_id=process_id,
-            initialization_timeout=timeout_s,
-            coordinator_bind_address=bind_address or (coordinator or None),
-        )
-    except Exception as e:  # XLA raises bare runtime errors (DEADLINE_EXCEEDED, UNAVAILABLE, ...)
-        raise DistributedInitError(
-            f"process {process_id} of {num_processes} could not join the run coordinated at "
-            f"{coordinator or '(from the environment)'} within {timeout_s} s ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}). Start process 0 first (it hosts the "
-            "coordinator), check the address and port are reachable from this host, and give "
-            "every process the same --num-processes."
-        ) from e
+    return coordinator, num_processes, process_id
+
+
+def _join_watchdog(
+    process_id: int | None, num_processes: int | None, timeout_s: int
+) -> threading.Timer:
+    """A started timer that ends the process after ``timeout_s`` with one ``error:`` line and
+    status 2, unless cancelled: past its own deadline XLA aborts the process with a C++ stack
+    trace (e.g. process 0 waiting for processes that never start)."""
+    message = (
+        f"process {process_id} of {num_processes}: the other processes of the run did not all "
+        f"join within {timeout_s} s; start every process (the same --num-processes, each its "
+        "own --process-id), or raise the timeout"
+    )
+
+    def give_up() -> None:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        os._exit(2)
+
+    watchdog = threading.Timer(timeout_s, give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    return watchdog
 
 
 def _wait_for_coordinator(
