@@ -2,6 +2,8 @@
 from an older step with a lower learning rate, a changed corpus, and users' mistakes -- each
 ends in a documented recovery or in one line that names the fix (exit status 2)."""
 
+import dataclasses
+import json
 import os
 import random
 import signal
@@ -59,7 +61,7 @@ def test_resume_step_continues_from_an_older_checkpoint_with_a_lower_learning_ra
     first = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")}
     status, err = cli(
         capsys, *common, "--loop.num-steps", 8, "--resume", "--resume-step", 2,
-        "--optimizer.learning-rate", "1e-3",
+        "--resume-learning-rate", "1e-3",
     )  # fmt: skip
     assert status == 0, err
     assert "checkpoint step 6 is newer than step 2" in err
@@ -67,11 +69,14 @@ def test_resume_step_continues_from_an_older_checkpoint_with_a_lower_learning_ra
     assert steps_logged(tmp_path / "run") == list(range(1, 9))  # each step once
     lrs = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")}
     assert lrs[2] == first[2] and lrs[3] == pytest.approx(first[3] / 2)  # peak 2e-3 -> 1e-3
+    recorded = json.loads((tmp_path / "run" / "resume-settings.json").read_text())
+    assert recorded == {"learning_rate": 1e-3}  # a later resume goes on with it
     config = load_config(LMConfig, tmp_path / "run" / "config.json")
-    assert config.optimizer.learning_rate == 1e-3  # recorded: a later resume goes on with it
+    assert config.optimizer.learning_rate == 2e-3  # how the run began
     assert cli(capsys, *common, "--loop.num-steps", 9, "--resume")[0] == 0
     lrs = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")}
-    assert lrs[9] == pytest.approx(float(learning_rate_schedule(config.optimizer)(8)))
+    lowered = dataclasses.replace(config.optimizer, learning_rate=1e-3)
+    assert lrs[9] == pytest.approx(float(learning_rate_schedule(lowered)(8)))
 
 
 def test_a_changed_corpus_is_refused_on_resume(tmp_path, capsys):

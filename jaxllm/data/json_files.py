@@ -17,16 +17,20 @@ def json_fingerprint(content: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-def write_json_atomically(content: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write ``content`` as UTF-8 JSON at ``path`` through a ``.partial`` file renamed into
-    place: a crash mid-write leaves the old file (or none), never a truncated one."""
+def write_json_atomically(
+    content: dict[str, Any], path: str | os.PathLike[str], *, indent: int | None = None
+) -> None:
+    """Write ``content`` as UTF-8 JSON at ``path`` (keys sorted when ``indent`` is given, as
+    configs are written) through a ``.partial`` file renamed into place: a crash mid-write
+    leaves the old file (or none), never a truncated one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(content, ensure_ascii=False)
+    options: dict[str, Any] = {"indent": indent, "sort_keys": indent is not None}
+    text = json.dumps(content, ensure_ascii=False, **options)
     try:
-        data = text.encode("utf-8")
+        data = (text + ("\n" if indent is not None else "")).encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: JSON's \u escapes carry them
-        data = json.dumps(content).encode("ascii")
+        data = json.dumps(content, **options).encode("ascii")
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(data)
     os.replace(partial, path)

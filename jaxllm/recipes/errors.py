@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import traceback
 from typing import NoReturn, TextIO
 
 import jax
@@ -46,8 +47,14 @@ RUN_ERRORS: tuple[type[Exception], ...] = (
 
 DEBUG_VARIABLE = "JAXLLM_DEBUG"
 
-# What a collective raises when another process of the run died or lost its connection.
-_PEER_LOST = ("Gloo", "Connection reset by peer", "Connection closed by peer", "heartbeat")
+# Phrases of what a collective raises when another process of the run died or lost its
+# connection (Gloo on CPUs, the coordination service everywhere).
+_PEER_LOST = (
+    "Connection reset by peer",
+    "Connection closed by peer",
+    "heartbeat timeout",
+    "stopped sending heartbeats",
+)
 
 
 def debugging() -> bool:
@@ -69,38 +76,58 @@ def report_error(error: BaseException, stream: TextIO | None = None) -> int:
     2 for :data:`RUN_ERRORS`, ``128 + signal`` for a stop by signal (130 for Ctrl-C, 143 for
     SIGTERM).
 
-    When another process of a multi-process run is gone (the collective this one was in
-    failed), it says so and ends the process at once with status 2, since JAX's shutdown
-    would otherwise wait for the lost process and then abort.
+    In a multi-process run this process then ends at once (``os._exit``) with that status,
+    or 1 after the traceback of an unexpected error: JAX's shutdown at exit would wait for the
+    other processes, which may be waiting in a collective for this one, and abort with a C++
+    stack trace. The others then stop at their next collective, saying that a process of the
+    run is gone (this line, when the error is that another process is gone).
 
     Raises:
       BaseException: ``error`` itself, when it is not an expected failure (a bug, which
-        deserves its traceback) or when ``JAXLLM_DEBUG`` is set.
+        deserves its traceback) or when ``JAXLLM_DEBUG`` is set (with several processes,
+        the traceback is printed before the process ends).
     """
-    stream = stream or sys.stderr
-    if debugging():
+    out: TextIO = stream or sys.stderr
+    several = jax.distributed.is_initialized() and jax.process_count() > 1
+    if debugging() and not several:
         raise error
-    if isinstance(error, KeyboardInterrupt):
+    if debugging():
+        message, status = "".join(traceback.format_exception(error)).rstrip(), 1
+    elif _peer_lost(error):
+        message, status = (
+            "error: another process of this run stopped or lost its connection "
+            f"({one_line(error)}); the checkpoints already saved are intact: start every "
+            "process again with --resume",
+            2,
+        )
+    elif isinstance(error, KeyboardInterrupt):
         signum = getattr(error, "signum", signal.SIGINT)  # TrainingInterrupted, SecondSignal
-        print(f"stopped: {one_line(error) or 'interrupted'}", file=stream)
-        return 128 + int(signum)
-    if isinstance(error, RUN_ERRORS):
-        print(f"error: {one_line(error)}", file=stream)
-        return 2
-    if jax.process_count() > 1 and any(s in str(error) for s in _PEER_LOST):
-        _exit_when_a_peer_is_lost(error, stream)
-    raise error
+        message, status = f"stopped: {one_line(error) or 'interrupted'}", 128 + int(signum)
+    elif isinstance(error, RUN_ERRORS):
+        message, status = f"error: {one_line(error)}", 2
+    elif several:
+        message, status = "".join(traceback.format_exception(error)).rstrip(), 1
+    else:
+        raise error
+    print(message, file=out)
+    if several:
+        _leave_now(status, out)
+    return status
 
 
-def _exit_when_a_peer_is_lost(error: BaseException, stream: TextIO) -> NoReturn:
-    """Say that another process of the run is gone, and leave at once with status 2: JAX's
-    shutdown at exit would wait for the lost process until its heartbeat times out, then
-    abort with a C++ stack trace."""
-    print(
-        f"error: another process of this run stopped or lost its connection ({one_line(error)}); "
-        "the checkpoints already saved are intact: start every process again with --resume",
-        file=stream,
-    )
+def _peer_lost(error: BaseException) -> bool:
+    """Whether ``error`` (or an error it was raised from) says another process is gone."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if any(phrase in str(seen) for phrase in _PEER_LOST):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _leave_now(status: int, stream: TextIO) -> NoReturn:
+    """End the process with ``status`` at once, output flushed, skipping JAX's shutdown."""
     stream.flush()
     sys.stdout.flush()
-    os._exit(2)
+    sys.stderr.flush()
+    os._exit(status)

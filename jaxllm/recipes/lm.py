@@ -80,6 +80,9 @@ class LMConfig:
       resume: continue the run in ``out_dir/name`` from its newest checkpoint that verifies.
       resume_step: with ``resume``, continue from this checkpoint instead (e.g. one before a
         divergence); the newer ones are moved to ``checkpoints-set-aside/``.
+      resume_learning_rate: with ``resume``, the peak learning rate from here on (e.g. lower
+        after a divergence), recorded in the run's ``resume-settings.json`` for later resumes
+        (``None``: the run's own, or the last one recorded).
       compilation_cache: folder where compiled XLA programs are kept for later runs with the
         same shapes, which then skip most of the first step's compilation ('': none; a folder
         set through ``JAX_COMPILATION_CACHE_DIR`` takes precedence).
@@ -114,6 +117,7 @@ class LMConfig:
     top_k: int = 0
     resume: bool = False
     resume_step: int | None = None
+    resume_learning_rate: float | None = None
     compilation_cache: str = DEFAULT_COMPILATION_CACHE
     cpu_tuned_attention: bool = True
     data: DataConfig = DataConfig()
@@ -133,7 +137,7 @@ class LMConfig:
             )
         if self.temperature <= 0 or self.top_k < 0:
             raise ConfigError("LMConfig.temperature must be > 0 and top_k >= 0")
-        check_resume_step(self.resume, self.resume_step)
+        check_resume_step(self.resume, self.resume_step, self.resume_learning_rate)
         if self.model_kind not in ("gpt", "lstm"):
             raise ConfigError(
                 f"LMConfig.model_kind must be 'gpt' or 'lstm', got {self.model_kind!r}"
@@ -163,7 +167,7 @@ RESUMABLE = frozenset(
         "top_k",
         "loop",
         "parallel",
-        "optimizer.learning_rate",
+        "resume_learning_rate",
     }
 )
 # Settings resolved when a run starts, with the placeholders a user leaves them at. The

@@ -80,6 +80,9 @@ class MLMConfig:
       resume: continue the run in ``out_dir/name`` from its newest checkpoint that verifies.
       resume_step: with ``resume``, continue from this checkpoint instead (e.g. one before a
         divergence); the newer ones are moved to ``checkpoints-set-aside/``.
+      resume_learning_rate: with ``resume``, the peak learning rate from here on (e.g. lower
+        after a divergence), recorded in the run's ``resume-settings.json`` for later resumes
+        (``None``: the run's own, or the last one recorded).
       compilation_cache: folder for compiled XLA programs ('': none).
       data: the corpus; its tokenizer must be ``"wordpiece"``.
       model: the BERT's shape (``vocab_size`` 0: taken from the tokenizer). Pre-training
@@ -99,6 +102,7 @@ class MLMConfig:
     eval_batches: int = 20
     resume: bool = False
     resume_step: int | None = None
+    resume_learning_rate: float | None = None
     compilation_cache: str = DEFAULT_COMPILATION_CACHE
     data: DataConfig = DataConfig(tokenizer="wordpiece", wordpiece_vocab_size=8192)
     model: BertConfig = BertConfig(max_len=512, n_layer=4, n_head=4, n_embd=256, pooler=False)
@@ -125,7 +129,7 @@ class MLMConfig:
             f"[SEP], [MASK]...), got {self.data.tokenizer!r}",
         )
         require(self.model.mlm_head, "MLMConfig.model needs its MLM head (mlm_head=True)")
-        check_resume_step(self.resume, self.resume_step)
+        check_resume_step(self.resume, self.resume_step, self.resume_learning_rate)
 
     @property
     def run_dir(self) -> Path:
@@ -140,7 +144,7 @@ RESUMABLE = frozenset(
         "compilation_cache",
         "loop",
         "parallel",
-        "optimizer.learning_rate",
+        "resume_learning_rate",
     }
 )
 FILLED_AT_START = {"model.vocab_size": 0, "optimizer.decay_steps": -1}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -29,8 +28,9 @@ from jaxllm.data import (
     load_tokenizer,
     train_tokenizer,
 )
+from jaxllm.data.json_files import write_json_atomically
 from jaxllm.train import Checkpointer, CheckpointError
-from jaxllm.train.processes import barrier, check_same_settings
+from jaxllm.train.processes import barrier, check_same_settings, everywhere
 
 
 class RunConfig(Protocol):
@@ -49,6 +49,7 @@ class RunConfig(Protocol):
 
 
 C = TypeVar("C", bound=RunConfig)
+T = TypeVar("T")
 
 
 def flat_config(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -65,15 +66,13 @@ def flat_config(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def resumed_config(
     config: C, resumable: Collection[str], filled_at_start: Mapping[str, Any] = {}
 ) -> C:
-    """The config saved in ``config.run_dir``, with the ``resumable`` settings taken from
-    ``config``.
+    """The config saved in ``config.run_dir``, with the ``resumable`` top-level settings taken
+    from ``config``.
 
     Args:
       config: the config the user gave to resume with.
-      resumable: settings a resume may change: top-level field names (a nested config named
-        here may change as a whole, e.g. ``"loop"``) or dotted keys of single nested
-        settings (e.g. ``"optimizer.learning_rate"``), which change only when ``config``
-        gives another value than the default (the run's own stays otherwise).
+      resumable: top-level field names a resume may change (a nested config named here may
+        change as a whole, e.g. ``"loop"``).
       filled_at_start: dotted keys the recipe resolves when a run starts (e.g.
         ``{"model.vocab_size": 0}``, or a nested config such as ``{"model.bert": None}``),
         with the placeholder value a user leaves them at.
@@ -99,43 +98,13 @@ def resumed_config(
             f"({listing}); pass the original settings, or start a new run with "
             "another --name"
         )
-    for key in sorted(resumable):
-        parts = key.split(".")
-        value = _get_dotted(config, parts)
-        if len(parts) > 1 and value == _field_default(type(config), parts):
-            continue  # a single nested setting left at its default: the run's own stays
-        saved = _replace_dotted(saved, parts, value)
-    return saved
+    return dataclasses.replace(saved, **{k: getattr(config, k) for k in resumable})
 
 
 def _named(key: str, names: Collection[str]) -> bool:
     """Whether dotted ``key`` is one of ``names`` or lies inside one (``"loop.num_steps"`` is
     in ``"loop"``)."""
     return any(key == name or key.startswith(name + ".") for name in names)
-
-
-def _field_default(cls: type, parts: list[str]) -> Any:
-    """The default of the nested setting ``parts`` of dataclass ``cls``."""
-    field = {f.name: f for f in dataclasses.fields(cls)}[parts[0]]
-    default = field.default
-    if default is dataclasses.MISSING:
-        default = field.default_factory()  # type: ignore[misc]
-    return _get_dotted(default, parts[1:])
-
-
-def _get_dotted(config: Any, parts: list[str]) -> Any:
-    for part in parts:
-        config = getattr(config, part)
-    return config
-
-
-def _replace_dotted(config: Any, parts: list[str], value: Any) -> Any:
-    """``config`` with the nested setting ``parts`` (e.g. ``["optimizer", "learning_rate"]``)
-    replaced by ``value``."""
-    if len(parts) == 1:
-        return dataclasses.replace(config, **{parts[0]: value})
-    inner = _replace_dotted(getattr(config, parts[0]), parts[1:], value)
-    return dataclasses.replace(config, **{parts[0]: inner})
 
 
 def _left_to_fill(key: str, given: Mapping[str, Any], filled_at_start: Mapping[str, Any]) -> bool:
@@ -160,20 +129,25 @@ def check_run_name(name: str) -> None:
         )
 
 
-def check_resume_step(resume: bool, resume_step: int | None) -> None:
-    """A recipe config's ``resume_step`` check: it needs ``resume`` and is a step (>= 0).
+def check_resume_step(
+    resume: bool, resume_step: int | None, resume_learning_rate: float | None = None
+) -> None:
+    """A recipe config's resume settings: ``resume_step`` (a step >= 0) and
+    ``resume_learning_rate`` (> 0) need ``resume``.
 
     Raises:
       ConfigError: naming the fix.
     """
-    if resume_step is None:
-        return
-    if not resume:
-        raise ConfigError(
-            f"--resume-step {resume_step} needs --resume (it picks the checkpoint to resume from)"
-        )
-    if resume_step < 0:
+    for flag, value in (
+        ("--resume-step", resume_step),
+        ("--resume-learning-rate", resume_learning_rate),
+    ):
+        if value is not None and not resume:
+            raise ConfigError(f"{flag} {value} needs --resume (it applies to a resumed run)")
+    if resume_step is not None and resume_step < 0:
         raise ConfigError(f"--resume-step must be a step >= 0, got {resume_step}")
+    if resume_learning_rate is not None and not resume_learning_rate > 0:
+        raise ConfigError(f"--resume-learning-rate must be > 0, got {resume_learning_rate}")
 
 
 def prepare_run_dir(
@@ -198,17 +172,47 @@ def prepare_run_dir(
     check_same_settings(given)
     run_dir = config.run_dir
     if config.resume:
-        if not (run_dir / "config.json").is_file():
-            raise FileNotFoundError(f"--resume: no run to resume in {run_dir} (no config.json)")
-        resumed = resumed_config(config, resumable, filled_at_start)
-        _record_changed_settings(run_dir, resumable, resumed)
-        return resumed
-    _check_free_for_a_new_run(run_dir)
+        saved = _on_every_process(lambda: _saved_run(config, resumable, filled_at_start))
+        return _with_resume_learning_rate(saved)
+    _on_every_process(lambda: _check_free_for_a_new_run(run_dir))
     barrier("jaxllm: run folder checked")  # every process looked before anything moves
     if run_dir.is_dir() and jax.process_index() == 0:  # process 0 writes the folder's files
         set_aside_earlier_attempt(run_dir)
     barrier("jaxllm: earlier attempt set aside")
     return config
+
+
+def _saved_run(config: C, resumable: Collection[str], filled_at_start: Mapping[str, Any]) -> C:
+    """The config of the run ``config`` resumes (:func:`resumed_config`).
+
+    Raises:
+      FileNotFoundError: the folder holds no run.
+    """
+    if not (config.run_dir / "config.json").is_file():
+        raise FileNotFoundError(f"--resume: no run to resume in {config.run_dir} (no config.json)")
+    return resumed_config(config, resumable, filled_at_start)
+
+
+def _on_every_process(check: Callable[[], T]) -> T:
+    """``check()``, which must succeed on every process of the run, or fail on all of them:
+    one whose files differ (a folder per host, a stale network file system) must not go on
+    alone into a collective.
+
+    Raises:
+      ConfigError, OSError: ``check``'s own error, or on the processes where it passed, one
+        saying that another process's check failed.
+    """
+    error: Exception | None = None
+    try:
+        result = check()
+    except (ConfigError, OSError) as e:
+        error = e
+    if not everywhere(error is None):
+        raise error or ConfigError(
+            "another process of this run could not use the run folder (its error says why); "
+            "every process must see the same run folder"
+        )
+    return result  # type: ignore[possibly-undefined]
 
 
 def _check_free_for_a_new_run(run_dir: Path) -> None:
@@ -236,23 +240,32 @@ def _check_free_for_a_new_run(run_dir: Path) -> None:
         )
 
 
-def _record_changed_settings(run_dir: Path, resumable: Collection[str], resumed: Any) -> None:
-    """Write the single settings a resume changed (dotted ``resumable`` keys, e.g. the
-    learning rate) into ``run_dir/config.json`` and say so, so that a later resume goes on
-    with them; process 0 writes."""
-    path = run_dir / "config.json"
-    saved = json.loads(path.read_text())
-    changed = []
-    for key in sorted(k for k in resumable if "." in k):
-        *outer, last = key.split(".")
-        holder = functools.reduce(lambda d, part: d[part], outer, saved)
-        value = _get_dotted(resumed, key.split("."))
-        if holder.get(last) != value:
-            changed.append(f"{key} {holder.get(last)!r} -> {value!r}")
-            holder[last] = value
-    if changed and jax.process_index() == 0:
-        path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
-        print(f"[{run_dir.name}] resumed with {', '.join(changed)} (recorded in {path})")
+# Settings changed on resume, in the run folder: {"learning_rate": ...}. config.json stays
+# the config the run began with.
+RESUME_SETTINGS = "resume-settings.json"
+
+
+def _with_resume_learning_rate(config: C) -> C:
+    """``config`` (a resumed run's) with the learning rate from the last
+    ``resume_learning_rate`` given to this run (recipes that have one): this resume's, or
+    else the one an earlier resume recorded in the run's ``resume-settings.json``. A new one
+    is recorded there by process 0, atomically, after every process has read the file."""
+    if not hasattr(config, "resume_learning_rate"):
+        return config
+    path = config.run_dir / RESUME_SETTINGS
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    given = config.resume_learning_rate  # type: ignore[attr-defined]
+    rate = recorded.get("learning_rate") if given is None else given
+    if rate is None:
+        return config
+    barrier("jaxllm: resume settings read")
+    if rate != recorded.get("learning_rate") and jax.process_index() == 0:
+        began = config.optimizer.learning_rate  # type: ignore[attr-defined]
+        say(config.name, f"learning rate {began} -> {rate} from this resume on ({path})")
+        write_json_atomically(recorded | {"learning_rate": rate}, path, indent=2)
+    barrier("jaxllm: resume settings written")
+    optimizer = dataclasses.replace(config.optimizer, learning_rate=rate)  # type: ignore[attr-defined]
+    return dataclasses.replace(config, optimizer=optimizer)
 
 
 def set_aside_earlier_attempt(run_dir: Path) -> Path | None:

@@ -15,6 +15,7 @@ second, and its own dependencies).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shutil
 import sys
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 
 from jaxllm.train.integrity import checksums, leaves_by_path, nonfinite_paths
-from jaxllm.train.processes import barrier, everywhere
+from jaxllm.train.processes import barrier, everywhere, worst_everywhere
 
 if TYPE_CHECKING:
     import orbax.checkpoint as ocp
@@ -76,11 +77,18 @@ class _OrbaxEchoFilter(logging.Filter):
         return not _is_orbax_echo(None, text + str(record.args))
 
 
+_ECHO_LOG_FILTERED = False  # whether the asyncio logger has its filter (added once)
+
+
 def _silence_orbax_echoes() -> None:
     """When orbax fails to read or write a checkpoint, its other reads and writes end later,
     each printing a traceback (hundreds of lines in all) that says nothing the raised error
     does not: drop those, and only those, from the first checkpoint operation on (installed
     once per process; every other unraisable error and asyncio log record passes)."""
+    global _ECHO_LOG_FILTERED
+    if not _ECHO_LOG_FILTERED:
+        logging.getLogger("asyncio").addFilter(_OrbaxEchoFilter())
+        _ECHO_LOG_FILTERED = True
     if getattr(sys.unraisablehook, "_jaxllm_filter", False):
         return
     previous = sys.unraisablehook
@@ -91,7 +99,6 @@ def _silence_orbax_echoes() -> None:
 
     hook._jaxllm_filter = True  # type: ignore[attr-defined]
     sys.unraisablehook = hook
-    logging.getLogger("asyncio").addFilter(_OrbaxEchoFilter())
 
 
 def _one_line(error: BaseException, limit: int = 300) -> str:
@@ -102,9 +109,18 @@ def _one_line(error: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-# What orbax and tensorstore raise for files that are corrupt, cut short or missing; any other
-# failure to read (memory, a transient I/O error) is not taken for corruption.
-_UNREADABLE: tuple[type[Exception], ...] = (ValueError, KeyError, FileNotFoundError, EOFError)
+# What orbax and tensorstore say of files that are corrupt, cut short or missing (tensorstore
+# raises ValueError for every failure, with a status code in its message); any other failure
+# to read (memory, permissions, a transient I/O error) is not taken for corruption.
+_DAMAGE_TYPES = (KeyError, FileNotFoundError, EOFError, json.JSONDecodeError)
+_DAMAGE_WORDS = ("DATA_LOSS", "NOT_FOUND", "OUT_OF_RANGE", "Error decoding", "checksum")
+
+
+def _is_damage(error: Exception) -> bool:
+    """Whether a failed read says the checkpoint's files are damaged or missing."""
+    if isinstance(error, _DAMAGE_TYPES):
+        return True
+    return isinstance(error, ValueError) and any(w in str(error) for w in _DAMAGE_WORDS)
 
 
 class Checkpointer:
@@ -338,19 +354,20 @@ class Checkpointer:
         args = ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()
         )
-        error: Exception | None = None
+        error, severity = None, 0  # 1: damaged files, 2: another failure
         try:
             with _quiet_orbax_logging():
                 restored = self._manager.restore(step, args=args)
-        except _UNREADABLE as e:
-            error = e
-        except Exception as e:
+        except Exception as e:  # orbax and tensorstore raise many types
+            error, severity = e, 1 if _is_damage(e) else 2
+        severity = worst_everywhere(severity)  # every process raises alike, or none does
+        cause = _one_line(error) if error else "another process could not read its part"
+        if severity == 2:
             raise CheckpointError(
-                f"checkpoint step {step} in {self.directory} could not be read "
-                f"({_one_line(e)}); it was left untouched"
-            ) from e
-        if not everywhere(error is None):
-            cause = _one_line(error) if error else "another process could not read its part"
+                f"checkpoint step {step} in {self.directory} could not be read ({cause}); it "
+                "was left untouched"
+            ) from error
+        if severity == 1:
             raise CorruptCheckpointError(
                 f"checkpoint step {step} in {self.directory} could not be read: it is corrupt, "
                 f"incomplete, or from a different model ({cause})"

@@ -115,8 +115,14 @@ def _on_device(leaf_fn: Any, spread: dict[str, Any]) -> dict[str, Any]:
     computed where the shards live and returned replicated, as host values (a collective)."""
     sharding = next(iter(spread.values())).sharding
     replicated = NamedSharding(sharding.mesh, P()) if isinstance(sharding, NamedSharding) else None
-    fn = jax.jit(functools.partial(jax.tree.map, leaf_fn), out_shardings=replicated)
-    return jax.device_get(fn(spread))
+    return jax.device_get(_jitted_per_leaf(leaf_fn, replicated)(spread))
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_per_leaf(leaf_fn: Any, out_sharding: Any) -> Any:
+    """``leaf_fn`` mapped over a tree and jitted, its results placed by ``out_sharding``; one
+    per function and sharding, so a run's saves reuse one compiled program."""
+    return jax.jit(functools.partial(jax.tree.map, leaf_fn), out_shardings=out_sharding)
 
 
 def _per_leaf(leaves: dict[str, Any], on_host: Any, on_device: Any) -> dict[str, Any]:

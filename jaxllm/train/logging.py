@@ -79,8 +79,17 @@ class MetricsWriter:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """All records of a ``metrics.jsonl`` file."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """All records of a ``metrics.jsonl`` file (a line that is not a JSON object, such as one
+    cut short when a process died while writing it, is skipped)."""
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def _drop_records_after(path: Path, step: int) -> None:
@@ -99,7 +108,8 @@ def _drop_records_after(path: Path, step: int) -> None:
             if i < len(lines) - 1:
                 kept.append(line)
             continue
-        after = isinstance(record, dict) and int(record.get("step", 0)) > step
+        logged = record.get("step") if isinstance(record, dict) else None
+        after = isinstance(logged, int) and logged > step
         (later if after else kept).append(line)
     if later:
         with path.with_name(path.name + ".set-aside").open("a") as aside:

@@ -78,7 +78,7 @@ def _diverged(step: int, what: str, last_good: int | None, where: str) -> NonFin
     return NonFiniteLossError(
         f"training diverged at step {step}: {what}. Training stopped; the last good "
         f"checkpoint is {good}. Resume from it with a lower learning rate (the experiment "
-        "scripts: --resume --resume-step N --optimizer.learning-rate LR), or start again with "
+        "scripts: --resume --resume-step N --resume-learning-rate LR), or start again with "
         "more warm-up or gradient clipping"
     )
 
@@ -274,8 +274,10 @@ def _save_on_interrupt(
     on disk already or its buffers went to the step that was interrupted. Its unlogged metrics
     are checked first, so a diverged state is never saved."""
     checkpointer, plain = hooks.checkpointer, hooks.plain
-    if checkpointer is None or not _alive(state) or int(plain(state).step) == progress.last_good:
+    if checkpointer is None or not _alive(state):
         return
+    if int(plain(state).step) in (progress.last_good, *checkpointer.steps()):
+        return  # on disk already (perhaps saved just before the interrupt)
     fetched = jax.device_get(progress.pending)
     done = int(plain(state).step)
     _check_finite(fetched, done - len(fetched) + 1, progress.last_good, progress.checkpoint_dir)
@@ -293,7 +295,7 @@ def _stop_on_signal(
     done = int(plain(state).step)
     saved = "nothing was saved (no checkpointer)"
     if checkpointer is not None:
-        if done != progress.last_good:
+        if done not in (progress.last_good, *checkpointer.steps()):
             fetched = jax.device_get(progress.pending)
             first = done - len(fetched) + 1
             _check_finite(fetched, first, progress.last_good, progress.checkpoint_dir)
@@ -452,7 +454,8 @@ def _train_steps(
 ) -> TrainState:
     """``fit``'s loop: the steps after ``state``'s up to ``end`` (or early stopping), each
     accounted for by :func:`_after_step`; a signal stops it after the step in progress (and a
-    signal during the last step, once it is saved). Returns the final state.
+    signal during the last step, once it is saved; without a checkpointer the finished state
+    is returned). Returns the final state.
 
     Raises:
       TrainingInterrupted: a signal stopped training.
@@ -467,7 +470,7 @@ def _train_steps(
                 if signum is not None and step < end:
                     raise _stop_on_signal(hooks, progress, state, signum)
             signum = signals.agreed(0, 1)  # every process asks, once more
-            if signum is not None:
+            if signum is not None and hooks.checkpointer is not None:  # else: return the state
                 raise _stop_on_signal(hooks, progress, state, signum)
         except KeyboardInterrupt as e:  # not a signal's stop: Ctrl-C where no handler runs
             if not isinstance(e, (TrainingInterrupted, SecondSignal)):

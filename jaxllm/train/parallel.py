@@ -114,6 +114,7 @@ def initialize_distributed(
     *,
     timeout_s: int = 120,
     bind_address: str | None = None,
+    exit_on_timeout: bool = False,
 ) -> None:
     """Join a multi-process run (``jax.distributed.initialize``); call before any JAX work.
 
@@ -123,9 +124,10 @@ def initialize_distributed(
         environment, or ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``.
       num_processes: this run's number of processes (from the environment when ``None``).
       process_id: this process's index (from the environment when ``None``).
-      timeout_s: stop waiting for the other processes after this many seconds: an error, or,
-        once the coordinator answered, one ``error:`` line and the end of the process with
-        status 2 (XLA would abort it a little later).
+      timeout_s: stop waiting for the other processes after this many seconds.
+      exit_on_timeout: when the other processes do not all join in time, print one
+        ``error:`` line and end the process with status 2 (what scripts want: XLA itself
+        aborts the process with a C++ stack trace); ``False``: XLA's behaviour.
       bind_address: where process 0's service listens; default: the coordinator's own address,
         never every interface.
 
@@ -140,13 +142,13 @@ def initialize_distributed(
         # XLA aborts the whole process (no exception) when the coordinator never answers, so
         # first check, with the same deadline, that something listens there.
         _wait_for_coordinator(coordinator, timeout_s, process_id, num_processes)
-    watchdog = _join_watchdog(process_id, num_processes, timeout_s)
+    watchdog = _JoinWatchdog(process_id, num_processes, timeout_s) if exit_on_timeout else None
     try:
         jax.distributed.initialize(
             coordinator_address=coordinator or None,
             num_processes=num_processes,
             process_id=process_id,
-            initialization_timeout=timeout_s + 30,  # the watchdog's deadline comes first
+            initialization_timeout=timeout_s + (30 if watchdog else 0),  # the watchdog first
             coordinator_bind_address=bind_address or (coordinator or None),
         )
     except Exception as e:  # XLA raises bare runtime errors (DEADLINE_EXCEEDED, UNAVAILABLE, ...)
@@ -158,7 +160,8 @@ def initialize_distributed(
             "every process the same --num-processes."
         ) from e
     finally:
-        watchdog.cancel()
+        if watchdog is not None:
+            watchdog.stop()
 
 
 def _join_settings(
@@ -187,26 +190,33 @@ def _join_settings(
     return coordinator, num_processes, process_id
 
 
-def _join_watchdog(
-    process_id: int | None, num_processes: int | None, timeout_s: int
-) -> threading.Timer:
-    """A started timer that ends the process after ``timeout_s`` with one ``error:`` line and
-    status 2, unless cancelled: past its own deadline XLA aborts the process with a C++ stack
-    trace (e.g. process 0 waiting for processes that never start)."""
-    message = (
-        f"process {process_id} of {num_processes}: the other processes of the run did not all "
-        f"join within {timeout_s} s; start every process (the same --num-processes, each its "
-        "own --process-id), or raise the timeout"
-    )
+class _JoinWatchdog:
+    """Ends the process after ``timeout_s`` with one ``error:`` line and status 2, unless
+    stopped first: past its own deadline XLA aborts the process with a C++ stack trace (e.g.
+    process 0 waiting for processes that never start)."""
 
-    def give_up() -> None:
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        os._exit(2)
+    def __init__(self, process_id: int | None, num_processes: int | None, timeout_s: int):
+        self._message = (
+            f"process {process_id} of {num_processes}: the other processes of the run did not "
+            f"all join within {timeout_s} s; start every process (the same --num-processes, "
+            "each its own --process-id), or raise the timeout"
+        )
+        self._lock, self._stopped = threading.Lock(), False
+        self._timer = threading.Timer(timeout_s, self._give_up)
+        self._timer.daemon = True
+        self._timer.start()
 
-    watchdog = threading.Timer(timeout_s, give_up)
-    watchdog.daemon = True
-    watchdog.start()
-    return watchdog
+    def _give_up(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            print(f"error: {self._message}", file=sys.stderr, flush=True)
+            os._exit(2)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+        self._timer.cancel()
 
 
 def _wait_for_coordinator(
@@ -506,13 +516,16 @@ def make_layout(config: ParallelConfig) -> Layout:
 
 
 def setup_parallel(config: ParallelConfig) -> Layout:
-    """Join the other processes if ``config`` names several, then build the layout."""
+    """Join the other processes if ``config`` names several, then build the layout. Processes
+    that do not all join within ``config.init_timeout_s`` end with one ``error:`` line and
+    status 2 (:func:`initialize_distributed` with ``exit_on_timeout``)."""
     if config.num_processes > 1 or config.coordinator:
         initialize_distributed(
             config.coordinator,
             config.num_processes,
             config.process_id,
             timeout_s=config.init_timeout_s,
+            exit_on_timeout=True,
         )
     return make_layout(config)
 

@@ -25,6 +25,16 @@ def everywhere(ok: bool) -> bool:
     return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
 
 
+def worst_everywhere(code: int) -> int:
+    """The largest ``code`` over all processes (one process: ``code``): a severity they all
+    act on alike."""
+    if jax.process_count() == 1:
+        return code
+    from jax.experimental import multihost_utils
+
+    return int(np.max(multihost_utils.process_allgather(np.int32(code))))
+
+
 def barrier(name: str) -> None:
     """Wait until every process reaches the barrier called ``name``."""
     if jax.process_count() > 1:
@@ -56,8 +66,14 @@ def check_same_settings(settings: dict[str, Any], what: str = "settings") -> Non
         return
     from jax.experimental import multihost_utils
 
-    theirs = json.loads(_process_0s_bytes(json.dumps(settings, sort_keys=True).encode()))
-    diffs = sorted(k for k in settings.keys() | theirs.keys() if settings.get(k) != theirs.get(k))
+    mine = json.dumps(settings, sort_keys=True)
+    theirs = json.loads(_process_0s_bytes(mine.encode()))
+    settings = json.loads(mine)  # both sides as JSON gives them (tuples as lists)
+    diffs = sorted(
+        k
+        for k in settings.keys() | theirs.keys()
+        if json.dumps(settings.get(k)) != json.dumps(theirs.get(k))  # NaN equals NaN here
+    )
     flags = multihost_utils.process_allgather(np.int32(bool(diffs)))
     differing = [int(i) for i in np.flatnonzero(np.asarray(flags).reshape(-1))]
     if not differing:
