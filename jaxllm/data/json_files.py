@@ -30,7 +30,7 @@ def write_json_atomically(
     try:
         data = (text + ("\n" if indent is not None else "")).encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: JSON's \u escapes carry them
-        data = json.dumps(content, **options).encode("ascii")
+        data = (json.dumps(content, **options) + ("\n" if indent is not None else "")).encode()
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(data)
     os.replace(partial, path)

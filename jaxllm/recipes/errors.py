@@ -93,7 +93,7 @@ def report_error(error: BaseException, stream: TextIO | None = None) -> int:
         raise error
     if debugging():
         message, status = "".join(traceback.format_exception(error)).rstrip(), 1
-    elif _peer_lost(error):
+    elif several and _peer_lost(error):
         message, status = (
             "error: another process of this run stopped or lost its connection "
             f"({one_line(error)}); the checkpoints already saved are intact: start every "
@@ -117,11 +117,13 @@ def report_error(error: BaseException, stream: TextIO | None = None) -> int:
 
 def _peer_lost(error: BaseException) -> bool:
     """Whether ``error`` (or an error it was raised from) says another process is gone."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if any(phrase in str(seen) for phrase in _PEER_LOST):
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if any(phrase in str(current) for phrase in _PEER_LOST):
             return True
-        seen = seen.__cause__ or seen.__context__
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
     return False
 
 

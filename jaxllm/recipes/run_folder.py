@@ -93,10 +93,12 @@ def resumed_config(
         listing = ", ".join(
             f"{k}: saved {a!r} vs given {b!r}" for k, (a, b) in sorted(diffs.items())
         )
+        lower = hasattr(config, "resume_learning_rate") and "optimizer.learning_rate" in diffs
         raise ConfigError(
             f"--resume with settings that differ from the run in {config.run_dir} "
             f"({listing}); pass the original settings, or start a new run with "
             "another --name"
+            + ("; to change the learning rate, pass --resume-learning-rate" if lower else "")
         )
     return dataclasses.replace(saved, **{k: getattr(config, k) for k in resumable})
 
@@ -199,13 +201,13 @@ def _on_every_process(check: Callable[[], T]) -> T:
     alone into a collective.
 
     Raises:
-      ConfigError, OSError: ``check``'s own error, or on the processes where it passed, one
-        saying that another process's check failed.
+      Exception: ``check``'s own error, or on the processes where it passed, a
+        ``ConfigError`` saying that another process's check failed.
     """
     error: Exception | None = None
     try:
         result = check()
-    except (ConfigError, OSError) as e:
+    except Exception as e:  # raised below, once every process knows
         error = e
     if not everywhere(error is None):
         raise error or ConfigError(
@@ -248,24 +250,49 @@ RESUME_SETTINGS = "resume-settings.json"
 def _with_resume_learning_rate(config: C) -> C:
     """``config`` (a resumed run's) with the learning rate from the last
     ``resume_learning_rate`` given to this run (recipes that have one): this resume's, or
-    else the one an earlier resume recorded in the run's ``resume-settings.json``. A new one
-    is recorded there by process 0, atomically, after every process has read the file."""
+    else the one an earlier resume recorded in the run's ``resume-settings.json``, whatever
+    step the run resumes from. A new one is recorded there by process 0, atomically, after
+    every process has read the file and found the same.
+
+    Raises:
+      ConfigError: the file is not what this function writes, or the processes disagree.
+    """
     if not hasattr(config, "resume_learning_rate"):
         return config
     path = config.run_dir / RESUME_SETTINGS
-    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    recorded = _recorded_resume_settings(path)
     given = config.resume_learning_rate  # type: ignore[attr-defined]
     rate = recorded.get("learning_rate") if given is None else given
+    check_same_settings({"learning_rate": rate}, "resume settings")
     if rate is None:
         return config
-    barrier("jaxllm: resume settings read")
     if rate != recorded.get("learning_rate") and jax.process_index() == 0:
-        began = config.optimizer.learning_rate  # type: ignore[attr-defined]
-        say(config.name, f"learning rate {began} -> {rate} from this resume on ({path})")
         write_json_atomically(recorded | {"learning_rate": rate}, path, indent=2)
     barrier("jaxllm: resume settings written")
+    began = config.optimizer.learning_rate  # type: ignore[attr-defined]
+    say(config.name, f"learning rate {rate} (the run began with {began}; recorded in {path})")
     optimizer = dataclasses.replace(config.optimizer, learning_rate=rate)  # type: ignore[attr-defined]
     return dataclasses.replace(config, optimizer=optimizer)
+
+
+def _recorded_resume_settings(path: Path) -> dict:
+    """The settings earlier resumes recorded at ``path`` (none: ``{}``).
+
+    Raises:
+      ConfigError: the file does not hold a JSON object with a positive ``learning_rate``.
+    """
+    if not path.is_file():
+        return {}
+    try:
+        recorded = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is not valid JSON ({e}); fix or remove it") from e
+    rate = recorded.get("learning_rate") if isinstance(recorded, dict) else None
+    if not (isinstance(rate, (int, float)) and rate > 0):
+        raise ConfigError(
+            f'{path} should hold {{"learning_rate": <a number > 0>}}; fix or remove it'
+        )
+    return recorded
 
 
 def set_aside_earlier_attempt(run_dir: Path) -> Path | None:

@@ -15,7 +15,6 @@ second, and its own dependencies).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import shutil
 import sys
@@ -109,18 +108,28 @@ def _one_line(error: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-# What orbax and tensorstore say of files that are corrupt, cut short or missing (tensorstore
-# raises ValueError for every failure, with a status code in its message); any other failure
-# to read (memory, permissions, a transient I/O error) is not taken for corruption.
-_DAMAGE_TYPES = (KeyError, FileNotFoundError, EOFError, json.JSONDecodeError)
-_DAMAGE_WORDS = ("DATA_LOSS", "NOT_FOUND", "OUT_OF_RANGE", "Error decoding", "checksum")
+# What says a failed read was not the files' fault (memory, permissions, a busy or absent
+# file system): such a checkpoint is left where it is. Any other failure (tensorstore raises
+# ValueError for every failure, its status code in the message) is taken for damage.
+_ENVIRONMENT_TYPES = (MemoryError, PermissionError, TimeoutError, ConnectionError)
+_ENVIRONMENT_CODES = (
+    "RESOURCE_EXHAUSTED",
+    "PERMISSION_DENIED",
+    "UNAVAILABLE",
+    "DEADLINE_EXCEEDED",
+    "ABORTED",
+    "CANCELLED",
+)
 
 
 def _is_damage(error: Exception) -> bool:
-    """Whether a failed read says the checkpoint's files are damaged or missing."""
-    if isinstance(error, _DAMAGE_TYPES):
-        return True
-    return isinstance(error, ValueError) and any(w in str(error) for w in _DAMAGE_WORDS)
+    """Whether a failed read is taken for damage to the checkpoint's files (then ``restore``
+    may fall back to an older checkpoint and set this one aside, never deleting it)."""
+    if isinstance(error, _ENVIRONMENT_TYPES):
+        return False
+    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
+        return False
+    return not any(code in str(error) for code in _ENVIRONMENT_CODES)
 
 
 class Checkpointer:
@@ -354,7 +363,7 @@ class Checkpointer:
         args = ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()
         )
-        error, severity = None, 0  # 1: damaged files, 2: another failure
+        error, severity = None, 0  # 1: damaged files, 2: the environment's failure
         try:
             with _quiet_orbax_logging():
                 restored = self._manager.restore(step, args=args)

@@ -78,7 +78,8 @@ def _diverged(step: int, what: str, last_good: int | None, where: str) -> NonFin
     return NonFiniteLossError(
         f"training diverged at step {step}: {what}. Training stopped; the last good "
         f"checkpoint is {good}. Resume from it with a lower learning rate (the experiment "
-        "scripts: --resume --resume-step N --resume-learning-rate LR), or start again with "
+        "scripts for language models and BERT: --resume --resume-step N --resume-learning-rate "
+        "LR), or start again with "
         "more warm-up or gradient clipping"
     )
 
@@ -276,10 +277,10 @@ def _save_on_interrupt(
     checkpointer, plain = hooks.checkpointer, hooks.plain
     if checkpointer is None or not _alive(state):
         return
-    if int(plain(state).step) in (progress.last_good, *checkpointer.steps()):
+    done = int(plain(state).step)
+    if done == progress.last_good or done in checkpointer.steps():
         return  # on disk already (perhaps saved just before the interrupt)
     fetched = jax.device_get(progress.pending)
-    done = int(plain(state).step)
     _check_finite(fetched, done - len(fetched) + 1, progress.last_good, progress.checkpoint_dir)
     _save(checkpointer, progress, done, plain(state), hooks.checkpoint_metadata, {})
     bar.write(f"interrupted: saved step {done} in {progress.checkpoint_dir}; resume to continue")
@@ -295,7 +296,7 @@ def _stop_on_signal(
     done = int(plain(state).step)
     saved = "nothing was saved (no checkpointer)"
     if checkpointer is not None:
-        if done not in (progress.last_good, *checkpointer.steps()):
+        if done != progress.last_good and done not in checkpointer.steps():
             fetched = jax.device_get(progress.pending)
             first = done - len(fetched) + 1
             _check_finite(fetched, first, progress.last_good, progress.checkpoint_dir)

@@ -20,6 +20,7 @@ restores under any other.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -125,11 +126,11 @@ def initialize_distributed(
       num_processes: this run's number of processes (from the environment when ``None``).
       process_id: this process's index (from the environment when ``None``).
       timeout_s: stop waiting for the other processes after this many seconds.
+      bind_address: where process 0's service listens; default: the coordinator's own address,
+        never every interface.
       exit_on_timeout: when the other processes do not all join in time, print one
         ``error:`` line and end the process with status 2 (what scripts want: XLA itself
         aborts the process with a C++ stack trace); ``False``: XLA's behaviour.
-      bind_address: where process 0's service listens; default: the coordinator's own address,
-        never every interface.
 
     Raises:
       ValueError: a process id outside ``0 .. num_processes - 1`` or a malformed address.
@@ -152,6 +153,8 @@ def initialize_distributed(
             coordinator_bind_address=bind_address or (coordinator or None),
         )
     except Exception as e:  # XLA raises bare runtime errors (DEADLINE_EXCEEDED, UNAVAILABLE, ...)
+        with contextlib.suppress(Exception):  # leave no half-made client behind
+            jax.distributed.shutdown()
         raise DistributedInitError(
             f"process {process_id} of {num_processes} could not join the run coordinated at "
             f"{coordinator or '(from the environment)'} within {timeout_s} s ({type(e).__name__}: "
@@ -198,8 +201,9 @@ class _JoinWatchdog:
     def __init__(self, process_id: int | None, num_processes: int | None, timeout_s: int):
         self._message = (
             f"process {process_id} of {num_processes}: the other processes of the run did not "
-            f"all join within {timeout_s} s; start every process (the same --num-processes, "
-            "each its own --process-id), or raise the timeout"
+            f"all join within {timeout_s} s; start every process (the same "
+            "--parallel.num-processes, each its own --parallel.process-id), or raise "
+            "--parallel.init-timeout-s"
         )
         self._lock, self._stopped = threading.Lock(), False
         self._timer = threading.Timer(timeout_s, self._give_up)
