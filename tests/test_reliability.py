@@ -232,8 +232,8 @@ def test_a_signal_at_a_random_moment_saves_and_the_resume_equals_an_uninterrupte
     process.send_signal(signum)
     status = process.wait(timeout=300)
     err = process.stderr.read()
-    if status == 0:
-        pytest.skip("the run finished before the signal arrived")
+    if status == 0 or (steps_logged(run_dir)[-1:] == [SIGNAL_RUN_STEPS] and "by" not in err):
+        pytest.skip("training had finished when the signal arrived")
     assert status == 128 + signum and err.startswith(f"stopped: stopped by {signum.name}"), err
     assert err.count("\n") == 1, err
     resumed = train_in_subprocess(run_dir, SIGNAL_RUN_STEPS, "--resume")

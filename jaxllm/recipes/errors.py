@@ -102,7 +102,8 @@ def report_error(error: BaseException, stream: TextIO | None = None) -> int:
         )
     elif isinstance(error, KeyboardInterrupt):
         signum = getattr(error, "signum", signal.SIGINT)  # TrainingInterrupted, SecondSignal
-        message, status = f"stopped: {one_line(error) or 'interrupted'}", 128 + int(signum)
+        said = one_line(error) if str(error).strip() else "interrupted outside training"
+        message, status = f"stopped: {said}", 128 + int(signum)
     elif isinstance(error, RUN_ERRORS):
         message, status = f"error: {one_line(error)}", 2
     elif several:
