@@ -351,10 +351,11 @@ def test_a_signal_stops_after_the_step_in_progress_and_saves_it(tmp_path, signum
         return batch_fn(s)
 
     ckpt = Checkpointer(tmp_path / "ckpt")
+    before = signal.getsignal(signum)
     with pytest.raises(TrainingInterrupted, match=f"stopped by {signum.name} after step 6"):
         fit(fresh_state(), step, batches, quiet(10, log_every=100), checkpointer=ckpt)
     assert ckpt.steps() == [6]
-    assert signal.getsignal(signum) is not None  # fit put the previous handler back
+    assert signal.getsignal(signum) is before  # fit put the previous handler back
     reference = fit(fresh_state(), step, batch_fn, quiet(6)).state
     restored, _ = ckpt.restore(fresh_state())
     chex.assert_trees_all_equal(restored.params, reference.params)

@@ -268,39 +268,43 @@ def _save(
     progress.last_good = step
 
 
+def _save_last_completed(hooks: _FitHooks, progress: _LoopProgress, state: TrainState) -> int:
+    """Save ``state``'s step, the last completed one, for a stop, unless it is on disk already
+    (perhaps saved just before the stop); its unlogged metrics are checked first, so a
+    diverged state is never saved. Returns the step (the caller checks there is a
+    checkpointer)."""
+    checkpointer, plain = hooks.checkpointer, hooks.plain
+    assert checkpointer is not None
+    done = int(plain(state).step)
+    if done != progress.last_good and done not in checkpointer.steps():
+        fetched = jax.device_get(progress.pending)
+        first = done - len(fetched) + 1
+        _check_finite(fetched, first, progress.last_good, progress.checkpoint_dir)
+        _save(checkpointer, progress, done, plain(state), hooks.checkpoint_metadata, {})
+    return done
+
+
 def _save_on_interrupt(
     hooks: _FitHooks, progress: _LoopProgress, state: TrainState, bar: tqdm
 ) -> None:
-    """Stopping by hand keeps the work done so far: save the last completed step, unless it is
-    on disk already or its buffers went to the step that was interrupted. Its unlogged metrics
-    are checked first, so a diverged state is never saved."""
-    checkpointer, plain = hooks.checkpointer, hooks.plain
-    if checkpointer is None or not _alive(state):
+    """Stopping by hand (a ``KeyboardInterrupt`` where no signal handler runs) keeps the work
+    done so far: the last completed step is saved, unless its buffers went to the step that
+    was interrupted."""
+    if hooks.checkpointer is None or not _alive(state):
         return
-    done = int(plain(state).step)
-    if done == progress.last_good or done in checkpointer.steps():
-        return  # on disk already (perhaps saved just before the interrupt)
-    fetched = jax.device_get(progress.pending)
-    _check_finite(fetched, done - len(fetched) + 1, progress.last_good, progress.checkpoint_dir)
-    _save(checkpointer, progress, done, plain(state), hooks.checkpoint_metadata, {})
-    bar.write(f"interrupted: saved step {done} in {progress.checkpoint_dir}; resume to continue")
+    done = _save_last_completed(hooks, progress, state)
+    bar.write(f"interrupted: step {done} is saved in {progress.checkpoint_dir}; resume to continue")
 
 
 def _stop_on_signal(
     hooks: _FitHooks, progress: _LoopProgress, state: TrainState, signum: int
 ) -> TrainingInterrupted:
-    """Save the last completed step (unless it is on disk already) for a stop that
-    ``signum`` asked for, and return the error that says so. Its unlogged metrics are checked
-    first, so a diverged state is never saved."""
-    checkpointer, plain = hooks.checkpointer, hooks.plain
-    done = int(plain(state).step)
+    """Save the last completed step for a stop that ``signum`` asked for, and return the
+    error that says so."""
+    done = int(hooks.plain(state).step)
     saved = "nothing was saved (no checkpointer)"
-    if checkpointer is not None:
-        if done != progress.last_good and done not in checkpointer.steps():
-            fetched = jax.device_get(progress.pending)
-            first = done - len(fetched) + 1
-            _check_finite(fetched, first, progress.last_good, progress.checkpoint_dir)
-            _save(checkpointer, progress, done, plain(state), hooks.checkpoint_metadata, {})
+    if hooks.checkpointer is not None:
+        _save_last_completed(hooks, progress, state)
         saved = f"step {done} is saved in {progress.checkpoint_dir}; resume to continue"
     name = signal.Signals(signum).name
     return TrainingInterrupted(f"stopped by {name} after step {done}: {saved}", signum, done)
