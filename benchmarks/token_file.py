@@ -1,24 +1,26 @@
-"""Tokenising a large corpus into a memory-mapped token file, against tokenising it in memory.
+"""Tokenising a large corpus into memory-mapped token files, against tokenising it in memory.
 
-    python benchmarks/token_file.py                  # a 1 GB synthetic corpus, ~1 min on 2 cores
+    python benchmarks/token_file.py                  # a 1 GB synthetic corpus, ~2 min on 2 cores
     python benchmarks/token_file.py --gigabytes 0.05 --json-only
 
 A synthetic English-like corpus (words of a fixed list, lines of 4 to 20 words, seeded) is
-written to a file of ``--gigabytes``; a character tokenizer is built from its alphabet. Each
-side runs in a fresh process, so its peak resident memory is its own:
+written to a file of ``--gigabytes``. Each side does what ``train_lm`` does with it, in a
+fresh process, so its peak resident memory is its own:
 
-* **token file**: :func:`jaxllm.data.token_files.cached_token_file` reads the text in pieces
-  and appends their ids (``uint16``) to a ``.bin`` file; then a second call finds it by its
-  fingerprint (what every later run does);
-* **in memory**: what the recipe does today, ``load_text`` and ``encode_corpus`` (the whole
-  text as a string and its ids as ``int32``), on a smaller corpus of the same kind
-  (``--in-memory-gigabytes``): it needs about 30 bytes of memory per character.
+* **token files** (``--token-cache``): :class:`jaxllm.data.file_corpus.FileCorpus` reads the
+  text in pieces, cleans them, counts the clean text's characters and gathers its alphabet
+  (one pass), builds the char tokenizer, then cuts the text into train / validation / test and
+  appends each split's ids (``uint16``) to its ``.bin`` file (a second pass); then it is asked
+  again and finds them by the file's fingerprint (what every later run does);
+* **in memory** (the default): ``load_splits``, the char tokenizer, and ``encode_corpus`` per
+  split (the whole text as strings and its ids as ``int32``), on a smaller corpus of the same
+  kind (``--in-memory-gigabytes``): it needs about 30 bytes of memory per character.
 
-Reported: seconds and MB/s of text tokenised, peak resident memory while tokenising, and the
-token file tokeniser's peak over its file's size (target: under 2). (Reading the map later
-adds the file's pages to the resident set: clean pages of the page cache, which the kernel
-drops when memory is short.) The last line is one JSON object
-with every figure.
+Reported: seconds and MB/s of text tokenised, peak resident memory while tokenising, whether
+both ways give the same streams (on the smaller corpus), and the token files' peak over their
+size (target: under 2). (Reading the maps later adds the files' pages to the resident set:
+clean pages of the page cache, which the kernel drops when memory is short.) The last line is
+one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -56,60 +58,57 @@ def write_corpus(path: Path, size_bytes: int, seed: int = 0) -> None:
             written += len(block)
 
 
-def tokenizer_for(path: Path) -> Any:
-    """A character tokenizer of the corpus's alphabet (the generator's words and a newline)."""
-    from jaxllm.data import train_tokenizer
-
-    return train_tokenizer("char", [" ".join(WORDS) + "\n"])
+def checksum(streams: list[np.ndarray]) -> list[int]:
+    """A cheap fingerprint of token streams: each one's length and a sample's sum."""
+    return [int(len(t)) + int(t[:: max(1, t.size // 1000)].astype(np.int64).sum()) for t in streams]
 
 
-def token_file_side(path: str, cache: str) -> dict[str, float]:
-    """Tokenise into a token file, then find it again: seconds, and the process's peak RSS."""
-    from jaxllm.data.token_files import cached_token_file
+def token_files_side(path: str, cache: str) -> dict[str, Any]:
+    """Make the token files, then find them again: seconds, and the process's peak RSS."""
+    from jaxllm.data import DataConfig
+    from jaxllm.data.file_corpus import FileCorpus
 
-    tokenizer = tokenizer_for(Path(path))
     start = time.perf_counter()
-    made = cached_token_file(path, tokenizer, cache)
+    corpus = FileCorpus.open(DataConfig(corpus=path), cache)
+    made = corpus.token_files(corpus.tokenizer())
     seconds = time.perf_counter() - start
-    peak = max_rss_mb()  # before reading the map: its pages are the file's, clean and shared
+    peak = max_rss_mb()  # before reading the maps: their pages are the files', clean and shared
     start = time.perf_counter()
-    again = cached_token_file(path, tokenizer, cache)
+    again = FileCorpus.open(DataConfig(corpus=path), cache)
+    assert again.token_files(again.tokenizer()) == made
     reuse = time.perf_counter() - start
-    assert again == made
-    tokens = made.tokens()
-    checksum = int(tokens[:: max(1, tokens.size // 1000)].astype(np.int64).sum())
     return {
         "seconds": seconds,
         "reuse_seconds": reuse,
         "peak_rss_mb": peak,
-        "file_mb": made.path.stat().st_size / 2**20,
-        "tokens": made.count,
-        "checksum": checksum,
+        "file_mb": sum(file.path.stat().st_size for file in made) / 2**20,
+        "tokens": sum(file.count for file in made),
+        "checksum": checksum([file.tokens() for file in made]),
     }
 
 
-def in_memory_side(path: str) -> dict[str, float]:
-    """The recipe's way: the whole text read, then encoded as one ``int32`` stream."""
-    from jaxllm.data import encode_corpus, load_text
+def in_memory_side(path: str) -> dict[str, Any]:
+    """The recipe's in-memory way: clean splits, a char tokenizer, one ``int32`` stream each."""
+    from jaxllm.data import DataConfig, encode_corpus, load_splits, train_tokenizer
 
-    tokenizer = tokenizer_for(Path(path))
     start = time.perf_counter()
-    tokens = encode_corpus(tokenizer, load_text(path))
+    splits = load_splits(DataConfig(corpus=path))
+    tokenizer = train_tokenizer("char", [doc for split in splits for doc in split])
+    streams = [encode_corpus(tokenizer, split) for split in splits]
     seconds = time.perf_counter() - start
-    checksum = int(tokens[:: max(1, tokens.size // 1000)].astype(np.int64).sum())
-    return {"seconds": seconds, "peak_rss_mb": max_rss_mb(), "tokens": int(tokens.size),
-            "checksum": checksum}  # fmt: skip
+    return {"seconds": seconds, "peak_rss_mb": max_rss_mb(),
+            "tokens": sum(int(t.size) for t in streams), "checksum": checksum(streams)}  # fmt: skip
 
 
 def run(gigabytes: float, folder: Path, in_memory_gigabytes: float) -> dict[str, Any]:
     corpus = folder / "corpus.txt"
     write_corpus(corpus, int(gigabytes * 1e9))
     text_mb = corpus.stat().st_size / 2**20
-    streamed = run_in_fresh_process(token_file_side, str(corpus), str(folder / "cache"))
+    streamed = run_in_fresh_process(token_files_side, str(corpus), str(folder / "cache"))
     result: dict[str, Any] = {
         "text_mb": text_mb,
-        "token_file": streamed,
-        "token_file_mb_per_s": text_mb / streamed["seconds"],
+        "token_files": streamed,
+        "token_files_mb_per_s": text_mb / streamed["seconds"],
         "rss_over_file": streamed["peak_rss_mb"] / streamed["file_mb"],
         "machine": machine_info(),
     }
@@ -118,7 +117,7 @@ def run(gigabytes: float, folder: Path, in_memory_gigabytes: float) -> dict[str,
         write_corpus(smaller, int(min(in_memory_gigabytes, gigabytes) * 1e9))
         small_mb = smaller.stat().st_size / 2**20
         whole = run_in_fresh_process(in_memory_side, str(smaller))
-        check = run_in_fresh_process(token_file_side, str(smaller), str(folder / "cache"))
+        check = run_in_fresh_process(token_files_side, str(smaller), str(folder / "cache"))
         result["in_memory"] = whole | {"text_mb": small_mb}
         result["in_memory_mb_per_s"] = small_mb / whole["seconds"]
         result["same_tokens"] = (whole["tokens"], whole["checksum"]) == (
@@ -129,27 +128,27 @@ def run(gigabytes: float, folder: Path, in_memory_gigabytes: float) -> dict[str,
 
 
 def report_lines(result: dict[str, Any]) -> list[str]:
-    streamed = result["token_file"]
+    streamed = result["token_files"]
     lines = [
-        f"corpus: {result['text_mb']:,.0f} MiB of text; token file {streamed['file_mb']:,.0f} "
+        f"corpus: {result['text_mb']:,.0f} MiB of text; token files {streamed['file_mb']:,.0f} "
         f"MiB ({streamed['tokens']:,} uint16 tokens)",
         "",
         "| way | seconds | MB/s of text | peak RSS (MiB) |",
         "|---|---|---|---|",
-        f"| token file (`cached_token_file`) | {streamed['seconds']:.1f} | "
-        f"{result['token_file_mb_per_s']:.0f} | {streamed['peak_rss_mb']:,.0f} |",
+        f"| token files (`FileCorpus`) | {streamed['seconds']:.1f} | "
+        f"{result['token_files_mb_per_s']:.0f} | {streamed['peak_rss_mb']:,.0f} |",
     ]
     if "in_memory" in result:
         whole = result["in_memory"]
         lines.append(
-            f"| in memory (`load_text` + `encode_corpus`), on {whole['text_mb']:,.0f} MiB of "
+            f"| in memory (`load_splits` + `encode_corpus`), on {whole['text_mb']:,.0f} MiB of "
             f"the same text | {whole['seconds']:.1f} | {result['in_memory_mb_per_s']:.0f} | "
             f"{whole['peak_rss_mb']:,.0f} |"
         )
         lines.append(f"\nsame tokens both ways (on the smaller corpus): {result['same_tokens']}")
     lines.append(
-        f"token file: peak RSS / file size = {result['rss_over_file']:.2f} (target < 2); "
-        f"found again by its fingerprint in {streamed['reuse_seconds']:.1f} s"
+        f"token files: peak RSS / their size = {result['rss_over_file']:.2f} (target < 2); "
+        f"found again by the text's fingerprint in {streamed['reuse_seconds']:.1f} s"
     )
     return lines
 

@@ -281,6 +281,20 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path, data):
     chex.assert_trees_all_close(resumed.params, whole.params, atol=1e-6)
 
 
+def test_resume_step_goes_back_to_an_older_checkpoint_and_ends_as_if_uninterrupted(tmp_path, data):
+    whole = train_classifier(recipe(tmp_path / "a", epochs=2), data)
+    train_classifier(recipe(tmp_path / "b", epochs=2), data)
+    checkpoints = tmp_path / "b" / "run-bag" / "checkpoints"
+    older = sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())[-2]
+    resumed = train_classifier(
+        recipe(tmp_path / "b", epochs=2, resume=True, resume_step=older), data
+    )
+    chex.assert_trees_all_close(resumed.params, whole.params, atol=1e-6)
+    assert (tmp_path / "b" / "run-bag" / "checkpoints-set-aside").is_dir()  # newer ones, kept
+    with pytest.raises(ConfigError, match="--resume-step 3 needs --resume"):
+        recipe(tmp_path / "c", resume_step=3)
+
+
 def test_predict_reads_empty_unknown_and_long_texts(tmp_path, data):
     run = train_classifier(recipe(tmp_path, epochs=1), data)
     predicted = run.predict(["", "qqq zzz", "great " * 500])

@@ -214,3 +214,47 @@ def test_a_tokenizer_with_a_lone_surrogate_saves_and_loads_without_a_partial_fil
     assert loaded.decode(loaded.encode("a\ud800")) == "a\ud800"
     assert loaded.fingerprint() == tokenizer.fingerprint()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tokenizer.json"]
+
+
+def corpus_file(tmp_path, characters: int = 120_000):
+    """A one-file corpus: the default corpus's text, joined."""
+    from jaxllm.data import load_default_corpus
+
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n\n".join(load_default_corpus())[:characters], encoding="utf-8")
+    return path
+
+
+def test_a_run_on_token_files_equals_the_same_run_in_memory_and_resumes(tmp_path):
+    data = DataConfig(corpus=str(corpus_file(tmp_path)))
+    cache = tmp_path / "tokens"
+    in_memory = train_lm(tiny_config(tmp_path, name="memory", data=data))
+    mapped = train_lm(tiny_config(tmp_path, name="mapped", data=data, token_cache=str(cache)))
+    assert (mapped.before, mapped.after, mapped.test) == (
+        in_memory.before,
+        in_memory.after,
+        in_memory.test,
+    )
+    chex.assert_trees_all_equal(mapped.state.params, in_memory.state.params)
+    made = {path: path.stat().st_mtime_ns for path in cache.rglob("*.bin")}
+    assert len(made) == 3
+    split = train_lm(
+        tiny_config(tmp_path, name="split", data=data, token_cache=str(cache), steps=4)
+    )
+    resumed = train_lm(tiny_config(tmp_path, name="split", data=data, steps=8, resume=True))
+    chex.assert_trees_all_close(resumed.state.params, mapped.state.params, atol=1e-6, rtol=1e-6)
+    assert split.tokenizer.fingerprint() == in_memory.tokenizer.fingerprint()
+    assert {path: path.stat().st_mtime_ns for path in cache.rglob("*.bin")} == made  # reused
+
+
+def test_token_files_of_another_text_are_refused_on_resume(tmp_path):
+    text = corpus_file(tmp_path)
+    config = tiny_config(
+        tmp_path, data=DataConfig(corpus=str(text)), token_cache=str(tmp_path / "t")
+    )
+    train_lm(dataclasses.replace(config, loop=dataclasses.replace(config.loop, num_steps=2)))
+    text.write_text(text.read_text().replace("the", "teh"))  # the same alphabet, other text
+    with pytest.raises(CheckpointError, match="the corpus differs from the one the checkpoints"):
+        train_lm(dataclasses.replace(config, resume=True))
+    with pytest.raises(ConfigError, match="token files are made from a corpus of one text file"):
+        train_lm(tiny_config(tmp_path, name="named", token_cache=str(tmp_path / "t")))

@@ -183,3 +183,17 @@ def test_bad_settings_are_named(tmp_path):
         train_mlm(tiny_config(tmp_path, model=dataclasses.replace(TINY, vocab_size=7)))
     with pytest.raises(FileNotFoundError, match="no config.json"):
         load_mlm_run(tmp_path / "nothing")
+
+
+def test_pretraining_on_token_files_equals_pretraining_in_memory(tmp_path):
+    from jaxllm.data import load_default_corpus
+
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n\n".join(load_default_corpus())[:60_000], encoding="utf-8")
+    data = dataclasses.replace(DATA, corpus=str(text))
+    memory = train_mlm(tiny_config(tmp_path, name="memory", data=data, steps=2))
+    mapped = train_mlm(
+        tiny_config(tmp_path, name="mapped", data=data, steps=2, token_cache=str(tmp_path / "t"))
+    )
+    assert (mapped.before, mapped.after, mapped.test) == (memory.before, memory.after, memory.test)
+    assert mapped.tokenizer.fingerprint() == memory.tokenizer.fingerprint()

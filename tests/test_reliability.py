@@ -193,6 +193,33 @@ def test_a_process_whose_peer_dies_stops_in_seconds_with_one_line(tmp_path):
     assert waited < 30
 
 
+@pytest.mark.slow  # ~20 s: two processes start JAX and compile
+def test_two_processes_train_on_the_token_files_process_0_made(tmp_path, capsys):
+    from test_lm import corpus_file
+
+    text, cache = corpus_file(tmp_path), tmp_path / "tokens"
+    common = ["--data.corpus", str(text), "--token-cache", str(cache), "--seed", "3"]
+    flags = ["--parallel.mode", "mesh", "--parallel.coordinator", f"127.0.0.1:{free_port()}",
+             "--parallel.num-processes", "2", *common]  # fmt: skip
+    processes = [
+        train_in_subprocess(tmp_path / "two", 6, *flags, "--parallel.process-id", str(i))
+        for i in (0, 1)
+    ]
+    try:
+        results = [(p.wait(timeout=180), p.stderr.read()) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    for status, err in results:
+        assert status == 0, err[-3000:]
+    assert len(list(cache.rglob("*.bin"))) == 3 and not list(cache.rglob("*.partial"))
+    one = ["--out-dir", tmp_path, "--name", "one", "--loop.num-steps", 6, "--loop.eval-every",
+           1000, "--data.corpus", text, "--seed", 3]  # fmt: skip
+    assert cli(capsys, *one)[0] == 0  # one process, the corpus in memory
+    summaries = [json.loads((tmp_path / n / "summary.json").read_text()) for n in ("two", "one")]
+    assert summaries[0]["test"]["loss"] == pytest.approx(summaries[1]["test"]["loss"], rel=1e-4)
+
+
 SIGNAL_RUN_STEPS = 1500  # ~3 s of training on 2 cores, for the signal to land in
 
 

@@ -139,17 +139,17 @@ def eval_batches(
     num_batches = -(-num_windows // batch_size)
     if max_batches is not None:
         num_batches = min(num_batches, max_batches)
-    # Room for whole padded batches, so every gather below stays in bounds.
-    padded_size = num_batches * batch_size * seq_len + 1
-    padded = np.zeros(max(padded_size, tokens.size), np.int32)
-    padded[: tokens.size] = tokens
-    positions = np.arange(batch_size)[:, None] * seq_len + np.arange(seq_len)  # (B, T)
+    span = batch_size * seq_len  # inputs per batch
     for batch in range(num_batches):
-        inputs_at = positions + batch * batch_size * seq_len  # (B, T)
+        start = batch * span
+        window = np.zeros(span + 1, np.int32)  # read a batch at a time: a mapped file stays
+        stream = tokens[start : start + span + 1]  # on disk, and padding costs one batch
+        window[: stream.size] = stream
+        mask = start + np.arange(span) < num_targets
         yield {
-            "inputs": padded[inputs_at],
-            "targets": padded[inputs_at + 1],
-            "mask": (inputs_at < num_targets).astype(np.float32),
+            "inputs": window[:-1].reshape(batch_size, seq_len),
+            "targets": window[1:].reshape(batch_size, seq_len),
+            "mask": mask.reshape(batch_size, seq_len).astype(np.float32),
         }
 
 

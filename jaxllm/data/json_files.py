@@ -31,6 +31,15 @@ def write_json_atomically(
         data = (text + ("\n" if indent is not None else "")).encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: JSON's \u escapes carry them
         data = (json.dumps(content, **options) + ("\n" if indent is not None else "")).encode()
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    partial = partial_path(path)
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def partial_path(path: Path) -> Path:
+    """Where this process writes ``path`` before renaming it into place: a name of its own,
+    so processes that write the same file at once do not write into each other's."""
+    return path.with_name(f"{path.name}.{os.getpid()}.partial")

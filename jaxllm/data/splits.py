@@ -39,7 +39,7 @@ def split_corpus(
     Either way every character of the corpus lands in exactly one split.
     A fraction of 0 gives an empty list for that split.
     """
-    _check_fractions(val_fraction, test_fraction)
+    check_fractions(val_fraction, test_fraction)
     if not docs:
         raise ValueError("Cannot split an empty list of documents.")
     by_document = _split_by_document(docs, val_fraction, test_fraction, seed)
@@ -48,7 +48,8 @@ def split_corpus(
     return _split_by_characters("\n\n".join(docs), val_fraction, test_fraction)
 
 
-def _check_fractions(val_fraction: float, test_fraction: float) -> None:
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Each fraction a finite number >= 0, together < 1 (``ValueError`` naming them)."""
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")

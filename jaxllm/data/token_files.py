@@ -3,19 +3,17 @@
 A text file of any size is read in pieces, each piece encoded and appended to a binary file of
 token ids (``uint16`` when the vocabulary fits, else ``uint32``), so neither the text nor its
 tokens are ever all in memory; :meth:`TokenFile.tokens` maps the file back as a read-only
-``np.memmap`` that batches index like any array. :func:`cached_token_file` keys the file by a
-fingerprint of the text and the tokenizer, so every later run on the same corpus with the same
-tokenizer reads it instead of tokenising again.
+``np.memmap`` that batches index like any array, and :func:`read_token_file` finds a finished
+one again. :class:`~jaxllm.data.file_corpus.FileCorpus` builds a corpus's splits this way.
 
-Pieces end at a line end followed by a character that is not whitespace, where every
-tokenizer's pre-tokenisation splits anyway, so the file holds exactly
-``tokenizer.encode(whole_text)`` (a test checks it for each kind).
+Pieces end between a non-whitespace character and a space or line end, where every tokenizer's
+pre-tokenisation splits anyway, so the file holds exactly ``tokenizer.encode(whole_text)`` (a
+test checks it for each kind).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -24,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxllm.data.corpora import CorpusEncodingError
+from jaxllm.data.json_files import partial_path, write_json_atomically
 from jaxllm.data.tokenizers import Tokenizer
 
 # Characters read per piece of text (about 4 MB of ASCII).
@@ -55,8 +54,9 @@ class TokenFile:
 
 def read_text_pieces(path: str | os.PathLike[str], piece_chars: int = PIECE_CHARS) -> Iterator[str]:
     """The text of the UTF-8 file at ``path`` in pieces of about ``piece_chars`` characters,
-    each ending at a line end followed by a non-whitespace character (the last piece: at the
-    end of the file); together they are the whole text.
+    each ending with a non-whitespace character that whitespace follows
+    (:func:`last_piece_end`; the last piece: at the end of the file); together they are the
+    whole text.
 
     Raises:
       CorpusEncodingError: the file is not valid UTF-8 (naming it).
@@ -66,7 +66,7 @@ def read_text_pieces(path: str | os.PathLike[str], piece_chars: int = PIECE_CHAR
         with open(path, encoding="utf-8-sig", newline="") as file:
             while block := file.read(piece_chars):
                 text = carry + block
-                cut = _last_cut(text)
+                cut = last_piece_end(text)
                 carry = text[cut:]
                 if cut:
                     yield text[:cut]
@@ -79,14 +79,22 @@ def read_text_pieces(path: str | os.PathLike[str], piece_chars: int = PIECE_CHAR
         yield carry
 
 
-def _last_cut(text: str) -> int:
-    """Where the last piece boundary of ``text`` lies: just after a ``\n`` that a
-    non-whitespace character follows (0: none)."""
-    end = len(text) - 1  # a boundary needs the character after the line end
-    while (line_end := text.rfind("\n", 0, end)) >= 0:
-        if not text[line_end + 1].isspace():
-            return line_end + 1
-        end = line_end
+def last_piece_end(text: str) -> int:
+    """Where the last piece of ``text`` may end: at the start of the last run of spaces or line
+    ends that follows a non-whitespace character (0: there is none).
+
+    No token of any jaxllm tokenizer holds a non-whitespace character followed by whitespace
+    (GPT-2's pattern attaches a space to the word after it; BERT's splits at whitespace), and
+    no cleaning step reaches across one, so pieces cut there encode, and clean, to what the
+    whole text does.
+    """
+    end = len(text)
+    while (space := max(text.rfind("\n", 0, end), text.rfind(" ", 0, end))) > 0:
+        while space > 0 and text[space - 1].isspace():
+            space -= 1
+        if space:
+            return space
+        end = space
     return 0
 
 
@@ -99,43 +107,36 @@ def write_token_file(
     tokenizer: Tokenizer, pieces: Iterable[str], path: str | os.PathLike[str], fingerprint: str
 ) -> TokenFile:
     """Encode each of ``pieces`` in turn and write the ids to ``path`` (through a
-    ``.partial`` file renamed into place, so a file under ``path`` is always whole), with a
-    ``<path>.json`` beside it describing it."""
+    ``.partial`` file of this process renamed into place, so a file under ``path`` is always
+    whole, even when several processes make it at once), with a ``<path>.json`` beside it
+    describing it (written last: a file without one is unfinished)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     dtype, count = token_dtype(tokenizer.vocab_size), 0
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as out:
-        for piece in pieces:
-            ids = tokenizer.encode(piece).astype(dtype)
-            out.write(ids.tobytes())
-            count += ids.size
+    partial = partial_path(path)
+    try:
+        with open(partial, "wb") as out:
+            for piece in pieces:
+                ids = tokenizer.encode(piece).astype(dtype)
+                out.write(ids.tobytes())
+                count += ids.size
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     token_file = TokenFile(path, dtype, count, fingerprint)
-    os.replace(partial, path)
     description = {"dtype": dtype, "count": count, "fingerprint": fingerprint}
-    path.with_name(path.name + ".json").write_text(json.dumps(description) + "\n")
+    write_json_atomically(description, path.with_name(path.name + ".json"))
     return token_file
 
 
-def text_fingerprint(path: str | os.PathLike[str], tokenizer: Tokenizer) -> str:
-    """A fingerprint of the bytes of the file at ``path`` and of ``tokenizer`` (read in blocks)."""
-    digest = hashlib.sha256(tokenizer.fingerprint().encode())
-    with open(path, "rb") as file:
-        while block := file.read(1 << 24):
-            digest.update(block)
-    return digest.hexdigest()[:32]
-
-
-def cached_token_file(
-    text_path: str | os.PathLike[str], tokenizer: Tokenizer, cache_dir: str | os.PathLike[str]
-) -> TokenFile:
-    """The token file of the text at ``text_path`` under ``tokenizer``: read from
-    ``cache_dir/<fingerprint>.bin`` when an earlier call made it, else made there now."""
-    fingerprint = text_fingerprint(text_path, tokenizer)
-    path = Path(cache_dir) / f"{fingerprint}.bin"
+def read_token_file(path: str | os.PathLike[str], fingerprint: str) -> TokenFile | None:
+    """The token file at ``path`` if a finished :func:`write_token_file` left it there with
+    ``fingerprint`` (else ``None``: absent, unfinished, or made from something else)."""
+    path = Path(path)
     description = path.with_name(path.name + ".json")
-    if path.is_file() and description.is_file():
-        saved = json.loads(description.read_text())
-        if saved.get("fingerprint") == fingerprint:
-            return TokenFile(path, saved["dtype"], int(saved["count"]), fingerprint)
-    return write_token_file(tokenizer, read_text_pieces(text_path), path, fingerprint)
+    if not (path.is_file() and description.is_file()):
+        return None
+    saved = json.loads(description.read_text(encoding="utf-8"))
+    if saved.get("fingerprint") != fingerprint:
+        return None
+    return TokenFile(path, saved["dtype"], int(saved["count"]), fingerprint)

@@ -64,7 +64,7 @@ from jaxllm.models.classifiers import (
 from jaxllm.models.gpt import count_params
 from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from jaxllm.recipes.mlm import MLMConfig, load_mlm_run, load_wordpiece_tokenizer
-from jaxllm.recipes.run_folder import prepare_run_dir, require_run, say
+from jaxllm.recipes.run_folder import check_resume_step, prepare_run_dir, require_run, say
 from jaxllm.recipes.text_features import (
     EncodedSplit,
     encode_pieces,
@@ -121,6 +121,8 @@ class ClassifyConfig:
         goes on from its record; a run that had stopped early stays stopped). More ``epochs``
         may be given; a decay length filled in at the start (``optimizer.decay_steps=-1``)
         keeps the original run's.
+      resume_step: with ``resume``, continue from this checkpoint instead of the newest one
+        that verifies; the newer ones are moved to ``checkpoints-set-aside/``.
       progress: show progress bars.
       compilation_cache: see :class:`jaxllm.recipes.LMConfig`.
       pretrained: a BERT pre-training run folder (``load_mlm_run``'s) for the ``"bert"``
@@ -152,6 +154,7 @@ class ClassifyConfig:
     word2vec_file: str = ""
     word2vec_epochs: int = 10
     resume: bool = False
+    resume_step: int | None = None
     progress: bool = True
     compilation_cache: str = DEFAULT_COMPILATION_CACHE
     pretrained: str = ""
@@ -178,6 +181,7 @@ class ClassifyConfig:
             "import for a Hugging Face BertForMaskedLM); other encoders take no pretrained run",
         )
         require(is_bert or not self.random_init, "random_init applies to the 'bert' encoder only")
+        check_resume_step(self.resume, self.resume_step)
         require(
             not (is_bert and (self.word2vec_init or self.word2vec_file)),
             "word2vec vectors initialise word embeddings; the 'bert' encoder has WordPiece ones",
@@ -188,7 +192,9 @@ class ClassifyConfig:
         return Path(self.out_dir) / self.name
 
 
-RESUMABLE = frozenset({"resume", "out_dir", "progress", "compilation_cache", "epochs"})
+RESUMABLE = frozenset(
+    {"resume", "resume_step", "out_dir", "progress", "compilation_cache", "epochs"}
+)
 FILLED_AT_START = {
     "model.vocab_size": 0,
     "model.num_classes": 0,
@@ -600,7 +606,7 @@ def train_classifier(
             jax.random.fold_in(jax.random.key(config.seed), 1),  # dropout; 0 drew the parameters
         )
         if config.resume:
-            state, _ = checkpointer.restore(state, set_aside=True)
+            state, _ = checkpointer.restore(state, config.resume_step, set_aside=True)
         result = _fit(config, splits, state, checkpointer, metadata, predict)
         best_step = _best_checkpoint(checkpointer, result.best_step)
         best, _ = checkpointer.restore(result.state, best_step)

@@ -27,7 +27,6 @@ from jaxllm.data import (
     Tokenizer,
     eval_batches,
     lm_batch,
-    load_splits,
     load_tokenizer,
 )
 from jaxllm.generate import generate_text
@@ -36,16 +35,14 @@ from jaxllm.metrics import perplexity
 from jaxllm.models.gpt import GPT, GPTConfig, init_params, with_cpu_tuned_attention
 from jaxllm.models.lstm_lm import LSTMLM, LSTMLMConfig, init_lstm_lm_params
 from jaxllm.optim import OptimizerConfig, make_optimizer
+from jaxllm.recipes.run_corpus import RunCorpus, run_metadata
 from jaxllm.recipes.run_folder import (
     check_resume_step,
-    encode_splits,
     fit_in_run_folder,
     prepare_run_dir,
     require_run,
     restore_params,
-    run_metadata,
     say,
-    tokenizer_for_run,
 )
 from jaxllm.runtime import DEFAULT_COMPILATION_CACHE, use_compilation_cache
 from jaxllm.train import (
@@ -92,6 +89,11 @@ class LMConfig:
         with the portable ``jax.nn.dot_product_attention``), whatever ``model.attention``
         says, and record the choice in ``config.json``. ``False``: ``model.attention`` as
         given. No effect on other platforms, nor on an LSTM.
+      token_cache: a folder where a corpus of one text file is cleaned, split and tokenised
+        in pieces into memory-mapped token files (nanoGPT's ``train.bin``), which later runs
+        on the same file map instead (:mod:`jaxllm.recipes.run_corpus`): a corpus of any size
+        trains in little memory. ``''``: the corpus is held in memory. Either way the run is
+        the same.
       data: the corpus and tokenizer.
       model_kind: which model trains: ``"gpt"`` (shaped by ``model``) or ``"lstm"`` (shaped by
         ``lstm``); the other one's settings are kept in ``config.json`` but unused.
@@ -120,6 +122,7 @@ class LMConfig:
     resume_learning_rate: float | None = None
     compilation_cache: str = DEFAULT_COMPILATION_CACHE
     cpu_tuned_attention: bool = True
+    token_cache: str = ""
     data: DataConfig = DataConfig()
     model_kind: Literal["gpt", "lstm"] = "gpt"
     model: GPTConfig = GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
@@ -168,6 +171,7 @@ RESUMABLE = frozenset(
         "loop",
         "parallel",
         "resume_learning_rate",
+        "token_cache",
     }
 )
 # Settings resolved when a run starts, with the placeholders a user leaves them at. The
@@ -401,18 +405,18 @@ def train_lm(config: LMConfig) -> LMRun:
     if config.compilation_cache:
         use_compilation_cache(config.compilation_cache)
     config = _run_config(config)
-    splits = load_splits(config.data)
+    corpus = RunCorpus(config)
     with Checkpointer(
         config.run_dir / "checkpoints",
         max_to_keep=config.loop.keep_checkpoints,
         cleanup_unfinished=True,
     ) as checkpointer:
-        tokenizer = tokenizer_for_run(config, config.data, splits, checkpointer)
+        tokenizer = corpus.tokenizer(checkpointer)
         config = resolve_config(config, tokenizer)
         if not config.resume and jax.process_index() == 0:
             save_config(config, config.run_dir / "config.json")  # first: marks a run's folder
             tokenizer.save(config.run_dir / "tokenizer.json")
-        tokens = encode_splits(config, tokenizer, splits)
+        tokens = corpus.tokens(tokenizer)
         model, result, before, eval_step = _train(config, layout, checkpointer, tokenizer, tokens)
     state = result.state
 

@@ -29,7 +29,6 @@ from jaxllm.data import (
     DataConfig,
     MaskingConfig,
     WordPieceTokenizer,
-    load_splits,
     load_tokenizer,
     mlm_batch,
     mlm_eval_batches,
@@ -38,16 +37,14 @@ from jaxllm.losses import masked_language_model_loss
 from jaxllm.metrics import perplexity
 from jaxllm.models.bert import BERT, BertConfig, init_bert_params
 from jaxllm.optim import OptimizerConfig, make_optimizer
+from jaxllm.recipes.run_corpus import RunCorpus, run_metadata
 from jaxllm.recipes.run_folder import (
     check_resume_step,
-    encode_splits,
     fit_in_run_folder,
     prepare_run_dir,
     require_run,
     restore_params,
-    run_metadata,
     say,
-    tokenizer_for_run,
 )
 from jaxllm.runtime import DEFAULT_COMPILATION_CACHE, use_compilation_cache
 from jaxllm.train import (
@@ -84,6 +81,9 @@ class MLMConfig:
         after a divergence), recorded in the run's ``resume-settings.json`` for later resumes
         (``None``: the run's own, or the last one recorded).
       compilation_cache: folder for compiled XLA programs ('': none).
+      token_cache: a folder where a corpus of one text file is tokenised in pieces into
+        memory-mapped token files, reused by later runs (:mod:`jaxllm.recipes.run_corpus`;
+        WordPiece's trainer still holds the training split's text); ``''``: in memory.
       data: the corpus; its tokenizer must be ``"wordpiece"``.
       model: the BERT's shape (``vocab_size`` 0: taken from the tokenizer). Pre-training
         trains the MLM head; the pooler (trained by BERT's next-sentence task, which RoBERTa
@@ -104,6 +104,7 @@ class MLMConfig:
     resume_step: int | None = None
     resume_learning_rate: float | None = None
     compilation_cache: str = DEFAULT_COMPILATION_CACHE
+    token_cache: str = ""
     data: DataConfig = DataConfig(tokenizer="wordpiece", wordpiece_vocab_size=8192)
     model: BertConfig = BertConfig(max_len=512, n_layer=4, n_head=4, n_embd=256, pooler=False)
     masking: MaskingConfig = MaskingConfig()
@@ -145,6 +146,7 @@ RESUMABLE = frozenset(
         "loop",
         "parallel",
         "resume_learning_rate",
+        "token_cache",
     }
 )
 FILLED_AT_START = {"model.vocab_size": 0, "optimizer.decay_steps": -1}
@@ -273,9 +275,9 @@ def _train(
     return result, before
 
 
-def _start(config: MLMConfig, checkpointer: Checkpointer, splits: tuple) -> tuple:
+def _start(config: MLMConfig, checkpointer: Checkpointer, corpus: RunCorpus) -> tuple:
     """The run's tokenizer and resolved config, written to the run folder on a new run."""
-    tokenizer = tokenizer_for_run(config, config.data, splits, checkpointer)
+    tokenizer = corpus.tokenizer(checkpointer)
     assert isinstance(tokenizer, WordPieceTokenizer)  # MLMConfig requires "wordpiece"
     config = resolve_config(config, tokenizer)
     if not config.resume and jax.process_index() == 0:
@@ -295,14 +297,14 @@ def train_mlm(config: MLMConfig) -> MLMRun:
     if config.compilation_cache:
         use_compilation_cache(config.compilation_cache)
     config = prepare_run_dir(config, RESUMABLE, FILLED_AT_START)
-    splits = load_splits(config.data)
+    corpus = RunCorpus(config)
     with Checkpointer(
         config.run_dir / "checkpoints",
         max_to_keep=config.loop.keep_checkpoints,
         cleanup_unfinished=True,
     ) as checkpointer:
-        tokenizer, config = _start(config, checkpointer, splits)
-        tokens = encode_splits(config, tokenizer, splits)
+        tokenizer, config = _start(config, checkpointer, corpus)
+        tokens = corpus.tokens(tokenizer)
         eval_step = jax.jit(make_eval_step(masked_language_model_loss(BERT(config.model))))
         start = time.perf_counter()
         result, before = _train(config, layout, checkpointer, tokenizer, tokens, eval_step)

@@ -11,23 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import jax
-import numpy as np
 
 from jaxllm.config import ConfigError, config_to_dict, load_config
-from jaxllm.data import (
-    DataConfig,
-    Tokenizer,
-    encode_corpus,
-    load_tokenizer,
-    train_tokenizer,
-)
+from jaxllm.data import Tokenizer
 from jaxllm.data.json_files import write_json_atomically
 from jaxllm.train import Checkpointer, CheckpointError
 from jaxllm.train.processes import barrier, check_same_settings, everywhere
@@ -174,9 +166,9 @@ def prepare_run_dir(
     check_same_settings(given)
     run_dir = config.run_dir
     if config.resume:
-        saved = _on_every_process(lambda: _saved_run(config, resumable, filled_at_start))
+        saved = on_every_process(lambda: _saved_run(config, resumable, filled_at_start))
         return _with_resume_learning_rate(saved)
-    _on_every_process(lambda: _check_free_for_a_new_run(run_dir))
+    on_every_process(lambda: _check_free_for_a_new_run(run_dir))
     barrier("jaxllm: run folder checked")  # every process looked before anything moves
     if run_dir.is_dir() and jax.process_index() == 0:  # process 0 writes the folder's files
         set_aside_earlier_attempt(run_dir)
@@ -195,10 +187,11 @@ def _saved_run(config: C, resumable: Collection[str], filled_at_start: Mapping[s
     return resumed_config(config, resumable, filled_at_start)
 
 
-def _on_every_process(check: Callable[[], T]) -> T:
+def on_every_process(check: Callable[[], T], what: str = "use the run folder") -> T:
     """``check()``, which must succeed on every process of the run, or fail on all of them:
     one whose files differ (a folder per host, a stale network file system) must not go on
-    alone into a collective.
+    alone into a collective. ``what`` says what ``check`` does, for the other processes'
+    message.
 
     Raises:
       Exception: ``check``'s own error, or on the processes where it passed, a
@@ -211,8 +204,8 @@ def _on_every_process(check: Callable[[], T]) -> T:
         error = e
     if not everywhere(error is None):
         raise error or ConfigError(
-            "another process of this run could not use the run folder (its error says why); "
-            "every process must see the same run folder"
+            f"another process of this run could not {what} (its error says why); every "
+            "process must see the same files"
         )
     return result  # type: ignore[possibly-undefined]
 
@@ -310,83 +303,6 @@ def set_aside_earlier_attempt(run_dir: Path) -> Path | None:
     for path in leftovers:
         path.rename(destination / path.name)
     return destination
-
-
-def tokenizer_for_run(
-    config: RunConfig, data: DataConfig, splits: Sequence[list[str]], checkpointer: Checkpointer
-) -> Tokenizer:
-    """A new tokenizer of ``data.tokenizer``'s kind, or on resume the run's saved
-    ``tokenizer.json``, checked against the fingerprint its checkpoint recorded.
-
-    A character alphabet is built from every split (as nanoGPT's, so no text has a character
-    outside it); BPE and WordPiece learn from the training split (``splits[0]``) and encode any
-    text.
-
-    Raises:
-      CheckpointError: on resume, the tokenizer is not the one the checkpoint was trained with.
-    """
-    path = config.run_dir / "tokenizer.json"
-    if config.resume:
-        tokenizer = load_tokenizer(path)
-        recorded = checkpointer.newest_readable_metadata().get("tokenizer_fingerprint")
-        if recorded != tokenizer.fingerprint():
-            raise CheckpointError(
-                f"the tokenizer in {path} does not match the one the checkpoint "
-                "was trained with; restore the run's original tokenizer.json"
-            )
-        return tokenizer
-    char = data.tokenizer == "char"
-    texts = [doc for split in splits for doc in split] if char else splits[0]
-    return train_tokenizer(data.tokenizer, texts, vocab_size=data.vocab_size)
-
-
-def encode_splits(config: RunConfig, tokenizer: Tokenizer, splits: Sequence[list[str]]) -> list:
-    """Each split as one token stream (:func:`~jaxllm.data.encode_corpus`).
-
-    Raises:
-      CheckpointError: on resume, the corpus holds text the run's tokenizer cannot encode
-        (characters a character alphabet lacks): it is not the corpus the run was trained on.
-    """
-    try:
-        return [encode_corpus(tokenizer, docs) for docs in splits]
-    except ValueError as e:
-        if not config.resume:
-            raise
-        raise CheckpointError(
-            f"the corpus differs from the one the run in {config.run_dir} was trained on: "
-            f"{e} Resume with the original text, or start a new run with another --name"
-        ) from e
-
-
-def run_metadata(
-    config: RunConfig, checkpointer: Checkpointer, tokenizer: Tokenizer, tokens: Sequence[Any]
-) -> dict:
-    """What a token-stream run's checkpoints record of its data: the tokenizer's fingerprint,
-    the vocabulary size, and a fingerprint of the encoded ``tokens`` (train, validation and
-    test), so that a resumed run can tell that its corpus changed.
-
-    Raises:
-      CheckpointError: on resume, the corpus is not the one the checkpoints were trained on
-        (checkpoints that predate the fingerprint are not checked).
-    """
-    digest = hashlib.sha256()
-    for split in tokens:
-        digest.update(np.asarray(split).astype("<i4").tobytes() + b"|")
-    fingerprint = digest.hexdigest()[:32]
-    check_same_settings({"corpus_fingerprint": fingerprint}, "corpora")
-    if config.resume:
-        recorded = checkpointer.newest_readable_metadata().get("corpus_fingerprint", fingerprint)
-        if recorded != fingerprint:
-            raise CheckpointError(
-                f"the corpus differs from the one the checkpoints in {config.run_dir} were "
-                "trained on (same settings, other text); resume with the original text, or "
-                "start a new run with another --name"
-            )
-    return {
-        "tokenizer_fingerprint": tokenizer.fingerprint(),
-        "vocab_size": tokenizer.vocab_size,
-        "corpus_fingerprint": fingerprint,
-    }
 
 
 def say(name: str, message: str) -> None:
