@@ -161,3 +161,23 @@ def test_a_tokenizer_that_cannot_encode_the_text_leaves_no_file(tmp_path):
     with pytest.raises(ValueError, match="not in"):
         corpus.token_files(other)
     assert not list(corpus.folder.glob("*.bin*"))
+
+
+def test_a_text_without_line_ends_is_yielded_in_pieces_not_held_whole(tmp_path):
+    words = " ".join(f"word{i % 97}" for i in range(4000))  # one line of ~36k characters
+    (tmp_path / "corpus.txt").write_text(words)
+    data = DataConfig(str(tmp_path / "corpus.txt"), "char", val_fraction=0.1, test_fraction=0.1)
+    corpus = FileCorpus.open(data, tmp_path / "cache", piece_chars=256)
+    assert max(len(text) for _, text in corpus.segments()) < 3 * 256
+    assert_same_streams(data, tmp_path / "cache2", piece_chars=256)
+
+
+def test_only_a_missing_split_file_is_made_again(tmp_path):
+    (tmp_path / "corpus.txt").write_text("\n".join(LINES * 30))
+    corpus = FileCorpus.open(DataConfig(str(tmp_path / "corpus.txt")), tmp_path / "cache")
+    tokenizer = corpus.tokenizer()
+    train, validation, test = corpus.token_files(tokenizer)
+    made = train.path.stat().st_mtime_ns
+    test.path.unlink()
+    again = corpus.token_files(tokenizer)
+    assert again == (train, validation, test) and train.path.stat().st_mtime_ns == made

@@ -67,3 +67,23 @@ def test_the_benchmark_reports_both_ways_on_a_small_corpus(tmp_path):
     assert result["token_files"]["file_mb"] == pytest.approx(2 * result["text_mb"], rel=0.01)
     lines = "\n".join(bench.report_lines(result))
     assert "| token files (`FileCorpus`) |" in lines and "target < 2" in lines
+
+
+def test_writers_of_one_file_at_once_do_not_write_into_each_other(tmp_path):
+    from jaxllm.data.json_files import replaced_atomically
+
+    with (
+        replaced_atomically(tmp_path / "f") as first,
+        replaced_atomically(tmp_path / "f") as second,
+    ):
+        first.write(b"first")
+        second.write(b"second")
+    assert (tmp_path / "f").read_bytes() in (b"first", b"second")
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]
+
+
+def test_a_token_file_of_another_size_than_described_is_not_used(tmp_path):
+    written = write_token_file(TOKENIZERS["char"], LINES, tmp_path / "a.bin", "fp")
+    with open(written.path, "ab") as file:
+        file.write(b"\0\0")
+    assert read_token_file(written.path, "fp") is None

@@ -21,12 +21,14 @@ Everything is kept under ``cache_dir/<fingerprint of the file's bytes and the fr
 so later runs on the same file skip straight to the maps:
 
 * ``text.json``: the clean text's length and alphabet;
-* ``tokenizer-<kind>-<vocab size>.json``: the tokenizer trained on it;
+* ``tokenizer-<kind>-<fingerprint of its settings and trainer>.json``: the tokenizer trained
+  on it;
 * ``<tokenizer fingerprint>-{train,validation,test}.bin`` (each with a ``.json`` beside it).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import itertools
@@ -44,6 +46,7 @@ from jaxllm.data.splits import EmptySplitError, check_fractions
 from jaxllm.data.token_files import (
     PIECE_CHARS,
     TokenFile,
+    last_piece_end,
     read_text_pieces,
     read_token_file,
     write_token_file,
@@ -147,14 +150,15 @@ class FileCorpus:
         """The tokenizer the in-memory recipe would train: a char tokenizer of the whole
         text's alphabet, or BPE / WordPiece trained on the training split (kept for later)."""
         data = self.data
-        kept = self.folder / f"tokenizer-{data.tokenizer}-{data.vocab_size or 0}.json"
+        kept = self.folder / f"tokenizer-{data.tokenizer}-{_trainer_fingerprint(data)}.json"
         if kept.is_file():
             return load_tokenizer(kept)
         if data.tokenizer == "char":
             tokenizer = train_tokenizer("char", [self.text().alphabet])
         else:
-            train_text = (text for split, text in self.segments() if split == 0)
-            tokenizer = train_tokenizer(data.tokenizer, train_text, vocab_size=data.vocab_size)
+            train = itertools.takewhile(lambda segment: segment[0] == 0, self.segments())
+            texts = (text for _, text in train)
+            tokenizer = train_tokenizer(data.tokenizer, texts, vocab_size=data.vocab_size)
         tokenizer.save(kept)
         return tokenizer
 
@@ -171,8 +175,8 @@ class FileCorpus:
         paths = [self.folder / f"{stem}-{name}.bin" for name in SPLIT_NAMES]
         kept = [read_token_file(path, stem) for path in paths]
         files = [file for file in kept if file is not None]
-        if len(files) < len(paths):
-            files = _write_split_files(tokenizer, self.segments(), paths, stem)
+        if len(files) < len(paths):  # the ones kept stay as they are (a run may map them)
+            files = _write_split_files(tokenizer, self.segments(), paths, stem, kept)
         _check_splits(files, self.data.corpus)
         return files[0], files[1], files[2]
 
@@ -210,9 +214,10 @@ def split_segments(pieces: Iterable[str], targets: tuple[int, int]) -> Iterator[
     past the end leaves the later splits empty.
 
     ``pieces`` must end where whitespace follows a non-whitespace character. Within a split,
-    text is yielded up to such a place before the last line end, where every tokenizer splits
-    anyway; the rest, the last line end included, is held until the next piece comes or a
-    split ends, so the line end a cut falls back to is never yielded yet.
+    text is yielded up to such a place, where every tokenizer splits anyway: the last one
+    before the split's last line end, which is held with what follows it until the next piece
+    comes or the split ends (a cut falls back to it), or, while the split has no line end, the
+    last one (a cut then falls at its target or after a line end still to come).
     """
     split, offset, held = 0, 0, ""  # offset: where held starts in the whole text
     for piece in pieces:
@@ -223,7 +228,7 @@ def split_segments(pieces: Iterable[str], targets: tuple[int, int]) -> Iterator[
             if cut:
                 yield split, text[:cut]
             text, offset, split = text[cut:], offset + cut, split + 1
-        keep = _before_last_line_end(text)
+        keep = _before_last_line_end(text) if "\n" in text else last_piece_end(text)
         if keep:
             yield split, text[:keep]
         held, offset = text[keep:], offset + keep
@@ -232,25 +237,42 @@ def split_segments(pieces: Iterable[str], targets: tuple[int, int]) -> Iterator[
 
 
 def _before_last_line_end(text: str) -> int:
-    """The start of the whitespace run that holds the last ``\\n`` of ``text`` (0: none)."""
+    """The start of the whitespace run that holds the last ``\\n`` of ``text``."""
     start = text.rfind("\n")
     while start > 0 and text[start - 1].isspace():
         start -= 1
-    return max(start, 0)
+    return start
 
 
 def _write_split_files(
-    tokenizer: Tokenizer, segments: Iterator[tuple[int, str]], paths: list[Path], stem: str
+    tokenizer: Tokenizer,
+    segments: Iterator[tuple[int, str]],
+    paths: list[Path],
+    stem: str,
+    kept: list[TokenFile | None],
 ) -> list[TokenFile]:
     """Each split's segments encoded into its token file (an empty file for a split with no
-    text)."""
-    files: dict[int, TokenFile] = {}
+    text), but for the splits whose file is ``kept``."""
+    files = dict(enumerate(kept))
     for split, group in itertools.groupby(segments, key=lambda segment: segment[0]):
-        files[split] = write_token_file(tokenizer, (t for _, t in group), paths[split], stem)
+        texts = (text for _, text in group)
+        if files[split] is None:
+            files[split] = write_token_file(tokenizer, texts, paths[split], stem)
+        else:
+            collections.deque(texts, maxlen=0)  # read past it
     for split, path in enumerate(paths):
-        if split not in files:
+        if files[split] is None:
             files[split] = write_token_file(tokenizer, [], path, stem)
-    return [files[split] for split in range(len(paths))]
+    return [file for file in files.values() if file is not None]
+
+
+def _trainer_fingerprint(data: DataConfig) -> str:
+    """A fingerprint of what a tokenizer trained on a text depends on besides the text: its
+    kind and size, and the versions of the code that trains it."""
+    import tokenizers
+
+    settings = [data.tokenizer, data.vocab_size, _FORMAT_VERSION, tokenizers.__version__]
+    return hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:16]
 
 
 def _check_splits(files: list[TokenFile], corpus: str) -> None:

@@ -3,11 +3,14 @@ fingerprint that equal contents share, and a write that never leaves a truncated
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def json_fingerprint(content: dict[str, Any]) -> str:
@@ -31,15 +34,23 @@ def write_json_atomically(
         data = (text + ("\n" if indent is not None else "")).encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: JSON's \u escapes carry them
         data = (json.dumps(content, **options) + ("\n" if indent is not None else "")).encode()
-    partial = partial_path(path)
+    with replaced_atomically(path) as file:
+        file.write(data)
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A new binary file that becomes ``path`` when the block ends without an error, renamed
+    into place (a crash leaves the old file, or none, never a part), and is removed otherwise.
+
+    Its temporary name ``<name>.<random>.partial`` is created exclusively, so writers of the
+    same file at once, on any host, never write into each other's.
+    """
+    path = Path(path)
+    partial = path.with_name(f"{path.name}.{secrets.token_hex(8)}.partial")
     try:
-        partial.write_bytes(data)
+        with open(partial, "xb") as file:
+            yield file
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
-
-
-def partial_path(path: Path) -> Path:
-    """Where this process writes ``path`` before renaming it into place: a name of its own,
-    so processes that write the same file at once do not write into each other's."""
-    return path.with_name(f"{path.name}.{os.getpid()}.partial")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxllm.data.corpora import CorpusEncodingError
-from jaxllm.data.json_files import partial_path, write_json_atomically
+from jaxllm.data.json_files import replaced_atomically, write_json_atomically
 from jaxllm.data.tokenizers import Tokenizer
 
 # Characters read per piece of text (about 4 MB of ASCII).
@@ -106,23 +106,18 @@ def token_dtype(vocab_size: int) -> str:
 def write_token_file(
     tokenizer: Tokenizer, pieces: Iterable[str], path: str | os.PathLike[str], fingerprint: str
 ) -> TokenFile:
-    """Encode each of ``pieces`` in turn and write the ids to ``path`` (through a
-    ``.partial`` file of this process renamed into place, so a file under ``path`` is always
-    whole, even when several processes make it at once), with a ``<path>.json`` beside it
-    describing it (written last: a file without one is unfinished)."""
+    """Encode each of ``pieces`` in turn and write the ids to ``path`` (through a ``.partial``
+    file of its own renamed into place, so a file under ``path`` is always whole, even when
+    several processes make it at once), with a ``<path>.json`` beside it describing it
+    (written last: a file without one is unfinished)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     dtype, count = token_dtype(tokenizer.vocab_size), 0
-    partial = partial_path(path)
-    try:
-        with open(partial, "wb") as out:
-            for piece in pieces:
-                ids = tokenizer.encode(piece).astype(dtype)
-                out.write(ids.tobytes())
-                count += ids.size
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with replaced_atomically(path) as out:
+        for piece in pieces:
+            ids = tokenizer.encode(piece).astype(dtype)
+            out.write(ids.tobytes())
+            count += ids.size
     token_file = TokenFile(path, dtype, count, fingerprint)
     description = {"dtype": dtype, "count": count, "fingerprint": fingerprint}
     write_json_atomically(description, path.with_name(path.name + ".json"))
@@ -131,7 +126,8 @@ def write_token_file(
 
 def read_token_file(path: str | os.PathLike[str], fingerprint: str) -> TokenFile | None:
     """The token file at ``path`` if a finished :func:`write_token_file` left it there with
-    ``fingerprint`` (else ``None``: absent, unfinished, or made from something else)."""
+    ``fingerprint`` (else ``None``: absent, unfinished, of another size than described, or
+    made from something else)."""
     path = Path(path)
     description = path.with_name(path.name + ".json")
     if not (path.is_file() and description.is_file()):
@@ -139,4 +135,7 @@ def read_token_file(path: str | os.PathLike[str], fingerprint: str) -> TokenFile
     saved = json.loads(description.read_text(encoding="utf-8"))
     if saved.get("fingerprint") != fingerprint:
         return None
-    return TokenFile(path, saved["dtype"], int(saved["count"]), fingerprint)
+    token_file = TokenFile(path, saved["dtype"], int(saved["count"]), fingerprint)
+    if path.stat().st_size != token_file.count * np.dtype(token_file.dtype).itemsize:
+        return None
+    return token_file

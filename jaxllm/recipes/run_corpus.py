@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 import jax
 import numpy as np
 
+from jaxllm.config import ConfigError
 from jaxllm.data import (
     DataConfig,
     Tokenizer,
@@ -109,7 +110,7 @@ class RunCorpus:
                 return [file.tokens() for file in files]
             return [encode_corpus(tokenizer, docs) for docs in self.splits]
         except ValueError as e:
-            if not self.config.resume:
+            if not self.config.resume or isinstance(e, ConfigError):  # e.g. another process's
                 raise
             raise CheckpointError(
                 f"the corpus differs from the one the run in {self.config.run_dir} was trained "
