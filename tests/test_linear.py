@@ -137,6 +137,10 @@ def test_bad_input_names_the_problem():
         predict(model, X[:, :5])
     with pytest.raises(ConfigError, match="L-BFGS needs a smooth loss"):
         LinearConfig(loss="hinge", solver="lbfgs")
+    with pytest.raises(ConfigError, match="Newton needs a smooth loss"):
+        LinearConfig(loss="hinge", solver="newton")
+    with pytest.raises(ConfigError, match="for 3 classes .softmax. use solver='lbfgs'"):
+        fit_linear(*classification(k=3), LinearConfig(loss="logistic", solver="newton"))
     with pytest.raises(NotProbabilisticError, match="predict_proba needs a logistic model"):
         predict_proba(fit_linear(X, y, LinearConfig(loss="squared_hinge")), X)
 
@@ -144,3 +148,68 @@ def test_bad_input_names_the_problem():
 def test_features_without_columns_are_a_clear_error():
     with pytest.raises(FeaturesError, match=r"no columns \(0 features\).*min_df"):
         fit_linear(np.zeros((4, 0), np.float32), [1, 0, 1, 0], LinearConfig(loss="logistic"))
+
+
+def test_one_compiled_program_serves_every_c_and_problems_of_similar_size():
+    from jaxllm.classic import linear
+
+    X, y = classification(n=220, d=9, seed=6)
+    fit_linear(X, y, LinearConfig(loss="squared_hinge", C=1.0))
+    programs = linear._fit_jit._cache_size()
+    fit_linear(X, y, LinearConfig(loss="squared_hinge", C=3.0, max_iter=50, tol=1e-5))
+    fit_linear(X[:205], y[:205], LinearConfig(loss="squared_hinge", C=0.1))  # same bucket
+    assert linear._fit_jit._cache_size() == programs
+    assert [linear.bucket_size(n) for n in (1, 7, 8, 9, 190, 200, 300)] == [
+        1,
+        7,
+        8,
+        10,
+        192,
+        224,
+        320,
+    ]
+
+
+@pytest.mark.parametrize("loss", ["logistic", "squared_hinge", "squared"])
+@pytest.mark.parametrize("sparse_x", [False, True])
+def test_padding_leaves_the_objective_and_the_fit_unchanged(loss, sparse_x):
+    from jaxllm.classic import linear
+
+    X, y = classification(n=37, d=11, k=3 if loss != "squared" else 2, seed=7)
+    y = X[:, 0].astype(np.float32) if loss == "squared" else y
+    features = sparse.BCOO.fromdense(jnp.asarray(X)) if sparse_x else X
+    yy, k, _ = linear._check_problem(features, y, LinearConfig(loss=loss), None)
+    padded, padded_y, weights = linear._padded_problem(features, yy)
+    assert padded.shape == (40, 12) and float(weights.sum()) == 37
+    rng = np.random.default_rng(8)
+    params = {"kernel": rng.normal(size=(11, k)).astype(np.float32), "bias": np.ones(k, np.float32)}
+    wide = {"kernel": np.concatenate([params["kernel"], np.zeros((1, k), np.float32)]),
+            "bias": params["bias"]}  # fmt: skip
+    chex.assert_trees_all_close(
+        linear.objective(wide, padded, padded_y, loss, 0.7, weights),
+        linear.objective(params, jnp.asarray(X), yy, loss, 0.7),
+        rtol=1e-5,
+    )
+
+
+@pytest.mark.parametrize(
+    "loss, k", [("squared_hinge", 2), ("squared_hinge", 4), ("logistic", 2), ("squared", 0)]
+)
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_newton_and_lbfgs_reach_the_same_minimum(loss, k, fit_intercept):
+    """Two independent solvers of one objective (the intercept unpenalised) agree."""
+    X, y = classification(n=150, d=8, k=max(k, 2), seed=9)
+    y = (X @ np.arange(8.0)).astype(np.float32) if loss == "squared" else y
+    common = dict(loss=loss, C=0.3, fit_intercept=fit_intercept, tol=1e-6)
+    newton = fit_linear(X, y, LinearConfig(solver="newton", max_iter=100, **common))
+    lbfgs = fit_linear(X, y, LinearConfig(solver="lbfgs", max_iter=2000, **common))
+    assert newton.config.chosen_solver == "newton" and newton.iterations < 30
+    chex.assert_trees_all_close(newton.params, lbfgs.params, atol=2e-4, rtol=2e-4)
+
+
+def test_two_class_logistic_regression_by_newton_equals_sklearn():
+    X, y = classification(seed=10)
+    ours = fit_linear(X, y, LinearConfig(loss="logistic", C=0.5, solver="newton", **TIGHT))
+    ref = linear_model.LogisticRegression(C=0.5, tol=1e-10, max_iter=10_000).fit(X, y)
+    np.testing.assert_allclose(np.asarray(ours.params["kernel"])[:, 0], ref.coef_[0], atol=2e-4)
+    np.testing.assert_allclose(ours.params["bias"], ref.intercept_, atol=2e-4)

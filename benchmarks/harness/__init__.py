@@ -12,12 +12,21 @@ from harness.machine import (
 )
 from harness.peak import matmul_flops, measure_matmul_peak
 from harness.report import print_report
-from harness.timing import Timing, compile_time, max_rss_mb, time_fn, time_steps, timed_call
+from harness.timing import (
+    Timing,
+    compile_stages,
+    compile_time,
+    max_rss_mb,
+    time_fn,
+    time_steps,
+    timed_call,
+)
 
 __all__ = [
     "CpuSnapshot",
     "Timing",
     "background_load",
+    "compile_stages",
     "compile_time",
     "cpu_snapshot",
     "gpt_flops_per_token",

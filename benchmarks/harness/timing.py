@@ -85,6 +85,26 @@ def compile_time(jitted_fn: Callable, *args: Any) -> tuple[float, Any]:
     return timed_call(jitted_fn, *args)
 
 
+def compile_stages(
+    jitted_fn: Any, *args: Any, static: dict[str, Any] | None = None, repeats: int = 3
+) -> dict[str, float]:
+    """Seconds of each stage of a jitted function's first call, and of a warm one:
+    ``{"trace_s", "compile_s", "first_run_s", "steady_s"}`` (tracing and lowering to XLA, XLA's
+    compilation, the first run of the compiled program, the median of ``repeats`` later runs).
+    ``static``: the function's static keyword arguments. With JAX's persistent compilation
+    cache enabled, ``compile_s`` is a cache load where the cache holds the program.
+    """
+    start = time.perf_counter()
+    lowered = jitted_fn.lower(*args, **(static or {}))
+    traced = time.perf_counter()
+    compiled = lowered.compile()
+    done = time.perf_counter()
+    first_s, _ = timed_call(compiled, *args)
+    steady = Timing.from_seconds([timed_call(compiled, *args)[0] for _ in range(repeats)])
+    return {"trace_s": traced - start, "compile_s": done - traced, "first_run_s": first_s,
+            "steady_s": steady.median_s}  # fmt: skip
+
+
 def max_rss_mb() -> float:
     """This process's peak resident memory so far, in MiB.
 

@@ -13,10 +13,13 @@ Losses (``t = ±1`` the target of a binary score):
   hinge          Σ_k max(0, 1 - t_k z_k)   (one-vs-rest over the k classes; one score for two)
   squared_hinge  Σ_k max(0, 1 - t_k z_k)²
 
-Solvers: ``"lbfgs"`` (optax's L-BFGS with a zoom line search; for the smooth losses), and
-``"adam"`` / ``"sgd"`` (full-batch; the hinge loss's default). Everything runs in one
-``jax.jit``-compiled ``lax.while_loop``, and :func:`fit_regularization_path` trains every value
-of ``C`` at once with ``jax.vmap``.
+Solvers: ``"newton"`` (Newton's method with conjugate gradients, :mod:`jaxllm.classic.newton`;
+the squared hinge's default; for the losses that are a sum over scores: squared, squared hinge,
+two-class logistic), ``"lbfgs"`` (optax's L-BFGS with a zoom line search; the other smooth
+losses' default), and ``"adam"`` / ``"sgd"`` (full-batch; the hinge loss's default). Each
+solve is one ``jax.jit``-compiled ``lax.while_loop``, one program for every ``C`` and for
+problems of similar sizes (:func:`bucket_size`), and :func:`fit_regularization_path` trains
+every value of ``C`` at once with ``jax.vmap``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import optax.tree_utils as otu
 from jax import Array
 from jax.experimental import sparse
 
-from jaxllm.config import require
+from jaxllm.classic.newton import newton_cg
+from jaxllm.config import ConfigError, require
 
 
 class TargetsError(ValueError):
@@ -48,7 +52,7 @@ class NotProbabilisticError(ValueError):
 
 
 Loss = Literal["squared", "logistic", "hinge", "squared_hinge"]
-Solver = Literal["lbfgs", "adam", "sgd"]
+Solver = Literal["lbfgs", "newton", "adam", "sgd"]
 LOSSES = get_args(Loss)
 SOLVERS = get_args(Solver)
 
@@ -61,11 +65,12 @@ class LinearConfig:
     loss: one of :data:`LOSSES`.
     C: inverse regularisation strength, as in scikit-learn (larger: less regularisation).
     fit_intercept: learn a bias ``b``.
-    solver: ``"lbfgs"`` (smooth losses), ``"adam"`` or ``"sgd"``; ``None`` picks L-BFGS for
-      the smooth losses and Adam for the hinge.
-    max_iter: most optimiser iterations.
-    tol: L-BFGS stops once the largest gradient entry of the (mean) objective is below this,
-      as scikit-learn's ``LogisticRegression(solver="lbfgs")`` does.
+    solver: ``"newton"`` (squared, squared hinge, two-class logistic), ``"lbfgs"`` (smooth
+      losses), ``"adam"`` or ``"sgd"``; ``None`` picks Newton for the squared hinge, Adam for
+      the hinge and L-BFGS for the others.
+    max_iter: most optimiser iterations (Newton steps for ``"newton"``).
+    tol: L-BFGS and Newton stop once the largest gradient entry of the (mean) objective is
+      below this, as scikit-learn's ``LogisticRegression(solver="lbfgs")`` does.
     learning_rate: step size of Adam and SGD.
     """
 
@@ -86,8 +91,9 @@ class LinearConfig:
             f"LinearConfig.solver must be one of {SOLVERS}, got {self.solver!r}",
         )
         require(
-            not (self.loss == "hinge" and self.solver == "lbfgs"),
-            "L-BFGS needs a smooth loss; use loss='squared_hinge' or solver='adam' for the hinge",
+            not (self.loss == "hinge" and self.solver in ("lbfgs", "newton")),
+            f"{'L-BFGS' if self.solver == 'lbfgs' else 'Newton'} needs a smooth loss; use "
+            "loss='squared_hinge' or solver='adam' for the hinge",
         )
         require(
             self.C > 0 and self.max_iter > 0 and self.tol >= 0 and self.learning_rate > 0,
@@ -96,7 +102,8 @@ class LinearConfig:
 
     @property
     def chosen_solver(self) -> str:
-        return self.solver or ("adam" if self.loss == "hinge" else "lbfgs")
+        defaults = {"hinge": "adam", "squared_hinge": "newton"}
+        return self.solver or defaults.get(self.loss, "lbfgs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,29 +162,43 @@ def scores(params: dict, X: Features) -> Array:
     return X @ params["kernel"] + params["bias"]
 
 
+def score_losses(z: Array, y: Array, loss: str) -> Array:
+    """The loss of each score ``float32[n, k]`` of scores ``z: float32[n, k]``, for the losses
+    that are a sum over scores (all but the multinomial logistic one)."""
+    if loss == "squared":
+        return 0.5 * (z - y[:, None]) ** 2
+    if z.shape[1] == 1:  # two classes, one score: t = +1 for class 1, -1 for class 0
+        t = 2.0 * y[:, None].astype(z.dtype) - 1.0
+    else:  # one-vs-rest targets
+        t = 2.0 * jax.nn.one_hot(y, z.shape[1], dtype=z.dtype) - 1.0
+    if loss == "logistic":
+        return jax.nn.softplus(-t * z)
+    hinge = jnp.maximum(0.0, 1.0 - t * z)
+    return hinge if loss == "hinge" else hinge**2
+
+
 def sample_losses(z: Array, y: Array, loss: str) -> Array:
     """Per-example loss ``float32[n]`` of scores ``z: float32[n, k]`` against targets ``y``
     (``float32[n]`` for squared, ``int32[n]`` class ids otherwise)."""
-    if loss == "squared":
-        return 0.5 * (z[:, 0] - y) ** 2
-    if z.shape[1] == 1:  # two classes, one score: t = +1 for class 1, -1 for class 0
-        t = 2.0 * y.astype(z.dtype) - 1.0
-        margin = t * z[:, 0]
-        if loss == "logistic":
-            return jax.nn.softplus(-margin)
-        hinge = jnp.maximum(0.0, 1.0 - margin)
-        return hinge if loss == "hinge" else hinge**2
-    if loss == "logistic":
+    if loss == "logistic" and z.shape[1] > 1:  # softmax cross-entropy
         return jax.nn.logsumexp(z, axis=-1) - jnp.take_along_axis(z, y[:, None], axis=-1)[:, 0]
-    t = 2.0 * jax.nn.one_hot(y, z.shape[1], dtype=z.dtype) - 1.0  # one-vs-rest targets
-    hinge = jnp.maximum(0.0, 1.0 - t * z)
-    return jnp.sum(hinge if loss == "hinge" else hinge**2, axis=-1)
+    return jnp.sum(score_losses(z, y, loss), axis=-1)
 
 
-def objective(params: dict, X: Features, y: Array, loss: str, C: Array | float) -> Array:
-    """``(1/n) Σ_i loss_i + ‖W‖² / (2 C n)``: scikit-learn's objective divided by ``C n``."""
-    n = X.shape[0]
-    data_term = jnp.mean(sample_losses(scores(params, X), y, loss))
+def objective(
+    params: dict, X: Features, y: Array, loss: str, C: Array | float, weights: Array | None = None
+) -> Array:
+    """``(1/n) Σ_i loss_i + ‖W‖² / (2 C n)``: scikit-learn's objective divided by ``C n``.
+
+    ``weights: float32[n]`` of 0 and 1 leaves out the rows of weight 0 (``n`` counts the
+    others): the padding that makes problems of similar sizes one compiled program.
+    """
+    losses = sample_losses(scores(params, X), y, loss)
+    if weights is None:
+        n, data_term = X.shape[0], jnp.mean(losses)
+    else:
+        n = jnp.sum(weights)
+        data_term = jnp.sum(weights * losses) / n
     return data_term + jnp.sum(params["kernel"] ** 2) / (2.0 * C * n)
 
 
@@ -191,7 +212,11 @@ def fit_linear(
         targets, labels with one class, or labels outside ``0 .. num_classes - 1``.
     """
     y, k, num_classes = _check_problem(X, y, config, num_classes)
-    params, iterations = _fit_jit(X, y, jnp.float32(config.C), config, k)
+    padded, y, weights = _padded_problem(X, y)
+    params, iterations = _fit_jit(
+        padded, y, weights, jnp.float32(config.C), _settings(config), _program(config), k
+    )
+    params = _unpadded(params, X.shape[1])
     return LinearModel(
         params=params, config=config, num_classes=num_classes, iterations=int(iterations)
     )
@@ -213,7 +238,11 @@ def fit_regularization_path(
         ValueError,
     )
     y, k, num_classes = _check_problem(X, y, config, num_classes)
-    params, iterations = _fit_path_jit(X, y, jnp.asarray(Cs), config, k)
+    padded, y, weights = _padded_problem(X, y)
+    params, iterations = _fit_path_jit(
+        padded, y, weights, jnp.asarray(Cs), _settings(config), _program(config), k
+    )
+    params = _unpadded(params, X.shape[1])
     return [
         LinearModel(
             params=jax.tree.map(lambda p, i=i: p[i], params),
@@ -293,7 +322,14 @@ def _check_problem(X: Features, y: Any, config: LinearConfig, num_classes: int |
         "least two classes",
         TargetsError,
     )
-    return jnp.asarray(y, jnp.int32), (1 if num_classes == 2 else num_classes), num_classes
+    k = 1 if num_classes == 2 else num_classes
+    require(
+        not (config.chosen_solver == "newton" and config.loss == "logistic" and k > 1),
+        f"solver='newton' fits two-class logistic regression; for {num_classes} classes "
+        "(softmax) use solver='lbfgs'",
+        ConfigError,
+    )
+    return jnp.asarray(y, jnp.int32), k, num_classes
 
 
 def _check_features(X: Features, num_features: int | None) -> None:
@@ -319,7 +355,7 @@ def _check_features(X: Features, num_features: int | None) -> None:
             "transform them with the same vectorizer the model was trained on"
         )
     values = X.data if isinstance(X, sparse.BCOO) else X
-    if not bool(jnp.all(jnp.isfinite(jnp.asarray(values)))):
+    if not np.isfinite(np.asarray(values)).all():  # on the host: no program to compile
         raise ValueError("features contain NaN or infinite values; drop or impute them first")
 
 
@@ -330,49 +366,84 @@ def _init_params(num_features: int, k: int) -> dict:
     }
 
 
-def _minimise(X: Features, y: Array, C: Array, config: LinearConfig, k: int) -> tuple[dict, Array]:
+def bucket_size(size: int) -> int:
+    """``size`` rounded up to the next of 4, 5, 6, 7 × 2^e: problems whose sizes round to the
+    same values run one compiled program (at most a quarter of it padding)."""
+    step = 2 ** max(0, size.bit_length() - 3)
+    return -(-size // step) * step
+
+
+def _padded_problem(X: Features, y: Array) -> tuple[Features, Array, Array]:
+    """``X`` (rows, columns and, if sparse, stored entries), ``y`` and row weights (1, and 0
+    for padding) padded to :func:`bucket_size`, on the host (no program to compile)."""
+    n, d = X.shape
+    rows, columns = bucket_size(n), bucket_size(d)
+    weights = np.zeros(rows, np.float32)
+    weights[:n] = 1.0
+    padded_y = np.zeros(rows, y.dtype)
+    padded_y[:n] = np.asarray(y)
+    if not isinstance(X, sparse.BCOO):
+        dense = np.zeros((rows, columns), np.float32)
+        dense[:n, :d] = np.asarray(X, np.float32)
+        return jnp.asarray(dense), jnp.asarray(padded_y), jnp.asarray(weights)
+    extra = bucket_size(X.nse) - X.nse  # stored zeros at (0, 0), which add nothing
+    data = np.concatenate([np.asarray(X.data), np.zeros(extra, X.data.dtype)])
+    indices = np.concatenate([np.asarray(X.indices), np.zeros((extra, 2), X.indices.dtype)])
+    padded = sparse.BCOO((jnp.asarray(data), jnp.asarray(indices)), shape=(rows, columns))
+    return padded, jnp.asarray(padded_y), jnp.asarray(weights)
+
+
+def _unpadded(params: dict, num_features: int) -> dict:
+    """``params`` without the padding's features (``kernel``'s second-to-last axis)."""
+    kernel = np.asarray(params["kernel"])[..., :num_features, :]  # on the host, as above
+    return {"kernel": jnp.asarray(kernel), "bias": params["bias"]}
+
+
+def _settings(config: LinearConfig) -> dict[str, Array]:
+    """The numbers of ``config`` a compiled fit takes as arguments, not as constants."""
+    return {
+        "max_iter": jnp.int32(config.max_iter),
+        "tol": jnp.float32(config.tol),
+        "learning_rate": jnp.float32(config.learning_rate),
+    }
+
+
+def _program(config: LinearConfig) -> LinearConfig:
+    """What of ``config`` shapes the compiled program (its loss, solver and intercept): one
+    program serves every value of ``C``, ``max_iter``, ``tol`` and ``learning_rate``."""
+    return dataclasses.replace(config, C=1.0, max_iter=1, tol=0.0, learning_rate=1.0)
+
+
+def _minimise(
+    X: Features,
+    y: Array,
+    weights: Array,
+    C: Array,
+    settings: dict[str, Array],
+    config: LinearConfig,
+    k: int,
+) -> tuple[dict, Array]:
     """``(params, iterations)`` minimising :func:`objective` from zero weights."""
+    if config.chosen_solver == "newton":
+        return newton_cg(
+            X,
+            weights,
+            C,
+            lambda z: score_losses(z, y, config.loss),
+            num_outputs=k,
+            fit_intercept=config.fit_intercept,
+            max_iter=settings["max_iter"],
+            tol=settings["tol"],
+        )
 
     def value_fn(params):
         if not config.fit_intercept:
             params = {**params, "bias": jnp.zeros_like(params["bias"])}
-        return objective(params, X, y, config.loss, C)
+        return objective(params, X, y, config.loss, C, weights)
 
+    loop = _lbfgs_loop if config.chosen_solver == "lbfgs" else _first_order_loop
+    optimizer, step, keep_going = loop(value_fn, settings, config.chosen_solver)
     params = _init_params(X.shape[1], k)
-    if config.chosen_solver == "lbfgs":
-        optimizer = optax.lbfgs()
-        value_and_grad = optax.value_and_grad_from_state(value_fn)
-
-        def step(carry):
-            params, state, i = carry
-            value, grad = value_and_grad(params, state=state)
-            updates, state = optimizer.update(
-                grad, state, params, value=value, grad=grad, value_fn=value_fn
-            )
-            return optax.apply_updates(params, updates), state, i + 1
-
-        def keep_going(carry):
-            _, state, i = carry
-            grad = otu.tree_get(state, "grad")
-            largest = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree.leaves(grad)]))
-            return (i == 0) | ((i < config.max_iter) & (largest > config.tol))
-    else:
-        optimizer = (
-            optax.adam(config.learning_rate)
-            if config.chosen_solver == "adam"
-            else optax.sgd(config.learning_rate, momentum=0.9)
-        )
-        grad_fn = jax.value_and_grad(value_fn)
-
-        def step(carry):
-            params, state, i = carry
-            _, grad = grad_fn(params)
-            updates, state = optimizer.update(grad, state, params)
-            return optax.apply_updates(params, updates), state, i + 1
-
-        def keep_going(carry):
-            return carry[2] < config.max_iter
-
     final, _, iterations = jax.lax.while_loop(
         keep_going, step, (params, optimizer.init(params), jnp.int32(0))
     )
@@ -382,7 +453,48 @@ def _minimise(X: Features, y: Array, C: Array, config: LinearConfig, k: int) -> 
     return params, iterations
 
 
+def _lbfgs_loop(value_fn: Any, settings: dict[str, Array], solver: str) -> tuple:
+    """``(optimizer, step, keep_going)`` of an L-BFGS solve: it stops when the largest
+    gradient entry is at most ``tol``, or after ``max_iter`` iterations."""
+    optimizer = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(value_fn)
+
+    def step(carry):
+        params, state, i = carry
+        value, grad = value_and_grad(params, state=state)
+        updates, state = optimizer.update(
+            grad, state, params, value=value, grad=grad, value_fn=value_fn
+        )
+        return optax.apply_updates(params, updates), state, i + 1
+
+    def keep_going(carry):
+        _, state, i = carry
+        grad = otu.tree_get(state, "grad")
+        largest = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree.leaves(grad)]))
+        return (i == 0) | ((i < settings["max_iter"]) & (largest > settings["tol"]))
+
+    return optimizer, step, keep_going
+
+
+def _first_order_loop(value_fn: Any, settings: dict[str, Array], solver: str) -> tuple:
+    """``(optimizer, step, keep_going)`` of ``max_iter`` full-batch Adam or SGD steps."""
+    rate = settings["learning_rate"]
+    optimizer = optax.adam(rate) if solver == "adam" else optax.sgd(rate, momentum=0.9)
+    grad_fn = jax.value_and_grad(value_fn)
+
+    def step(carry):
+        params, state, i = carry
+        _, grad = grad_fn(params)
+        updates, state = optimizer.update(grad, state, params)
+        return optax.apply_updates(params, updates), state, i + 1
+
+    def keep_going(carry):
+        return carry[2] < settings["max_iter"]
+
+    return optimizer, step, keep_going
+
+
 _fit_jit = jax.jit(_minimise, static_argnames=("config", "k"))
 _fit_path_jit = jax.jit(
-    jax.vmap(_minimise, in_axes=(None, None, 0, None, None)), static_argnums=(3, 4)
+    jax.vmap(_minimise, in_axes=(None, None, None, 0, None, None, None)), static_argnums=(5, 6)
 )
