@@ -139,7 +139,7 @@ def use_compilation_cache(
     A later process that compiles the same program with the same shapes, JAX version and flags
     loads it instead: the first training step of ``benchmarks/train_throughput.py``'s small GPT
     (trace, compile or load, run) takes ~1.2 s instead of ~2.5 s, and ``fit_linear``'s first
-    call on SST-2 0.39 s instead of 0.90 s (its padded shapes make similar problems share a
+    call on SST-2 0.28 s instead of 0.80 s (its padded shapes make similar problems share a
     program). Programs that took at least ``min_compile_seconds`` to compile are kept (JAX's own
     threshold, 1 s, would leave out e.g. ``fit_linear``'s 0.5 s solve; a threshold set through
     ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` or ``jax.config`` is kept). The cache is

@@ -68,6 +68,7 @@ def newton_cg(
     n, d = X.shape
     count = jnp.sum(weights)
     bias_mask = 1.0 if fit_intercept else 0.0
+    products = _products(X)
 
     def derivatives(scores: Array) -> tuple[Array, Array]:
         first = jax.grad(lambda z: jnp.sum(score_losses(z)))
@@ -76,13 +77,13 @@ def newton_cg(
 
     def point_at(kernel: Array, bias: Array, scores: Array, step: Array) -> _Point:
         slope, _ = derivatives(scores)
-        g_kernel = X.transpose() @ slope + kernel / (C * count)
+        g_kernel = products[1](slope) + kernel / (C * count)
         return _Point(kernel, bias, scores, g_kernel, jnp.sum(slope, 0) * bias_mask, step)
 
     def newton_step(point: _Point) -> _Point:
         _, curvature = derivatives(point.scores)
         p_kernel, p_bias, p_scores = _conjugate_gradients(
-            X, curvature, C * count, bias_mask, point.g_kernel, point.g_bias
+            products, curvature, C * count, bias_mask, (point.g_kernel, point.g_bias)
         )
 
         def slope_along(size: Array) -> Array:  # float32[K]: dF(point + size p) / dsize
@@ -104,49 +105,68 @@ def newton_cg(
     return {"kernel": solved.kernel, "bias": solved.bias}, solved.step
 
 
+def _products(X: Array | sparse.BCOO) -> tuple[Callable, Callable, Callable]:
+    """``V -> X V``, ``U -> Xᵀ U`` and ``U -> (X∘X)ᵀ U`` (for the Hessian's diagonal). A
+    sparse ``X``'s are a gather and a segment sum over its stored values, which XLA runs in
+    about 0.6x the time of ``BCOO``'s own products."""
+    if not isinstance(X, sparse.BCOO):
+        return (lambda V: X @ V), (lambda U: X.T @ U), (lambda U: (X * X).T @ U)
+    n, d = X.shape
+    rows, columns, values = X.indices[:, 0], X.indices[:, 1], X.data[:, None]
+    return (
+        lambda V: jax.ops.segment_sum(values * V[columns], rows, n),
+        lambda U: jax.ops.segment_sum(values * U[rows], columns, d),
+        lambda U: jax.ops.segment_sum(values**2 * U[rows], columns, d),
+    )
+
+
 def _conjugate_gradients(
-    X: Array | sparse.BCOO,
+    products: tuple[Callable, Callable, Callable],
     curvature: Array,
     c_count: Array,
     bias_mask: float,
-    g_kernel: Array,
-    g_bias: Array,
+    gradient: tuple[Array, Array],
 ) -> tuple[Array, Array, Array]:
-    """``p ≈ -H⁻¹ g`` for every column at once, and ``X p`` (the step's change of scores).
-    ``curvature: float32[n, K]`` is ``D``'s diagonal (divided by ``n``)."""
+    """``p ≈ -H⁻¹ g`` for every column at once by conjugate gradients preconditioned with
+    ``H``'s diagonal (as liblinear's), and ``X p`` (the step's change of scores).
+    ``products``: :func:`_products`; ``curvature: float32[n, K]`` is ``D``'s diagonal (divided
+    by ``n``); ``gradient``: ``(g_kernel, g_bias)``."""
+    times, transposed_times, squared_times = products
+    diagonal_k = squared_times(curvature) + 1.0 / c_count  # float32[d, K]
+    diagonal_b = jnp.sum(curvature, 0) * bias_mask + (1.0 - bias_mask)  # float32[K]
 
     def hessian_times(d_kernel: Array, d_bias: Array) -> tuple[Array, Array, Array]:
-        d_scores = X @ d_kernel + d_bias
+        d_scores = times(d_kernel) + d_bias
         weighted = curvature * d_scores
-        return (
-            X.transpose() @ weighted + d_kernel / c_count,
-            jnp.sum(weighted, 0) * bias_mask,
-            d_scores,
-        )
+        h_kernel = transposed_times(weighted) + d_kernel / c_count
+        return h_kernel, jnp.sum(weighted, 0) * bias_mask, d_scores
 
-    def norms(kernel: Array, bias: Array) -> Array:  # float32[K]: squared, per column
-        return jnp.sum(kernel**2, axis=0) + bias**2
+    def dot(a: tuple[Array, Array], b: tuple[Array, Array]) -> Array:  # float32[K]
+        return jnp.sum(a[0] * b[0], axis=0) + a[1] * b[1]
 
-    limit = (CG_FRACTION**2) * norms(g_kernel, g_bias)
+    limit = (CG_FRACTION**2) * dot(gradient, gradient)
 
     def iteration(state: tuple) -> tuple:
-        p_k, p_b, p_z, r_k, r_b, d_k, d_b, rr, i = state
+        p_k, p_b, p_z, r_k, r_b, d_k, d_b, rz, rr, i = state
         h_k, h_b, d_z = hessian_times(d_k, d_b)
-        curvature_along = jnp.sum(d_k * h_k, axis=0) + d_b * h_b
-        alpha = jnp.where((rr > limit) & (curvature_along > 0), rr / curvature_along, 0.0)
+        along = dot((d_k, d_b), (h_k, h_b))
+        alpha = jnp.where((rr > limit) & (along > 0), rz / along, 0.0)
         p_k, p_b, p_z = p_k + alpha * d_k, p_b + alpha * d_b, p_z + alpha * d_z
         r_k, r_b = r_k - alpha * h_k, r_b - alpha * h_b
-        new_rr = norms(r_k, r_b)
-        beta = jnp.where(rr > 0, new_rr / rr, 0.0)
-        return p_k, p_b, p_z, r_k, r_b, r_k + beta * d_k, r_b + beta * d_b, new_rr, i + 1
+        z_k, z_b = r_k / diagonal_k, r_b / diagonal_b
+        new_rz = dot((r_k, r_b), (z_k, z_b))
+        beta = jnp.where(rz > 0, new_rz / rz, 0.0)
+        d_k, d_b = z_k + beta * d_k, z_b + beta * d_b
+        return p_k, p_b, p_z, r_k, r_b, d_k, d_b, new_rz, dot((r_k, r_b), (r_k, r_b)), i + 1
 
     def unfinished(state: tuple) -> Array:
         return (state[-1] < MAX_CG) & jnp.any(state[-2] > limit)
 
-    zeros_k, zeros_b = jnp.zeros_like(g_kernel), jnp.zeros_like(g_bias)
-    zeros_z = jnp.zeros((X.shape[0], g_kernel.shape[1]))
-    r_k, r_b = -g_kernel, -g_bias
-    start = (zeros_k, zeros_b, zeros_z, r_k, r_b, r_k, r_b, norms(r_k, r_b), jnp.int32(0))
+    r_k, r_b = -gradient[0], -gradient[1]
+    z_k, z_b = r_k / diagonal_k, r_b / diagonal_b
+    zeros = (jnp.zeros_like(r_k), jnp.zeros_like(r_b), jnp.zeros_like(curvature))
+    start = (*zeros, r_k, r_b, z_k, z_b, dot((r_k, r_b), (z_k, z_b)), dot(gradient, gradient),
+             jnp.int32(0))  # fmt: skip
     p_k, p_b, p_z, *_ = jax.lax.while_loop(unfinished, iteration, start)
     return p_k, p_b, p_z
 
