@@ -24,6 +24,11 @@ threads (2). Per model the report gives:
 * raw words/s (corpus words times epochs over the training time) and effective words/s (the
   words that survive subsampling, as gensim's ``train()`` counts them), and the speed ratio
   jaxllm / gensim of raw words/s (target: >= 1.0);
+* the whole call, as a user waits for it: jaxllm's ``train_word2vec`` (vocabulary, compile,
+  epochs) against gensim's ``build_vocab()`` + ``train()`` (median over runs): jaxllm's
+  later runs, which find the step compiled (target: >= 1.0x gensim's speed; with one repeat,
+  its first run), and its first run of the model in the process, which compiles it (target:
+  >= 0.8x);
 * quality of both sides' vectors with ``jaxllm.embeddings`` (the same code for both):
   Spearman rho and OOV % on WordSim-353 and SimLex-999, and 3CosAdd analogy accuracy on
   ``questions-words.txt`` (restrict_vocab 30000), with the differences jaxllm - gensim
@@ -199,6 +204,10 @@ def run_jaxllm(
     }
 
 
+# gensim's whole call over jaxllm's first one in a process (its compile included).
+FIRST_CALL_TARGET = 0.8
+
+
 def _difference(ours: dict | None, theirs: dict | None, key: str) -> float | None:
     return None if ours is None or theirs is None else ours[key] - theirs[key]
 
@@ -213,7 +222,10 @@ def compare(ours: dict[str, Any], gensim: dict[str, Any]) -> dict[str, Any]:
         diff[f"{name}_spearman_diff"] = _difference(q[name], g[name], "spearman")
     accuracy = _difference(q["analogies"], g["analogies"], "accuracy")
     diff["analogy_accuracy_diff_points"] = None if accuracy is None else 100.0 * accuracy
+    diff["whole_call_ratio"] = gensim["warm_total_s"] / ours["warm_total_s"]
+    diff["first_call_ratio"] = gensim["warm_total_s"] / ours["first_total_s"]
     diff["meets_speed"] = diff["speed_ratio"] >= 1.0
+    diff["meets_first_call"] = diff["first_call_ratio"] >= FIRST_CALL_TARGET
     spearman = [diff[f"{n}_spearman_diff"] for n in SIMILARITY_FILES]
     diff["meets_quality"] = (
         all(d is not None and abs(d) <= 0.02 for d in spearman)
@@ -254,6 +266,9 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if "compile_s" in chosen:  # later runs in this process find the step already compiled
         chosen["compile_s"] = runs[0]["compile_s"]
     chosen["train_s_all"] = [r["train_s"] for r in runs]
+    chosen["first_total_s"] = runs[0]["total_s"]  # jaxllm's: its compile included
+    warm = runs[1:] or runs  # jaxllm's later runs find the step compiled
+    chosen["warm_total_s"] = float(np.median([r["total_s"] for r in warm]))
     return chosen
 
 
@@ -348,6 +363,12 @@ def report_lines(r: dict[str, Any]) -> list[str]:
             f"{g['raw_words_per_s']:,.0f} | {c['speed_ratio']:.2f}x | >= 1.0x |",
             f"| {model} | effective words/s | {o['effective_words_per_s']:,.0f} | "
             f"{g['effective_words_per_s']:,.0f} | {c['effective_speed_ratio']:.2f}x | |",
+            f"| {model} | whole call s, warm (jaxllm: vocabulary and epochs; gensim: "
+            f"build_vocab + train) | {o['warm_total_s']:.2f} | {g['warm_total_s']:.2f} | "
+            f"{c['whole_call_ratio']:.2f}x the speed | >= 1.0x |",
+            f"| {model} | whole call s, jaxllm's first in the process (its compile too) | "
+            f"{o['first_total_s']:.2f} | {g['warm_total_s']:.2f} | "
+            f"{c['first_call_ratio']:.2f}x the speed | >= {FIRST_CALL_TARGET}x |",
         ]
         for name in SIMILARITY_FILES:
             qo, qg = o["quality"][name], g["quality"][name]
