@@ -106,12 +106,13 @@ def test_sparse_features_give_the_dense_fit():
     chex.assert_trees_all_close(sparse_fit.params, dense.params, atol=1e-4, rtol=1e-4)
 
 
-def test_regularization_path_in_one_call_equals_separate_fits():
+@pytest.mark.parametrize("loss", ["logistic", "squared_hinge"])  # L-BFGS, Newton
+def test_regularization_path_in_one_call_equals_separate_fits(loss):
     X, y = classification(seed=6)
     Cs = [0.01, 0.1, 1.0, 10.0]
-    path = fit_regularization_path(X, y, Cs, LinearConfig(**TIGHT))
+    path = fit_regularization_path(X, y, Cs, LinearConfig(loss=loss, **TIGHT))
     for C, model in zip(Cs, path, strict=True):
-        alone = fit_linear(X, y, LinearConfig(C=C, **TIGHT))
+        alone = fit_linear(X, y, LinearConfig(loss=loss, C=C, **TIGHT))
         assert model.config.C == pytest.approx(C)
         chex.assert_trees_all_close(model.params, alone.params, atol=1e-4, rtol=1e-4)
     norms = [float(jnp.linalg.norm(m.params["kernel"])) for m in path]
