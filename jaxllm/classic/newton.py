@@ -33,13 +33,15 @@ BISECTIONS = 20
 
 
 class _Point(NamedTuple):
-    """Where a Newton solve stands: the parameters, their scores and gradient, the steps."""
+    """Where a Newton solve stands: the parameters, their scores, the gradient and the
+    loss's curvature there, and the steps taken."""
 
     kernel: Array  # float32[d, K]
     bias: Array  # float32[K]
     scores: Array  # float32[n, K]: X kernel + bias
     g_kernel: Array  # float32[d, K]: the gradient
     g_bias: Array  # float32[K]
+    curvature: Array  # float32[n, K]: D's diagonal over n, at these scores
     step: Array  # int32[]
 
 
@@ -76,14 +78,14 @@ def newton_cg(
         return weights[:, None] * slope / count, weights[:, None] * curvature / count
 
     def point_at(kernel: Array, bias: Array, scores: Array, step: Array) -> _Point:
-        slope, _ = derivatives(scores)
+        slope, curvature = derivatives(scores)
         g_kernel = products[1](slope) + kernel / (C * count)
-        return _Point(kernel, bias, scores, g_kernel, jnp.sum(slope, 0) * bias_mask, step)
+        g_bias = jnp.sum(slope, 0) * bias_mask
+        return _Point(kernel, bias, scores, g_kernel, g_bias, curvature, step)
 
     def newton_step(point: _Point) -> _Point:
-        _, curvature = derivatives(point.scores)
         p_kernel, p_bias, p_scores = _conjugate_gradients(
-            products, curvature, C * count, bias_mask, (point.g_kernel, point.g_bias)
+            products, point.curvature, C * count, bias_mask, (point.g_kernel, point.g_bias)
         )
 
         def slope_along(size: Array) -> Array:  # float32[K]: dF(point + size p) / dsize

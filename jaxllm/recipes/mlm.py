@@ -74,12 +74,8 @@ class MLMConfig:
       seq_len: tokens per training sequence (BERT trained at 128 most of the time);
         ``<= model.max_len``.
       eval_batches: cap on validation batches per evaluation (0: the whole split).
-      resume: continue the run in ``out_dir/name`` from its newest checkpoint that verifies.
-      resume_step: with ``resume``, continue from this checkpoint instead (e.g. one before a
-        divergence); the newer ones are moved to ``checkpoints-set-aside/``.
-      resume_learning_rate: with ``resume``, the peak learning rate from here on (e.g. lower
-        after a divergence), recorded in the run's ``resume-settings.json`` for later resumes
-        (``None``: the run's own, or the last one recorded).
+      resume, resume_step, resume_learning_rate: continue the run, as
+        :class:`~jaxllm.recipes.LMConfig`'s do.
       compilation_cache: folder for compiled XLA programs ('': none).
       token_cache: a folder where a corpus of one text file is tokenised in pieces into
         memory-mapped token files, reused by later runs (:mod:`jaxllm.recipes.run_corpus`;
