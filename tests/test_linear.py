@@ -171,6 +171,23 @@ def test_one_compiled_program_serves_every_c_and_problems_of_similar_size():
     ]
 
 
+@pytest.mark.parametrize("sparse_x", [False, True])
+def test_predictions_of_similar_sizes_share_a_program_and_equal_a_plain_product(sparse_x):
+    from jaxllm.classic import linear
+
+    X, y = classification(n=120, d=9, k=3, seed=9)
+    model = fit_linear(X, y, LinearConfig(loss="squared_hinge"))
+    pair = linear._scores_jit
+    programs = 0
+    for rows in (100, 105, 111):  # one bucket: 112 rows (and 1,024 stored entries)
+        part = sparse.BCOO.fromdense(jnp.asarray(X[:rows])) if sparse_x else X[:rows]
+        expected = X[:rows] @ np.asarray(model.params["kernel"]) + np.asarray(model.params["bias"])
+        chex.assert_trees_all_close(decision_function(model, part), expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(predict(model, part), expected.argmax(-1))
+        programs = programs or pair._cache_size()
+    assert pair._cache_size() == programs
+
+
 @pytest.mark.parametrize("loss", ["logistic", "squared_hinge", "squared"])
 @pytest.mark.parametrize("sparse_x", [False, True])
 def test_padding_leaves_the_objective_and_the_fit_unchanged(loss, sparse_x):

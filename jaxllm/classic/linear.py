@@ -130,17 +130,17 @@ class LinearModel:
 
 def decision_function(model: LinearModel, X: Features) -> Array:
     """Scores ``float32[n, k]`` (``[n]`` when ``k`` is 1): ``X W + b``."""
-    _check_features(X, model.num_features)
-    z = scores(model.params, X)
-    return z[:, 0] if z.shape[1] == 1 else z
+    z = _host_scores(model, X)
+    return jnp.asarray(z[:, 0] if z.shape[1] == 1 else z)
 
 
 def predict(model: LinearModel, X: Features) -> Array:
     """Regression values ``float32[n]``, or class ids ``int32[n]``."""
-    z = decision_function(model, X)
+    z = _host_scores(model, X)
     if model.num_classes == 0:
-        return z
-    return (z > 0).astype(jnp.int32) if z.ndim == 1 else jnp.argmax(z, axis=-1).astype(jnp.int32)
+        return jnp.asarray(z[:, 0])
+    classes = (z[:, 0] > 0) if z.shape[1] == 1 else np.argmax(z, axis=-1)
+    return jnp.asarray(classes.astype(np.int32))
 
 
 def predict_proba(model: LinearModel, X: Features) -> Array:
@@ -160,6 +160,15 @@ def predict_proba(model: LinearModel, X: Features) -> Array:
 def scores(params: dict, X: Features) -> Array:
     """``X W + b``: float32[n, k]."""
     return X @ params["kernel"] + params["bias"]
+
+
+def _host_scores(model: LinearModel, X: Features) -> np.ndarray:
+    """:func:`scores` of checked features, as a NumPy array. One compiled program per model
+    serves feature matrices of similar sizes (rows and stored entries padded to
+    :func:`bucket_size`); the padding is cut off on the host, which compiles nothing."""
+    _check_features(X, model.num_features)
+    padded = _padded_features(X, bucket_size(X.shape[0]), X.shape[1])
+    return np.asarray(_scores_jit(model.params, padded))[: X.shape[0]]
 
 
 def score_losses(z: Array, y: Array, loss: str) -> Array:
@@ -377,20 +386,27 @@ def _padded_problem(X: Features, y: Array) -> tuple[Features, Array, Array]:
     """``X`` (rows, columns and, if sparse, stored entries), ``y`` and row weights (1, and 0
     for padding) padded to :func:`bucket_size`, on the host (no program to compile)."""
     n, d = X.shape
-    rows, columns = bucket_size(n), bucket_size(d)
+    rows = bucket_size(n)
     weights = np.zeros(rows, np.float32)
     weights[:n] = 1.0
     padded_y = np.zeros(rows, y.dtype)
     padded_y[:n] = np.asarray(y)
+    padded = _padded_features(X, rows, bucket_size(d))
+    return padded, jnp.asarray(padded_y), jnp.asarray(weights)
+
+
+def _padded_features(X: Features, rows: int, columns: int) -> Features:
+    """``X`` with zero rows and columns up to ``[rows, columns]`` and, if sparse, stored zeros
+    up to :func:`bucket_size` entries, built on the host (no program to compile)."""
+    n, d = X.shape
     if not isinstance(X, sparse.BCOO):
         dense = np.zeros((rows, columns), np.float32)
         dense[:n, :d] = np.asarray(X, np.float32)
-        return jnp.asarray(dense), jnp.asarray(padded_y), jnp.asarray(weights)
+        return jnp.asarray(dense)
     extra = bucket_size(X.nse) - X.nse  # stored zeros at (0, 0), which add nothing
     data = np.concatenate([np.asarray(X.data), np.zeros(extra, X.data.dtype)])
     indices = np.concatenate([np.asarray(X.indices), np.zeros((extra, 2), X.indices.dtype)])
-    padded = sparse.BCOO((jnp.asarray(data), jnp.asarray(indices)), shape=(rows, columns))
-    return padded, jnp.asarray(padded_y), jnp.asarray(weights)
+    return sparse.BCOO((jnp.asarray(data), jnp.asarray(indices)), shape=(rows, columns))
 
 
 def _unpadded(params: dict, num_features: int) -> dict:
@@ -494,6 +510,7 @@ def _first_order_loop(value_fn: Any, settings: dict[str, Array], solver: str) ->
     return optimizer, step, keep_going
 
 
+_scores_jit = jax.jit(scores)
 _fit_jit = jax.jit(_minimise, static_argnames=("config", "k"))
 _fit_path_jit = jax.jit(
     jax.vmap(_minimise, in_axes=(None, None, None, 0, None, None, None)), static_argnums=(5, 6)

