@@ -3,10 +3,11 @@
 A GPT-2-shaped model (vocab 50257, context 1024, 4 layers, 4 heads, width 256, float32), random
 init with a fixed seed on both sides, a random prompt of ``--prompt-len`` tokens per row,
 ``--new-tokens`` greedy tokens, per batch size. Figures are new tokens per second, the median
-of ``--repeats`` timed runs after one warm-up run (for jaxllm the warm-up is the compile, which
-is reported on its own); the two libraries' timed runs alternate, so the ratio is fair on a
-machine whose load changes. The reference needs ``torch`` and ``transformers`` (the ``bench``
-extra); without them, or with ``--no-reference``, only jaxllm is measured.
+of ``--repeats`` timed runs after one warm-up run (for jaxllm the warm-up is the first call,
+reported on its own with its stages: tracing, compilation, the rest); the two libraries' timed
+runs alternate, so the ratio is fair on a machine whose load changes. The reference needs
+``torch`` and ``transformers`` (the ``bench`` extra); without them, or with
+``--no-reference``, only jaxllm is measured.
 
     python benchmarks/generate_throughput.py --batch-sizes 1 8 --repeats 3
 
@@ -22,7 +23,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from harness import Timing, background_load, cpu_snapshot, machine_info, timed_call
+from harness import Timing, background_load, call_stages, cpu_snapshot, machine_info, timed_call
 from jaxllm.generate import generate
 from jaxllm.models import GPT, GPTConfig, init_params
 from jaxllm.models.gpt import with_cpu_tuned_attention
@@ -115,7 +116,9 @@ def measure(
     runners = {"": jaxllm_runner(batch, prompt_len, new_tokens)}
     if with_reference:
         runners["hf_"] = hf_runner(batch, prompt_len, new_tokens)
-    row = {"batch": batch, "compile_s": timed_call(runners[""])[0]}
+    first, _ = call_stages(runners[""])
+    stages = {f"first_{stage}": first[stage] for stage in ("trace_s", "compile_s", "run_s")}
+    row = {"batch": batch, "compile_s": first["total_s"], **stages}
     if with_reference:
         runners["hf_"]()
     seconds = {prefix: [] for prefix in runners}
@@ -163,7 +166,8 @@ def print_table(args: argparse.Namespace, results: list[dict]) -> None:
         f"median of {args.repeats} runs, device {jax.devices()[0].device_kind}"
     )
     print(
-        f"{'batch':>5}  {'jaxllm tok/s':>12}  {'compile s':>9}  {'HF tok/s':>9}  {'ratio':>6}  "
+        f"{'batch':>5}  {'jaxllm tok/s':>12}  {'first call s (trace/compile/run)':>32}  "
+        f"{'HF tok/s':>9}  {'ratio':>6}  "
         f"{'other load (CPUs)':>17}"
     )
     for row in results:
@@ -171,9 +175,13 @@ def print_table(args: argparse.Namespace, results: list[dict]) -> None:
         ratio = f"{row['ratio_vs_hf']:5.2f}x" if "ratio_vs_hf" in row else f"{'-':>6}"
         load = row["background_load"]
         load = f"{load:17.2f}" if load is not None else f"{'-':>17}"
+        first = (
+            f"{row['compile_s']:.2f} ({row['first_trace_s']:.2f}/{row['first_compile_s']:.2f}/"
+            f"{row['first_run_s']:.2f})"
+        )
         print(
-            f"{row['batch']:>5}  {row['new_tokens_per_s']:12.1f}  {row['compile_s']:9.2f}  {hf}  "
-            f"{ratio}  {load}"
+            f"{row['batch']:>5}  {row['new_tokens_per_s']:12.1f}  {first:>32}  {hf}  {ratio}  "
+            f"{load}"
         )
 
 

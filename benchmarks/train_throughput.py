@@ -15,8 +15,9 @@ PyTorch runs the same architecture eagerly, as nanoGPT trains it without ``torch
 (float32 configs only).
 
 Reported per side: tokens/s and ms/step (median over the timed steps, after the first step
-and ``--warmup`` more), the first step's time (for JAX: trace + compile + run), model FLOPs per
-token (nanoGPT's count), MFU against the matmul peak measured in the same run (in the model's
+and ``--warmup`` more), the first step's time (for JAX also split into tracing, compilation or
+a cache load, and the rest: :func:`harness.call_stages`), model FLOPs per token (nanoGPT's
+count), MFU against the matmul peak measured in the same run (in the model's
 compute dtype), and the peak resident memory. Each side runs in its own fresh process, so its
 peak memory and thread pools are its own (``--same-process`` runs both here and reports no
 memory). The jaxllm side runs
@@ -42,7 +43,7 @@ import numpy as np
 
 from harness import (
     background_load,
-    compile_time,
+    call_stages,
     cpu_snapshot,
     gpt_flops_per_token,
     load_warning,
@@ -154,11 +155,12 @@ def jax_side(
     state = create_train_state(initial_params, optimizer, jax.random.key(seed + 1))  # on device
     step = jit_train_step(make_train_step(language_model_loss(GPT(config)), optimizer))
 
-    first_s, (state, first_metrics) = compile_time(step, state, batch)
+    first, (state, first_metrics) = call_stages(step, state, batch)
     timing, (state, last_metrics) = time_steps(step, state, batch, warmup=warmup, repeats=steps)
     return {
         "n_params": n_params,
-        "first_step_s": first_s,
+        "first_step_s": first["total_s"],
+        "first_step_stages": first,
         "step_s": timing.median_s,
         "step_min_s": timing.min_s,
         "loss_first": float(first_metrics["loss"]),
@@ -619,9 +621,11 @@ def _throughput_figures(
         else dict.fromkeys(figures)
     )
     ratio = figures["tokens_per_s"] / torch_figures["tokens_per_s"] if theirs else None
+    stages = ours["first_step_stages"]
     return {
         **{k: v for k, v in figures.items() if k != "first_step_s"},
         "compile_s": figures["first_step_s"],
+        **{f"first_step_{stage}": stages[stage] for stage in ("trace_s", "compile_s", "run_s")},
         **{f"torch_{k}": v for k, v in torch_figures.items()},
         "ratio_vs_torch": ratio,
     }
@@ -671,10 +675,17 @@ def report_lines(result: dict) -> list[str]:
             f"(+{result[f'{prefix}train_rss_mb']:.0f} training)"
         )
         first = result["compile_s"] if prefix == "" else result["torch_first_step_s"]
+        if prefix == "":
+            first_stages = (
+                f" (trace {result['first_step_trace_s']:.2f}, compile "
+                f"{result['first_step_compile_s']:.2f}, run {result['first_step_run_s']:.2f})"
+            )
+        else:
+            first_stages = ""
         return [
             f"{label:8s} {result[f'{prefix}tokens_per_s']:9.0f} tokens/s  "
             f"{result[f'{prefix}ms_per_step']:8.1f} ms/step  MFU {result[f'{prefix}mfu']:6.1%}  "
-            f"first step {first:.2f} s  loss {result[f'{prefix}loss_first']:.3f} -> "
+            f"first step {first:.2f} s{first_stages}  loss {result[f'{prefix}loss_first']:.3f} -> "
             f"{result[f'{prefix}loss_last']:.3f}{memory}"
         ]
 

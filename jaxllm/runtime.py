@@ -131,7 +131,7 @@ _JAX_DEFAULT_MIN_COMPILE_S = 1.0  # jax_persistent_cache_min_compile_time_secs' 
 
 
 def use_compilation_cache(
-    directory: str | os.PathLike = DEFAULT_COMPILATION_CACHE, min_compile_seconds: float = 0.1
+    directory: str | os.PathLike = DEFAULT_COMPILATION_CACHE, min_compile_seconds: float = 0.03
 ) -> str:
     """Keep compiled XLA programs in ``directory`` (JAX's persistent compilation cache), for
     every jaxllm entry point and your own ``jax.jit`` functions: call it once, at the start.
@@ -140,10 +140,12 @@ def use_compilation_cache(
     loads it instead: the first training step of ``benchmarks/train_throughput.py``'s small GPT
     (trace, compile or load, run) takes ~1.2 s instead of ~2.5 s, and ``fit_linear``'s first
     call on SST-2 0.28 s instead of 0.80 s (its padded shapes make similar problems share a
-    program). Programs that took at least ``min_compile_seconds`` to compile are kept (JAX's own
-    threshold, 1 s, would leave out e.g. ``fit_linear``'s 0.5 s solve; a threshold set through
-    ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` or ``jax.config`` is kept). The cache is
-    trusted code: keep it in a folder only you can write to.
+    program). Programs that took at least ``min_compile_seconds`` to compile are kept: JAX's own
+    threshold, 1 s, would leave out e.g. ``fit_linear``'s 0.6 s solve and ``predict``'s 0.05 s
+    product, while a program that compiles in a few milliseconds loads no faster than it
+    compiles. A threshold set through ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` or
+    ``jax.config`` is kept. The cache is trusted code: keep it in a folder only you can write
+    to.
 
     A cache folder the user already chose (``JAX_COMPILATION_CACHE_DIR`` or
     ``jax.config.update("jax_compilation_cache_dir", ...)``) is kept. Returns the folder in use.

@@ -18,7 +18,7 @@ from harness import (
     CpuSnapshot,
     Timing,
     background_load,
-    compile_time,
+    call_stages,
     cpu_snapshot,
     gpt_flops_per_token,
     machine_info,
@@ -94,8 +94,13 @@ def test_time_fn_times_each_call_after_the_warmup():
 
 def test_time_steps_threads_donated_state_and_returns_last_output():
     step = jax.jit(lambda count, inc: (count + inc, count), donate_argnums=0)
-    seconds, state = compile_time(step, jnp.zeros(()), 1.0)
-    assert seconds > 0
+    stages, state = call_stages(step, jnp.zeros(()), 1.0)
+    assert stages["trace_s"] > 0 and stages["compile_s"] > 0 and stages["run_s"] >= 0
+    assert stages["total_s"] == pytest.approx(
+        stages["trace_s"] + stages["compile_s"] + stages["run_s"], abs=1e-3
+    )
+    again, _ = call_stages(step, jnp.zeros(()), 1.0)  # compiled: no trace, no compile
+    assert again["trace_s"] == again["compile_s"] == 0
     timing, (state, previous) = time_steps(step, state[0], 1.0, warmup=2, repeats=3)
     assert len(timing.all) == 3 and timing.median_s > 0
     assert float(state) == 6.0 and float(previous) == 5.0
@@ -165,6 +170,7 @@ def test_rounds_report_the_median_round_and_the_highest_memory(train_throughput,
         return {
             "n_params": 1,
             "first_step_s": 1.0,
+            "first_step_stages": {"total_s": 1.0, "trace_s": 0.2, "compile_s": 0.7, "run_s": 0.1},
             "step_s": step_s,
             "step_min_s": step_s,
             "loss_first": 2.0,

@@ -14,8 +14,8 @@ from harness.peak import matmul_flops, measure_matmul_peak
 from harness.report import print_report
 from harness.timing import (
     Timing,
+    call_stages,
     compile_stages,
-    compile_time,
     max_rss_mb,
     time_fn,
     time_steps,
@@ -26,8 +26,8 @@ __all__ = [
     "CpuSnapshot",
     "Timing",
     "background_load",
+    "call_stages",
     "compile_stages",
-    "compile_time",
     "cpu_snapshot",
     "gpt_flops_per_token",
     "load_warning",

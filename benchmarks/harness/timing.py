@@ -75,16 +75,6 @@ def time_steps(
     return Timing.from_seconds(seconds), (state, aux)
 
 
-def compile_time(jitted_fn: Callable, *args: Any) -> tuple[float, Any]:
-    """``(seconds, output)`` of the first call of ``jitted_fn``: trace + compile + one run.
-
-    The output is returned because a first call that donates its arguments leaves them
-    unusable; continue from the output. With JAX's persistent compilation cache enabled this
-    measures a cache load instead of a compile.
-    """
-    return timed_call(jitted_fn, *args)
-
-
 def compile_stages(
     jitted_fn: Any, *args: Any, static: dict[str, Any] | None = None, repeats: int = 3
 ) -> dict[str, float]:
@@ -103,6 +93,44 @@ def compile_stages(
     steady = Timing.from_seconds([timed_call(compiled, *args)[0] for _ in range(repeats)])
     return {"trace_s": traced - start, "compile_s": done - traced, "first_run_s": first_s,
             "steady_s": steady.median_s}  # fmt: skip
+
+
+# JAX's monitoring events (durations in seconds) of a first call's stages: tracing to a jaxpr
+# and lowering it to MLIR; XLA's compilation, or its load from the persistent cache.
+_TRACE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+)
+_COMPILE_EVENTS = (
+    "/jax/core/compile/backend_compile_duration",
+    "/jax/compilation_cache/cache_retrieval_time_sec",
+)
+
+
+def call_stages(fn: Callable, *args: Any) -> tuple[dict[str, float], Any]:
+    """``({"total_s", "trace_s", "compile_s", "run_s"}, output)`` of one call of ``fn``, any
+    Python function that runs jitted code (a library entry point, a train step): the seconds
+    JAX reported tracing and lowering, compiling (or loading from the persistent cache), and
+    the rest (running, transfers, Python work). Unlike :func:`compile_stages` it needs no
+    access to the jitted function inside, and the output is returned (a donating call leaves
+    its arguments unusable)."""
+    seconds = {"trace_s": 0.0, "compile_s": 0.0}
+
+    def listen(event: str, duration: float, **_: Any) -> None:
+        if event in _TRACE_EVENTS:
+            seconds["trace_s"] += duration
+        elif event in _COMPILE_EVENTS:
+            seconds["compile_s"] += duration
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        total, output = timed_call(fn, *args)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    # JAX times its stages with its own clock: on a call of a few milliseconds the remainder
+    # can come out a few microseconds below zero.
+    run = max(0.0, total - seconds["trace_s"] - seconds["compile_s"])
+    return {"total_s": total, **seconds, "run_s": run}, output
 
 
 def max_rss_mb() -> float:

@@ -37,6 +37,7 @@ from jax.experimental import sparse
 
 from jaxllm.classic.newton import newton_cg
 from jaxllm.config import ConfigError, require
+from jaxllm.device_arrays import to_device
 
 
 class TargetsError(ValueError):
@@ -131,16 +132,16 @@ class LinearModel:
 def decision_function(model: LinearModel, X: Features) -> Array:
     """Scores ``float32[n, k]`` (``[n]`` when ``k`` is 1): ``X W + b``."""
     z = _host_scores(model, X)
-    return jnp.asarray(z[:, 0] if z.shape[1] == 1 else z)
+    return to_device(z[:, 0] if z.shape[1] == 1 else z)
 
 
 def predict(model: LinearModel, X: Features) -> Array:
     """Regression values ``float32[n]``, or class ids ``int32[n]``."""
     z = _host_scores(model, X)
     if model.num_classes == 0:
-        return jnp.asarray(z[:, 0])
+        return to_device(z[:, 0])
     classes = (z[:, 0] > 0) if z.shape[1] == 1 else np.argmax(z, axis=-1)
-    return jnp.asarray(classes.astype(np.int32))
+    return to_device(classes, np.int32)
 
 
 def predict_proba(model: LinearModel, X: Features) -> Array:
@@ -223,7 +224,7 @@ def fit_linear(
     y, k, num_classes = _check_problem(X, y, config, num_classes)
     padded, y, weights = _padded_problem(X, y)
     params, iterations = _fit_jit(
-        padded, y, weights, jnp.float32(config.C), _settings(config), _program(config), k
+        padded, y, weights, np.float32(config.C), _settings(config), _program(config), k
     )
     params = _unpadded(params, X.shape[1])
     return LinearModel(
@@ -249,7 +250,7 @@ def fit_regularization_path(
     y, k, num_classes = _check_problem(X, y, config, num_classes)
     padded, y, weights = _padded_problem(X, y)
     params, iterations = _fit_path_jit(
-        padded, y, weights, jnp.asarray(Cs), _settings(config), _program(config), k
+        padded, y, weights, to_device(Cs), _settings(config), _program(config), k
     )
     params = _unpadded(params, X.shape[1])
     return [
@@ -311,7 +312,7 @@ def _check_problem(X: Features, y: Any, config: LinearConfig, num_classes: int |
             "targets contain NaN or infinite values; drop or impute them first",
             TargetsError,
         )
-        return jnp.asarray(y, jnp.float32), 1, 0
+        return to_device(y, np.float32), 1, 0
     require(
         np.issubdtype(y.dtype, np.integer),
         f"class labels must be integers 0..k-1, got dtype {y.dtype}",
@@ -338,7 +339,7 @@ def _check_problem(X: Features, y: Any, config: LinearConfig, num_classes: int |
         "(softmax) use solver='lbfgs'",
         ConfigError,
     )
-    return jnp.asarray(y, jnp.int32), k, num_classes
+    return to_device(y, np.int32), k, num_classes
 
 
 def _check_features(X: Features, num_features: int | None) -> None:
@@ -392,7 +393,7 @@ def _padded_problem(X: Features, y: Array) -> tuple[Features, Array, Array]:
     padded_y = np.zeros(rows, y.dtype)
     padded_y[:n] = np.asarray(y)
     padded = _padded_features(X, rows, bucket_size(d))
-    return padded, jnp.asarray(padded_y), jnp.asarray(weights)
+    return padded, to_device(padded_y), to_device(weights)
 
 
 def _padded_features(X: Features, rows: int, columns: int) -> Features:
@@ -402,25 +403,25 @@ def _padded_features(X: Features, rows: int, columns: int) -> Features:
     if not isinstance(X, sparse.BCOO):
         dense = np.zeros((rows, columns), np.float32)
         dense[:n, :d] = np.asarray(X, np.float32)
-        return jnp.asarray(dense)
+        return to_device(dense)
     extra = bucket_size(X.nse) - X.nse  # stored zeros at (0, 0), which add nothing
     data = np.concatenate([np.asarray(X.data), np.zeros(extra, X.data.dtype)])
     indices = np.concatenate([np.asarray(X.indices), np.zeros((extra, 2), X.indices.dtype)])
-    return sparse.BCOO((jnp.asarray(data), jnp.asarray(indices)), shape=(rows, columns))
+    return sparse.BCOO((to_device(data), to_device(indices)), shape=(rows, columns))
 
 
 def _unpadded(params: dict, num_features: int) -> dict:
     """``params`` without the padding's features (``kernel``'s second-to-last axis)."""
     kernel = np.asarray(params["kernel"])[..., :num_features, :]  # on the host, as above
-    return {"kernel": jnp.asarray(kernel), "bias": params["bias"]}
+    return {"kernel": to_device(kernel), "bias": params["bias"]}
 
 
 def _settings(config: LinearConfig) -> dict[str, Array]:
     """The numbers of ``config`` a compiled fit takes as arguments, not as constants."""
     return {
-        "max_iter": jnp.int32(config.max_iter),
-        "tol": jnp.float32(config.tol),
-        "learning_rate": jnp.float32(config.learning_rate),
+        "max_iter": to_device(config.max_iter, np.int32),
+        "tol": to_device(config.tol, np.float32),
+        "learning_rate": to_device(config.learning_rate, np.float32),
     }
 
 

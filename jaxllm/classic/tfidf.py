@@ -28,6 +28,7 @@ import numpy as np
 from jax.experimental import sparse
 
 from jaxllm.config import require
+from jaxllm.device_arrays import to_device
 
 DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 
@@ -376,7 +377,7 @@ def _weighted(
         values = values / norms[counts.rows]  # a row with a value has a positive norm
     indices = np.stack([counts.rows, counts.cols], axis=1).astype(np.int32)
     return sparse.BCOO(
-        (jnp.asarray(values, dtype), jnp.asarray(indices)),
+        (to_device(values, dtype), to_device(indices)),
         shape=shape,
         indices_sorted=True,
         unique_indices=True,
