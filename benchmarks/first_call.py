@@ -63,7 +63,8 @@ def task_splits() -> tuple[Any, Any]:
     """``(train, test)`` :class:`jaxllm.data.LabelledTexts` of the speeches task."""
     from jaxllm.data import load_shakespeare_speeches, stratified_split
 
-    return stratified_split(load_shakespeare_speeches(), (0.8, 0.2), seed=0)
+    train, test = stratified_split(load_shakespeare_speeches(), (0.8, 0.2), seed=0)
+    return train, test
 
 
 def jaxllm_pipeline(classifier: str) -> Any:
@@ -106,7 +107,7 @@ def sklearn_pipeline(classifier: str) -> Any:
         model = LinearSVC(C=C) if classifier == "svm" else LogisticRegression(C=C)
         model.fit(X, train.labels)
         fitted = time.perf_counter()
-        predictions = model.predict(vectorizer.transform(test.texts))
+        predictions = np.asarray(model.predict(vectorizer.transform(test.texts)))
         done = time.perf_counter()
         return _stage_seconds(start, vectorized, fitted, done), predictions
 

@@ -116,11 +116,11 @@ def call_stages(fn: Callable, *args: Any) -> tuple[dict[str, float], Any]:
     its arguments unusable)."""
     seconds = {"trace_s": 0.0, "compile_s": 0.0}
 
-    def listen(event: str, duration: float, **_: Any) -> None:
+    def listen(event: str, duration_secs: float, **_: Any) -> None:
         if event in _TRACE_EVENTS:
-            seconds["trace_s"] += duration
+            seconds["trace_s"] += duration_secs
         elif event in _COMPILE_EVENTS:
-            seconds["compile_s"] += duration
+            seconds["compile_s"] += duration_secs
 
     jax.monitoring.register_event_duration_secs_listener(listen)
     try:

@@ -151,11 +151,11 @@ def predict_proba(model: LinearModel, X: Features) -> Array:
         f"predict_proba needs a logistic model, this one has loss {model.config.loss!r}",
         NotProbabilisticError,
     )
-    z = decision_function(model, X)
-    if z.ndim == 1:
-        p = jax.nn.sigmoid(z)
-        return jnp.stack([1 - p, p], axis=-1)
-    return jax.nn.softmax(z, axis=-1)
+    z = _host_scores(model, X)  # on the host, as predict's: nothing compiled per shape
+    if z.shape[1] == 1:
+        z = np.concatenate([np.zeros_like(z), z], axis=1)  # sigmoid(z) = softmax([0, z])[1]
+    exp = np.exp(z - z.max(axis=1, keepdims=True))
+    return to_device(exp / exp.sum(axis=1, keepdims=True), np.float32)
 
 
 def scores(params: dict, X: Features) -> Array:

@@ -91,14 +91,12 @@ def newton_cg(
 
         def slope_along(size: Array) -> Array:  # float32[K]: dF(point + size p) / dsize
             slope, _ = derivatives(point.scores + size[:, None] * p_scores)
-            data = jnp.sum(slope * p_scores, axis=1)
             penalty = jnp.sum((point.kernel + size[:, None] * p_kernel) * p_kernel, 1)
-            return data + penalty / (C * count)
+            return jnp.sum(slope * p_scores, axis=1) + penalty / (C * count)
 
         size = _line_search(slope_along, num_outputs)
-        column = size[:, None]
-        return point_at(point.kernel + column * p_kernel, point.bias + size * p_bias,
-                        point.scores + column * p_scores, point.step + 1)  # fmt: skip
+        return point_at(point.kernel + size[:, None] * p_kernel, point.bias + size * p_bias,
+                        point.scores + size[:, None] * p_scores, point.step + 1)  # fmt: skip
 
     def keep_going(point: _Point) -> Array:
         largest = jnp.maximum(jnp.max(jnp.abs(point.g_kernel)), jnp.max(jnp.abs(point.g_bias)))
@@ -139,7 +137,7 @@ def _conjugate_gradients(
 ) -> tuple[Array, Array, Array]:
     """``p ≈ -H⁻¹ g`` for every column at once by conjugate gradients preconditioned with
     ``H``'s diagonal (as liblinear's), and ``X p`` (the step's change of scores).
-    ``products``: :func:`_products`; ``curvature: float32[n, K]`` is ``D``'s diagonal (divided
+    ``products``: :func:`_products`; ``curvature: float32[K, n]`` is ``D``'s diagonal (divided
     by ``n``); ``gradient``: ``(g_kernel, g_bias)``; all class-major (:class:`_Point`)."""
     times, transposed_times, squared_times = products
     diagonal_k = squared_times(curvature) + 1.0 / c_count  # float32[K, d]

