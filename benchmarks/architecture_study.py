@@ -1,0 +1,469 @@
+"""How traditional and LLM-style computing use this machine, measured: the same computations
+as pure-Python loops, NumPy, JAX op by op and ``jax.jit``, a sweep of independent problems by
+``jax.vmap`` against a loop, all placed on the machine's measured roofline.
+
+    python benchmarks/architecture_study.py                  # ~2-4 min on 2 CPU cores
+    python benchmarks/architecture_study.py --quick          # under a minute
+    python benchmarks/architecture_study.py --computations matmul attention --plot roofline.png
+    python benchmarks/architecture_study.py --size matmul=512,4096 --json-only
+
+Computations (:mod:`study.computations`): ``matmul``, ``mlp_step`` (one SGD step of a
+2-layer MLP), ``attention`` (causal self-attention), ``logistic_gd`` (gradient descent on
+logistic regression), each at several sizes and in four styles:
+
+- ``python``: lists and loops, one scalar operation at a time. Run at one small size
+  (``python_size``) and extrapolated to the others by the FLOP count; marked ``*``.
+- ``numpy``: whole-array operations in NumPy's compiled loops and BLAS.
+- ``jax_op_by_op``: the JAX form called without ``jax.jit``: every operation dispatched on its
+  own (each compiled once, on its first call, which the warm-up absorbs).
+- ``jax_jit``: the same function under ``jax.jit``: one compiled, fused program.
+
+Each is timed by the benchmarks' harness (one warm-up call, then the median of ``--repeats``),
+and reported as seconds, GFLOP/s (the analytic count: multiply-adds are 2) and the fraction of
+the machine's matmul peak. For ``jax_jit`` XLA's cost analysis gives the FLOPs and bytes the
+compiled program moves, hence its arithmetic intensity, and whether the roofline says it is
+bound by compute or by memory. The machine's roof is measured in the same run: the float32
+matmul peak (``harness.measure_matmul_peak``) and the memory bandwidth of a streaming
+``x * 2 + 1`` (``study.roofline.measure_memory_bandwidth``).
+
+The sweep: 32 logistic regressions at different learning rates, and 256 small matmuls, as a
+Python loop of NumPy calls, a Python loop of jitted calls, and one ``jax.vmap``-ed jitted call
+(and NumPy's own batched ``matmul``). The same command runs on a GPU or TPU when JAX sees one.
+
+A Markdown table is printed, then one JSON line with every figure (``--plot`` also draws the
+roofline as a PNG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from study.computations import (
+    COMPUTATIONS,
+    Computation,
+    as_lists,
+    logistic_jax,
+    logistic_numpy,
+)
+from study.roofline import measure_memory_bandwidth, plot_roofline, xla_cost
+
+from harness import (
+    background_load,
+    cpu_snapshot,
+    load_warning,
+    machine_info,
+    measure_matmul_peak,
+    print_report,
+    time_fn,
+)
+from jaxllm.device_arrays import to_device
+from jaxllm.runtime import configure_cpu
+
+STYLES = ("python", "numpy", "jax_op_by_op", "jax_jit")
+SWEEP_PROBLEMS, SWEEP_MATMULS, SWEEP_MATMUL_N = 32, 256, 64
+# A computation needs its inputs and about as much again for its temporaries and outputs.
+MEMORY_FACTOR = 4.0
+MIN_SAMPLE_S = 0.01  # shorter calls are timed in runs of several
+CACHE_FLOATS = 2**18  # 1 MiB read and 1 MiB written: within a core's L2 or the L3 cache
+
+
+def style_call(computation: Computation, style: str, inputs: tuple) -> tuple[Any, tuple]:
+    """``(function, arguments)`` that run ``computation`` on ``inputs`` in ``style``."""
+    if style == "python":
+        return computation.python, as_lists(inputs)
+    if style == "numpy":
+        return computation.numpy, inputs
+    on_device = tuple(to_device(x) for x in inputs)
+    if style == "jax_op_by_op":
+        return computation.jax, on_device
+    return jax.jit(computation.jax), on_device
+
+
+def seconds_per_call(fn: Any, *args: Any, repeats: int, warmup: int = 1) -> float:
+    """Median seconds of one call of ``fn(*args)``. A call shorter than ``MIN_SAMPLE_S`` is
+    timed in runs of several calls (each waited for, as a user's loop would), so that the
+    clock's resolution and a stray interruption do not decide its figure."""
+    first = time_fn(fn, *args, warmup=warmup, repeats=1).median_s
+    calls = max(1, math.ceil(MIN_SAMPLE_S / max(first, 1e-9)))
+
+    def several() -> Any:
+        return [jax.block_until_ready(fn(*args)) for _ in range(calls)]
+
+    return time_fn(several, warmup=0, repeats=repeats).median_s / calls
+
+
+def python_seconds(computation: Computation, repeats: int) -> float:
+    """Median seconds of the pure-Python form at its own (small) size."""
+    inputs = computation.inputs(computation.python_size, np.random.default_rng(0))
+    return seconds_per_call(computation.python, *as_lists(inputs), repeats=repeats, warmup=0)
+
+
+def cell(computation: Computation, style: str, size: int, inputs: tuple, repeats: int) -> dict:
+    """One timed style at one size: ``{"seconds", "extrapolated"}`` (and XLA's cost for
+    ``jax_jit``)."""
+    if style == "python":
+        small = python_seconds(computation, max(1, min(repeats, 3)))
+        scale = computation.flops(size) / computation.flops(computation.python_size)
+        return {"seconds": small * scale, "extrapolated": size != computation.python_size}
+    fn, args = style_call(computation, style, inputs)
+    row: dict[str, Any] = {
+        "seconds": seconds_per_call(fn, *args, repeats=repeats),
+        "extrapolated": False,
+    }
+    if style == "jax_jit":
+        row.update({f"xla_{k}": v for k, v in xla_cost(computation.jax, *args).items()})
+    return row
+
+
+def computation_rows(
+    computation: Computation, sizes: tuple[int, ...], repeats: int, roof: dict
+) -> list[dict]:
+    """Every style of ``computation`` at every size, with its rates and the roofline's view."""
+    rows = []
+    for size in sizes:
+        inputs = computation.inputs(size, np.random.default_rng(size))
+        flops = computation.flops(size)
+        cells = {style: cell(computation, style, size, inputs, repeats) for style in STYLES}
+        for style, measured in cells.items():
+            rate = flops / measured["seconds"]
+            row = {
+                "computation": computation.name,
+                "size": size,
+                "style": style,
+                "flops": flops,
+                **measured,
+                "flops_per_s": rate,
+                "fraction_of_peak": rate / roof["peak_flops"],
+                "speedup_vs_python": cells["python"]["seconds"] / measured["seconds"],
+            }
+            rows.append(row | roofline_view(row, roof))
+    return rows
+
+
+def roofline_view(row: dict, roof: dict) -> dict:
+    """Arithmetic intensity and the bound the roofline puts on a ``jax_jit`` row (XLA's FLOP
+    and byte counts); empty for the other styles."""
+    flops, moved = row.get("xla_flops"), row.get("xla_bytes")
+    if not flops or not moved:
+        return {}
+    intensity = flops / moved
+    ridge = roof["peak_flops"] / roof["bandwidth"]
+    roof_rate = min(roof["peak_flops"], roof["bandwidth"] * intensity)
+    return {
+        "intensity": intensity,
+        "bound": "compute" if intensity >= ridge else "memory",
+        "fraction_of_roof": row["flops_per_s"] / roof_rate,
+        # Above the memory roof: the data is read from the caches, not from memory.
+        "from_cache": row["flops_per_s"] > roof["bandwidth"] * intensity,
+    }
+
+
+def sweep_rows(rows_n: int, repeats: int) -> list[dict]:
+    """Independent problems as a loop and as one ``jax.vmap``-ed call: ``SWEEP_PROBLEMS``
+    logistic regressions (one learning rate each) and ``SWEEP_MATMULS`` small matmuls. Every
+    form's results are checked against NumPy's."""
+    rng = np.random.default_rng(1)
+    x, y = COMPUTATIONS["logistic_gd"].inputs(rows_n, rng)
+    rates = np.geomspace(0.01, 1.0, SWEEP_PROBLEMS).astype(np.float32)
+    a = rng.standard_normal((SWEEP_MATMULS, SWEEP_MATMUL_N, SWEEP_MATMUL_N), dtype=np.float32)
+    b = rng.standard_normal(a.shape, dtype=np.float32)
+    one_fit, one_product = jax.jit(logistic_jax), jax.jit(_matmul)
+    sweeps = {
+        f"{SWEEP_PROBLEMS} logistic regressions, {rows_n:,} rows": {
+            "numpy loop": lambda: np.stack([logistic_numpy(x, y, r) for r in rates]),
+            "jit loop": lambda: np.stack([one_fit(x, y, r) for r in rates]),
+            "vmap": _vmapped(jax.vmap(logistic_jax, in_axes=(None, None, 0)), x, y, rates),
+        },
+        f"{SWEEP_MATMULS} matmuls of {SWEEP_MATMUL_N}x{SWEEP_MATMUL_N}": {
+            "numpy loop": lambda: np.stack([ai @ bi for ai, bi in zip(a, b, strict=True)]),
+            "numpy batched": lambda: np.matmul(a, b),
+            "jit loop": lambda: np.stack(
+                [one_product(ai, bi) for ai, bi in zip(a, b, strict=True)]
+            ),
+            "vmap": _vmapped(jax.vmap(_matmul), a, b),
+        },
+    }
+    return [row for name, forms in sweeps.items() for row in _sweep(name, forms, repeats)]
+
+
+def _matmul(a: Any, b: Any) -> Any:
+    return a @ b
+
+
+def _vmapped(fn: Any, *args: Any) -> Any:
+    """``fn`` jitted and applied to ``args`` on the device, as a no-argument call."""
+    jitted, on_device = jax.jit(fn), tuple(to_device(arg) for arg in args)
+    return lambda: jitted(*on_device)
+
+
+def _sweep(name: str, forms: dict, repeats: int) -> list[dict]:
+    """Time each form of one sweep; check it agrees with the first (NumPy's loop)."""
+    reference = np.asarray(forms["numpy loop"]())
+    rows = []
+    for form, run in forms.items():
+        np.testing.assert_allclose(np.asarray(run()), reference, rtol=2e-3, atol=2e-4)
+        seconds = seconds_per_call(run, repeats=repeats)
+        rows.append({"sweep": name, "form": form, "seconds": seconds})
+    for row in rows:
+        row["speedup_vs_loop"] = rows[0]["seconds"] / row["seconds"]
+    return rows
+
+
+def available_memory_bytes() -> float | None:
+    """``MemAvailable`` from ``/proc/meminfo`` (Linux), else ``None`` (not checked)."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(plan: dict[str, tuple[int, ...]], available: float | None) -> None:
+    """Refuse, before measuring anything, a size whose arrays would not fit in memory."""
+    if available is None:
+        return
+    for name, sizes in plan.items():
+        for size in sizes:
+            need = MEMORY_FACTOR * COMPUTATIONS[name].input_bytes(size)
+            if need > available:
+                raise SystemExit(
+                    f"{name} at size {size:,} needs about {need / 2**30:.1f} GiB (its inputs and "
+                    f"temporaries); {available / 2**30:.1f} GiB is available: pass a smaller "
+                    f"--size {name}=..."
+                )
+
+
+def parse_sizes(values: list[str]) -> dict[str, tuple[int, ...]]:
+    """``["matmul=512,4096"]`` -> ``{"matmul": (512, 4096)}``, or a usage error naming what is
+    wrong."""
+    sizes: dict[str, tuple[int, ...]] = {}
+    for value in values:
+        name, _, numbers = value.partition("=")
+        if name not in COMPUTATIONS:
+            raise ValueError(
+                f"--size {value!r}: unknown computation {name!r}; "
+                f"choose from {', '.join(COMPUTATIONS)}"
+            )
+        try:
+            parsed = tuple(int(n) for n in numbers.split(","))
+        except ValueError:
+            parsed = ()
+        if not parsed or min(parsed) < 1:
+            raise ValueError(f"--size {value!r}: expected {name}=N[,N...] with positive integers")
+        sizes[name] = parsed
+    return sizes
+
+
+def run_study(plan: dict[str, tuple[int, ...]], repeats: int, quick: bool) -> dict[str, Any]:
+    """Measure the roof, then every planned computation, then the sweeps."""
+    start = cpu_snapshot()
+    roof = {
+        "peak_flops": measure_matmul_peak("float32", n=1024 if quick else 2048, repeats=repeats),
+        "bandwidth": measure_memory_bandwidth(n=2**24, repeats=repeats),
+        "cache_bandwidth": measure_memory_bandwidth(n=CACHE_FLOATS, passes=200, repeats=repeats),
+    }
+    roof["ridge_intensity"] = roof["peak_flops"] / roof["bandwidth"]
+    rows = [
+        row
+        for name, sizes in plan.items()
+        for row in computation_rows(COMPUTATIONS[name], sizes, repeats, roof)
+    ]
+    return {
+        "benchmark": "architecture_study",
+        "quick": quick,
+        "repeats": repeats,
+        "device": jax.devices()[0].platform,
+        **roof,
+        "rows": rows,
+        "sweeps": sweep_rows(2_000 if quick else 20_000, repeats),
+        "background_cpu_load": background_load(start, cpu_snapshot()),
+        "machine": machine_info(),
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def report_lines(r: dict) -> list[str]:
+    """The Markdown tables printed above the JSON line."""
+    lines = [
+        f"architecture study on {r['device']}: matmul peak {r['peak_flops'] / 1e9:.1f} GFLOP/s, "
+        f"memory {r['bandwidth'] / 1e9:.1f} GB/s (cache {r['cache_bandwidth'] / 1e9:.1f} GB/s), "
+        f"ridge {r['ridge_intensity']:.1f} FLOPs/byte; median of {r['repeats']}; "
+        "* = extrapolated from a smaller size by the FLOP count; % of roof > 100%: served from "
+        "the caches",
+        "",
+        "| computation | size | style | seconds | GFLOP/s | % of peak | vs python "
+        "| FLOPs/byte (XLA) | bound | % of roof |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in r["rows"]:
+        mark = "*" if row["extrapolated"] else ""
+        intensity = f"{row['intensity']:.2f}" if "intensity" in row else ""
+        roof = _percent(row["fraction_of_roof"]) if "fraction_of_roof" in row else ""
+        lines.append(
+            f"| {row['computation']} | {row['size']:,} | {row['style']} | "
+            f"{row['seconds']:.3g}{mark} | {row['flops_per_s'] / 1e9:.3g}{mark} | "
+            f"{_percent(row['fraction_of_peak'])} | {row['speedup_vs_python']:,.0f}x | "
+            f"{intensity} | {row.get('bound', '')} | {roof} |"
+        )
+    lines += ["", "| independent problems | form | seconds | vs the loop |", "|---|---|---|---|"]
+    for row in r["sweeps"]:
+        lines.append(
+            f"| {row['sweep']} | {row['form']} | {row['seconds']:.4f} | "
+            f"{row['speedup_vs_loop']:.1f}x |"
+        )
+    warning = load_warning(r["background_cpu_load"], r["machine"]["cpu_count"])
+    return lines + ([warning] if warning else [])
+
+
+def roofline_points(r: dict) -> list[dict]:
+    """The ``jax_jit`` rows as points of :func:`study.roofline.plot_roofline`."""
+    return [
+        {
+            "label": f"{row['computation']} {row['size']:,}",
+            "intensity": row["intensity"],
+            "flops_per_s": row["flops_per_s"],
+        }
+        for row in r["rows"]
+        if "intensity" in row
+    ]
+
+
+DOC_INTRODUCTION = """# How the workloads use the machine
+
+The design document argues that traditional programs run serial instruction streams on a CPU,
+while the LLM way of computing is dense linear algebra that wants parallel hardware: SIMD
+units, many cores, GPUs and TPUs. This page measures that argument on one machine. The same
+computations run as pure-Python loops (one scalar operation at a time), as NumPy (whole-array
+operations in compiled loops and BLAS), as JAX dispatched op by op, and as one `jax.jit`-
+compiled program; a sweep of independent problems runs as a loop and as one `jax.vmap`-ed call.
+Each compiled program is placed on the machine's roofline: its arithmetic intensity (FLOPs
+per byte moved, from XLA's cost analysis) against the FLOP/s it attains, under the two limits
+measured in the same run, memory bandwidth and the matmul peak.
+
+This page is written by the study itself (`--markdown`); every number below comes from the
+run it names. Rerun it on your machine, or on a GPU or TPU, with the same command.
+"""
+
+
+def findings(r: dict) -> list[str]:
+    """Sentences computed from the rows: the gaps between styles, and the roofline's verdict."""
+    rows, lines = r["rows"], []
+    for name in dict.fromkeys(row["computation"] for row in rows):
+        mine = [row for row in rows if row["computation"] == name]
+        by = {(row["size"], row["style"]): row for row in mine}
+        sizes = sorted({row["size"] for row in mine})
+        numpy = [by[size, "numpy"]["speedup_vs_python"] for size in sizes]
+        jit = [
+            by[size, "jax_op_by_op"]["seconds"] / by[size, "jax_jit"]["seconds"] for size in sizes
+        ]
+        bounds = _bounds_by_size({size: by[size, "jax_jit"].get("bound", "?") for size in sizes})
+        peak = max(by[size, "jax_jit"]["fraction_of_peak"] for size in sizes)
+        lines.append(
+            f"- **{name}**: NumPy runs {min(numpy):,.0f}-{max(numpy):,.0f}x the pure-Python loop; "
+            f"`jax.jit` runs {min(jit):.1f}-{max(jit):.1f}x JAX op by op. By the roofline the "
+            f"compiled program is {bounds}; it reaches at most {100 * peak:.0f}% of the matmul "
+            "peak."
+        )
+    for sweep in dict.fromkeys(row["sweep"] for row in r["sweeps"]):
+        forms = {row["form"]: row for row in r["sweeps"] if row["sweep"] == sweep}
+        over_jit_loop = forms["jit loop"]["seconds"] / forms["vmap"]["seconds"]
+        lines.append(
+            f"- **{sweep}**: one `jax.vmap`-ed call runs {forms['vmap']['speedup_vs_loop']:.1f}x "
+            f"a loop of NumPy calls and {over_jit_loop:.1f}x a loop of jitted calls."
+        )
+    return lines
+
+
+def _bounds_by_size(bounds: dict[int, str]) -> str:
+    """``{64: "memory", 256: "compute", 1024: "compute"}`` -> ``"memory-bound at 64,
+    compute-bound at 256 and 1,024"``."""
+    groups: dict[str, list[str]] = {}
+    for size, bound in bounds.items():
+        groups.setdefault(bound, []).append(f"{size:,}")
+    if len(groups) == 1:
+        return f"{next(iter(groups))}-bound at every size"
+    return ", ".join(f"{bound}-bound at {' and '.join(sizes)}" for bound, sizes in groups.items())
+
+
+def _percent(fraction: float) -> str:
+    """``0.00012`` -> ``"0.012%"``, ``0.53`` -> ``"53%"``, ``1.03`` -> ``"103%"``."""
+    percent = 100 * fraction
+    return f"{percent:.0f}%" if percent >= 10 else f"{percent:.2g}%"
+
+
+def markdown_page(r: dict, command: str, plot: str | None) -> str:
+    """The study's page: the introduction, where and how it ran, findings, tables, roofline."""
+    machine = r["machine"]
+    where = (
+        f"Measured {r['timestamp'][:10]} on {machine['cpu_count']} cores of an "
+        f"{machine['cpu_model']} ({r['device']}), jax {machine['jax_version']}, by "
+        f"`{command}`."
+    )
+    parts = [DOC_INTRODUCTION, "## Results", "", where, "", *findings(r), "", *report_lines(r)]
+    if plot:
+        parts += ["", f"![the roofline, with every compiled program on it]({plot})"]
+    return "\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument(
+        "--computations",
+        nargs="+",
+        choices=list(COMPUTATIONS),
+        default=list(COMPUTATIONS),
+        help="which computations to measure",
+    )
+    parser.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        metavar="NAME=N[,N...]",
+        help="sizes of one computation instead of its defaults",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: under a minute")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls (default 5, 3)")
+    parser.add_argument("--plot", default=None, help="write the roofline to this PNG")
+    parser.add_argument("--json-only", action="store_true", help="print only the JSON line")
+    parser.add_argument("--markdown", default=None, help="also write the study's page here")
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (3 if args.quick else 5)
+    if repeats < 1:
+        parser.error("--repeats must be at least 1")
+    try:
+        chosen = parse_sizes(args.size)
+    except ValueError as err:
+        parser.error(str(err))
+    plan = {
+        name: chosen.get(name)
+        or (COMPUTATIONS[name].quick_sizes if args.quick else COMPUTATIONS[name].sizes)
+        for name in args.computations
+    }
+    check_memory(plan, available_memory_bytes())
+    result = run_study(plan, repeats, args.quick)
+    if args.plot:
+        bandwidths = {"memory": result["bandwidth"], "cache": result["cache_bandwidth"]}
+        points = roofline_points(result)
+        result["plot"] = str(plot_roofline(points, result["peak_flops"], bandwidths, args.plot))
+    if args.markdown:
+        command = "python benchmarks/architecture_study.py " + " ".join(argv or sys.argv[1:])
+        plot = os.path.relpath(args.plot, os.path.dirname(args.markdown)) if args.plot else None
+        Path(args.markdown).write_text(markdown_page(result, command.strip(), plot))
+    print_report(report_lines(result), result, json_only=args.json_only)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""benchmarks/architecture_study.py: every style computes the same numbers, and the study runs
+end to end on tiny sizes (the script itself measures large ones)."""
+
+import json
+import sys
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scripts import load_script
+
+
+@pytest.fixture(scope="module")
+def study():
+    """benchmarks/architecture_study.py as a module (benchmarks/ is not a package)."""
+    yield load_script("benchmarks/architecture_study.py", name="architecture_study")
+    del sys.modules["architecture_study"]
+
+
+def _flat(output) -> np.ndarray:
+    parts = output if isinstance(output, tuple) else (output,)
+    return np.concatenate([np.ravel(np.asarray(part, np.float64)) for part in parts])
+
+
+@pytest.mark.parametrize("name", ["matmul", "mlp_step", "attention", "logistic_gd"])
+@settings(max_examples=4, deadline=None)
+@given(size=st.integers(1, 12), seed=st.integers(0, 2**16))
+def test_every_style_computes_the_python_loops_numbers(study, name, size, seed):
+    computation = study.COMPUTATIONS[name]
+    inputs = computation.inputs(size, np.random.default_rng(seed))
+    expected = _flat(computation.python(*study.as_lists(inputs)))
+    for style in ("numpy", "jax_op_by_op", "jax_jit"):
+        fn, args = study.style_call(computation, style, inputs)
+        np.testing.assert_allclose(_flat(fn(*args)), expected, rtol=2e-4, atol=2e-5, err_msg=style)
+
+
+def test_mlp_step_backprop_by_hand_equals_jax_grad(study):
+    """The NumPy form's hand-written backward pass against the JAX form's ``jax.grad``."""
+    computation = study.COMPUTATIONS["mlp_step"]
+    inputs = computation.inputs(24, np.random.default_rng(3))
+    np.testing.assert_allclose(
+        _flat(computation.numpy(*inputs)),
+        _flat(jax.jit(computation.jax)(*inputs)),
+        rtol=1e-4,
+        atol=1e-6,
+    )
+
+
+def test_the_study_runs_end_to_end_on_tiny_sizes(study, tmp_path, capsys):
+    page, plot = tmp_path / "study.md", tmp_path / "roofline.png"
+    argv = [
+        "--quick",
+        "--repeats",
+        "1",
+        "--computations",
+        "matmul",
+        "logistic_gd",
+        "--size",
+        "matmul=8,16",
+        "--size",
+        "logistic_gd=40",
+        "--markdown",
+        str(page),
+        "--plot",
+        str(plot),
+    ]
+    assert study.main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {(row["computation"], row["size"], row["style"]) for row in result["rows"]} == {
+        (name, size, style)
+        for name, size in (("matmul", 8), ("matmul", 16), ("logistic_gd", 40))
+        for style in study.STYLES
+    }
+    jit_rows = [row for row in result["rows"] if row["style"] == "jax_jit"]
+    assert all(row["intensity"] > 0 and row["bound"] in ("compute", "memory") for row in jit_rows)
+    assert all(row["seconds"] > 0 and row["flops_per_s"] > 0 for row in result["rows"])
+    assert {row["form"] for row in result["sweeps"]} >= {"numpy loop", "jit loop", "vmap"}
+    assert result["peak_flops"] > 0 and result["bandwidth"] > 0
+    text = page.read_text()
+    assert "## Results" in text and "roofline.png" in text and "**matmul**" in text
+    assert plot.stat().st_size > 0
+
+
+def test_bad_sizes_get_a_clear_error(study, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        study.main(["--size", "matmull=8"])
+    assert exit_info.value.code == 2
+    assert "unknown computation 'matmull'; choose from matmul" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        study.main(["--size", "matmul=0"])
+    assert "expected matmul=N[,N...] with positive integers" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match=r"matmul at size 100,000 needs about 298\.0 GiB"):
+        study.check_memory({"matmul": (100_000,)}, available=8 * 2**30)
