@@ -75,6 +75,17 @@ MIN_SAMPLE_S = 0.01  # shorter calls are timed in runs of several
 CACHE_FLOATS = 2**18  # 1 MiB read and 1 MiB written: within a core's L2 or the L3 cache
 
 
+def styles_of(computation: Computation) -> tuple[str, ...]:
+    """The styles ``computation`` has a form for, in :data:`STYLES`' order."""
+    forms = {
+        "python": computation.python,
+        "numpy": computation.numpy,
+        "jax_op_by_op": computation.jax,
+        "jax_jit": computation.jax,
+    }
+    return tuple(style for style in STYLES if forms[style] is not None)
+
+
 def style_call(computation: Computation, style: str, inputs: tuple) -> tuple[Any, tuple]:
     """``(function, arguments)`` that run ``computation`` on ``inputs`` in ``style``."""
     if style == "python":
@@ -84,6 +95,7 @@ def style_call(computation: Computation, style: str, inputs: tuple) -> tuple[Any
     on_device = tuple(to_device(x) for x in inputs)
     if style == "jax_op_by_op":
         return computation.jax, on_device
+    assert computation.jax is not None, f"{computation.name} has no JAX form"
     return jax.jit(computation.jax), on_device
 
 
@@ -110,6 +122,7 @@ def cell(computation: Computation, style: str, size: int, inputs: tuple, repeats
     """One timed style at one size: ``{"seconds", "extrapolated"}`` (and XLA's cost for
     ``jax_jit``)."""
     if style == "python":
+        assert computation.python is not None
         small = python_seconds(computation, max(1, min(repeats, 3)))
         scale = computation.flops(size) / computation.flops(computation.python_size)
         return {"seconds": small * scale, "extrapolated": size != computation.python_size}
@@ -131,20 +144,24 @@ def computation_rows(
     for size in sizes:
         inputs = computation.inputs(size, np.random.default_rng(size))
         flops = computation.flops(size)
-        cells = {style: cell(computation, style, size, inputs, repeats) for style in STYLES}
+        styles = styles_of(computation)
+        cells = {style: cell(computation, style, size, inputs, repeats) for style in styles}
+        python = cells.get("python", {}).get("seconds")
         for style, measured in cells.items():
             rate = flops / measured["seconds"]
             row = {
                 "computation": computation.name,
                 "size": size,
                 "style": style,
-                "flops": flops,
+                "unit": computation.unit,
+                "work": flops,
                 **measured,
-                "flops_per_s": rate,
-                "fraction_of_peak": rate / roof["peak_flops"],
-                "speedup_vs_python": cells["python"]["seconds"] / measured["seconds"],
+                "rate": rate,
+                "speedup_vs_python": python / measured["seconds"] if python else None,
             }
-            rows.append(row | roofline_view(row, roof))
+            if computation.unit == "FLOP":
+                row |= {"fraction_of_peak": rate / roof["peak_flops"]} | roofline_view(row, roof)
+            rows.append(row)
     return rows
 
 
@@ -160,9 +177,9 @@ def roofline_view(row: dict, roof: dict) -> dict:
     return {
         "intensity": intensity,
         "bound": "compute" if intensity >= ridge else "memory",
-        "fraction_of_roof": row["flops_per_s"] / roof_rate,
+        "fraction_of_roof": row["rate"] / roof_rate,
         # Above the memory roof: the data is read from the caches, not from memory.
-        "from_cache": row["flops_per_s"] > roof["bandwidth"] * intensity,
+        "from_cache": row["rate"] > roof["bandwidth"] * intensity,
     }
 
 
@@ -302,7 +319,7 @@ def report_lines(r: dict) -> list[str]:
         "* = extrapolated from a smaller size by the FLOP count; % of roof > 100%: served from "
         "the caches",
         "",
-        "| computation | size | style | seconds | GFLOP/s | % of peak | vs python "
+        "| computation | size | style | seconds | rate | % of peak | vs python "
         "| FLOPs/byte (XLA) | bound | % of roof |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -310,10 +327,11 @@ def report_lines(r: dict) -> list[str]:
         mark = "*" if row["extrapolated"] else ""
         intensity = f"{row['intensity']:.2f}" if "intensity" in row else ""
         roof = _percent(row["fraction_of_roof"]) if "fraction_of_roof" in row else ""
+        peak = _percent(row["fraction_of_peak"]) if "fraction_of_peak" in row else ""
+        versus = f"{row['speedup_vs_python']:,.0f}x" if row["speedup_vs_python"] else ""
         lines.append(
             f"| {row['computation']} | {row['size']:,} | {row['style']} | "
-            f"{row['seconds']:.3g}{mark} | {row['flops_per_s'] / 1e9:.3g}{mark} | "
-            f"{_percent(row['fraction_of_peak'])} | {row['speedup_vs_python']:,.0f}x | "
+            f"{row['seconds']:.3g}{mark} | {_rate_text(row)}{mark} | {peak} | {versus} | "
             f"{intensity} | {row.get('bound', '')} | {roof} |"
         )
     lines += ["", "| independent problems | form | seconds | vs the loop |", "|---|---|---|---|"]
@@ -332,7 +350,7 @@ def roofline_points(r: dict) -> list[dict]:
         {
             "label": f"{row['computation']} {row['size']:,}",
             "intensity": row["intensity"],
-            "flops_per_s": row["flops_per_s"],
+            "flops_per_s": row["rate"],
         }
         for row in r["rows"]
         if "intensity" in row
@@ -360,21 +378,9 @@ def findings(r: dict) -> list[str]:
     """Sentences computed from the rows: the gaps between styles, and the roofline's verdict."""
     rows, lines = r["rows"], []
     for name in dict.fromkeys(row["computation"] for row in rows):
-        mine = [row for row in rows if row["computation"] == name]
-        by = {(row["size"], row["style"]): row for row in mine}
-        sizes = sorted({row["size"] for row in mine})
-        numpy = [by[size, "numpy"]["speedup_vs_python"] for size in sizes]
-        jit = [
-            by[size, "jax_op_by_op"]["seconds"] / by[size, "jax_jit"]["seconds"] for size in sizes
-        ]
-        bounds = _bounds_by_size({size: by[size, "jax_jit"].get("bound", "?") for size in sizes})
-        peak = max(by[size, "jax_jit"]["fraction_of_peak"] for size in sizes)
-        lines.append(
-            f"- **{name}**: NumPy runs {min(numpy):,.0f}-{max(numpy):,.0f}x the pure-Python loop; "
-            f"`jax.jit` runs {min(jit):.1f}-{max(jit):.1f}x JAX op by op. By the roofline the "
-            f"compiled program is {bounds}; it reaches at most {100 * peak:.0f}% of the matmul "
-            "peak."
-        )
+        by = {(row["size"], row["style"]): row for row in rows if row["computation"] == name}
+        sizes = sorted({size for size, _ in by})
+        lines.append(f"- **{name}**: " + " ".join(_computation_findings(by, sizes)))
     for sweep in dict.fromkeys(row["sweep"] for row in r["sweeps"]):
         forms = {row["form"]: row for row in r["sweeps"] if row["sweep"] == sweep}
         over_jit_loop = forms["jit loop"]["seconds"] / forms["vmap"]["seconds"]
@@ -383,6 +389,25 @@ def findings(r: dict) -> list[str]:
             f"a loop of NumPy calls and {over_jit_loop:.1f}x a loop of jitted calls."
         )
     return lines
+
+
+def _computation_findings(by: dict, sizes: list[int]) -> list[str]:
+    """The sentences of one computation's finding; ``by``: its rows by (size, style)."""
+    said = []
+    if all((size, "numpy") in by and by[size, "numpy"]["speedup_vs_python"] for size in sizes):
+        numpy = [by[size, "numpy"]["speedup_vs_python"] for size in sizes]
+        said.append(f"NumPy runs {min(numpy):,.0f}-{max(numpy):,.0f}x the pure-Python loop.")
+    if not any((size, "jax_jit") in by for size in sizes):
+        return [*said, "It has no JAX form: its work is on strings, on the host."]
+    jit = [by[size, "jax_op_by_op"]["seconds"] / by[size, "jax_jit"]["seconds"] for size in sizes]
+    said.append(f"`jax.jit` runs {min(jit):.1f}-{max(jit):.1f}x JAX op by op.")
+    bounds = _bounds_by_size({size: by[size, "jax_jit"].get("bound", "?") for size in sizes})
+    peak = max(by[size, "jax_jit"]["fraction_of_peak"] for size in sizes)
+    said.append(
+        f"By the roofline the compiled program is {bounds}; it reaches at most "
+        f"{100 * peak:.0f}% of the matmul peak."
+    )
+    return said
 
 
 def _bounds_by_size(bounds: dict[int, str]) -> str:
@@ -394,6 +419,13 @@ def _bounds_by_size(bounds: dict[int, str]) -> str:
     if len(groups) == 1:
         return f"{next(iter(groups))}-bound at every size"
     return ", ".join(f"{bound}-bound at {' and '.join(sizes)}" for bound, sizes in groups.items())
+
+
+def _rate_text(row: dict) -> str:
+    """``"253 GFLOP/s"`` or ``"4.1 M tokens/s"``."""
+    if row["unit"] == "FLOP":
+        return f"{row['rate'] / 1e9:.3g} GFLOP/s"
+    return f"{row['rate'] / 1e6:.3g} M {row['unit']}s/s"
 
 
 def _percent(fraction: float) -> str:

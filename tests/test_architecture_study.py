@@ -24,16 +24,41 @@ def _flat(output) -> np.ndarray:
     return np.concatenate([np.ravel(np.asarray(part, np.float64)) for part in parts])
 
 
-@pytest.mark.parametrize("name", ["matmul", "mlp_step", "attention", "logistic_gd"])
+def _tfidf_rows(output) -> list[dict]:
+    """TF-IDF rows as ``{term: value}``, from the Python form's dicts or jaxllm's matrix."""
+    if isinstance(output, list):
+        return output
+    vectorizer, X = output
+    dense = np.asarray(X.todense())
+    return [{t: float(v) for t, v in zip(vectorizer.terms, row, strict=True) if v} for row in dense]
+
+
+NUMERIC = ["matmul", "mlp_step", "attention", "logistic_gd", "word2vec_step"]
+
+
+@pytest.mark.parametrize("name", NUMERIC)
 @settings(max_examples=4, deadline=None)
 @given(size=st.integers(1, 12), seed=st.integers(0, 2**16))
 def test_every_style_computes_the_python_loops_numbers(study, name, size, seed):
     computation = study.COMPUTATIONS[name]
     inputs = computation.inputs(size, np.random.default_rng(seed))
     expected = _flat(computation.python(*study.as_lists(inputs)))
-    for style in ("numpy", "jax_op_by_op", "jax_jit"):
+    for style in study.styles_of(computation)[1:]:
         fn, args = study.style_call(computation, style, inputs)
         np.testing.assert_allclose(_flat(fn(*args)), expected, rtol=2e-4, atol=2e-5, err_msg=style)
+
+
+@settings(max_examples=6, deadline=None)
+@given(size=st.integers(1, 30), seed=st.integers(0, 2**16))
+def test_tfidf_by_hand_equals_jaxllms(study, size, seed):
+    computation = study.COMPUTATIONS["tfidf"]
+    (docs,) = computation.inputs(size, np.random.default_rng(seed))
+    assert study.styles_of(computation) == ("python", "numpy")
+    ours, theirs = _tfidf_rows(computation.numpy(docs)), _tfidf_rows(computation.python(docs))
+    assert [set(row) for row in ours] == [set(row) for row in theirs]
+    for mine, expected in zip(ours, theirs, strict=True):
+        for term, value in expected.items():
+            assert mine[term] == pytest.approx(value, rel=1e-5)
 
 
 def test_mlp_step_backprop_by_hand_equals_jax_grad(study):
@@ -50,36 +75,36 @@ def test_mlp_step_backprop_by_hand_equals_jax_grad(study):
 
 def test_the_study_runs_end_to_end_on_tiny_sizes(study, tmp_path, capsys):
     page, plot = tmp_path / "study.md", tmp_path / "roofline.png"
+    sizes = {"matmul": (8, 16), "logistic_gd": (40,), "tfidf": (30,)}
     argv = [
         "--quick",
         "--repeats",
         "1",
         "--computations",
-        "matmul",
-        "logistic_gd",
-        "--size",
-        "matmul=8,16",
-        "--size",
-        "logistic_gd=40",
+        *sizes,
         "--markdown",
         str(page),
         "--plot",
         str(plot),
     ]
+    for name, values in sizes.items():
+        argv += ["--size", f"{name}={','.join(map(str, values))}"]
     assert study.main(argv) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {(row["computation"], row["size"], row["style"]) for row in result["rows"]} == {
         (name, size, style)
-        for name, size in (("matmul", 8), ("matmul", 16), ("logistic_gd", 40))
-        for style in study.STYLES
+        for name, values in sizes.items()
+        for size in values
+        for style in study.styles_of(study.COMPUTATIONS[name])
     }
     jit_rows = [row for row in result["rows"] if row["style"] == "jax_jit"]
     assert all(row["intensity"] > 0 and row["bound"] in ("compute", "memory") for row in jit_rows)
-    assert all(row["seconds"] > 0 and row["flops_per_s"] > 0 for row in result["rows"])
+    assert all(row["seconds"] > 0 and row["rate"] > 0 for row in result["rows"])
     assert {row["form"] for row in result["sweeps"]} >= {"numpy loop", "jit loop", "vmap"}
     assert result["peak_flops"] > 0 and result["bandwidth"] > 0
     text = page.read_text()
     assert "## Results" in text and "roofline.png" in text and "**matmul**" in text
+    assert "**tfidf**: NumPy runs" in text and "no JAX form" in text and "M tokens/s" in text
     assert plot.stat().st_size > 0
 
 

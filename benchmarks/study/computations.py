@@ -1,11 +1,12 @@
 """The architecture study's computations, each written once per programming style.
 
-A :class:`Computation` holds one computation at a parametrised ``size`` in three hand-written
+A :class:`Computation` holds one computation at a parametrised ``size`` in up to three
 forms: ``python`` (lists and loops: one scalar operation after another, as a traditional
 program runs), ``numpy`` (whole-array operations in compiled C loops and BLAS), and ``jax`` (a
 pure ``jax.numpy`` function, run op by op or under ``jax.jit``). All forms take the same
-inputs (:attr:`Computation.inputs`, NumPy arrays; the Python form gets them as nested lists)
-and return the same numbers; a test holds them to that.
+inputs (:attr:`Computation.inputs`; the Python form gets arrays as nested lists) and return
+the same numbers; a test holds them to that. A form that does not apply is ``None``: TF-IDF
+is string work, which has no JAX form.
 
 The computations:
 
@@ -16,6 +17,10 @@ The computations:
   width 64.
 - ``logistic_gd``: 20 steps of full-batch gradient descent on the logistic loss, ``n`` rows of
   32 features.
+- ``word2vec_step``: one skip-gram negative-sampling step over ``n`` (centre, context) pairs
+  with 5 noise words each, 10,000 words × 100 dimensions (jaxllm's ``skipgram_update``).
+- ``tfidf``: TF-IDF of ``n`` documents of 20 words from a Zipf-distributed vocabulary (jaxllm's
+  ``fit_transform``, host NumPy, as the NumPy form); its work is counted in tokens.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ import numpy as np
 MLP_BATCH, MLP_CLASSES, MLP_LR = 64, 10, 0.1
 ATTENTION_WIDTH = 64
 LOGISTIC_FEATURES, LOGISTIC_STEPS, LOGISTIC_LR = 32, 20, 0.5
+W2V_VOCAB, W2V_DIM, W2V_NEGATIVES, W2V_LR = 10_000, 100, 5, 0.025
+TFIDF_WORDS, TFIDF_VOCAB = 20, 50_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,10 +50,11 @@ class Computation:
       sizes, quick_sizes: the sizes measured by default and with ``--quick``.
       python_size: the size the pure-Python form runs at (its time at larger sizes is
         extrapolated by the FLOP count, and marked so).
-      inputs: ``(size, rng) -> tuple of float32 arrays``.
-      flops: ``size -> FLOPs`` of one call (multiply-adds count 2).
+      inputs: ``(size, rng) -> tuple of inputs`` (arrays, or a list of strings).
+      flops: ``size -> work`` of one call, in ``unit``s (FLOPs: multiply-adds count 2).
       input_bytes: ``size -> bytes`` of the inputs (for the memory check).
-      python, numpy, jax: the computation in each style.
+      python, numpy, jax: the computation in each style (``None`` where one does not apply).
+      unit: what ``flops`` counts: ``"FLOP"`` (placed on the roofline) or ``"token"``.
     """
 
     name: str
@@ -54,12 +62,13 @@ class Computation:
     sizes: tuple[int, ...]
     quick_sizes: tuple[int, ...]
     python_size: int
-    inputs: Callable[[int, np.random.Generator], tuple[np.ndarray, ...]]
+    inputs: Callable[[int, np.random.Generator], tuple[Any, ...]]
     flops: Callable[[int], float]
     input_bytes: Callable[[int], float]
-    python: Callable[..., Any]
-    numpy: Callable[..., Any]
-    jax: Callable[..., Any]
+    python: Callable[..., Any] | None
+    numpy: Callable[..., Any] | None
+    jax: Callable[..., Any] | None
+    unit: str = "FLOP"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,8 +296,134 @@ LOGISTIC_GD = Computation(
     jax=_logistic_jax,
 )
 
+# ---------------------------------------------------------------------------------------------
+# word2vec_step: W_in, W_out float32[V, 100]; centres, contexts int32[n]; negatives int32[n, 5]
+
+
+def _word2vec_inputs(n: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    w_in = (rng.random((W2V_VOCAB, W2V_DIM), dtype=np.float32) - 0.5) / W2V_DIM
+    w_out = rng.standard_normal((W2V_VOCAB, W2V_DIM), dtype=np.float32) * 0.1
+    words = rng.integers(W2V_VOCAB, size=(n, 2 + W2V_NEGATIVES)).astype(np.int32)
+    return w_in, w_out, words[:, 0], words[:, 1], words[:, 2:]
+
+
+def _word2vec_python(w_in: list, w_out: list, centres: list, contexts: list, negatives: list):
+    w_in, w_out = [row[:] for row in w_in], [row[:] for row in w_out]
+    grads_h, updates = [], []
+    for centre, context, noise in zip(centres, contexts, negatives, strict=True):
+        h, grad_h = w_in[centre], [0.0] * len(w_in[centre])
+        for k, target in enumerate([context, *noise]):
+            if k > 0 and target == context:
+                continue
+            u = w_out[target]
+            f = sum(a * b for a, b in zip(h, u, strict=True))
+            g = (
+                ((1.0 if k == 0 else 0.0) - 1.0 / (1.0 + math.exp(-f))) * W2V_LR
+                if abs(f) < 6
+                else 0.0
+            )
+            grad_h = [a + g * b for a, b in zip(grad_h, u, strict=True)]
+            updates.append((target, [g * a for a in h]))
+        grads_h.append((centre, grad_h))
+    for target, change in updates:  # every pair read the weights before the step, as a batch
+        w_out[target] = [a + b for a, b in zip(w_out[target], change, strict=True)]
+    for centre, change in grads_h:
+        w_in[centre] = [a + b for a, b in zip(w_in[centre], change, strict=True)]
+    return w_in, w_out
+
+
+def _word2vec_numpy(w_in, w_out, centres, contexts, negatives):
+    targets = np.concatenate([contexts[:, None], negatives], axis=1)
+    use = np.concatenate([np.ones_like(contexts[:, None], bool), negatives != contexts[:, None]], 1)
+    h, u = w_in[centres], w_out[targets]
+    f = np.einsum("bd,bkd->bk", h, u)
+    labels = (np.arange(f.shape[1]) == 0).astype(np.float32)
+    g = np.where(np.abs(f) < 6, labels - 1 / (1 + np.exp(-f)), 0) * W2V_LR * use
+    w_out, w_in = w_out.copy(), w_in.copy()
+    np.add.at(w_out, targets, g[..., None] * h[:, None, :])
+    np.add.at(w_in, centres, np.einsum("bk,bkd->bd", g, u))
+    return w_in, w_out
+
+
+def _word2vec_jax(w_in, w_out, centres, contexts, negatives):
+    from jaxllm.embeddings.word2vec import skipgram_update
+
+    weights = jnp.ones(centres.shape, jnp.float32)
+    lr = jnp.float32(W2V_LR)
+    w_in, w_out, _ = skipgram_update(w_in, w_out, centres, contexts, negatives, weights, lr)
+    return w_in, w_out
+
+
+WORD2VEC_STEP = Computation(
+    name="word2vec_step",
+    what=f"one skip-gram negative-sampling step, n pairs × {1 + W2V_NEGATIVES} output words, "
+    f"{W2V_VOCAB:,} × {W2V_DIM} vectors",
+    sizes=(1_024, 16_384, 131_072),
+    quick_sizes=(1_024, 16_384),
+    python_size=256,
+    inputs=_word2vec_inputs,
+    # h·u, g·h and g·u for each of the 1+K output words: 3 multiply-adds per dimension
+    flops=lambda n: 6.0 * n * (1 + W2V_NEGATIVES) * W2V_DIM,
+    input_bytes=lambda n: 4.0 * (2 * W2V_VOCAB * W2V_DIM + n * (2 + W2V_NEGATIVES)),
+    python=_word2vec_python,
+    numpy=_word2vec_numpy,
+    jax=_word2vec_jax,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# tfidf: n documents of 20 words
+
+
+def _tfidf_inputs(n: int, rng: np.random.Generator) -> tuple[list[str]]:
+    ranks = np.minimum(rng.zipf(1.3, size=(n, TFIDF_WORDS)), TFIDF_VOCAB) - 1
+    return ([" ".join(f"w{rank}" for rank in row) for row in ranks],)
+
+
+def _tfidf_python(docs: list[str]) -> list[dict[str, float]]:
+    """scikit-learn's defaults by hand: counts, smooth idf, l2-normalised rows."""
+    counts = []
+    for doc in docs:
+        row: dict[str, int] = {}
+        for token in doc.split():
+            row[token] = row.get(token, 0) + 1
+        counts.append(row)
+    df: dict[str, int] = {}
+    for row in counts:
+        for token in row:
+            df[token] = df.get(token, 0) + 1
+    idf = {t: math.log((1 + len(docs)) / (1 + d)) + 1 for t, d in df.items()}
+    rows = []
+    for row in counts:
+        weighted = {t: c * idf[t] for t, c in row.items()}
+        norm = math.sqrt(sum(v * v for v in weighted.values()))
+        rows.append({t: v / norm for t, v in weighted.items()})
+    return rows
+
+
+def _tfidf_numpy(docs: list[str]):
+    from jaxllm.classic import fit_transform
+
+    return fit_transform(docs)
+
+
+TFIDF = Computation(
+    name="tfidf",
+    what=f"TF-IDF of n documents of {TFIDF_WORDS} words (Zipf, {TFIDF_VOCAB:,}-word vocabulary)",
+    sizes=(1_000, 100_000, 500_000),
+    quick_sizes=(1_000, 20_000),
+    python_size=5_000,
+    inputs=_tfidf_inputs,
+    flops=lambda n: float(n * TFIDF_WORDS),
+    input_bytes=lambda n: 8.0 * n * TFIDF_WORDS * 4,  # the text, its tokens and their counts
+    python=_tfidf_python,
+    numpy=_tfidf_numpy,
+    jax=None,
+    unit="token",
+)
+
 COMPUTATIONS: dict[str, Computation] = {
-    c.name: c for c in (MATMUL, MLP_STEP, ATTENTION, LOGISTIC_GD)
+    c.name: c for c in (MATMUL, MLP_STEP, ATTENTION, LOGISTIC_GD, WORD2VEC_STEP, TFIDF)
 }
 
 
@@ -302,6 +437,6 @@ def logistic_jax(x: Any, y: Any, learning_rate: Any) -> jax.Array:
     return _logistic_jax(x, y, learning_rate)
 
 
-def as_lists(arrays: tuple[np.ndarray, ...]) -> tuple[Any, ...]:
-    """The inputs as the Python form takes them: nested lists of floats."""
-    return tuple(array.tolist() for array in arrays)
+def as_lists(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The inputs as the Python form takes them: arrays as nested lists of numbers."""
+    return tuple(x.tolist() if isinstance(x, np.ndarray) else x for x in inputs)
