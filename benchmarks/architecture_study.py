@@ -2,14 +2,16 @@
 as pure-Python loops, NumPy, JAX op by op and ``jax.jit``, a sweep of independent problems by
 ``jax.vmap`` against a loop, all placed on the machine's measured roofline.
 
-    python benchmarks/architecture_study.py                  # ~2-4 min on 2 CPU cores
+    python benchmarks/architecture_study.py                  # ~2 min on 2 CPU cores
     python benchmarks/architecture_study.py --quick          # under a minute
     python benchmarks/architecture_study.py --computations matmul attention --plot roofline.png
     python benchmarks/architecture_study.py --size matmul=512,4096 --json-only
 
-Computations (:mod:`study.computations`): ``matmul``, ``mlp_step`` (one SGD step of a
-2-layer MLP), ``attention`` (causal self-attention), ``logistic_gd`` (gradient descent on
-logistic regression), each at several sizes and in four styles:
+Computations (:mod:`study.computations`, :mod:`study.llm`): ``matmul``, ``mlp_step`` (one SGD
+step of a 2-layer MLP), ``attention`` (causal self-attention), ``logistic_gd`` (gradient
+descent on logistic regression), ``word2vec_step`` (a skip-gram negative-sampling step),
+``tfidf`` (string work: no JAX form) and ``gpt_step`` (a GPT training step: JAX forms only),
+each at several sizes and in the styles it has:
 
 - ``python``: lists and loops, one scalar operation at a time. Run at one small size
   (``python_size``) and extrapolated to the others by the FLOP count; marked ``*``.
@@ -28,7 +30,10 @@ matmul peak (``harness.measure_matmul_peak``) and the memory bandwidth of a stre
 
 The sweep: 32 logistic regressions at different learning rates, and 256 small matmuls, as a
 Python loop of NumPy calls, a Python loop of jitted calls, and one ``jax.vmap``-ed jitted call
-(and NumPy's own batched ``matmul``). The same command runs on a GPU or TPU when JAX sees one.
+(and NumPy's own batched ``matmul``). Decoding: greedy KV-cache generation of a GPT-2-shaped
+model at ``--decoding-batches`` against the bound of reading every weight once per token step
+at the measured bandwidth (latency- against throughput-bound). The same command runs on a
+GPU or TPU when JAX sees one.
 
 A Markdown table is printed, then one JSON line with every figure (``--plot`` also draws the
 roofline as a PNG).
@@ -46,13 +51,9 @@ from typing import Any
 
 import jax
 import numpy as np
-from study.computations import (
-    COMPUTATIONS,
-    Computation,
-    as_lists,
-    logistic_jax,
-    logistic_numpy,
-)
+from study.computations import COMPUTATIONS as ARRAY_COMPUTATIONS
+from study.computations import Computation, as_lists, logistic_jax, logistic_numpy
+from study.llm import GPT_STEP, decoding_rows
 from study.roofline import measure_memory_bandwidth, plot_roofline, xla_cost
 
 from harness import (
@@ -68,6 +69,7 @@ from jaxllm.device_arrays import to_device
 from jaxllm.runtime import configure_cpu
 
 STYLES = ("python", "numpy", "jax_op_by_op", "jax_jit")
+COMPUTATIONS: dict[str, Computation] = {**ARRAY_COMPUTATIONS, GPT_STEP.name: GPT_STEP}
 SWEEP_PROBLEMS, SWEEP_MATMULS, SWEEP_MATMUL_N = 32, 256, 64
 # A computation needs its inputs and about as much again for its temporaries and outputs.
 MEMORY_FACTOR = 4.0
@@ -92,7 +94,7 @@ def style_call(computation: Computation, style: str, inputs: tuple) -> tuple[Any
         return computation.python, as_lists(inputs)
     if style == "numpy":
         return computation.numpy, inputs
-    on_device = tuple(to_device(x) for x in inputs)
+    on_device = tuple(jax.tree.map(to_device, x) for x in inputs)
     if style == "jax_op_by_op":
         return computation.jax, on_device
     assert computation.jax is not None, f"{computation.name} has no JAX form"
@@ -282,8 +284,11 @@ def parse_sizes(values: list[str]) -> dict[str, tuple[int, ...]]:
     return sizes
 
 
-def run_study(plan: dict[str, tuple[int, ...]], repeats: int, quick: bool) -> dict[str, Any]:
-    """Measure the roof, then every planned computation, then the sweeps."""
+def run_study(
+    plan: dict[str, tuple[int, ...]], repeats: int, quick: bool, decoding: tuple[int, ...] = ()
+) -> dict[str, Any]:
+    """Measure the roof, then every planned computation, the sweeps, and decoding at each of
+    the ``decoding`` batch sizes."""
     start = cpu_snapshot()
     roof = {
         "peak_flops": measure_matmul_peak("float32", n=1024 if quick else 2048, repeats=repeats),
@@ -304,6 +309,7 @@ def run_study(plan: dict[str, tuple[int, ...]], repeats: int, quick: bool) -> di
         **roof,
         "rows": rows,
         "sweeps": sweep_rows(2_000 if quick else 20_000, repeats),
+        "decoding": decoding_rows(decoding, roof["bandwidth"], repeats),
         "background_cpu_load": background_load(start, cpu_snapshot()),
         "machine": machine_info(),
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -335,6 +341,18 @@ def report_lines(r: dict) -> list[str]:
             f"{intensity} | {row.get('bound', '')} | {roof} |"
         )
     lines += ["", "| independent problems | form | seconds | vs the loop |", "|---|---|---|---|"]
+    if r["decoding"]:
+        lines += [
+            "",
+            "| decoding, batch | new tokens/s | bound: weights read once per step "
+            "| % of the bound | first call (s) |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {d['batch']} | {d['tokens_per_s']:,.0f} | {d['weight_read_bound']:,.0f} | "
+            f"{_percent(d['fraction_of_bound'])} | {d['first_call_s']:.2f} |"
+            for d in r["decoding"]
+        ]
     for row in r["sweeps"]:
         lines.append(
             f"| {row['sweep']} | {row['form']} | {row['seconds']:.4f} | "
@@ -381,6 +399,7 @@ def findings(r: dict) -> list[str]:
         by = {(row["size"], row["style"]): row for row in rows if row["computation"] == name}
         sizes = sorted({size for size, _ in by})
         lines.append(f"- **{name}**: " + " ".join(_computation_findings(by, sizes)))
+    lines += _decoding_findings(r["decoding"])
     for sweep in dict.fromkeys(row["sweep"] for row in r["sweeps"]):
         forms = {row["form"]: row for row in r["sweeps"] if row["sweep"] == sweep}
         over_jit_loop = forms["jit loop"]["seconds"] / forms["vmap"]["seconds"]
@@ -389,6 +408,25 @@ def findings(r: dict) -> list[str]:
             f"a loop of NumPy calls and {over_jit_loop:.1f}x a loop of jitted calls."
         )
     return lines
+
+
+def _decoding_findings(rows: list[dict]) -> list[str]:
+    """The decoding measurement in a sentence: batch 1 against its bound, larger batches."""
+    if not rows:
+        return []
+    first, rest = rows[0], rows[1:]
+    said = (
+        f"- **decoding** ({first['weight_bytes'] / 2**20:.0f} MiB of float32 weights): batch "
+        f"{first['batch']} reaches {first['tokens_per_s']:,.0f} new tokens/s, "
+        f"{100 * first['fraction_of_bound']:.0f}% of the bound that reading every weight once "
+        "per token step sets at the measured memory bandwidth"
+    )
+    for row in rest:
+        said += (
+            f"; batch {row['batch']} reads them once for {row['batch']} tokens and reaches "
+            f"{row['tokens_per_s'] / first['tokens_per_s']:.1f}x the tokens/s"
+        )
+    return [said + "."]
 
 
 def _computation_findings(by: dict, sizes: list[int]) -> list[str]:
@@ -448,6 +486,20 @@ def markdown_page(r: dict, command: str, plot: str | None) -> str:
     return "\n".join(parts) + "\n"
 
 
+def decoding_batches(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple:
+    """``--decoding-batches`` as a tuple of batch sizes (empty for ``none``)."""
+    text = args.decoding_batches or ("1,8" if args.quick else "1,64")
+    if text == "none":
+        return ()
+    try:
+        batches = tuple(int(b) for b in text.split(","))
+    except ValueError:
+        batches = ()
+    if not batches or min(batches) < 1:
+        parser.error(f"--decoding-batches {text!r}: expected B[,B...] positive, or 'none'")
+    return batches
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
@@ -466,6 +518,12 @@ def main(argv: list[str] | None = None) -> int:
         help="sizes of one computation instead of its defaults",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: under a minute")
+    parser.add_argument(
+        "--decoding-batches",
+        default=None,
+        metavar="B[,B...]",
+        help="batch sizes of the decoding measurement (default 1,64; quick 1,8; 'none' skips it)",
+    )
     parser.add_argument("--repeats", type=int, default=None, help="timed calls (default 5, 3)")
     parser.add_argument("--plot", default=None, help="write the roofline to this PNG")
     parser.add_argument("--json-only", action="store_true", help="print only the JSON line")
@@ -484,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.computations
     }
     check_memory(plan, available_memory_bytes())
-    result = run_study(plan, repeats, args.quick)
+    result = run_study(plan, repeats, args.quick, decoding_batches(args, parser))
     if args.plot:
         bandwidths = {"memory": result["bandwidth"], "cache": result["cache_bandwidth"]}
         points = roofline_points(result)

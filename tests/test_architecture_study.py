@@ -86,6 +86,8 @@ def test_the_study_runs_end_to_end_on_tiny_sizes(study, tmp_path, capsys):
         str(page),
         "--plot",
         str(plot),
+        "--decoding-batches",
+        "none",
     ]
     for name, values in sizes.items():
         argv += ["--size", f"{name}={','.join(map(str, values))}"]
@@ -108,6 +110,30 @@ def test_the_study_runs_end_to_end_on_tiny_sizes(study, tmp_path, capsys):
     assert plot.stat().st_size > 0
 
 
+def test_gpt_step_op_by_op_equals_the_compiled_step(study):
+    computation = study.COMPUTATIONS["gpt_step"]
+    assert study.styles_of(computation) == ("jax_op_by_op", "jax_jit")
+    inputs = computation.inputs(16, np.random.default_rng(0))
+    eager, eager_args = study.style_call(computation, "jax_op_by_op", inputs)
+    jitted, jitted_args = study.style_call(computation, "jax_jit", inputs)
+    (state, metrics), (jit_state, jit_metrics) = eager(*eager_args), jitted(*jitted_args)
+    np.testing.assert_allclose(metrics["loss"], jit_metrics["loss"], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(jit_state.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert computation.flops(16) > 0
+
+
+def test_decoding_findings_say_how_batch_one_meets_its_bound(study):
+    mib = 64 * 2**20
+    rows = [
+        {"batch": 1, "tokens_per_s": 600.0, "weight_bytes": mib, "fraction_of_bound": 0.9},
+        {"batch": 8, "tokens_per_s": 2400.0, "weight_bytes": mib, "fraction_of_bound": 0.4},
+    ]
+    (said,) = study._decoding_findings(rows)
+    assert "64 MiB" in said and "batch 1 reaches 600 new tokens/s, 90% of the bound" in said
+    assert "batch 8 reads them once for 8 tokens and reaches 4.0x the tokens/s" in said
+
+
 def test_bad_sizes_get_a_clear_error(study, capsys):
     with pytest.raises(SystemExit) as exit_info:
         study.main(["--size", "matmull=8"])
@@ -116,5 +142,8 @@ def test_bad_sizes_get_a_clear_error(study, capsys):
     with pytest.raises(SystemExit) as exit_info:
         study.main(["--size", "matmul=0"])
     assert "expected matmul=N[,N...] with positive integers" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        study.main(["--decoding-batches", "0"])
+    assert "expected B[,B...] positive, or 'none'" in capsys.readouterr().err
     with pytest.raises(SystemExit, match=r"matmul at size 100,000 needs about 298\.0 GiB"):
         study.check_memory({"matmul": (100_000,)}, available=8 * 2**30)
