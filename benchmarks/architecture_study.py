@@ -2,7 +2,7 @@
 as pure-Python loops, NumPy, JAX op by op and ``jax.jit``, a sweep of independent problems by
 ``jax.vmap`` against a loop, all placed on the machine's measured roofline.
 
-    python benchmarks/architecture_study.py                  # ~2 min on 2 CPU cores
+    python benchmarks/architecture_study.py                  # ~2.5 min on 2 CPU cores
     python benchmarks/architecture_study.py --quick          # under a minute
     python benchmarks/architecture_study.py --computations matmul attention --plot roofline.png
     python benchmarks/architecture_study.py --size matmul=512,4096 --json-only
@@ -32,8 +32,10 @@ The sweep: 32 logistic regressions at different learning rates, and 256 small ma
 Python loop of NumPy calls, a Python loop of jitted calls, and one ``jax.vmap``-ed jitted call
 (and NumPy's own batched ``matmul``). Decoding: greedy KV-cache generation of a GPT-2-shaped
 model at ``--decoding-batches`` against the bound of reading every weight once per token step
-at the measured bandwidth (latency- against throughput-bound). The same command runs on a
-GPU or TPU when JAX sees one.
+at the measured bandwidth (latency- against throughput-bound). Scaling (:mod:`study.scaling`):
+data-parallel GPT training over ``--scaling-devices`` (host devices on a CPU, in a fresh
+process), strong and weak, with the all-reduce's share of a step and Amdahl's law fitted. The
+same command runs on a GPU or TPU when JAX sees one.
 
 A Markdown table is printed, then one JSON line with every figure (``--plot`` also draws the
 roofline as a PNG).
@@ -55,6 +57,7 @@ from study.computations import COMPUTATIONS as ARRAY_COMPUTATIONS
 from study.computations import Computation, as_lists, logistic_jax, logistic_numpy
 from study.llm import GPT_STEP, decoding_rows
 from study.roofline import measure_memory_bandwidth, plot_roofline, xla_cost
+from study.scaling import run_scaling
 
 from harness import (
     background_load,
@@ -285,10 +288,15 @@ def parse_sizes(values: list[str]) -> dict[str, tuple[int, ...]]:
 
 
 def run_study(
-    plan: dict[str, tuple[int, ...]], repeats: int, quick: bool, decoding: tuple[int, ...] = ()
+    plan: dict[str, tuple[int, ...]],
+    repeats: int,
+    quick: bool,
+    decoding: tuple[int, ...] = (),
+    scaling: tuple[int, ...] = (),
 ) -> dict[str, Any]:
-    """Measure the roof, then every planned computation, the sweeps, and decoding at each of
-    the ``decoding`` batch sizes."""
+    """Measure the roof, then every planned computation, the sweeps, decoding at each of the
+    ``decoding`` batch sizes, and data-parallel training over each of the ``scaling`` device
+    counts (in a fresh process that has them)."""
     start = cpu_snapshot()
     roof = {
         "peak_flops": measure_matmul_peak("float32", n=1024 if quick else 2048, repeats=repeats),
@@ -310,6 +318,7 @@ def run_study(
         "rows": rows,
         "sweeps": sweep_rows(2_000 if quick else 20_000, repeats),
         "decoding": decoding_rows(decoding, roof["bandwidth"], repeats),
+        "scaling": run_scaling(scaling, repeats) if scaling else None,
         "background_cpu_load": background_load(start, cpu_snapshot()),
         "machine": machine_info(),
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -322,8 +331,9 @@ def report_lines(r: dict) -> list[str]:
         f"architecture study on {r['device']}: matmul peak {r['peak_flops'] / 1e9:.1f} GFLOP/s, "
         f"memory {r['bandwidth'] / 1e9:.1f} GB/s (cache {r['cache_bandwidth'] / 1e9:.1f} GB/s), "
         f"ridge {r['ridge_intensity']:.1f} FLOPs/byte; median of {r['repeats']}; "
-        "* = extrapolated from a smaller size by the FLOP count; % of roof > 100%: served from "
-        "the caches",
+        "* = extrapolated from a smaller size by the FLOP count; % of peak: of the median "
+        "square matmul's FLOP/s, so a program may pass 100%; % of roof > 100%: served from the "
+        "caches",
         "",
         "| computation | size | style | seconds | rate | % of peak | vs python "
         "| FLOPs/byte (XLA) | bound | % of roof |",
@@ -340,7 +350,6 @@ def report_lines(r: dict) -> list[str]:
             f"{row['seconds']:.3g}{mark} | {_rate_text(row)}{mark} | {peak} | {versus} | "
             f"{intensity} | {row.get('bound', '')} | {roof} |"
         )
-    lines += ["", "| independent problems | form | seconds | vs the loop |", "|---|---|---|---|"]
     if r["decoding"]:
         lines += [
             "",
@@ -353,6 +362,8 @@ def report_lines(r: dict) -> list[str]:
             f"{_percent(d['fraction_of_bound'])} | {d['first_call_s']:.2f} |"
             for d in r["decoding"]
         ]
+    lines += _scaling_lines(r["scaling"])
+    lines += ["", "| independent problems | form | seconds | vs the loop |", "|---|---|---|---|"]
     for row in r["sweeps"]:
         lines.append(
             f"| {row['sweep']} | {row['form']} | {row['seconds']:.4f} | "
@@ -399,7 +410,7 @@ def findings(r: dict) -> list[str]:
         by = {(row["size"], row["style"]): row for row in rows if row["computation"] == name}
         sizes = sorted({size for size, _ in by})
         lines.append(f"- **{name}**: " + " ".join(_computation_findings(by, sizes)))
-    lines += _decoding_findings(r["decoding"])
+    lines += _decoding_findings(r["decoding"]) + _scaling_findings(r["scaling"])
     for sweep in dict.fromkeys(row["sweep"] for row in r["sweeps"]):
         forms = {row["form"]: row for row in r["sweeps"] if row["sweep"] == sweep}
         over_jit_loop = forms["jit loop"]["seconds"] / forms["vmap"]["seconds"]
@@ -408,6 +419,28 @@ def findings(r: dict) -> list[str]:
             f"a loop of NumPy calls and {over_jit_loop:.1f}x a loop of jitted calls."
         )
     return lines
+
+
+def _scaling_findings(scaling: dict | None) -> list[str]:
+    """Strong and weak scaling and Amdahl's fit in a sentence."""
+    if not scaling:
+        return []
+    strong = [r for r in scaling["rows"] if r["kind"] == "strong"]
+    weak = [r for r in scaling["rows"] if r["kind"] == "weak"]
+    where = (
+        "host devices sharing this CPU's cores"
+        if scaling["platform"] == "cpu"
+        else f"{scaling['platform']} devices"
+    )
+    return [
+        f"- **data-parallel training** over {strong[0]['devices']}-{strong[-1]['devices']} "
+        f"{where}: one global batch runs {strong[-1]['speedup']:.2f}x as fast on "
+        f"{strong[-1]['devices']} as on {strong[0]['devices']} (Amdahl's law fits a parallel "
+        f"fraction of {scaling['amdahl_parallel_fraction']:.2f}); a batch grown with the "
+        f"devices keeps {100 * weak[-1]['efficiency']:.0f}% efficiency; the gradient all-reduce "
+        f"takes {100 * max(r['communication_share'] for r in scaling['rows']):.0f}% of a step at "
+        "most."
+    ]
 
 
 def _decoding_findings(rows: list[dict]) -> list[str]:
@@ -434,11 +467,11 @@ def _computation_findings(by: dict, sizes: list[int]) -> list[str]:
     said = []
     if all((size, "numpy") in by and by[size, "numpy"]["speedup_vs_python"] for size in sizes):
         numpy = [by[size, "numpy"]["speedup_vs_python"] for size in sizes]
-        said.append(f"NumPy runs {min(numpy):,.0f}-{max(numpy):,.0f}x the pure-Python loop.")
+        said.append(f"NumPy runs {_span(numpy, ',.0f')}x the pure-Python loop.")
     if not any((size, "jax_jit") in by for size in sizes):
         return [*said, "It has no JAX form: its work is on strings, on the host."]
     jit = [by[size, "jax_op_by_op"]["seconds"] / by[size, "jax_jit"]["seconds"] for size in sizes]
-    said.append(f"`jax.jit` runs {min(jit):.1f}-{max(jit):.1f}x JAX op by op.")
+    said.append(f"`jax.jit` runs {_span(jit, '.1f')}x JAX op by op.")
     bounds = _bounds_by_size({size: by[size, "jax_jit"].get("bound", "?") for size in sizes})
     peak = max(by[size, "jax_jit"]["fraction_of_peak"] for size in sizes)
     said.append(
@@ -446,6 +479,12 @@ def _computation_findings(by: dict, sizes: list[int]) -> list[str]:
         f"{100 * peak:.0f}% of the matmul peak."
     )
     return said
+
+
+def _span(values: list[float], spec: str) -> str:
+    """``"3.1-7.5"``, or one number where the span rounds to it."""
+    low, high = format(min(values), spec), format(max(values), spec)
+    return low if low == high else f"{low}-{high}"
 
 
 def _bounds_by_size(bounds: dict[int, str]) -> str:
@@ -457,6 +496,25 @@ def _bounds_by_size(bounds: dict[int, str]) -> str:
     if len(groups) == 1:
         return f"{next(iter(groups))}-bound at every size"
     return ", ".join(f"{bound}-bound at {' and '.join(sizes)}" for bound, sizes in groups.items())
+
+
+def _scaling_lines(scaling: dict | None) -> list[str]:
+    """The data-parallel scaling table of :func:`report_lines` (none when not measured)."""
+    if not scaling:
+        return []
+    lines = [
+        "",
+        f"| data-parallel GPT step ({scaling['platform']}) | devices | batch | seconds "
+        "| tokens/s | speed-up | efficiency | all-reduce share |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in scaling["rows"]:
+        lines.append(
+            f"| {row['kind']} scaling | {row['devices']} | {row['batch']} | "
+            f"{row['step_s']:.4f} | {row['tokens_per_s']:,.0f} | {row['speedup']:.2f}x | "
+            f"{_percent(row['efficiency'])} | {_percent(row['communication_share'])} |"
+        )
+    return lines
 
 
 def _rate_text(row: dict) -> str:
@@ -486,22 +544,23 @@ def markdown_page(r: dict, command: str, plot: str | None) -> str:
     return "\n".join(parts) + "\n"
 
 
-def decoding_batches(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple:
-    """``--decoding-batches`` as a tuple of batch sizes (empty for ``none``)."""
-    text = args.decoding_batches or ("1,8" if args.quick else "1,64")
+def counts(text: str | None, default: str, parser: argparse.ArgumentParser) -> tuple:
+    """``"1,2,4"`` (or ``default`` when ``None``) as a tuple of positive integers, ascending;
+    ``"none"`` as an empty one; anything else a usage error."""
+    text = text or default
     if text == "none":
         return ()
     try:
-        batches = tuple(int(b) for b in text.split(","))
+        values = tuple(sorted(int(v) for v in text.split(",")))
     except ValueError:
-        batches = ()
-    if not batches or min(batches) < 1:
-        parser.error(f"--decoding-batches {text!r}: expected B[,B...] positive, or 'none'")
-    return batches
+        values = ()
+    if not values or values[0] < 1:
+        parser.error(f"{text!r}: expected positive integers N[,N...], or 'none'")
+    return values
 
 
-def main(argv: list[str] | None = None) -> int:
-    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
+def build_parser() -> argparse.ArgumentParser:
+    """The study's command line."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
         "--computations",
@@ -524,10 +583,22 @@ def main(argv: list[str] | None = None) -> int:
         metavar="B[,B...]",
         help="batch sizes of the decoding measurement (default 1,64; quick 1,8; 'none' skips it)",
     )
+    parser.add_argument(
+        "--scaling-devices",
+        default=None,
+        metavar="N[,N...]",
+        help="device counts of data-parallel training (default 1,2,4,8; quick 1,2; 'none')",
+    )
     parser.add_argument("--repeats", type=int, default=None, help="timed calls (default 5, 3)")
     parser.add_argument("--plot", default=None, help="write the roofline to this PNG")
     parser.add_argument("--json-only", action="store_true", help="print only the JSON line")
     parser.add_argument("--markdown", default=None, help="also write the study's page here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
+    parser = build_parser()
     args = parser.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 5)
     if repeats < 1:
@@ -541,8 +612,10 @@ def main(argv: list[str] | None = None) -> int:
         or (COMPUTATIONS[name].quick_sizes if args.quick else COMPUTATIONS[name].sizes)
         for name in args.computations
     }
+    decoding = counts(args.decoding_batches, "1,8" if args.quick else "1,64", parser)
+    scaling = counts(args.scaling_devices, "1,2" if args.quick else "1,2,4,8", parser)
     check_memory(plan, available_memory_bytes())
-    result = run_study(plan, repeats, args.quick, decoding_batches(args, parser))
+    result = run_study(plan, repeats, args.quick, decoding, scaling)
     if args.plot:
         bandwidths = {"memory": result["bandwidth"], "cache": result["cache_bandwidth"]}
         points = roofline_points(result)

@@ -88,6 +88,8 @@ def test_the_study_runs_end_to_end_on_tiny_sizes(study, tmp_path, capsys):
         str(plot),
         "--decoding-batches",
         "none",
+        "--scaling-devices",
+        "none",
     ]
     for name, values in sizes.items():
         argv += ["--size", f"{name}={','.join(map(str, values))}"]
@@ -144,6 +146,35 @@ def test_bad_sizes_get_a_clear_error(study, capsys):
     assert "expected matmul=N[,N...] with positive integers" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         study.main(["--decoding-batches", "0"])
-    assert "expected B[,B...] positive, or 'none'" in capsys.readouterr().err
+    assert "'0': expected positive integers N[,N...], or 'none'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        study.main(["--scaling-devices", "two"])
+    assert "'two': expected positive integers" in capsys.readouterr().err
     with pytest.raises(SystemExit, match=r"matmul at size 100,000 needs about 298\.0 GiB"):
         study.check_memory({"matmul": (100_000,)}, available=8 * 2**30)
+
+
+@settings(max_examples=20, deadline=None)
+@given(parallel=st.floats(0.0, 1.0))
+def test_amdahls_fit_recovers_the_parallel_fraction(study, parallel):
+    from study.scaling import amdahl_fraction
+
+    devices = [1, 2, 4, 8]
+    speedups = [1.0 / ((1.0 - parallel) + parallel / n) for n in devices]
+    assert amdahl_fraction(devices, speedups) == pytest.approx(parallel, abs=1e-9)
+    assert amdahl_fraction([1], [1.0]) == 0.0
+
+
+@pytest.mark.multidevice(2)
+def test_scaling_runs_data_parallel_steps_on_each_device_count(study):
+    from study.scaling import PER_DEVICE_BATCH, scaling_figures
+
+    figures = scaling_figures((1, 2), steps=1)
+    rows = {(row["kind"], row["devices"]): row for row in figures["rows"]}
+    assert set(rows) == {("strong", 1), ("strong", 2), ("weak", 1), ("weak", 2)}
+    assert rows["strong", 1]["batch"] == rows["strong", 2]["batch"] == 2 * PER_DEVICE_BATCH
+    assert rows["weak", 1]["batch"] == PER_DEVICE_BATCH and rows["weak", 2]["batch"] == 8
+    assert rows["strong", 1]["speedup"] == rows["weak", 1]["speedup"] == 1.0
+    assert rows["strong", 1]["all_reduce_s"] == 0.0 < rows["strong", 2]["all_reduce_s"]
+    assert all(row["step_s"] > 0 and row["communication_share"] >= 0 for row in rows.values())
+    assert 0.0 <= figures["amdahl_parallel_fraction"] <= 1.0
