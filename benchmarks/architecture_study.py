@@ -23,10 +23,11 @@ each at several sizes and in the styles it has:
 Each is timed by the benchmarks' harness (one warm-up call, then the median of ``--repeats``),
 and reported as seconds, GFLOP/s (the analytic count: multiply-adds are 2) and the fraction of
 the machine's matmul peak. For ``jax_jit`` XLA's cost analysis gives the FLOPs and bytes the
-compiled program moves, hence its arithmetic intensity, and whether the roofline says it is
-bound by compute or by memory. The machine's roof is measured in the same run: the float32
-matmul peak (``harness.measure_matmul_peak``) and the memory bandwidth of a streaming
-``x * 2 + 1`` (``study.roofline.measure_memory_bandwidth``).
+compiled program moves, hence its arithmetic intensity, the FLOP/s it attained by that count,
+and whether the roofline says it is bound by compute or by memory. The machine's roof is
+measured in the same run, as the best of several calls: the float32 matmul peak
+(``study.roofline.best_matmul_flops``) and the bandwidth of a streaming loop in main memory
+and in the caches (``study.roofline.measure_memory_bandwidth``).
 
 The sweep: 32 logistic regressions at different learning rates, and 256 small matmuls, as a
 Python loop of NumPy calls, a Python loop of jitted calls, and one ``jax.vmap``-ed jitted call
@@ -44,6 +45,7 @@ roofline as a PNG).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -56,7 +58,7 @@ import numpy as np
 from study.computations import COMPUTATIONS as ARRAY_COMPUTATIONS
 from study.computations import Computation, as_lists, logistic_jax, logistic_numpy
 from study.llm import GPT_STEP, decoding_rows
-from study.roofline import measure_memory_bandwidth, plot_roofline, xla_cost
+from study.roofline import best_matmul_flops, measure_memory_bandwidth, plot_roofline, xla_cost
 from study.scaling import run_scaling
 
 from harness import (
@@ -64,7 +66,6 @@ from harness import (
     cpu_snapshot,
     load_warning,
     machine_info,
-    measure_matmul_peak,
     print_report,
     time_fn,
 )
@@ -117,17 +118,19 @@ def seconds_per_call(fn: Any, *args: Any, repeats: int, warmup: int = 1) -> floa
     return time_fn(several, warmup=0, repeats=repeats).median_s / calls
 
 
+@functools.cache
 def python_seconds(computation: Computation, repeats: int) -> float:
-    """Median seconds of the pure-Python form at its own (small) size."""
+    """Median seconds of the pure-Python form at its own (small) size, measured once per
+    process."""
+    assert computation.python is not None, f"{computation.name} has no Python form"
     inputs = computation.inputs(computation.python_size, np.random.default_rng(0))
     return seconds_per_call(computation.python, *as_lists(inputs), repeats=repeats, warmup=0)
 
 
 def cell(computation: Computation, style: str, size: int, inputs: tuple, repeats: int) -> dict:
     """One timed style at one size: ``{"seconds", "extrapolated"}`` (and XLA's cost for
-    ``jax_jit``)."""
+    ``jax_jit``). The Python form is timed once, at its own size, and scaled by the FLOPs."""
     if style == "python":
-        assert computation.python is not None
         small = python_seconds(computation, max(1, min(repeats, 3)))
         scale = computation.flops(size) / computation.flops(computation.python_size)
         return {"seconds": small * scale, "extrapolated": size != computation.python_size}
@@ -171,20 +174,22 @@ def computation_rows(
 
 
 def roofline_view(row: dict, roof: dict) -> dict:
-    """Arithmetic intensity and the bound the roofline puts on a ``jax_jit`` row (XLA's FLOP
-    and byte counts); empty for the other styles."""
+    """Where a ``jax_jit`` row sits on the roofline, by XLA's own counts on both axes: its
+    arithmetic intensity (FLOPs per byte), the FLOP/s it attained, the bound and the share of
+    the roof it reached; empty for the other styles."""
     flops, moved = row.get("xla_flops"), row.get("xla_bytes")
     if not flops or not moved:
         return {}
-    intensity = flops / moved
+    intensity, attained = flops / moved, flops / row["seconds"]
     ridge = roof["peak_flops"] / roof["bandwidth"]
     roof_rate = min(roof["peak_flops"], roof["bandwidth"] * intensity)
     return {
         "intensity": intensity,
+        "xla_rate": attained,
         "bound": "compute" if intensity >= ridge else "memory",
-        "fraction_of_roof": row["rate"] / roof_rate,
+        "fraction_of_roof": attained / roof_rate,
         # Above the memory roof: the data is read from the caches, not from memory.
-        "from_cache": row["rate"] > roof["bandwidth"] * intensity,
+        "from_cache": attained > roof["bandwidth"] * intensity,
     }
 
 
@@ -299,7 +304,7 @@ def run_study(
     counts (in a fresh process that has them)."""
     start = cpu_snapshot()
     roof = {
-        "peak_flops": measure_matmul_peak("float32", n=1024 if quick else 2048, repeats=repeats),
+        "peak_flops": best_matmul_flops(n=1024 if quick else 2048, repeats=max(repeats, 5)),
         "bandwidth": measure_memory_bandwidth(n=2**24, repeats=repeats),
         "cache_bandwidth": measure_memory_bandwidth(n=CACHE_FLOATS, passes=200, repeats=repeats),
     }
@@ -331,9 +336,9 @@ def report_lines(r: dict) -> list[str]:
         f"architecture study on {r['device']}: matmul peak {r['peak_flops'] / 1e9:.1f} GFLOP/s, "
         f"memory {r['bandwidth'] / 1e9:.1f} GB/s (cache {r['cache_bandwidth'] / 1e9:.1f} GB/s), "
         f"ridge {r['ridge_intensity']:.1f} FLOPs/byte; median of {r['repeats']}; "
-        "* = extrapolated from a smaller size by the FLOP count; % of peak: of the median "
-        "square matmul's FLOP/s, so a program may pass 100%; % of roof > 100%: served from the "
-        "caches",
+        "* = extrapolated from a smaller size by the FLOP count; peak: the fastest square "
+        "matmul; the roof's columns use XLA's FLOP and byte counts; % of roof > 100%: served "
+        "from the caches",
         "",
         "| computation | size | style | seconds | rate | % of peak | vs python "
         "| FLOPs/byte (XLA) | bound | % of roof |",
@@ -379,7 +384,7 @@ def roofline_points(r: dict) -> list[dict]:
         {
             "label": f"{row['computation']} {row['size']:,}",
             "intensity": row["intensity"],
-            "flops_per_s": row["rate"],
+            "flops_per_s": row["xla_rate"],
         }
         for row in r["rows"]
         if "intensity" in row
@@ -422,24 +427,28 @@ def findings(r: dict) -> list[str]:
 
 
 def _scaling_findings(scaling: dict | None) -> list[str]:
-    """Strong and weak scaling and Amdahl's fit in a sentence."""
+    """Strong and weak scaling and Amdahl's fits in a sentence."""
     if not scaling:
         return []
-    strong = [r for r in scaling["rows"] if r["kind"] == "strong"]
-    weak = [r for r in scaling["rows"] if r["kind"] == "weak"]
+    rows = scaling["rows"]
     where = (
         "host devices sharing this CPU's cores"
         if scaling["platform"] == "cpu"
         else f"{scaling['platform']} devices"
     )
+    strong = [
+        f"{r['speedup']:.2f}x as fast on {r['devices']} as on one with {r['mode']} (Amdahl's "
+        f"parallel fraction {scaling['amdahl_parallel_fraction'][r['mode']]:.2f})"
+        for r in rows
+        if r["kind"] == "strong" and r["devices"] == rows[-1]["devices"]
+    ]
+    weak = [r for r in rows if r["kind"] == "weak"][-1]
+    share = max(r["communication_share"] for r in rows)
     return [
-        f"- **data-parallel training** over {strong[0]['devices']}-{strong[-1]['devices']} "
-        f"{where}: one global batch runs {strong[-1]['speedup']:.2f}x as fast on "
-        f"{strong[-1]['devices']} as on {strong[0]['devices']} (Amdahl's law fits a parallel "
-        f"fraction of {scaling['amdahl_parallel_fraction']:.2f}); a batch grown with the "
-        f"devices keeps {100 * weak[-1]['efficiency']:.0f}% efficiency; the gradient all-reduce "
-        f"takes {100 * max(r['communication_share'] for r in scaling['rows']):.0f}% of a step at "
-        "most."
+        f"- **data-parallel training** over up to {rows[-1]['devices']} {where}: one global "
+        f"batch runs {' and '.join(strong)}; a batch grown with the devices keeps "
+        f"{100 * weak['efficiency']:.0f}% efficiency on the mesh; the gradient all-reduce takes "
+        f"{100 * share:.0f}% of a step at most."
     ]
 
 
@@ -504,13 +513,13 @@ def _scaling_lines(scaling: dict | None) -> list[str]:
         return []
     lines = [
         "",
-        f"| data-parallel GPT step ({scaling['platform']}) | devices | batch | seconds "
+        f"| data-parallel GPT step ({scaling['platform']}) | layout | devices | batch | seconds "
         "| tokens/s | speed-up | efficiency | all-reduce share |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in scaling["rows"]:
         lines.append(
-            f"| {row['kind']} scaling | {row['devices']} | {row['batch']} | "
+            f"| {row['kind']} scaling | {row['mode']} | {row['devices']} | {row['batch']} | "
             f"{row['step_s']:.4f} | {row['tokens_per_s']:,.0f} | {row['speedup']:.2f}x | "
             f"{_percent(row['efficiency'])} | {_percent(row['communication_share'])} |"
         )

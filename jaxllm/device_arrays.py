@@ -18,7 +18,8 @@ from jax import Array
 def to_device(array: Any, dtype: Any = None) -> Array:
     """``array`` (NumPy, a list, a scalar, or already a JAX array) as a JAX array of ``dtype``
     (default: its own, as NumPy reads it) on the default device. A host array is converted on
-    the host; a JAX array of another ``dtype`` is converted on its device."""
+    the host, compiling nothing; a JAX array of another ``dtype`` is converted on its device
+    (``astype``, which compiles once per shape, as any JAX operation does)."""
     if isinstance(array, jax.Array):
         return array if dtype is None or array.dtype == dtype else array.astype(dtype)
     return jax.device_put(np.asarray(array, dtype=dtype))

@@ -61,6 +61,21 @@ def test_tfidf_by_hand_equals_jaxllms(study, size, seed):
             assert mine[term] == pytest.approx(value, rel=1e-5)
 
 
+def test_word2vec_forms_agree_when_words_repeat_and_scores_saturate(study):
+    """A 12-word vocabulary: centres and output words repeat within the batch, noise words
+    equal their context, and large vectors push scores past gensim's |f| >= 6 cut."""
+    rng = np.random.default_rng(5)
+    w_in = rng.standard_normal((12, 8)).astype(np.float32) * 2.0
+    w_out = rng.standard_normal((12, 8)).astype(np.float32) * 2.0
+    words = rng.integers(12, size=(40, 7)).astype(np.int32)
+    inputs = (w_in, w_out, words[:, 0], words[:, 1], words[:, 2:])
+    computation = study.COMPUTATIONS["word2vec_step"]
+    expected = _flat(computation.python(*study.as_lists(inputs)))
+    for style in ("numpy", "jax_op_by_op", "jax_jit"):
+        fn, args = study.style_call(computation, style, inputs)
+        np.testing.assert_allclose(_flat(fn(*args)), expected, rtol=1e-4, atol=1e-5, err_msg=style)
+
+
 def test_mlp_step_backprop_by_hand_equals_jax_grad(study):
     """The NumPy form's hand-written backward pass against the JAX form's ``jax.grad``."""
     computation = study.COMPUTATIONS["mlp_step"]
@@ -167,14 +182,17 @@ def test_amdahls_fit_recovers_the_parallel_fraction(study, parallel):
 
 @pytest.mark.multidevice(2)
 def test_scaling_runs_data_parallel_steps_on_each_device_count(study):
-    from study.scaling import PER_DEVICE_BATCH, scaling_figures
+    from study.scaling import CASES, PER_DEVICE_BATCH, scaling_figures
 
     figures = scaling_figures((1, 2), steps=1)
-    rows = {(row["kind"], row["devices"]): row for row in figures["rows"]}
-    assert set(rows) == {("strong", 1), ("strong", 2), ("weak", 1), ("weak", 2)}
-    assert rows["strong", 1]["batch"] == rows["strong", 2]["batch"] == 2 * PER_DEVICE_BATCH
-    assert rows["weak", 1]["batch"] == PER_DEVICE_BATCH and rows["weak", 2]["batch"] == 8
-    assert rows["strong", 1]["speedup"] == rows["weak", 1]["speedup"] == 1.0
-    assert rows["strong", 1]["all_reduce_s"] == 0.0 < rows["strong", 2]["all_reduce_s"]
+    rows = {(row["kind"], row["mode"], row["devices"]): row for row in figures["rows"]}
+    assert set(rows) == {(kind, mode, n) for kind, mode in CASES for n in (1, 2)}
+    assert rows["strong", "mesh", 1]["batch"] == rows["strong", "pmap", 2]["batch"] == 8
+    assert rows["weak", "mesh", 1]["batch"] == PER_DEVICE_BATCH == 4
+    assert rows["weak", "mesh", 2]["batch"] == 8
+    assert all(rows[key]["speedup"] == 1.0 for key in rows if key[2] == 1)
+    one, two = rows["strong", "mesh", 1], rows["strong", "mesh", 2]
+    assert one["all_reduce_s"] == 0.0 < two["all_reduce_s"]
     assert all(row["step_s"] > 0 and row["communication_share"] >= 0 for row in rows.values())
-    assert 0.0 <= figures["amdahl_parallel_fraction"] <= 1.0
+    assert set(figures["amdahl_parallel_fraction"]) == {"pmap", "mesh"}
+    assert all(0.0 <= p <= 1.0 for p in figures["amdahl_parallel_fraction"].values())

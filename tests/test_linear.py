@@ -231,3 +231,15 @@ def test_two_class_logistic_regression_by_newton_equals_sklearn():
     ref = linear_model.LogisticRegression(C=0.5, tol=1e-10, max_iter=10_000).fit(X, y)
     np.testing.assert_allclose(np.asarray(ours.params["kernel"])[:, 0], ref.coef_[0], atol=2e-4)
     np.testing.assert_allclose(ours.params["bias"], ref.intercept_, atol=2e-4)
+
+
+def test_a_batched_bcoo_fits_and_predicts_as_its_plain_layout():
+    X, y = classification(n=60, d=7, k=3, seed=11)
+    plain = sparse.BCOO.fromdense(jnp.asarray(X))
+    batched = sparse.BCOO.fromdense(jnp.asarray(X), n_batch=1)
+    config = LinearConfig(loss="squared_hinge")
+    ours, reference = fit_linear(batched, y, config), fit_linear(plain, y, config)
+    chex.assert_trees_all_close(ours.params, reference.params, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(
+        decision_function(ours, batched), decision_function(reference, plain), rtol=1e-5, atol=1e-6
+    )

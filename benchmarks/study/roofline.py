@@ -13,7 +13,16 @@ import jax.numpy as jnp
 from harness.timing import time_fn
 
 
-def measure_memory_bandwidth(n: int = 2**24, passes: int = 10, repeats: int = 5) -> float:
+def best_matmul_flops(n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of the fastest of ``repeats`` jitted ``float32[n, n] @ float32[n, n]`` products:
+    the roof's compute limit (the median, ``harness.measure_matmul_peak``, is MFU's
+    denominator; a shared machine's neighbours make it wander)."""
+    a = jnp.ones((n, n), jnp.float32)
+    timing = time_fn(jax.jit(jnp.matmul), a, a, warmup=1, repeats=repeats)
+    return 2.0 * n**3 / timing.min_s
+
+
+def measure_memory_bandwidth(n: int = 2**24, passes: int = 40, repeats: int = 5) -> float:
     """Bytes/s of ``passes`` streaming passes ``v = v * a + b`` over ``float32[n]`` inside one
     jitted loop: each pass reads the array once and writes it once, ``8 n`` bytes, and does
     too little arithmetic to be bound by anything but where the array lives (at the default

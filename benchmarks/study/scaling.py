@@ -1,6 +1,7 @@
-"""Data-parallel scaling of GPT training over 1, 2, 4, 8 devices: strong scaling (one global
-batch split over more devices), weak scaling (the batch grows with the devices), the time a
-gradient all-reduce takes, and Amdahl's law fitted to the strong-scaling speed-ups.
+"""Data-parallel scaling of GPT training over 1, 2, 4, 8 devices, with ``jax.pmap`` and with
+a sharded mesh: strong scaling (one global batch split over more devices), weak scaling (the
+batch grows with the devices), the time a gradient all-reduce takes, and Amdahl's law fitted
+to the strong-scaling speed-ups.
 
 On a CPU the devices are XLA host devices (``--xla_force_host_platform_device_count``) that
 share the machine's cores: more of them add no compute, so the figures measure what splitting
@@ -18,9 +19,17 @@ import numpy as np
 
 from harness.isolation import run_in_fresh_process
 from harness.timing import time_fn
+from jaxllm.train.parallel import ParallelMode
 
 SCALING_WIDTH, SCALING_LAYERS, SCALING_CONTEXT, SCALING_VOCAB = 128, 2, 64, 256
 PER_DEVICE_BATCH = 4
+# (scaling, layout): one global batch over pmap's replicas and over the mesh; a batch grown
+# with the devices over the mesh.
+CASES: tuple[tuple[str, ParallelMode], ...] = (
+    ("strong", "pmap"),
+    ("strong", "mesh"),
+    ("weak", "mesh"),
+)
 
 
 def run_scaling(device_counts: tuple[int, ...], steps: int) -> dict[str, Any]:
@@ -45,43 +54,44 @@ def run_scaling(device_counts: tuple[int, ...], steps: int) -> dict[str, Any]:
 
 
 def scaling_figures(device_counts: tuple[int, ...], steps: int) -> dict[str, Any]:
-    """Strong and weak scaling rows, the all-reduce times and Amdahl's fit (run where the
-    devices are)."""
-    rows = [
-        scaling_row(kind, n, device_counts, steps)
-        for kind in ("strong", "weak")
-        for n in device_counts
-    ]
-    for kind in ("strong", "weak"):
-        base = next(r for r in rows if r["kind"] == kind and r["devices"] == device_counts[0])
-        for row in (r for r in rows if r["kind"] == kind):
-            row["speedup"] = (
-                base["step_s"]
-                / row["step_s"]
-                * (1 if kind == "strong" else row["devices"] / base["devices"])
-            )
-            row["efficiency"] = row["speedup"] / (row["devices"] / base["devices"])
+    """Every case of :data:`CASES` on every device count, the all-reduce times and Amdahl's
+    fit of each layout's strong scaling (run where the devices are)."""
+    from jaxllm.models.gpt import count_params, init_params
+
+    gradient_size = count_params(init_params(study_config(), jax.random.key(0)))
+    all_reduce = {n: all_reduce_seconds(gradient_size, n, steps) for n in device_counts}
+    rows = []
+    for kind, mode in CASES:
+        case = [scaling_row(kind, mode, n, device_counts, steps) for n in device_counts]
+        for row in case:
+            base = case[0]
+            more = row["devices"] / base["devices"]
+            row["speedup"] = base["step_s"] / row["step_s"] * (1 if kind == "strong" else more)
+            row["efficiency"] = row["speedup"] / more
+            row["all_reduce_s"] = all_reduce[row["devices"]]
             row["communication_share"] = row["all_reduce_s"] / row["step_s"]
-    strong = [r for r in rows if r["kind"] == "strong"]
-    parallel = amdahl_fraction([r["devices"] for r in strong], [r["speedup"] for r in strong])
+        rows += case
+    fits = {
+        mode: amdahl_fraction(
+            [r["devices"] for r in rows if r["kind"] == "strong" and r["mode"] == mode],
+            [r["speedup"] for r in rows if r["kind"] == "strong" and r["mode"] == mode],
+        )
+        for kind, mode in CASES
+        if kind == "strong"
+    }
     return {
         "platform": jax.devices()[0].platform,
         "devices_available": jax.device_count(),
         "rows": rows,
-        "amdahl_parallel_fraction": parallel,
-        "amdahl_max_speedup": 1.0 / (1.0 - parallel) if parallel < 1 else float("inf"),
+        "amdahl_parallel_fraction": fits,
     }
 
 
-def scaling_row(kind: str, n: int, device_counts: tuple[int, ...], steps: int) -> dict:
-    """One (kind, devices) measurement: the data-parallel step's median seconds on ``n``
-    devices, its first call, tokens/s, and the seconds of an all-reduce of the gradients."""
-    from jaxllm.losses import language_model_loss
-    from jaxllm.models.gpt import GPT, GPTConfig, count_params, init_params
-    from jaxllm.optim import OptimizerConfig, make_optimizer
-    from jaxllm.train import ParallelConfig, create_train_state, make_layout
+def study_config() -> Any:
+    """The scaled GPT: ``SCALING_LAYERS`` × ``SCALING_WIDTH``, context ``SCALING_CONTEXT``."""
+    from jaxllm.models.gpt import GPTConfig
 
-    config = GPTConfig(
+    return GPTConfig(
         vocab_size=SCALING_VOCAB,
         block_size=SCALING_CONTEXT,
         n_layer=SCALING_LAYERS,
@@ -89,10 +99,23 @@ def scaling_row(kind: str, n: int, device_counts: tuple[int, ...], steps: int) -
         n_embd=SCALING_WIDTH,
         dtype="float32",
     )
+
+
+def scaling_row(
+    kind: str, mode: ParallelMode, n: int, device_counts: tuple[int, ...], steps: int
+) -> dict:
+    """One (kind, layout, devices) measurement: the data-parallel step's median seconds on
+    ``n`` devices (``mode``: ``"pmap"`` or ``"mesh"``), its first call and tokens/s."""
+    from jaxllm.losses import language_model_loss
+    from jaxllm.models.gpt import GPT, init_params
+    from jaxllm.optim import OptimizerConfig, make_optimizer
+    from jaxllm.train import ParallelConfig, create_train_state, make_layout
+
+    config = study_config()
     optimizer = make_optimizer(OptimizerConfig(name="adamw", learning_rate=1e-3))
-    params = init_params(config, jax.random.key(0))
-    layout = make_layout(ParallelConfig(mode="mesh", devices=n))
+    layout = make_layout(ParallelConfig(mode=mode, devices=n))
     step = layout.train_step(language_model_loss(GPT(config)), optimizer)
+    params = init_params(config, jax.random.key(0))
     state = layout.place_state(create_train_state(params, optimizer, jax.random.key(1)))
     batch_size = PER_DEVICE_BATCH * (max(device_counts) if kind == "strong" else n)
     tokens = np.random.default_rng(n).integers(
@@ -108,12 +131,12 @@ def scaling_row(kind: str, n: int, device_counts: tuple[int, ...], steps: int) -
     step_s = float(np.median(seconds[1:]))
     return {
         "kind": kind,
+        "mode": mode,
         "devices": n,
         "batch": batch_size,
         "first_call_s": seconds[0],
         "step_s": step_s,
         "tokens_per_s": batch_size * SCALING_CONTEXT / step_s,
-        "all_reduce_s": all_reduce_seconds(count_params(params), n, steps),
     }
 
 

@@ -164,10 +164,13 @@ def scores(params: dict, X: Features) -> Array:
 
 
 def _host_scores(model: LinearModel, X: Features) -> np.ndarray:
-    """:func:`scores` of checked features, as a NumPy array. One compiled program per model
-    serves feature matrices of similar sizes (rows and stored entries padded to
-    :func:`bucket_size`); the padding is cut off on the host, which compiles nothing."""
+    """:func:`scores` of checked features, as a NumPy array. For host and sparse features one
+    compiled program per model serves matrices of similar sizes (rows and stored entries
+    padded to :func:`bucket_size`; the padding is cut off on the host, which compiles
+    nothing); a dense JAX array is multiplied where it lies, as it is."""
     _check_features(X, model.num_features)
+    if isinstance(X, jax.Array):
+        return np.asarray(_scores_jit(model.params, X))
     padded = _padded_features(X, bucket_size(X.shape[0]), X.shape[1])
     return np.asarray(_scores_jit(model.params, padded))[: X.shape[0]]
 
@@ -404,6 +407,8 @@ def _padded_features(X: Features, rows: int, columns: int) -> Features:
         dense = np.zeros((rows, columns), np.float32)
         dense[:n, :d] = np.asarray(X, np.float32)
         return to_device(dense)
+    if X.n_batch or X.n_dense:  # e.g. BCOO.fromdense(..., n_batch=1): entries as (row, column)
+        X = X.update_layout(n_batch=0, n_dense=0)
     extra = bucket_size(X.nse) - X.nse  # stored zeros at (0, 0), which add nothing
     data = np.concatenate([np.asarray(X.data), np.zeros(extra, X.data.dtype)])
     indices = np.concatenate([np.asarray(X.indices), np.zeros((extra, 2), X.indices.dtype)])

@@ -427,11 +427,13 @@ def _sorted_label_names(names: Iterable[str]) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------------------------
 # Shakespeare's speeches, labelled by play
 
-# Six tragedies of similar length: 5,558 speeches, ~66k unigram and bigram terms in 80% of them.
+# Six tragedies of similar length: 5,664 speeches, ~67k unigram and bigram terms in 80% of them.
 SPEECH_PLAYS = ("hamlet", "julius_caesar", "lear", "macbeth", "othello", "romeo_and_juliet")
 # A speaker's line: a name or title of up to 32 characters ending in a full stop ("Ham.",
-# "First Witch.", "MACBETH."), alone on the first line of a paragraph.
-_SPEAKER = re.compile(r"[A-Z][A-Za-z' ]{0,31}\.")
+# "First Witch.", "MACBETH.", "1 Clown.", "P. King."), alone on the first line of a paragraph.
+_SPEAKER = re.compile(r"(?:\d+ )?[A-Z][A-Za-z'. ]{0,31}\.")
+_HEADING = re.compile(r"(?:ACT|SCENE)\b", re.IGNORECASE)
+MIN_SPEECHES = 100  # fewer from a work: not a play in the layout read here
 _FIRST_ACT = re.compile(r"^[ \t]*ACT (?:I|1)\b", re.IGNORECASE | re.MULTILINE)
 _STAGE_DIRECTION = re.compile(r"\[[^\]]*\]?")
 
@@ -447,8 +449,9 @@ def load_shakespeare_speeches(plays: Sequence[str] = SPEECH_PLAYS) -> LabelledTe
 
     Raises:
         ModuleNotFoundError: the package is not installed (the message says how).
-        ValueError: fewer than two plays, a repeated play, or one the package lacks (the
-            message lists those it has).
+        ValueError: fewer than two plays, a repeated play, one the package lacks (the message
+            lists those it has), or a work with fewer than ``MIN_SPEECHES`` speeches in the
+            layout :func:`play_speeches` reads (a poem, or a play laid out otherwise).
     """
     texts = corpora.shakespeare_texts()
     have = sorted(
@@ -464,25 +467,37 @@ def load_shakespeare_speeches(plays: Sequence[str] = SPEECH_PLAYS) -> LabelledTe
         text = corpora.strip_gutenberg_boilerplate(
             texts.joinpath(f"{play}_gut.txt").read_text(encoding="utf-8")
         )
-        examples += [(label, speech) for speech in play_speeches(text)]
+        speeches = play_speeches(text)
+        if len(speeches) < MIN_SPEECHES:
+            raise ValueError(
+                f"{play!r} gives {len(speeches)} speeches in the layout this reader knows (a "
+                "speaker's line ending in a full stop, then the speech); choose plays that do, "
+                f"such as {', '.join(SPEECH_PLAYS)}"
+            )
+        examples += [(label, speech) for speech in speeches]
     return LabelledTexts([t for _, t in examples], np.array([y for y, _ in examples]), tuple(plays))
 
 
 def play_speeches(text: str) -> list[str]:
-    """The speeches of a play in the Gutenberg layout: paragraphs whose first line is a
-    speaker's name (``"Ham."``), each without that line, its lines joined by spaces and its
+    """The speeches of a play in the Gutenberg layout: a paragraph whose first line is a
+    speaker's name (``"Ham."``) starts one; a paragraph without one (a speech going on after a
+    stage direction) continues the one before. Lines are joined by spaces, speakers' lines and
     bracketed stage directions (``"[Exit Ghost.]"``) left out. Text before the first act's
-    heading (title, list of persons) is skipped, as are stage directions alone."""
+    heading (title, list of persons), act and scene headings, and stage directions alone are
+    skipped."""
     first_act = _FIRST_ACT.search(text)
     text = text[first_act.start() :] if first_act else text
-    speeches = []
+    speeches: list[str] = []
     for paragraph in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n")):
         lines = paragraph.strip().split("\n")
-        if len(lines) < 2 or not _SPEAKER.fullmatch(lines[0].strip()):
-            continue
-        speech = " ".join(_STAGE_DIRECTION.sub(" ", " ".join(lines[1:])).split())
-        if speech:
-            speeches.append(speech)
+        speaker = len(lines) >= 2 and _SPEAKER.fullmatch(lines[0].strip())
+        words = " ".join(
+            _STAGE_DIRECTION.sub(" ", " ".join(lines[1:] if speaker else lines)).split()
+        )
+        if speaker and words:
+            speeches.append(words)
+        elif words and speeches and not speaker and not _HEADING.match(words):
+            speeches[-1] += " " + words
     return speeches
 
 

