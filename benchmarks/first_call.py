@@ -28,7 +28,8 @@ the stages of the classifier's compiled programs (trace, compile, first run, ste
 Targets (issue "fast on small and first-time work"): the SVM pipeline warm <= 1.0x
 scikit-learn's time, and its first call in a process <= 1.5x, which ``svm_meets_first_target``
 checks with the persistent cache warm (the documented opt-in; the uncached first call is
-reported beside it). Test accuracy must be within 0.5 points of scikit-learn's. A Markdown table is printed, then one JSON line with every figure.
+reported beside it). Test accuracy must be within 0.5 points of scikit-learn's. A Markdown
+table is printed, then one JSON line with every figure.
 """
 
 from __future__ import annotations
