@@ -22,6 +22,7 @@ from jaxllm.train.parallel import (
     make_layout,
     setup_parallel,
 )
+from jaxllm.train.privacy import DPConfig
 from jaxllm.train.state import TrainState, create_train_state
 from jaxllm.train.step import evaluate, jit_train_step, make_eval_step, make_train_step
 from jaxllm.train.stops import TrainingInterrupted
@@ -30,6 +31,7 @@ __all__ = [
     "CheckpointError",
     "Checkpointer",
     "CorruptCheckpointError",
+    "DPConfig",
     "DistributedInitError",
     "EpochsResult",
     "FitResult",

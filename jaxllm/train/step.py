@@ -13,6 +13,7 @@ from jax import Array
 
 from jaxllm.config import require
 from jaxllm.losses import LossFn
+from jaxllm.train.privacy import NOISE_STREAM, DPConfig, add_noise, clipped_part
 from jaxllm.train.state import TrainState
 
 TrainStep = Callable[[TrainState, dict], tuple[TrainState, dict]]
@@ -24,6 +25,7 @@ def make_train_step(
     *,
     microbatches: int = 1,
     axis_name: str | None = None,
+    privacy: DPConfig | None = None,
 ) -> TrainStep:
     """``step(state, batch) -> (state, metrics)``: one gradient update, pure and jit-able.
 
@@ -40,22 +42,31 @@ def make_train_step(
       optimizer: the optax transformation applied to the averaged gradient.
       microbatches: equal parts the batch (every leaf's leading axis) is split into.
       axis_name: the named device axis to sum gradients over, or ``None`` on one device.
+      privacy: DP-SGD (:mod:`jaxllm.train.privacy`): every example's gradient clipped and the
+        sum noised, parts weighted by their examples rather than their tokens.
 
-    Metrics are the loss function's (token-weighted means; ``tokens`` is the total) plus
-    ``grad_norm`` (before clipping). Randomness (dropout) is drawn from
-    ``fold_in(rng, step)``, then folded with the device index and the micro-batch index.
+    Metrics are the loss function's (token-weighted means; ``tokens`` is the total; with
+    ``privacy``, example means and ``clip_fraction``) plus ``grad_norm`` (before clipping).
+    Randomness (dropout) is drawn from ``fold_in(rng, step)``, then folded with the device
+    index and the micro-batch index (and the example's, with ``privacy``).
     """
     require(microbatches >= 1, f"microbatches must be >= 1, got {microbatches}", ValueError)
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        key = step_key
         if axis_name is not None:
             key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
-        grads, sums, weight = _weighted_gradient_sums(
-            loss_fn, state.params, batch, key, microbatches
+        part = (
+            _weighted_part(loss_fn, state.params)
+            if privacy is None
+            else clipped_part(loss_fn, state.params, privacy.clip_norm)
         )
+        grads, sums, weight = _gradient_sums(part, batch, key, microbatches)
         if axis_name is not None:
             grads, sums, weight = jax.lax.psum((grads, sums, weight), axis_name)
+        if privacy is not None:  # one draw, the same on every device
+            grads = add_noise(grads, jax.random.fold_in(step_key, NOISE_STREAM), privacy)
         grads = jax.tree.map(lambda g: g / weight, grads)
         metrics = {name: total / weight for name, total in sums.items()}
         if "tokens" in sums:
@@ -71,11 +82,9 @@ def make_train_step(
     return step
 
 
-def _weighted_gradient_sums(
-    loss_fn: LossFn, params: Any, batch: dict, key: Array, microbatches: int
-) -> tuple[Any, dict, Array]:
-    """``(sum_i w_i·grad_i, {name: sum_i w_i·metric_i}, sum_i w_i)`` over the micro-batches of
-    ``batch``, with ``w_i`` the ``tokens`` metric of micro-batch ``i`` (1 if absent)."""
+def _weighted_part(loss_fn: LossFn, params: Any) -> Callable[[dict, Array], tuple]:
+    """``part(batch, key) -> (w·grad, {name: w·metric}, w)`` of one (micro-)batch, with ``w``
+    its ``tokens`` metric (1 if absent)."""
 
     def weighted(batch: dict, key: Array) -> tuple[Any, dict, Array]:
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key)
@@ -85,6 +94,14 @@ def _weighted_gradient_sums(
             sums["tokens"] = weight
         return jax.tree.map(lambda g: weight * g, grads), sums, weight
 
+    return weighted
+
+
+def _gradient_sums(
+    weighted: Callable[[dict, Array], tuple], batch: dict, key: Array, microbatches: int
+) -> tuple[Any, dict, Array]:
+    """The sums ``weighted(part, key_i)`` returns, ``(gradients, metrics, weight)``, over the
+    micro-batches of ``batch`` (``key_i``: ``key`` folded with the part's index)."""
     if microbatches == 1:
         return weighted(batch, key)
     parts = jax.tree.map(lambda x: _split_leading(x, microbatches), batch)

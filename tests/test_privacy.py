@@ -1,0 +1,123 @@
+"""DP-SGD as a train-step option: per-example clipping against a loop over examples, the
+noise's scale, and agreement with plain SGD where it must agree."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxllm.config import ConfigError
+from jaxllm.train import DPConfig, create_train_state, make_train_step
+from jaxllm.train.privacy import clipped_part
+
+FEATURES, CLASSES = 5, 3
+
+
+def softmax_loss(params, batch, key):
+    """A linear classifier's mean cross-entropy over its batch."""
+    del key
+    logits = batch["x"] @ params["w"] + params["b"]
+    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]))
+    return loss, {"loss": loss}
+
+
+def problem(n: int = 8, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    params = {
+        "w": jnp.asarray(rng.normal(size=(FEATURES, CLASSES)), jnp.float32),
+        "b": jnp.zeros(CLASSES),
+    }
+    batch = {
+        "x": jnp.asarray(rng.normal(size=(n, FEATURES)) * 3, jnp.float32),
+        "y": jnp.asarray(rng.integers(CLASSES, size=n)),
+    }
+    return params, batch
+
+
+def one_step(params, batch, privacy=None, microbatches=1, learning_rate=0.1):
+    optimizer = optax.sgd(learning_rate)
+    state = create_train_state(params, optimizer, jax.random.key(0))
+    step = make_train_step(softmax_loss, optimizer, microbatches=microbatches, privacy=privacy)
+    return jax.jit(step)(state, batch)
+
+
+def test_without_noise_and_with_a_clip_no_example_reaches_it_is_plain_sgd():
+    params, batch = problem()
+    plain, _ = one_step(params, batch)
+    private, metrics = one_step(params, batch, DPConfig(clip_norm=1e6, noise_multiplier=0.0))
+    chex.assert_trees_all_close(private.params, plain.params, rtol=1e-5, atol=1e-6)
+    assert float(metrics["clip_fraction"]) == 0.0
+
+
+def test_clipped_sum_equals_a_loop_over_examples_each_clipped_to_the_norm():
+    params, batch = problem(n=6, seed=1)
+    clip = 0.5
+    total, sums, count = clipped_part(softmax_loss, params, clip)(batch, jax.random.key(0))
+    expected = jax.tree.map(jnp.zeros_like, params)
+    clipped = 0
+    for i in range(6):
+        example = jax.tree.map(lambda x, i=i: x[i : i + 1], batch)
+        grads = jax.grad(lambda p, e=example: softmax_loss(p, e, None)[0])(params)
+        norm = float(optax.tree.norm(grads))
+        clipped += norm > clip
+        scaled = jax.tree.map(lambda g, norm=norm: g * min(1.0, clip / norm), grads)
+        assert float(optax.tree.norm(scaled)) <= clip * (1 + 1e-5)
+        expected = jax.tree.map(jnp.add, expected, scaled)
+    chex.assert_trees_all_close(total, expected, rtol=1e-5, atol=1e-6)
+    assert float(count) == 6 and float(sums["clip_fraction"]) == clipped > 0
+
+
+def test_micro_batches_give_the_same_private_update():
+    params, batch = problem(n=8, seed=2)
+    config = DPConfig(clip_norm=0.3, noise_multiplier=1.2)
+    whole, _ = one_step(params, batch, config)
+    split, _ = one_step(params, batch, config, microbatches=4)
+    chex.assert_trees_all_close(split.params, whole.params, rtol=1e-5, atol=1e-6)
+
+
+def test_the_noise_has_standard_deviation_sigma_c_over_the_batch():
+    params, batch = problem(n=16, seed=3)
+    params = {"w": jnp.zeros((FEATURES, 2000)), "b": jnp.zeros(2000)}  # many coordinates
+    batch = {"x": batch["x"], "y": batch["y"]}
+    config = DPConfig(clip_norm=0.5, noise_multiplier=2.0)
+    quiet, _ = one_step(
+        params, batch, DPConfig(clip_norm=0.5, noise_multiplier=0.0), learning_rate=1.0
+    )
+    noisy, _ = one_step(params, batch, config, learning_rate=1.0)
+    noise = np.concatenate(
+        [
+            np.ravel(a - b)
+            for a, b in zip(
+                jax.tree.leaves(noisy.params), jax.tree.leaves(quiet.params), strict=True
+            )
+        ]
+    )
+    expected = config.noise_multiplier * config.clip_norm / 16
+    assert abs(noise.mean()) < 4 * expected / np.sqrt(noise.size)
+    assert noise.std() == pytest.approx(expected, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    "settings", [{"clip_norm": 0.0}, {"clip_norm": -1.0}, {"noise_multiplier": -0.5}]
+)
+def test_bad_settings_are_refused_with_the_reason(settings):
+    with pytest.raises(ConfigError, match="clip_norm must be > 0|noise_multiplier must be >= 0"):
+        DPConfig(**settings)
+
+
+@pytest.mark.multidevice(2)
+def test_two_devices_give_the_one_device_private_update():
+    params, batch = problem(n=8, seed=4)
+    config = DPConfig(clip_norm=0.4, noise_multiplier=1.5)
+    one, _ = one_step(params, batch, config)
+    optimizer = optax.sgd(0.1)
+    state = create_train_state(params, optimizer, jax.random.key(0))
+    step = make_train_step(softmax_loss, optimizer, axis_name="devices", privacy=config)
+    replicated = jax.tree.map(lambda x: jnp.stack([x, x]), state)
+    shards = jax.tree.map(lambda x: x.reshape(2, 4, *x.shape[1:]), batch)
+    two, _ = jax.pmap(step, axis_name="devices", devices=jax.devices()[:2])(replicated, shards)
+    chex.assert_trees_all_close(
+        jax.tree.map(lambda x: x[0], two.params), one.params, rtol=1e-5, atol=1e-6
+    )
