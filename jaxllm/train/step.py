@@ -57,11 +57,7 @@ def make_train_step(
         key = step_key
         if axis_name is not None:
             key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
-        part = (
-            _weighted_part(loss_fn, state.params)
-            if privacy is None
-            else clipped_part(loss_fn, state.params, privacy.clip_norm)
-        )
+        part = _part(loss_fn, state.params, privacy)
         grads, sums, weight = _gradient_sums(part, batch, key, microbatches)
         if axis_name is not None:
             grads, sums, weight = jax.lax.psum((grads, sums, weight), axis_name)
@@ -80,6 +76,13 @@ def make_train_step(
         return new_state, metrics
 
     return step
+
+
+def _part(loss_fn: LossFn, params: Any, privacy: DPConfig | None) -> Callable:
+    """The sums of one (micro-)batch: token-weighted, or clipped per example with ``privacy``."""
+    if privacy is None:
+        return _weighted_part(loss_fn, params)
+    return clipped_part(loss_fn, params, privacy.clip_norm)
 
 
 def _weighted_part(loss_fn: LossFn, params: Any) -> Callable[[dict, Array], tuple]:
