@@ -49,7 +49,6 @@ import functools
 import math
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +61,10 @@ from study.roofline import best_matmul_flops, measure_memory_bandwidth, plot_roo
 from study.scaling import run_scaling
 
 from harness import (
-    background_load,
     cpu_snapshot,
     load_warning,
-    machine_info,
     print_report,
+    run_record,
     time_fn,
 )
 from jaxllm.device_arrays import to_device
@@ -324,9 +322,7 @@ def run_study(
         "sweeps": sweep_rows(2_000 if quick else 20_000, repeats),
         "decoding": decoding_rows(decoding, roof["bandwidth"], repeats),
         "scaling": run_scaling(scaling, repeats) if scaling else None,
-        "background_cpu_load": background_load(start, cpu_snapshot()),
-        "machine": machine_info(),
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **run_record(start),
     }
 
 

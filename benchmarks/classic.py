@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -55,12 +54,11 @@ from sklearn.svm import LinearSVC
 
 from harness import (
     Timing,
-    background_load,
-    compile_stages,
     cpu_snapshot,
+    fit_stages,
     load_warning,
-    machine_info,
     print_report,
+    run_record,
     timed_call,
 )
 from jaxllm import metrics
@@ -182,18 +180,6 @@ def dev_scores(y_true: np.ndarray, y_pred) -> tuple[float, float]:
     )
 
 
-def fit_stages(X, y, config: LinearConfig) -> dict[str, float]:
-    """The stages of ``fit_linear``'s compiled solve on ``(X, y)`` (trace, compile, first run,
-    steady run; :func:`harness.compile_stages`), as ``fit_linear`` prepares it."""
-    from jaxllm.classic import linear
-
-    labels, k, _ = linear._check_problem(X, y, config, None)
-    padded, labels, weights = linear._padded_problem(X, labels)
-    args = (padded, labels, weights, np.float32(config.C), linear._settings(config))
-    static = {"config": linear._program(config), "k": k}
-    return compile_stages(linear._fit_jit, *args, static=static)
-
-
 def linear_benchmark(train, dev, C: float, repeats: int) -> dict[str, Any]:
     """Fit each classifier pair on train's TF-IDF features, time the fits, score on dev."""
     vectorizer = fit_vectorizer(train.texts, TfidfConfig())
@@ -295,9 +281,7 @@ def run_benchmark(
             "parity_ok": result.get("tfidf_parity_ok", True),
             "sklearn_version": sklearn.__version__,
             "jax_compilation_cache_dir": jax.config.values["jax_compilation_cache_dir"],
-            "background_cpu_load": background_load(start, cpu_snapshot()),
-            "machine": machine_info(),
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **run_record(start),
         }
     )
     return result

@@ -44,14 +44,14 @@ import numpy as np
 
 from harness import (
     Timing,
-    background_load,
     call_stages,
-    compile_stages,
     cpu_snapshot,
+    fit_stages,
     load_warning,
-    machine_info,
+    predict_stages,
     print_report,
     run_in_fresh_process,
+    run_record,
 )
 
 TARGET_WARM_RATIO = 1.0  # jaxllm's warm SVM pipeline / scikit-learn's
@@ -69,14 +69,21 @@ def task_splits() -> tuple[Any, Any]:
     return train, test
 
 
+def linear_config(classifier: str) -> Any:
+    """jaxllm's configuration of ``classifier`` (``"svm"`` or ``"logistic"``)."""
+    from jaxllm.classic import LinearConfig
+
+    loss = "squared_hinge" if classifier == "svm" else "logistic"
+    return LinearConfig(loss=loss, C=C_VALUES[classifier])
+
+
 def jaxllm_pipeline(classifier: str) -> Any:
     """``run(train, test) -> (seconds per stage, predictions)`` for jaxllm's pipeline."""
     import jax
 
-    from jaxllm.classic import LinearConfig, TfidfConfig, fit_linear, fit_transform, predict
+    from jaxllm.classic import TfidfConfig, fit_linear, fit_transform, predict
 
-    loss = "squared_hinge" if classifier == "svm" else "logistic"
-    config = LinearConfig(loss=loss, C=C_VALUES[classifier])
+    config = linear_config(classifier)
 
     def run(train, test) -> tuple[dict[str, float], np.ndarray]:
         start = time.perf_counter()
@@ -151,23 +158,14 @@ def program_stages(train, test, classifier: str) -> dict[str, dict[str, float]]:
     again after the in-memory caches are cleared (as in a new process)."""
     import jax
 
-    from jaxllm.classic import LinearConfig, TfidfConfig, fit_linear, fit_vectorizer, linear
+    from jaxllm.classic import TfidfConfig, fit_linear, fit_vectorizer
 
     vectorizer = fit_vectorizer(train.texts, TfidfConfig(ngram_range=(1, 2)))
     X, X_test = vectorizer.transform(train.texts), vectorizer.transform(test.texts)
-    loss = "squared_hinge" if classifier == "svm" else "logistic"
-    config = LinearConfig(loss=loss, C=C_VALUES[classifier])
-    model = fit_linear(X, train.labels, config)
-    labels, k, _ = linear._check_problem(X, train.labels, config, None)
-    padded, labels, weights = linear._padded_problem(X, labels)
-    fit_args = (padded, labels, weights, np.float32(config.C), linear._settings(config))
-    test_rows = linear.bucket_size(X_test.shape[0])
-    padded_test = linear._padded_features(X_test, test_rows, X_test.shape[1])
+    model = fit_linear(X, train.labels, linear_config(classifier))
     jax.clear_caches()
-    fit = compile_stages(linear._fit_jit, *fit_args,
-                         static={"config": linear._program(config), "k": k})  # fmt: skip
-    scores = compile_stages(linear._scores_jit, model.params, padded_test)
-    return {"fit": fit, "predict": scores}
+    fit = fit_stages(X, train.labels, linear_config(classifier))
+    return {"fit": fit, "predict": predict_stages(model, X_test)}
 
 
 def run_benchmark(repeats: int) -> dict[str, Any]:
@@ -195,13 +193,7 @@ def run_benchmark(repeats: int) -> dict[str, Any]:
             result.update(classifier_figures(classifier, sides))
     result["svm_meets_warm_target"] = result["svm_warm_ratio"] <= TARGET_WARM_RATIO
     result["svm_meets_first_target"] = result["svm_cached_first_ratio"] <= TARGET_FIRST_RATIO
-    result.update(
-        {
-            "background_cpu_load": background_load(start, cpu_snapshot()),
-            "machine": machine_info(),
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-    )
+    result.update(run_record(start))
     return result
 
 

@@ -31,11 +31,10 @@ import optax
 
 from harness import (
     Timing,
-    background_load,
     cpu_snapshot,
     load_warning,
-    machine_info,
     print_report,
+    run_record,
     time_fn,
 )
 from jaxllm.runtime import configure_cpu
@@ -168,9 +167,7 @@ def run_benchmark(
         "least_squares_mse": float(example.least_squares_mse(data["x"], data["y"])),
         "keras_version": keras_version,
         "jax_version": jax.__version__,
-        "background_cpu_load": background_load(start, cpu_snapshot()),
-        "machine": machine_info(),
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **run_record(start),
     }
 
 

@@ -35,25 +35,24 @@ import collections
 import dataclasses
 import importlib.util
 import re
-import time
 from typing import Any
 
 import jax
 import numpy as np
 
 from harness import (
-    background_load,
     call_stages,
     cpu_snapshot,
     gpt_flops_per_token,
     load_warning,
-    machine_info,
     matmul_flops,
     max_rss_mb,
     measure_matmul_peak,
     mfu,
     print_report,
+    random_lm_batch,
     run_in_fresh_process,
+    run_record,
     time_fn,
     time_steps,
     timed_call,
@@ -121,15 +120,6 @@ OPTIMIZER = OptimizerConfig(
 )
 
 
-def random_batch(config: GPTConfig, batch_size: int, seed: int) -> dict[str, np.ndarray]:
-    """Uniformly random tokens as a next-token batch: ``inputs``, ``targets``:
-    int32[batch, block_size]."""
-    tokens = np.random.default_rng(seed).integers(
-        0, config.vocab_size, (batch_size, config.block_size + 1), dtype=np.int32
-    )
-    return {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
-
-
 def jax_side(
     config: GPTConfig,
     initial_params: dict,
@@ -147,7 +137,7 @@ def jax_side(
     if compilation_cache:
         use_compilation_cache(compilation_cache)
     jax.devices()  # start the backend first, so its memory is not counted as training memory
-    batch = jax.device_put(random_batch(config, batch_size, seed))
+    batch = jax.device_put(random_lm_batch(config, batch_size, seed))
     rss_before = max_rss_mb()
 
     n_params = count_params(initial_params)
@@ -279,7 +269,7 @@ def torch_side(
 
     batch = {
         k: torch.from_numpy(v.astype(np.int64))
-        for k, v in random_batch(config, batch_size, seed).items()
+        for k, v in random_lm_batch(config, batch_size, seed).items()
     }
     torch.manual_seed(seed)
     rss_before = max_rss_mb()
@@ -466,9 +456,7 @@ def run_benchmark(
         **_figures(bench, warmup, pairs, peak_flops, peak_n, isolate),
         "isolated_processes": isolate,
         "compilation_cache": compilation_cache,
-        "background_cpu_load": background_load(start, cpu_snapshot()),
-        "machine": machine_info(),
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **run_record(start),
     }
 
 

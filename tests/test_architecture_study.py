@@ -76,18 +76,6 @@ def test_word2vec_forms_agree_when_words_repeat_and_scores_saturate(study):
         np.testing.assert_allclose(_flat(fn(*args)), expected, rtol=1e-4, atol=1e-5, err_msg=style)
 
 
-def test_mlp_step_backprop_by_hand_equals_jax_grad(study):
-    """The NumPy form's hand-written backward pass against the JAX form's ``jax.grad``."""
-    computation = study.COMPUTATIONS["mlp_step"]
-    inputs = computation.inputs(24, np.random.default_rng(3))
-    np.testing.assert_allclose(
-        _flat(computation.numpy(*inputs)),
-        _flat(jax.jit(computation.jax)(*inputs)),
-        rtol=1e-4,
-        atol=1e-6,
-    )
-
-
 def test_the_study_runs_end_to_end_on_tiny_sizes(study, tmp_path, capsys):
     page, plot = tmp_path / "study.md", tmp_path / "roofline.png"
     sizes = {"matmul": (8, 16), "logistic_gd": (40,), "tfidf": (30,)}

@@ -78,9 +78,8 @@ def test_micro_batches_give_the_same_private_update():
 
 
 def test_the_noise_has_standard_deviation_sigma_c_over_the_batch():
-    params, batch = problem(n=16, seed=3)
+    _, batch = problem(n=16, seed=3)
     params = {"w": jnp.zeros((FEATURES, 2000)), "b": jnp.zeros(2000)}  # many coordinates
-    batch = {"x": batch["x"], "y": batch["y"]}
     config = DPConfig(clip_norm=0.5, noise_multiplier=2.0)
     quiet, _ = one_step(
         params, batch, DPConfig(clip_norm=0.5, noise_multiplier=0.0), learning_rate=1.0

@@ -1,8 +1,11 @@
-"""Model FLOPs and model FLOPs utilisation (MFU), counted the way nanoGPT counts them."""
+"""A GPT's model FLOPs and model FLOPs utilisation (MFU), counted the way nanoGPT counts them,
+and the random next-token batches the GPT benchmarks train on."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 if TYPE_CHECKING:
     from jaxllm.models.gpt import GPTConfig
@@ -42,3 +45,12 @@ def mfu(flops_per_token: float, tokens_per_s: float, peak_flops: float) -> float
     if peak_flops <= 0:
         raise ValueError(f"peak_flops must be > 0, got {peak_flops}")
     return flops_per_token * tokens_per_s / peak_flops
+
+
+def random_lm_batch(config: GPTConfig, batch_size: int, seed: int) -> dict[str, np.ndarray]:
+    """Uniformly random tokens as a next-token batch: ``inputs``, ``targets``:
+    int32[batch, block_size]."""
+    tokens = np.random.default_rng(seed).integers(
+        0, config.vocab_size, (batch_size, config.block_size + 1), dtype=np.int32
+    )
+    return {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}

@@ -117,3 +117,13 @@ def load_warning(
         f"WARNING: other processes kept {background:.2f} of {cpu_count} CPUs busy during this "
         "run; every time here is longer than on an idle machine"
     )
+
+
+def run_record(start: CpuSnapshot) -> dict[str, Any]:
+    """What every benchmark's JSON ends with: the other processes' CPU load since ``start``
+    (:func:`background_load`), the machine (:func:`machine_info`) and the time."""
+    return {
+        "background_cpu_load": background_load(start, cpu_snapshot()),
+        "machine": machine_info(),
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

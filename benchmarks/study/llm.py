@@ -4,14 +4,13 @@ once per token step puts on it."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import jax
 import numpy as np
 
-from harness.flops import gpt_flops_per_token
-from harness.timing import time_fn
+from harness.flops import gpt_flops_per_token, random_lm_batch
+from harness.timing import time_fn, timed_call
 from jaxllm.generate import generate
 from jaxllm.losses import language_model_loss
 from jaxllm.models.gpt import GPT, GPTConfig, count_params, init_params
@@ -41,8 +40,7 @@ def _gpt_inputs(width: int, rng: np.random.Generator) -> tuple[Any, dict]:
     config = gpt_config(width)
     params = init_params(config, jax.random.key(int(rng.integers(2**31))))
     state = create_train_state(params, make_optimizer(OPTIMIZER), jax.random.key(1))
-    tokens = rng.integers(0, GPT_VOCAB, (GPT_BATCH, GPT_CONTEXT + 1), dtype=np.int32)
-    return state, {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
+    return state, random_lm_batch(config, GPT_BATCH, int(rng.integers(2**31)))
 
 
 def _gpt_step(state: Any, batch: dict) -> Any:
@@ -98,9 +96,7 @@ def decoding_rows(batches: tuple[int, ...], bandwidth: float, repeats: int) -> l
             )
             return result.tokens
 
-        start = time.perf_counter()
-        jax.block_until_ready(run())
-        first = time.perf_counter() - start
+        first, _ = timed_call(run)
         seconds = time_fn(run, warmup=0, repeats=repeats).median_s
         tokens_per_s = batch * DECODE_TOKENS / seconds
         bound = bandwidth / weight_bytes * batch

@@ -17,11 +17,13 @@ from typing import Any
 import jax
 import numpy as np
 
+from harness.flops import random_lm_batch
 from harness.isolation import run_in_fresh_process
 from harness.timing import time_fn
 from jaxllm.train.parallel import ParallelMode
+from study.llm import GPT_CONTEXT, OPTIMIZER, gpt_config
 
-SCALING_WIDTH, SCALING_LAYERS, SCALING_CONTEXT, SCALING_VOCAB = 128, 2, 64, 256
+SCALING_WIDTH = 128  # the study's GPT (study.llm.gpt_config) at this width
 PER_DEVICE_BATCH = 4
 # (scaling, layout): one global batch over pmap's replicas and over the mesh; a batch grown
 # with the devices over the mesh.
@@ -58,7 +60,7 @@ def scaling_figures(device_counts: tuple[int, ...], steps: int) -> dict[str, Any
     fit of each layout's strong scaling (run where the devices are)."""
     from jaxllm.models.gpt import count_params, init_params
 
-    gradient_size = count_params(init_params(study_config(), jax.random.key(0)))
+    gradient_size = count_params(init_params(gpt_config(SCALING_WIDTH), jax.random.key(0)))
     all_reduce = {n: all_reduce_seconds(gradient_size, n, steps) for n in device_counts}
     rows = []
     for kind, mode in CASES:
@@ -87,20 +89,6 @@ def scaling_figures(device_counts: tuple[int, ...], steps: int) -> dict[str, Any
     }
 
 
-def study_config() -> Any:
-    """The scaled GPT: ``SCALING_LAYERS`` × ``SCALING_WIDTH``, context ``SCALING_CONTEXT``."""
-    from jaxllm.models.gpt import GPTConfig
-
-    return GPTConfig(
-        vocab_size=SCALING_VOCAB,
-        block_size=SCALING_CONTEXT,
-        n_layer=SCALING_LAYERS,
-        n_head=4,
-        n_embd=SCALING_WIDTH,
-        dtype="float32",
-    )
-
-
 def scaling_row(
     kind: str, mode: ParallelMode, n: int, device_counts: tuple[int, ...], steps: int
 ) -> dict:
@@ -108,20 +96,16 @@ def scaling_row(
     ``n`` devices (``mode``: ``"pmap"`` or ``"mesh"``), its first call and tokens/s."""
     from jaxllm.losses import language_model_loss
     from jaxllm.models.gpt import GPT, init_params
-    from jaxllm.optim import OptimizerConfig, make_optimizer
+    from jaxllm.optim import make_optimizer
     from jaxllm.train import ParallelConfig, create_train_state, make_layout
 
-    config = study_config()
-    optimizer = make_optimizer(OptimizerConfig(name="adamw", learning_rate=1e-3))
+    config, optimizer = gpt_config(SCALING_WIDTH), make_optimizer(OPTIMIZER)
     layout = make_layout(ParallelConfig(mode=mode, devices=n))
     step = layout.train_step(language_model_loss(GPT(config)), optimizer)
     params = init_params(config, jax.random.key(0))
     state = layout.place_state(create_train_state(params, optimizer, jax.random.key(1)))
     batch_size = PER_DEVICE_BATCH * (max(device_counts) if kind == "strong" else n)
-    tokens = np.random.default_rng(n).integers(
-        0, SCALING_VOCAB, (batch_size, SCALING_CONTEXT + 1), dtype=np.int32
-    )
-    batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
+    batch = random_lm_batch(config, batch_size, seed=n)
     seconds = []
     for _ in range(1 + steps):
         start = time.perf_counter()
@@ -136,7 +120,7 @@ def scaling_row(
         "batch": batch_size,
         "first_call_s": seconds[0],
         "step_s": step_s,
-        "tokens_per_s": batch_size * SCALING_CONTEXT / step_s,
+        "tokens_per_s": batch_size * GPT_CONTEXT / step_s,
     }
 
 
