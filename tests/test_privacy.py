@@ -9,8 +9,8 @@ import optax
 import pytest
 
 from jaxllm.config import ConfigError
+from jaxllm.privacy.dp_sgd import clipped_part
 from jaxllm.train import DPConfig, create_train_state, make_train_step
-from jaxllm.train.privacy import clipped_part
 
 FEATURES, CLASSES = 5, 3
 

@@ -1,5 +1,6 @@
 """Training: the state pytree, pure steps, checkpoints, metrics and the ``fit`` loop."""
 
+from jaxllm.privacy.dp_sgd import DPConfig
 from jaxllm.train.checkpoint import (
     Checkpointer,
     CheckpointError,
@@ -22,7 +23,6 @@ from jaxllm.train.parallel import (
     make_layout,
     setup_parallel,
 )
-from jaxllm.train.privacy import DPConfig
 from jaxllm.train.state import TrainState, create_train_state
 from jaxllm.train.step import evaluate, jit_train_step, make_eval_step, make_train_step
 from jaxllm.train.stops import TrainingInterrupted

@@ -13,7 +13,7 @@ from jax import Array
 
 from jaxllm.config import require
 from jaxllm.losses import LossFn
-from jaxllm.train.privacy import NOISE_STREAM, DPConfig, add_noise, clipped_part
+from jaxllm.privacy.dp_sgd import NOISE_STREAM, DPConfig, add_noise, clipped_part
 from jaxllm.train.state import TrainState
 
 TrainStep = Callable[[TrainState, dict], tuple[TrainState, dict]]
@@ -42,7 +42,7 @@ def make_train_step(
       optimizer: the optax transformation applied to the averaged gradient.
       microbatches: equal parts the batch (every leaf's leading axis) is split into.
       axis_name: the named device axis to sum gradients over, or ``None`` on one device.
-      privacy: DP-SGD (:mod:`jaxllm.train.privacy`): every example's gradient clipped and the
+      privacy: DP-SGD (:mod:`jaxllm.privacy.dp_sgd`): every example's gradient clipped and the
         sum noised, parts weighted by their examples rather than their tokens.
 
     Metrics are the loss function's (token-weighted means; ``tokens`` is the total; with

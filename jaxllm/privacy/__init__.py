@@ -1,0 +1,17 @@
+"""Differential privacy: DP-SGD as a train-step option, and its accountant.
+
+    step = jaxllm.train.make_train_step(loss_fn, optimizer, privacy=DPConfig(1.0, 1.1))
+    eps = epsilon(sampling_rate=256 / 60_000, noise_multiplier=1.1, steps=14_000, delta=1e-5)
+
+The accountant needs the ``dp-accounting`` package (``pip install 'jaxllm[privacy]'``),
+imported only when it is called.
+"""
+
+from jaxllm.privacy.accountant import (
+    PrivacyBudgetError,
+    epsilon,
+    noise_multiplier_for,
+)
+from jaxllm.privacy.dp_sgd import DPConfig
+
+__all__ = ["DPConfig", "PrivacyBudgetError", "epsilon", "noise_multiplier_for"]
