@@ -19,6 +19,7 @@ from jaxllm.nn.blocked_attention import blocked_dot_product_attention
 from jaxllm.nn.dense import Dense
 from jaxllm.nn.dense_attention import (
     attention_dropout_key,
+    attention_probabilities,
     attention_weights,
     check_causal_lengths,
     softmax_attention,
@@ -255,6 +256,7 @@ class MultiHeadAttention(nn.Module):
         if not deterministic and self.dropout_rate > 0.0:
             dropout_rng = self.make_rng("dropout")
         if cache is None:
+            self._record_weights(q, k, mask, causal)
             y = _attend(q, k, v, mask, causal=causal, implementation=self.implementation,
                         row_groups=self.row_groups, dropout_rate=self.dropout_rate,
                         dropout_rng=dropout_rng, deterministic=deterministic)  # fmt: skip
@@ -266,6 +268,14 @@ class MultiHeadAttention(nn.Module):
         y = self._dense(width, "c_proj", self.out_init_std)(y)
         y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
         return y, cache
+
+    def _record_weights(self, q: Array, k: Array, mask: Array | None, causal: bool) -> None:
+        """Sow the attention probabilities, float32[batch, heads, q_len, k_len], as
+        ``intermediates/attention_weights`` when that collection is mutable (as
+        :func:`jaxllm.explain.attention_maps` makes it); otherwise compute nothing."""
+        if self.is_mutable_collection("intermediates"):
+            weights = attention_probabilities(q, k, mask, causal=causal)
+            self.sow("intermediates", "attention_weights", weights)
 
     @nn.nowrap
     def _attend_with_cache(

@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from jaxllm.nn.masks import causal_mask, combine_masks
+
 
 def check_causal_lengths(q_len: int, k_len: int, causal: bool) -> None:
     """Raise ``ValueError`` if ``causal`` attention is asked for with unequal lengths."""
@@ -52,10 +54,32 @@ def softmax_attention(
     Returns:
       float[batch, q_len, heads, head_dim]
     """
-    scale = 1.0 / jnp.sqrt(q.shape[-1]).astype(jnp.float32)
-    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
-    weights = attention_weights(scores, mask, keep, dropout_rate)
+    weights = attention_weights(_scores(q, k), mask, keep, dropout_rate)
     return jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v)
+
+
+def attention_probabilities(
+    q: Array, k: Array, mask: Array | None = None, *, causal: bool = False
+) -> Array:
+    """The weights each query gives each key, ``softmax(q kᵀ / sqrt(d) + mask)``, without
+    dropout: float32[batch, heads, q_len, k_len], each row summing to 1.
+
+    Args:
+      q: float[batch, q_len, heads, head_dim]
+      k: float[batch, k_len, heads, head_dim]
+      mask: bool broadcastable to [batch, heads, q_len, k_len], ``False`` blocks a key.
+      causal: also block every key after its query (needs ``q_len == k_len``).
+    """
+    check_causal_lengths(q.shape[1], k.shape[1], causal)
+    if causal:
+        mask = combine_masks(causal_mask(q.shape[1]), mask)
+    return attention_weights(_scores(q, k), mask, None, 0.0)
+
+
+def _scores(q: Array, k: Array) -> Array:
+    """``q kᵀ / sqrt(d)``: float32[batch, heads, q_len, k_len]."""
+    scale = 1.0 / jnp.sqrt(q.shape[-1]).astype(jnp.float32)
+    return jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
 
 
 def attention_weights(
