@@ -26,8 +26,10 @@ def attention_maps(model: nn.Module, params: Any, *args: Any, **kwargs: Any) -> 
     ran (without dropout, whatever ``train`` says).
 
     Args:
-      model, params: a Flax module and its parameters.
-      args, kwargs: the model's inputs, e.g. ``tokens`` int[batch, seq] (and a mask).
+      model: a Flax module built on :class:`jaxllm.nn.MultiHeadAttention`.
+      params: its parameters.
+      *args: the model's inputs, e.g. ``tokens`` int[batch, seq] (and a mask).
+      **kwargs: its keyword inputs (e.g. BERT's ``attention_mask``).
 
     Returns:
       ``{layer path: float32[batch, heads, q_len, k_len]}``, e.g. ``"h_0/attn"`` for GPT's

@@ -87,12 +87,14 @@ def gradient_x_input(
     part in ``f(e) - f(0)``.
 
     Args:
-      model, params: a Flax module and its parameters (run without dropout; examples must not
-        interact, as in every jaxllm model outside training).
+      model: a Flax module (run without dropout; examples must not interact, as in every
+        jaxllm model outside training).
+      params: its parameters.
       tokens: int[batch, seq], the model's first argument.
       target: the model's output -> the explained scores float[batch] (e.g.
         :func:`class_logit`).
-      model_args, model_kwargs: the model's other arguments (e.g. a classifier's mask).
+      *model_args: the model's other arguments (e.g. a classifier's mask).
+      **model_kwargs: its keyword arguments (e.g. BERT's ``attention_mask``).
       embedding: the ``nn.Embed`` module whose output is explained, as its path (``"wte"``,
         ``"bert/wte"``); by default the one that is called with ``tokens`` itself.
     """
@@ -124,9 +126,10 @@ def integrated_gradients(
     intervals: attributions that add up to ``f(e) - f(b)`` (completeness), up to the rule's
     error (under 1% at 64 steps in the tests).
 
+    ``model``, ``params``, ``tokens``, ``target``, ``model_args``, ``model_kwargs`` and
+    ``embedding`` are as in :func:`gradient_x_input`.
+
     Args:
-      model, params, tokens, target, model_args, model_kwargs, embedding: as in
-        :func:`gradient_x_input`.
       steps: intervals of the path from the baseline to the input (>= 1).
       baseline: float, broadcastable to [batch, seq, width]: the "absent" input (default: zero
         embeddings).

@@ -44,7 +44,8 @@ def feature_contributions(
     the bias they add up to the score.
 
     Args:
-      model, terms: as in :func:`top_features`.
+      model: a fitted linear classifier.
+      terms: the feature names in column order (``Vectorizer.terms``).
       row: the document's features, float[1, n_features] (a ``Vectorizer.transform`` row) or
         float[n_features].
       label: the class explained.
