@@ -11,6 +11,7 @@ make XLA:CPU steps reuse their memory with :func:`jaxllm.runtime.configure_cpu`.
 
 from jaxllm import (
     classic,
+    compress,
     config,
     data,
     embeddings,
@@ -44,6 +45,7 @@ __all__ = [
     "LMRun",
     "OptimizerConfig",
     "classic",
+    "compress",
     "config",
     "data",
     "embeddings",

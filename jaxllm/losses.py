@@ -52,6 +52,24 @@ def cross_entropy(
     return masked_mean(nll, mask)
 
 
+def kl_divergence(teacher_logits: Array, student_logits: Array, mask: Array | None = None) -> Array:
+    """Mean over unmasked positions of ``KL(p ‖ q) = Σ_c p(c) (log p(c) - log q(c))`` with
+    ``p = softmax(teacher_logits)``, ``q = softmax(student_logits)``.
+
+    Args:
+      teacher_logits: float[..., classes], the target distribution's logits.
+      student_logits: float[..., classes], the same shape.
+      mask: float or bool[...], 0 where the position does not count.
+
+    Returns:
+      a scalar >= 0, float32 (float64 for float64 logits); 0 when the two agree.
+    """
+    dtype = jnp.promote_types(student_logits.dtype, jnp.float32)
+    log_p = jax.nn.log_softmax(teacher_logits.astype(dtype), axis=-1)
+    log_q = jax.nn.log_softmax(student_logits.astype(dtype), axis=-1)
+    return masked_mean(jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1), mask)
+
+
 def mean_squared_error(predictions: Array, targets: Array, mask: Array | None = None) -> Array:
     """Mean of ``(predictions - targets)²`` over unmasked elements: a scalar, float32 (float64
     for float64 predictions)."""
