@@ -7,6 +7,7 @@ import chex
 import jax
 import pytest
 
+from jaxllm.compress import DistillationError, DistillConfig
 from jaxllm.config import ConfigError
 from jaxllm.data import DataConfig, EmptyCorpusError, EmptySplitError, train_tokenizer
 from jaxllm.models import LSTMLM, GPTConfig, LSTMLMConfig
@@ -258,3 +259,31 @@ def test_token_files_of_another_text_are_refused_on_resume(tmp_path):
         train_lm(dataclasses.replace(config, resume=True))
     with pytest.raises(ConfigError, match="token files are made from a corpus of one text file"):
         train_lm(tiny_config(tmp_path, name="named", token_cache=str(tmp_path / "t")))
+
+
+def test_a_student_distils_from_a_teacher_run_and_alpha_zero_is_training_alone(tmp_path):
+    teacher = train_lm(tiny_config(tmp_path, name="teacher", steps=6, eval_every=6))
+    small = GPTConfig(block_size=32, n_layer=1, n_head=1, n_embd=16)
+    alone = train_lm(tiny_config(tmp_path, name="alone", model=small))
+    hard_only = train_lm(
+        tiny_config(
+            tmp_path, name="hard", model=small, teacher=str(teacher.run_dir),
+            distill=DistillConfig(temperature=2.0, alpha=0.0),
+        )
+    )  # fmt: skip
+    chex.assert_trees_all_close(hard_only.state.params, alone.state.params, rtol=1e-5, atol=1e-6)
+    taught = train_lm(
+        tiny_config(tmp_path, name="taught", model=small, teacher=str(teacher.run_dir))
+    )
+    records = read_metrics(taught.run_dir / "metrics.jsonl")
+    assert all(r["soft_loss"] > 0 for r in records if "soft_loss" in r)
+    assert any("soft_loss" in r for r in records)
+    assert taught.after["loss"] != alone.after["loss"]
+
+
+def test_a_teacher_with_another_tokenizer_is_refused_before_training(tmp_path):
+    teacher = train_lm(tiny_config(tmp_path, name="teacher", steps=2, eval_every=2))
+    other = DataConfig(tokenizer="bpe", bpe_vocab_size=300)
+    with pytest.raises(DistillationError, match="trained with another tokenizer"):
+        train_lm(tiny_config(tmp_path, name="student", data=other, teacher=str(teacher.run_dir)))
+    assert not (tmp_path / "student" / "metrics.jsonl").exists()

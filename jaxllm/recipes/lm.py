@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,7 @@ import jax
 import numpy as np
 from jax import Array
 
+from jaxllm.compress.distill import DistillationError, DistillConfig, distillation_loss
 from jaxllm.config import ConfigError, load_config, save_config
 from jaxllm.data import (
     DataConfig,
@@ -30,7 +32,7 @@ from jaxllm.data import (
     load_tokenizer,
 )
 from jaxllm.generate import generate_text
-from jaxllm.losses import language_model_loss
+from jaxllm.losses import LossFn, language_model_loss
 from jaxllm.metrics import perplexity
 from jaxllm.models.gpt import GPT, GPTConfig, init_params, with_cpu_tuned_attention
 from jaxllm.models.lstm_lm import LSTMLM, LSTMLMConfig, init_lstm_lm_params
@@ -94,6 +96,13 @@ class LMConfig:
         on the same file map instead (:mod:`jaxllm.recipes.run_corpus`): a corpus of any size
         trains in little memory. ``''``: the corpus is held in memory. Either way the run is
         the same.
+      teacher: a finished language-model run folder whose model teaches this one by
+        distillation (:mod:`jaxllm.compress.distill`): the training loss mixes the teacher's
+        softened next-token distribution with the true next token, as ``distill`` says. Its
+        tokenizer must be the one this run makes (the same corpus and tokenizer settings);
+        the validation and test losses stay the plain next-token cross-entropy. ``''``: no
+        teacher.
+      distill: the distillation's temperature and the soft term's weight (with ``teacher``).
       data: the corpus and tokenizer.
       model_kind: which model trains: ``"gpt"`` (shaped by ``model``) or ``"lstm"`` (shaped by
         ``lstm``); the other one's settings are kept in ``config.json`` but unused.
@@ -123,6 +132,8 @@ class LMConfig:
     compilation_cache: str = DEFAULT_COMPILATION_CACHE
     cpu_tuned_attention: bool = True
     token_cache: str = ""
+    teacher: str = ""
+    distill: DistillConfig = DistillConfig()
     data: DataConfig = DataConfig()
     model_kind: Literal["gpt", "lstm"] = "gpt"
     model: GPTConfig = GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
@@ -314,7 +325,7 @@ def _train(
     model, _ = _model_for(config)
     state = _initial_state(config, layout, checkpointer)
     train_step = layout.train_step(
-        language_model_loss(model, label_smoothing=config.label_smoothing),
+        _training_loss(config, model, tokenizer),
         make_optimizer(config.optimizer),
         microbatches=config.parallel.microbatches,
     )
@@ -345,6 +356,35 @@ def _train(
         metadata,
     )
     return model, result, before, eval_step
+
+
+def _training_loss(config: LMConfig, model: GPT | LSTMLM, tokenizer: Tokenizer) -> LossFn:
+    """The next-token cross-entropy, or with ``config.teacher`` the distillation loss from
+    that run's model.
+
+    Raises:
+      DistillationError: the teacher's tokenizer is not this run's.
+    """
+    if not config.teacher:
+        return language_model_loss(model, label_smoothing=config.label_smoothing)
+    teacher_config, teacher_tokenizer, teacher_params = load_lm_run(config.teacher)
+    if _tokenizer_json(teacher_tokenizer) != _tokenizer_json(tokenizer):
+        raise DistillationError(
+            f"the teacher {config.teacher} was trained with another tokenizer "
+            f"({teacher_tokenizer.kind}, vocab {teacher_tokenizer.vocab_size}) than this run's "
+            f"({tokenizer.kind}, vocab {tokenizer.vocab_size}): distil on the teacher's "
+            "corpus with its tokenizer settings (its config.json's `data`)"
+        )
+    say(config.name, f"distilling from {config.teacher} ({config.distill})")
+    return distillation_loss(model, model_for(teacher_config), teacher_params, config.distill)
+
+
+def _tokenizer_json(tokenizer: Tokenizer) -> Any:
+    """The tokenizer as its saved JSON (to compare two)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "tokenizer.json"
+        tokenizer.save(path)
+        return json.loads(path.read_text())
 
 
 def _write_results(config: LMConfig, run: LMRun, params: Any) -> str:
