@@ -264,3 +264,26 @@ def test_pretrain_bert_cli_trains_fills_a_mask_and_reports_errors(tmp_path, caps
     code = pretrain.main(["--name", "cli", *common])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and "already holds checkpoints" in err
+
+
+def test_compress_gpt_distils_prunes_and_plots(tmp_path, capsys):
+    args = "--steps 6 --sparsities 0 0.5 0.9 --finetune-steps 3 --eval-batches 2"
+    code = load_script("experiments/compress_gpt.py").main(
+        [*args.split(), "--out-dir", str(tmp_path), "--generate-tokens", "8"]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    teacher, alone, taught = result["distillation"]
+    assert alone["parameters"] == taught["parameters"] < teacher["parameters"] / 4
+    assert (alone["layers"], alone["width"]) == (2, 64)
+    curve = result["pruning"]["curve"]
+    assert [(r["scope"], r["sparsity"]) for r in curve] == [
+        (scope, s) for scope in ("global", "layer") for s in (0.0, 0.5, 0.9)
+    ]
+    for row in curve:  # the measured zeros are the asked share, and fine-tuning keeps them
+        assert row["measured"] == pytest.approx(row["sparsity"], abs=1e-3)
+        assert row["finetuned_measured"] >= row["measured"]
+    assert curve[0]["one_shot_loss"] == pytest.approx(teacher["val_loss"], rel=1e-5)
+    assert result["pruning"]["schedule"]["rounds"] == 3
+    assert (tmp_path / "pruning.png").stat().st_size > 10_000
+    assert (tmp_path / "student-distilled" / "summary.json").exists()

@@ -88,7 +88,8 @@ def distillation_loss(
     ``task="lm"``.
 
     Args:
-      student, teacher: Flax modules with the same output classes (vocabulary or labels).
+      student: the Flax module trained.
+      teacher: a Flax module with the same output classes (vocabulary or labels).
       teacher_params: the trained teacher's parameters.
       config: temperature and the soft term's weight.
       task: ``"lm"``: a causal LM's batch (``inputs``, ``targets``, optional ``mask``), as
