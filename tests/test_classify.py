@@ -27,6 +27,7 @@ from jaxllm.data import (
 from jaxllm.data.buckets import Batches
 from jaxllm.models.classifiers import ClassifierConfig, TextClassifier, init_classifier
 from jaxllm.optim import OptimizerConfig
+from jaxllm.privacy import PrivacySettings
 from jaxllm.recipes.classify import ClassifyConfig, train_classifier
 from jaxllm.recipes.text_features import encode_tfidf, tfidf_vectorizer
 from jaxllm.train import CheckpointError
@@ -365,3 +366,37 @@ def test_resume_with_early_stopping_stops_where_an_uninterrupted_run_does(tmp_pa
     chex.assert_trees_all_close(resumed.params, whole.params, atol=1e-6)
     again = train_classifier(recipe(tmp_path / "b", epochs=8, resume=True, **settings_), data)
     assert again.history == [] and again.best_step == whole.best_step  # a stopped run stays so
+
+
+def test_a_private_run_keeps_its_epsilon_and_resumes_with_its_noise(tmp_path, data):
+    """DP-SGD through the recipe: σ filled in for the target and the ε of the steps run at
+    most the target; a resumed run keeps its σ, reports the ε it reached, and ends as an
+    uninterrupted run does (the same Poisson draws and noise)."""
+    private = PrivacySettings(target_epsilon=3.0, clip_norm=1.0)
+    train_classifier(recipe(tmp_path / "a", epochs=2, privacy=private), data)
+    report = json.loads((tmp_path / "a" / "run-bag" / "summary.json").read_text())["privacy"]
+    assert report["epsilon"] <= 3.0 and report["steps"] == 2 * 20
+    assert report["sampling_rate"] == pytest.approx(16 / 320)
+    assert report["delta"] == pytest.approx(0.1 / 320)
+    saved = json.loads((tmp_path / "a" / "run-bag" / "config.json").read_text())
+    assert saved["privacy"]["noise_multiplier"] == report["noise_multiplier"] > 0.5
+
+    train_classifier(recipe(tmp_path / "b", epochs=1, privacy=private), data)
+    train_classifier(recipe(tmp_path / "b", epochs=2, resume=True, privacy=private), data)
+    again = json.loads((tmp_path / "b" / "run-bag" / "summary.json").read_text())["privacy"]
+    assert again["noise_multiplier"] < report["noise_multiplier"]  # σ for 20 steps, kept
+    assert again["epsilon"] > 3.0 and again["steps"] == 40
+
+    fixed = PrivacySettings(noise_multiplier=1.0, clip_norm=1.0)
+    whole = train_classifier(recipe(tmp_path / "c", epochs=2, privacy=fixed), data)
+    train_classifier(recipe(tmp_path / "d", epochs=1, privacy=fixed), data)
+    resumed = train_classifier(recipe(tmp_path / "d", epochs=2, resume=True, privacy=fixed), data)
+    chex.assert_trees_all_close(resumed.params, whole.params, atol=1e-6)
+
+
+def test_private_training_without_noise_still_learns_and_reports_no_privacy(tmp_path, data):
+    clipped_only = PrivacySettings(target_epsilon=float("inf"), clip_norm=5.0)
+    run = train_classifier(recipe(tmp_path, epochs=6, privacy=clipped_only), data)
+    report = json.loads((tmp_path / "run-bag" / "summary.json").read_text())["privacy"]
+    assert report["epsilon"] == float("inf") and report["noise_multiplier"] == 0.0
+    assert run.test["accuracy"] >= 0.85

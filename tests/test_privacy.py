@@ -11,6 +11,7 @@ import pytest
 from jaxllm.config import ConfigError
 from jaxllm.losses import classification_loss
 from jaxllm.models.classifiers import ClassifierConfig, TextClassifier, init_classifier
+from jaxllm.privacy import PrivacySettings, poisson_indices, privacy_report, resolve_privacy
 from jaxllm.privacy.dp_sgd import clipped_part
 from jaxllm.train import DPConfig, create_train_state, make_train_step
 
@@ -149,3 +150,59 @@ def test_two_devices_give_the_one_device_private_update():
     chex.assert_trees_all_close(
         jax.tree.map(lambda x: x[0], two.params), one.params, rtol=1e-5, atol=1e-6
     )
+
+
+def test_poisson_draws_include_each_example_at_the_rate_and_pad_to_a_multiple():
+    n, rate = 400, 0.05
+    counts = np.zeros(n)
+    for step in range(400):
+        index, weights = poisson_indices(n, rate, seed=7, step=step, multiple=16)
+        assert len(index) % 16 == 0 and len(index) >= 16
+        real = index[weights == 1]
+        assert len(set(real.tolist())) == len(real)  # no example twice in a draw
+        assert np.all(weights[len(real) :] == 0)
+        counts[real] += 1
+    # Each example's inclusions are Binomial(400, 0.05): mean 20, sd 4.4.
+    assert abs(counts.mean() - 20) < 0.5 and 3.0 < counts.std() < 6.0
+    again, _ = poisson_indices(n, rate, seed=7, step=3)
+    np.testing.assert_array_equal(again, poisson_indices(n, rate, seed=7, step=3)[0])
+
+
+def test_padding_rows_of_weight_zero_change_nothing():
+    params, batch = problem(n=5, seed=4)
+    padded = jax.tree.map(lambda x: jnp.concatenate([x, x[:3]]), batch)
+    padded["example_weights"] = jnp.asarray([1.0] * 5 + [0.0] * 3)
+    part = clipped_part(softmax_loss, params, 0.4)
+    total, sums, count = part(batch, jax.random.key(0))
+    padded_total, padded_sums, padded_count = part(padded, jax.random.key(0))
+    chex.assert_trees_all_close(padded_total, total, rtol=1e-6, atol=1e-7)
+    assert float(padded_count) == float(count) == 5
+    assert float(padded_sums["clip_fraction"]) == float(sums["clip_fraction"])
+
+
+def test_with_an_expected_batch_size_the_update_is_divided_by_it():
+    params, batch = problem(n=6, seed=5)
+    batch["example_weights"] = jnp.asarray([1.0, 1.0, 1.0, 1.0, 0.0, 0.0])
+    config = DPConfig(clip_norm=0.5, noise_multiplier=0.0, expected_batch_size=8.0)
+    state, metrics = one_step(params, batch, config, learning_rate=1.0)
+    total, _, _ = clipped_part(softmax_loss, params, 0.5)(batch, jax.random.key(0))
+    expected = jax.tree.map(lambda p, g: p - g / 8.0, params, total)
+    chex.assert_trees_all_close(state.params, expected, rtol=1e-5, atol=1e-6)
+    empty = dict(batch, example_weights=jnp.zeros(6))
+    _, metrics = one_step(params, empty, config)
+    assert np.isfinite(float(metrics["loss"]))  # a draw of no example is not a NaN
+
+
+def test_privacy_settings_resolve_to_a_sigma_that_keeps_the_target():
+    settings = resolve_privacy(PrivacySettings(target_epsilon=2.0), 1_000, 50, 200)
+    assert settings.delta == pytest.approx(1e-4) and settings.noise_multiplier > 0
+    report = privacy_report(settings, 1_000, 50, 200)
+    assert 2.0 * 0.99 <= report["epsilon"] <= 2.0 and report["sampling_rate"] == 0.05
+    off = PrivacySettings()
+    assert not off.enabled and resolve_privacy(off, 10, 5, 3) == off
+    given = resolve_privacy(PrivacySettings(noise_multiplier=1.3, delta=1e-5), 1_000, 50, 200)
+    assert given.noise_multiplier == 1.3 and given.delta == 1e-5
+    with pytest.raises(ConfigError, match="target_epsilon must be >= 0"):
+        PrivacySettings(target_epsilon=-1.0)
+    with pytest.raises(ConfigError, match="accountant must be one of"):
+        PrivacySettings(accountant="gdp")  # type: ignore[arg-type]

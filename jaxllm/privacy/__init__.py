@@ -12,6 +12,18 @@ from jaxllm.privacy.accountant import (
     epsilon,
     noise_multiplier_for,
 )
+from jaxllm.privacy.budget import PrivacySettings, privacy_report, resolve_privacy
 from jaxllm.privacy.dp_sgd import DPConfig
+from jaxllm.privacy.sampling import PoissonBatches, poisson_indices
 
-__all__ = ["DPConfig", "PrivacyBudgetError", "epsilon", "noise_multiplier_for"]
+__all__ = [
+    "DPConfig",
+    "PoissonBatches",
+    "PrivacyBudgetError",
+    "PrivacySettings",
+    "epsilon",
+    "noise_multiplier_for",
+    "poisson_indices",
+    "privacy_report",
+    "resolve_privacy",
+]

@@ -63,6 +63,15 @@ from jaxllm.models.classifiers import (
 )
 from jaxllm.models.gpt import count_params
 from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
+from jaxllm.privacy.budget import (
+    PrivacySettings,
+    dp_config,
+    privacy_report,
+    resolve_privacy,
+    sampling_rate,
+)
+from jaxllm.privacy.dp_sgd import DPConfig
+from jaxllm.privacy.sampling import PoissonBatches
 from jaxllm.recipes.mlm import MLMConfig, load_mlm_run, load_wordpiece_tokenizer
 from jaxllm.recipes.run_folder import check_resume_step, prepare_run_dir, require_run, say
 from jaxllm.recipes.text_features import (
@@ -130,6 +139,11 @@ class ClassifyConfig:
         unless ``random_init``, its weights.
       random_init: start the ``"bert"`` encoder from random weights instead of
         ``pretrained``'s (the baseline that shows what pre-training buys).
+      privacy: differentially private training (:class:`jaxllm.privacy.PrivacySettings`):
+        with a ``target_epsilon`` (or a ``noise_multiplier``), batches are drawn by Poisson
+        sampling at rate ``batch_size / training examples`` and every step is DP-SGD; σ is
+        filled in at the start for the run's planned steps, and ``summary.json`` reports the
+        ε of the steps run (``privacy``). Off by default.
       model: the classifier (``vocab_size`` and ``num_classes`` 0: taken from the data).
       optimizer: Adam at 1e-3 with gradient clipping at 5 by default.
     """
@@ -159,6 +173,7 @@ class ClassifyConfig:
     compilation_cache: str = DEFAULT_COMPILATION_CACHE
     pretrained: str = ""
     random_init: bool = False
+    privacy: PrivacySettings = PrivacySettings()
     model: ClassifierConfig = ClassifierConfig()
     optimizer: OptimizerConfig = OptimizerConfig(name="adam", learning_rate=1e-3, grad_clip=5.0)
 
@@ -200,6 +215,8 @@ FILLED_AT_START = {
     "model.num_classes": 0,
     "model.bert": None,
     "optimizer.decay_steps": -1,
+    "privacy.delta": 0.0,
+    "privacy.noise_multiplier": 0.0,
 }
 
 
@@ -221,6 +238,7 @@ class ClassifierRun:
     summary: dict[str, Any]
 
     predict_fn: PredictFn
+    steps_run: int = 0
 
     def predict(self, texts: list[str]) -> np.ndarray:
         """int64[len(texts)] class ids (names: ``label_names``), from the best checkpoint.
@@ -373,7 +391,8 @@ def resolve_config(
     model = dataclasses.replace(model, vocab_size=vocab_size, num_classes=num_classes)
     steps = config.epochs * steps_per_epoch(config, train_size)
     optimizer = config.optimizer.with_decay_until(steps)
-    return dataclasses.replace(config, model=model, optimizer=optimizer)
+    privacy = resolve_privacy(config.privacy, train_size, config.batch_size, steps)
+    return dataclasses.replace(config, model=model, optimizer=optimizer, privacy=privacy)
 
 
 def steps_per_epoch(config: ClassifyConfig, train_size: int) -> int:
@@ -524,12 +543,11 @@ def _fit(
     """Train on ``splits["train"]``, evaluating on ``splits["dev"]``: the ``FitResult``."""
     model = TextClassifier(config.model)
     train = splits["train"]
-    cap = train.ids.shape[1] if train.weights is not None else config.model.max_len
-    batches = Batches(
-        train.ids, train.lengths, train.labels, config.batch_size, cap, config.seed, train.weights
-    )
+    batches, privacy = _training_batches(config, train)
     step = jit_train_step(
-        make_train_step(classification_loss(model), make_optimizer(config.optimizer))
+        make_train_step(
+            classification_loss(model), make_optimizer(config.optimizer), privacy=privacy
+        )
     )
     dev = splits["dev"]
 
@@ -549,6 +567,21 @@ def _fit(
             checkpoint_metadata=metadata,
             learning_rate_fn=learning_rate_schedule(config.optimizer),
         )
+
+
+def _training_batches(
+    config: ClassifyConfig, train: EncodedSplit
+) -> tuple[Batches | PoissonBatches, DPConfig | None]:
+    """Length-bucketed shuffled batches; or, with ``config.privacy``, Poisson-sampled ones
+    (what the accountant assumes) and the DP-SGD settings."""
+    cap = train.ids.shape[1] if train.weights is not None else config.model.max_len
+    rows = (train.ids, train.lengths, train.labels)
+    if not config.privacy.enabled:
+        return Batches(*rows, config.batch_size, cap, config.seed, train.weights), None
+    n = len(train.labels)
+    rate = sampling_rate(n, config.batch_size)
+    batches = PoissonBatches(*rows, rate, cap, config.seed, train.weights)
+    return batches, dp_config(config.privacy, n, config.batch_size)
 
 
 def _prepare(
@@ -624,9 +657,18 @@ def train_classifier(
         {},
         {},
         predict,
+        steps_run=int(result.state.step),
     )
     _finish(run, splits, seconds)
     return run
+
+
+def _describe_privacy(report: dict[str, Any]) -> str:
+    return (
+        f"(ε={report['epsilon']:.3g}, δ={report['delta']:.2g})-DP after {report['steps']} "
+        f"steps (σ={report['noise_multiplier']:.3g}, C={report['clip_norm']:g}, "
+        f"q={report['sampling_rate']:.3g}, {report['accountant'].upper()})"
+    )
 
 
 def _finish(run: ClassifierRun, splits: dict[str, EncodedSplit], seconds: float) -> None:
@@ -649,6 +691,11 @@ def _finish(run: ClassifierRun, splits: dict[str, EncodedSplit], seconds: float)
         dev=run.dev,
         test=run.test,
     )
+    if config.privacy.enabled:  # the guarantee of the steps run (early stopping may cut them)
+        run.summary["privacy"] = privacy_report(
+            config.privacy, len(splits["train"].labels), config.batch_size, run.steps_run
+        )
+        say(config.name, f"privacy: {_describe_privacy(run.summary['privacy'])}")
     run_dir = config.run_dir
     (run_dir / "summary.json").write_text(json.dumps(run.summary, indent=2) + "\n")
     title = f"{config.name}: {config.model.encoder}"

@@ -63,8 +63,12 @@ def make_train_step(
             grads, sums, weight = jax.lax.psum((grads, sums, weight), axis_name)
         if privacy is not None:  # one draw, the same on every device
             grads = add_noise(grads, jax.random.fold_in(step_key, NOISE_STREAM), privacy)
-        grads = jax.tree.map(lambda g: g / weight, grads)
-        metrics = {name: total / weight for name, total in sums.items()}
+        scale = weight
+        if privacy is not None and privacy.expected_batch_size is not None:
+            scale = jnp.float32(privacy.expected_batch_size)  # Poisson sampling: a constant
+        grads = jax.tree.map(lambda g: g / scale, grads)
+        present = jnp.where(weight > 0, weight, 1.0)  # a Poisson draw may hold no example
+        metrics = {name: total / present for name, total in sums.items()}
         if "tokens" in sums:
             metrics["tokens"] = weight
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
