@@ -287,3 +287,20 @@ def test_compress_gpt_distils_prunes_and_plots(tmp_path, capsys):
     assert result["pruning"]["schedule"]["rounds"] == 3
     assert (tmp_path / "pruning.png").stat().st_size > 10_000
     assert (tmp_path / "student-distilled" / "summary.json").exists()
+
+
+def test_private_classification_reports_each_epsilon_reached(tmp_path, capsys):
+    write_tiny_sst2(tmp_path)
+    code = load_script("experiments/private_classification.py").main(
+        ["--data-dir", str(tmp_path), "--out-dir", str(tmp_path / "runs"),
+         "--epsilons", "2", "inf", "--epochs", "2", "--batch-size", "32"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = {r["run"]: r for r in json.loads(out.strip().splitlines()[-1])["rows"]}
+    assert list(rows) == ["eps-2", "eps-inf", "non-private"]
+    assert rows["eps-2"]["epsilon"] <= 2 and rows["eps-2"]["noise_multiplier"] > 0
+    assert rows["eps-inf"]["epsilon"] == float("inf") and rows["eps-inf"]["noise_multiplier"] == 0
+    assert rows["non-private"]["epsilon"] is None
+    assert rows["non-private"]["test_accuracy"] >= 0.65  # separable by construction: it learns
+    assert (tmp_path / "runs" / "privacy_utility.png").stat().st_size > 5_000

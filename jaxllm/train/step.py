@@ -63,10 +63,7 @@ def make_train_step(
             grads, sums, weight = jax.lax.psum((grads, sums, weight), axis_name)
         if privacy is not None:  # one draw, the same on every device
             grads = add_noise(grads, jax.random.fold_in(step_key, NOISE_STREAM), privacy)
-        scale = weight
-        if privacy is not None and privacy.expected_batch_size is not None:
-            scale = jnp.float32(privacy.expected_batch_size)  # Poisson sampling: a constant
-        grads = jax.tree.map(lambda g: g / scale, grads)
+        grads = jax.tree.map(lambda g: g / _divisor(weight, privacy), grads)
         present = jnp.where(weight > 0, weight, 1.0)  # a Poisson draw may hold no example
         metrics = {name: total / present for name, total in sums.items()}
         if "tokens" in sums:
@@ -80,6 +77,14 @@ def make_train_step(
         return new_state, metrics
 
     return step
+
+
+def _divisor(weight: Array, privacy: DPConfig | None) -> Array:
+    """What the summed gradient is divided by: the batch's weight (tokens or examples), or
+    with Poisson sampling the expected batch size, a constant."""
+    if privacy is not None and privacy.expected_batch_size is not None:
+        return jnp.float32(privacy.expected_batch_size)
+    return weight
 
 
 def _part(loss_fn: LossFn, params: Any, privacy: DPConfig | None) -> Callable:
