@@ -221,11 +221,19 @@ def measure(model: str, repeats: int, with_torch: bool) -> dict[str, Any]:
         for mode, private in (("plain", False), ("dp", True)):
             figures = run_in_fresh_process(side, model, private, repeats, environment=environment)
             row.update({f"{name}_{mode}_{key}": value for key, value in figures.items()})
-    for name, _ in sides:
+    return with_ratios(row)
+
+
+def with_ratios(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` plus each side's DP slow-down (plain / DP examples/s) and, with both sides,
+    jaxllm / PyTorch per mode."""
+    row = dict(row)
+    sides = [name for name in ("jaxllm", "torch") if f"{name}_dp_examples_per_s" in row]
+    for name in sides:
         row[f"{name}_dp_slowdown"] = (
             row[f"{name}_plain_examples_per_s"] / row[f"{name}_dp_examples_per_s"]
         )
-    if with_torch:
+    if "torch" in sides:
         for mode in ("plain", "dp"):
             row[f"{mode}_ratio_vs_torch"] = (
                 row[f"jaxllm_{mode}_examples_per_s"] / row[f"torch_{mode}_examples_per_s"]

@@ -111,7 +111,7 @@ def measure(config: PrivacyStudyConfig) -> list[dict[str, Any]]:
             {
                 "run": name,
                 "target_epsilon": privacy.target_epsilon if privacy.enabled else None,
-                "epsilon": report.get("epsilon"),
+                "epsilon": float(report["epsilon"]) if report else None,  # "inf" in JSON
                 "delta": report.get("delta"),
                 "noise_multiplier": report.get("noise_multiplier"),
                 "steps": report.get("steps", run.steps_run),

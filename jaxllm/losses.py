@@ -67,7 +67,9 @@ def kl_divergence(teacher_logits: Array, student_logits: Array, mask: Array | No
     dtype = jnp.promote_types(student_logits.dtype, jnp.float32)
     log_p = jax.nn.log_softmax(teacher_logits.astype(dtype), axis=-1)
     log_q = jax.nn.log_softmax(student_logits.astype(dtype), axis=-1)
-    return masked_mean(jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1), mask)
+    p = jnp.exp(log_p)
+    terms = jnp.where(p > 0, p * (log_p - log_q), 0.0)  # 0 · log 0 = 0, never NaN
+    return masked_mean(jnp.sum(terms, axis=-1), mask)
 
 
 def mean_squared_error(predictions: Array, targets: Array, mask: Array | None = None) -> Array:

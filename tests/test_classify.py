@@ -398,5 +398,9 @@ def test_private_training_without_noise_still_learns_and_reports_no_privacy(tmp_
     clipped_only = PrivacySettings(target_epsilon=float("inf"), clip_norm=5.0)
     run = train_classifier(recipe(tmp_path, epochs=6, privacy=clipped_only), data)
     report = json.loads((tmp_path / "run-bag" / "summary.json").read_text())["privacy"]
-    assert report["epsilon"] == float("inf") and report["noise_multiplier"] == 0.0
+    assert report["epsilon"] == "inf" and report["noise_multiplier"] == 0.0  # JSON: no Infinity
     assert run.test["accuracy"] >= 0.85
+    with pytest.raises(ConfigError, match="TF-IDF features"):
+        recipe(tmp_path, "tfidf_mlp", privacy=clipped_only)
+    with pytest.raises(ConfigError, match="word2vec vectors trained on the same texts"):
+        recipe(tmp_path, word2vec_init=True, privacy=clipped_only)

@@ -69,6 +69,8 @@ def test_kl_is_zero_for_equal_logits_and_respects_the_mask():
     mask = jnp.asarray([[1] * 5, [0] * 5])
     assert float(kl_divergence(logits, other, mask)) == pytest.approx(0.0, abs=1e-6)
     assert float(kl_divergence(logits, other)) > 0
+    certain = jnp.asarray([[0.0, -jnp.inf, -jnp.inf]])  # a teacher sure of class 0
+    assert float(kl_divergence(certain, jnp.zeros((1, 3)))) == pytest.approx(np.log(3), rel=1e-6)
 
 
 def test_alpha_zero_is_the_student_alone_and_the_soft_term_vanishes_against_itself():

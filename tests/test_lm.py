@@ -287,3 +287,8 @@ def test_a_teacher_with_another_tokenizer_is_refused_before_training(tmp_path):
     with pytest.raises(DistillationError, match="trained with another tokenizer"):
         train_lm(tiny_config(tmp_path, name="student", data=other, teacher=str(teacher.run_dir)))
     assert not (tmp_path / "student" / "metrics.jsonl").exists()
+    short = GPTConfig(block_size=64, n_layer=1, n_head=1, n_embd=16)
+    with pytest.raises(DistillationError, match="reads 32 tokens at most"):
+        train_lm(tiny_config(tmp_path, name="long", model=short, teacher=str(teacher.run_dir)))
+    with pytest.raises(ConfigError, match="label_smoothing does not apply with a teacher"):
+        tiny_config(tmp_path, teacher=str(teacher.run_dir), label_smoothing=0.1)

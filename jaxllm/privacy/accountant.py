@@ -61,6 +61,12 @@ def epsilon(
         return 0.0
     if noise_multiplier == 0:
         return math.inf
+    require(
+        method != "pld" or noise_multiplier >= PLD_MIN_NOISE_MULTIPLIER,
+        f"σ={noise_multiplier} is below {PLD_MIN_NOISE_MULTIPLIER}, where PLD's discretised "
+        "loss distribution grows too large for memory; use method='rdp'",
+        PrivacyBudgetError,
+    )
     accountant = _accountant(method)
     accountant.compose(_dp_sgd_event(sampling_rate, noise_multiplier, steps))
     return float(accountant.get_epsilon(delta))
@@ -102,6 +108,19 @@ def noise_multiplier_for(
         f"ε={target_epsilon} at δ={delta} is out of reach: even σ={MAX_NOISE_MULTIPLIER:g} "
         f"gives ε={reached:.4g} (RDP) over {steps} steps at sampling rate {sampling_rate}. "
         "Ask for a larger ε or δ, or train fewer steps or with a smaller sampling rate.",
+        PrivacyBudgetError,
+    )
+    least = epsilon(
+        sampling_rate=sampling_rate,
+        noise_multiplier=MIN_NOISE_MULTIPLIER,
+        steps=steps,
+        delta=delta,
+    )
+    require(
+        least > target_epsilon,
+        f"ε={target_epsilon} is so large that σ={MIN_NOISE_MULTIPLIER:g} already keeps it "
+        f"(ε={least:.4g}): such noise protects nothing; train without noise "
+        "(target_epsilon=math.inf) or ask for a smaller ε",
         PrivacyBudgetError,
     )
     run = (target_epsilon, delta, sampling_rate, steps)

@@ -7,7 +7,8 @@ program computes all of them at once (Opacus hooks every layer instead). A step 
 
     ( Σ_i clip(g_i, C) + N(0, σ² C² I) ) / B,      clip(g, C) = g · min(1, C / ‖g‖),
 
-``B`` the batch's examples, ``‖g‖`` the norm over every parameter. The sum runs over the
+``B`` the batch's examples (with Poisson sampling, the constant ``expected_batch_size`` instead),
+``‖g‖`` the norm over every parameter. The sum runs over the
 micro-batches of the step and over the devices of its ``axis_name``; the noise is drawn once,
 from a key every device shares, so a split batch gets the update of the whole one.
 """

@@ -59,15 +59,6 @@ class PoissonBatches:
     weights: np.ndarray | None = None
     multiple: int = 16
 
-    @property
-    def expected_batch_size(self) -> float:
-        return self.rate * len(self.lengths)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """Steps that draw ``n`` examples on average: ``ceil(1 / q)``."""
-        return int(np.ceil(1.0 / self.rate))
-
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         """``tokens`` int32[m, L], ``mask`` bool[m, L], ``labels`` int32[m],
         ``example_weights`` float32[m] (and ``weights`` float32[m, L])."""

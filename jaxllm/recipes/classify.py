@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -200,6 +201,14 @@ class ClassifyConfig:
         require(
             not (is_bert and (self.word2vec_init or self.word2vec_file)),
             "word2vec vectors initialise word embeddings; the 'bert' encoder has WordPiece ones",
+        )
+        require(
+            not self.privacy.enabled
+            or not (self.model.encoder == "tfidf_mlp" or self.word2vec_init or self.word2vec_file),
+            "DP-SGD protects each training example's part in the gradients; TF-IDF features "
+            "(document frequencies) and word2vec vectors trained on the same texts make every "
+            "example's input depend on the others, which its guarantee does not cover: use "
+            "another encoder, without word2vec_init, or word2vec_file vectors from public text",
         )
 
     @property
@@ -663,12 +672,23 @@ def train_classifier(
     return run
 
 
-def _describe_privacy(report: dict[str, Any]) -> str:
-    return (
+def _describe_privacy(report: dict[str, Any], target: float) -> str:
+    text = (
         f"(ε={report['epsilon']:.3g}, δ={report['delta']:.2g})-DP after {report['steps']} "
         f"steps (σ={report['noise_multiplier']:.3g}, C={report['clip_norm']:g}, "
         f"q={report['sampling_rate']:.3g}, {report['accountant'].upper()})"
     )
+    if target and report["epsilon"] > target * (1 + 1e-6):
+        text += (
+            f"; ABOVE the target ε={target:g}: σ was fixed for the steps planned when the run "
+            "began, and it has run more (a resume with more epochs)"
+        )
+    return text
+
+
+def _json_number(value: float) -> float | str:
+    """``value``, or ``"inf"`` for an infinite one (JSON has no infinity)."""
+    return "inf" if math.isinf(value) else value
 
 
 def _finish(run: ClassifierRun, splits: dict[str, EncodedSplit], seconds: float) -> None:
@@ -692,10 +712,11 @@ def _finish(run: ClassifierRun, splits: dict[str, EncodedSplit], seconds: float)
         test=run.test,
     )
     if config.privacy.enabled:  # the guarantee of the steps run (early stopping may cut them)
-        run.summary["privacy"] = privacy_report(
+        report = privacy_report(
             config.privacy, len(splits["train"].labels), config.batch_size, run.steps_run
         )
-        say(config.name, f"privacy: {_describe_privacy(run.summary['privacy'])}")
+        say(config.name, f"privacy: {_describe_privacy(report, config.privacy.target_epsilon)}")
+        run.summary["privacy"] = report | {"epsilon": _json_number(report["epsilon"])}
     run_dir = config.run_dir
     (run_dir / "summary.json").write_text(json.dumps(run.summary, indent=2) + "\n")
     title = f"{config.name}: {config.model.encoder}"

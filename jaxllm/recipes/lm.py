@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -155,6 +154,11 @@ class LMConfig:
         if self.model_kind not in ("gpt", "lstm"):
             raise ConfigError(
                 f"LMConfig.model_kind must be 'gpt' or 'lstm', got {self.model_kind!r}"
+            )
+        if self.teacher and self.label_smoothing:
+            raise ConfigError(
+                "label_smoothing does not apply with a teacher: the teacher's softened "
+                "distribution takes its place (set distill.alpha); leave label_smoothing at 0"
             )
 
     @property
@@ -368,23 +372,21 @@ def _training_loss(config: LMConfig, model: GPT | LSTMLM, tokenizer: Tokenizer) 
     if not config.teacher:
         return language_model_loss(model, label_smoothing=config.label_smoothing)
     teacher_config, teacher_tokenizer, teacher_params = load_lm_run(config.teacher)
-    if _tokenizer_json(teacher_tokenizer) != _tokenizer_json(tokenizer):
+    if teacher_tokenizer.fingerprint() != tokenizer.fingerprint():
         raise DistillationError(
             f"the teacher {config.teacher} was trained with another tokenizer "
             f"({teacher_tokenizer.kind}, vocab {teacher_tokenizer.vocab_size}) than this run's "
             f"({tokenizer.kind}, vocab {tokenizer.vocab_size}): distil on the teacher's "
             "corpus with its tokenizer settings (its config.json's `data`)"
         )
+    if teacher_config.seq_len < config.seq_len:
+        raise DistillationError(
+            f"the teacher {config.teacher} reads {teacher_config.seq_len} tokens at most, this "
+            f"run's sequences are {config.seq_len}: train the student with a block_size of at "
+            f"most {teacher_config.seq_len}"
+        )
     say(config.name, f"distilling from {config.teacher} ({config.distill})")
     return distillation_loss(model, model_for(teacher_config), teacher_params, config.distill)
-
-
-def _tokenizer_json(tokenizer: Tokenizer) -> Any:
-    """The tokenizer as its saved JSON (to compare two)."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "tokenizer.json"
-        tokenizer.save(path)
-        return json.loads(path.read_text())
 
 
 def _write_results(config: LMConfig, run: LMRun, params: Any) -> str:

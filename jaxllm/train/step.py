@@ -13,7 +13,13 @@ from jax import Array
 
 from jaxllm.config import require
 from jaxllm.losses import LossFn
-from jaxllm.privacy.dp_sgd import NOISE_STREAM, DPConfig, add_noise, clipped_part
+from jaxllm.privacy.dp_sgd import (
+    EXAMPLE_WEIGHTS,
+    NOISE_STREAM,
+    DPConfig,
+    add_noise,
+    clipped_part,
+)
 from jaxllm.train.state import TrainState
 
 TrainStep = Callable[[TrainState, dict], tuple[TrainState, dict]]
@@ -53,6 +59,7 @@ def make_train_step(
     require(microbatches >= 1, f"microbatches must be >= 1, got {microbatches}", ValueError)
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        _check_example_weights(batch, privacy)
         step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         key = step_key
         if axis_name is not None:
@@ -77,6 +84,17 @@ def make_train_step(
         return new_state, metrics
 
     return step
+
+
+def _check_example_weights(batch: dict, privacy: DPConfig | None) -> None:
+    """Padded (Poisson-sampled) batches need DP-SGD with a fixed divisor: a draw of no example
+    would otherwise divide by zero."""
+    if EXAMPLE_WEIGHTS in batch and (privacy is None or privacy.expected_batch_size is None):
+        raise ValueError(
+            f"the batch has {EXAMPLE_WEIGHTS!r} (Poisson-sampled, padded rows), which only "
+            "DP-SGD with DPConfig(expected_batch_size=q·n) reads; set it (the recipe's "
+            "privacy settings do), or leave the key out"
+        )
 
 
 def _divisor(weight: Array, privacy: DPConfig | None) -> Array:
