@@ -1,7 +1,11 @@
 """Compression: the distillation loss against PyTorch's KL divergence and against the plain
 losses it reduces to, a student that learns its teacher; magnitude pruning's exact counts and
-order, masks that hold through training, the schedule, and the errors."""
+order, masks that hold through training, the schedule; int8 weights against their dequantised
+float copies; and the errors."""
 
+import flax
+import flax.linen
+import flax.traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,16 +18,21 @@ from jaxllm.compress import (
     DistillationError,
     DistillConfig,
     PruningError,
+    QuantizationError,
     apply_masks,
     distillation_loss,
+    int8_rows,
     keep_pruned,
     leaf_sparsities,
     magnitude_masks,
+    quantize_int8,
     soft_target_loss,
     sparsity_of,
     sparsity_schedule,
+    weight_bytes,
 )
 from jaxllm.config import ConfigError
+from jaxllm.generate import generate
 from jaxllm.losses import classification_loss, kl_divergence, language_model_loss
 from jaxllm.models import GPT, GPTConfig, init_params
 from jaxllm.models.classifiers import ClassifierConfig, TextClassifier, init_classifier
@@ -220,3 +229,65 @@ def test_pruning_refuses_bad_amounts_and_masks_that_do_not_fit():
         magnitude_masks({"bias": jnp.ones(3)}, 0.5)
     with pytest.raises(PruningError, match="initial <= final"):
         sparsity_schedule(0.3, 2, initial=0.5)
+
+
+# Int8 weights --------------------------------------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), scale=st.floats(1e-3, 1e3))
+def test_int8_rows_keep_each_rows_largest_weight_and_are_within_half_a_step(seed, scale):
+    weights = np.random.default_rng(seed).normal(size=(7, 11)).astype(np.float32) * scale
+    weights[3] = 0.0  # a row of zeros
+    quantized, steps = (np.asarray(a) for a in int8_rows(weights))
+    restored = quantized.astype(np.float32) * steps[:, None]
+    assert quantized.dtype == np.int8 and np.abs(quantized).max() <= 127
+    assert np.all(np.abs(restored - weights) <= steps[:, None] / 2 * (1 + 1e-5))
+    largest = np.argmax(np.abs(weights), axis=1)
+    np.testing.assert_allclose(
+        restored[np.arange(7), largest], weights[np.arange(7), largest], rtol=1e-6
+    )
+    assert np.all(restored[3] == 0)
+
+
+@pytest.mark.parametrize("rows", [1, 8, 40])  # the three ways Dense multiplies int8 weights
+def test_an_int8_gpt_computes_what_its_dequantised_weights_do_in_float(rows):
+    config = GPTConfig(vocab_size=24, block_size=48, n_layer=2, n_head=2, n_embd=16)
+    model, params = GPT(config), init_params(config, jax.random.key(4))
+    int8 = quantize_int8(model, params, jnp.zeros((1, 4), jnp.int32))
+    dequantised = {}  # the float model with each kernel replaced by int8 · scale, by hand
+    flat_int8 = flax.traverse_util.flatten_dict(int8)
+    for path, value in flax.traverse_util.flatten_dict(params).items():
+        if path[-1] != "kernel":
+            dequantised[path] = value
+            continue
+        q, s = flat_int8[(*path[:-1], "kernel_int8")], flat_int8[(*path[:-1], "kernel_scale")]
+        rows_out = np.asarray(q, np.float32) * np.asarray(s)[:, None]  # [out, in]
+        out_in = path[-2] == "c_proj" and path[-3] == "mlp"  # the GPT's one [out, in] kernel
+        dequantised[path] = jnp.asarray(rows_out if out_in else rows_out.T)
+    dequantised = flax.traverse_util.unflatten_dict(dequantised)
+    tokens = jnp.asarray(np.random.default_rng(0).integers(0, 24, (1, rows)), jnp.int32)
+    ours = model.apply({"params": int8}, tokens)
+    np.testing.assert_allclose(ours, model.apply({"params": dequantised}, tokens), atol=2e-5)
+    assert float(jnp.abs(ours - model.apply({"params": params}, tokens)).max()) < 0.05
+    assert weight_bytes(int8) < 0.5 * weight_bytes(params)
+
+
+def test_int8_generation_runs_and_bad_requests_are_refused():
+    config = GPTConfig(vocab_size=24, block_size=32, n_layer=1, n_head=2, n_embd=16)
+    model, params = GPT(config), init_params(config, jax.random.key(0))
+    int8 = quantize_int8(model, params, jnp.zeros((1, 4), jnp.int32))
+    out = generate(model, int8, [[1, 2, 3]], max_new_tokens=5, greedy=True)
+    assert np.asarray(out.tokens).shape[-1] >= 5
+    with pytest.raises(QuantizationError, match="already int8"):
+        quantize_int8(model, int8, jnp.zeros((1, 4), jnp.int32))
+    with pytest.raises(QuantizationError, match="no jaxllm.nn.Dense"):
+        quantize_int8(Doubling(), {}, jnp.ones(2))
+
+
+class Doubling(flax.linen.Module):
+    """A model without a dense layer."""
+
+    @flax.linen.compact
+    def __call__(self, x):
+        return x * 2

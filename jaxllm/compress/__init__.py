@@ -1,5 +1,6 @@
-"""Model compression: a smaller student taught by a teacher (distillation), and weights set
-to zero by magnitude (pruning) and kept there while fine-tuning."""
+"""Model compression: a smaller student taught by a teacher (distillation), weights set to
+zero by magnitude (pruning) and kept there while fine-tuning, and int8 weights
+(quantisation)."""
 
 from jaxllm.compress.distill import (
     DistillationError,
@@ -17,18 +18,23 @@ from jaxllm.compress.prune import (
     sparsity_of,
     sparsity_schedule,
 )
+from jaxllm.compress.quantize import QuantizationError, int8_rows, quantize_int8, weight_bytes
 
 __all__ = [
     "DistillConfig",
     "DistillationError",
     "PruningError",
+    "QuantizationError",
     "apply_masks",
     "dense_kernels",
+    "int8_rows",
     "distillation_loss",
     "keep_pruned",
     "leaf_sparsities",
     "magnitude_masks",
+    "quantize_int8",
     "soft_target_loss",
     "sparsity_of",
     "sparsity_schedule",
+    "weight_bytes",
 ]

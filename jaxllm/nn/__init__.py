@@ -10,7 +10,7 @@ from jaxllm.nn.attention import (
     softmax_attention,
 )
 from jaxllm.nn.blocked_attention import blocked_dot_product_attention
-from jaxllm.nn.dense import KERNEL_LAYOUTS, Dense, KernelLayout
+from jaxllm.nn.dense import KERNEL_LAYOUTS, Dense, KernelLayout, int8_product
 from jaxllm.nn.lstm import (
     FINAL_STATE,
     LSTM,
@@ -32,8 +32,8 @@ from jaxllm.nn.transformer import TransformerBlock
 __all__ = [
     "ATTENTION_IMPLEMENTATIONS",
     "AttentionImplementation",
-    "FINAL_STATE",
     "Dense",
+    "FINAL_STATE",
     "KERNEL_LAYOUTS",
     "KVCache",
     "KernelLayout",
@@ -49,6 +49,7 @@ __all__ = [
     "combine_masks",
     "dot_product_attention",
     "final_states",
+    "int8_product",
     "layer_norm",
     "lstm_cell_step",
     "lstm_scan",
