@@ -48,7 +48,7 @@ def quantize_int8(model: nn.Module, params: Any, *args: Any, **kwargs: Any) -> A
       (int8[out, in]) and ``kernel_scale`` (float32[out]).
     """
     layouts = _dense_layouts(model, params, *args, **kwargs)
-    flat = traverse_util.flatten_dict(params)
+    flat: dict[tuple, Any] = dict(traverse_util.flatten_dict(params))
     require(
         not any(path[-1] == "kernel_int8" for path in flat),
         "these parameters are already int8",
