@@ -17,7 +17,9 @@ weights as int8, and prune them from 0 to 90%, measuring what each costs in qual
    of ``--sparsities``: the validation loss at once, and after ``--finetune-steps`` steps of
    AdamW that keep the pruned weights at zero (``keep_pruned``). Then 90% reached in three
    prune-and-fine-tune rounds (Zhu and Gupta's schedule) against one shot with as many
-   fine-tuning steps. The curves go to ``pruning.png``.
+   fine-tuning steps. The curves go to ``pruning.png``. Last, structured pruning: half the
+   heads and half the MLP neurons of every layer removed (``prune_heads_and_neurons``), the
+   smaller model fine-tuned as long, and its generation speed.
 
 Writes ``<out_dir>/``: the runs' folders (the teacher's when trained here), ``results.json``,
 ``pruning.png``; prints the tables.
@@ -43,6 +45,7 @@ from jaxllm.compress import (
     apply_masks,
     keep_pruned,
     magnitude_masks,
+    prune_heads_and_neurons,
     quantize_int8,
     sparsity_of,
     sparsity_schedule,
@@ -182,11 +185,12 @@ def quantization_rows(config: CompressConfig, teacher_dir: str) -> list[dict[str
 
 
 class PruningBench:
-    """The teacher, its data, and the pieces to evaluate and fine-tune pruned copies of it."""
+    """A model (the teacher, or a structurally pruned copy), its data, and the pieces to
+    evaluate and fine-tune pruned copies of it."""
 
-    def __init__(self, config: CompressConfig, teacher_dir: str):
-        self.config = config
-        self.run_config, tokenizer, self.params = load_lm_run(teacher_dir)
+    def __init__(self, config: CompressConfig, run_config: LMConfig, tokenizer: Any, params: Any):
+        self.config, self.run_config, self.tokenizer = config, run_config, tokenizer
+        self.params = params
         train, val, _ = RunCorpus(self.run_config).tokens(tokenizer)
         self.train_tokens = train
         model = model_for(self.run_config)
@@ -247,12 +251,40 @@ class PruningBench:
             "one_shot_loss": self.val(one_shot)["loss"],
         }
 
+    def structured(self, heads: int, mlp_width: int) -> dict[str, Any]:
+        """Every layer cut to ``heads`` heads and ``mlp_width`` MLP neurons: parameters, val
+        loss at once and after fine-tuning, generation speed (the teacher's beside it)."""
+        shape, params = prune_heads_and_neurons(
+            self.run_config.model, self.params, heads=heads, mlp_width=mlp_width
+        )
+        small = PruningBench(
+            self.config, dataclasses.replace(self.run_config, model=shape), self.tokenizer, params
+        )
+        kept = jax.tree.map(lambda _: jnp.ones((), bool), params)
+        tuned = small.finetune(params, kept, self.config.finetune_steps, seed=20)
+        return {
+            "heads": heads,
+            "mlp_width": mlp_width,
+            "parameters": count_params(params),
+            "teacher_parameters": count_params(self.params),
+            "one_shot_loss": small.val(params)["loss"],
+            "finetuned_loss": small.val(tuned)["loss"],
+            "tokens_per_s": generation_speed(small.run_config, self.tokenizer, tuned, self.config),
+            "teacher_tokens_per_s": generation_speed(
+                self.run_config, self.tokenizer, self.params, self.config
+            ),
+        }
+
 
 def pruning_results(config: CompressConfig, teacher_dir: str) -> dict[str, Any]:
-    bench = PruningBench(config, teacher_dir)
+    bench = PruningBench(config, *load_lm_run(teacher_dir))
     curve = [bench.point(s, scope) for scope in ("global", "layer") for s in config.sparsities]
     schedule = bench.iterative(max(config.sparsities), 3) if config.finetune_steps else None
-    return {"curve": curve, "schedule": schedule}
+    shape = bench.run_config.model
+    structured = bench.structured(
+        max(shape.n_head // 2, 1), (shape.mlp_width or 4 * shape.n_embd) // 2
+    )
+    return {"curve": curve, "schedule": schedule, "structured": structured}
 
 
 def plot_pruning(curve: list[dict[str, Any]], teacher_loss: float, path: Path) -> Path:
@@ -299,6 +331,13 @@ def report(result: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {r['scope']} | {100 * r['measured']:.0f}% | {r['one_shot_loss']:.4f} | {tuned} |"
         )
+    st = result["pruning"]["structured"]
+    lines.append(
+        f"\nstructured: {st['heads']} heads and {st['mlp_width']} MLP neurons per layer, "
+        f"{st['parameters']:,} of {st['teacher_parameters']:,} parameters: val loss "
+        f"{st['one_shot_loss']:.4f} pruned, {st['finetuned_loss']:.4f} fine-tuned; "
+        f"{st['tokens_per_s']:,.0f} tokens/s (unpruned {st['teacher_tokens_per_s']:,.0f})"
+    )
     if result["pruning"]["schedule"]:
         s = result["pruning"]["schedule"]
         lines.append(

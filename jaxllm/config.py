@@ -99,7 +99,8 @@ def require(condition: bool, message: str, error: type[Exception] = ConfigError)
 def require_transformer_shape(config: Any, sizes: tuple[str, ...]) -> None:
     """The checks every Transformer config shares: ``vocab_size`` an int >= 0 (0: "take it
     from the tokenizer"), each field named in ``sizes`` a positive int, and ``n_embd``
-    divisible by ``n_head``; a :class:`ConfigError` naming the field otherwise."""
+    divisible by ``n_head`` (unless the config sets its own ``head_size``); a
+    :class:`ConfigError` naming the field otherwise."""
     name = type(config).__name__
     require(
         isinstance(config.vocab_size, int) and config.vocab_size >= 0,
@@ -112,6 +113,6 @@ def require_transformer_shape(config: Any, sizes: tuple[str, ...]) -> None:
             f"{name}.{field} must be a positive int, got {value!r}",
         )
     require(
-        config.n_embd % config.n_head == 0,
+        bool(getattr(config, "head_size", 0)) or config.n_embd % config.n_head == 0,
         f"{name}.n_embd ({config.n_embd}) must be divisible by n_head ({config.n_head})",
     )

@@ -25,6 +25,7 @@ from jaxllm.compress import (
     keep_pruned,
     leaf_sparsities,
     magnitude_masks,
+    prune_heads_and_neurons,
     quantize_int8,
     soft_target_loss,
     sparsity_of,
@@ -291,3 +292,64 @@ class Doubling(flax.linen.Module):
     @flax.linen.compact
     def __call__(self, x):
         return x * 2
+
+
+# Structured pruning ---------------------------------------------------------------------------
+
+BIASED = GPTConfig(vocab_size=24, block_size=32, n_layer=2, n_head=4, n_embd=32, bias=True)
+
+
+def zeroed_heads_and_neurons(params, pruned_config, pruned_params):
+    """The original parameters with every dropped head's output rows and dropped neuron's
+    output column set to zero, found by matching the kept weights: the same function as the
+    pruned model, computed by the full-size one."""
+    masked = jax.tree.map(np.array, params)
+    d = pruned_config.head_dim
+    for name in (k for k in params if k.startswith("h_")):
+        full_rows = np.asarray(params[name]["attn"]["c_proj"]["kernel"])  # [H·D, C]
+        kept = np.asarray(pruned_params[name]["attn"]["c_proj"]["kernel"])
+        for h in range(full_rows.shape[0] // d):
+            block = full_rows[h * d : (h + 1) * d]
+            if not any(
+                np.array_equal(block, kept[j * d : (j + 1) * d]) for j in range(len(kept) // d)
+            ):
+                masked[name]["attn"]["c_proj"]["kernel"][h * d : (h + 1) * d] = 0.0
+        full_cols = np.asarray(params[name]["mlp"]["c_proj"]["kernel"])  # [C, M]
+        kept_cols = np.asarray(pruned_params[name]["mlp"]["c_proj"]["kernel"]).T
+        for j in range(full_cols.shape[1]):
+            if not any(np.array_equal(full_cols[:, j], col) for col in kept_cols):
+                masked[name]["mlp"]["c_proj"]["kernel"][:, j] = 0.0
+    return masked
+
+
+@pytest.mark.parametrize(("heads", "width"), [(4, 128), (2, 64), (1, 17)])
+def test_structured_pruning_is_the_full_model_with_the_dropped_parts_zeroed(heads, width):
+    params = init_params(BIASED, jax.random.key(6))
+    params = jax.tree.map(
+        lambda p: p + 0.05 * jax.random.normal(jax.random.key(7), p.shape), params
+    )
+    config, pruned = prune_heads_and_neurons(BIASED, params, heads=heads, mlp_width=width)
+    assert (config.n_head, config.head_size, config.mlp_width) == (heads, 8, width)
+    assert pruned["h_0"]["attn"]["c_attn"]["kernel"].shape == (32, 3 * heads * 8)
+    assert pruned["h_1"]["mlp"]["c_fc"]["kernel"].shape == (32, width)
+    tokens = jnp.asarray(np.random.default_rng(1).integers(0, 24, (2, 10)), jnp.int32)
+    ours = GPT(config).apply({"params": pruned}, tokens)
+    masked = zeroed_heads_and_neurons(params, config, pruned)
+    np.testing.assert_allclose(ours, GPT(BIASED).apply({"params": masked}, tokens), atol=2e-5)
+    if heads == 4 and width == 128:  # nothing dropped: the original model
+        np.testing.assert_allclose(ours, GPT(BIASED).apply({"params": params}, tokens), atol=2e-5)
+    out = generate(GPT(config), pruned, [[1, 2, 3]], max_new_tokens=4, greedy=True)
+    assert np.asarray(out.tokens).shape[-1] >= 4
+
+
+def test_structured_pruning_keeps_the_heaviest_heads_and_refuses_bad_sizes():
+    params = jax.tree.map(np.array, init_params(BIASED, jax.random.key(0)))
+    params["h_0"]["attn"]["c_proj"]["kernel"][2 * 8 : 3 * 8] *= 50  # head 2 is the heaviest
+    _, pruned = prune_heads_and_neurons(BIASED, params, heads=1, mlp_width=8)
+    np.testing.assert_array_equal(
+        pruned["h_0"]["attn"]["c_proj"]["kernel"], params["h_0"]["attn"]["c_proj"]["kernel"][16:24]
+    )
+    with pytest.raises(PruningError, match=r"heads must be in \[1, 4\]"):
+        prune_heads_and_neurons(BIASED, params, heads=0, mlp_width=8)
+    with pytest.raises(PruningError, match=r"mlp_width must be in \[1, 128\]"):
+        prune_heads_and_neurons(BIASED, params, heads=2, mlp_width=129)

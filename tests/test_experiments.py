@@ -285,6 +285,9 @@ def test_compress_gpt_distils_prunes_and_plots(tmp_path, capsys):
         assert row["finetuned_measured"] >= row["measured"]
     assert curve[0]["one_shot_loss"] == pytest.approx(teacher["val_loss"], rel=1e-5)
     assert result["pruning"]["schedule"]["rounds"] == 3
+    structured = result["pruning"]["structured"]
+    assert (structured["heads"], structured["mlp_width"]) == (2, 256)  # half of 4 and of 512
+    assert structured["parameters"] < structured["teacher_parameters"]
     full, int8 = result["quantization"]
     assert (full["weights"], int8["weights"]) == ("float32", "int8")
     assert int8["weight_mb"] < 0.5 * full["weight_mb"] and abs(int8["relative_loss_change"]) < 0.01

@@ -1,6 +1,6 @@
 """Model compression: a smaller student taught by a teacher (distillation), weights set to
-zero by magnitude (pruning) and kept there while fine-tuning, and int8 weights
-(quantisation)."""
+zero by magnitude (pruning) and kept there while fine-tuning, whole heads and neurons removed
+(structured pruning), and int8 weights (quantisation)."""
 
 from jaxllm.compress.distill import (
     DistillationError,
@@ -19,6 +19,7 @@ from jaxllm.compress.prune import (
     sparsity_schedule,
 )
 from jaxllm.compress.quantize import QuantizationError, int8_rows, quantize_int8, weight_bytes
+from jaxllm.compress.structured import prune_heads_and_neurons
 
 __all__ = [
     "DistillConfig",
@@ -32,6 +33,7 @@ __all__ = [
     "keep_pruned",
     "leaf_sparsities",
     "magnitude_masks",
+    "prune_heads_and_neurons",
     "quantize_int8",
     "soft_target_loss",
     "sparsity_of",

@@ -63,12 +63,17 @@ def gpt2_config_to_hf(config: GPTConfig) -> dict[str, Any]:
 
     Raises:
       CheckpointMismatchError: a GPT without biases or with rotary positions (GPT-2 has
-        neither).
+        neither), or with structurally pruned heads or MLP (GPT-2's are full width).
     """
     if not config.bias or config.positions != "learned":
         raise CheckpointMismatchError(
             "GPT-2 has biases and learned positions: only a GPTConfig with bias=True and "
             "positions='learned' can be saved as one"
+        )
+    if config.head_size or config.mlp_width:
+        raise CheckpointMismatchError(
+            "GPT-2's heads span n_embd and its MLP is 4 x n_embd wide: a structurally pruned "
+            f"GPT (head_size={config.head_size}, mlp_width={config.mlp_width}) has no GPT-2 form"
         )
     return {
         "architectures": ["GPT2LMHeadModel"],

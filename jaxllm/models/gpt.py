@@ -60,6 +60,10 @@ class GPTConfig:
       attention_row_groups: groups of batch rows of ``"cpu_blocked"`` attention: 2 measured
         faster on a single CPU device, 1 (no split) with several devices; only ``"cpu_blocked"``
         takes a value other than 1.
+      head_size: each head's width (0: ``n_embd // n_head``); set by structured pruning
+        (:func:`jaxllm.compress.prune_heads_and_neurons`), which keeps fewer heads of the
+        original width.
+      mlp_width: the MLP's hidden width (0: ``4 · n_embd``); set by structured pruning.
     """
 
     vocab_size: int = 0
@@ -73,6 +77,8 @@ class GPTConfig:
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     attention: AttentionImplementation = "jax"
     attention_row_groups: int = 1
+    head_size: int = 0
+    mlp_width: int = 0
 
     def __post_init__(self):
         require_transformer_shape(self, ("block_size", "n_layer", "n_head", "n_embd"))
@@ -84,8 +90,14 @@ class GPTConfig:
             f"GPTConfig.positions must be 'learned' or 'rotary', got {self.positions!r}",
         )
         require(
-            self.positions != "rotary" or (self.n_embd // self.n_head) % 2 == 0,
-            "rotary positions need an even head size (n_embd / n_head)",
+            isinstance(self.head_size, int) and isinstance(self.mlp_width, int)
+            and self.head_size >= 0 and self.mlp_width >= 0,
+            f"GPTConfig.head_size and mlp_width must be ints >= 0 (0: the standard width), "
+            f"got {self.head_size!r}, {self.mlp_width!r}",
+        )  # fmt: skip
+        require(
+            self.positions != "rotary" or self.head_dim % 2 == 0,
+            "rotary positions need an even head size (head_size, or n_embd / n_head)",
         )
         require(
             self.dtype in DTYPES,
@@ -109,7 +121,7 @@ class GPTConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.n_embd // self.n_head
+        return self.head_size or self.n_embd // self.n_head
 
 
 def with_cpu_tuned_attention(config: GPTConfig, platform: str, device_count: int) -> GPTConfig:
@@ -293,6 +305,8 @@ class GPT(nn.Module):
             attention=cfg.attention,
             attention_row_groups=cfg.attention_row_groups,
             mlp_output_kernel_layout=MLP_OUTPUT_KERNEL_LAYOUT,
+            head_dim=cfg.head_size or None,
+            mlp_hidden=cfg.mlp_width or None,
             name=f"h_{i}",
         )
 

@@ -196,6 +196,8 @@ class MultiHeadAttention(nn.Module):
         is always :func:`cached_attention`.
       row_groups: groups of batch rows of ``"cpu_blocked"`` causal attention (1 unless it runs
         on a single CPU device; see :mod:`jaxllm.nn.blocked_attention`).
+      head_dim: each head's width (``None``: the model width / ``num_heads``); the heads
+        together may then be narrower than the model (structurally pruned heads).
     """
 
     num_heads: int
@@ -206,6 +208,7 @@ class MultiHeadAttention(nn.Module):
     dtype: Any = jnp.float32
     implementation: AttentionImplementation = "jax"
     row_groups: int = 1
+    head_dim: int | None = None
 
     @nn.compact
     def __call__(
@@ -264,7 +267,7 @@ class MultiHeadAttention(nn.Module):
             y, cache = self._attend_with_cache(
                 q, k, v, mask, causal, cache, cache_index, dropout_rng, deterministic
             )
-        y = y.reshape(batch, q_len, width)  # re-assemble heads side by side
+        y = y.reshape(batch, q_len, -1)  # re-assemble heads side by side
         y = self._dense(width, "c_proj", self.out_init_std)(y)
         y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
         return y, cache
@@ -310,7 +313,7 @@ class MultiHeadAttention(nn.Module):
 
     @nn.nowrap
     def _check_settings(self, width: int) -> None:
-        if width % self.num_heads:
+        if self.head_dim is None and width % self.num_heads:
             raise ValueError(f"width {width} is not divisible by num_heads {self.num_heads}")
         if self.implementation not in ATTENTION_IMPLEMENTATIONS:
             raise ValueError(
@@ -340,14 +343,14 @@ class MultiHeadAttention(nn.Module):
     def _project_heads(self, x: Array, context: Array | None) -> tuple[Array, Array, Array]:
         """q from ``x``, k and v from ``context`` (default ``x``), each float[batch, len, heads,
         head_dim]."""
-        width = x.shape[-1]
+        head_dim = self.head_dim or x.shape[-1] // self.num_heads
+        inner = self.num_heads * head_dim  # the model width unless heads were pruned
         if context is None:
-            qkv = self._dense(3 * width, "c_attn")(x)  # (B, T, 3C)
+            qkv = self._dense(3 * inner, "c_attn")(x)  # (B, T, 3·inner)
             q, k, v = jnp.split(qkv, 3, axis=-1)
         else:
-            q = self._dense(width, "q_proj")(x)
-            k, v = jnp.split(self._dense(2 * width, "kv_proj")(context), 2, axis=-1)
-        head_dim = width // self.num_heads
+            q = self._dense(inner, "q_proj")(x)
+            k, v = jnp.split(self._dense(2 * inner, "kv_proj")(context), 2, axis=-1)
 
         def heads(t: Array) -> Array:
             return t.reshape(t.shape[0], t.shape[1], self.num_heads, head_dim)

@@ -35,6 +35,8 @@ class TransformerBlock(nn.Module):
       norm_position: ``"pre"`` or ``"post"``: where each sub-layer's LayerNorm sits.
       layer_norm_epsilon: the LayerNorms' epsilon (GPT-2 1e-5, BERT 1e-12).
       mlp_activation: the MLP's GELU (``"gelu_tanh"``, GPT-2; ``"gelu"``, BERT).
+      head_dim: each attention head's width (``None``: width / heads).
+      mlp_hidden: the MLP's hidden width (``None``: ``mlp_ratio`` × width).
     """
 
     num_heads: int
@@ -51,6 +53,8 @@ class TransformerBlock(nn.Module):
     norm_position: Literal["pre", "post"] = "pre"
     layer_norm_epsilon: float = 1e-5
     mlp_activation: Activation = "gelu_tanh"
+    head_dim: int | None = None
+    mlp_hidden: int | None = None
 
     @nn.compact
     def __call__(
@@ -102,7 +106,7 @@ class TransformerBlock(nn.Module):
                 ),
             )
         mlp = MLP(
-            self.mlp_ratio * x.shape[-1],
+            self.mlp_hidden or self.mlp_ratio * x.shape[-1],
             dropout_rate=self.dropout_rate,
             use_bias=self.use_bias,
             out_init_std=self.out_init_std,
@@ -140,6 +144,7 @@ class TransformerBlock(nn.Module):
             dtype=self.dtype,
             implementation=self.attention,
             row_groups=self.attention_row_groups,
+            head_dim=self.head_dim,
             name=name,
         )
 
