@@ -19,6 +19,7 @@ printed is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -41,7 +42,7 @@ def model_and_params(config: GPTConfig, variant: str) -> tuple[GPT, Any]:
     params = init_params(config, jax.random.key(SEED))
     model = GPT(config)
     if variant == "bfloat16":
-        bf16 = GPTConfig(**{**config.__dict__, "dtype": "bfloat16"})
+        bf16 = dataclasses.replace(config, dtype="bfloat16")
         return GPT(bf16), jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
     if variant == "int8":
         return model, quantize_int8(model, params, jnp.zeros((1, 8), jnp.int32))

@@ -281,9 +281,7 @@ def pruning_results(config: CompressConfig, teacher_dir: str) -> dict[str, Any]:
     curve = [bench.point(s, scope) for scope in ("global", "layer") for s in config.sparsities]
     schedule = bench.iterative(max(config.sparsities), 3) if config.finetune_steps else None
     shape = bench.run_config.model
-    structured = bench.structured(
-        max(shape.n_head // 2, 1), (shape.mlp_width or 4 * shape.n_embd) // 2
-    )
+    structured = bench.structured(max(shape.n_head // 2, 1), shape.mlp_hidden // 2)
     return {"curve": curve, "schedule": schedule, "structured": structured}
 
 

@@ -34,7 +34,7 @@ def gpt_flops_per_token(config: GPTConfig, n_params: int) -> int:
     layers, heads, head_dim, context = (
         config.n_layer,
         config.n_head,
-        config.n_embd // config.n_head,
+        config.head_dim,
         config.block_size,
     )
     return 6 * n_non_embedding + 12 * layers * heads * head_dim * context

@@ -7,7 +7,7 @@ attributions take it unchanged::
 
     small = quantize_int8(model, params, tokens)           # tokens: any input the model reads
     generate(model, small, prompts, max_new_tokens=100)
-    weight_bytes(small) / weight_bytes(params)             # ~0.25 for the dense layers
+    weight_bytes(small) / weight_bytes(params)             # the dense layers' part: ~1/4
 
 Each weight row ``w`` (one output channel) becomes ``round(w / s)`` in ``[-127, 127]`` with
 ``s = max|w| / 127``, so its largest weight is exact and every weight is within ``s / 2``.
@@ -66,6 +66,7 @@ def int8_rows(weights: np.ndarray) -> tuple[jax.Array, jax.Array]:
     magnitude is 127 (a row of zeros keeps scale 1)."""
     largest = np.max(np.abs(weights), axis=1)
     scale = np.where(largest > 0, largest / 127.0, 1.0).astype(np.float32)
+    scale = np.maximum(scale, np.finfo(np.float32).tiny)  # a subnormal row: no 0 / 0
     quantized = np.clip(np.round(weights / scale[:, None]), -127, 127).astype(np.int8)
     return jnp.asarray(quantized), jnp.asarray(scale)
 

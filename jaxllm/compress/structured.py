@@ -42,7 +42,12 @@ def prune_heads_and_neurons(
       ``(config, params)`` of the pruned model: the same function as the original with the
       dropped heads' and neurons' outputs set to zero.
     """
-    mlp = config.mlp_width or 4 * config.n_embd
+    mlp = config.mlp_hidden
+    require(
+        all("kernel" in params[f"h_{i}"]["mlp"]["c_fc"] for i in range(config.n_layer)),
+        "structured pruning needs float weights: prune before quantize_int8",
+        PruningError,
+    )
     require(
         1 <= heads <= config.n_head,
         f"heads must be in [1, {config.n_head}] (heads per layer kept), got {heads}",
@@ -69,14 +74,23 @@ def prune_heads_and_neurons(
             "mlp": _mlp_slice(block["mlp"], kept_neurons),
         }
     shape = dataclasses.replace(
-        config, n_head=heads, head_size=config.head_dim, mlp_width=mlp_width
+        config,
+        n_head=heads,
+        # 0 where the width is the standard one, so an unpruned shape stays GPT-2's
+        head_size=0 if heads * config.head_dim == config.n_embd else config.head_dim,
+        mlp_width=0 if mlp_width == 4 * config.n_embd else mlp_width,
     )
     return shape, jax.tree.map(jnp.asarray, pruned)
 
 
+def _head_rows(heads: np.ndarray, head_dim: int) -> np.ndarray:
+    """The positions of ``heads`` in a ``[heads · head_dim]`` axis (heads side by side)."""
+    return (heads[:, None] * head_dim + np.arange(head_dim)[None, :]).reshape(-1)
+
+
 def _head_columns(heads: np.ndarray, n_head: int, head_dim: int) -> np.ndarray:
     """The columns of the fused ``[q | k | v]`` projection that belong to ``heads``."""
-    within = (heads[:, None] * head_dim + np.arange(head_dim)[None, :]).reshape(-1)
+    within = _head_rows(heads, head_dim)
     return np.concatenate([part * n_head * head_dim + within for part in range(3)])
 
 
@@ -97,7 +111,7 @@ def _top_neurons(mlp: dict, keep: int) -> np.ndarray:
 
 def _attention_slice(attn: dict, heads: np.ndarray, n_head: int, head_dim: int) -> dict:
     columns = _head_columns(heads, n_head, head_dim)
-    rows = (heads[:, None] * head_dim + np.arange(head_dim)[None, :]).reshape(-1)
+    rows = _head_rows(heads, head_dim)
     c_attn = {"kernel": np.asarray(attn["c_attn"]["kernel"])[:, columns]}
     if "bias" in attn["c_attn"]:
         c_attn["bias"] = np.asarray(attn["c_attn"]["bias"])[columns]

@@ -123,6 +123,11 @@ class GPTConfig:
     def head_dim(self) -> int:
         return self.head_size or self.n_embd // self.n_head
 
+    @property
+    def mlp_hidden(self) -> int:
+        """The MLP's hidden width: ``mlp_width``, or 4 × ``n_embd`` (GPT-2's)."""
+        return self.mlp_width or 4 * self.n_embd
+
 
 def with_cpu_tuned_attention(config: GPTConfig, platform: str, device_count: int) -> GPTConfig:
     """``config`` with the attention measured fastest for ``device_count`` devices of ``platform``.
