@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 
 from jaxllm.classic import TfidfConfig, fit_transform
+from jaxllm.compress import DistillationError, DistillConfig
 from jaxllm.config import ConfigError
 from jaxllm.data import (
     PAD_ID,
@@ -404,3 +405,25 @@ def test_private_training_without_noise_still_learns_and_reports_no_privacy(tmp_
         recipe(tmp_path, "tfidf_mlp", privacy=clipped_only)
     with pytest.raises(ConfigError, match="word2vec vectors trained on the same texts"):
         recipe(tmp_path, word2vec_init=True, privacy=clipped_only)
+
+
+def test_a_classifier_distils_from_a_teacher_run_and_alpha_zero_is_training_alone(tmp_path, data):
+    teacher = recipe(tmp_path, name="teacher", epochs=2)
+    train_classifier(teacher, data)
+    small = ClassifierConfig("bag", embed_dim=4, hidden_size=4, max_len=32)
+    alone = train_classifier(recipe(tmp_path, name="alone", model=small), data)
+    hard_only = DistillConfig(temperature=2.0, alpha=0.0)
+    same = recipe(
+        tmp_path, name="hard", model=small, teacher=str(teacher.run_dir), distill=hard_only
+    )
+    chex.assert_trees_all_close(train_classifier(same, data).params, alone.params, atol=1e-6)
+    taught = train_classifier(
+        recipe(tmp_path, name="taught", model=small, teacher=str(teacher.run_dir)), data
+    )
+    records = [r for r in taught.history if "soft_loss" in r]
+    assert records and all(r["soft_loss"] > 0 for r in records)
+    other = recipe(tmp_path, name="other", model=small, teacher=str(teacher.run_dir), max_vocab=5)
+    with pytest.raises(DistillationError, match="trained on other features"):
+        train_classifier(other, data)
+    with pytest.raises(ConfigError, match="drop teacher or privacy"):
+        recipe(tmp_path, teacher=str(teacher.run_dir), privacy=PrivacySettings(target_epsilon=1.0))

@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxllm.compress.distill import DistillationError, DistillConfig, distillation_loss
 from jaxllm.config import ConfigError, load_config, require, save_config
 from jaxllm.data import (
     EmptyCorpusError,
@@ -53,7 +54,7 @@ from jaxllm.data import (
 )
 from jaxllm.data.buckets import Batches, batches_per_epoch, padded_rows
 from jaxllm.embeddings.word2vec import Word2VecConfig, load_word2vec_format, train_word2vec
-from jaxllm.losses import classification_loss, cross_entropy
+from jaxllm.losses import LossFn, classification_loss, cross_entropy
 from jaxllm.metrics import accuracy, confusion_matrix, f1_score
 from jaxllm.models.classifiers import (
     ClassifierConfig,
@@ -145,6 +146,12 @@ class ClassifyConfig:
         sampling at rate ``batch_size / training examples`` and every step is DP-SGD; σ is
         filled in at the start for the run's planned steps, and ``summary.json`` reports the
         ε of the steps run (``privacy``). Off by default.
+      teacher: a finished classification run folder whose best checkpoint teaches this
+        model by distillation (:mod:`jaxllm.compress.distill`): the loss mixes the teacher's
+        softened class distribution with the labels, as ``distill`` says. Its features (word
+        vocabulary, TF-IDF features or tokenizer) must be the ones this run makes from its
+        data. ``''``: no teacher.
+      distill: the distillation's temperature and the soft term's weight (with ``teacher``).
       model: the classifier (``vocab_size`` and ``num_classes`` 0: taken from the data).
       optimizer: Adam at 1e-3 with gradient clipping at 5 by default.
     """
@@ -175,6 +182,8 @@ class ClassifyConfig:
     pretrained: str = ""
     random_init: bool = False
     privacy: PrivacySettings = PrivacySettings()
+    teacher: str = ""
+    distill: DistillConfig = DistillConfig()
     model: ClassifierConfig = ClassifierConfig()
     optimizer: OptimizerConfig = OptimizerConfig(name="adam", learning_rate=1e-3, grad_clip=5.0)
 
@@ -209,6 +218,11 @@ class ClassifyConfig:
             "(document frequencies) and word2vec vectors trained on the same texts make every "
             "example's input depend on the others, which its guarantee does not cover: use "
             "another encoder, without word2vec_init, or word2vec_file vectors from public text",
+        )
+        require(
+            not (self.privacy.enabled and self.teacher),
+            "a teacher trained on the same data without DP-SGD would pass that data on, "
+            "uncounted by the privacy guarantee: drop teacher or privacy",
         )
 
     @property
@@ -553,10 +567,9 @@ def _fit(
     model = TextClassifier(config.model)
     train = splits["train"]
     batches, privacy = _training_batches(config, train)
+    loss_fn = _training_loss(config, model, metadata["vocab_fingerprint"])
     step = jit_train_step(
-        make_train_step(
-            classification_loss(model), make_optimizer(config.optimizer), privacy=privacy
-        )
+        make_train_step(loss_fn, make_optimizer(config.optimizer), privacy=privacy)
     )
     dev = splits["dev"]
 
@@ -576,6 +589,51 @@ def _fit(
             checkpoint_metadata=metadata,
             learning_rate_fn=learning_rate_schedule(config.optimizer),
         )
+
+
+def _training_loss(config: ClassifyConfig, model: TextClassifier, fingerprint: str) -> LossFn:
+    """The cross-entropy, or with ``config.teacher`` the distillation loss from that run's
+    best checkpoint.
+
+    Raises:
+      DistillationError: the teacher read other features than this run makes.
+    """
+    if not config.teacher:
+        return classification_loss(model)
+    teacher_config, params, teacher_fingerprint = load_classifier_params(config.teacher)
+    if teacher_fingerprint != fingerprint:
+        raise DistillationError(
+            f"the teacher {config.teacher} was trained on other features (vocabulary, TF-IDF "
+            "features or tokenizer) than this run makes: distil on the teacher's data with its "
+            "feature settings (its config.json's dataset, min_count, max_vocab, ngram_max, "
+            "min_df, pretrained)"
+        )
+    say(config.name, f"distilling from {config.teacher} ({config.distill})")
+    teacher = TextClassifier(teacher_config.model)
+    return distillation_loss(model, teacher, params, config.distill, task="classifier")
+
+
+def load_classifier_params(run_dir: str | Path) -> tuple[ClassifyConfig, Any, str]:
+    """A finished classification run's config, its best checkpoint's parameters (as
+    ``summary.json`` names it), and the fingerprint of the features it was trained on.
+
+    Raises:
+      FileNotFoundError: ``run_dir`` holds no finished run (no config, summary or checkpoint).
+    """
+    run_dir = require_run(run_dir, "classify.py")
+    config = load_config(ClassifyConfig, run_dir / "config.json")
+    summary_path = run_dir / "summary.json"
+    if not summary_path.exists():
+        raise FileNotFoundError(f"{run_dir} has no summary.json: the run has not finished")
+    best_step = json.loads(summary_path.read_text())["best_step"]
+    key = jax.random.key(config.seed)
+    fresh = create_train_state(
+        init_classifier(config.model, key), make_optimizer(config.optimizer), key
+    )
+    with Checkpointer(run_dir / "checkpoints") as checkpointer:
+        fingerprint = checkpointer.read_metadata(best_step).get("vocab_fingerprint", "")
+        state, _ = checkpointer.restore(fresh, best_step)
+    return config, jax.device_get(state.params), fingerprint
 
 
 def _training_batches(
