@@ -161,38 +161,26 @@ def generation_speed(run_config: LMConfig, tokenizer: Any, params: Any, config: 
     return new_tokens / float(np.median(seconds))
 
 
-def quantization_rows(config: CompressConfig, teacher_dir: str) -> list[dict[str, Any]]:
-    """The teacher with float32 and with int8 dense-layer weights: the whole validation
-    split's loss, weight megabytes and generation speed."""
-    run_config, tokenizer, params = load_lm_run(teacher_dir)
-    model = model_for(run_config)
-    int8 = quantize_int8(model, params, jnp.zeros((1, 8), jnp.int32))
-    _, val, _ = RunCorpus(run_config).tokens(tokenizer)
-    loss = lm_eval_fn(
-        jax.jit(make_eval_step(language_model_loss(model))), val,
-        batch_size=run_config.batch_size, seq_len=run_config.seq_len, max_batches=None,
-    )  # fmt: skip
-    rows = []
-    for name, weights in (("float32", params), ("int8", int8)):
-        rows.append({
-            "weights": name,
-            "val_loss": loss(weights)["loss"],
-            "weight_mb": weight_bytes(weights) / 2**20,
-            "tokens_per_s": generation_speed(run_config, tokenizer, weights, config),
-        })  # fmt: skip
-    rows[1]["relative_loss_change"] = rows[1]["val_loss"] / rows[0]["val_loss"] - 1
-    return rows
-
-
 class PruningBench:
     """A model (the teacher, or a structurally pruned copy), its data, and the pieces to
     evaluate and fine-tune pruned copies of it."""
 
-    def __init__(self, config: CompressConfig, run_config: LMConfig, tokenizer: Any, params: Any):
+    def __init__(
+        self,
+        config: CompressConfig,
+        run_config: LMConfig,
+        tokenizer: Any,
+        params: Any,
+        splits: tuple[np.ndarray, np.ndarray] | None = None,
+    ):
         self.config, self.run_config, self.tokenizer = config, run_config, tokenizer
         self.params = params
-        train, val, _ = RunCorpus(self.run_config).tokens(tokenizer)
-        self.train_tokens = train
+        # (train, validation) tokens: tokenised once, shared with pruned copies
+        if splits is None:
+            train, val, _ = RunCorpus(run_config).tokens(tokenizer)
+            splits = (train, val)
+        self.splits = splits
+        self.train_tokens, val = splits
         model = model_for(self.run_config)
         self.loss_fn = language_model_loss(model)
         self.val = lm_eval_fn(
@@ -257,9 +245,8 @@ class PruningBench:
         shape, params = prune_heads_and_neurons(
             self.run_config.model, self.params, heads=heads, mlp_width=mlp_width
         )
-        small = PruningBench(
-            self.config, dataclasses.replace(self.run_config, model=shape), self.tokenizer, params
-        )
+        small_run = dataclasses.replace(self.run_config, model=shape)
+        small = PruningBench(self.config, small_run, self.tokenizer, params, self.splits)
         kept = jax.tree.map(lambda _: jnp.ones((), bool), params)
         tuned = small.finetune(params, kept, self.config.finetune_steps, seed=20)
         return {
@@ -276,13 +263,31 @@ class PruningBench:
         }
 
 
-def pruning_results(config: CompressConfig, teacher_dir: str) -> dict[str, Any]:
-    bench = PruningBench(config, *load_lm_run(teacher_dir))
+def pruning_results(bench: PruningBench) -> dict[str, Any]:
+    config = bench.config
     curve = [bench.point(s, scope) for scope in ("global", "layer") for s in config.sparsities]
     schedule = bench.iterative(max(config.sparsities), 3) if config.finetune_steps else None
     shape = bench.run_config.model
     structured = bench.structured(max(shape.n_head // 2, 1), shape.mlp_hidden // 2)
     return {"curve": curve, "schedule": schedule, "structured": structured}
+
+
+def quantization_rows(bench: PruningBench) -> list[dict[str, Any]]:
+    """The teacher with float32 and with int8 dense-layer weights: validation loss, weight
+    megabytes and generation speed."""
+    model = model_for(bench.run_config)
+    int8 = quantize_int8(model, bench.params, jnp.zeros((1, 8), jnp.int32))
+    rows = []
+    for name, weights in (("float32", bench.params), ("int8", int8)):
+        rows.append({
+            "weights": name,
+            "val_loss": bench.val(weights)["loss"],
+            "weight_mb": weight_bytes(weights) / 2**20,
+            "tokens_per_s": generation_speed(bench.run_config, bench.tokenizer, weights,
+                                             bench.config),
+        })  # fmt: skip
+    rows[1]["relative_loss_change"] = rows[1]["val_loss"] / rows[0]["val_loss"] - 1
+    return rows
 
 
 def plot_pruning(curve: list[dict[str, Any]], teacher_loss: float, path: Path) -> Path:
@@ -312,7 +317,7 @@ def report(result: dict[str, Any]) -> list[str]:
         )
     lines += [
         "",
-        "| teacher's weights | val loss (whole split) | MB | tokens/s |",
+        "| teacher's weights | val loss | MB | tokens/s |",
         "|---|---|---|---|",
     ]
     for r in result["quantization"]:
@@ -350,11 +355,12 @@ def run_study(config: CompressConfig) -> dict[str, Any]:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     teacher_dir = config.teacher or str(train_lm(lm_config(config, "teacher")).run_dir)
+    bench = PruningBench(config, *load_lm_run(teacher_dir))
     result = {
         "config": dataclasses.asdict(config),
         "distillation": distillation_rows(config, teacher_dir),
-        "quantization": quantization_rows(config, teacher_dir),
-        "pruning": pruning_results(config, teacher_dir),
+        "quantization": quantization_rows(bench),
+        "pruning": pruning_results(bench),
     }
     teacher_loss = result["distillation"][0]["val_loss"]
     plot_pruning(result["pruning"]["curve"], teacher_loss, out / "pruning.png")
