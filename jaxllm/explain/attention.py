@@ -42,9 +42,11 @@ def attention_maps(model: nn.Module, params: Any, *args: Any, **kwargs: Any) -> 
     _, state = model.apply({"params": params}, *args, mutable=["intermediates"], **kwargs)
     recorded: Any = state.get("intermediates", {})
     flat: dict[str, Any] = traverse_util.flatten_dict(recorded, sep="/")
-    suffix = "/attention_weights"
+    name = "attention_weights"  # sown by a layer (at "<layer path>/name") or by the model
     maps: dict[str, Array] = {
-        path[: -len(suffix)]: value[0] for path, value in flat.items() if path.endswith(suffix)
+        path.removesuffix(name).rstrip("/") or "attention": value[0]
+        for path, value in flat.items()
+        if path == name or path.endswith("/" + name)
     }
     if not maps:
         raise NoAttentionError(

@@ -26,12 +26,13 @@ from jaxllm.nn.lstm import (
 from jaxllm.nn.masks import causal_mask, combine_masks, padding_mask
 from jaxllm.nn.mlp import MLP
 from jaxllm.nn.norms import layer_norm
-from jaxllm.nn.positions import apply_rotary
-from jaxllm.nn.transformer import TransformerBlock
+from jaxllm.nn.positions import apply_rotary, sinusoidal_positions
+from jaxllm.nn.transformer import DecoderLayerCache, TransformerBlock
 
 __all__ = [
     "ATTENTION_IMPLEMENTATIONS",
     "AttentionImplementation",
+    "DecoderLayerCache",
     "Dense",
     "FINAL_STATE",
     "KERNEL_LAYOUTS",
@@ -56,6 +57,7 @@ __all__ = [
     "lstm_step",
     "padding_mask",
     "reverse_padded",
+    "sinusoidal_positions",
     "softmax_attention",
     "variational_keep_mask",
     "word_type_dropout",

@@ -67,6 +67,17 @@ class KVCache:
 
         return KVCache(keys=write(self.keys, keys), values=write(self.values, values))
 
+    @classmethod
+    def from_heads(cls, keys: Array, values: Array) -> KVCache:
+        """A full cache holding ``keys`` and ``values``, each float[batch, len, heads,
+        head_dim] (e.g. an encoder output's projections, which cross-attention reads at every
+        decoding step)."""
+
+        def rows(new: Array) -> Array:
+            return new.swapaxes(1, 2).reshape(-1, new.shape[1], new.shape[3])
+
+        return cls(keys=rows(keys), values=rows(values))
+
 
 AttentionImplementation = Literal["jax", "cpu_blocked"]
 """How :class:`MultiHeadAttention` computes attention without a cache.
@@ -223,6 +234,7 @@ class MultiHeadAttention(nn.Module):
         cache_index: Array | int = 0,
         deterministic: bool = True,
         queries: int | None = None,
+        context_cache: KVCache | None = None,
     ) -> tuple[Array, KVCache | None]:
         """Attend from ``x`` to itself (or to ``context``).
 
@@ -240,24 +252,25 @@ class MultiHeadAttention(nn.Module):
           queries: self-attention from the first ``queries`` positions of ``x`` only (to all of
             them), e.g. BERT's last layer, whose ``[CLS]`` output alone is read; without a
             cache, rotary positions or causal masking.
+          context_cache: the context's keys and values, projected by an earlier call with
+            ``context`` (its second output), for queries from ``x`` (``context``: ``None``).
 
         Returns:
-          (float[batch, q_len, width], the updated cache or ``None``); ``q_len`` is
-          ``queries`` when given.
+          (float[batch, q_len, width], the updated cache, ``None`` without one; cross-attention
+          returns the context's keys and values); ``q_len`` is ``queries`` when given.
         """
         batch, q_len, width = x.shape
         self._check_settings(width)
+        if context_cache is not None:
+            return self._attend_to_cached_context(x, context, mask, context_cache, deterministic)
+        _check_cross_cache(context, cache)
         q, k, v = self._project_heads(x, context)  # (B, T, nh, hs)
         if queries is not None:
             _check_queries(queries, q_len, context, cache, causal, self.rotary)
-            if mask is not None and mask.ndim == 4 and mask.shape[-2] == q_len > 1:
-                mask = mask[..., :queries, :]  # a per-query mask: the kept queries' rows
-            q, q_len = q[:, :queries], queries
+            q, mask, q_len = _first_queries(q, mask, queries)
         if self.rotary:
             q, k = _rotate(q, k, positions, rotate_keys=context is None)
-        dropout_rng = None
-        if not deterministic and self.dropout_rate > 0.0:
-            dropout_rng = self.make_rng("dropout")
+        dropout_rng = self._dropout_rng(deterministic)
         if cache is None:
             self._record_weights(q, k, mask, causal)
             y = _attend(q, k, v, mask, causal=causal, implementation=self.implementation,
@@ -267,10 +280,46 @@ class MultiHeadAttention(nn.Module):
             y, cache = self._attend_with_cache(
                 q, k, v, mask, causal, cache, cache_index, dropout_rng, deterministic
             )
-        y = y.reshape(batch, q_len, -1)  # re-assemble heads side by side
+        cache = cache if context is None else KVCache.from_heads(k, v)  # unused in training
+        return self._output(y.reshape(batch, q_len, -1), width, deterministic), cache
+
+    def _dropout_rng(self, deterministic: bool) -> Array | None:
+        """The attention dropout's key, ``None`` without dropout."""
+        if deterministic or self.dropout_rate <= 0.0:
+            return None
+        return self.make_rng("dropout")
+
+    @nn.nowrap
+    def _output(self, y: Array, width: int, deterministic: bool) -> Array:
+        """The heads' outputs side by side, float[batch, q_len, heads · head_dim], projected
+        back to the model's width, with dropout."""
         y = self._dense(width, "c_proj", self.out_init_std)(y)
-        y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
-        return y, cache
+        return nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
+
+    @nn.nowrap
+    def _attend_to_cached_context(
+        self,
+        x: Array,
+        context: Array | None,
+        mask: Array | None,
+        context_cache: KVCache,
+        deterministic: bool,
+    ) -> tuple[Array, KVCache]:
+        """Cross-attention from ``x`` to keys and values projected earlier; (out, cache)."""
+        if context is not None:
+            raise ValueError(
+                "pass either context or context_cache (its projected keys and values), not both"
+            )
+        batch, q_len, width = x.shape
+        head_dim = self.head_dim or width // self.num_heads
+        q = self._dense(self.num_heads * head_dim, "q_proj")(x)
+        q = q.reshape(batch, q_len, self.num_heads, head_dim)
+        dropout_rng = self._dropout_rng(deterministic)
+        y = cached_attention(
+            q, context_cache, mask, dropout_rate=self.dropout_rate,
+            dropout_rng=dropout_rng, deterministic=deterministic,
+        )  # fmt: skip
+        return self._output(y.reshape(batch, q_len, -1), width, deterministic), context_cache
 
     def _record_weights(self, q: Array, k: Array, mask: Array | None, causal: bool) -> None:
         """Sow the attention probabilities, float32[batch, heads, q_len, k_len], as
@@ -356,6 +405,23 @@ class MultiHeadAttention(nn.Module):
             return t.reshape(t.shape[0], t.shape[1], self.num_heads, head_dim)
 
         return heads(q), heads(k), heads(v)
+
+
+def _check_cross_cache(context: Array | None, cache: KVCache | None) -> None:
+    if context is not None and cache is not None:
+        raise ValueError(
+            "cache holds self-attention's keys and values; cross-attention takes its "
+            "context's as context_cache (what a call with the context returns)"
+        )
+
+
+def _first_queries(q: Array, mask: Array | None, queries: int) -> tuple[Array, Array | None, int]:
+    """The first ``queries`` queries of q (float[batch, q_len, heads, head_dim]), and their
+    rows of a per-query mask."""
+    q_len = q.shape[1]
+    if mask is not None and mask.ndim == 4 and mask.shape[-2] == q_len > 1:
+        mask = mask[..., :queries, :]
+    return q[:, :queries], mask, queries
 
 
 def _check_queries(

@@ -1,4 +1,5 @@
-"""Rotary position embeddings (Su et al., "RoFormer", 2021), GPT-NeoX half-split layout."""
+"""Position encodings: rotary embeddings (Su et al., "RoFormer", 2021; GPT-NeoX half-split
+layout) and the original Transformer's sinusoids (Vaswani et al., 2017)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,23 @@ def apply_rotary(x: Array, positions: Array, base: float = 10000.0) -> Array:
     x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
     rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
     return rotated.astype(x.dtype)
+
+
+def sinusoidal_positions(positions: Array, width: int, base: float = 10000.0) -> Array:
+    """The original Transformer's fixed position encodings, sines in the first half of the
+    channels and cosines in the second (as tensor2tensor and Marian lay them out):
+    ``[sin(pos · base^(-i/(D/2))), cos(pos · base^(-i/(D/2)))]`` for ``i < D/2``.
+
+    Args:
+      positions: int[...] absolute positions.
+      width: the encoding's width ``D`` (even).
+
+    Returns:
+      float32[..., width]
+    """
+    if width % 2:
+        raise ValueError(f"sinusoidal positions need an even width, got {width}")
+    half = width // 2
+    inv_freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import flax.linen as nn
+import flax.struct
 import jax.numpy as jnp
 from jax import Array
 
@@ -13,6 +14,21 @@ from jaxllm.nn.attention import AttentionImplementation, KVCache, MultiHeadAtten
 from jaxllm.nn.dense import KernelLayout
 from jaxllm.nn.mlp import MLP, Activation
 from jaxllm.nn.norms import layer_norm
+
+
+@flax.struct.dataclass
+class DecoderLayerCache:
+    """A cross-attention block's decoding state.
+
+    Attributes:
+      self_attention: the keys and values of the target tokens so far (a :class:`KVCache`
+        of ``max_len`` slots).
+      cross_attention: the source's keys and values, projected on the first decoding step
+        (``None`` before it; then the block needs the encoder output as ``context``).
+    """
+
+    self_attention: KVCache
+    cross_attention: KVCache | None = None
 
 
 class TransformerBlock(nn.Module):
@@ -66,21 +82,31 @@ class TransformerBlock(nn.Module):
         positions: Array | None = None,
         context: Array | None = None,
         context_mask: Array | None = None,
-        cache: KVCache | None = None,
+        cache: KVCache | DecoderLayerCache | None = None,
         cache_index: Array | int = 0,
         deterministic: bool = True,
         queries: int | None = None,
-    ) -> tuple[Array, KVCache | None]:
+    ) -> tuple[Array, Any]:
         """x: float[batch, seq, width] -> (float[batch, seq, width], updated cache).
 
         ``mask`` (bool, broadcastable to [batch, heads, seq, keys]) and ``causal`` apply to the
         self-attention, ``context_mask`` to the cross-attention. With ``queries``, the first
         ``queries`` positions only, float[batch, queries, width], without dropout equal to the
-        whole block's there (for a last layer of which only those are read).
+        whole block's there (for a last layer of which only those are read). A
+        cross-attention block decodes with a :class:`DecoderLayerCache`, whose source keys
+        and values are projected from ``context`` once, then read from the cache.
         """
         if self.norm_position not in ("pre", "post"):
             raise ValueError(f"norm_position must be 'pre' or 'post', got {self.norm_position!r}")
-        x, cache = self._residual(
+        self_cache: KVCache | None = None
+        cross_cache: KVCache | None = None
+        if isinstance(cache, DecoderLayerCache):
+            self_cache, cross_cache = cache.self_attention, cache.cross_attention
+        elif cache is not None and self.cross_attention:
+            raise ValueError("a cross-attention block decodes with a DecoderLayerCache")
+        else:
+            self_cache = cache
+        x, self_cache = self._residual(
             "ln_1",
             x,
             lambda h: self._attention("attn")(
@@ -88,7 +114,7 @@ class TransformerBlock(nn.Module):
                 mask=mask,
                 causal=causal,
                 positions=positions,
-                cache=cache,
+                cache=self_cache,
                 cache_index=cache_index,
                 deterministic=deterministic,
                 queries=queries,
@@ -96,15 +122,17 @@ class TransformerBlock(nn.Module):
             keep=queries,
         )
         if self.cross_attention:
-            if context is None:
-                raise ValueError("a cross-attention block needs the encoder output as `context`")
-            x, _ = self._residual(
-                "ln_cross",
-                x,
-                lambda h: self._attention("cross_attn")(
-                    h, context, mask=context_mask, deterministic=deterministic
-                ),
+            x, cross_cache = self._cross_attention(
+                x, context, context_mask, cross_cache, deterministic
             )
+        x = self._mlp_sublayer(x, deterministic)
+        if self.cross_attention and self_cache is not None:
+            return x, DecoderLayerCache(self_cache, cross_cache)
+        return x, self_cache
+
+    @nn.nowrap
+    def _mlp_sublayer(self, x: Array, deterministic: bool) -> Array:
+        """``x + MLP(LN(x))`` (or the post-LN form)."""
         mlp = MLP(
             self.mlp_hidden or self.mlp_ratio * x.shape[-1],
             dropout_rate=self.dropout_rate,
@@ -116,7 +144,31 @@ class TransformerBlock(nn.Module):
             name="mlp",
         )
         x, _ = self._residual("ln_2", x, lambda h: (mlp(h, deterministic=deterministic), None))
-        return x, cache
+        return x
+
+    @nn.nowrap
+    def _cross_attention(
+        self,
+        x: Array,
+        context: Array | None,
+        context_mask: Array | None,
+        context_cache: KVCache | None,
+        deterministic: bool,
+    ) -> tuple[Array, KVCache]:
+        """The cross-attention sub-layer: (new x, the context's keys and values)."""
+        if context is None and context_cache is None:
+            raise ValueError("a cross-attention block needs the encoder output as `context`")
+        return self._residual(
+            "ln_cross",
+            x,
+            lambda h: self._attention("cross_attn")(
+                h,
+                None if context_cache is not None else context,
+                mask=context_mask,
+                deterministic=deterministic,
+                context_cache=context_cache,
+            ),
+        )
 
     @nn.nowrap
     def _residual(

@@ -22,7 +22,9 @@ from jaxllm.data import (
     EmptyCorpusError,
     EmptySplitError,
     LabelsError,
+    ParallelTextError,
 )
+from jaxllm.recipes.translator import TranslationInputError
 from jaxllm.train import (
     CheckpointError,
     DistributedInitError,
@@ -41,6 +43,8 @@ RUN_ERRORS: tuple[type[Exception], ...] = (
     EmptySplitError,
     CorpusEncodingError,
     LabelsError,
+    ParallelTextError,
+    TranslationInputError,
     NonFiniteLossError,
     OSError,
 )
