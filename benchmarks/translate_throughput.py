@@ -10,8 +10,8 @@ tied to the output, sinusoidal positions (jaxllm's blocks are pre-LayerNorm, Mar
 post-LayerNorm: the same work). A batch is 16 random sources of 32 tokens.
 
 - **Decoding**: greedy search and beam search (4 beams, length penalty 1), 32 new tokens for
-  every sentence (the end token is never chosen: jaxllm is given an end id no token has,
-  ``generate`` gets ``min_new_tokens=32``), in sentences per second. jaxllm's whole search is
+  every sentence (no output ends early: jaxllm is given ``end_id=None``, ``generate``
+  ``min_new_tokens=32``), in sentences per second. jaxllm's whole search is
   one compiled ``lax.while_loop``; ``generate`` keeps its KV cache and, for beams, reorders it
   every step as jaxllm does.
 - **Training**: one AdamW step on 16 pairs of 32 + 32 tokens (jaxllm's jitted train step;
@@ -76,7 +76,7 @@ def jaxllm_runners(args: argparse.Namespace, batch: dict) -> tuple[dict[str, Cal
     model = Seq2SeqTransformer(config)
     params = init_seq2seq_params(config, jax.random.key(SEED))
     decoding = transformer_decoding(model)
-    search = {"max_new_tokens": args.new_tokens, "start_id": START, "end_id": -1}
+    search = {"max_new_tokens": args.new_tokens, "start_id": START, "end_id": None}
     greedy = jax.jit(functools.partial(greedy_search, decoding, **search))
     beam = jax.jit(functools.partial(beam_search, decoding, beam_size=args.beams,
                                      length_penalty=1.0, **search))  # fmt: skip

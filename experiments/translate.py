@@ -25,11 +25,10 @@ from pathlib import Path
 
 import tyro
 
-from jaxllm.config import load_config
 from jaxllm.recipes.errors import report_error
 from jaxllm.recipes.translate import (
     TranslateConfig,
-    load_translation_pairs,
+    load_test_pairs,
     load_translator,
     score_translations,
     train_translator,
@@ -95,9 +94,8 @@ def translate(args: TranslateArgs) -> None:
 
 
 def evaluate(args: EvaluateArgs) -> None:
-    config = load_config(TranslateConfig, Path(args.run) / "config.json")
-    translator = load_translator(args.run, args.step)
-    pairs = load_translation_pairs(config)["test"]
+    translator = load_translator(args.run, args.step)  # first: says if the folder is no run
+    pairs = load_test_pairs(args.run)
     pairs = pairs[: args.test_sentences] if args.test_sentences else pairs
     scores, _ = score_translations(
         translator, pairs, beam_size=args.beam_size, length_penalty=args.length_penalty

@@ -41,11 +41,14 @@ class Seq2SeqDecoding:
       reorder: ``(state, rows int[B'], same_sources: bool) -> state`` of the rows ``rows``;
         ``same_sources`` promises that each row replaces one with the same source (beams of
         one sentence), so what depends on the source alone may stay in place.
+
+      vocab_size: the model's ids, ``[0, vocab_size)``.
     """
 
     start: Callable[..., tuple[Array, Any]]
     step: Callable[[Any, Array, Any], tuple[Array, Any]]
     reorder: Callable[[Any, Array, bool], Any]
+    vocab_size: int
 
 
 @flax.struct.dataclass
@@ -75,22 +78,39 @@ class DecodeResult:
 
 
 def _result(
-    tokens: Array, lengths: Array, log_probs: Array, scores: Array, end_id: int
+    tokens: Array, lengths: Array, log_probs: Array, scores: Array, end_id: int | None
 ) -> DecodeResult:
     last = jnp.take_along_axis(tokens, jnp.maximum(lengths - 1, 0)[:, None], axis=1)[:, 0]
-    return DecodeResult(tokens, lengths, (lengths > 0) & (last == end_id), log_probs, scores)
+    ended = (lengths > 0) & (last == (-1 if end_id is None else end_id))
+    return DecodeResult(tokens, lengths, ended, log_probs, scores)
 
 
-def _check_request(source: Array, source_mask: Array, max_new_tokens: int, beam_size: int) -> None:
+def _check_request(
+    decoding: Seq2SeqDecoding,
+    source: Array,
+    source_mask: Array,
+    sizes: tuple[int, int],
+    ids: tuple[int, int | None],
+) -> None:
+    """Raise ``ValueError`` naming the problem with a search's inputs: ``sizes`` is
+    ``(max_new_tokens, beam_size)``, ``ids`` ``(start_id, end_id)``."""
     if source.ndim != 2 or source_mask.shape != source.shape:
         raise ValueError(
             f"source must be int[batch, len] with a bool mask of the same shape, got "
             f"{tuple(source.shape)} and {tuple(source_mask.shape)}"
         )
-    if max_new_tokens < 1 or beam_size < 1:
-        raise ValueError(
-            f"max_new_tokens and beam_size must be >= 1, got {max_new_tokens}, {beam_size}"
-        )
+    if min(sizes) < 1:
+        raise ValueError(f"max_new_tokens and beam_size must be >= 1, got {sizes[0]}, {sizes[1]}")
+    for name, token in zip(("start_id", "end_id"), ids, strict=True):
+        if token is not None and not 0 <= token < decoding.vocab_size:
+            raise ValueError(
+                f"{name}={token} is not a token id of the model's vocabulary "
+                f"[0, {decoding.vocab_size}) (end_id=None: outputs never end early)"
+            )
+
+
+def _is_end(tokens: Array, end_id: int | None) -> Array:
+    return jnp.zeros(tokens.shape, bool) if end_id is None else tokens == end_id
 
 
 @flax.struct.dataclass
@@ -111,12 +131,15 @@ def greedy_search(
     *,
     max_new_tokens: int,
     start_id: int,
-    end_id: int,
+    end_id: int | None,
     pad_id: int = 0,
 ) -> DecodeResult:
     """The likeliest token at every step, until each source's output ends or
-    ``max_new_tokens`` are made. ``source``: int[batch, len], ``source_mask``: bool[batch, len]."""
-    _check_request(source, source_mask, max_new_tokens, 1)
+    ``max_new_tokens`` are made: a :class:`DecodeResult` whose ``scores`` are its
+    ``log_probs``. ``source``: int[batch, len] ids, ``source_mask``: bool[batch, len];
+    ``start_id``: the decoder's first input; ``end_id``: the token that ends an output
+    (``None``: none does, every output is ``max_new_tokens`` long)."""
+    _check_request(decoding, source, source_mask, (max_new_tokens, 1), (start_id, end_id))
     batch = source.shape[0]
     logits, decoder = decoding.start(
         params, source, source_mask, jnp.full((batch,), start_id, jnp.int32), max_new_tokens
@@ -130,27 +153,31 @@ def greedy_search(
         decoder=decoder,
     )
 
-    def running(state: _GreedyState) -> Array:
-        return (state.index < max_new_tokens) & jnp.any(state.lengths == 0)
-
     def choose(state: _GreedyState) -> _GreedyState:
+        """Write each unfinished row's likeliest next token."""
         live = state.lengths == 0
         log_probs = jax.nn.log_softmax(state.logits)
         token = jnp.argmax(log_probs, axis=-1).astype(jnp.int32)
         chosen = jnp.take_along_axis(log_probs, token[:, None], axis=-1)[:, 0]
         written = jnp.where(live, token, pad_id)
-        ended = live & ((token == end_id) | (state.index + 1 == max_new_tokens))
-        logits, decoder = decoding.step(params, token, state.decoder)
-        return _GreedyState(
-            index=state.index + 1,
+        ended = live & (_is_end(token, end_id) | (state.index + 1 == max_new_tokens))
+        return dataclasses.replace(
+            state, index=state.index + 1,
             tokens=jax.lax.dynamic_update_slice(state.tokens, written[:, None], (0, state.index)),
             log_probs=state.log_probs + jnp.where(live, chosen, 0.0),
             lengths=jnp.where(ended, state.index + 1, state.lengths),
-            logits=logits,
-            decoder=decoder,
-        )
+        )  # fmt: skip
 
-    state = jax.lax.while_loop(running, choose, state)
+    def feed_and_choose(state: _GreedyState) -> _GreedyState:
+        """Feed the newest tokens, then choose the next ones: one model step per token."""
+        newest = jax.lax.dynamic_slice_in_dim(state.tokens, state.index - 1, 1, axis=1)[:, 0]
+        logits, decoder = decoding.step(params, newest, state.decoder)
+        return choose(dataclasses.replace(state, logits=logits, decoder=decoder))
+
+    def running(state: _GreedyState) -> Array:
+        return (state.index < max_new_tokens) & jnp.any(state.lengths == 0)
+
+    state = jax.lax.while_loop(running, feed_and_choose, choose(state))
     return _result(state.tokens, state.lengths, state.log_probs, state.log_probs, end_id)
 
 
@@ -164,7 +191,8 @@ class _BeamState:
     ended_scores: Array  # float32[B, k], -inf for empty slots
     ended_lengths: Array  # int32[B, k]
     ended_count: Array  # int32[B]
-    logits: Array  # float32[B·k, V]
+    logits: Array  # float32[B·k, V], of each alive beam's next token
+    next_tokens: Array  # int32[B·k], each alive beam's newest token, not yet fed
     decoder: Any
 
 
@@ -177,7 +205,7 @@ def beam_search(
     beam_size: int,
     max_new_tokens: int,
     start_id: int,
-    end_id: int,
+    end_id: int | None,
     length_penalty: float = 1.0,
     pad_id: int = 0,
 ) -> DecodeResult:
@@ -187,19 +215,27 @@ def beam_search(
       source: int[batch, len] ids; source_mask: bool[batch, len].
       beam_size: hypotheses kept per source (``k``).
       max_new_tokens: the longest output; a hypothesis still alive then is scored as it is.
+      start_id, end_id: as :func:`greedy_search`'s.
       length_penalty: the exponent ``a`` of ``score = log_prob / length ** a`` (0: none;
         larger values favour longer outputs).
+
+    Returns:
+      a :class:`DecodeResult` of each source's best-scoring hypothesis.
     """
-    _check_request(source, source_mask, max_new_tokens, beam_size)
+    _check_request(decoding, source, source_mask, (max_new_tokens, beam_size), (start_id, end_id))
     state = _initial_beams(
         decoding, params, source, source_mask, beam_size, max_new_tokens, start_id, pad_id
     )
-    grow = _beam_step(decoding, params, beam_size, max_new_tokens, end_id, length_penalty)
+    choose = _beam_choice(decoding, beam_size, max_new_tokens, end_id, length_penalty)
+
+    def feed_and_choose(state: _BeamState) -> _BeamState:
+        logits, decoder = decoding.step(params, state.next_tokens, state.decoder)
+        return choose(dataclasses.replace(state, logits=logits, decoder=decoder))
 
     def running(state: _BeamState) -> Array:
         return (state.index < max_new_tokens) & jnp.any(state.ended_count < beam_size)
 
-    state = jax.lax.while_loop(running, grow, state)
+    state = jax.lax.while_loop(running, feed_and_choose, choose(state))
     best = (state.ended_tokens[:, 0], state.ended_lengths[:, 0])  # every source has ended ones
     return _result(*best, state.ended_log_probs[:, 0], state.ended_scores[:, 0], end_id)
 
@@ -233,45 +269,42 @@ def _initial_beams(
         ended_lengths=jnp.zeros((batch, k), jnp.int32),
         ended_count=jnp.zeros((batch,), jnp.int32),
         logits=logits[rows],
+        next_tokens=jnp.zeros((batch * k,), jnp.int32),
         decoder=decoding.reorder(decoder, rows, False),
     )
 
 
-def _beam_step(
+def _beam_choice(
     decoding: Seq2SeqDecoding,
-    params: Any,
     k: int,
     max_new_tokens: int,
-    end_id: int,
+    end_id: int | None,
     length_penalty: float,
 ) -> Callable[[_BeamState], _BeamState]:
-    """One step of beam search: extend the alive beams, end some, keep the best alive."""
+    """One choice of beam search, from the alive beams' next-token logits: extend them, end
+    some, keep the best ``k`` alive, their decoding state reordered to match."""
 
-    def grow(state: _BeamState) -> _BeamState:
-        batch, _, vocab = state.alive_tokens.shape[0], k, state.logits.shape[-1]
+    def choose(state: _BeamState) -> _BeamState:
+        batch, vocab = state.alive_tokens.shape[0], state.logits.shape[-1]
         log_probs = jax.nn.log_softmax(state.logits).reshape(batch, k, vocab)
         candidates = (state.alive_log_probs[:, :, None] + log_probs).reshape(batch, k * vocab)
         scores, flat = jax.lax.top_k(candidates, 2 * k)  # (B, 2k), best first
         parents, tokens = flat // vocab, (flat % vocab).astype(jnp.int32)
         sequences = jnp.take_along_axis(state.alive_tokens, parents[:, :, None], axis=1)
         sequences = jax.lax.dynamic_update_slice(sequences, tokens[:, :, None], (0, 0, state.index))
-        ends = (tokens == end_id) | (state.index + 1 == max_new_tokens)
+        ends = _is_end(tokens, end_id) | (state.index + 1 == max_new_tokens)
         state = _end_hypotheses(state, sequences, scores, ends, k, length_penalty)
         alive_scores, chosen = jax.lax.top_k(jnp.where(ends, -jnp.inf, scores), k)
-        alive_tokens = jnp.take_along_axis(sequences, chosen[:, :, None], axis=1)
-        rows = (jnp.arange(batch)[:, None] * k + jnp.take_along_axis(parents, chosen, 1)).reshape(
-            -1
-        )
-        next_tokens = jnp.take_along_axis(tokens, chosen, axis=1).reshape(-1)
-        logits, decoder = decoding.step(
-            params, next_tokens, decoding.reorder(state.decoder, rows, True)
-        )
+        parent_rows = jnp.arange(batch)[:, None] * k + jnp.take_along_axis(parents, chosen, 1)
         return dataclasses.replace(
-            state, index=state.index + 1, alive_tokens=alive_tokens,
-            alive_log_probs=alive_scores, logits=logits, decoder=decoder,
+            state, index=state.index + 1,
+            alive_tokens=jnp.take_along_axis(sequences, chosen[:, :, None], axis=1),
+            alive_log_probs=alive_scores,
+            next_tokens=jnp.take_along_axis(tokens, chosen, axis=1).reshape(-1),
+            decoder=decoding.reorder(state.decoder, parent_rows.reshape(-1), True),
         )  # fmt: skip
 
-    return grow
+    return choose
 
 
 def _length_normalised(log_probs: Array, lengths: Array, length_penalty: float) -> Array:
@@ -282,7 +315,12 @@ def _end_hypotheses(
     state: _BeamState, sequences: Array, scores: Array, ends: Array, k: int, length_penalty: float
 ) -> _BeamState:
     """Add the candidates that end among each unfinished source's best ``k`` to its ended
-    hypotheses, keeping the ``k`` best by length-normalised score."""
+    hypotheses, keeping the ``k`` best by length-normalised score.
+
+    Args:
+      sequences: int32[B, 2k, L], the candidates; scores: float32[B, 2k], their
+        log-probabilities, best first; ends: bool[B, 2k], which end here.
+    """
     ranked_in_beam = jnp.arange(2 * k)[None, :] < k
     open_sources = (state.ended_count < k)[:, None]
     ending = ends & ranked_in_beam & open_sources & jnp.isfinite(scores)

@@ -173,6 +173,28 @@ def test_decoding_step_by_step_equals_teacher_forcing(transformer, seed):
     assert all(layer.cross_attention is not None for layer in cache.layers)
 
 
+def test_later_steps_project_no_source(transformer):
+    """The first step projects the source for each decoder layer's cross-attention (one
+    more matrix product a layer); later steps read the projections from the cache."""
+    model, params = transformer
+    source, mask, target = _batch()
+    memory = model.apply({"params": params}, source, mask, method=Seq2SeqTransformer.encode)
+    cache = init_seq2seq_cache(CONFIG, mask, max_len=8)
+
+    def step(tokens, cache, memory):
+        return model.apply({"params": params}, tokens, cache, memory,
+                           method=Seq2SeqTransformer.decode_step)  # fmt: skip
+
+    def products(*args):
+        return str(jax.make_jaxpr(step)(*args)).count("dot_general")
+
+    first = products(target[:, 0], cache, memory)
+    _, cache = step(target[:, 0], cache, memory)
+    assert first - products(target[:, 1], cache, None) == CONFIG.n_decoder_layer
+    with pytest.raises(ValueError, match="not after"):
+        step(target[:, 1], cache, memory)
+
+
 @pytest.mark.parametrize("kind", ["transformer", "lstm"])
 def test_source_padding_changes_nothing(kind, transformer, lstm):
     model, params = transformer if kind == "transformer" else lstm
@@ -183,7 +205,7 @@ def test_source_padding_changes_nothing(kind, transformer, lstm):
     chex.assert_trees_all_close(short, padded, atol=1e-5, rtol=1e-5)
 
 
-def test_cross_attention_keys_values_are_computed_once():
+def test_cross_attention_from_projected_keys_equals_from_the_context():
     layer = MultiHeadAttention(num_heads=2)
     x, context = jnp.ones((2, 3, 8)), jax.random.normal(jax.random.key(1), (2, 5, 8))
     params = layer.init(jax.random.key(0), x, context)["params"]
@@ -287,12 +309,20 @@ def test_bad_inputs_are_refused(transformer):
         Seq2SeqConfig(n_embd=15, n_head=3)
 
 
-def test_both_decodings_share_the_protocol(transformer, lstm):
-    for (model, params), make in ((transformer, transformer_decoding), (lstm, lstm_decoding)):
-        decoding = make(model)
-        source, mask, target = _batch()
-        logits, state = decoding.start(params, source, mask, target[:, 0], 8)
-        assert logits.shape == (3, 40)
-        state = decoding.reorder(state, jnp.array([1, 1, 2]), True)
-        logits, _ = decoding.step(params, target[:, 1], state)
-        assert logits.shape == (3, 40)
+@pytest.mark.parametrize("kind", ["transformer", "lstm"])
+def test_reordering_beams_of_one_source_may_leave_the_source_in_place(kind, transformer, lstm):
+    (model, params), make = (
+        (transformer, transformer_decoding) if kind == "transformer" else (lstm, lstm_decoding)
+    )
+    decoding = make(model)
+    source, mask, target = _batch()
+    _, state = decoding.start(params, source, mask, target[:, 0], 8)
+    beams = decoding.reorder(state, jnp.array([0, 0, 1, 1, 2, 2]), False)  # two beams a source
+    _, beams = decoding.step(params, jnp.arange(6) % 5 + 3, beams)  # the beams now differ
+    within = jnp.array([1, 1, 3, 2, 4, 5])  # each row's new parent has the same source
+    for same_sources in (True, False):
+        logits, _ = decoding.step(params, target[[0, 0, 1, 1, 2, 2], 1],
+                                  decoding.reorder(beams, within, same_sources))  # fmt: skip
+        if same_sources:
+            expected = logits
+    chex.assert_trees_all_close(logits, expected, atol=1e-6)

@@ -35,7 +35,7 @@ def _table_decoding(table: np.ndarray) -> Seq2SeqDecoding:
     def reorder(state, rows, same_sources):
         return jax.tree.map(lambda leaf: leaf[rows], state)
 
-    return Seq2SeqDecoding(start, step, reorder)
+    return Seq2SeqDecoding(start, step, reorder, VOCAB)
 
 
 def _log_softmax(x):
@@ -160,6 +160,18 @@ def test_a_beams_score_is_the_models_log_probability(model_and_decoding, seed):
     np.testing.assert_allclose(result.scores, expected / lengths, rtol=1e-4, atol=1e-4)
 
 
+def test_without_an_end_token_every_output_is_full_length(model_and_decoding):
+    _, params, decoding = model_and_decoding
+    source, mask, _ = _batch()
+    settings = {"max_new_tokens": 5, "start_id": 0, "end_id": None}
+    for result in (
+        greedy_search(decoding, params, source, mask, **settings),
+        beam_search(decoding, params, source, mask, beam_size=2, **settings),
+    ):
+        assert np.asarray(result.lengths).tolist() == [5, 5, 5]
+        assert not np.asarray(result.ended).any()
+
+
 def test_a_batch_decodes_as_its_sentences_alone(model_and_decoding):
     _, params, decoding = model_and_decoding
     source, mask, _ = _batch(3)
@@ -176,6 +188,11 @@ def test_bad_requests_are_refused(model_and_decoding):
     with pytest.raises(ValueError, match="max_new_tokens and beam_size must be >= 1"):
         beam_search(decoding, params, source, mask, beam_size=0, max_new_tokens=4, start_id=0,
                     end_id=3)  # fmt: skip
+    with pytest.raises(ValueError, match="start_id=40 is not a token id"):
+        greedy_search(decoding, params, source, mask, max_new_tokens=4, start_id=40, end_id=3)
+    with pytest.raises(ValueError, match="end_id=-1 is not a token id"):
+        beam_search(decoding, params, source, mask, beam_size=2, max_new_tokens=4, start_id=0,
+                    end_id=-1)  # fmt: skip
     with pytest.raises(ValueError, match="bool mask of the same shape"):
         greedy_search(decoding, params, source, mask[:, :3], max_new_tokens=4, start_id=0,
                       end_id=3)  # fmt: skip

@@ -17,6 +17,10 @@ from jaxllm.models.seq2seq import Seq2SeqConfig
 from jaxllm.recipes.translate import TranslateConfig, load_translator, train_translator
 from jaxllm.recipes.translator import SourceTooLongError, TranslationInputError, corpus_scores
 from jaxllm.train import LoopConfig
+from jaxllm.train.parallel import ParallelConfig
+
+# Models trained for a few steps often write until the length cap, and say so.
+pytestmark = pytest.mark.filterwarnings("ignore:.*reached the length cap unfinished")
 
 ENGLISH = "zero one two three four five six seven eight nine".split()
 SPANISH = "cero uno dos tres cuatro cinco seis siete ocho nueve".split()
@@ -68,11 +72,11 @@ def test_a_run_writes_its_folder_and_scores(trained):
 def test_a_loaded_run_translates_as_the_trained_one(trained):
     loaded = load_translator(trained.run_dir)
     chex.assert_trees_all_close(loaded.params, trained.translator.params)
-    texts = ["one two", "nine", "three three seven"]
+    texts = ["one two", "nine", "three three seven", "four", "five six seven eight"]
     for beams in (1, 3):
-        assert loaded.translate(texts, beam_size=beams) == trained.translator.translate(
-            texts, beam_size=beams
-        )
+        together = loaded.translate(texts, beam_size=beams, batch_size=32)
+        assert together == [loaded.translate([t], beam_size=beams)[0] for t in texts]
+        assert loaded.translate(texts, beam_size=beams, batch_size=2) == together
 
 
 def test_text_the_vocabulary_never_saw_still_translates(trained):
@@ -92,6 +96,10 @@ def test_bad_sentences_get_clear_errors(trained):
         translator.translate([long])
     with pytest.warns(UserWarning, match="1 sentence\\(s\\) cut to 24 tokens"):
         assert len(translator.translate([long, "one"], truncate=True)) == 2
+    with pytest.raises(TypeError, match="got one string; write \\[text\\]"):
+        translator.translate("one two")
+    with pytest.raises(TranslationInputError, match="batch_size must be >= 1"):
+        translator.translate(["one"], batch_size=0)
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):
@@ -143,3 +151,19 @@ def test_corpus_scores_range_from_nothing_to_everything_in_common():
     assert none["bleu"] == pytest.approx(0.0) and none["chrf"] < 10.0
     with pytest.raises(ValueError, match="2 hypotheses for 1 references"):
         corpus_scores(references, references[:1])
+
+
+@pytest.mark.multidevice
+def test_parallel_layouts_train_the_same_translator(tmp_path):
+    """pmap with gradient accumulation and a data x fsdp mesh give one device's parameters."""
+    base = tiny_config(tmp_path, name="one", steps=4)
+    base = dataclasses.replace(base, transformer=dataclasses.replace(base.transformer, dropout=0.0))
+    one = train_translator(base)
+    for name, parallel in (
+        ("pmap", ParallelConfig(mode="pmap", devices=4, microbatches=2)),
+        ("mesh", ParallelConfig(mode="mesh", data=4, fsdp=2)),
+    ):
+        run = train_translator(dataclasses.replace(base, name=name, parallel=parallel))
+        chex.assert_trees_all_close(
+            run.translator.params, one.translator.params, atol=1e-5, rtol=1e-5
+        )

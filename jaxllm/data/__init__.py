@@ -56,6 +56,13 @@ from jaxllm.data.masking import (
     mlm_eval_batches,
     word_ids_from_pieces,
 )
+from jaxllm.data.pair_batches import (
+    EncodedPairs,
+    PairBatches,
+    encode_pairs,
+    pair_batch,
+    pair_eval_batches,
+)
 from jaxllm.data.parallel_text import (
     BIBLE_BOOKS,
     DEFAULT_TEST_BOOKS,
@@ -96,6 +103,11 @@ from jaxllm.data.vocab import (
 )
 
 __all__ = [
+    "EncodedPairs",
+    "PairBatches",
+    "encode_pairs",
+    "pair_batch",
+    "pair_eval_batches",
     "BIBLE_BOOKS",
     "BibleCorpus",
     "DEFAULT_TEST_BOOKS",

@@ -98,7 +98,13 @@ def pair_batch(pairs: EncodedPairs, index: np.ndarray, max_len: int, start_id: i
       ``source`` int32[b, L], ``source_mask`` bool[b, L], ``target_in`` int32[b, L],
       ``target_out`` int32[b, L], ``target_mask`` bool[b, L].
     """
-    length = padded_length(int(pairs.lengths[index].max()), max_len)
+    longest = int(pairs.lengths[index].max())
+    if longest > max_len:
+        raise ValueError(
+            f"a pair of {longest} tokens does not fit max_len={max_len}: encode the pairs with "
+            "the max_len they are batched with"
+        )
+    length = padded_length(longest, max_len)
 
     def side(ids: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = np.full((len(index), length), PAD_ID, np.int32)
@@ -124,13 +130,28 @@ def pair_batch(pairs: EncodedPairs, index: np.ndarray, max_len: int, start_id: i
 class PairBatches:
     """``step -> batch`` over sentence pairs, a pure function of the step (a resumed run sees
     the batches an uninterrupted one would): every epoch holds every pair once, in batches of
-    similar lengths (see :func:`jaxllm.data.buckets.bucketed_batches`)."""
+    similar lengths (see :func:`jaxllm.data.buckets.bucketed_batches`). With several
+    processes, each gets its own equal share of every batch's rows (padded to the whole
+    batch's length)."""
 
     pairs: EncodedPairs
     batch_size: int
     max_len: int
     seed: int
     start_id: int
+    process_index: int = 0
+    process_count: int = 1
+
+    def __post_init__(self):
+        if not 0 <= self.process_index < self.process_count:
+            raise ValueError(
+                f"process_index must be in [0, {self.process_count}), got {self.process_index}"
+            )
+        if self.batch_size < 1 or self.batch_size % self.process_count:
+            raise ValueError(
+                f"batch_size={self.batch_size} must be >= 1 and divisible by "
+                f"process_count={self.process_count}: every process gets the same rows"
+            )
 
     @property
     def steps_per_epoch(self) -> int:
@@ -141,16 +162,23 @@ class PairBatches:
         return bucketed_batches(self.pairs.lengths, self.batch_size, seed=self.seed, epoch=epoch)
 
     def __call__(self, step: int) -> dict:
-        """The batch of step ``step`` (0-based); see :func:`pair_batch`."""
+        """This process's rows of the batch of step ``step`` (0-based); see
+        :func:`pair_batch`."""
         epoch, position = divmod(step, self.steps_per_epoch)
-        return pair_batch(self.pairs, self._epoch(epoch)[position], self.max_len, self.start_id)
+        batch = pair_batch(self.pairs, self._epoch(epoch)[position], self.max_len, self.start_id)
+        if self.process_count == 1:
+            return batch
+        share = self.batch_size // self.process_count
+        rows = slice(self.process_index * share, (self.process_index + 1) * share)
+        return {name: value[rows] for name, value in batch.items()}
 
 
 def pair_eval_batches(
     pairs: EncodedPairs, batch_size: int, max_len: int, start_id: int, max_batches: int = 0
 ) -> list[dict]:
     """Every pair once (the first ``max_batches`` batches of them if > 0), in batches of
-    similar lengths; the last batch may be smaller."""
+    similar lengths, each as :func:`pair_batch` returns it (``[b, L]`` arrays); the last batch
+    may be smaller."""
     order = np.argsort(pairs.lengths, kind="stable")
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if max_batches:

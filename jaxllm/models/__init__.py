@@ -1,5 +1,5 @@
-"""Models: GPT, BERT, an LSTM language model and text classifiers (built from
-:mod:`jaxllm.nn` layers), and a
+"""Models: GPT, BERT, an LSTM language model, text classifiers and encoder-decoders for
+translation (a Transformer and an attentional LSTM), built from :mod:`jaxllm.nn` layers, and a
 multilayer perceptron written as its equations, with hand-derived back-propagation
 (:mod:`jaxllm.models.mlp`)."""
 
@@ -32,6 +32,15 @@ from jaxllm.models.lstm_lm import (
     lstm_lm_step,
     tied_logits,
 )
+from jaxllm.models.lstm_seq2seq import (
+    LSTMDecodeState,
+    LSTMSeq2Seq,
+    LSTMSeq2SeqConfig,
+    attentional_logits,
+    init_lstm_seq2seq_params,
+    lstm_decode_step,
+    lstm_decoding,
+)
 from jaxllm.models.mlp import (
     MLPConfig,
     init_mlp,
@@ -41,8 +50,31 @@ from jaxllm.models.mlp import (
     mlp_gradients,
     mlp_loss,
 )
+from jaxllm.models.seq2seq import (
+    Seq2SeqCache,
+    Seq2SeqConfig,
+    Seq2SeqTransformer,
+    init_seq2seq_cache,
+    init_seq2seq_params,
+    reorder_cache,
+    transformer_decoding,
+)
 
 __all__ = [
+    "LSTMDecodeState",
+    "LSTMSeq2Seq",
+    "LSTMSeq2SeqConfig",
+    "Seq2SeqCache",
+    "Seq2SeqConfig",
+    "Seq2SeqTransformer",
+    "attentional_logits",
+    "init_lstm_seq2seq_params",
+    "init_seq2seq_cache",
+    "init_seq2seq_params",
+    "lstm_decode_step",
+    "lstm_decoding",
+    "reorder_cache",
+    "transformer_decoding",
     "BERT",
     "BertConfig",
     "init_bert_params",

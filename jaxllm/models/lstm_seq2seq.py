@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxllm.config import require
-from jaxllm.models.gpt import check_token_ids
+from jaxllm.models.seq2seq import check_side
 from jaxllm.nn import LSTM, lstm_step
 from jaxllm.seq2seq_decode import Seq2SeqDecoding
 
@@ -185,10 +185,7 @@ class LSTMSeq2Seq(nn.Module):
         return memory
 
     def _check(self, tokens: Array, side: str) -> None:
-        try:
-            check_token_ids(tokens, self.config.vocab_size, context=self.config.max_len)
-        except ValueError as error:
-            raise ValueError(f"{side}: {error}") from None
+        check_side(tokens, side, self.config.vocab_size, self.config.max_len)
 
 
 def init_lstm_seq2seq_params(config: LSTMSeq2SeqConfig, key: Array) -> dict[str, Any]:
@@ -230,4 +227,4 @@ def lstm_decoding(model: LSTMSeq2Seq) -> Seq2SeqDecoding:
             return dataclasses.replace(state, states=states)
         return LSTMDecodeState(states, state.memory[rows], state.source_mask[rows])
 
-    return Seq2SeqDecoding(start, lstm_decode_step, reorder)
+    return Seq2SeqDecoding(start, lstm_decode_step, reorder, cfg.vocab_size)

@@ -252,10 +252,16 @@ class Seq2SeqTransformer(nn.Module):
         return self.embed.attend(self.decoder_norm(x)).astype(jnp.float32)
 
     def _check(self, tokens: Array, side: str) -> None:
-        try:
-            check_token_ids(tokens, self.config.vocab_size, context=self.config.max_len)
-        except ValueError as error:
-            raise ValueError(f"{side}: {error}") from None
+        check_side(tokens, side, self.config.vocab_size, self.config.max_len)
+
+
+def check_side(tokens: Array, side: str, vocab_size: int, max_len: int) -> None:
+    """Raise ``ValueError`` naming ``side`` (``"source"`` or ``"target"``) unless ``tokens``
+    are int[batch, len] ids in ``[0, vocab_size)``, at most ``max_len`` long."""
+    try:
+        check_token_ids(tokens, vocab_size, context=max_len)
+    except ValueError as error:
+        raise ValueError(f"{side}: {error}") from None
 
 
 def reorder_cache(cache: Seq2SeqCache, rows: Array, *, same_sources: bool = False) -> Seq2SeqCache:
@@ -311,4 +317,4 @@ def transformer_decoding(model: Seq2SeqTransformer) -> Seq2SeqDecoding:
     def reorder(cache: Any, rows: Array, same_sources: bool):
         return reorder_cache(cache, rows, same_sources=same_sources)
 
-    return Seq2SeqDecoding(start, step, reorder)
+    return Seq2SeqDecoding(start, step, reorder, model.config.vocab_size)

@@ -261,9 +261,9 @@ class MultiHeadAttention(nn.Module):
         """
         batch, q_len, width = x.shape
         self._check_settings(width)
+        _check_context(context, context_cache, cache, causal, queries, self.rotary)
         if context_cache is not None:
-            return self._attend_to_cached_context(x, context, mask, context_cache, deterministic)
-        _check_cross_cache(context, cache)
+            return self._attend_to_cached_context(x, mask, context_cache, deterministic)
         q, k, v = self._project_heads(x, context)  # (B, T, nh, hs)
         if queries is not None:
             _check_queries(queries, q_len, context, cache, causal, self.rotary)
@@ -298,18 +298,9 @@ class MultiHeadAttention(nn.Module):
 
     @nn.nowrap
     def _attend_to_cached_context(
-        self,
-        x: Array,
-        context: Array | None,
-        mask: Array | None,
-        context_cache: KVCache,
-        deterministic: bool,
+        self, x: Array, mask: Array | None, context_cache: KVCache, deterministic: bool
     ) -> tuple[Array, KVCache]:
         """Cross-attention from ``x`` to keys and values projected earlier; (out, cache)."""
-        if context is not None:
-            raise ValueError(
-                "pass either context or context_cache (its projected keys and values), not both"
-            )
         batch, q_len, width = x.shape
         head_dim = self.head_dim or width // self.num_heads
         q = self._dense(self.num_heads * head_dim, "q_proj")(x)
@@ -407,7 +398,24 @@ class MultiHeadAttention(nn.Module):
         return heads(q), heads(k), heads(v)
 
 
-def _check_cross_cache(context: Array | None, cache: KVCache | None) -> None:
+def _check_context(
+    context: Array | None,
+    context_cache: KVCache | None,
+    cache: KVCache | None,
+    causal: bool,
+    queries: int | None,
+    rotary: bool,
+) -> None:
+    """Raise ``ValueError`` for a cross-attention call that mixes in what it can't use."""
+    if context is not None and context_cache is not None:
+        raise ValueError(
+            "pass either context or context_cache (its projected keys and values), not both"
+        )
+    if context_cache is not None and (cache is not None or causal or queries or rotary):
+        raise ValueError(
+            "context_cache is for cross-attention: no self-attention cache, causal mask, "
+            "queries or rotary positions"
+        )
     if context is not None and cache is not None:
         raise ValueError(
             "cache holds self-attention's keys and values; cross-attention takes its "

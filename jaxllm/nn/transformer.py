@@ -156,14 +156,18 @@ class TransformerBlock(nn.Module):
         deterministic: bool,
     ) -> tuple[Array, KVCache]:
         """The cross-attention sub-layer: (new x, the context's keys and values)."""
-        if context is None and context_cache is None:
-            raise ValueError("a cross-attention block needs the encoder output as `context`")
+        if (context is None) == (context_cache is None):
+            raise ValueError(
+                "a cross-attention block needs the encoder output as `context` on its first "
+                "decoding step (or without a cache), and not after: its cache holds the "
+                "projections"
+            )
         return self._residual(
             "ln_cross",
             x,
             lambda h: self._attention("cross_attn")(
                 h,
-                None if context_cache is not None else context,
+                context,
                 mask=context_mask,
                 deterministic=deterministic,
                 context_cache=context_cache,

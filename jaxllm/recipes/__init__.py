@@ -8,6 +8,13 @@ from jaxllm.recipes.classify import ClassifierRun, ClassifyConfig, train_classif
 from jaxllm.recipes.lm import LMConfig, LMRun, load_lm_run, train_lm
 from jaxllm.recipes.mlm import MLMConfig, MLMRun, load_mlm_run, train_mlm
 from jaxllm.recipes.run_folder import prepare_run_dir, resumed_config
+from jaxllm.recipes.translate import (
+    TranslateConfig,
+    TranslateRun,
+    load_translator,
+    train_translator,
+)
+from jaxllm.recipes.translator import Translator
 
 __all__ = [
     "ClassifierRun",
@@ -20,6 +27,11 @@ __all__ = [
     "load_mlm_run",
     "prepare_run_dir",
     "resumed_config",
+    "TranslateConfig",
+    "TranslateRun",
+    "Translator",
+    "load_translator",
+    "train_translator",
     "train_classifier",
     "train_lm",
     "train_mlm",

@@ -87,7 +87,7 @@ class RunCorpus:
         """
         config = self.config
         if config.resume:
-            return _saved_tokenizer(config.run_dir / "tokenizer.json", checkpointer)
+            return saved_tokenizer(config.run_dir / "tokenizer.json", checkpointer)
         if self.file is not None:
             return _process_0_first(self.file.tokenizer)
         data = config.data
@@ -118,7 +118,12 @@ class RunCorpus:
             ) from e
 
 
-def _saved_tokenizer(path: Path, checkpointer: Checkpointer) -> Tokenizer:
+def saved_tokenizer(path: Path, checkpointer: Checkpointer) -> Tokenizer:
+    """The tokenizer a resumed run saved at ``path``.
+
+    Raises:
+      CheckpointError: it is not the one the newest checkpoint was trained with.
+    """
     tokenizer = load_tokenizer(path)
     recorded = checkpointer.newest_readable_metadata().get("tokenizer_fingerprint")
     if recorded != tokenizer.fingerprint():

@@ -18,7 +18,9 @@ of sample pairs). :func:`load_translator` reads a run back as a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -45,7 +47,7 @@ from jaxllm.models.seq2seq import (
     transformer_decoding,
 )
 from jaxllm.optim import OptimizerConfig, make_optimizer
-from jaxllm.recipes.run_corpus import run_metadata
+from jaxllm.recipes.run_corpus import run_metadata, saved_tokenizer
 from jaxllm.recipes.run_folder import (
     check_resume_step,
     fit_in_run_folder,
@@ -134,7 +136,9 @@ class TranslateConfig:
             "TranslateConfig.batch_size must be > 0, eval_batches and test_sentences >= 0",
         )
         require(
-            self.beam_size >= 1, f"TranslateConfig.beam_size must be >= 1, got {self.beam_size}"
+            self.beam_size >= 1 and math.isfinite(self.length_penalty),
+            f"TranslateConfig.beam_size must be >= 1 and length_penalty finite, got "
+            f"{self.beam_size}, {self.length_penalty}",
         )
         require(
             0.0 <= self.label_smoothing < 1.0,
@@ -160,7 +164,7 @@ class TranslateConfig:
 
 RESUMABLE = frozenset(
     {"resume", "resume_step", "out_dir", "compilation_cache", "loop", "parallel",
-     "resume_learning_rate", "eval_batches", "test_sentences"}
+     "resume_learning_rate", "eval_batches", "test_sentences", "beam_size", "length_penalty"}
 )  # fmt: skip
 FILLED_AT_START = {"transformer.vocab_size": 0, "lstm.vocab_size": 0, "optimizer.decay_steps": -1}
 
@@ -234,9 +238,11 @@ def fresh_state(config: TranslateConfig) -> TrainState:
     return create_train_state(params, make_optimizer(config.optimizer), key_train)
 
 
-def _tokenizer(config: TranslateConfig, train: Pairs) -> BPETokenizer:
-    """The run's tokenizer: learnt on both sides of the training pairs, or the saved one."""
+def _tokenizer(config: TranslateConfig, train: Pairs, checkpointer: Checkpointer) -> BPETokenizer:
+    """The run's tokenizer: learnt on both sides of the training pairs, or the saved one
+    (checked against the checkpoints')."""
     if config.resume:
+        saved_tokenizer(config.run_dir / "tokenizer.json", checkpointer)
         return load_translation_tokenizer(config.run_dir)
     texts = [text for pair in train for text in pair]
     return BPETokenizer.train(texts, vocab_size=config.vocab_size)
@@ -309,8 +315,10 @@ def _train(
     )
     eval_step = jax.jit(make_eval_step(sequence_to_sequence_loss(model)))
     start_id = tokenizer.eos_id
-    batches = PairBatches(encoded["train"], config.batch_size, config.max_len, config.seed,
-                          start_id)  # fmt: skip
+    batches = PairBatches(
+        encoded["train"], config.batch_size, config.max_len, config.seed, start_id,
+        jax.process_index(), jax.process_count(),
+    )  # fmt: skip
     say(
         config.name,
         f"{config.model_kind}, {count_params(fresh.params):,} parameters; BPE vocab "
@@ -338,17 +346,17 @@ def train_translator(
         use_compilation_cache(config.compilation_cache)
     config = prepare_run_dir(config, RESUMABLE, FILLED_AT_START)
     splits = splits if splits is not None else load_translation_pairs(config)
-    tokenizer = _tokenizer(config, splits["train"])
-    config = resolve_config(config, tokenizer)
-    if not config.resume and jax.process_index() == 0:
-        save_config(config, config.run_dir / "config.json")  # first: marks a run's folder
-        tokenizer.save(config.run_dir / "tokenizer.json")
-    encoded = _encode_splits(config, tokenizer, splits)
     with Checkpointer(
         config.run_dir / "checkpoints",
         max_to_keep=config.loop.keep_checkpoints,
         cleanup_unfinished=True,
     ) as checkpointer:
+        tokenizer = _tokenizer(config, splits["train"], checkpointer)
+        config = resolve_config(config, tokenizer)
+        if not config.resume and jax.process_index() == 0:
+            save_config(config, config.run_dir / "config.json")  # first: marks a run's folder
+            tokenizer.save(config.run_dir / "tokenizer.json")
+        encoded = _encode_splits(config, tokenizer, splits)
         start = time.perf_counter()
         result, eval_step = _train(config, layout, checkpointer, tokenizer, encoded)
         fit_seconds = time.perf_counter() - start
@@ -369,22 +377,32 @@ def train_translator(
 def score_translations(
     translator: Translator, pairs: Pairs, *, beam_size: int, length_penalty: float
 ) -> tuple[dict[str, Any], list[tuple[str, ...]]]:
-    """BLEU and chrF of greedy and beam search on ``pairs``, with the time each took:
-    (scores, rows of (source, reference, greedy, beam))."""
+    """BLEU and chrF of greedy and beam search on ``pairs``, with the time each took
+    (compilation included, once per length bucket): (scores, rows of (source, reference,
+    greedy, beam))."""
     sources = translator.encode_sources([s for s, _ in pairs], truncate=True)
     references = [t for _, t in pairs]
     scores: dict[str, Any] = {}
     outputs = {}
     for search, k in (("greedy", 1), (f"beam{beam_size}", beam_size)):
         start = time.perf_counter()
-        ids = translator.translate_ids(sources, beam_size=k, length_penalty=length_penalty)
+        ids, unfinished = translator.search_ids(sources, beam_size=k, length_penalty=length_penalty)
         seconds = time.perf_counter() - start
         outputs[search] = [translator.tokenizer.decode(row) for row in ids]
         scores[search] = corpus_scores(outputs[search], references) | {
-            "seconds": round(seconds, 2), "sentences_per_second": round(len(pairs) / seconds, 1)
+            "seconds": round(seconds, 2), "sentences_per_second": round(len(pairs) / seconds, 1),
+            "unfinished": unfinished,
         }  # fmt: skip
     rows = list(zip([s for s, _ in pairs], references, *outputs.values(), strict=True))
     return scores, rows
+
+
+def pairs_fingerprint(pairs: Pairs) -> str:
+    """A fingerprint of sentence pairs, to tell that a later evaluation reads the same ones."""
+    digest = hashlib.sha256()
+    for source, target in pairs:
+        digest.update(f"{source}\t{target}\n".encode())
+    return digest.hexdigest()[:32]
 
 
 def _write_results(run: TranslateRun, test_pairs: Pairs) -> None:
@@ -401,7 +419,8 @@ def _write_results(run: TranslateRun, test_pairs: Pairs) -> None:
     scores, rows = score_translations(
         run.translator, pairs, beam_size=config.beam_size, length_penalty=config.length_penalty
     )
-    run.summary |= {"test_sentences": len(pairs), **scores}
+    run.summary |= {"test_sentences": len(pairs),
+                    "test_fingerprint": pairs_fingerprint(test_pairs), **scores}  # fmt: skip
     (run_dir / "summary.json").write_text(json.dumps(run.summary, indent=2) + "\n")
     lines = ["source\treference\tgreedy\tbeam"] + [
         "\t".join(" ".join(text.split()) for text in row)
@@ -429,14 +448,14 @@ def plot_cross_attention(
     from jaxllm.explain import plot_attention
 
     tokenizer = translator.tokenizer
-    outputs = translator.translate_ids(translator.encode_sources(sources), beam_size=beam_size)
+    outputs, _ = translator.search_ids(translator.encode_sources(sources), beam_size=beam_size)
     fig, axes = plt.subplots(1, len(sources), figsize=(9 * len(sources), 9), squeeze=False)
     for ax, source, output in zip(axes[0], sources, outputs, strict=True):
         output = output[: translator.max_len - 1]
         weights = translator.cross_attention(source, output)
         src = [token_label(tokenizer, i) for i in tokenizer.encode(source)] + ["</s>"]
-        out = ["<s>"] + [token_label(tokenizer, i) for i in output]
-        plot_attention(weights, out, src, ax=ax, title="cross-attention (output ← source)")
+        out = [token_label(tokenizer, i) for i in output] + ["</s>"]
+        plot_attention(weights, out, src, ax=ax, title="cross-attention (token written ← source)")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -450,6 +469,28 @@ def token_label(tokenizer: Any, token: int) -> str:
     if text.isprintable() and "\ufffd" not in text:
         return text
     return str(tokenizer.hf_tokenizer.id_to_token(token))
+
+
+def load_test_pairs(run_dir: str | Path) -> Pairs:
+    """The test pairs of the run in ``run_dir``, from its data as its config names them.
+
+    Raises:
+      CheckpointError: they are not the pairs the run was scored on when it finished (its
+        ``summary.json`` records their fingerprint): the data changed since.
+    """
+    run_dir = Path(run_dir)
+    config = load_config(TranslateConfig, run_dir / "config.json")
+    pairs = load_translation_pairs(config)["test"]
+    summary = run_dir / "summary.json"
+    recorded = (
+        json.loads(summary.read_text()).get("test_fingerprint") if summary.is_file() else None
+    )
+    if recorded not in (None, pairs_fingerprint(pairs)):
+        raise CheckpointError(
+            f"the test pairs of {config.data} differ from those {run_dir} was scored on: the "
+            "data changed since the run; restore it to compare scores"
+        )
+    return pairs
 
 
 def load_translator(run_dir: str | Path, step: int | None = None) -> Translator:

@@ -70,13 +70,15 @@ class Translator:
         return end
 
     def encode_sources(self, texts: Sequence[str], *, truncate: bool = False) -> list[np.ndarray]:
-        """Each text's ids and the end token.
+        """Each text's ids and the end token: one int32[len] array per text.
 
         Raises:
+          TypeError: ``texts`` is one string rather than a sequence of them.
           TranslationInputError: an empty text (naming it).
           SourceTooLongError: a text longer than the model's sources, unless ``truncate``
             (then it is cut, keeping its end token, with a warning naming how many were).
         """
+        _require_sequence(texts, "texts")
         rows, cut = [], []
         for number, text in enumerate(texts, 1):
             if not text.strip():
@@ -121,30 +123,63 @@ class Translator:
         batch_size: int = 32,
     ) -> list[list[int]]:
         """Output ids (without the end token) for encoded sources (:meth:`encode_sources`),
-        decoded in batches of ``batch_size`` sentences of similar lengths."""
+        decoded in batches of up to ``batch_size`` sentences of similar lengths. An output
+        still unfinished at the length cap (see :meth:`max_new_tokens`) is returned as it is,
+        with a warning counting them."""
+        outputs, unfinished = self.search_ids(
+            sources, beam_size=beam_size, length_penalty=length_penalty, batch_size=batch_size
+        )
+        if unfinished:
+            warnings.warn(f"{unfinished} output(s) reached the length cap unfinished", stacklevel=2)
+        return outputs
+
+    def search_ids(
+        self,
+        sources: Sequence[np.ndarray],
+        *,
+        beam_size: int = 4,
+        length_penalty: float = 1.0,
+        batch_size: int = 32,
+    ) -> tuple[list[list[int]], int]:
+        """(:meth:`translate_ids`'s outputs, how many of them reached the length cap
+        unfinished), without a warning."""
+        _require_sequence(sources, "sources")
+        if beam_size < 1 or batch_size < 1 or not np.isfinite(length_penalty):
+            raise TranslationInputError(
+                f"beam_size and batch_size must be >= 1 and length_penalty finite, got "
+                f"{beam_size}, {batch_size}, {length_penalty}"
+            )
         order = np.argsort([len(s) for s in sources], kind="stable")
         outputs: list[list[int]] = [[] for _ in sources]
+        unfinished = 0
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
             source, mask = _padded_batch([sources[i] for i in index], batch_size, self.max_len)
             search = self._search(source.shape[1], beam_size, length_penalty)
             result: DecodeResult = search(self.params, source, mask)
+            unfinished += int(np.sum(~np.asarray(result.ended)[: len(index)]))
             for i, ids in zip(index, result.to_lists()[: len(index)], strict=True):
                 outputs[i] = ids
-        return outputs
+        return outputs, unfinished
+
+    def max_new_tokens(self, source_len: int) -> int:
+        """The longest output made for sources padded to ``source_len`` tokens: 1.5 times
+        that plus 8, rounded up to a multiple of 16, at most the model's ``max_len``."""
+        return min(self.max_len, padded_length(source_len * 3 // 2 + 8, self.max_len))
 
     def _search(self, source_len: int, beam_size: int, length_penalty: float) -> Callable:
         """The compiled search for sources padded to ``source_len`` tokens."""
-        new_tokens = min(self.max_len, padded_length(source_len * 3 // 2 + 8, self.max_len))
+        new_tokens = self.max_new_tokens(source_len)
         return _compiled_search(
             self.decoding, beam_size, new_tokens, self.end_id, float(length_penalty)
         )
 
     def cross_attention(self, source: str, output: Sequence[int]) -> np.ndarray:
-        """How much each output token attends to each source token when the model reads the
-        pair (teacher-forced), averaged over the last decoder layer's heads:
-        float32[len(output) + 1, source tokens + 1] (the start token first; the source's end
-        token last). ``output``: ids without the end token, at most ``max_len - 1``."""
+        """What the decoder attends to in the source as it writes each token of ``output``
+        (teacher-forced), averaged over the last decoder layer's heads: float32[len(output) +
+        1, source tokens + 1]; row ``i`` is the step that writes ``output[i]`` (the last row
+        writes the end token), the last column is the source's end token. ``output``: ids
+        without the end token, at most ``max_len - 1``."""
         src = self.encode_sources([source])[0][None]
         if len(output) >= self.max_len:
             raise ValueError(f"an output of {len(output)} ids is longer than the model's targets")
@@ -169,16 +204,23 @@ def _compiled_search(
 def _padded_batch(
     sources: Sequence[np.ndarray], batch_size: int, max_len: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(ids int32[batch_size, L], mask bool[batch_size, L])``: the sources padded to their
-    bucket's length, and rows past them filled with a one-token source (discarded)."""
+    """``(ids int32[rows, L], mask bool[rows, L])``: the sources padded to their bucket's
+    length ``L``, in ``rows`` (the next power of two, at most ``batch_size``) rows; the rows
+    past them repeat the last source (so they end with it) and are discarded."""
+    rows = min(batch_size, 1 << (len(sources) - 1).bit_length())
     length = padded_length(max(len(s) for s in sources), max_len)
-    ids = np.full((batch_size, length), PAD_ID, np.int32)
-    mask = np.zeros((batch_size, length), bool)
-    mask[:, 0] = True
-    for row, source in enumerate(sources):
+    ids = np.full((rows, length), PAD_ID, np.int32)
+    mask = np.zeros((rows, length), bool)
+    for row in range(rows):
+        source = sources[min(row, len(sources) - 1)]
         ids[row, : len(source)] = source
         mask[row, : len(source)] = True
     return ids, mask
+
+
+def _require_sequence(values: Any, name: str) -> None:
+    if isinstance(values, str):
+        raise TypeError(f"{name} must be a sequence of sentences, got one string; write [text]")
 
 
 def require_sacrebleu() -> Any:
