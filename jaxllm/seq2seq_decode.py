@@ -215,7 +215,8 @@ def beam_search(
       source: int[batch, len] ids; source_mask: bool[batch, len].
       beam_size: hypotheses kept per source (``k``).
       max_new_tokens: the longest output; a hypothesis still alive then is scored as it is.
-      start_id, end_id: as :func:`greedy_search`'s.
+      start_id: the decoder's first input.
+      end_id: the token that ends a hypothesis (``None``: none does).
       length_penalty: the exponent ``a`` of ``score = log_prob / length ** a`` (0: none;
         larger values favour longer outputs).
 
