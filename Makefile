@@ -73,6 +73,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/linear_regression.py
 	$(PY) benchmarks/dp_sgd_throughput.py
 	$(PY) benchmarks/int8_generate.py
+	$(PY) benchmarks/translate_throughput.py
 
 # The documentation site (guides in docs/, API pages from the docstrings) into .cache/site;
 # --strict fails on a broken link or reference.
