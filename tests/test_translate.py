@@ -67,6 +67,12 @@ def test_a_run_writes_its_folder_and_scores(trained):
         assert 0.0 <= summary[search]["bleu"] <= 100.0 and summary[search]["chrf"] >= 0.0
     rows = (trained.run_dir / "translations.tsv").read_text(encoding="utf-8").splitlines()
     assert rows[0] == "source\treference\tgreedy\tbeam" and len(rows) == 7
+    columns = list(zip(*(row.split("\t") for row in rows[1:]), strict=True))
+    # the recorded scores are those of the written outputs against the written references
+    for search, outputs in (("greedy", columns[2]), ("beam4", columns[3])):
+        written = corpus_scores(list(outputs), list(columns[1]))
+        assert summary[search]["bleu"] == pytest.approx(written["bleu"], abs=1e-6)
+    assert len(summary["test_fingerprint"]) == 32
 
 
 def test_a_loaded_run_translates_as_the_trained_one(trained):

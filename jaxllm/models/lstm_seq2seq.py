@@ -191,7 +191,7 @@ class LSTMSeq2Seq(nn.Module):
 def init_lstm_seq2seq_params(config: LSTMSeq2SeqConfig, key: Array) -> dict[str, Any]:
     """Fresh parameters for an attentional LSTM encoder-decoder of shape ``config``."""
     source = jnp.zeros((1, min(8, config.max_len)), jnp.int32)
-    variables = LSTMSeq2Seq(config).init(key, source, source != -1, source)
+    variables = LSTMSeq2Seq(config).init(key, source, jnp.ones(source.shape, bool), source)
     return cast(dict, variables["params"])
 
 

@@ -297,7 +297,7 @@ def reorder_cache(cache: Seq2SeqCache, rows: Array, *, same_sources: bool = Fals
 def init_seq2seq_params(config: Seq2SeqConfig, key: Array) -> dict[str, Any]:
     """Fresh parameters for an encoder-decoder of shape ``config``."""
     source = jnp.zeros((1, min(8, config.max_len)), jnp.int32)
-    variables = Seq2SeqTransformer(config).init(key, source, source != -1, source)
+    variables = Seq2SeqTransformer(config).init(key, source, jnp.ones(source.shape, bool), source)
     return cast(dict, variables["params"])
 
 

@@ -411,7 +411,7 @@ def _check_context(
         raise ValueError(
             "pass either context or context_cache (its projected keys and values), not both"
         )
-    if context_cache is not None and (cache is not None or causal or queries or rotary):
+    if context_cache is not None and (cache is not None or causal or queries is not None or rotary):
         raise ValueError(
             "context_cache is for cross-attention: no self-attention cache, causal mask, "
             "queries or rotary positions"

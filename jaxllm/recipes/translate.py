@@ -242,8 +242,9 @@ def _tokenizer(config: TranslateConfig, train: Pairs, checkpointer: Checkpointer
     """The run's tokenizer: learnt on both sides of the training pairs, or the saved one
     (checked against the checkpoints')."""
     if config.resume:
-        saved_tokenizer(config.run_dir / "tokenizer.json", checkpointer)
-        return load_translation_tokenizer(config.run_dir)
+        return _bpe(
+            saved_tokenizer(config.run_dir / "tokenizer.json", checkpointer), config.run_dir
+        )
     texts = [text for pair in train for text in pair]
     return BPETokenizer.train(texts, vocab_size=config.vocab_size)
 
@@ -254,7 +255,10 @@ def load_translation_tokenizer(run_dir: str | Path) -> BPETokenizer:
     Raises:
       CheckpointError: it is not a byte-level BPE (the folder is another recipe's run).
     """
-    tokenizer = load_tokenizer(Path(run_dir) / "tokenizer.json")
+    return _bpe(load_tokenizer(Path(run_dir) / "tokenizer.json"), run_dir)
+
+
+def _bpe(tokenizer: Any, run_dir: str | Path) -> BPETokenizer:
     if not isinstance(tokenizer, BPETokenizer):
         raise CheckpointError(
             f"{run_dir} has a {tokenizer.kind} tokenizer, not the byte-level BPE translation "
