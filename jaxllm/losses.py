@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from jaxllm.data.image_augment import AugmentConfig, augment_images
+
 LossFn = Callable[[Any, dict, Array | None], tuple[Array, dict]]
 
 
@@ -163,6 +165,33 @@ def classification_loss(model: Any) -> LossFn:
             train=train,
             rngs={"dropout": key} if train else None,
         )
+        loss = cross_entropy(logits, batch["labels"])
+        accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == batch["labels"])
+        return loss, {"loss": loss, "accuracy": accuracy}
+
+    return loss_fn
+
+
+def image_classification_loss(model: Any, augment: AugmentConfig | None = None) -> LossFn:
+    """Cross-entropy of an image classifier (:mod:`jaxllm.models.cnn`,
+    :mod:`jaxllm.models.vit`) as ``loss_fn(params, batch, key)``.
+
+    ``batch`` holds ``images`` (float32[batch, height, width, channels]) and ``labels``
+    (int[batch]); the model is called as ``model.apply(variables, images, train=...)``. While
+    training (``key`` given), ``augment`` (a :class:`jaxllm.data.AugmentConfig`, or ``None``)
+    moves every image by a random shift and rotation on the device first, drawn from ``key``
+    as dropout is. ``key=None`` evaluates: no augmentation, no dropout. Metrics: ``loss`` and
+    ``accuracy``.
+    """
+
+    def loss_fn(params: Any, batch: dict, key: Array | None) -> tuple[Array, dict]:
+        images, rngs = batch["images"], None
+        if key is not None:
+            augment_key, dropout_key = jax.random.split(key)
+            rngs = {"dropout": dropout_key}
+            if augment is not None and augment.enabled:
+                images = augment_images(augment_key, images, augment)
+        logits = model.apply({"params": params}, images, train=key is not None, rngs=rngs)
         loss = cross_entropy(logits, batch["labels"])
         accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == batch["labels"])
         return loss, {"loss": loss, "accuracy": accuracy}

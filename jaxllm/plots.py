@@ -122,3 +122,40 @@ def plot_confusion_matrix(
     ax.set_ylabel("true")
     ax.set_title(title)
     return save_figure(fig, path)
+
+
+def plot_misclassified(
+    images: Any,
+    labels: Any,
+    predicted: Any,
+    label_names: Sequence[str],
+    path: str | Path,
+    *,
+    title: str = "misclassified",
+    limit: int = 40,
+) -> Path:
+    """The images whose prediction is wrong (at most ``limit``, in order), each titled
+    ``true → predicted``, in a grid of up to 8 columns, saved as a PNG.
+
+    Args:
+      images: float[n, height, width, channels] in [0, 1] (1 channel: grey, 3: colour).
+      labels, predicted: int[n] true and predicted class ids (names: ``label_names``).
+    """
+    import numpy as np
+
+    images, labels, predicted = np.asarray(images), np.asarray(labels), np.asarray(predicted)
+    wrong = np.flatnonzero(labels != predicted)[:limit]
+    columns = max(min(len(wrong), 8), 1)
+    rows = max(-(-len(wrong) // columns), 1)
+    fig, axes = subplots(rows, columns, figsize=(1.3 * columns + 0.5, 1.5 * rows + 0.6))
+    axes = np.atleast_1d(axes).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, i in zip(axes, wrong, strict=False):
+        image = images[i, ..., 0] if images.shape[-1] == 1 else images[i]
+        ax.imshow(image, cmap="gray_r" if image.ndim == 2 else None, vmin=0.0, vmax=1.0)
+        ax.set_title(f"{label_names[labels[i]]} → {label_names[predicted[i]]}", fontsize=9)
+    if not len(wrong):
+        axes[0].text(0.5, 0.5, "none", ha="center", va="center")
+    fig.suptitle(f"{title} ({len(np.flatnonzero(labels != predicted))} of {len(labels)})")
+    return save_figure(fig, path)

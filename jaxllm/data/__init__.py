@@ -15,6 +15,11 @@ Labelled texts for classification::
 English-Spanish verse pairs for translation (``make data`` fetches the Bibles)::
 
     splits = split_by_book(load_bible_pairs().pairs)  # "train", "valid", "test"
+
+Labelled images for classification, and random shifts and rotations on the device::
+
+    train, test = stratified_split(load_digits(), (0.8, 0.2), seed=0)  # or read_image_folders
+    images = augment_images(key, check_image_batch(train.images, (8, 8, 1)), AugmentConfig())
 """
 
 from jaxllm.data.batches import encode_corpus, eval_batches, lm_batch, pad_sequences
@@ -31,9 +36,25 @@ from jaxllm.data.corpora import (
     load_text,
     strip_gutenberg_boilerplate,
 )
+from jaxllm.data.image_augment import (
+    AugmentConfig,
+    affine_warp,
+    augment_images,
+    augment_params,
+)
+from jaxllm.data.images import (
+    ImagesError,
+    LabelledImages,
+    check_image_batch,
+    check_image_shape,
+    load_digits,
+    read_image_folders,
+    write_image_folders,
+)
 from jaxllm.data.labelled import (
     NAMED_SENTIMENT_SETS,
     SENTIMENT_TASKS,
+    Labelled,
     LabelledTexts,
     LabelsError,
     align_labels,
@@ -103,6 +124,18 @@ from jaxllm.data.vocab import (
 )
 
 __all__ = [
+    "AugmentConfig",
+    "ImagesError",
+    "Labelled",
+    "LabelledImages",
+    "affine_warp",
+    "augment_images",
+    "augment_params",
+    "check_image_batch",
+    "check_image_shape",
+    "load_digits",
+    "read_image_folders",
+    "write_image_folders",
     "EncodedPairs",
     "PairBatches",
     "encode_pairs",

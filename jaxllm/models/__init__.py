@@ -1,5 +1,6 @@
-"""Models: GPT, BERT, an LSTM language model, text classifiers and encoder-decoders for
-translation (a Transformer and an attentional LSTM), built from :mod:`jaxllm.nn` layers, and a
+"""Models: GPT, BERT, an LSTM language model, text classifiers, encoder-decoders for
+translation (a Transformer and an attentional LSTM) and image classifiers (a CNN and a patch
+Transformer), built from :mod:`jaxllm.nn` layers, and a
 multilayer perceptron written as its equations, with hand-derived back-propagation
 (:mod:`jaxllm.models.mlp`)."""
 
@@ -12,6 +13,7 @@ from jaxllm.models.classifiers import (
     with_embeddings,
     with_pretrained_encoder,
 )
+from jaxllm.models.cnn import CNN, CNNConfig
 from jaxllm.models.gpt import (
     GPT,
     GPTCache,
@@ -23,6 +25,7 @@ from jaxllm.models.gpt import (
     init_params,
     with_cpu_tuned_attention,
 )
+from jaxllm.models.image_classifiers import init_image_classifier
 from jaxllm.models.lstm_lm import (
     LSTMLM,
     LSTMLMConfig,
@@ -59,8 +62,15 @@ from jaxllm.models.seq2seq import (
     reorder_cache,
     transformer_decoding,
 )
+from jaxllm.models.vit import ViT, ViTConfig, image_patches
 
 __all__ = [
+    "CNN",
+    "CNNConfig",
+    "ViT",
+    "ViTConfig",
+    "image_patches",
+    "init_image_classifier",
     "LSTMDecodeState",
     "LSTMSeq2Seq",
     "LSTMSeq2SeqConfig",

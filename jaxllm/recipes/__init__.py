@@ -5,6 +5,12 @@ the run-folder and resume policy of :mod:`jaxllm.recipes.run_folder`.
 """
 
 from jaxllm.recipes.classify import ClassifierRun, ClassifyConfig, train_classifier
+from jaxllm.recipes.image_classify import (
+    ImageClassifierRun,
+    ImageClassifyConfig,
+    load_image_classifier,
+    train_image_classifier,
+)
 from jaxllm.recipes.lm import LMConfig, LMRun, load_lm_run, train_lm
 from jaxllm.recipes.mlm import MLMConfig, MLMRun, load_mlm_run, train_mlm
 from jaxllm.recipes.run_folder import prepare_run_dir, resumed_config
@@ -19,6 +25,10 @@ from jaxllm.recipes.translator import Translator
 __all__ = [
     "ClassifierRun",
     "ClassifyConfig",
+    "ImageClassifierRun",
+    "ImageClassifyConfig",
+    "load_image_classifier",
+    "train_image_classifier",
     "LMConfig",
     "LMRun",
     "MLMConfig",

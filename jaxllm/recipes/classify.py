@@ -418,7 +418,7 @@ def resolve_config(
     return dataclasses.replace(config, model=model, optimizer=optimizer, privacy=privacy)
 
 
-def steps_per_epoch(config: ClassifyConfig, train_size: int) -> int:
+def steps_per_epoch(config: Any, train_size: int) -> int:
     """Training steps per pass over ``train_size`` examples (the last batch filled up)."""
     return max(batches_per_epoch(train_size, config.batch_size), 1)
 
@@ -502,9 +502,11 @@ def _word2vec_vectors(config: ClassifyConfig, train: LabelledTexts) -> tuple[lis
     return list(model.vocab.words), model.vectors
 
 
-def _loop_config(config: ClassifyConfig, train_size: int) -> LoopConfig:
-    """Steps for ``epochs`` passes; dev evaluation and a checkpoint ``evals_per_epoch`` times
-    an epoch, keeping enough checkpoints that the best is never deleted before it is used."""
+def epoch_loop_config(config: Any, train_size: int) -> LoopConfig:
+    """Steps for ``epochs`` passes of ``batch_size`` examples; dev evaluation and a checkpoint
+    ``evals_per_epoch`` times an epoch, keeping enough checkpoints that the best is never
+    deleted before it is used. ``config`` is a recipe's, with ``batch_size``, ``epochs``,
+    ``evals_per_epoch``, ``patience`` and ``progress``."""
     per_epoch = steps_per_epoch(config, train_size)
     eval_every = max(per_epoch // config.evals_per_epoch, 1)
     num_steps = config.epochs * per_epoch
@@ -521,7 +523,7 @@ def _loop_config(config: ClassifyConfig, train_size: int) -> LoopConfig:
     )
 
 
-def _best_checkpoint(checkpointer: Checkpointer, best_step: int | None) -> int:
+def best_checkpoint_step(checkpointer: Checkpointer, best_step: int | None) -> int:
     """``best_step``, the step of the lowest dev loss (``fit``'s record, kept across resumes),
     after checking its checkpoint is on disk."""
     if best_step is None or best_step not in checkpointer.steps():
@@ -582,7 +584,7 @@ def _fit(
             state,
             step,
             batches,
-            _loop_config(config, len(train)),
+            epoch_loop_config(config, len(train)),
             eval_fn=dev_metrics,
             writer=writer,
             checkpointer=checkpointer,
@@ -696,7 +698,7 @@ def train_classifier(
     predict = make_predict_fn(model, config.eval_batch_size)
     metadata = {"vocab_fingerprint": features.fingerprint, "label_names": list(train.label_names)}
     start = time.perf_counter()
-    keep = _loop_config(config, len(train)).keep_checkpoints
+    keep = epoch_loop_config(config, len(train)).keep_checkpoints
     checkpoints = config.run_dir / "checkpoints"
     with Checkpointer(checkpoints, max_to_keep=keep, cleanup_unfinished=True) as checkpointer:
         params = _initial_params(config, features.vocab, train)
@@ -708,7 +710,7 @@ def train_classifier(
         if config.resume:
             state, _ = checkpointer.restore(state, config.resume_step, set_aside=True)
         result = _fit(config, splits, state, checkpointer, metadata, predict)
-        best_step = _best_checkpoint(checkpointer, result.best_step)
+        best_step = best_checkpoint_step(checkpointer, result.best_step)
         best, _ = checkpointer.restore(result.state, best_step)
     seconds = time.perf_counter() - start
     run = ClassifierRun(
