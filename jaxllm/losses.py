@@ -11,7 +11,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 from jax import Array
+from jax.typing import ArrayLike
 
 from jaxllm.data.image_augment import AugmentConfig, augment_images
 
@@ -237,3 +240,112 @@ def masked_language_model_loss(model: Any) -> LossFn:
         return loss, {"loss": loss, "accuracy": accuracy, "tokens": jnp.sum(weights)}
 
     return loss_fn
+
+
+# ------------------------------------------------------------------------------------------------
+# Connectionist temporal classification (speech recognition)
+# ------------------------------------------------------------------------------------------------
+
+
+def ctc_loss(
+    logits: ArrayLike,
+    frame_mask: ArrayLike,
+    labels: ArrayLike,
+    label_mask: ArrayLike,
+    *,
+    blank_id: int = 0,
+) -> tuple[Array, Array]:
+    """The CTC loss of Graves et al. (2006), by :func:`optax.ctc_loss`.
+
+    ``-log p(y | x) = -log Σ_π Π_t softmax(logits)[t, π_t]`` over the alignments ``π`` (one
+    symbol, blank included, per real frame) that collapse to the labels ``y`` (merge repeats,
+    then drop blanks).
+
+    Normalisation, as PyTorch's ``ctc_loss(..., reduction="mean")``: each utterance's negative
+    log-likelihood is divided by its label length (1 for an empty transcript), then averaged
+    over the utterances. The per-utterance values are the plain negative log-likelihoods (its
+    ``reduction="none"``).
+
+    An impossible alignment (fewer real frames than labels plus adjacent repeats; see
+    :func:`ctc_feasible`) is not ``inf``: optax stands ``-1e5`` in for ``log 0``, so its
+    negative log-likelihood is about ``1e5`` or more, with finite, meaningless gradients. Such an
+    utterance swamps the mean; filter it out with :func:`check_ctc_feasible` first.
+
+    Args:
+      logits: float[batch, frames, vocab], blank included.
+      frame_mask: bool[batch, frames], ``True`` at the real frames (padded frames are skipped
+        wherever they are, usually at the end).
+      labels: int[batch, label_len], the transcripts, never ``blank_id``; left-aligned: the
+        real labels first, then padding.
+      label_mask: bool[batch, label_len], ``True`` at the real labels (a prefix of each row).
+      blank_id: the blank symbol's id.
+
+    Returns:
+      ``(mean, per_utterance)``: a scalar and float32[batch] (float64 for float64 logits).
+    """
+    logits, frame_mask = jnp.asarray(logits), jnp.asarray(frame_mask)
+    labels, label_mask = jnp.asarray(labels), jnp.asarray(label_mask)
+    _check_ctc_shapes(logits, frame_mask, labels, label_mask)
+    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+    per_utterance = optax.ctc_loss(
+        logits,
+        1.0 - frame_mask.astype(logits.dtype),
+        labels,
+        1.0 - label_mask.astype(logits.dtype),
+        blank_id=blank_id,
+    )
+    label_lengths = jnp.sum(label_mask, axis=1).astype(logits.dtype)
+    mean = jnp.mean(per_utterance / jnp.maximum(label_lengths, 1.0))
+    return mean, per_utterance
+
+
+def _check_ctc_shapes(logits: Array, frame_mask: Array, labels: Array, label_mask: Array) -> None:
+    """Raise ``ValueError`` naming the mismatched shapes of :func:`ctc_loss`'s inputs."""
+    if logits.ndim != 3 or frame_mask.shape != logits.shape[:2]:
+        raise ValueError(
+            f"logits must be float[batch, frames, vocab] and frame_mask bool[batch, frames], got "
+            f"{tuple(logits.shape)} and {tuple(frame_mask.shape)}: add a batch axis of 1 for one "
+            "utterance, and build the mask from the frame lengths after sub-sampling"
+        )
+    if labels.ndim != 2 or label_mask.shape != labels.shape or labels.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"labels and label_mask must both be [batch, label_len] with the logits' batch "
+            f"{logits.shape[0]}, got {tuple(labels.shape)} and {tuple(label_mask.shape)}"
+        )
+
+
+def ctc_feasible(frame_lengths: ArrayLike, labels: ArrayLike, label_lengths: ArrayLike) -> Array:
+    """Whether CTC can align each transcript to its frames: ``frames >= L + repeats``.
+
+    Every label needs a frame, and two equal adjacent labels need a blank frame between them
+    (``"ll"`` in ``"hello"``), so a transcript of ``L`` labels with ``r`` adjacent repeats needs
+    ``L + r`` frames. Where this fails, :func:`ctc_loss` is about ``1e5``, not a likelihood.
+
+    Args:
+      frame_lengths: int[batch], real frames (after the model's sub-sampling).
+      labels: int[batch, label_len], left-aligned transcripts.
+      label_lengths: int[batch], real labels of each row.
+
+    Returns:
+      bool[batch]; works under ``jax.jit``.
+    """
+    labels = jnp.asarray(labels)
+    positions = jnp.arange(labels.shape[1] - 1)
+    both_real = positions[None, :] + 1 < jnp.asarray(label_lengths)[:, None]
+    repeats = jnp.sum(both_real & (labels[:, 1:] == labels[:, :-1]), axis=1)
+    return jnp.asarray(frame_lengths) >= jnp.asarray(label_lengths) + repeats
+
+
+def check_ctc_feasible(
+    frame_lengths: ArrayLike, labels: ArrayLike, label_lengths: ArrayLike
+) -> None:
+    """Raise ``ValueError`` naming the utterances :func:`ctc_feasible` rejects (host side, on
+    concrete arrays; shapes as its)."""
+    bad = np.flatnonzero(~np.asarray(ctc_feasible(frame_lengths, labels, label_lengths)))
+    if bad.size:
+        shown = ", ".join(str(i) for i in bad[:10]) + (", ..." if bad.size > 10 else "")
+        raise ValueError(
+            f"{bad.size} utterance(s) ({shown}) have fewer frames than CTC needs (labels plus "
+            "adjacent repeats), so their loss is ~1e5, not a likelihood: drop them (filter with "
+            "jaxllm.losses.ctc_feasible), or sub-sample the audio less"
+        )

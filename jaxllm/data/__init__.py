@@ -22,6 +22,13 @@ Labelled images for classification, and random shifts and rotations on the devic
     images = augment_images(key, check_image_batch(train.images, (8, 8, 1)), AugmentConfig())
 """
 
+from jaxllm.data.audio import (
+    AudioError,
+    check_audible,
+    read_wav,
+    resample,
+    write_wav,
+)
 from jaxllm.data.batches import encode_corpus, eval_batches, lm_batch, pad_sequences
 from jaxllm.data.buckets import Batches, bucketed_batches, padded_length, padded_rows
 from jaxllm.data.clean import clean_corpus, deduplicate, normalize_text
@@ -69,6 +76,14 @@ from jaxllm.data.labelled import (
     sentiment_data_dir,
     stratified_split,
 )
+from jaxllm.data.log_mel import (
+    MelConfig,
+    log_mel,
+    log_mel_batch,
+    mel_filterbank,
+    mel_spectrogram,
+    n_frames,
+)
 from jaxllm.data.masking import (
     MaskedBatch,
     MaskingConfig,
@@ -97,6 +112,27 @@ from jaxllm.data.parallel_text import (
     split_by_book,
     strip_markup,
     write_parallel_tsv,
+)
+from jaxllm.data.speech_set import (
+    SPEECH_ALPHABET,
+    EspeakCommand,
+    PlannedUtterance,
+    SpeechSetConfig,
+    SpeechSetError,
+    Utterance,
+    add_noise,
+    build_speech_set,
+    check_voices,
+    find_espeak,
+    load_speech_set,
+    normalize_speech_text,
+    plan_speech_set,
+    speech_data_dir,
+    speech_sentences,
+    split_sentences,
+    synthesize,
+    tone_speaker,
+    unpacked_espeak,
 )
 from jaxllm.data.splits import split_corpus
 from jaxllm.data.tokenizers import (
@@ -216,4 +252,34 @@ __all__ = [
     "strip_gutenberg_boilerplate",
     "train_tokenizer",
     "word_ids_from_pieces",
+    "AudioError",
+    "EspeakCommand",
+    "MelConfig",
+    "PlannedUtterance",
+    "SPEECH_ALPHABET",
+    "SpeechSetConfig",
+    "SpeechSetError",
+    "Utterance",
+    "add_noise",
+    "build_speech_set",
+    "check_audible",
+    "check_voices",
+    "find_espeak",
+    "load_speech_set",
+    "log_mel",
+    "log_mel_batch",
+    "mel_filterbank",
+    "mel_spectrogram",
+    "n_frames",
+    "normalize_speech_text",
+    "plan_speech_set",
+    "read_wav",
+    "resample",
+    "speech_data_dir",
+    "speech_sentences",
+    "split_sentences",
+    "synthesize",
+    "tone_speaker",
+    "unpacked_espeak",
+    "write_wav",
 ]
