@@ -1,9 +1,16 @@
 """Models: GPT, BERT, an LSTM language model, text classifiers, encoder-decoders for
-translation (a Transformer and an attentional LSTM) and image classifiers (a CNN and a patch
-Transformer), built from :mod:`jaxllm.nn` layers, and a
+translation (a Transformer and an attentional LSTM), image classifiers (a CNN and a patch
+Transformer) and a CTC acoustic model for speech, built from :mod:`jaxllm.nn` layers, and a
 multilayer perceptron written as its equations, with hand-derived back-propagation
 (:mod:`jaxllm.models.mlp`)."""
 
+from jaxllm.models.asr import (
+    AcousticConfig,
+    AcousticModel,
+    encoder_lengths,
+    init_acoustic_params,
+    normalize_features,
+)
 from jaxllm.models.bert import BERT, BertConfig, init_bert_params
 from jaxllm.models.classifiers import (
     ENCODERS,
@@ -65,6 +72,11 @@ from jaxllm.models.seq2seq import (
 from jaxllm.models.vit import ViT, ViTConfig, image_patches
 
 __all__ = [
+    "AcousticConfig",
+    "AcousticModel",
+    "encoder_lengths",
+    "init_acoustic_params",
+    "normalize_features",
     "CNN",
     "CNNConfig",
     "ViT",

@@ -14,6 +14,13 @@ from jaxllm.recipes.image_classify import (
 from jaxllm.recipes.lm import LMConfig, LMRun, load_lm_run, train_lm
 from jaxllm.recipes.mlm import MLMConfig, MLMRun, load_mlm_run, train_mlm
 from jaxllm.recipes.run_folder import prepare_run_dir, resumed_config
+from jaxllm.recipes.speech import (
+    SpeechRun,
+    SpeechRunConfig,
+    load_transcriber,
+    train_speech_recognizer,
+)
+from jaxllm.recipes.transcriber import Transcriber
 from jaxllm.recipes.translate import (
     TranslateConfig,
     TranslateRun,
@@ -37,6 +44,11 @@ __all__ = [
     "load_mlm_run",
     "prepare_run_dir",
     "resumed_config",
+    "SpeechRun",
+    "SpeechRunConfig",
+    "Transcriber",
+    "load_transcriber",
+    "train_speech_recognizer",
     "TranslateConfig",
     "TranslateRun",
     "Translator",

@@ -21,9 +21,12 @@ from jaxllm.data import (
     CorpusEncodingError,
     EmptyCorpusError,
     EmptySplitError,
+    ImagesError,
     LabelsError,
     ParallelTextError,
 )
+from jaxllm.data.audio import AudioError
+from jaxllm.recipes.transcriber import TranscriptError
 from jaxllm.recipes.translator import TranslationInputError
 from jaxllm.train import (
     CheckpointError,
@@ -45,6 +48,9 @@ RUN_ERRORS: tuple[type[Exception], ...] = (
     LabelsError,
     ParallelTextError,
     TranslationInputError,
+    ImagesError,
+    AudioError,
+    TranscriptError,
     NonFiniteLossError,
     OSError,
 )

@@ -88,8 +88,9 @@ class ImageClassifyConfig:
       split_seed: seeds the stratified train/dev/test split.
       dev_fraction, test_fraction: shares of the data held out for dev (picks the
         checkpoint, drives early stopping) and test (scored once, at the end).
-      model_kind: ``"cnn"`` or ``"vit"``, with its shape in ``cnn`` or ``vit`` (the ViT
-        without dropout by default: with augmentation, it did better on the digits).
+      model_kind: ``"cnn"`` or ``"vit"``, with its shape in ``cnn`` or ``vit`` (the ViT of
+        width 128 without dropout by default: with augmentation, it did better on the digits
+        than width 64 or dropout 0.1).
       augment: the random shifts and rotations applied to training images on the device.
       batch_size, eval_batch_size: images per training step and per evaluation batch.
       epochs: passes over the training split (at most; early stopping may end sooner); 0:
@@ -115,7 +116,7 @@ class ImageClassifyConfig:
     test_fraction: float = 0.2
     model_kind: ImageModelKind = "cnn"
     cnn: CNNConfig = CNNConfig()
-    vit: ViTConfig = ViTConfig(dropout=0.0)
+    vit: ViTConfig = ViTConfig(n_embd=128, dropout=0.0)
     augment: AugmentConfig = AugmentConfig()
     batch_size: int = 64
     eval_batch_size: int = 256

@@ -1,0 +1,521 @@
+"""The speech-recognition recipe: a speech set (WAV files and transcripts) -> log-mel features
+-> an acoustic model (BiLSTM or Transformer over sub-sampled frames) trained with CTC on
+characters -> ``fit`` with the validation loss and character error rate -> the checkpoint of
+the lowest validation loss scored on test, by best path and by prefix beam search.
+
+``train_speech_recognizer(SpeechRunConfig(...))`` is what ``experiments/speech.py train``
+runs. ``data=""`` is the synthetic speech set ``make data`` builds with espeak-ng
+(:func:`jaxllm.data.load_speech_set`; its test split holds voices *and* sentences that
+training never saw); any other value is a folder of the same layout. Pass
+``utterances={"train": ..., "valid": ..., "test": ...}`` to train on your own.
+
+A run folder ``<out_dir>/<name>/`` holds ``config.json``, ``metrics.jsonl``, ``tensorboard/``,
+``checkpoints/``, ``loss.png``, ``alignment.png`` (a test utterance's spectrogram under the
+model's per-frame character probabilities), ``transcripts.tsv`` (every test utterance's
+reference and both decodings) and ``summary.json`` (CER and WER, overall and per noise level).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import jax
+import numpy as np
+
+from jaxllm.config import load_config, require, save_config
+from jaxllm.data import SPEECH_ALPHABET, Utterance, load_speech_set
+from jaxllm.data.buckets import bucketed_batches, padded_length
+from jaxllm.data.log_mel import MelConfig, log_mel_batch
+from jaxllm.losses import LossFn, ctc_feasible, ctc_loss
+from jaxllm.metrics import error_rates
+from jaxllm.models.asr import AcousticConfig, AcousticModel, encoder_lengths, init_acoustic_params
+from jaxllm.models.gpt import count_params
+from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
+from jaxllm.recipes.classify import best_checkpoint_step
+from jaxllm.recipes.run_folder import check_resume_step, prepare_run_dir, require_run, say
+from jaxllm.recipes.transcriber import BLANK_ID, CharacterAlphabet, Transcriber, decode_logits
+from jaxllm.runtime import DEFAULT_COMPILATION_CACHE, use_compilation_cache
+from jaxllm.train import (
+    Checkpointer,
+    CheckpointError,
+    FitResult,
+    LoopConfig,
+    MetricsWriter,
+    create_train_state,
+    fit,
+    make_eval_step,
+    make_train_step,
+    read_metrics,
+)
+from jaxllm.train.step import evaluate, jit_train_step
+
+SPLITS = ("train", "valid", "test")
+FRAME_BUCKET = 64  # batches pad their frames to a multiple of this: few compiled shapes
+LABEL_BUCKET = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeechRunConfig:
+    """A speech-recognition run.
+
+    Attributes:
+      name, out_dir: the run folder is ``out_dir/name``.
+      seed: seeds the parameters, dropout and batch order.
+      data: a speech set folder (``manifest.jsonl``; ``""``: the one ``make data`` builds).
+      alphabet: the characters transcripts are written in (the model adds the CTC blank).
+      mel: the log-mel features (16 kHz audio, 25 ms windows, 10 ms hops, 80 bands).
+      model: the acoustic model (``vocab_size`` 0: the alphabet's, filled in).
+      batch_size: utterances per training step (grouped by length).
+      num_steps, eval_every, log_every: training steps; validation (loss and a greedy
+        character error rate) and a checkpoint every ``eval_every`` steps and at the end.
+      patience: stop after this many evaluations without a lower validation loss (0: never).
+      eval_utterances: validation utterances decoded for the error rate at each evaluation
+        (0: all); the loss is always over all of them.
+      beam_size: the prefix beam search that scores the test split beside the best path.
+      max_seconds: the longest utterance the run trains on and transcribes.
+      resume: continue the run in ``out_dir/name`` from its newest checkpoint (a larger
+        ``num_steps`` may be given); resume_step: from that checkpoint instead.
+      progress: show progress bars.
+      compilation_cache: see :class:`jaxllm.recipes.LMConfig`.
+      optimizer: AdamW at 1e-3, warm-up, cosine decay over the run, clipping at 1.
+    """
+
+    name: str = "speech"
+    out_dir: str = "runs"
+    seed: int = 0
+    data: str = ""
+    alphabet: str = SPEECH_ALPHABET
+    mel: MelConfig = MelConfig()
+    model: AcousticConfig = AcousticConfig()
+    batch_size: int = 32
+    num_steps: int = 6000
+    eval_every: int = 500
+    log_every: int = 50
+    patience: int = 0
+    eval_utterances: int = 200
+    beam_size: int = 8
+    max_seconds: float = 20.0
+    resume: bool = False
+    resume_step: int | None = None
+    progress: bool = True
+    compilation_cache: str = DEFAULT_COMPILATION_CACHE
+    optimizer: OptimizerConfig = OptimizerConfig(
+        name="adamw", learning_rate=1e-3, warmup_steps=300, decay_steps=-1, grad_clip=1.0
+    )
+
+    def __post_init__(self):
+        CharacterAlphabet(self.alphabet)  # distinct characters
+        for name in ("batch_size", "num_steps", "eval_every", "log_every", "beam_size"):
+            require(getattr(self, name) >= 1, f"SpeechRunConfig.{name} must be >= 1")
+        require(self.patience >= 0 and self.eval_utterances >= 0, "patience must be >= 0")
+        require(self.max_seconds > 0, f"max_seconds must be > 0, got {self.max_seconds}")
+        require(
+            self.model.n_mels == self.mel.n_mels,
+            f"model.n_mels ({self.model.n_mels}) must equal mel.n_mels ({self.mel.n_mels})",
+        )
+        check_resume_step(self.resume, self.resume_step)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    def loop(self) -> LoopConfig:
+        """``fit``'s settings: every evaluation's checkpoint kept while it may be the best."""
+        evaluations = -(-self.num_steps // self.eval_every) + 1
+        return LoopConfig(
+            num_steps=self.num_steps, log_every=self.log_every, eval_every=self.eval_every,
+            keep_checkpoints=(self.patience or evaluations) + 2, patience=self.patience,
+            progress=self.progress,
+        )  # fmt: skip
+
+
+RESUMABLE = frozenset(
+    {"resume", "resume_step", "out_dir", "progress", "compilation_cache", "num_steps"}
+)
+FILLED_AT_START = {"model.vocab_size": 0, "optimizer.decay_steps": -1}
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedUtterances:
+    """Utterances as the model reads them.
+
+    Attributes:
+      features: float16[frames_i, n_mels] log-mel features of each utterance.
+      labels: int32[characters_i] character ids of each transcript.
+      texts: the transcripts; snr_db: each utterance's noise level (``inf``: clean).
+    """
+
+    features: list[np.ndarray]
+    labels: list[np.ndarray]
+    texts: list[str]
+    snr_db: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    @property
+    def frames(self) -> np.ndarray:
+        """int[n] frames of each utterance."""
+        return np.array([len(f) for f in self.features])
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> EncodedUtterances:
+        """Utterances ``index``, in that order."""
+        return EncodedUtterances(
+            [self.features[i] for i in index], [self.labels[i] for i in index],
+            [self.texts[i] for i in index], self.snr_db[np.asarray(index, np.int64)],
+        )  # fmt: skip
+
+    def rows(self, index: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
+        """The batch of utterances ``index``, padded to bucketed lengths: ``features``
+        float32[B, T, n_mels], ``frame_mask`` bool[B, T], ``labels`` int32[B, L],
+        ``label_mask`` bool[B, L]."""
+        frames = [len(self.features[i]) for i in index]
+        chars = [len(self.labels[i]) for i in index]
+        width = padded_length(max(frames), 1 << 30, FRAME_BUCKET)
+        label_width = padded_length(max(max(chars), 1), 1 << 30, LABEL_BUCKET)
+        n_mels = self.features[index[0]].shape[1]
+        features = np.zeros((len(index), width, n_mels), np.float32)
+        labels = np.zeros((len(index), label_width), np.int32)
+        for row, i in enumerate(index):
+            features[row, : frames[row]] = self.features[i]
+            labels[row, : chars[row]] = self.labels[i]
+        return {
+            "features": features,
+            "frame_mask": np.arange(width)[None, :] < np.array(frames)[:, None],
+            "labels": labels,
+            "label_mask": np.arange(label_width)[None, :] < np.array(chars)[:, None],
+        }
+
+
+def encode_utterances(
+    utterances: Sequence[Utterance], config: SpeechRunConfig, split: str
+) -> EncodedUtterances:
+    """Read, featurise (in batches of 32, by :func:`log_mel_batch`) and label ``utterances``.
+
+    Raises:
+      AudioError: an utterance longer than ``max_seconds`` or unreadable.
+      TranscriptError: a transcript with characters outside the alphabet.
+    """
+    alphabet = CharacterAlphabet(config.alphabet)
+    audios = [u.audio(config.mel.sample_rate) for u in utterances]
+    longest = max((len(a) for a in audios), default=0) / config.mel.sample_rate
+    require(
+        longest <= config.max_seconds,
+        f"the {split} split holds an utterance of {longest:.1f} s, longer than max_seconds="
+        f"{config.max_seconds:g}: raise max_seconds or cut the audio",
+        ValueError,
+    )
+    features: list[np.ndarray] = []
+    for start in range(0, len(audios), 32):
+        batch = log_mel_batch(audios[start : start + 32], config.mel)
+        host = np.asarray(batch.features).astype(np.float16)
+        features += [f[:n] for f, n in zip(host, batch.frame_counts, strict=True)]
+    labels = [alphabet.encode(u.text, f"the {split} transcript of {u.path}") for u in utterances]
+    snr = np.array([u.snr_db for u in utterances], np.float64)
+    return EncodedUtterances(features, labels, [u.text for u in utterances], snr)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SpeechBatches:
+    """``step -> batch``: utterances grouped by length into batches of ``batch_size``, each
+    epoch a new order drawn from ``(seed, epoch)``: a pure function of the step."""
+
+    data: EncodedUtterances
+    batch_size: int
+    seed: int
+
+    @functools.lru_cache(maxsize=2)  # noqa: B019 (the current epoch's order, kept while in use)
+    def _epoch(self, epoch: int) -> list[np.ndarray]:
+        return bucketed_batches(self.data.frames, self.batch_size, seed=self.seed, epoch=epoch)
+
+    def __call__(self, step: int) -> dict[str, np.ndarray]:
+        per_epoch = -(-len(self.data) // self.batch_size)
+        return self.data.rows(self._epoch(step // per_epoch)[step % per_epoch])
+
+
+def speech_loss(model: AcousticModel) -> LossFn:
+    """CTC loss of ``model`` on a batch of :meth:`EncodedUtterances.rows` as ``loss_fn(params,
+    batch, key)`` (``key`` drives dropout; ``None``: evaluate). Metrics: ``loss`` (per
+    character, averaged over utterances) and ``tokens`` (utterances: every part of a split
+    batch counts for what it holds)."""
+
+    def loss_fn(params: Any, batch: dict, key: jax.Array | None) -> tuple[jax.Array, dict]:
+        logits, mask = cast(tuple[jax.Array, jax.Array], model.apply(
+            {"params": params}, batch["features"], batch["frame_mask"], train=key is not None,
+            rngs={"dropout": key} if key is not None else None,
+        ))  # fmt: skip
+        loss, _ = ctc_loss(logits, mask, batch["labels"], batch["label_mask"], blank_id=BLANK_ID)
+        count = jax.numpy.float32(batch["labels"].shape[0])
+        return loss, {"loss": loss, "tokens": count}
+
+    return loss_fn
+
+
+def feasible_only(data: EncodedUtterances, subsample: int) -> tuple[EncodedUtterances, int]:
+    """The utterances CTC can align (encoder steps >= characters + repeated neighbours), and
+    how many were dropped."""
+    steps = np.asarray(encoder_lengths(jax.numpy.asarray(data.frames), subsample))
+    width = max((len(x) for x in data.labels), default=1)
+    labels = np.zeros((len(data), width), np.int32)
+    for i, x in enumerate(data.labels):
+        labels[i, : len(x)] = x
+    lengths = np.array([len(x) for x in data.labels])
+    keep = np.flatnonzero(np.asarray(ctc_feasible(steps, labels, lengths)))
+    return data.subset(keep), len(data) - len(keep)
+
+
+def transcripts(
+    model: AcousticModel, params: Any, data: EncodedUtterances, alphabet: CharacterAlphabet,
+    *, beam_size: int = 1, batch_size: int = 32,
+) -> list[str]:  # fmt: skip
+    """The model's transcript of every utterance of ``data``, in order, by best path
+    (``beam_size=1``) or prefix beam search; batches of similar lengths."""
+    apply = _jitted_apply(model.config)
+    order = np.argsort(data.frames, kind="stable")
+    out = [""] * len(data)
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        rows = data.rows(index)
+        logits, mask = apply(params, rows["features"], rows["frame_mask"])
+        lengths = np.asarray(mask).sum(axis=1)
+        texts = decode_logits(np.asarray(logits), lengths, alphabet, beam_size)
+        for i, text in zip(index, texts, strict=True):
+            out[i] = text
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _jitted_apply(config: AcousticConfig) -> Callable:
+    """The jitted ``apply`` of the acoustic model of shape ``config`` (one per shape)."""
+    model = AcousticModel(config)
+    return jax.jit(lambda p, x, m: model.apply({"params": p}, x, m))
+
+
+def _eval_fn(config: SpeechRunConfig, model: AcousticModel, valid: EncodedUtterances):
+    """``params -> {"loss", "cer", "wer"}``: the CTC loss over every validation utterance and
+    the greedy error rates over the first ``eval_utterances``."""
+    eval_step = jax.jit(make_eval_step(speech_loss(model)))
+    alphabet = CharacterAlphabet(config.alphabet)
+    order = np.argsort(valid.frames, kind="stable")
+    size = config.batch_size
+    batches = [valid.rows(order[i : i + size]) for i in range(0, len(valid), size)]
+    sample = valid.subset(range(min(config.eval_utterances or len(valid), len(valid))))
+
+    def eval_fn(params: Any) -> dict[str, float]:
+        metrics = evaluate(eval_step, params, batches)
+        rates = error_rates(sample.texts, transcripts(model, params, sample, alphabet))
+        return {"loss": metrics["loss"], "cer": rates["cer"], "wer": rates["wer"]}
+
+    return eval_fn
+
+
+def resolve_config(config: SpeechRunConfig) -> SpeechRunConfig:
+    """``config`` with the model's vocabulary (the alphabet and the blank) and the cosine
+    decay over the run filled in."""
+    size = CharacterAlphabet(config.alphabet).size
+    model = dataclasses.replace(config.model, vocab_size=config.model.vocab_size or size)
+    require(
+        model.vocab_size == size,
+        f"model.vocab_size={model.vocab_size} but the alphabet and blank make {size}: leave "
+        "it at 0",
+    )
+    optimizer = config.optimizer
+    if optimizer.decay_steps == -1:
+        decay = max(config.num_steps - optimizer.warmup_steps, 1)
+        optimizer = dataclasses.replace(optimizer, decay_steps=decay)
+    return dataclasses.replace(config, model=model, optimizer=optimizer)
+
+
+def _fit(
+    config: SpeechRunConfig, data: dict[str, EncodedUtterances], checkpointer: Checkpointer
+) -> FitResult:
+    """Train on ``data["train"]``, validating on ``data["valid"]``."""
+    model = AcousticModel(config.model)
+    optimizer = make_optimizer(config.optimizer)
+    step = jit_train_step(make_train_step(speech_loss(model), optimizer))
+    key = jax.random.key(config.seed)
+    params = init_acoustic_params(model, jax.random.fold_in(key, 0))
+    state = create_train_state(params, optimizer, jax.random.fold_in(key, 1))
+    if config.resume:
+        state, _ = checkpointer.restore(state, config.resume_step, set_aside=True)
+    with MetricsWriter(config.run_dir, keep_until=int(state.step)) as writer:
+        return fit(
+            state, step, SpeechBatches(data["train"], config.batch_size, config.seed),
+            config.loop(), eval_fn=_eval_fn(config, model, data["valid"]), writer=writer,
+            checkpointer=checkpointer, checkpoint_metadata={"alphabet": config.alphabet},
+            learning_rate_fn=learning_rate_schedule(config.optimizer),
+        )  # fmt: skip
+
+
+def load_utterances(config: SpeechRunConfig) -> dict[str, list[Utterance]]:
+    """The speech set ``config.data`` names: ``{"train", "valid", "test"}`` utterances."""
+    return load_speech_set(config.data or None)
+
+
+def train_speech_recognizer(
+    config: SpeechRunConfig, utterances: dict[str, Sequence[Utterance]] | None = None
+) -> SpeechRun:
+    """Run the recipe; see the module docstring for what lands in the run folder.
+
+    Args:
+      config: the run.
+      utterances: ``{"train", "valid", "test"}`` to use instead of ``config.data``.
+    """
+    if config.compilation_cache:
+        use_compilation_cache(config.compilation_cache)
+    config = prepare_run_dir(config, RESUMABLE, FILLED_AT_START)
+    splits = utterances if utterances is not None else load_utterances(config)
+    config = resolve_config(config)
+    data = {name: encode_utterances(splits[name], config, name) for name in SPLITS}
+    data["train"], dropped = feasible_only(data["train"], config.model.subsample)
+    if dropped:
+        say(config.name, f"{dropped} training utterances too short for their transcripts: left out")
+    if not config.resume:
+        save_config(config, config.run_dir / "config.json")
+    for name in SPLITS:
+        hours = sum(len(f) for f in data[name].features) * config.mel.hop_length
+        say(config.name, f"{name}: {len(data[name]):,} utterances, "
+                         f"{hours / config.mel.sample_rate / 3600:.2f} h")  # fmt: skip
+    start = time.perf_counter()
+    keep = config.loop().keep_checkpoints
+    with Checkpointer(config.run_dir / "checkpoints", max_to_keep=keep,
+                      cleanup_unfinished=True) as checkpointer:  # fmt: skip
+        result = _fit(config, data, checkpointer)
+        best_step = best_checkpoint_step(checkpointer, result.best_step)
+        best, _ = checkpointer.restore(result.state, best_step)
+    seconds = time.perf_counter() - start
+    transcriber = transcriber_for(config, jax.device_get(best.params))
+    run = SpeechRun(config, transcriber, best_step, result.history, {})
+    _finish(run, data["test"], splits["test"], seconds)
+    return run
+
+
+@dataclasses.dataclass
+class SpeechRun:
+    """What a finished run produced: its transcriber (best checkpoint) and scores."""
+
+    config: SpeechRunConfig
+    transcriber: Transcriber
+    best_step: int
+    history: list[dict]
+    summary: dict[str, Any]
+
+
+def transcriber_for(config: SpeechRunConfig, params: Any) -> Transcriber:
+    model = AcousticModel(config.model)
+    alphabet = CharacterAlphabet(config.alphabet)
+    return Transcriber(model, params, config.mel, alphabet, config.max_seconds)
+
+
+def scores_by_noise(
+    references: list[str], hypotheses: list[str], snr_db: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """CER and WER of all utterances (``"all"``) and of each noise level (``"20 dB"``,
+    ``"clean"``)."""
+    groups = {"all": np.arange(len(references))}
+    for level in sorted(set(snr_db.tolist()), reverse=True):
+        name = "clean" if math.isinf(level) else f"{level:g} dB"
+        groups[name] = np.flatnonzero(snr_db == level)
+    out = {}
+    for name, index in groups.items():
+        rates = error_rates([references[i] for i in index], [hypotheses[i] for i in index])
+        out[name] = {"cer": rates["cer"], "wer": rates["wer"], "utterances": int(len(index))}
+    return out
+
+
+def _finish(
+    run: SpeechRun, test: EncodedUtterances, utterances: Sequence[Utterance], seconds: float
+) -> None:
+    """Score the best checkpoint on test by best path and beam search; write
+    ``summary.json``, ``transcripts.tsv``, ``loss.png`` and ``alignment.png``."""
+    from jaxllm.plots import plot_loss
+
+    config, t = run.config, run.transcriber
+    greedy = transcripts(t.model, t.params, test, t.alphabet)
+    beam = transcripts(t.model, t.params, test, t.alphabet, beam_size=config.beam_size)
+    run.summary.update(
+        parameters=count_params(t.params), best_step=run.best_step,
+        fit_seconds=round(seconds, 2), test_utterances=len(test),
+        greedy=scores_by_noise(test.texts, greedy, test.snr_db),
+        beam=scores_by_noise(test.texts, beam, test.snr_db),
+    )  # fmt: skip
+    run_dir = config.run_dir
+    (run_dir / "summary.json").write_text(json.dumps(run.summary, indent=2) + "\n")
+    rows = ["voice\tsnr_db\treference\tgreedy\tbeam"] + [
+        f"{u.voice}\t{u.snr_db:g}\t{ref}\t{g}\t{b}"
+        for u, ref, g, b in zip(utterances, test.texts, greedy, beam, strict=True)
+    ]
+    (run_dir / "transcripts.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    history = read_metrics(run_dir / "metrics.jsonl")
+    plot_loss(history, run_dir / "loss.png", title=config.name, ylabel="CTC loss (per character)")
+    plot_alignment(t, test.features[0], test.texts[0], run_dir / "alignment.png")
+    all_greedy, all_beam = run.summary["greedy"]["all"], run.summary["beam"]["all"]
+    say(
+        config.name,
+        f"test CER {all_greedy['cer']:.4f} greedy, {all_beam['cer']:.4f} beam "
+        f"{config.beam_size}; WER {all_greedy['wer']:.4f} / {all_beam['wer']:.4f}",
+    )
+
+
+def plot_alignment(
+    transcriber: Transcriber, features: np.ndarray, reference: str, path: str | Path
+) -> Path:
+    """One utterance's log-mel spectrogram above the model's per-step probability of each
+    character (blank left out), with the best path's characters written where they fire."""
+    from jaxllm.plots import save_figure, subplots
+
+    t = transcriber
+    mask = np.ones((1, len(features)), bool)
+    logits, out_mask = _jitted_apply(t.model.config)(
+        t.params, features[None].astype(np.float32), mask
+    )
+    probs = np.asarray(jax.nn.softmax(logits[0], axis=-1))[: int(np.sum(out_mask))]
+    fig, (top, bottom) = subplots(2, 1, figsize=(10, 5.5))
+    top.imshow(np.asarray(features, np.float32).T, origin="lower", aspect="auto", cmap="magma")
+    top.set_ylabel("mel band")
+    top.set_title(f"reference: {reference}", fontsize=9)
+    bottom.imshow(probs[:, 1:].T, origin="lower", aspect="auto", cmap="Blues", vmin=0, vmax=1)
+    labels = [repr(c)[1:-1] if c == " " else c for c in t.alphabet.characters]
+    bottom.set_yticks(range(len(labels)), ["␣" if c == " " else c for c in labels], fontsize=6)
+    best = probs.argmax(axis=-1)
+    for step, symbol in enumerate(best):
+        if symbol != BLANK_ID and (step == 0 or best[step - 1] != symbol):
+            bottom.text(step, symbol - 1, t.alphabet.characters[symbol - 1], fontsize=7,
+                        ha="center", va="center", color="tab:red")  # fmt: skip
+    bottom.set_xlabel(f"encoder step ({t.model.config.subsample} frames of "
+                      f"{1000 * t.mel.hop_length / t.mel.sample_rate:g} ms)")  # fmt: skip
+    bottom.set_ylabel("P(character)")
+    return save_figure(fig, path)
+
+
+def load_transcriber(run_dir: str | Path, step: int | None = None) -> Transcriber:
+    """A finished (or checkpointed) run's transcriber: checkpoint ``step``, or the best one
+    ``summary.json`` names (the newest when the run has not finished).
+
+    Raises:
+      FileNotFoundError: ``run_dir`` holds no run or no checkpoint.
+    """
+    run_dir = require_run(run_dir, "speech.py train")
+    config = load_config(SpeechRunConfig, run_dir / "config.json")
+    summary = run_dir / "summary.json"
+    if step is None and summary.exists():
+        step = json.loads(summary.read_text())["best_step"]
+    model = AcousticModel(config.model)
+    key = jax.random.key(config.seed)
+    fresh = create_train_state(
+        init_acoustic_params(model, key), make_optimizer(config.optimizer), key
+    )
+    with Checkpointer(run_dir / "checkpoints") as checkpointer:
+        if checkpointer.latest_step() is None:
+            raise FileNotFoundError(f"{run_dir} has no checkpoint to load")
+        if checkpointer.read_metadata(step).get("alphabet") != config.alphabet:
+            raise CheckpointError(f"the checkpoint in {run_dir} was trained on another alphabet")
+        state, _ = checkpointer.restore(fresh, step)
+    return transcriber_for(config, jax.device_get(state.params))

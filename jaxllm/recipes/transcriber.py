@@ -1,0 +1,150 @@
+"""Transcribing audio with a trained acoustic model: WAV files or arrays in, text out.
+
+:class:`Transcriber` holds what a speech run needs at inference: the model and its parameters,
+the feature settings and the alphabet. It reads WAV files as :func:`jaxllm.data.read_wav` does
+(stereo mixed down, another sample rate resampled), refuses silent audio and audio longer than
+the run's ``max_seconds``, and decodes by best path (``beam_size=1``) or CTC prefix beam
+search.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxllm.ctc_decode import ctc_beam_decode, ctc_greedy_decode, to_lists
+from jaxllm.data.audio import AudioError, check_audible, read_wav
+from jaxllm.data.log_mel import MelConfig, log_mel_batch
+from jaxllm.models.asr import AcousticModel
+
+BLANK_ID = 0
+
+
+class TranscriptError(ValueError):
+    """A transcript holds a character the alphabet lacks."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CharacterAlphabet:
+    """The characters a speech model writes: id 0 is the CTC blank, ``characters[i]`` id
+    ``i + 1``."""
+
+    characters: str
+
+    def __post_init__(self):
+        if len(set(self.characters)) != len(self.characters) or not self.characters:
+            raise ValueError(f"an alphabet needs distinct characters, got {self.characters!r}")
+
+    @property
+    def size(self) -> int:
+        """Symbols the model scores: the characters and the blank."""
+        return len(self.characters) + 1
+
+    def encode(self, text: str, where: str = "a transcript") -> np.ndarray:
+        """int32[len(text)] ids of ``text``'s characters.
+
+        Raises:
+          TranscriptError: a character outside the alphabet, named with ``where``.
+        """
+        index = {c: i + 1 for i, c in enumerate(self.characters)}
+        missing = sorted({c for c in text if c not in index})
+        if missing:
+            raise TranscriptError(
+                f"{where} holds {missing}, outside the alphabet {self.characters!r}: normalise "
+                "the transcripts (lower case, letters, space and apostrophe) or give the run "
+                "an alphabet that has them"
+            )
+        return np.array([index[c] for c in text], np.int32)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The text of ``ids`` (blanks and unknown ids skipped)."""
+        return "".join(self.characters[i - 1] for i in ids if 0 < i <= len(self.characters))
+
+
+def decode_logits(
+    logits: np.ndarray, lengths: np.ndarray, alphabet: CharacterAlphabet, beam_size: int
+) -> list[str]:
+    """The text of each row of ``logits: float[B, T', vocab]`` (its first ``lengths[b]``
+    steps): the best path for ``beam_size=1``, else CTC prefix beam search."""
+    if beam_size == 1:
+        tokens, counts = ctc_greedy_decode(logits, lengths, blank_id=BLANK_ID)
+        ids = to_lists(tokens, counts)
+    else:
+        ids = ctc_beam_decode(logits, lengths, beam_size=beam_size, blank_id=BLANK_ID)
+    return [alphabet.decode(row) for row in ids]
+
+
+@dataclasses.dataclass
+class Transcriber:
+    """A trained acoustic model ready to transcribe.
+
+    Attributes:
+      model, params: the acoustic model and its parameters.
+      mel: the features it was trained on (their ``sample_rate`` is the audio's).
+      alphabet: the characters it writes.
+      max_seconds: the longest audio it takes.
+    """
+
+    model: AcousticModel
+    params: Any
+    mel: MelConfig
+    alphabet: CharacterAlphabet
+    max_seconds: float
+
+    @functools.cached_property
+    def _apply(self):
+        return jax.jit(lambda p, x, m: self.model.apply({"params": p}, x, m))
+
+    def logits(self, audios: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """float32[B, T', vocab] scores of utterances ``float[samples]`` at ``mel.sample_rate``,
+        and int32[B] the encoder steps of each."""
+        batch = log_mel_batch(list(audios), self.mel)
+        frames = batch.features.shape[1]
+        mask = np.arange(frames)[None, :] < batch.frame_counts[:, None]
+        logits, out_mask = self._apply(self.params, batch.features, mask)
+        return np.asarray(logits), np.asarray(out_mask).sum(axis=1).astype(np.int32)
+
+    def transcribe(self, audios: Sequence[np.ndarray], *, beam_size: int = 8) -> list[str]:
+        """The text of each utterance ``float[samples]`` (at ``mel.sample_rate``), by CTC
+        prefix beam search (``beam_size=1``: the best path).
+
+        Raises:
+          AudioError: an utterance longer than ``max_seconds``, or empty.
+        """
+        if isinstance(audios, np.ndarray) and audios.ndim == 1:
+            raise TypeError("transcribe takes a list of utterances; wrap one array in a list")
+        for i, audio in enumerate(audios):
+            self.check_length(audio, f"utterance {i}")
+        logits, lengths = self.logits(audios)
+        return decode_logits(logits, lengths, self.alphabet, beam_size)
+
+    def check_length(self, audio: np.ndarray, name: str) -> None:
+        """Raise an :class:`AudioError` for empty audio or audio over ``max_seconds``."""
+        seconds = len(audio) / self.mel.sample_rate
+        if len(audio) == 0:
+            raise AudioError(f"{name} holds no samples: nothing to transcribe")
+        if seconds > self.max_seconds:
+            raise AudioError(
+                f"{name} lasts {seconds:.1f} s, longer than the {self.max_seconds:g} s this model "
+                "takes: cut it into shorter pieces (at pauses), e.g. `sox IN.wav OUT.wav trim 0 "
+                f"{self.max_seconds:g} : newfile : restart`"
+            )
+
+    def transcribe_file(self, path: str | Path, *, beam_size: int = 8) -> str:
+        """The text of a WAV file: mixed down to one channel and resampled to
+        ``mel.sample_rate`` if its own differs.
+
+        Raises:
+          AudioError: a file that is no readable WAV, holds no samples, is silent, or lasts
+            longer than ``max_seconds``.
+        """
+        audio, _ = read_wav(path, sample_rate=self.mel.sample_rate)
+        self.check_length(audio, str(path))
+        check_audible(audio, str(path))
+        return self.transcribe([audio], beam_size=beam_size)[0]

@@ -1,0 +1,145 @@
+"""The speech recipe on a tiny set spoken by the tone speaker (no espeak-ng): the run folder,
+scores that agree with its transcripts, resuming, transcribing WAV files, bad audio."""
+
+import dataclasses
+import json
+
+import chex
+import numpy as np
+import pytest
+from scripts import load_script
+
+from jaxllm.data import (
+    AudioError,
+    MelConfig,
+    SpeechSetConfig,
+    build_speech_set,
+    load_speech_set,
+    tone_speaker,
+    write_wav,
+)
+from jaxllm.metrics import error_rates
+from jaxllm.models.asr import AcousticConfig
+from jaxllm.recipes.speech import SpeechRunConfig, load_transcriber, train_speech_recognizer
+from jaxllm.recipes.transcriber import TranscriptError
+
+WORDS = "the cat sat on a mat and we all ran to see it go by now".split()
+MEL = MelConfig(n_mels=32)
+
+
+@pytest.fixture(scope="module")
+def speech_set(tmp_path_factory):
+    """A tiny set of 3-word sentences spoken as tones: two training voices, one held out."""
+    folder = tmp_path_factory.mktemp("speech")
+    rng = np.random.default_rng(0)
+    sentences = {" ".join(rng.choice(WORDS, 3)) + "." for _ in range(60)}
+    (folder / "corpus.txt").write_text("\n".join(sorted(sentences)) + "\n")
+    config = SpeechSetConfig(
+        sentences=30, voices=("a", "b"), test_voices=("c",), valid_fraction=0.2,
+        test_fraction=0.2, train_repeats=2, eval_repeats=1, corpus=str(folder / "corpus.txt"),
+        snr_db=(float("inf"), 20.0),
+    )  # fmt: skip
+    return build_speech_set(config, folder / "set", speak=tone_speaker, progress=False)
+
+
+def tiny(tmp_path, speech_set, **overrides) -> SpeechRunConfig:
+    settings = dict(
+        name="speech", out_dir=str(tmp_path), data=str(speech_set), mel=MEL,
+        model=AcousticConfig(n_mels=32, conv_channels=4, n_layer=1, width=32, dropout=0.0),
+        batch_size=8, num_steps=12, eval_every=6, log_every=3, beam_size=3,
+        eval_utterances=4, progress=False, compilation_cache="",
+    )  # fmt: skip
+    return SpeechRunConfig(**(settings | overrides))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, speech_set):
+    out = tmp_path_factory.mktemp("runs")
+    return train_speech_recognizer(tiny(out, speech_set)), out / "speech"
+
+
+def test_the_run_folder_and_scores_that_agree_with_its_transcripts(trained, speech_set):
+    run, folder = trained
+    for name in ("config.json", "metrics.jsonl", "summary.json", "loss.png", "alignment.png",
+                 "transcripts.tsv"):  # fmt: skip
+        assert (folder / name).is_file(), name
+    summary = json.loads((folder / "summary.json").read_text())
+    rows = [line.split("\t") for line in (folder / "transcripts.tsv").read_text().splitlines()]
+    header, rows = rows[0], rows[1:]
+    assert header == ["voice", "snr_db", "reference", "greedy", "beam"]
+    test = load_speech_set(speech_set)["test"]
+    assert [r[2] for r in rows] == [u.text for u in test]
+    assert {r[0] for r in rows} == {"c"}  # the held-out voice only
+    for kind, column in (("greedy", 3), ("beam", 4)):
+        rates = error_rates([r[2] for r in rows], [r[column] for r in rows])
+        assert summary[kind]["all"]["cer"] == pytest.approx(rates["cer"])
+    assert set(summary["greedy"]) == {"all", "clean", "20 dB"}
+    levels = summary["greedy"]["clean"]["utterances"] + summary["greedy"]["20 dB"]["utterances"]
+    assert levels == len(test)
+
+
+def test_a_wav_file_transcribes_as_the_run_scored_it(trained, speech_set, tmp_path):
+    run, folder = trained
+    transcriber = load_transcriber(folder)
+    utterance = load_speech_set(speech_set)["test"][0]
+    beam = (folder / "transcripts.tsv").read_text().splitlines()[1].split("\t")[4]
+    assert transcriber.transcribe_file(utterance.path, beam_size=3) == beam
+    # Stereo at 44.1 kHz: mixed down and resampled, then transcribed.
+    audio = utterance.audio(44100)
+    write_wav(tmp_path / "stereo.wav", np.stack([audio, audio], axis=1), 44100)
+    assert isinstance(transcriber.transcribe_file(tmp_path / "stereo.wav"), str)
+
+
+def test_bad_audio_gets_a_clear_error(trained, tmp_path):
+    transcriber = load_transcriber(trained[1])
+    write_wav(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000)
+    with pytest.raises(AudioError, match="silent audio"):
+        transcriber.transcribe_file(tmp_path / "silent.wav")
+    long = 0.1 * np.ones(int(16000 * (transcriber.max_seconds + 1)), np.float32)
+    write_wav(tmp_path / "long.wav", long, 16000)
+    with pytest.raises(AudioError, match="longer than the 20 s this model takes"):
+        transcriber.transcribe_file(tmp_path / "long.wav")
+    (tmp_path / "broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt ")
+    with pytest.raises(AudioError, match="broken.wav"):
+        transcriber.transcribe_file(tmp_path / "broken.wav")
+    with pytest.raises(TypeError, match="list of utterances"):
+        transcriber.transcribe(np.zeros(100, np.float32))
+
+
+def test_the_script_transcribes_and_reports_bad_files(trained, tmp_path, capsys):
+    script = load_script("experiments/speech.py")
+    write_wav(tmp_path / "silent.wav", np.zeros(1600, np.float32), 16000)
+    assert script.main(["transcribe", str(trained[1]), str(tmp_path / "silent.wav")]) == 2
+    assert "silent audio" in capsys.readouterr().err
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path, speech_set):
+    optimizer = dataclasses.replace(SpeechRunConfig().optimizer, warmup_steps=2, decay_steps=10)
+    whole = train_speech_recognizer(tiny(tmp_path, speech_set, name="whole", optimizer=optimizer))
+    first = tiny(tmp_path, speech_set, name="parts", num_steps=6, optimizer=optimizer)
+    train_speech_recognizer(first)
+    resumed = train_speech_recognizer(dataclasses.replace(first, num_steps=12, resume=True))
+    assert resumed.best_step == whole.best_step
+    chex.assert_trees_all_close(
+        resumed.transcriber.params, whole.transcriber.params, rtol=1e-5, atol=1e-6
+    )
+
+
+def test_transcripts_outside_the_alphabet_are_refused(tmp_path, speech_set):
+    config = tiny(tmp_path, speech_set, alphabet=" abcdefghijklmnopqrstuvwxyz")  # no apostrophe
+    utterances = load_speech_set(speech_set)
+    bad = dataclasses.replace(utterances["train"][0], text="it's")
+    utterances["train"] = [bad, *utterances["train"][1:]]
+    with pytest.raises(TranscriptError, match=r"outside the alphabet"):
+        train_speech_recognizer(config, utterances)
+
+
+def test_settings_that_cannot_work_are_refused():
+    from jaxllm.config import ConfigError
+
+    with pytest.raises(ConfigError, match="model.n_mels"):
+        SpeechRunConfig(mel=MelConfig(n_mels=40))
+    with pytest.raises(ConfigError, match="max_seconds"):
+        SpeechRunConfig(max_seconds=0)
+    with pytest.raises(ValueError, match="distinct"):
+        SpeechRunConfig(alphabet="aab")
