@@ -113,6 +113,7 @@ from jaxllm.data.parallel_text import (
     strip_markup,
     write_parallel_tsv,
 )
+from jaxllm.data.spec_augment import SpecAugmentConfig, spec_augment, spec_augment_masks
 from jaxllm.data.speech_set import (
     SPEECH_ALPHABET,
     EspeakCommand,
@@ -282,4 +283,7 @@ __all__ = [
     "tone_speaker",
     "unpacked_espeak",
     "write_wav",
+    "SpecAugmentConfig",
+    "spec_augment",
+    "spec_augment_masks",
 ]

@@ -298,7 +298,7 @@ class SpeechSetConfig:
         corpus: a :func:`~jaxllm.data.corpora.load_corpus` name or a text file or folder.
     """
 
-    sentences: int = 800
+    sentences: int = 2400
     voices: tuple[str, ...] = (
         "en-us", "en-us+f2", "en+m3", "en+f4", "en-gb-scotland+m1", "en-gb-x-rp+f3",
         "en-029+m7", "en-gb-x-gbclan+klatt",
@@ -309,7 +309,7 @@ class SpeechSetConfig:
     snr_db: tuple[float, ...] = (math.inf, 20.0, 10.0)
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
-    train_repeats: int = 4
+    train_repeats: int = 2
     eval_repeats: int = 3
     seed: int = 0
     sample_rate: int = 16000

@@ -33,6 +33,8 @@ from jaxllm.config import load_config, require, save_config
 from jaxllm.data import SPEECH_ALPHABET, Utterance, load_speech_set
 from jaxllm.data.buckets import bucketed_batches, padded_length
 from jaxllm.data.log_mel import MelConfig, log_mel_batch
+from jaxllm.data.spec_augment import SpecAugmentConfig
+from jaxllm.data.spec_augment import spec_augment as spec_augment_features
 from jaxllm.losses import LossFn, ctc_feasible, ctc_loss
 from jaxllm.metrics import error_rates
 from jaxllm.models.asr import AcousticConfig, AcousticModel, encoder_lengths, init_acoustic_params
@@ -72,6 +74,8 @@ class SpeechRunConfig:
       alphabet: the characters transcripts are written in (the model adds the CTC blank).
       mel: the log-mel features (16 kHz audio, 25 ms windows, 10 ms hops, 80 bands).
       model: the acoustic model (``vocab_size`` 0: the alphabet's, filled in).
+      spec_augment: the bands and spans of the features masked in every training batch
+        (:mod:`jaxllm.data.spec_augment`; ``SpecAugmentConfig(0, 0, 0, 0)``: none).
       batch_size: utterances per training step (grouped by length).
       num_steps, eval_every, log_every: training steps; validation (loss and a greedy
         character error rate) and a checkpoint every ``eval_every`` steps and at the end.
@@ -94,6 +98,7 @@ class SpeechRunConfig:
     alphabet: str = SPEECH_ALPHABET
     mel: MelConfig = MelConfig()
     model: AcousticConfig = AcousticConfig()
+    spec_augment: SpecAugmentConfig = SpecAugmentConfig()
     batch_size: int = 32
     num_steps: int = 6000
     eval_every: int = 500
@@ -240,17 +245,24 @@ class SpeechBatches:
         return self.data.rows(self._epoch(step // per_epoch)[step % per_epoch])
 
 
-def speech_loss(model: AcousticModel) -> LossFn:
+def speech_loss(model: AcousticModel, spec_augment: SpecAugmentConfig | None = None) -> LossFn:
     """CTC loss of ``model`` on a batch of :meth:`EncodedUtterances.rows` as ``loss_fn(params,
-    batch, key)`` (``key`` drives dropout; ``None``: evaluate). Metrics: ``loss`` (per
-    character, averaged over utterances) and ``tokens`` (utterances: every part of a split
-    batch counts for what it holds)."""
+    batch, key)``: while training (``key`` given), ``spec_augment`` masks the features first
+    and dropout is on; ``key=None`` evaluates. Metrics: ``loss`` (per character, averaged over
+    utterances) and ``tokens`` (utterances: every part of a split batch counts for what it
+    holds)."""
 
     def loss_fn(params: Any, batch: dict, key: jax.Array | None) -> tuple[jax.Array, dict]:
-        logits, mask = cast(tuple[jax.Array, jax.Array], model.apply(
-            {"params": params}, batch["features"], batch["frame_mask"], train=key is not None,
-            rngs={"dropout": key} if key is not None else None,
-        ))  # fmt: skip
+        features, frame_mask, rngs = batch["features"], batch["frame_mask"], None
+        if key is not None:
+            mask_key, dropout_key = jax.random.split(key)
+            rngs = {"dropout": dropout_key}
+            if spec_augment is not None:
+                features = spec_augment_features(mask_key, features, frame_mask, spec_augment)
+        outputs = model.apply(
+            {"params": params}, features, frame_mask, train=key is not None, rngs=rngs
+        )
+        logits, mask = cast(tuple[jax.Array, jax.Array], outputs)
         loss, _ = ctc_loss(logits, mask, batch["labels"], batch["label_mask"], blank_id=BLANK_ID)
         count = jax.numpy.float32(batch["labels"].shape[0])
         return loss, {"loss": loss, "tokens": count}
@@ -339,7 +351,7 @@ def _fit(
     """Train on ``data["train"]``, validating on ``data["valid"]``."""
     model = AcousticModel(config.model)
     optimizer = make_optimizer(config.optimizer)
-    step = jit_train_step(make_train_step(speech_loss(model), optimizer))
+    step = jit_train_step(make_train_step(speech_loss(model, config.spec_augment), optimizer))
     key = jax.random.key(config.seed)
     params = init_acoustic_params(model, jax.random.fold_in(key, 0))
     state = create_train_state(params, optimizer, jax.random.fold_in(key, 1))

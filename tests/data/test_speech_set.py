@@ -162,12 +162,12 @@ def test_config_refuses_test_voices_in_training():
 
 def test_default_counts():
     config = SpeechSetConfig()
-    assert config.split_sentence_counts() == {"train": 640, "valid": 80, "test": 80}
+    assert config.split_sentence_counts() == {"train": 1920, "valid": 240, "test": 240}
     assert not set(config.voices) & set(config.test_voices)
-    sentences = [f"sentence number {i}" for i in range(1000)]
+    sentences = [f"sentence number {i}" for i in range(3000)]
     planned = plan_speech_set(config, sentences)
     counts = {split: sum(u.split == split for u in planned) for split in SPLITS}
-    assert counts == {"train": 2560, "valid": 240, "test": 240}
+    assert counts == {"train": 3840, "valid": 720, "test": 720}
 
 
 def test_plan_holds_out_voices_and_sentences(corpus):
