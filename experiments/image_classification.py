@@ -40,6 +40,7 @@ import numpy as np
 
 from jaxllm.classic import LinearConfig, fit_linear, predict
 from jaxllm.data import LabelledImages, load_digits, stratified_split
+from jaxllm.recipes.errors import report_error
 from jaxllm.recipes.image_classify import ImageClassifyConfig, train_image_classifier
 from jaxllm.runtime import configure_cpu
 
@@ -104,12 +105,12 @@ def neural(kind: str) -> Method:
     return fit_predict
 
 
+NEURAL_KINDS = {"CNN": "cnn", "ViT (2x2 patches)": "vit"}
 METHODS: dict[str, Method] = {
     "logistic regression (pixels)": linear("logistic"),
     "linear SVM (pixels)": linear("squared_hinge"),
     "SVC, RBF kernel (scikit-learn)": rbf_svc,
-    "CNN": neural("cnn"),
-    "ViT (2x2 patches)": neural("vit"),
+    **{method: neural(kind) for method, kind in NEURAL_KINDS.items()},
 }
 
 
@@ -182,12 +183,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def check_free(args: argparse.Namespace) -> None:
+    """Refuse, before anything is fitted, a table whose model run folders already exist.
+
+    Raises:
+      FileExistsError: naming the folder and the fix.
+    """
+    models = Path(args.out_dir) / args.name / "models"
+    for method in args.methods:
+        kind = NEURAL_KINDS.get(method)
+        taken = [models / f"{kind}-seed{s}" for s in args.seeds if kind]
+        taken = [folder for folder in taken if folder.exists()]
+        if taken:
+            raise FileExistsError(
+                f"{taken[0]} holds an earlier table's run; pass another --name, or remove {models}"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
     args = parse_args(argv)
     folder = Path(args.out_dir) / args.name
-    folder.mkdir(parents=True, exist_ok=True)
-    results = [score(method, args.seeds, args) for method in args.methods]
+    try:
+        check_free(args)
+        folder.mkdir(parents=True, exist_ok=True)
+        results = [score(method, args.seeds, args) for method in args.methods]
+    except (Exception, KeyboardInterrupt) as e:
+        return report_error(e)  # one line and status 2 for the user's errors; bugs re-raise
     with open(folder / "results.jsonl", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in results)
     table = markdown_table(results)

@@ -88,6 +88,12 @@ def test_batches_are_a_pure_function_of_the_step_and_cover_each_epoch():
     assert not np.array_equal(batches(0)["images"], batches(5)["images"])  # a new epoch order
 
 
+def last_record(folder):
+    """The record of the last step in a run folder's metrics.jsonl (resumes appended)."""
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return max(records, key=lambda r: r["step"])
+
+
 def test_resume_equals_an_uninterrupted_run(tmp_path, digits):
     whole = train_image_classifier(tiny(tmp_path, name="whole", epochs=4), data=digits)
     # The cosine decay is laid out for the epochs a run starts with: give the first part the
@@ -100,6 +106,11 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, digits):
     assert resumed.best_step == whole.best_step
     chex.assert_trees_all_close(resumed.params, whole.params, rtol=1e-5, atol=1e-6)
     assert resumed.summary["test"] == whole.summary["test"]
+    # The steps after the resume too: the last step's training and dev losses.
+    last, reference = last_record(tmp_path / "parts"), last_record(tmp_path / "whole")
+    assert last["step"] == reference["step"] == 4 * -(-len(digits[0]) // 64)  # 4 epochs
+    for name in ("loss", "val_loss"):
+        assert last[name] == pytest.approx(reference[name], rel=1e-5)
 
 
 def test_resume_refuses_other_training_images(tmp_path, digits):

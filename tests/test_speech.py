@@ -113,6 +113,12 @@ def test_the_script_transcribes_and_reports_bad_files(trained, tmp_path, capsys)
     assert "silent audio" in capsys.readouterr().err
 
 
+def last_record(folder):
+    """The record of the last step in a run folder's metrics.jsonl (resumes appended)."""
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return max(records, key=lambda r: r["step"])
+
+
 def test_resume_equals_an_uninterrupted_run(tmp_path, speech_set):
     optimizer = dataclasses.replace(SpeechRunConfig().optimizer, warmup_steps=2, decay_steps=10)
     whole = train_speech_recognizer(tiny(tmp_path, speech_set, name="whole", optimizer=optimizer))
@@ -123,6 +129,11 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, speech_set):
     chex.assert_trees_all_close(
         resumed.transcriber.params, whole.transcriber.params, rtol=1e-5, atol=1e-6
     )
+    # The steps after the resume too: the last step's training and validation losses.
+    last, reference = last_record(tmp_path / "parts"), last_record(tmp_path / "whole")
+    assert last["step"] == reference["step"] == 12
+    for name in ("loss", "val_loss", "val_cer"):
+        assert last[name] == pytest.approx(reference[name], rel=1e-5)
 
 
 def test_transcripts_outside_the_alphabet_are_refused(tmp_path, speech_set):

@@ -30,7 +30,6 @@ import wave
 from pathlib import Path
 
 import numpy as np
-import scipy.signal
 
 PathLike = str | os.PathLike
 
@@ -204,6 +203,8 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     if from_rate == to_rate:
         return audio
     common = math.gcd(from_rate, to_rate)
+    import scipy.signal  # loaded on first use: importing jaxllm stays light
+
     resampled = scipy.signal.resample_poly(audio, to_rate // common, from_rate // common, axis=-1)
     return resampled.astype(np.float32)
 

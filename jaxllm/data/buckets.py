@@ -77,6 +77,35 @@ def padded_rows(
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class BatchOrder:
+    """``step -> int64[batch_size]``: the examples of each step's batch, a pure function of the
+    step (a resumed run sees the batches an uninterrupted one would), from
+    :func:`bucketed_batches` of epoch ``step // steps_per_epoch``.
+
+    Attributes:
+      lengths: int[n] each example's length (all equal: plain shuffled batches).
+      batch_size, seed: see :func:`bucketed_batches`.
+    """
+
+    lengths: np.ndarray
+    batch_size: int
+    seed: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return batches_per_epoch(len(self.lengths), self.batch_size)
+
+    @functools.lru_cache(maxsize=2)  # noqa: B019 (the current epoch's order, kept while in use)
+    def _epoch(self, epoch: int) -> list[np.ndarray]:
+        return bucketed_batches(self.lengths, self.batch_size, seed=self.seed, epoch=epoch)
+
+    def __call__(self, step: int) -> np.ndarray:
+        """int64[batch_size] indices of the examples of step ``step`` (0-based)."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        return self._epoch(epoch)[position]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Batches:
     """``step -> batch`` over labelled sequences, a pure function of the step (a resumed run
     sees the batches an uninterrupted one would).
@@ -95,18 +124,17 @@ class Batches:
     seed: int
     weights: np.ndarray | None = None
 
+    @functools.cached_property
+    def order(self) -> BatchOrder:
+        return BatchOrder(self.lengths, self.batch_size, self.seed)
+
     @property
     def steps_per_epoch(self) -> int:
-        return batches_per_epoch(len(self.lengths), self.batch_size)
-
-    @functools.lru_cache(maxsize=2)  # noqa: B019 (the current epoch's order, kept while in use)
-    def _epoch(self, epoch: int) -> list[np.ndarray]:
-        return bucketed_batches(self.lengths, self.batch_size, seed=self.seed, epoch=epoch)
+        return self.order.steps_per_epoch
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         """The batch of step ``step`` (0-based): ``tokens`` int32[batch, L], ``mask``
         bool[batch, L], ``labels`` int32[batch] (and ``weights`` float32[batch, L])."""
-        epoch, position = divmod(step, self.steps_per_epoch)
-        index = self._epoch(epoch)[position]
+        index = self.order(step)
         batch = padded_rows(self.ids, self.lengths, index, self.max_len, self.weights)
         return batch | {"labels": self.labels[index].astype(np.int32)}

@@ -45,6 +45,15 @@ class SpecAugmentConfig:
         return bool(self.freq_masks * self.max_freq_width or self.time_masks * self.max_time_width)
 
 
+def band_means(features: Array, frame_mask: Array) -> Array:
+    """float[B, T, M], bool[B, T] -> float[B, 1, M]: each utterance's mean of each band over
+    its real frames (0 for an utterance without any)."""
+    m = frame_mask[..., None].astype(features.dtype)
+    return jnp.sum(features * m, axis=1, keepdims=True) / jnp.maximum(
+        jnp.sum(m, axis=1, keepdims=True), 1.0
+    )
+
+
 def _spans(key: Array, count: int, max_width: int, limit: Array, size: int) -> Array:
     """bool[size]: the union of ``count`` spans, each of width drawn in ``0..max_width``
     (clipped to ``limit``) starting in ``0..limit - width``."""
@@ -83,9 +92,6 @@ def spec_augment(
     over the utterance's real frames (``frame_mask`` bool[B, T]); padding is left as it is."""
     if not config.enabled:
         return features
-    m = frame_mask[..., None].astype(features.dtype)
-    mean = jnp.sum(features * m, axis=1, keepdims=True) / jnp.maximum(
-        jnp.sum(m, axis=1, keepdims=True), 1.0
-    )
+    mean = band_means(features, frame_mask)
     masks = spec_augment_masks(key, jnp.sum(frame_mask, axis=1), features.shape, config)
     return jnp.where(masks & frame_mask[..., None], mean, features)

@@ -6,7 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def _jiwer() -> Any:
+def require_jiwer() -> Any:
+    """The ``jiwer`` module.
+
+    Raises:
+      ImportError: it is not installed (naming the install command).
+    """
     try:
         import jiwer
     except ImportError as error:
@@ -57,7 +62,7 @@ def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> dict[st
       ``word_insertions``.
     """
     _check_transcripts(references, hypotheses)
-    jiwer = _jiwer()
+    jiwer = require_jiwer()
     chars = jiwer.process_characters(list(references), list(hypotheses))
     words = jiwer.process_words(list(references), list(hypotheses))
     char_errors = chars.substitutions + chars.deletions + chars.insertions

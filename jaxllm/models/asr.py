@@ -11,7 +11,7 @@ a dense layer scores every symbol, the CTC blank included::
     model = AcousticModel(AcousticConfig(vocab_size=29))
     params = init_acoustic_params(model, key)
     logits, mask = model.apply({"params": params}, features, frame_mask)
-    # features float32[B, T, n_mels] -> logits float32[B, ceil(T / 4), 29], mask bool[B, T / 4]
+    # features float32[B, T, n_mels] -> logits float32[B, ceil(T/4), 29], mask bool[B, ceil(T/4)]
 
 Padded frames are zero after every layer that could leak them into real ones, so an utterance
 scores the same alone and in a padded batch.
@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxllm.config import require
+from jaxllm.data.spec_augment import band_means
 from jaxllm.nn import LSTM, TransformerBlock, layer_norm, padding_mask, sinusoidal_positions
 
 AcousticEncoder = Literal["bilstm", "transformer"]
@@ -104,10 +105,9 @@ def normalize_features(features: Array, mask: Array) -> Array:
     """float[B, T, M], bool[B, T] -> float[B, T, M]: each mel band of each utterance to zero
     mean and unit variance over its real frames; padded frames are 0."""
     m = mask[..., None].astype(features.dtype)  # (B, T, 1)
-    count = jnp.maximum(jnp.sum(m, axis=1, keepdims=True), 1.0)
-    mean = jnp.sum(features * m, axis=1, keepdims=True) / count
-    variance = jnp.sum(jnp.square(features - mean) * m, axis=1, keepdims=True) / count
-    return (features - mean) * jax.lax.rsqrt(variance + NORM_EPSILON) * m
+    centred = (features - band_means(features, mask)) * m
+    variance = band_means(jnp.square(centred), mask)
+    return centred * jax.lax.rsqrt(variance + NORM_EPSILON)
 
 
 class AcousticModel(nn.Module):

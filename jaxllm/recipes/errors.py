@@ -24,6 +24,7 @@ from jaxllm.data import (
     ImagesError,
     LabelsError,
     ParallelTextError,
+    SpeechSetError,
 )
 from jaxllm.data.audio import AudioError
 from jaxllm.recipes.transcriber import TranscriptError
@@ -37,7 +38,8 @@ from jaxllm.train import (
 # What a recipe raises for a user's settings, data, run folder or disk (never a bug of
 # jaxllm's): the experiment scripts print these as one `error:` line and exit with status 2.
 # OSError covers a missing file, a folder that exists, a full disk and a denied permission
-# (their messages name the path).
+# (their messages name the path); ImportError, an optional dependency a recipe needs (its
+# message names the extra to install).
 RUN_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
     CheckpointError,
@@ -51,8 +53,10 @@ RUN_ERRORS: tuple[type[Exception], ...] = (
     ImagesError,
     AudioError,
     TranscriptError,
+    SpeechSetError,
     NonFiniteLossError,
     OSError,
+    ImportError,
 )
 
 DEBUG_VARIABLE = "JAXLLM_DEBUG"

@@ -40,7 +40,7 @@ from jaxllm.data import (
     read_image_folders,
     stratified_split,
 )
-from jaxllm.data.buckets import bucketed_batches
+from jaxllm.data.buckets import BatchOrder
 from jaxllm.losses import image_classification_loss
 from jaxllm.models.cnn import CNN, CNNConfig
 from jaxllm.models.gpt import count_params
@@ -147,7 +147,7 @@ class ImageClassifyConfig:
         )
         for name in ("batch_size", "eval_batch_size", "evals_per_epoch"):
             require(getattr(self, name) >= 1, f"ImageClassifyConfig.{name} must be >= 1")
-        require(self.epochs >= 0, "ImageClassifyConfig.epochs must be >= 1 (0: the default)")
+        require(self.epochs >= 0, "ImageClassifyConfig.epochs must be >= 0 (0: the default)")
         require(self.patience >= 0, "ImageClassifyConfig.patience must be >= 0")
         check_resume_step(self.resume, self.resume_step)
 
@@ -199,8 +199,11 @@ class ImageClassifierRun:
           ImagesError: images of another shape than the model's, or not floats in [0, 1].
         """
         images = check_image_batch(images, self.model.config.image_shape)  # type: ignore[attr-defined]
-        logits = make_predict_fn(self.model, self.config.eval_batch_size)(self.params, images)
-        return np.argmax(logits, axis=-1)
+        return np.argmax(self._predict_fn(self.params, images), axis=-1)
+
+    @functools.cached_property
+    def _predict_fn(self) -> Callable[[Any, np.ndarray], np.ndarray]:
+        return make_predict_fn(self.model, self.config.eval_batch_size)  # compiled once a run
 
 
 def load_image_data(config: ImageClassifyConfig) -> LabelledImages:
@@ -247,12 +250,8 @@ def resolve_config(config: ImageClassifyConfig, train: LabelledImages) -> ImageC
         cnn=dataclasses.replace(config.cnn, **filled),
         vit=dataclasses.replace(config.vit, **filled),
     )
-    if config.optimizer.decay_steps == -1:
-        steps = config.epochs * steps_per_epoch(config, len(train))
-        decay = max(steps - config.optimizer.warmup_steps, 1)
-        config = dataclasses.replace(
-            config, optimizer=dataclasses.replace(config.optimizer, decay_steps=decay)
-        )
+    steps = config.epochs * steps_per_epoch(config, len(train))
+    config = dataclasses.replace(config, optimizer=config.optimizer.with_decay_until(steps))
     return config
 
 
@@ -260,21 +259,21 @@ def resolve_config(config: ImageClassifyConfig, train: LabelledImages) -> ImageC
 class ImageBatches:
     """``step -> {"images", "labels"}``: shuffled batches of ``batch_size`` images, a pure
     function of the step (each epoch a permutation drawn from ``(seed, epoch)``, the last
-    batch filled up from the epoch's start), so a resumed run sees an uninterrupted one's."""
+    batch filled up from the epoch's start: :class:`jaxllm.data.buckets.BatchOrder`), so a
+    resumed run sees an uninterrupted one's."""
 
     data: LabelledImages
     batch_size: int
     seed: int
 
-    @functools.lru_cache(maxsize=2)  # noqa: B019 (the current epoch's order, kept while in use)
-    def _epoch(self, epoch: int) -> list[np.ndarray]:
-        rows = np.zeros(len(self.data), np.int64)  # one length: plain shuffled batches
-        return bucketed_batches(rows, self.batch_size, seed=self.seed, epoch=epoch)
+    @functools.cached_property
+    def order(self) -> BatchOrder:
+        same_length = np.zeros(len(self.data), np.int64)  # plain shuffled batches
+        return BatchOrder(same_length, self.batch_size, self.seed)
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
-        """float32[batch, h, w, c] images and int32[batch] labels of step ``step``."""
-        per_epoch = -(-len(self.data) // self.batch_size)
-        index = self._epoch(step // per_epoch)[step % per_epoch]
+        """float32[batch, h, w, c] images and int64[batch] labels of step ``step``."""
+        index = self.order(step)
         return {"images": self.data.images[index], "labels": self.data.labels[index]}
 
 

@@ -22,27 +22,37 @@ import functools
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import jax
 import numpy as np
 
-from jaxllm.config import load_config, require, save_config
+from jaxllm.config import ConfigError, load_config, require, save_config
 from jaxllm.data import SPEECH_ALPHABET, Utterance, load_speech_set
-from jaxllm.data.buckets import bucketed_batches, padded_length
-from jaxllm.data.log_mel import MelConfig, log_mel_batch
+from jaxllm.data.audio import AudioError
+from jaxllm.data.buckets import BatchOrder, padded_length
+from jaxllm.data.log_mel import MelConfig
 from jaxllm.data.spec_augment import SpecAugmentConfig
 from jaxllm.data.spec_augment import spec_augment as spec_augment_features
 from jaxllm.losses import LossFn, ctc_feasible, ctc_loss
 from jaxllm.metrics import error_rates
+from jaxllm.metrics.speech import require_jiwer
 from jaxllm.models.asr import AcousticConfig, AcousticModel, encoder_lengths, init_acoustic_params
 from jaxllm.models.gpt import count_params
 from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from jaxllm.recipes.classify import best_checkpoint_step
 from jaxllm.recipes.run_folder import check_resume_step, prepare_run_dir, require_run, say
-from jaxllm.recipes.transcriber import BLANK_ID, CharacterAlphabet, Transcriber, decode_logits
+from jaxllm.recipes.transcriber import (
+    BLANK_ID,
+    CharacterAlphabet,
+    Transcriber,
+    decode_logits,
+    jitted_apply,
+    padded_features,
+    utterance_features,
+)
 from jaxllm.runtime import DEFAULT_COMPILATION_CACHE, use_compilation_cache
 from jaxllm.train import (
     Checkpointer,
@@ -59,7 +69,6 @@ from jaxllm.train import (
 from jaxllm.train.step import evaluate, jit_train_step
 
 SPLITS = ("train", "valid", "test")
-FRAME_BUCKET = 64  # batches pad their frames to a multiple of this: few compiled shapes
 LABEL_BUCKET = 16
 
 
@@ -119,7 +128,10 @@ class SpeechRunConfig:
         CharacterAlphabet(self.alphabet)  # distinct characters
         for name in ("batch_size", "num_steps", "eval_every", "log_every", "beam_size"):
             require(getattr(self, name) >= 1, f"SpeechRunConfig.{name} must be >= 1")
-        require(self.patience >= 0 and self.eval_utterances >= 0, "patience must be >= 0")
+        require(
+            self.patience >= 0 and self.eval_utterances >= 0,
+            "SpeechRunConfig.patience and eval_utterances must be >= 0",
+        )
         require(self.max_seconds > 0, f"max_seconds must be > 0, got {self.max_seconds}")
         require(
             self.model.n_mels == self.mel.n_mels,
@@ -181,28 +193,24 @@ class EncodedUtterances:
         """The batch of utterances ``index``, padded to bucketed lengths: ``features``
         float32[B, T, n_mels], ``frame_mask`` bool[B, T], ``labels`` int32[B, L],
         ``label_mask`` bool[B, L]."""
-        frames = [len(self.features[i]) for i in index]
-        chars = [len(self.labels[i]) for i in index]
-        width = padded_length(max(frames), 1 << 30, FRAME_BUCKET)
-        label_width = padded_length(max(max(chars), 1), 1 << 30, LABEL_BUCKET)
-        n_mels = self.features[index[0]].shape[1]
-        features = np.zeros((len(index), width, n_mels), np.float32)
-        labels = np.zeros((len(index), label_width), np.int32)
+        features, frame_mask = padded_features([self.features[i] for i in index])
+        chars = np.array([len(self.labels[i]) for i in index])
+        width = padded_length(max(int(chars.max()), 1), 1 << 30, LABEL_BUCKET)
+        labels = np.zeros((len(index), width), np.int32)
         for row, i in enumerate(index):
-            features[row, : frames[row]] = self.features[i]
             labels[row, : chars[row]] = self.labels[i]
         return {
             "features": features,
-            "frame_mask": np.arange(width)[None, :] < np.array(frames)[:, None],
+            "frame_mask": frame_mask,
             "labels": labels,
-            "label_mask": np.arange(label_width)[None, :] < np.array(chars)[:, None],
+            "label_mask": np.arange(width)[None, :] < chars[:, None],
         }
 
 
 def encode_utterances(
     utterances: Sequence[Utterance], config: SpeechRunConfig, split: str
 ) -> EncodedUtterances:
-    """Read, featurise (in batches of 32, by :func:`log_mel_batch`) and label ``utterances``.
+    """Read, featurise (:func:`utterance_features`) and label ``utterances``.
 
     Raises:
       AudioError: an utterance longer than ``max_seconds`` or unreadable.
@@ -211,17 +219,12 @@ def encode_utterances(
     alphabet = CharacterAlphabet(config.alphabet)
     audios = [u.audio(config.mel.sample_rate) for u in utterances]
     longest = max((len(a) for a in audios), default=0) / config.mel.sample_rate
-    require(
-        longest <= config.max_seconds,
-        f"the {split} split holds an utterance of {longest:.1f} s, longer than max_seconds="
-        f"{config.max_seconds:g}: raise max_seconds or cut the audio",
-        ValueError,
-    )
-    features: list[np.ndarray] = []
-    for start in range(0, len(audios), 32):
-        batch = log_mel_batch(audios[start : start + 32], config.mel)
-        host = np.asarray(batch.features).astype(np.float16)
-        features += [f[:n] for f, n in zip(host, batch.frame_counts, strict=True)]
+    if longest > config.max_seconds:
+        raise AudioError(
+            f"the {split} split holds an utterance of {longest:.1f} s, longer than "
+            f"max_seconds={config.max_seconds:g}: raise --max-seconds or cut the audio"
+        )
+    features = utterance_features(audios, config.mel)
     labels = [alphabet.encode(u.text, f"the {split} transcript of {u.path}") for u in utterances]
     snr = np.array([u.snr_db for u in utterances], np.float64)
     return EncodedUtterances(features, labels, [u.text for u in utterances], snr)
@@ -230,19 +233,19 @@ def encode_utterances(
 @dataclasses.dataclass(frozen=True, eq=False)
 class SpeechBatches:
     """``step -> batch``: utterances grouped by length into batches of ``batch_size``, each
-    epoch a new order drawn from ``(seed, epoch)``: a pure function of the step."""
+    epoch a new order drawn from ``(seed, epoch)`` (:class:`jaxllm.data.buckets.BatchOrder`):
+    a pure function of the step."""
 
     data: EncodedUtterances
     batch_size: int
     seed: int
 
-    @functools.lru_cache(maxsize=2)  # noqa: B019 (the current epoch's order, kept while in use)
-    def _epoch(self, epoch: int) -> list[np.ndarray]:
-        return bucketed_batches(self.data.frames, self.batch_size, seed=self.seed, epoch=epoch)
+    @functools.cached_property
+    def order(self) -> BatchOrder:
+        return BatchOrder(self.data.frames, self.batch_size, self.seed)
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
-        per_epoch = -(-len(self.data) // self.batch_size)
-        return self.data.rows(self._epoch(step // per_epoch)[step % per_epoch])
+        return self.data.rows(self.order(step))
 
 
 def speech_loss(model: AcousticModel, spec_augment: SpecAugmentConfig | None = None) -> LossFn:
@@ -289,7 +292,7 @@ def transcripts(
 ) -> list[str]:  # fmt: skip
     """The model's transcript of every utterance of ``data``, in order, by best path
     (``beam_size=1``) or prefix beam search; batches of similar lengths."""
-    apply = _jitted_apply(model.config)
+    apply = jitted_apply(model.config)
     order = np.argsort(data.frames, kind="stable")
     out = [""] * len(data)
     for start in range(0, len(order), batch_size):
@@ -301,13 +304,6 @@ def transcripts(
         for i, text in zip(index, texts, strict=True):
             out[i] = text
     return out
-
-
-@functools.lru_cache(maxsize=4)
-def _jitted_apply(config: AcousticConfig) -> Callable:
-    """The jitted ``apply`` of the acoustic model of shape ``config`` (one per shape)."""
-    model = AcousticModel(config)
-    return jax.jit(lambda p, x, m: model.apply({"params": p}, x, m))
 
 
 def _eval_fn(config: SpeechRunConfig, model: AcousticModel, valid: EncodedUtterances):
@@ -338,10 +334,7 @@ def resolve_config(config: SpeechRunConfig) -> SpeechRunConfig:
         f"model.vocab_size={model.vocab_size} but the alphabet and blank make {size}: leave "
         "it at 0",
     )
-    optimizer = config.optimizer
-    if optimizer.decay_steps == -1:
-        decay = max(config.num_steps - optimizer.warmup_steps, 1)
-        optimizer = dataclasses.replace(optimizer, decay_steps=decay)
+    optimizer = config.optimizer.with_decay_until(config.num_steps)
     return dataclasses.replace(config, model=model, optimizer=optimizer)
 
 
@@ -366,6 +359,26 @@ def _fit(
         )  # fmt: skip
 
 
+def feasible_split(
+    data: EncodedUtterances, config: SpeechRunConfig, name: str
+) -> EncodedUtterances:
+    """``data`` without the utterances CTC cannot align (too few encoder steps for their
+    transcripts: their loss would be ~1e5 and swamp the others'), saying how many went.
+
+    Raises:
+      ConfigError: none is left.
+    """
+    kept, dropped = feasible_only(data, config.model.subsample)
+    if dropped:
+        say(config.name, f"{name}: {dropped} utterances too short for their transcripts, left out")
+    if not len(kept):
+        raise ConfigError(
+            f"no {name} utterance has enough frames for its transcript after sub-sampling by "
+            f"{config.model.subsample}: lower --model.subsample"
+        )
+    return kept
+
+
 def load_utterances(config: SpeechRunConfig) -> dict[str, list[Utterance]]:
     """The speech set ``config.data`` names: ``{"train", "valid", "test"}`` utterances."""
     return load_speech_set(config.data or None)
@@ -380,21 +393,21 @@ def train_speech_recognizer(
       config: the run.
       utterances: ``{"train", "valid", "test"}`` to use instead of ``config.data``.
     """
+    require_jiwer()  # the error rates need it: say so before training
     if config.compilation_cache:
         use_compilation_cache(config.compilation_cache)
     config = prepare_run_dir(config, RESUMABLE, FILLED_AT_START)
     splits = utterances if utterances is not None else load_utterances(config)
     config = resolve_config(config)
     data = {name: encode_utterances(splits[name], config, name) for name in SPLITS}
-    data["train"], dropped = feasible_only(data["train"], config.model.subsample)
-    if dropped:
-        say(config.name, f"{dropped} training utterances too short for their transcripts: left out")
+    for name in ("train", "valid"):  # the test split is scored whole, whatever it holds
+        data[name] = feasible_split(data[name], config, name)
     if not config.resume:
         save_config(config, config.run_dir / "config.json")
     for name in SPLITS:
-        hours = sum(len(f) for f in data[name].features) * config.mel.hop_length
-        say(config.name, f"{name}: {len(data[name]):,} utterances, "
-                         f"{hours / config.mel.sample_rate / 3600:.2f} h")  # fmt: skip
+        frames = sum(len(f) for f in data[name].features)
+        hours = frames * config.mel.hop_length / config.mel.sample_rate / 3600
+        say(config.name, f"{name}: {len(data[name]):,} utterances, {hours:.2f} h")
     start = time.perf_counter()
     keep = config.loop().keep_checkpoints
     with Checkpointer(config.run_dir / "checkpoints", max_to_keep=keep,
@@ -485,7 +498,7 @@ def plot_alignment(
 
     t = transcriber
     mask = np.ones((1, len(features)), bool)
-    logits, out_mask = _jitted_apply(t.model.config)(
+    logits, out_mask = jitted_apply(t.model.config)(
         t.params, features[None].astype(np.float32), mask
     )
     probs = np.asarray(jax.nn.softmax(logits[0], axis=-1))[: int(np.sum(out_mask))]

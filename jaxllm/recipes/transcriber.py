@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,13 @@ import numpy as np
 
 from jaxllm.ctc_decode import ctc_beam_decode, ctc_greedy_decode, to_lists
 from jaxllm.data.audio import AudioError, check_audible, read_wav
+from jaxllm.data.buckets import padded_length
 from jaxllm.data.log_mel import MelConfig, log_mel_batch
-from jaxllm.models.asr import AcousticModel
+from jaxllm.models.asr import AcousticConfig, AcousticModel
 
 BLANK_ID = 0
+FRAME_BUCKET = 64  # batches pad their frames to a multiple of this: few compiled shapes
+FEATURE_BATCH = 32  # utterances featurised in one call
 
 
 class TranscriptError(ValueError):
@@ -80,6 +83,37 @@ def decode_logits(
     return [alphabet.decode(row) for row in ids]
 
 
+def utterance_features(audios: Sequence[np.ndarray], mel: MelConfig) -> list[np.ndarray]:
+    """float16[frames_i, n_mels] log-mel features of each utterance ``float[samples_i]``,
+    computed :data:`FEATURE_BATCH` at a time by :func:`log_mel_batch`. Training keeps them in
+    float16 (half the memory), so transcription reads them the same way."""
+    features: list[np.ndarray] = []
+    for start in range(0, len(audios), FEATURE_BATCH):
+        batch = log_mel_batch(list(audios[start : start + FEATURE_BATCH]), mel)
+        host = np.asarray(batch.features).astype(np.float16)
+        features += [f[:n] for f, n in zip(host, batch.frame_counts, strict=True)]
+    return features
+
+
+def padded_features(features: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """float32[B, T, n_mels] features zero-padded to ``T``, the longest rounded up to a
+    multiple of :data:`FRAME_BUCKET`, and bool[B, T] ``True`` at real frames."""
+    frames = np.array([len(f) for f in features])
+    width = padded_length(int(frames.max()), 1 << 30, FRAME_BUCKET)
+    out = np.zeros((len(features), width, features[0].shape[1]), np.float32)
+    for row, f in enumerate(features):
+        out[row, : len(f)] = f
+    return out, np.arange(width)[None, :] < frames[:, None]
+
+
+@functools.lru_cache(maxsize=4)
+def jitted_apply(config: AcousticConfig) -> Callable:
+    """``apply(params, features, frame_mask) -> (logits, mask)`` of the acoustic model of
+    shape ``config``, jitted once per shape."""
+    model = AcousticModel(config)
+    return jax.jit(lambda p, x, m: model.apply({"params": p}, x, m))
+
+
 @dataclasses.dataclass
 class Transcriber:
     """A trained acoustic model ready to transcribe.
@@ -97,17 +131,11 @@ class Transcriber:
     alphabet: CharacterAlphabet
     max_seconds: float
 
-    @functools.cached_property
-    def _apply(self):
-        return jax.jit(lambda p, x, m: self.model.apply({"params": p}, x, m))
-
     def logits(self, audios: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """float32[B, T', vocab] scores of utterances ``float[samples]`` at ``mel.sample_rate``,
         and int32[B] the encoder steps of each."""
-        batch = log_mel_batch(list(audios), self.mel)
-        frames = batch.features.shape[1]
-        mask = np.arange(frames)[None, :] < batch.frame_counts[:, None]
-        logits, out_mask = self._apply(self.params, batch.features, mask)
+        features, mask = padded_features(utterance_features(audios, self.mel))
+        logits, out_mask = jitted_apply(self.model.config)(self.params, features, mask)
         return np.asarray(logits), np.asarray(out_mask).sum(axis=1).astype(np.int32)
 
     def transcribe(self, audios: Sequence[np.ndarray], *, beam_size: int = 8) -> list[str]:
