@@ -21,8 +21,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxllm.config import require
-from jaxllm.data.images import check_image_shape
-from jaxllm.models.image_classifiers import check_image_classifier_shape, require_filled_in
+from jaxllm.models.image_classifiers import check_classifier_input, check_image_classifier_shape
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +74,7 @@ class CNN(nn.Module):
         """images: float32[batch, height, width, channels] in [0, 1] -> float32[batch,
         num_classes] logits. ``train`` turns dropout on (it draws from the ``dropout`` rng)."""
         cfg = self.config
-        require_filled_in(cfg)
-        check_image_shape(images.shape, cfg.image_shape)
+        check_classifier_input(cfg, images)
         x = images
         for stage, channels in enumerate(cfg.channels):
             for i in range(cfg.convs_per_stage):

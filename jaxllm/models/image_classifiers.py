@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxllm.config import require
+from jaxllm.data.images import check_image_shape
 
 
 def check_image_classifier_shape(config: Any) -> None:
@@ -44,6 +45,14 @@ def require_filled_in(config: Any) -> None:
         f"num_classes={config.num_classes}: set both (0 means 'from the data', which only a "
         "recipe fills in), e.g. image_shape=(8, 8, 1), num_classes=10",
     )
+
+
+def check_classifier_input(config: Any, images: Array) -> None:
+    """What a classifier checks of its input: a config filled in
+    (:func:`require_filled_in`) and images of its shape
+    (:func:`jaxllm.data.check_image_shape`, an :class:`~jaxllm.data.ImagesError`)."""
+    require_filled_in(config)
+    check_image_shape(images.shape, config.image_shape)
 
 
 def init_image_classifier(model: nn.Module, key: Array) -> dict[str, Any]:

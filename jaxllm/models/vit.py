@@ -24,8 +24,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxllm.config import require
-from jaxllm.data.images import check_image_shape
-from jaxllm.models.image_classifiers import check_image_classifier_shape, require_filled_in
+from jaxllm.models.image_classifiers import check_classifier_input, check_image_classifier_shape
 from jaxllm.nn import TransformerBlock, layer_norm
 
 
@@ -95,8 +94,7 @@ class ViT(nn.Module):
         """images: float32[batch, height, width, channels] in [0, 1] -> float32[batch,
         num_classes] logits. ``train`` turns dropout on (it draws from the ``dropout`` rng)."""
         cfg = self.config
-        require_filled_in(cfg)
-        check_image_shape(images.shape, cfg.image_shape)
+        check_classifier_input(cfg, images)
         init = nn.initializers.normal(0.02)
         patches = image_patches(images, cfg.patch_size)  # (B, N, p·p·C)
         x = nn.Dense(cfg.n_embd, name="patch_embedding")(patches)  # (B, N, D)
