@@ -139,7 +139,8 @@ def plot_misclassified(
 
     Args:
       images: float[n, height, width, channels] in [0, 1] (1 channel: grey, 3: colour).
-      labels, predicted: int[n] true and predicted class ids (names: ``label_names``).
+      labels: int[n] true class ids (names: ``label_names``).
+      predicted: int[n] predicted class ids.
     """
     import numpy as np
 

@@ -22,6 +22,7 @@ from jaxllm.metrics import error_rates
 from jaxllm.models.asr import AcousticConfig
 from jaxllm.recipes.speech import SpeechRunConfig, load_transcriber, train_speech_recognizer
 from jaxllm.recipes.transcriber import TranscriptError
+from jaxllm.train import CheckpointError
 
 WORDS = "the cat sat on a mat and we all ran to see it go by now".split()
 MEL = MelConfig(n_mels=32)
@@ -134,6 +135,15 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, speech_set):
     assert last["step"] == reference["step"] == 12
     for name in ("loss", "val_loss", "val_cer"):
         assert last[name] == pytest.approx(reference[name], rel=1e-5)
+
+
+def test_resume_refuses_other_training_utterances(tmp_path, speech_set):
+    config = tiny(tmp_path, speech_set, num_steps=3, eval_every=3)
+    train_speech_recognizer(config)
+    utterances = load_speech_set(speech_set)
+    utterances["train"] = utterances["train"][1:]
+    with pytest.raises(CheckpointError, match="training utterances differ"):
+        train_speech_recognizer(dataclasses.replace(config, num_steps=6, resume=True), utterances)
 
 
 def test_transcripts_outside_the_alphabet_are_refused(tmp_path, speech_set):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import time
@@ -350,13 +351,31 @@ def _fit(
     state = create_train_state(params, optimizer, jax.random.fold_in(key, 1))
     if config.resume:
         state, _ = checkpointer.restore(state, config.resume_step, set_aside=True)
+    metadata = {"alphabet": config.alphabet, "data": data_fingerprint(data["train"])}
     with MetricsWriter(config.run_dir, keep_until=int(state.step)) as writer:
         return fit(
             state, step, SpeechBatches(data["train"], config.batch_size, config.seed),
             config.loop(), eval_fn=_eval_fn(config, model, data["valid"]), writer=writer,
-            checkpointer=checkpointer, checkpoint_metadata={"alphabet": config.alphabet},
+            checkpointer=checkpointer, checkpoint_metadata=metadata,
             learning_rate_fn=learning_rate_schedule(config.optimizer),
         )  # fmt: skip
+
+
+def data_fingerprint(data: EncodedUtterances) -> str:
+    """A short hash of the transcripts and frame counts: a resumed run checks it."""
+    digest = hashlib.sha256("\n".join(data.texts).encode())
+    digest.update(np.ascontiguousarray(data.frames, np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _check_resumed_data(config: SpeechRunConfig, checkpointer: Checkpointer, seal: str) -> None:
+    """On resume, the training utterances must be the ones the checkpoints were trained on."""
+    if config.resume and checkpointer.newest_readable_metadata().get("data") != seal:
+        raise CheckpointError(
+            f"the training utterances differ from the ones the checkpoints in {config.run_dir} "
+            "were trained on (the speech set or the features changed): resume with the "
+            "original set, or start a new run with another --name"
+        )
 
 
 def feasible_split(
@@ -412,6 +431,7 @@ def train_speech_recognizer(
     keep = config.loop().keep_checkpoints
     with Checkpointer(config.run_dir / "checkpoints", max_to_keep=keep,
                       cleanup_unfinished=True) as checkpointer:  # fmt: skip
+        _check_resumed_data(config, checkpointer, data_fingerprint(data["train"]))
         result = _fit(config, data, checkpointer)
         best_step = best_checkpoint_step(checkpointer, result.best_step)
         best, _ = checkpointer.restore(result.state, best_step)
