@@ -20,6 +20,12 @@ Labelled images for classification, and random shifts and rotations on the devic
 
     train, test = stratified_split(load_digits(), (0.8, 0.2), seed=0)  # or read_image_folders
     images = augment_images(key, check_image_batch(train.images, (8, 8, 1)), AugmentConfig())
+
+Speech: WAV files, log-mel features in JAX, the set ``make data`` synthesises with espeak-ng::
+
+    splits = load_speech_set()                     # {"train": [Utterance, ...], ...}
+    audio, rate = read_wav("clip.wav", sample_rate=16000)  # mixed down, resampled
+    features = log_mel(audio, MelConfig())         # float32[frames, 80]
 """
 
 from jaxllm.data.audio import (
@@ -30,7 +36,13 @@ from jaxllm.data.audio import (
     write_wav,
 )
 from jaxllm.data.batches import encode_corpus, eval_batches, lm_batch, pad_sequences
-from jaxllm.data.buckets import Batches, bucketed_batches, padded_length, padded_rows
+from jaxllm.data.buckets import (
+    Batches,
+    BatchOrder,
+    bucketed_batches,
+    padded_length,
+    padded_rows,
+)
 from jaxllm.data.clean import clean_corpus, deduplicate, normalize_text
 from jaxllm.data.config import DataConfig, EmptySplitError, load_splits
 from jaxllm.data.corpora import (
@@ -286,4 +298,5 @@ __all__ = [
     "SpecAugmentConfig",
     "spec_augment",
     "spec_augment_masks",
+    "BatchOrder",
 ]
