@@ -22,9 +22,8 @@ import sys
 
 import tyro
 
-from jaxllm.recipes.errors import report_error
+from jaxllm.recipes.errors import run_command
 from jaxllm.recipes.speech import SpeechRunConfig, load_transcriber, train_speech_recognizer
-from jaxllm.runtime import configure_cpu
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,20 +58,9 @@ COMMANDS = {"train": (SpeechRunConfig, train), "transcribe": (TranscribeArgs, tr
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        print(__doc__)
-        print(f"error: give a command first, one of {', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
-    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
-    kind, command = COMMANDS[argv[0]]
-    args = tyro.cli(kind, args=argv[1:], description=__doc__, prog=f"speech.py {argv[0]}",
-                    config=(tyro.conf.AvoidSubcommands,))  # fmt: skip
-    try:
-        command(args)
-    except (Exception, KeyboardInterrupt) as e:
-        return report_error(e)  # one line and status 2 for the user's errors; bugs re-raise
-    return 0
+    return run_command(
+        COMMANDS, argv, __doc__ or "", "speech.py", tyro_config=(tyro.conf.AvoidSubcommands,)
+    )
 
 
 if __name__ == "__main__":

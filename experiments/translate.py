@@ -25,7 +25,7 @@ from pathlib import Path
 
 import tyro
 
-from jaxllm.recipes.errors import report_error
+from jaxllm.recipes.errors import run_command
 from jaxllm.recipes.translate import (
     TranslateConfig,
     load_test_pairs,
@@ -33,7 +33,6 @@ from jaxllm.recipes.translate import (
     score_translations,
     train_translator,
 )
-from jaxllm.runtime import configure_cpu
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,19 +112,7 @@ COMMANDS = {"train": (TranslateConfig, train), "translate": (TranslateArgs, tran
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        print(__doc__)
-        print(f"error: give a command first, one of {', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
-    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
-    kind, command = COMMANDS[argv[0]]
-    args = tyro.cli(kind, args=argv[1:], description=__doc__, prog=f"translate.py {argv[0]}")
-    try:
-        command(args)
-    except (Exception, KeyboardInterrupt) as e:
-        return report_error(e)  # one line and status 2 for the user's errors; bugs re-raise
-    return 0
+    return run_command(COMMANDS, argv, __doc__ or "", "translate.py")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ import os
 import signal
 import sys
 import traceback
-from typing import NoReturn, TextIO
+from collections.abc import Callable
+from typing import Any, NoReturn, TextIO
 
 import jax
 
@@ -148,3 +149,35 @@ def _leave_now(status: int, stream: TextIO) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+def run_command(
+    commands: dict[str, tuple[type, Callable[[Any], None]]],
+    argv: list[str] | None,
+    doc: str,
+    script: str,
+    tyro_config: tuple = (),
+) -> int:
+    """The ``main`` of an experiment script with commands (``translate.py train ...``): the
+    first argument names one of ``commands`` (``name -> (settings dataclass, function)``), the
+    rest are parsed into its settings with tyro, and the function runs under
+    :func:`report_error`. Returns the exit status (2 without a known command)."""
+    import tyro
+
+    from jaxllm.runtime import configure_cpu
+
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in commands:
+        print(doc)
+        print(f"error: give a command first, one of {', '.join(commands)}", file=sys.stderr)
+        return 2
+    configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
+    kind, command = commands[argv[0]]
+    args = tyro.cli(
+        kind, args=argv[1:], description=doc, prog=f"{script} {argv[0]}", config=tyro_config
+    )
+    try:
+        command(args)
+    except (Exception, KeyboardInterrupt) as e:
+        return report_error(e)  # one line and status 2 for the user's errors; bugs re-raise
+    return 0

@@ -394,10 +394,12 @@ def _finish(run: ImageClassifierRun, splits: Splits, predict: Callable, seconds:
 
     config, k = run.config, len(run.label_names)
     _, dev, test = splits
-    scores = {}
-    for name, split in (("dev", dev), ("test", test)):
-        scores[name] = split_metrics(predict(run.params, split.images), split.labels, k)
-    test_predicted = np.argmax(predict(run.params, test.images), axis=-1)
+    logits = {"dev": predict(run.params, dev.images), "test": predict(run.params, test.images)}
+    scores = {
+        "dev": split_metrics(logits["dev"], dev.labels, k),
+        "test": split_metrics(logits["test"], test.labels, k),
+    }
+    test_predicted = np.argmax(logits["test"], axis=-1)
     run.summary.update(
         model=config.model_kind,
         parameters=count_params(run.params),

@@ -33,6 +33,7 @@ import numpy as np
 from jaxllm.config import ConfigError, load_config, require, save_config
 from jaxllm.data import SPEECH_ALPHABET, Utterance, load_speech_set
 from jaxllm.data.audio import AudioError
+from jaxllm.data.batches import pad_sequences
 from jaxllm.data.buckets import BatchOrder, padded_length
 from jaxllm.data.log_mel import MelConfig
 from jaxllm.data.spec_augment import SpecAugmentConfig
@@ -195,16 +196,14 @@ class EncodedUtterances:
         float32[B, T, n_mels], ``frame_mask`` bool[B, T], ``labels`` int32[B, L],
         ``label_mask`` bool[B, L]."""
         features, frame_mask = padded_features([self.features[i] for i in index])
-        chars = np.array([len(self.labels[i]) for i in index])
-        width = padded_length(max(int(chars.max()), 1), 1 << 30, LABEL_BUCKET)
-        labels = np.zeros((len(index), width), np.int32)
-        for row, i in enumerate(index):
-            labels[row, : chars[row]] = self.labels[i]
+        chars = [self.labels[i] for i in index]
+        width = padded_length(max(max(len(c) for c in chars), 1), 1 << 30, LABEL_BUCKET)
+        labels, label_mask = pad_sequences(chars, 0, length=width)
         return {
             "features": features,
             "frame_mask": frame_mask,
             "labels": labels,
-            "label_mask": np.arange(width)[None, :] < chars[:, None],
+            "label_mask": label_mask,
         }
 
 
@@ -278,32 +277,29 @@ def feasible_only(data: EncodedUtterances, subsample: int) -> tuple[EncodedUtter
     """The utterances CTC can align (encoder steps >= characters + repeated neighbours), and
     how many were dropped."""
     steps = np.asarray(encoder_lengths(jax.numpy.asarray(data.frames), subsample))
-    width = max((len(x) for x in data.labels), default=1)
-    labels = np.zeros((len(data), width), np.int32)
-    for i, x in enumerate(data.labels):
-        labels[i, : len(x)] = x
-    lengths = np.array([len(x) for x in data.labels])
-    keep = np.flatnonzero(np.asarray(ctc_feasible(steps, labels, lengths)))
+    labels, label_mask = pad_sequences(data.labels, 0)
+    keep = np.flatnonzero(np.asarray(ctc_feasible(steps, labels, label_mask.sum(axis=1))))
     return data.subset(keep), len(data) - len(keep)
 
 
 def transcripts(
     model: AcousticModel, params: Any, data: EncodedUtterances, alphabet: CharacterAlphabet,
-    *, beam_size: int = 1, batch_size: int = 32,
-) -> list[str]:  # fmt: skip
-    """The model's transcript of every utterance of ``data``, in order, by best path
-    (``beam_size=1``) or prefix beam search; batches of similar lengths."""
+    *, beam_sizes: Sequence[int] = (1,), batch_size: int = 32,
+) -> dict[int, list[str]]:  # fmt: skip
+    """``{beam size: the model's transcript of every utterance of data, in order}``: by best
+    path (``1``) or prefix beam search, each batch of similar lengths scored once for all."""
     apply = jitted_apply(model.config)
     order = np.argsort(data.frames, kind="stable")
-    out = [""] * len(data)
+    out = {beam: [""] * len(data) for beam in beam_sizes}
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
         rows = data.rows(index)
         logits, mask = apply(params, rows["features"], rows["frame_mask"])
         lengths = np.asarray(mask).sum(axis=1)
-        texts = decode_logits(np.asarray(logits), lengths, alphabet, beam_size)
-        for i, text in zip(index, texts, strict=True):
-            out[i] = text
+        for beam in beam_sizes:
+            texts = decode_logits(np.asarray(logits), lengths, alphabet, beam)
+            for i, text in zip(index, texts, strict=True):
+                out[beam][i] = text
     return out
 
 
@@ -319,7 +315,7 @@ def _eval_fn(config: SpeechRunConfig, model: AcousticModel, valid: EncodedUttera
 
     def eval_fn(params: Any) -> dict[str, float]:
         metrics = evaluate(eval_step, params, batches)
-        rates = error_rates(sample.texts, transcripts(model, params, sample, alphabet))
+        rates = error_rates(sample.texts, transcripts(model, params, sample, alphabet)[1])
         return {"loss": metrics["loss"], "cer": rates["cer"], "wer": rates["wer"]}
 
     return eval_fn
@@ -483,8 +479,8 @@ def _finish(
     from jaxllm.plots import plot_loss
 
     config, t = run.config, run.transcriber
-    greedy = transcripts(t.model, t.params, test, t.alphabet)
-    beam = transcripts(t.model, t.params, test, t.alphabet, beam_size=config.beam_size)
+    decoded = transcripts(t.model, t.params, test, t.alphabet, beam_sizes=(1, config.beam_size))
+    greedy, beam = decoded[1], decoded[config.beam_size]
     run.summary.update(
         parameters=count_params(t.params), best_step=run.best_step,
         fit_seconds=round(seconds, 2), test_utterances=len(test),
