@@ -310,3 +310,51 @@ def test_private_classification_reports_each_epsilon_reached(tmp_path, capsys):
     assert rows["non-private"]["epsilon"] is None
     assert rows["non-private"]["test_accuracy"] >= 0.65  # separable by construction: it learns
     assert (tmp_path / "runs" / "privacy_utility.png").stat().st_size > 5_000
+
+
+def test_private_lm_scores_each_epsilon_and_each_canarys_exposure(tmp_path, capsys):
+    from jaxllm.data import load_default_corpus
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(load_default_corpus())[:60_000], encoding="utf-8")
+    args = ("--steps 4 --epsilons 8 --batch-size 16 --block-size 32 --n-layer 1 --n-embd 32 "
+            "--n-head 2 --eval-batches 2 --canary-repeats 1 3")  # fmt: skip
+    code = load_script("experiments/private_lm.py").main(
+        [*args.split(), "--corpus", str(corpus), "--out-dir", str(tmp_path / "runs")]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    result = json.loads(out.strip().splitlines()[-1])
+    rows = {r["run"]: r for r in result["rows"]}
+    assert list(rows) == ["eps-8", "non-private"]
+    assert rows["eps-8"]["epsilon"] <= 8 and rows["eps-8"]["noise_multiplier"] > 0
+    assert rows["non-private"]["epsilon"] is None
+    for row in rows.values():  # every candidate of 4 letters ranked: 0 to log2(26^4) bits
+        assert len(row["exposure"]) == 2 and all(0 <= b <= 18.81 for b in row["exposure"])
+    written = (tmp_path / "runs" / "corpus-with-canaries.txt").read_text()
+    for canary in result["canaries"]:
+        assert written.count(canary["prefix"] + canary["secret"]) == canary["repeats"]
+    assert (tmp_path / "runs" / "private_lm.png").stat().st_size > 10_000
+
+
+def test_distill_classifier_compares_teacher_and_students_over_seeds(tmp_path, capsys):
+    write_tiny_sst2(tmp_path)
+    code = load_script("experiments/distill_classifier.py").main(
+        ["--data-dir", str(tmp_path), "--out-dir", str(tmp_path / "runs"), "--epochs", "1",
+         "--seeds", "0", "1", "--teacher-width", "16", "--student-width", "8", "--repeats", "2"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    result = json.loads(out.strip().splitlines()[-1])
+    kinds = [(r["kind"], r["seed"]) for r in result["rows"]]
+    assert kinds == [("teacher", 0), ("student alone", 0), ("student distilled", 0),
+                     ("student alone", 1), ("student distilled", 1)]  # fmt: skip
+    teacher, alone, distilled = result["summary"]
+    assert (alone["runs"], distilled["runs"]) == (2, 2)
+    assert alone["parameters"] == distilled["parameters"] < teacher["parameters"]
+    accuracies = [r["test_accuracy"] for r in result["rows"] if r["kind"] == "student alone"]
+    assert alone["test_accuracy"] == pytest.approx(np.mean(accuracies))
+    assert alone["test_accuracy_std"] == pytest.approx(np.std(accuracies, ddof=1))
+    assert all(r["examples_per_s"] > 0 for r in result["rows"])
+    summary = json.loads((tmp_path / "runs" / "alone-seed1" / "summary.json").read_text())
+    assert summary["test"]["accuracy"] == accuracies[1]

@@ -118,3 +118,25 @@ def privacy_report(
         "steps": steps,
         "accountant": settings.accountant,
     }
+
+
+def describe_privacy(report: dict[str, Any], target: float) -> str:
+    """One line for a run's log: the guarantee of :func:`privacy_report`, and a warning when
+    it is above the ``target`` ε (a resumed run that went on past its planned steps)."""
+    text = (
+        f"(ε={report['epsilon']:.3g}, δ={report['delta']:.2g})-DP after {report['steps']} "
+        f"steps (σ={report['noise_multiplier']:.3g}, C={report['clip_norm']:g}, "
+        f"q={report['sampling_rate']:.3g}, {report['accountant'].upper()})"
+    )
+    if target and report["epsilon"] > target * (1 + 1e-6):
+        text += (
+            f"; ABOVE the target ε={target:g}: σ was fixed for the steps planned when the run "
+            "began, and it has run more (a resume with more steps)"
+        )
+    return text
+
+
+def json_report(report: dict[str, Any]) -> dict[str, Any]:
+    """:func:`privacy_report` for ``summary.json``: an infinite ε written ``"inf"`` (JSON has
+    no infinity)."""
+    return report | {"epsilon": "inf" if math.isinf(report["epsilon"]) else report["epsilon"]}

@@ -67,3 +67,69 @@ class PoissonBatches:
         )
         batch = padded_rows(self.ids, self.lengths, index, self.max_len, self.weights)
         return batch | {"labels": self.labels[index].astype(np.int32), EXAMPLE_WEIGHTS: present}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PoissonWindows:
+    """``step -> batch`` of language-model windows drawn by Poisson sampling, a pure function
+    of the step: DP-SGD's examples for a token stream.
+
+    The stream is cut into ``n = len(tokens) // (seq_len + 1)`` windows that share no token,
+    window ``i`` being ``tokens[i (T+1) : (i+1) (T+1)]`` (its inputs the first ``T``, its
+    targets the last ``T``); the tail shorter than a window is left out. Each window joins a
+    step's batch with probability ``rate``. A window, ``T + 1`` consecutive tokens, is the
+    unit the privacy guarantee protects (:func:`jaxllm.privacy.resolve_privacy` with ``n``
+    examples).
+
+    Attributes:
+      tokens: int[num_tokens], the training stream (an array or a memory map).
+      seq_len: ``T``, the model's context.
+      rate: ``q``, each window's probability of joining a batch.
+      seed: the draws' seed.
+      multiple: global batch sizes are rounded up to multiples of this (a multiple of
+        ``process_count`` and of what each process's rows must divide by).
+      process_index, process_count: this process's rows of every global batch.
+    """
+
+    tokens: np.ndarray
+    seq_len: int
+    rate: float
+    seed: int
+    multiple: int = 16
+    process_index: int = 0
+    process_count: int = 1
+
+    def __post_init__(self):
+        require(
+            self.windows >= 1,
+            f"the training stream has {len(self.tokens)} tokens, fewer than one window of "
+            f"seq_len + 1 = {self.seq_len + 1}: use a shorter context or more text",
+            ValueError,
+        )
+        require(
+            self.multiple % self.process_count == 0,
+            f"multiple={self.multiple} must divide by process_count={self.process_count}",
+            ValueError,
+        )
+
+    @property
+    def windows(self) -> int:
+        """``n``: the windows the stream holds."""
+        return len(self.tokens) // (self.seq_len + 1)
+
+    def __call__(self, step: int) -> dict[str, np.ndarray]:
+        """This process's rows: ``inputs`` and ``targets`` int32[m / P, T],
+        ``example_weights`` float32[m / P] (0 for padding rows)."""
+        index, present = poisson_indices(
+            self.windows, self.rate, seed=self.seed, step=step, multiple=self.multiple
+        )
+        rows = len(index) // self.process_count
+        local = slice(self.process_index * rows, (self.process_index + 1) * rows)
+        starts = index[local] * (self.seq_len + 1)
+        windows = np.asarray(self.tokens[starts[:, None] + np.arange(self.seq_len + 1)])
+        windows = windows.astype(np.int32)
+        return {
+            "inputs": windows[:, :-1],
+            "targets": windows[:, 1:],
+            EXAMPLE_WEIGHTS: present[local],
+        }

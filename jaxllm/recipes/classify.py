@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,7 +66,9 @@ from jaxllm.models.gpt import count_params
 from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from jaxllm.privacy.budget import (
     PrivacySettings,
+    describe_privacy,
     dp_config,
+    json_report,
     privacy_report,
     resolve_privacy,
     sampling_rate,
@@ -732,25 +733,6 @@ def train_classifier(
     return run
 
 
-def _describe_privacy(report: dict[str, Any], target: float) -> str:
-    text = (
-        f"(ε={report['epsilon']:.3g}, δ={report['delta']:.2g})-DP after {report['steps']} "
-        f"steps (σ={report['noise_multiplier']:.3g}, C={report['clip_norm']:g}, "
-        f"q={report['sampling_rate']:.3g}, {report['accountant'].upper()})"
-    )
-    if target and report["epsilon"] > target * (1 + 1e-6):
-        text += (
-            f"; ABOVE the target ε={target:g}: σ was fixed for the steps planned when the run "
-            "began, and it has run more (a resume with more epochs)"
-        )
-    return text
-
-
-def _json_number(value: float) -> float | str:
-    """``value``, or ``"inf"`` for an infinite one (JSON has no infinity)."""
-    return "inf" if math.isinf(value) else value
-
-
 def _finish(run: ClassifierRun, splits: dict[str, EncodedSplit], seconds: float) -> None:
     """Score the best checkpoint on dev and test; write ``summary.json``, ``loss.png`` and
     ``confusion.png``."""
@@ -772,11 +754,10 @@ def _finish(run: ClassifierRun, splits: dict[str, EncodedSplit], seconds: float)
         test=run.test,
     )
     if config.privacy.enabled:  # the guarantee of the steps run (early stopping may cut them)
-        report = privacy_report(
-            config.privacy, len(splits["train"].labels), config.batch_size, run.steps_run
-        )
-        say(config.name, f"privacy: {_describe_privacy(report, config.privacy.target_epsilon)}")
-        run.summary["privacy"] = report | {"epsilon": _json_number(report["epsilon"])}
+        examples = len(splits["train"].labels)
+        report = privacy_report(config.privacy, examples, config.batch_size, run.steps_run)
+        say(config.name, f"privacy: {describe_privacy(report, config.privacy.target_epsilon)}")
+        run.summary["privacy"] = json_report(report)
     run_dir = config.run_dir
     (run_dir / "summary.json").write_text(json.dumps(run.summary, indent=2) + "\n")
     title = f"{config.name}: {config.model.encoder}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,16 @@ from jaxllm.metrics import perplexity
 from jaxllm.models.gpt import GPT, GPTConfig, init_params, with_cpu_tuned_attention
 from jaxllm.models.lstm_lm import LSTMLM, LSTMLMConfig, init_lstm_lm_params
 from jaxllm.optim import OptimizerConfig, make_optimizer
+from jaxllm.privacy.budget import (
+    PrivacySettings,
+    describe_privacy,
+    dp_config,
+    json_report,
+    privacy_report,
+    resolve_privacy,
+    sampling_rate,
+)
+from jaxllm.privacy.sampling import PoissonWindows
 from jaxllm.recipes.run_corpus import RunCorpus, run_metadata
 from jaxllm.recipes.run_folder import (
     check_resume_step,
@@ -102,6 +113,16 @@ class LMConfig:
         the validation and test losses stay the plain next-token cross-entropy. ``''``: no
         teacher.
       distill: the distillation's temperature and the soft term's weight (with ``teacher``).
+      privacy: differentially private training (:class:`jaxllm.privacy.PrivacySettings`).
+        With a ``target_epsilon`` (or a ``noise_multiplier``) the training stream is cut into
+        windows of ``seq_len + 1`` tokens that share none, each window joins a step's batch
+        with probability ``batch_size / windows`` (:class:`jaxllm.privacy.PoissonWindows`),
+        and DP-SGD clips each window's gradient and noises their sum; σ is filled in for the
+        planned steps and kept on resume, and ``summary.json`` reports the ε of the steps
+        run. The unit protected is one window: text spanning ``k`` windows has the
+        guarantee of a group of ``k``. The tokenizer, fitted on the corpus, is not covered
+        (a character alphabet reveals which characters occur; BPE merges, frequent
+        strings). Off by default.
       data: the corpus and tokenizer.
       model_kind: which model trains: ``"gpt"`` (shaped by ``model``) or ``"lstm"`` (shaped by
         ``lstm``); the other one's settings are kept in ``config.json`` but unused.
@@ -133,6 +154,7 @@ class LMConfig:
     token_cache: str = ""
     teacher: str = ""
     distill: DistillConfig = DistillConfig()
+    privacy: PrivacySettings = PrivacySettings()
     data: DataConfig = DataConfig()
     model_kind: Literal["gpt", "lstm"] = "gpt"
     model: GPTConfig = GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
@@ -154,6 +176,11 @@ class LMConfig:
         if self.model_kind not in ("gpt", "lstm"):
             raise ConfigError(
                 f"LMConfig.model_kind must be 'gpt' or 'lstm', got {self.model_kind!r}"
+            )
+        if self.teacher and self.privacy.enabled:
+            raise ConfigError(
+                "a teacher trained on the same corpus without DP-SGD would pass that text on, "
+                "uncounted by the privacy guarantee: drop teacher or privacy"
             )
         if self.teacher and self.label_smoothing:
             raise ConfigError(
@@ -198,6 +225,8 @@ FILLED_AT_START = {
     "optimizer.decay_steps": -1,
     "model.attention": "jax",
     "model.attention_row_groups": 1,
+    "privacy.delta": 0.0,
+    "privacy.noise_multiplier": 0.0,
 }
 
 
@@ -215,6 +244,7 @@ class LMRun:
     test: dict[str, float]
     sample: str
     run_dir: Path
+    privacy: dict[str, Any] | None = None
 
 
 def _check_prompt(config: LMConfig, tokenizer: Tokenizer) -> None:
@@ -235,10 +265,11 @@ def _check_prompt(config: LMConfig, tokenizer: Tokenizer) -> None:
         ) from e
 
 
-def resolve_config(config: LMConfig, tokenizer: Tokenizer) -> LMConfig:
+def resolve_config(config: LMConfig, tokenizer: Tokenizer, train_tokens: int) -> LMConfig:
     """Fill in what the config leaves to the run: the trained model's vocabulary size, the
-    decay length, and (for a GPT, with ``cpu_tuned_attention``) the attention for this
-    machine; check the sample's prompt."""
+    decay length, (for a GPT, with ``cpu_tuned_attention``) the attention for this machine,
+    and with ``privacy`` its δ and σ for the ``train_tokens`` tokens' windows; check the
+    sample's prompt."""
     field = "lstm" if config.model_kind == "lstm" else "model"  # the trained model's shape
     shape = getattr(config, field)
     if shape.vocab_size not in (0, tokenizer.vocab_size):
@@ -250,7 +281,11 @@ def resolve_config(config: LMConfig, tokenizer: Tokenizer) -> LMConfig:
     _check_prompt(config, tokenizer)
     shape = dataclasses.replace(shape, vocab_size=tokenizer.vocab_size)
     optimizer = config.optimizer.with_decay_until(config.loop.num_steps)
-    config = dataclasses.replace(config, **{field: shape}, optimizer=optimizer)
+    privacy = resolve_privacy(
+        config.privacy, _private_windows(config, train_tokens), config.batch_size,
+        config.loop.num_steps,
+    )  # fmt: skip
+    config = dataclasses.replace(config, **{field: shape}, optimizer=optimizer, privacy=privacy)
     tune = config.model_kind == "gpt" and config.cpu_tuned_attention
     if tune and jax.default_backend() == "cpu":
         portable = dataclasses.replace(config.model, attention="jax", attention_row_groups=1)
@@ -297,8 +332,41 @@ def _initial_state(config: LMConfig, layout: Layout, checkpointer: Checkpointer)
     return layout.place_state(state)
 
 
-def _batch_fn(config: LMConfig, tokens: np.ndarray) -> Callable[[int], dict]:
-    """``step -> batch``: this process's rows of the step's batch, a pure function of the step."""
+def _private_windows(config: LMConfig, train_tokens: int) -> int:
+    """DP-SGD's examples: the windows of ``seq_len + 1`` tokens the training stream holds.
+
+    Raises:
+      ConfigError: with ``privacy``, a stream shorter than one window.
+    """
+    windows = train_tokens // (config.seq_len + 1)
+    if config.privacy.enabled and windows < 1:
+        raise ConfigError(
+            f"the training split has {train_tokens} tokens, fewer than one window of "
+            f"{config.seq_len + 1} that DP-SGD samples: use a shorter block_size or more text"
+        )
+    return windows
+
+
+def _private_batches(config: LMConfig, layout: Layout, tokens: np.ndarray) -> PoissonWindows:
+    """Poisson-sampled windows, padded to sizes every device, process and micro-batch
+    divides."""
+    divisor = layout.local_batch_divisor * jax.process_count() * config.parallel.microbatches
+    return PoissonWindows(
+        tokens,
+        config.seq_len,
+        sampling_rate(_private_windows(config, len(tokens)), config.batch_size),
+        config.seed,
+        multiple=math.lcm(16, divisor),
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+
+
+def _batch_fn(config: LMConfig, layout: Layout, tokens: np.ndarray) -> Callable[[int], dict]:
+    """``step -> batch``: this process's rows of the step's batch, a pure function of the step
+    (with ``privacy``, Poisson-sampled windows)."""
+    if config.privacy.enabled:
+        return _private_batches(config, layout, tokens)
 
     def batch(step: int) -> dict:
         return lm_batch(
@@ -328,10 +396,13 @@ def _train(
     metadata["tokenizer_kind"] = tokenizer.kind
     model, _ = _model_for(config)
     state = _initial_state(config, layout, checkpointer)
+    private = config.privacy.enabled
+    windows = _private_windows(config, len(train_tokens))
     train_step = layout.train_step(
         _training_loss(config, model, tokenizer),
         make_optimizer(config.optimizer),
         microbatches=config.parallel.microbatches,
+        privacy=dp_config(config.privacy, windows, config.batch_size) if private else None,
     )
     eval_step = jax.jit(make_eval_step(language_model_loss(model)))
     val_fn = lm_eval_fn(
@@ -355,7 +426,7 @@ def _train(
         checkpointer,
         state,
         train_step,
-        _batch_fn(config, train_tokens),
+        _batch_fn(config, layout, train_tokens),
         val_fn,
         metadata,
     )
@@ -387,6 +458,17 @@ def _training_loss(config: LMConfig, model: GPT | LSTMLM, tokenizer: Tokenizer) 
         )
     say(config.name, f"distilling from {config.teacher} ({config.distill})")
     return distillation_loss(model, model_for(teacher_config), teacher_params, config.distill)
+
+
+def _privacy_guarantee(config: LMConfig, train_tokens: int, steps: int) -> dict | None:
+    """With ``privacy``, the guarantee of the ``steps`` run (early stopping may cut them) as
+    :func:`jaxllm.privacy.privacy_report` gives it, plus the unit it protects; logged."""
+    if not config.privacy.enabled:
+        return None
+    windows = _private_windows(config, train_tokens)
+    report = privacy_report(config.privacy, windows, config.batch_size, steps)
+    say(config.name, f"privacy: {describe_privacy(report, config.privacy.target_epsilon)}")
+    return report | {"unit": f"a window of {config.seq_len + 1} tokens", "windows": windows}
 
 
 def _write_results(config: LMConfig, run: LMRun, params: Any) -> str:
@@ -422,6 +504,8 @@ def _write_results(config: LMConfig, run: LMRun, params: Any) -> str:
         "stop_reason": fit_result.stop_reason if fit_result else None,
         "best_val_loss": fit_result.best_val_loss if fit_result else None,
     }
+    if run.privacy is not None:
+        summary["privacy"] = json_report(run.privacy)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return sample
 
@@ -454,11 +538,11 @@ def train_lm(config: LMConfig) -> LMRun:
         cleanup_unfinished=True,
     ) as checkpointer:
         tokenizer = corpus.tokenizer(checkpointer)
-        config = resolve_config(config, tokenizer)
+        tokens = corpus.tokens(tokenizer)
+        config = resolve_config(config, tokenizer, len(tokens[0]))
         if not config.resume and jax.process_index() == 0:
             save_config(config, config.run_dir / "config.json")  # first: marks a run's folder
             tokenizer.save(config.run_dir / "tokenizer.json")
-        tokens = corpus.tokens(tokenizer)
         model, result, before, eval_step = _train(config, layout, checkpointer, tokenizer, tokens)
     state = result.state
 
@@ -491,6 +575,7 @@ def train_lm(config: LMConfig) -> LMRun:
         test=test,
         sample="",
         run_dir=config.run_dir,
+        privacy=_privacy_guarantee(config, len(tokens[0]), int(state.step)),
     )
     if jax.process_index() == 0:
         run.sample = _write_results(config, run, params)

@@ -37,6 +37,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxllm.config import require
 from jaxllm.losses import LossFn
+from jaxllm.privacy.dp_sgd import DPConfig
 from jaxllm.train.checkpoint import Checkpointer
 from jaxllm.train.state import TrainState
 from jaxllm.train.step import TrainStep, make_train_step
@@ -265,11 +266,18 @@ class Layout:
         """This process's rows of a batch must divide by this."""
         return 1
 
-    def train_step(self, loss_fn: LossFn, optimizer, *, microbatches: int = 1) -> TrainStep:
-        """The compiled ``step(placed_state, local_batch) -> (placed_state, metrics)``."""
+    def train_step(
+        self, loss_fn: LossFn, optimizer, *, microbatches: int = 1, privacy: DPConfig | None = None
+    ) -> TrainStep:
+        """The compiled ``step(placed_state, local_batch) -> (placed_state, metrics)``
+        (:func:`jaxllm.train.make_train_step`; ``privacy``: DP-SGD)."""
         step = jax.jit(
             make_train_step(
-                loss_fn, optimizer, microbatches=microbatches, axis_name=self.axis_name
+                loss_fn,
+                optimizer,
+                microbatches=microbatches,
+                axis_name=self.axis_name,
+                privacy=privacy,
             ),
             donate_argnums=0,
         )
@@ -333,10 +341,16 @@ class PmapLayout(Layout):
     def local_batch_divisor(self) -> int:
         return self.num_devices
 
-    def train_step(self, loss_fn: LossFn, optimizer, *, microbatches: int = 1) -> TrainStep:
+    def train_step(
+        self, loss_fn: LossFn, optimizer, *, microbatches: int = 1, privacy: DPConfig | None = None
+    ) -> TrainStep:
         step = jax.pmap(
             make_train_step(
-                loss_fn, optimizer, microbatches=microbatches, axis_name=self.axis_name
+                loss_fn,
+                optimizer,
+                microbatches=microbatches,
+                axis_name=self.axis_name,
+                privacy=privacy,
             ),
             axis_name=self.axis_name,
             devices=self.devices,
@@ -398,7 +412,9 @@ class MeshLayout(Layout):
             lambda x: NamedSharding(self.mesh, fsdp_partition_spec(np.shape(x), fsdp)), state
         )
 
-    def train_step(self, loss_fn: LossFn, optimizer, *, microbatches: int = 1) -> TrainStep:
+    def train_step(
+        self, loss_fn: LossFn, optimizer, *, microbatches: int = 1, privacy: DPConfig | None = None
+    ) -> TrainStep:
         compiled: dict[str, Any] = {}
 
         def gathered_loss(params: Any, batch: dict, key: Any):
@@ -414,7 +430,9 @@ class MeshLayout(Layout):
             if "step" not in compiled:  # shardings follow the state's structure
                 shardings = self.state_sharding(state)
                 compiled["step"] = jax.jit(
-                    make_train_step(gathered_loss, optimizer, microbatches=microbatches),
+                    make_train_step(
+                        gathered_loss, optimizer, microbatches=microbatches, privacy=privacy
+                    ),
                     in_shardings=(shardings, self.batch_sharding),
                     out_shardings=(shardings, self.replicated),
                     donate_argnums=0,
