@@ -21,11 +21,12 @@ memorised of secrets planted in its training text.
 
 3. **Scores**: test loss and perplexity (bits per character = loss / ln 2), and each canary's
    exposure in bits: log2(26⁴) − log2(rank of its secret among all 456,976 candidates by the
-   model's probability). A model that never saw a secret gives about 1 bit; 18.8 bits means it
-   ranks the secret first.
+   model's probability). A model that never saw a secret gives 1 bit at the median (1.44 on
+   average); 18.8 bits means it ranks the secret first.
 
-The guarantee protects one window; a canary written ``r`` times sits in up to ``r`` windows,
-whose group guarantee is weaker (ε grows about ``r``-fold). Writes ``<out_dir>/``: the corpus
+The guarantee protects one window; a canary written ``r`` times touches up to ``2r`` windows
+(a copy may cross a boundary), and changing its secret is covered only as a group of twice
+as many, a far weaker promise. Writes ``<out_dir>/``: the corpus
 with its canaries, a folder per run, ``results.json`` and ``private_lm.png``; prints a table and
 a JSON line.
 """
@@ -219,6 +220,17 @@ def plot(rows: list[dict[str, Any]], canaries: list[Canary], path: Path) -> Path
     return save_figure(fig, path)
 
 
+def _without_infinities(value: Any) -> Any:
+    """``value`` with every infinite float written ``"inf"`` (JSON has no infinity)."""
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    if isinstance(value, dict):
+        return {k: _without_infinities(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_without_infinities(v) for v in value]
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_cpu()  # jaxllm's XLA:CPU process settings, before any JAX work
     config = tyro.cli(PrivateLMStudyConfig, args=argv, description=__doc__)
@@ -233,9 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         "canaries": [dataclasses.asdict(c) for c in canaries],
         "rows": rows,
     }
-    (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    result = _without_infinities(result)
+    (out / "results.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     print("\n".join(report_lines(rows, canaries)))
-    print(json.dumps(result, default=str))
+    print(json.dumps(result, allow_nan=False))
     return 0
 
 

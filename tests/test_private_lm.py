@@ -152,7 +152,7 @@ def direct_log_prob(model, params, tokenizer, text: str, start: int) -> float:
 
 @pytest.mark.parametrize("kind", ["gpt", "lstm"])
 def test_every_candidates_log_prob_equals_scoring_its_line_whole(kind):
-    tokenizer = train_tokenizer("char", ["Anne's vault code is abc"])
+    tokenizer = train_tokenizer("char", ["\nAnne's vault code is abc"])
     vocab = tokenizer.vocab_size
     if kind == "gpt":
         config = GPTConfig(vocab_size=vocab, block_size=32, n_layer=1, n_head=2, n_embd=16)
@@ -163,9 +163,9 @@ def test_every_candidates_log_prob_equals_scoring_its_line_whole(kind):
     canary = Canary("Anne's vault code is ", "cab", 1, alphabet="abc")
     table = secret_log_probs(model, params, tokenizer, canary, batch_size=4)  # padded chunks
     assert table.shape == (3, 3, 3)
-    start = len(canary.prefix)
+    start = len(canary.prefix) + 1  # each copy is a line: scored after "\n" + prefix
     for letters in [(0, 0, 0), (2, 0, 1), (1, 2, 2), (2, 2, 2)]:
-        text = canary.prefix + "".join("abc"[i] for i in letters)
+        text = "\n" + canary.prefix + "".join("abc"[i] for i in letters)
         direct = direct_log_prob(model, params, tokenizer, text, start)
         assert table[letters] == pytest.approx(direct, abs=1e-4)
     rank = 1 + int(np.sum(table > table[2, 0, 1]))
@@ -186,7 +186,12 @@ def test_canary_settings_are_checked():
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         make_canaries([0], seed=0)
     with pytest.raises(ValueError, match="distinct"):
-        make_canaries([1], seed=0, alphabet="aa")
+        make_canaries([1], seed=0, alphabet="aab")
+    for prefix, secret, match in [("", "ab", "non-empty prefix"), ("a\nb ", "ab", "one line"),
+                                  ("code ", "", ">= 1 characters"), ("code ", "aZ", "of 'abc"),
+                                  ("code ", "a\n", "one line")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            Canary(prefix, secret, 1, alphabet="abc")
     with pytest.raises(ValueError, match="needs a character tokenizer"):
         bpe = train_tokenizer("bpe", ["abc abc"] * 4, vocab_size=257)
         secret_log_probs(None, None, bpe, Canary("x ", "ab", 1, string.ascii_lowercase))

@@ -185,9 +185,10 @@ def _calibrate(
 class _OrderWarnings(logging.Filter):
     """dp-accounting's RDP accountant warns for every fractional order whose series does not
     converge (orders α near 1 at large ``q``) that it leaves that order out. The bound stays
-    valid (ε is the least over the orders kept), and such an order could only set it above
-    log(1/δ) / (α − 1), over 100 for α ≤ 1.1 at δ ≤ 1e-5: the warnings, one per order per
-    call (dozens in a calibration), say nothing to act on."""
+    valid (ε is the least over the orders kept), and such an order could only give an ε above
+    log(1/δ) / (α − 1): over 100 for α = 1.1 and over 50 for α = 1.2 at δ ≤ 1e-5, where these
+    warnings come from. One per order per call (dozens in a calibration), they say nothing to
+    act on."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "_compute_log_a_frac failed to converge" not in record.getMessage()

@@ -130,8 +130,8 @@ def describe_privacy(report: dict[str, Any], target: float) -> str:
     )
     if target and report["epsilon"] > target * (1 + 1e-6):
         text += (
-            f"; ABOVE the target ε={target:g}: σ was fixed for the steps planned when the run "
-            "began, and it has run more (a resume with more steps)"
+            f"; ABOVE the target ε={target:g}: σ (given, or fixed for the steps planned when "
+            "the run began) does not keep it over the steps run (e.g. a resume with more steps)"
         )
     return text
 

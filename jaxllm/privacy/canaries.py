@@ -8,9 +8,10 @@ ranked by the model's log-probability of it after the prefix; the true secret's 
 
     exposure = log2(candidates) - log2(rank),        rank 1: the most likely candidate,
 
-from 0 (the secret ranks last) to ``log2(candidates)`` (it ranks first); a model that never saw
-the canary gives ``log2(candidates) - log2(candidates / 2) = 1`` bit on average. The secrets are
-drawn at random, so a high exposure can only come from the training text.
+from 0 (the secret ranks last) to ``log2(candidates)`` (it ranks first). For a model that never
+saw the canary the rank is uniform: exposure 1 bit at the median, about log2(e) = 1.44 bits on
+average. The secrets are drawn at random, so a high exposure can only come from the training
+text. Each copy is a line of its own, so candidates are scored after ``"\\n" + prefix``.
 
     canaries = make_canaries([1, 4, 16], seed=0)
     text = insert_canaries(text, canaries, seed=0, end_fraction=0.85)  # ... train on text ...
@@ -20,6 +21,7 @@ drawn at random, so a high exposure can only come from the training text.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import string
@@ -46,6 +48,18 @@ class Canary:
     repeats: int
     alphabet: str = string.ascii_lowercase
 
+    def __post_init__(self):
+        require(bool(self.prefix) and "\n" not in self.prefix + self.secret,
+                f"a canary is one line after a non-empty prefix, got {self.text!r}",
+                ValueError)  # fmt: skip
+        require(len(set(self.alphabet)) == len(self.alphabet) >= 2,
+                f"a canary's alphabet needs >= 2 distinct characters, got {self.alphabet!r}",
+                ValueError)  # fmt: skip
+        require(len(self.secret) >= 1 and set(self.secret) <= set(self.alphabet),
+                f"the secret {self.secret!r} must be >= 1 characters of {self.alphabet!r}",
+                ValueError)  # fmt: skip
+        require(self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}", ValueError)
+
     @property
     def text(self) -> str:
         return self.prefix + self.secret
@@ -69,11 +83,7 @@ def make_canaries(
         0 < len(repeats) <= len(OWNERS),
         f"between 1 and {len(OWNERS)} canaries, got {len(repeats)}",
         ValueError,
-    )
-    require(all(r >= 1 for r in repeats), f"repeats must be >= 1, got {list(repeats)}", ValueError)
-    require(length >= 1 and len(set(alphabet)) == len(alphabet) >= 2,
-            "a secret needs length >= 1 and an alphabet of >= 2 distinct characters",
-            ValueError)  # fmt: skip
+    )  # each canary checks its own repeats, secret and alphabet
     rng = np.random.default_rng([seed, 0xCA7])
     return [
         Canary(
@@ -110,37 +120,30 @@ def insert_canaries(
 def secret_log_probs(
     model: Any, params: Any, tokenizer: Any, canary: Canary, *, batch_size: int = 1024
 ) -> np.ndarray:
-    """The model's log-probability of every candidate secret after ``canary.prefix``:
-    float64[|alphabet|] * length, indexed by the secret's characters' places in the alphabet.
+    """The model's log-probability of every candidate secret after ``"\\n" + canary.prefix``:
+    float64[k, ..., k] (``n`` axes, ``k = len(alphabet)``, ``n = len(secret)``), indexed by the
+    candidate's characters' places in the alphabet.
 
-    One forward pass per candidate's first ``length - 1`` characters (``|alphabet|^(length-1)``
-    sequences) gives every position's next-character distribution; a candidate's
-    log-probability is the sum of its characters' entries along its path.
+    One forward pass per candidate's first ``n - 1`` characters (``k^(n-1)`` sequences) gives
+    every position's next-character distribution; a candidate's log-probability is the sum of
+    its characters' entries along its path.
 
     Raises:
       ValueError: the tokenizer is not a character tokenizer, lacks a character of the prefix
         or alphabet, or the canary does not fit in a GPT's context.
     """
+    context, letters = _encoded(tokenizer, canary)
+    k, n = len(letters), len(canary.secret)
+    block = model.config.block_size if isinstance(model, GPT) else None  # an LSTM reads any
     require(
-        getattr(tokenizer, "kind", None) == "char",
-        "canary exposure scores secrets character by character: it needs a character "
-        f"tokenizer, got {getattr(tokenizer, 'kind', type(tokenizer).__name__)!r}",
+        block is None or len(context) + n - 1 <= block,
+        f"the canary needs {len(context) + n - 1} tokens of context, the model reads {block}",
         ValueError,
     )
-    prefix = np.asarray(tokenizer.encode(canary.prefix), np.int32)
-    letters = _letter_ids(tokenizer, canary.alphabet)
-    k, n = len(letters), len(canary.secret)
     heads = np.array(list(itertools.product(range(k), repeat=n - 1)), np.int64)
     heads = heads.reshape(k ** (n - 1), n - 1)  # every candidate's first n - 1 characters
-    context = model.config.block_size if isinstance(model, GPT) else None  # an LSTM reads any
-    require(
-        context is None or len(prefix) + n - 1 <= context,
-        f"the canary needs {len(prefix) + n - 1} tokens of context, the model reads {context}",
-        ValueError,
-    )
-    tokens = np.concatenate([np.tile(prefix, (len(heads), 1)), letters[heads]], axis=1)
-    log_probs = _next_log_probs(model, params, tokens, len(prefix), batch_size)  # [H, n, V]
-    table = log_probs[:, :, letters].astype(np.float64)  # [H, n, k]
+    tokens = np.concatenate([np.tile(context, (len(heads), 1)), letters[heads]], axis=1)
+    table = _path_log_probs(model, params, tokens, letters, len(context), batch_size)
     candidates = np.indices((k,) * n).reshape(n, -1).T  # [k^n, n], in the order of heads
     head = candidates[:, :-1] @ (k ** np.arange(n - 2, -1, -1))  # the row of its first n-1
     total = sum(table[head, j, candidates[:, j]] for j in range(n))
@@ -163,23 +166,43 @@ def canary_exposure(
     return exposure(table, [canary.alphabet.index(c) for c in canary.secret])
 
 
-def _letter_ids(tokenizer: Any, alphabet: str) -> np.ndarray:
-    """The alphabet's token ids, one per character."""
-    return np.array([int(tokenizer.encode(c)[0]) for c in alphabet], np.int32)
+def _encoded(tokenizer: Any, canary: Canary) -> tuple[np.ndarray, np.ndarray]:
+    """``("\\n" + prefix)``'s ids int32[P] and the alphabet's, one per character int32[k]."""
+    require(
+        getattr(tokenizer, "kind", None) == "char",
+        "canary exposure scores secrets character by character: it needs a character "
+        f"tokenizer, got {getattr(tokenizer, 'kind', type(tokenizer).__name__)!r}",
+        ValueError,
+    )
+    context = np.asarray(tokenizer.encode("\n" + canary.prefix), np.int32)
+    letters = np.array([int(tokenizer.encode(c)[0]) for c in canary.alphabet], np.int32)
+    return context, letters
 
 
-def _next_log_probs(
-    model: Any, params: Any, tokens: np.ndarray, prefix_len: int, batch_size: int
+def _path_log_probs(
+    model: Any,
+    params: Any,
+    tokens: np.ndarray,
+    letters: np.ndarray,
+    context_len: int,
+    batch_size: int,
 ) -> np.ndarray:
-    """``log p(next token)`` at each position from the prefix's last on: float32[H, n, V]."""
+    """``log p(letter)`` at each secret position of each row of ``tokens: int[H, P + n - 1]``:
+    float64[H, n, k], in chunks of ``batch_size`` rows (the last padded)."""
+    rows = len(tokens)
+    padded = np.pad(tokens, ((0, -rows % batch_size), (0, 0)))
+    chunks = [
+        _letter_log_probs(model, params, padded[i : i + batch_size], letters, context_len)
+        for i in range(0, len(padded), batch_size)
+    ]
+    return np.concatenate([np.asarray(c) for c in chunks]).astype(np.float64)[:rows]
 
-    @jax.jit
-    def run(chunk: jax.Array) -> jax.Array:
-        logits = model.apply({"params": params}, chunk)
-        return jax.nn.log_softmax(logits[:, prefix_len - 1 :].astype(jnp.float32), axis=-1)
 
-    chunks = [tokens[i : i + batch_size] for i in range(0, len(tokens), batch_size)]
-    pad = (-len(chunks[-1])) % batch_size if len(chunks) > 1 else 0
-    chunks[-1] = np.pad(chunks[-1], ((0, pad), (0, 0)))
-    out = np.concatenate([np.asarray(run(c)) for c in chunks])
-    return out[: len(tokens)]
+@functools.partial(jax.jit, static_argnames=("model", "context_len"))
+def _letter_log_probs(
+    model: Any, params: Any, tokens: jax.Array, letters: jax.Array, context_len: int
+) -> jax.Array:
+    """float32[B, n, k]: the letters' log-probabilities after each position from the
+    context's last on."""
+    logits = model.apply({"params": params}, tokens)[:, context_len - 1 :]
+    return jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)[..., letters]

@@ -69,6 +69,12 @@ class PoissonBatches:
         return batch | {"labels": self.labels[index].astype(np.int32), EXAMPLE_WEIGHTS: present}
 
 
+def window_count(num_tokens: int, seq_len: int) -> int:
+    """The windows of ``seq_len + 1`` tokens sharing none that ``num_tokens`` tokens hold:
+    :class:`PoissonWindows`' examples."""
+    return num_tokens // (seq_len + 1)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class PoissonWindows:
     """``step -> batch`` of language-model windows drawn by Poisson sampling, a pure function
@@ -115,7 +121,7 @@ class PoissonWindows:
     @property
     def windows(self) -> int:
         """``n``: the windows the stream holds."""
-        return len(self.tokens) // (self.seq_len + 1)
+        return window_count(len(self.tokens), self.seq_len)
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         """This process's rows: ``inputs`` and ``targets`` int32[m / P, T],

@@ -46,7 +46,7 @@ from jaxllm.privacy.budget import (
     resolve_privacy,
     sampling_rate,
 )
-from jaxllm.privacy.sampling import PoissonWindows
+from jaxllm.privacy.sampling import PoissonWindows, window_count
 from jaxllm.recipes.run_corpus import RunCorpus, run_metadata
 from jaxllm.recipes.run_folder import (
     check_resume_step,
@@ -119,10 +119,11 @@ class LMConfig:
         with probability ``batch_size / windows`` (:class:`jaxllm.privacy.PoissonWindows`),
         and DP-SGD clips each window's gradient and noises their sum; σ is filled in for the
         planned steps and kept on resume, and ``summary.json`` reports the ε of the steps
-        run. The unit protected is one window: text spanning ``k`` windows has the
-        guarantee of a group of ``k``. The tokenizer, fitted on the corpus, is not covered
-        (a character alphabet reveals which characters occur; BPE merges, frequent
-        strings). Off by default.
+        run. The unit protected is one window (adding or removing it); changing text inside
+        ``k`` windows is covered as a group of ``2k``, and inserting or deleting text, which
+        shifts every later window, is not covered. The tokenizer, fitted on the corpus, is not
+        covered either (a character alphabet reveals which characters occur; BPE merges,
+        frequent strings), nor are the logged training metrics. Off by default.
       data: the corpus and tokenizer.
       model_kind: which model trains: ``"gpt"`` (shaped by ``model``) or ``"lstm"`` (shaped by
         ``lstm``); the other one's settings are kept in ``config.json`` but unused.
@@ -338,7 +339,7 @@ def _private_windows(config: LMConfig, train_tokens: int) -> int:
     Raises:
       ConfigError: with ``privacy``, a stream shorter than one window.
     """
-    windows = train_tokens // (config.seq_len + 1)
+    windows = window_count(train_tokens, config.seq_len)
     if config.privacy.enabled and windows < 1:
         raise ConfigError(
             f"the training split has {train_tokens} tokens, fewer than one window of "
