@@ -16,7 +16,14 @@ import numpy as np
 
 from jaxllm.data.tokenizers import DOCUMENT_SEPARATOR, Tokenizer, check_token_ids
 
-__all__ = ["check_token_ids", "encode_corpus", "eval_batches", "lm_batch", "pad_sequences"]
+__all__ = [
+    "check_token_ids",
+    "encode_corpus",
+    "eval_batches",
+    "lm_batch",
+    "pad_sequences",
+    "windows_at",
+]
 
 
 def encode_corpus(tokenizer: Tokenizer, docs: Sequence[str]) -> np.ndarray:
@@ -104,7 +111,14 @@ def lm_batch(
     )
     rows_per_process = batch_size // process_count
     local = offsets[process_index * rows_per_process : (process_index + 1) * rows_per_process]
-    windows = tokens[local[:, None] + np.arange(seq_len + 1)].astype(np.int32)  # (B_local, T+1)
+    return windows_at(tokens, local, seq_len)
+
+
+def windows_at(tokens: np.ndarray, starts: np.ndarray, seq_len: int) -> dict[str, np.ndarray]:
+    """The windows of ``seq_len + 1`` tokens starting at ``starts: int[B]`` of ``tokens`` (an
+    array or a memory map) as next-token pairs: ``{"inputs": int32[B, T], "targets":
+    int32[B, T]}``, ``targets[b, t] = inputs[b, t + 1]`` within the window."""
+    windows = np.asarray(tokens[starts[:, None] + np.arange(seq_len + 1)]).astype(np.int32)
     return {"inputs": windows[:, :-1], "targets": windows[:, 1:]}
 
 

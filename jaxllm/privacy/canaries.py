@@ -188,12 +188,13 @@ def _path_log_probs(
     batch_size: int,
 ) -> np.ndarray:
     """``log p(letter)`` at each secret position of each row of ``tokens: int[H, P + n - 1]``:
-    float64[H, n, k], in chunks of ``batch_size`` rows (the last padded)."""
+    float64[H, n, k], in chunks of at most ``batch_size`` rows (the last padded)."""
     rows = len(tokens)
-    padded = np.pad(tokens, ((0, -rows % batch_size), (0, 0)))
+    size = min(batch_size, rows)  # one program for every chunk, none larger than needed
+    padded = np.pad(tokens, ((0, -rows % size), (0, 0)))
     chunks = [
-        _letter_log_probs(model, params, padded[i : i + batch_size], letters, context_len)
-        for i in range(0, len(padded), batch_size)
+        _letter_log_probs(model, params, padded[i : i + size], letters, context_len)
+        for i in range(0, len(padded), size)
     ]
     return np.concatenate([np.asarray(c) for c in chunks]).astype(np.float64)[:rows]
 

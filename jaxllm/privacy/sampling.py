@@ -17,6 +17,7 @@ import dataclasses
 import numpy as np
 
 from jaxllm.config import require
+from jaxllm.data.batches import windows_at
 from jaxllm.data.buckets import padded_rows
 from jaxllm.privacy.dp_sgd import EXAMPLE_WEIGHTS
 
@@ -131,11 +132,5 @@ class PoissonWindows:
         )
         rows = len(index) // self.process_count
         local = slice(self.process_index * rows, (self.process_index + 1) * rows)
-        starts = index[local] * (self.seq_len + 1)
-        windows = np.asarray(self.tokens[starts[:, None] + np.arange(self.seq_len + 1)])
-        windows = windows.astype(np.int32)
-        return {
-            "inputs": windows[:, :-1],
-            "targets": windows[:, 1:],
-            EXAMPLE_WEIGHTS: present[local],
-        }
+        pairs = windows_at(self.tokens, index[local] * (self.seq_len + 1), self.seq_len)
+        return pairs | {EXAMPLE_WEIGHTS: present[local]}

@@ -397,13 +397,13 @@ def _train(
     metadata["tokenizer_kind"] = tokenizer.kind
     model, _ = _model_for(config)
     state = _initial_state(config, layout, checkpointer)
-    private = config.privacy.enabled
-    windows = _private_windows(config, len(train_tokens))
+    batches = _batch_fn(config, layout, train_tokens)
+    private = isinstance(batches, PoissonWindows)
     train_step = layout.train_step(
         _training_loss(config, model, tokenizer),
         make_optimizer(config.optimizer),
         microbatches=config.parallel.microbatches,
-        privacy=dp_config(config.privacy, windows, config.batch_size) if private else None,
+        privacy=dp_config(config.privacy, batches.windows, config.batch_size) if private else None,
     )
     eval_step = jax.jit(make_eval_step(language_model_loss(model)))
     val_fn = lm_eval_fn(
@@ -427,7 +427,7 @@ def _train(
         checkpointer,
         state,
         train_step,
-        _batch_fn(config, layout, train_tokens),
+        batches,
         val_fn,
         metadata,
     )
