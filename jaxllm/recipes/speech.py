@@ -30,7 +30,9 @@ from typing import Any, cast
 import jax
 import numpy as np
 
+from jaxllm.classic.char_ngram import load_char_ngram
 from jaxllm.config import ConfigError, load_config, require, save_config
+from jaxllm.ctc_decode import Fusion
 from jaxllm.data import SPEECH_ALPHABET, Utterance, load_speech_set
 from jaxllm.data.audio import AudioError
 from jaxllm.data.batches import pad_sequences
@@ -46,9 +48,11 @@ from jaxllm.models.gpt import count_params
 from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from jaxllm.recipes.classify import best_checkpoint_step
 from jaxllm.recipes.run_folder import check_resume_step, prepare_run_dir, require_run, say
+from jaxllm.recipes.speech_lm import LM_FILE, SpeechLMConfig, fit_speech_lm, set_corpus, tune_fusion
 from jaxllm.recipes.transcriber import (
     BLANK_ID,
     CharacterAlphabet,
+    CharLMScorer,
     Transcriber,
     decode_logits,
     jitted_apply,
@@ -94,6 +98,8 @@ class SpeechRunConfig:
       eval_utterances: validation utterances decoded for the error rate at each evaluation
         (0: all); the loss is always over all of them.
       beam_size: the prefix beam search that scores the test split beside the best path.
+      lm: the character language model fused into the beam search, its weight tuned on
+        validation utterances (:mod:`jaxllm.recipes.speech_lm`; ``order=0``: none).
       max_seconds: the longest utterance the run trains on and transcribes.
       resume: continue the run in ``out_dir/name`` from its newest checkpoint (a larger
         ``num_steps`` may be given); resume_step: from that checkpoint instead.
@@ -117,6 +123,7 @@ class SpeechRunConfig:
     patience: int = 0
     eval_utterances: int = 200
     beam_size: int = 8
+    lm: SpeechLMConfig = SpeechLMConfig()
     max_seconds: float = 20.0
     resume: bool = False
     resume_step: int | None = None
@@ -282,25 +289,47 @@ def feasible_only(data: EncodedUtterances, subsample: int) -> tuple[EncodedUtter
     return data.subset(keep), len(data) - len(keep)
 
 
+ModelOutputs = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def model_outputs(
+    model: AcousticModel, params: Any, data: EncodedUtterances, batch_size: int = 32
+) -> ModelOutputs:
+    """The model's scores of ``data`` in batches of similar lengths: ``(index int[B], logits
+    float32[B, T', vocab], steps int[B])`` for each, ``index`` the batch's utterances."""
+    apply = jitted_apply(model.config)
+    order = np.argsort(data.frames, kind="stable")
+    outputs = []
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        rows = data.rows(index)
+        logits, mask = apply(params, rows["features"], rows["frame_mask"])
+        outputs.append((index, np.asarray(logits), np.asarray(mask).sum(axis=1)))
+    return outputs
+
+
+def decode_outputs(
+    outputs: ModelOutputs, count: int, alphabet: CharacterAlphabet, beam_size: int,
+    fusion: Fusion | None = None,
+) -> list[str]:  # fmt: skip
+    """The transcripts of the ``count`` utterances ``outputs`` scored, in their order: by best
+    path (``beam_size=1``) or prefix beam search, fused with ``fusion`` if given."""
+    out = [""] * count
+    for index, logits, steps in outputs:
+        texts = decode_logits(logits, steps, alphabet, beam_size, fusion)
+        for i, text in zip(index, texts, strict=True):
+            out[i] = text
+    return out
+
+
 def transcripts(
     model: AcousticModel, params: Any, data: EncodedUtterances, alphabet: CharacterAlphabet,
     *, beam_sizes: Sequence[int] = (1,), batch_size: int = 32,
 ) -> dict[int, list[str]]:  # fmt: skip
     """``{beam size: the model's transcript of every utterance of data, in order}``: by best
     path (``1``) or prefix beam search, each batch of similar lengths scored once for all."""
-    apply = jitted_apply(model.config)
-    order = np.argsort(data.frames, kind="stable")
-    out = {beam: [""] * len(data) for beam in beam_sizes}
-    for start in range(0, len(order), batch_size):
-        index = order[start : start + batch_size]
-        rows = data.rows(index)
-        logits, mask = apply(params, rows["features"], rows["frame_mask"])
-        lengths = np.asarray(mask).sum(axis=1)
-        for beam in beam_sizes:
-            texts = decode_logits(np.asarray(logits), lengths, alphabet, beam)
-            for i, text in zip(index, texts, strict=True):
-                out[beam][i] = text
-    return out
+    outputs = model_outputs(model, params, data, batch_size)
+    return {beam: decode_outputs(outputs, len(data), alphabet, beam) for beam in beam_sizes}
 
 
 def _eval_fn(config: SpeechRunConfig, model: AcousticModel, valid: EncodedUtterances):
@@ -433,8 +462,11 @@ def train_speech_recognizer(
         best, _ = checkpointer.restore(result.state, best_step)
     seconds = time.perf_counter() - start
     transcriber = transcriber_for(config, jax.device_get(best.params))
-    run = SpeechRun(config, transcriber, best_step, result.history, {})
-    _finish(run, data["test"], splits["test"], seconds)
+    run = SpeechRun(
+        config, transcriber, best_step, result.history, {"fit_seconds": round(seconds, 2)}
+    )
+    corpus = config.lm.corpus or (set_corpus(config.data) if utterances is None else None)
+    _finish(run, data, splits["test"], corpus)
     return run
 
 
@@ -471,38 +503,76 @@ def scores_by_noise(
     return out
 
 
+def language_model(
+    config: SpeechRunConfig, t: Transcriber, data: dict[str, EncodedUtterances], corpus: str | None
+) -> tuple[Fusion | None, dict[str, Any]]:
+    """Count the run's character language model on ``corpus`` without the validation and test
+    transcripts, save it in the run folder and tune its fusion on validation utterances:
+    the fusion (``None``: no model, or none helps) and what ``summary.json`` says of it."""
+    if config.lm.order == 0 or corpus is None:
+        if config.lm.order:
+            say(config.name, "no language model: the speech set names no corpus (give --lm.corpus)")
+        return None, {}
+    held_out = [*data["valid"].texts, *data["test"].texts]
+    lm, about = fit_speech_lm(config.lm, corpus, config.alphabet, held_out)
+    lm.save(config.run_dir / LM_FILE)
+    valid = data["valid"]
+    sample = valid.subset(range(min(config.lm.tune_utterances or len(valid), len(valid))))
+    outputs = model_outputs(t.model, t.params, sample)
+    fusion, grid = tune_fusion(
+        lambda f: decode_outputs(outputs, len(sample), t.alphabet, config.beam_size, f),
+        sample.texts, CharLMScorer(lm, t.alphabet), config.lm,
+    )  # fmt: skip
+    chosen = {"weight": fusion.weight, "bonus": fusion.bonus} if fusion else {"weight": 0.0}
+    say(config.name, f"language model of {about['characters']:,} characters; fusion {chosen}")
+    return fusion, about | chosen | {"valid_perplexity": lm.perplexity(valid.texts), "grid": grid}
+
+
 def _finish(
-    run: SpeechRun, test: EncodedUtterances, utterances: Sequence[Utterance], seconds: float
-) -> None:
-    """Score the best checkpoint on test by best path and beam search; write
-    ``summary.json``, ``transcripts.tsv``, ``loss.png`` and ``alignment.png``."""
+    run: SpeechRun, data: dict[str, EncodedUtterances], utterances: Sequence[Utterance],
+    corpus: str | None,
+) -> None:  # fmt: skip
+    """Fit and tune the language model; score the best checkpoint on test by best path,
+    beam search and beam search with the language model; write ``summary.json``,
+    ``transcripts.tsv``, ``loss.png`` and ``alignment.png``."""
+    config, t, test = run.config, run.transcriber, data["test"]
+    t.fusion, run.summary["lm"] = language_model(config, t, data, corpus)
+    outputs = model_outputs(t.model, t.params, test)
+    decoded = {"greedy": decode_outputs(outputs, len(test), t.alphabet, 1)}
+    decoded["beam"] = decode_outputs(outputs, len(test), t.alphabet, config.beam_size)
+    if t.fusion is not None:
+        decoded["beam_lm"] = decode_outputs(
+            outputs, len(test), t.alphabet, config.beam_size, t.fusion
+        )
+    run.summary.update(
+        parameters=count_params(t.params), best_step=run.best_step, test_utterances=len(test)
+    )
+    for name, texts in decoded.items():
+        run.summary[name] = scores_by_noise(test.texts, texts, test.snr_db)
+    _write_outputs(run, test, utterances, decoded)
+    cers = ", ".join(f"{run.summary[n]['all']['cer']:.4f} {n}" for n in decoded)
+    wers = ", ".join(f"{run.summary[n]['all']['wer']:.4f} {n}" for n in decoded)
+    say(config.name, f"test CER {cers}; WER {wers} (beam {config.beam_size})")
+
+
+def _write_outputs(
+    run: SpeechRun, test: EncodedUtterances, utterances: Sequence[Utterance],
+    decoded: dict[str, list[str]],
+) -> None:  # fmt: skip
     from jaxllm.plots import plot_loss
 
-    config, t = run.config, run.transcriber
-    decoded = transcripts(t.model, t.params, test, t.alphabet, beam_sizes=(1, config.beam_size))
-    greedy, beam = decoded[1], decoded[config.beam_size]
-    run.summary.update(
-        parameters=count_params(t.params), best_step=run.best_step,
-        fit_seconds=round(seconds, 2), test_utterances=len(test),
-        greedy=scores_by_noise(test.texts, greedy, test.snr_db),
-        beam=scores_by_noise(test.texts, beam, test.snr_db),
-    )  # fmt: skip
-    run_dir = config.run_dir
+    run_dir, names = run.config.run_dir, list(decoded)
     (run_dir / "summary.json").write_text(json.dumps(run.summary, indent=2) + "\n")
-    rows = ["voice\tsnr_db\treference\tgreedy\tbeam"] + [
-        f"{u.voice}\t{u.snr_db:g}\t{ref}\t{g}\t{b}"
-        for u, ref, g, b in zip(utterances, test.texts, greedy, beam, strict=True)
+    rows = ["\t".join(["voice", "snr_db", "reference", *names])] + [
+        "\t".join([u.voice, f"{u.snr_db:g}", ref, *(decoded[n][i] for n in names)])
+        for i, (u, ref) in enumerate(zip(utterances, test.texts, strict=True))
     ]
     (run_dir / "transcripts.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     history = read_metrics(run_dir / "metrics.jsonl")
-    plot_loss(history, run_dir / "loss.png", title=config.name, ylabel="CTC loss (per character)")
-    plot_alignment(t, test.features[0], test.texts[0], run_dir / "alignment.png")
-    all_greedy, all_beam = run.summary["greedy"]["all"], run.summary["beam"]["all"]
-    say(
-        config.name,
-        f"test CER {all_greedy['cer']:.4f} greedy, {all_beam['cer']:.4f} beam "
-        f"{config.beam_size}; WER {all_greedy['wer']:.4f} / {all_beam['wer']:.4f}",
+    plot_loss(
+        history, run_dir / "loss.png", title=run.config.name, ylabel="CTC loss (per character)"
     )
+    plot_alignment(run.transcriber, test.features[0], test.texts[0], run_dir / "alignment.png")
 
 
 def plot_alignment(
@@ -538,16 +608,27 @@ def plot_alignment(
 
 def load_transcriber(run_dir: str | Path, step: int | None = None) -> Transcriber:
     """A finished (or checkpointed) run's transcriber: checkpoint ``step``, or the best one
-    ``summary.json`` names (the newest when the run has not finished).
+    ``summary.json`` names (the newest when the run has not finished), with the run's
+    language model fused as tuned (if it has one).
 
     Raises:
       FileNotFoundError: ``run_dir`` holds no run or no checkpoint.
     """
     run_dir = require_run(run_dir, "speech.py train")
     config = load_config(SpeechRunConfig, run_dir / "config.json")
-    summary = run_dir / "summary.json"
-    if step is None and summary.exists():
-        step = json.loads(summary.read_text())["best_step"]
+    summary_file = run_dir / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    step = summary.get("best_step") if step is None else step
+    transcriber = transcriber_for(config, _restore_params(config, run_dir, step))
+    weight = summary.get("lm", {}).get("weight", 0.0)
+    if weight > 0 and (run_dir / LM_FILE).is_file():
+        scorer = CharLMScorer(load_char_ngram(run_dir / LM_FILE), transcriber.alphabet)
+        transcriber.fusion = Fusion(scorer, weight, summary["lm"]["bonus"])
+    return transcriber
+
+
+def _restore_params(config: SpeechRunConfig, run_dir: Path, step: int | None) -> Any:
+    """The parameters of checkpoint ``step`` (``None``: the newest) of the run in ``run_dir``."""
     model = AcousticModel(config.model)
     key = jax.random.key(config.seed)
     fresh = create_train_state(
@@ -559,4 +640,33 @@ def load_transcriber(run_dir: str | Path, step: int | None = None) -> Transcribe
         if checkpointer.read_metadata(step).get("alphabet") != config.alphabet:
             raise CheckpointError(f"the checkpoint in {run_dir} was trained on another alphabet")
         state, _ = checkpointer.restore(fresh, step)
-    return transcriber_for(config, jax.device_get(state.params))
+    return jax.device_get(state.params)
+
+
+def evaluate_speech_run(run_dir: str | Path, lm: SpeechLMConfig | None = None) -> SpeechRun:
+    """Score a finished run's best checkpoint on its test split again, with ``lm`` (default:
+    the run's own settings) counted and tuned anew: rewrites ``summary.json``,
+    ``transcripts.tsv``, ``char_lm.npz`` and the plots. How a run trained before its
+    language model existed, or with another model, gets one.
+
+    Raises:
+      FileNotFoundError: ``run_dir`` holds no finished run (no ``summary.json``).
+    """
+    run_dir = require_run(run_dir, "speech.py train")
+    if not (run_dir / "summary.json").is_file():
+        raise FileNotFoundError(f"{run_dir} has no summary.json: let its training finish first")
+    config = load_config(SpeechRunConfig, run_dir / "config.json")
+    config = dataclasses.replace(
+        config, lm=lm or config.lm, out_dir=str(run_dir.parent), name=run_dir.name
+    )
+    old = json.loads((run_dir / "summary.json").read_text())
+    splits = load_utterances(config)
+    data = {name: encode_utterances(splits[name], config, name) for name in ("valid", "test")}
+    data["valid"] = feasible_split(data["valid"], config, "valid")
+    transcriber = transcriber_for(config, _restore_params(config, run_dir, old["best_step"]))
+    history = read_metrics(run_dir / "metrics.jsonl")
+    run = SpeechRun(
+        config, transcriber, old["best_step"], history, {"fit_seconds": old.get("fit_seconds")}
+    )
+    _finish(run, data, splits["test"], config.lm.corpus or set_corpus(config.data))
+    return run

@@ -18,7 +18,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxllm.ctc_decode import ctc_beam_decode, ctc_greedy_decode, to_lists
+from jaxllm.classic.char_ngram import CharLMError, CharNGramLM
+from jaxllm.ctc_decode import Fusion, ctc_beam_decode, ctc_greedy_decode, to_lists
 from jaxllm.data.audio import AudioError, check_audible, read_wav
 from jaxllm.data.buckets import padded_length
 from jaxllm.data.log_mel import MelConfig, log_mel_batch
@@ -70,16 +71,52 @@ class CharacterAlphabet:
         return "".join(self.characters[i - 1] for i in ids if 0 < i <= len(self.characters))
 
 
+@dataclasses.dataclass(eq=False)
+class CharLMScorer:
+    """A character n-gram model as the beam search's :class:`~jaxllm.ctc_decode.PrefixScorer`
+    over an alphabet's ids (id 0, the blank, is never asked for).
+
+    Raises:
+      CharLMError: the model lacks a character of the alphabet.
+    """
+
+    lm: CharNGramLM
+    alphabet: CharacterAlphabet
+
+    def __post_init__(self):
+        missing = sorted(set(self.alphabet.characters) - set(self.lm.alphabet))
+        if missing:
+            raise CharLMError(
+                f"the language model cannot write {missing} of the speech alphabet "
+                f"{self.alphabet.characters!r}: fit it on text over the same alphabet"
+            )
+        lm_index = [self.lm.alphabet.index(c) for c in self.alphabet.characters]
+        self._index = np.array([0, *lm_index])  # model id -> model symbol (blank: unused)
+
+    def next_log_probs(self, prefix: tuple[int, ...]) -> np.ndarray:
+        return self.lm.log_probs(self.alphabet.decode(prefix))[self._index]
+
+    def end_log_prob(self, prefix: tuple[int, ...]) -> float:
+        return float(self.lm.log_probs(self.alphabet.decode(prefix))[-1])
+
+
 def decode_logits(
-    logits: np.ndarray, lengths: np.ndarray, alphabet: CharacterAlphabet, beam_size: int
+    logits: np.ndarray,
+    lengths: np.ndarray,
+    alphabet: CharacterAlphabet,
+    beam_size: int,
+    fusion: Fusion | None = None,
 ) -> list[str]:
     """The text of each row of ``logits: float[B, T', vocab]`` (its first ``lengths[b]``
-    steps): the best path for ``beam_size=1``, else CTC prefix beam search."""
+    steps): the best path for ``beam_size=1``, else CTC prefix beam search, fused with
+    ``fusion``'s language model if one is given."""
     if beam_size == 1:
         tokens, counts = ctc_greedy_decode(logits, lengths, blank_id=BLANK_ID)
         ids = to_lists(tokens, counts)
     else:
-        ids = ctc_beam_decode(logits, lengths, beam_size=beam_size, blank_id=BLANK_ID)
+        ids = ctc_beam_decode(
+            logits, lengths, beam_size=beam_size, blank_id=BLANK_ID, fusion=fusion
+        )
     return [alphabet.decode(row) for row in ids]
 
 
@@ -123,6 +160,7 @@ class Transcriber:
       mel: the features it was trained on (their ``sample_rate`` is the audio's).
       alphabet: the characters it writes.
       max_seconds: the longest audio it takes.
+      fusion: a character language model the beam search fuses (``None``: none).
     """
 
     model: AcousticModel
@@ -130,6 +168,7 @@ class Transcriber:
     mel: MelConfig
     alphabet: CharacterAlphabet
     max_seconds: float
+    fusion: Fusion | None = None
 
     def logits(self, audios: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """float32[B, T', vocab] scores of utterances ``float[samples]`` at ``mel.sample_rate``,
@@ -138,9 +177,12 @@ class Transcriber:
         logits, out_mask = jitted_apply(self.model.config)(self.params, features, mask)
         return np.asarray(logits), np.asarray(out_mask).sum(axis=1).astype(np.int32)
 
-    def transcribe(self, audios: Sequence[np.ndarray], *, beam_size: int = 8) -> list[str]:
+    def transcribe(
+        self, audios: Sequence[np.ndarray], *, beam_size: int = 8, use_lm: bool = True
+    ) -> list[str]:
         """The text of each utterance ``float[samples]`` (at ``mel.sample_rate``), by CTC
-        prefix beam search (``beam_size=1``: the best path).
+        prefix beam search (``beam_size=1``: the best path), fused with :attr:`fusion`'s
+        language model unless ``use_lm=False``.
 
         Raises:
           AudioError: an utterance longer than ``max_seconds``, or empty.
@@ -150,7 +192,8 @@ class Transcriber:
         for i, audio in enumerate(audios):
             self.check_length(audio, f"utterance {i}")
         logits, lengths = self.logits(audios)
-        return decode_logits(logits, lengths, self.alphabet, beam_size)
+        fusion = self.fusion if use_lm else None
+        return decode_logits(logits, lengths, self.alphabet, beam_size, fusion)
 
     def check_length(self, audio: np.ndarray, name: str) -> None:
         """Raise an :class:`AudioError` for empty audio or audio over ``max_seconds``."""
@@ -164,7 +207,7 @@ class Transcriber:
                 f"{self.max_seconds:g} : newfile : restart`"
             )
 
-    def transcribe_file(self, path: str | Path, *, beam_size: int = 8) -> str:
+    def transcribe_file(self, path: str | Path, *, beam_size: int = 8, use_lm: bool = True) -> str:
         """The text of a WAV file: mixed down to one channel and resampled to
         ``mel.sample_rate`` if its own differs.
 
@@ -175,4 +218,4 @@ class Transcriber:
         audio, _ = read_wav(path, sample_rate=self.mel.sample_rate)
         self.check_length(audio, str(path))
         check_audible(audio, str(path))
-        return self.transcribe([audio], beam_size=beam_size)[0]
+        return self.transcribe([audio], beam_size=beam_size, use_lm=use_lm)[0]

@@ -26,13 +26,16 @@ from jaxllm.data.speech_set import (
     check_voices,
     find_espeak,
     load_speech_set,
+    made_with,
     normalize_speech_text,
     plan_speech_set,
     speech_sentences,
     split_sentences,
     streamed_wav_audio,
     synthesize,
+    training_voices,
     unpacked_espeak,
+    voices_to_check,
 )
 
 RATE = 16000
@@ -60,6 +63,7 @@ def tiny_config(corpus: Path, **changes) -> SpeechSetConfig:
     base = SpeechSetConfig(
         sentences=20,
         voices=("en-us", "en+f2", "en-gb-scotland"),
+        variants=(),
         test_voices=("en-us-nyc",),
         valid_fraction=0.2,
         test_fraction=0.2,
@@ -155,19 +159,40 @@ def test_add_noise_inf_unchanged_and_errors():
 
 def test_config_refuses_test_voices_in_training():
     with pytest.raises(ValueError, match="held-out voices must be new"):
-        SpeechSetConfig(voices=("en-us", "en+f2"), test_voices=("en+f2",))
+        SpeechSetConfig(voices=("en-us", "en+f2"), variants=(), test_voices=("en+f2",))
+    with pytest.raises(ValueError, match="held-out voices must be new"):
+        SpeechSetConfig(voices=("en-us", "en"), variants=("m1", "f2"), test_voices=("en+f2",))
+    with pytest.raises(ValueError, match="give accents only"):
+        SpeechSetConfig(voices=("en-us", "en+f2"), variants=("m1",), test_voices=("en-us-nyc",))
     with pytest.raises(ValueError, match="empty"):
         SpeechSetConfig(speeds=())
 
 
-def test_default_counts():
+def test_default_counts_and_held_out_accents_and_timbres():
     config = SpeechSetConfig()
-    assert config.split_sentence_counts() == {"train": 1920, "valid": 240, "test": 240}
-    assert not set(config.voices) & set(config.test_voices)
-    sentences = [f"sentence number {i}" for i in range(3000)]
+    assert config.split_sentence_counts() == {"train": 5520, "valid": 240, "test": 240}
+    accents = {voice.partition("+")[0] for voice in config.test_voices}
+    timbres = {voice.partition("+")[2] for voice in config.test_voices}
+    assert not accents & set(config.voices) and not timbres & set(config.variants)
+    sentences = [f"sentence number {i}" for i in range(6000)]
     planned = plan_speech_set(config, sentences)
     counts = {split: sum(u.split == split for u in planned) for split in SPLITS}
-    assert counts == {"train": 3840, "valid": 720, "test": 720}
+    assert counts == {"train": 11040, "valid": 720, "test": 720}
+
+
+def test_accents_and_timbres_are_drawn_independently(corpus):
+    config = tiny_config(corpus, voices=("en-us", "en"), variants=("m1", "f2", "klatt"))
+    assert training_voices(config) == [
+        f"{a}+{v}" for a in ("en-us", "en") for v in ("m1", "f2", "klatt")
+    ]
+    planned = plan_speech_set(
+        dataclasses.replace(config, train_repeats=20), speech_sentences([corpus.read_text()])
+    )
+    heard = {u.voice for u in planned if u.split != "test"}
+    assert heard == set(training_voices(config))  # all six pairs, from 240 + 12 draws
+    assert {u.voice for u in planned if u.split == "test"} == {"en-us-nyc"}
+    # Enough to show every accent takes variants and every variant exists: 2 + 3 - 1 probes.
+    assert voices_to_check(config) == ["en-us+m1", "en+m1", "en-us+f2", "en-us+klatt"]
 
 
 def test_plan_holds_out_voices_and_sentences(corpus):
@@ -248,6 +273,15 @@ def test_build_is_deterministic_and_thread_count_free(built, tmp_path):
     assert (out / "manifest.jsonl").read_text() == (again / "manifest.jsonl").read_text()
     for name in ("train/00003.wav", "test/00005.wav"):
         assert (out / name).read_bytes() == (again / name).read_bytes()
+
+
+def test_made_with_knows_the_settings_of_a_set(built, tmp_path):
+    out, config = built
+    assert made_with(out, config)
+    assert not made_with(out, dataclasses.replace(config, pitches=(40,)))
+    assert not made_with(tmp_path / "nothing", config)
+    (out / "config.json").write_text("{")
+    assert not made_with(out, config)
 
 
 def test_build_refuses_to_overwrite(built):
@@ -365,6 +399,24 @@ def test_absent_espeak_errors_and_cli_exit_status(tmp_path, monkeypatch, capsys)
     assert not (tmp_path / "speech").exists()
 
 
+def test_update_keeps_a_set_of_the_same_settings_and_makes_another_again(
+    tmp_path, corpus, monkeypatch, capsys
+):
+    """`make data` runs the tool with --update: a set of the tool's settings is kept as it is
+    (espeak-ng not even looked for); one of other settings is made again."""
+    config = dataclasses.replace(SpeechSetConfig(), sentences=20, corpus=str(corpus))
+    out = build_speech_set(config, tmp_path / "speech", speak=fake_speaker, progress=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("JAXLLM_DATA_DIR", str(tmp_path))  # no espeak-ng anywhere
+    tool = _load_tool()
+    args = ["--out", str(out), "--sentences", "20", "--corpus", str(corpus), "--no-progress"]
+    assert tool.main([*args, "--update"]) == 0
+    assert capsys.readouterr().out.startswith("Speech set already in")
+    assert tool.main([*args[:2], "--sentences", "21", *args[4:], "--update"]) == 2
+    assert "made with other settings: making it again" in capsys.readouterr().out
+    assert made_with(out, config)  # the failed remake left the set as it was
+
+
 # --- real espeak-ng ------------------------------------------------------------------------------
 
 
@@ -396,7 +448,7 @@ def test_real_espeak_has_the_default_voices():
     if espeak is None:
         pytest.skip("espeak-ng is not installed (`make data` unpacks it)")
     config = SpeechSetConfig()
-    check_voices(espeak, config.voices + config.test_voices)
+    check_voices(espeak, [*voices_to_check(config), *config.test_voices])
     with pytest.raises(SpeechSetError, match="use en\\+VARIANT"):
         check_voices(espeak, ["en-gb+f4"])  # espeak-ng 1.51 ignores en-gb's variants
     with pytest.raises(SpeechSetError, match="no variant 'nosuch'"):

@@ -1,0 +1,234 @@
+"""A character n-gram language model with interpolated Kneser-Ney smoothing (Kneser and Ney,
+1995; Chen and Goodman, 1998): the traditional language model, as a speech recogniser's beam
+search uses it.
+
+The model reads sentences as characters, each sentence padded with ``order - 1`` start marks
+:data:`BOS` before it and one end mark :data:`EOS` after it. It predicts any character of its
+``alphabet`` and the end of the sentence (symbol ``len(alphabet)``)::
+
+    lm = fit_char_ngram(["to be or not to be", "that is the question"], order=6,
+                        alphabet=" 'abcdefghijklmnopqrstuvwxyz")
+    lm.log_probs("to be or no")          # float64[28]: log P(next symbol | the history)
+    lm.sentence_log_prob("to be")        # log P(the characters and the end of the sentence)
+    lm.perplexity(["not to be"])         # per predicted symbol, the end included
+    lm.save("char_lm.npz"); load_char_ngram("char_lm.npz")
+
+The probability of symbol ``w`` after the last ``k - 1`` characters ``h`` interpolates down to
+the uniform distribution over the ``V`` symbols::
+
+    P_k(w | h) = (max(c_k(h w) - D_k, 0) + D_k · N_k(h ·) · P_{k-1}(w | h')) / c_k(h ·)
+    P_0(w) = 1 / V
+
+``h'`` drops the oldest character of ``h``; ``c_k`` counts occurrences at the highest order
+and *continuation counts* below it (how many distinct characters precede the k-gram in the
+text); ``c_k(h ·)`` sums them over ``w`` and ``N_k(h ·)`` counts the distinct ``w`` seen after
+``h``. A history never seen at order ``k`` leaves ``P_{k-1}`` as it is. The discount of each
+order is Ney's estimate ``D_k = n1 / (n1 + 2 n2)`` from the numbers of k-grams counted once and
+twice. Every symbol has a probability above zero, and each distribution sums to one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BOS = "\x02"  # pads each sentence's start; never predicted
+EOS = "\x03"  # ends each sentence; predicted as symbol len(alphabet)
+HISTORY_CACHE = 1 << 18  # distributions kept per model (the beam search asks for few)
+
+
+class CharLMError(ValueError):
+    """A bad argument to a character n-gram model; the message names it and the fix."""
+
+
+@dataclasses.dataclass(eq=False)
+class CharNGramLM:
+    """An interpolated Kneser-Ney character model (see the module docstring).
+
+    Attributes:
+      order: characters in the longest n-gram (the history is ``order - 1`` of them).
+      alphabet: the characters it predicts; symbol ``i`` is ``alphabet[i]`` and symbol
+        ``len(alphabet)`` the end of a sentence.
+      counts: ``counts[k - 1]`` maps each k-gram to its count: occurrences for ``k == order``,
+        continuation counts below.
+      discounts: ``D_k`` of each order, ``discounts[k - 1]``.
+    """
+
+    order: int
+    alphabet: str
+    counts: tuple[dict[str, int], ...]
+    discounts: tuple[float, ...]
+    _totals: tuple[dict[str, tuple[int, int]], ...] = dataclasses.field(init=False, repr=False)
+    _cache: dict[str, np.ndarray] = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self):
+        _check_alphabet(self.alphabet)
+        if self.order < 1 or len(self.counts) != self.order or len(self.discounts) != self.order:
+            raise CharLMError(
+                f"order {self.order} needs one count table and one discount per order, got "
+                f"{len(self.counts)} and {len(self.discounts)}"
+            )
+        self._totals = tuple(_context_totals(table) for table in self.counts)
+        self._cache = {}
+        self._symbols = [*self.alphabet, EOS]
+
+    @property
+    def vocab_size(self) -> int:
+        """Symbols predicted: the alphabet's characters and the end of a sentence."""
+        return len(self.alphabet) + 1
+
+    def log_probs(self, history: str) -> np.ndarray:
+        """float64[vocab_size]: the natural log-probability of each next symbol after
+        ``history``, the sentence so far (its last ``order - 1`` characters are used; a shorter
+        one is the sentence's start).
+
+        Raises:
+          CharLMError: ``history`` holds a character outside the alphabet.
+        """
+        self._check_text(history)
+        context = (BOS * (self.order - 1) + history)[len(history) :]
+        if context not in self._cache:
+            if len(self._cache) >= HISTORY_CACHE:
+                self._cache.clear()
+            self._cache[context] = np.log(self._probs(context))
+        return self._cache[context]
+
+    def _probs(self, context: str) -> np.ndarray:
+        """float64[vocab_size] probabilities after the ``order - 1`` characters ``context``,
+        interpolated from the uniform distribution up, order by order."""
+        probs = np.full(self.vocab_size, 1.0 / self.vocab_size)
+        for k in range(1, self.order + 1):
+            history = context[len(context) - (k - 1) :] if k > 1 else ""
+            total, distinct = self._totals[k - 1].get(history, (0, 0))
+            if total == 0:
+                continue
+            table, discount = self.counts[k - 1], self.discounts[k - 1]
+            seen = np.array([table.get(history + s, 0) for s in self._symbols], np.float64)
+            probs = (np.maximum(seen - discount, 0.0) + discount * distinct * probs) / total
+        return probs
+
+    def sentence_log_prob(self, text: str) -> float:
+        """Natural log-probability of ``text``'s characters and then the sentence's end."""
+        self._check_text(text)
+        index = {c: i for i, c in enumerate(self.alphabet)}
+        symbols = [index[c] for c in text] + [len(self.alphabet)]
+        return float(sum(self.log_probs(text[:i])[s] for i, s in enumerate(symbols)))
+
+    def perplexity(self, sentences: Sequence[str]) -> float:
+        """``exp`` of the mean negative log-probability per predicted symbol (each sentence's
+        characters and its end) over ``sentences``."""
+        if not sentences:
+            raise CharLMError("perplexity needs at least one sentence")
+        total = sum(self.sentence_log_prob(s) for s in sentences)
+        return float(np.exp(-total / sum(len(s) + 1 for s in sentences)))
+
+    def _check_text(self, text: str) -> None:
+        missing = sorted(set(text) - set(self.alphabet))
+        if missing:
+            raise CharLMError(
+                f"{text[:40]!r} holds {missing}, outside the model's alphabet "
+                f"{self.alphabet!r}: normalise it as the training sentences were"
+            )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model to ``path`` (a NumPy ``.npz``, no pickles); :func:`load_char_ngram`
+        reads it back."""
+        arrays: dict[str, Any] = {
+            "order": np.array(self.order),
+            "alphabet": np.array(self.alphabet),
+            "discounts": np.array(self.discounts, np.float64),
+        }
+        for k, table in enumerate(self.counts, start=1):
+            arrays[f"grams_{k}"] = np.array(list(table), dtype=f"<U{k}")
+            arrays[f"counts_{k}"] = np.array(list(table.values()), np.int64)
+        path = Path(path)
+        with path.open("wb") as out:
+            np.savez_compressed(out, **arrays)
+        return path
+
+
+def _check_alphabet(alphabet: str) -> None:
+    if not alphabet or len(set(alphabet)) != len(alphabet) or {BOS, EOS} & set(alphabet):
+        raise CharLMError(
+            f"the alphabet must be distinct characters without the marks \\x02 and \\x03, got "
+            f"{alphabet!r}"
+        )
+
+
+def _context_totals(table: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """``{history: (sum of the counts of history + w, how many distinct w)}``."""
+    totals: dict[str, list[int]] = {}
+    for gram, count in table.items():
+        entry = totals.setdefault(gram[:-1], [0, 0])
+        entry[0] += count
+        entry[1] += 1
+    return {history: (total, distinct) for history, (total, distinct) in totals.items()}
+
+
+def _discount(table: dict[str, int]) -> float:
+    """Ney's ``n1 / (n1 + 2 n2)``, kept in (0, 1); 0.5 when nothing was seen once or twice."""
+    times = Counter(table.values())
+    n1, n2 = times.get(1, 0), times.get(2, 0)
+    if n1 + n2 == 0:
+        return 0.5
+    return min(max(n1 / (n1 + 2 * n2), 0.05), 0.95)
+
+
+def fit_char_ngram(sentences: Iterable[str], *, order: int, alphabet: str) -> CharNGramLM:
+    """Count ``sentences`` into an interpolated Kneser-Ney model of ``order`` characters.
+
+    Args:
+      sentences: the training text, one sentence (or line) each, over ``alphabet``.
+      order: characters per n-gram (history ``order - 1``), at least 1.
+      alphabet: the characters the model predicts (the end of a sentence is added).
+
+    Raises:
+      CharLMError: a bad order or alphabet, no sentence, or a character outside the alphabet
+        (the message names the sentence).
+    """
+    _check_alphabet(alphabet)
+    if order < 1:
+        raise CharLMError(f"order must be >= 1, got {order}")
+    allowed, top, read = set(alphabet), Counter(), 0
+    for sentence in sentences:
+        if set(sentence) - allowed:
+            raise CharLMError(
+                f"sentence {read} ({sentence[:40]!r}) holds {sorted(set(sentence) - allowed)}, "
+                f"outside the alphabet {alphabet!r}: normalise the text first"
+            )
+        padded = BOS * (order - 1) + sentence + EOS
+        top.update(padded[i : i + order] for i in range(len(padded) - order + 1))
+        read += 1
+    if not read:
+        raise CharLMError("fit_char_ngram needs at least one sentence")
+    tables: list[dict[str, int]] = [dict(top)]
+    for _ in range(order - 1):  # continuation counts: distinct characters before each k-gram
+        tables.insert(0, dict(Counter(gram[1:] for gram in tables[0])))
+    return CharNGramLM(order, alphabet, tuple(tables), tuple(_discount(t) for t in tables))
+
+
+def load_char_ngram(path: str | Path) -> CharNGramLM:
+    """The model :meth:`CharNGramLM.save` wrote to ``path``.
+
+    Raises:
+      CharLMError: ``path`` is not such a file.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            order = int(saved["order"])
+            tables = tuple(
+                dict(zip(saved[f"grams_{k}"].tolist(), saved[f"counts_{k}"].tolist(), strict=True))
+                for k in range(1, order + 1)
+            )
+            alphabet, discounts = str(saved["alphabet"]), tuple(saved["discounts"].tolist())
+    except (OSError, KeyError, ValueError) as error:
+        raise CharLMError(
+            f"{path} is not a character n-gram model saved by CharNGramLM.save ({error}); "
+            "fit it again"
+        ) from None
+    return CharNGramLM(order, alphabet, tables, discounts)
