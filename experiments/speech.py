@@ -70,14 +70,16 @@ class EvaluateArgs:
     Attributes:
       run: the run folder (``runs/<name>``).
       lm: the language model (``--lm.order 0``: none).
+      beam_size: the beam search's beams (default: the run's).
     """
 
     run: tyro.conf.Positional[str]
     lm: SpeechLMConfig = SpeechLMConfig()
+    beam_size: int | None = None
 
 
 def evaluate(args: EvaluateArgs) -> None:
-    run = evaluate_speech_run(args.run, args.lm)
+    run = evaluate_speech_run(args.run, args.lm, args.beam_size)
     print(f"--- summary: {run.config.run_dir / 'summary.json'} ---")
 
 

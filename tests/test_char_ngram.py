@@ -44,7 +44,11 @@ def predecessors(sequences: list[list[str]], gram: tuple[str, ...]) -> int:
 
 
 def level_count(sequences, gram, order):
-    return occurrences(sequences, gram) if len(gram) == order else predecessors(sequences, gram)
+    """Occurrences at the highest order and for a gram at a sentence's start (as KenLM);
+    below, how many distinct tokens precede it."""
+    if len(gram) == order or gram[0] == START:
+        return occurrences(sequences, gram)
+    return predecessors(sequences, gram)
 
 
 def reference_discount(sequences, k, order):
@@ -115,6 +119,18 @@ def test_save_and_load_give_the_same_model(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a model")
     with pytest.raises(CharLMError, match="not a character n-gram model"):
         load_char_ngram(tmp_path / "bad.npz")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(CharLMError, match="not a character n-gram model"):
+        load_char_ngram(tmp_path / "empty.npz")
+
+
+def test_a_sentence_start_keeps_its_counts_and_callers_cannot_change_the_model():
+    lm = fit_char_ngram(["a b"] * 50 + ["b a"], order=3, alphabet="ab ")
+    assert lm.counts[1]["\x02a"] == 50 and lm.counts[1]["\x02b"] == 1  # not 1 and 1
+    first = lm.log_probs("")
+    with pytest.raises(ValueError, match="read-only"):
+        first[:] = 0.0
+    assert np.exp(first)[0] > 0.9  # "a" starts almost every sentence
 
 
 def test_bad_input_names_the_problem():

@@ -13,6 +13,7 @@ from scripts import load_script
 
 from jaxllm.classic.char_ngram import fit_char_ngram, load_char_ngram
 from jaxllm.data import (
+    SPEECH_ALPHABET,
     AudioError,
     MelConfig,
     SpeechSetConfig,
@@ -114,7 +115,7 @@ def test_evaluate_fuses_a_language_model_that_never_read_a_held_out_sentence(
     assert header == ["voice", "snr_db", "reference", "greedy", "beam", "beam_lm"]
     rates = error_rates([r[2] for r in rows], [r[5] for r in rows])
     assert summary["beam_lm"]["all"]["cer"] == pytest.approx(rates["cer"])
-    kept, removed = lm_sentences(lm["corpus"], held_out)
+    kept, removed = lm_sentences(lm["corpus"], held_out, SPEECH_ALPHABET)
     assert removed == len(held_out) and not set(kept) & held_out and len(kept) == lm["sentences"]
     counted = load_char_ngram(folder / LM_FILE)  # counted on those sentences, and only them
     assert counted.counts == fit_char_ngram(kept, order=3, alphabet=counted.alphabet).counts
@@ -123,6 +124,16 @@ def test_evaluate_fuses_a_language_model_that_never_read_a_held_out_sentence(
     wav = splits["test"][0].path
     assert transcriber.transcribe_file(wav, beam_size=3) == rows[0][5]
     assert transcriber.transcribe_file(wav, beam_size=3, use_lm=False) == rows[0][4]
+
+
+def test_the_language_model_reads_no_sentence_that_holds_a_held_out_one(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(
+        "Am I king? Am I king of England? I am kingly. Whereof? Tam I kingdom. It's so.\n"
+    )
+    kept, removed = lm_sentences(str(corpus), ["am i king", "where"], " abcdefghijklmnopqrstuvwxyz")
+    assert removed == 2  # "am i king" itself and "am i king of england"; "whereof" stays
+    assert kept == ["i am kingly", "whereof", "tam i kingdom"]  # "it's so": no apostrophe
 
 
 def test_bad_audio_gets_a_clear_error(trained, tmp_path):

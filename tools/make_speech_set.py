@@ -21,6 +21,7 @@ from jaxllm.data.speech_set import (
     SpeechSetConfig,
     SpeechSetError,
     build_speech_set,
+    changed_settings,
     find_espeak,
     load_speech_set,
     made_with,
@@ -63,7 +64,9 @@ def main(argv: list[str]) -> int:
             print(f"Speech set already in {out}")
             return 0
         if args.update and (out / "manifest.jsonl").exists():
-            print(f"The speech set in {out} was made with other settings: making it again")
+            changed = ", ".join(changed_settings(out, config))
+            print(f"The speech set in {out} was made with other settings ({changed}): making it "
+                  "again")  # fmt: skip
         start = time.perf_counter()
         espeak = find_espeak()
         build_speech_set(

@@ -8,7 +8,7 @@ The model reads sentences as characters, each sentence padded with ``order - 1``
 
     lm = fit_char_ngram(["to be or not to be", "that is the question"], order=6,
                         alphabet=" 'abcdefghijklmnopqrstuvwxyz")
-    lm.log_probs("to be or no")          # float64[28]: log P(next symbol | the history)
+    lm.log_probs("to be or no")          # float64[29]: log P(next symbol | the history)
     lm.sentence_log_prob("to be")        # log P(the characters and the end of the sentence)
     lm.perplexity(["not to be"])         # per predicted symbol, the end included
     lm.save("char_lm.npz"); load_char_ngram("char_lm.npz")
@@ -21,15 +21,18 @@ the uniform distribution over the ``V`` symbols::
 
 ``h'`` drops the oldest character of ``h``; ``c_k`` counts occurrences at the highest order
 and *continuation counts* below it (how many distinct characters precede the k-gram in the
-text); ``c_k(h ·)`` sums them over ``w`` and ``N_k(h ·)`` counts the distinct ``w`` seen after
-``h``. A history never seen at order ``k`` leaves ``P_{k-1}`` as it is. The discount of each
-order is Ney's estimate ``D_k = n1 / (n1 + 2 n2)`` from the numbers of k-grams counted once and
-twice. Every symbol has a probability above zero, and each distribution sums to one.
+text; a k-gram at a sentence's start, which only padding precedes, keeps its occurrences, as
+in KenLM and SRILM); ``c_k(h ·)`` sums them over ``w`` and ``N_k(h ·)`` counts the distinct
+``w`` seen after ``h``. A history never seen at order ``k`` leaves ``P_{k-1}`` as it is. The
+discount of each order is Ney's estimate ``D_k = n1 / (n1 + 2 n2)`` from the numbers of k-grams
+counted once and twice, kept within [0.05, 0.95] (0.5 when there are none). Every symbol has
+a probability above zero, and each distribution sums to one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -37,9 +40,11 @@ from typing import Any
 
 import numpy as np
 
+from jaxllm.data.json_files import replaced_atomically
+
 BOS = "\x02"  # pads each sentence's start; never predicted
 EOS = "\x03"  # ends each sentence; predicted as symbol len(alphabet)
-HISTORY_CACHE = 1 << 18  # distributions kept per model (the beam search asks for few)
+HISTORY_CACHE = 1 << 16  # distributions kept per model (about 25 MB); then the cache restarts
 
 
 class CharLMError(ValueError):
@@ -95,7 +100,9 @@ class CharNGramLM:
         if context not in self._cache:
             if len(self._cache) >= HISTORY_CACHE:
                 self._cache.clear()
-            self._cache[context] = np.log(self._probs(context))
+            log_probs = np.log(self._probs(context))
+            log_probs.flags.writeable = False  # shared by every caller of this history
+            self._cache[context] = log_probs
         return self._cache[context]
 
     def _probs(self, context: str) -> np.ndarray:
@@ -108,8 +115,8 @@ class CharNGramLM:
             if total == 0:
                 continue
             table, discount = self.counts[k - 1], self.discounts[k - 1]
-            seen = np.array([table.get(history + s, 0) for s in self._symbols], np.float64)
-            probs = (np.maximum(seen - discount, 0.0) + discount * distinct * probs) / total
+            counts = np.array([table.get(history + s, 0) for s in self._symbols], np.float64)
+            probs = (np.maximum(counts - discount, 0.0) + discount * distinct * probs) / total
         return probs
 
     def sentence_log_prob(self, text: str) -> float:
@@ -136,8 +143,9 @@ class CharNGramLM:
             )
 
     def save(self, path: str | Path) -> Path:
-        """Write the model to ``path`` (a NumPy ``.npz``, no pickles); :func:`load_char_ngram`
-        reads it back."""
+        """Write the model to ``path`` (a NumPy ``.npz``, no pickles; through a temporary file
+        renamed into place, so a crash never leaves a part); :func:`load_char_ngram` reads it
+        back."""
         arrays: dict[str, Any] = {
             "order": np.array(self.order),
             "alphabet": np.array(self.alphabet),
@@ -147,7 +155,7 @@ class CharNGramLM:
             arrays[f"grams_{k}"] = np.array(list(table), dtype=f"<U{k}")
             arrays[f"counts_{k}"] = np.array(list(table.values()), np.int64)
         path = Path(path)
-        with path.open("wb") as out:
+        with replaced_atomically(path) as out:
             np.savez_compressed(out, **arrays)
         return path
 
@@ -194,22 +202,37 @@ def fit_char_ngram(sentences: Iterable[str], *, order: int, alphabet: str) -> Ch
     _check_alphabet(alphabet)
     if order < 1:
         raise CharLMError(f"order must be >= 1, got {order}")
-    allowed, top, read = set(alphabet), Counter(), 0
+    allowed, occurrences, sentence_count = set(alphabet), Counter(), 0
     for sentence in sentences:
         if set(sentence) - allowed:
             raise CharLMError(
-                f"sentence {read} ({sentence[:40]!r}) holds {sorted(set(sentence) - allowed)}, "
-                f"outside the alphabet {alphabet!r}: normalise the text first"
+                f"sentence {sentence_count} ({sentence[:40]!r}) holds "
+                f"{sorted(set(sentence) - allowed)}, outside the alphabet {alphabet!r}: "
+                "normalise the text first"
             )
         padded = BOS * (order - 1) + sentence + EOS
-        top.update(padded[i : i + order] for i in range(len(padded) - order + 1))
-        read += 1
-    if not read:
+        occurrences.update(padded[i : i + order] for i in range(len(padded) - order + 1))
+        sentence_count += 1
+    if not sentence_count:
         raise CharLMError("fit_char_ngram needs at least one sentence")
-    tables: list[dict[str, int]] = [dict(top)]
-    for _ in range(order - 1):  # continuation counts: distinct characters before each k-gram
-        tables.insert(0, dict(Counter(gram[1:] for gram in tables[0])))
+    tables: list[dict[str, int]] = [dict(occurrences)]
+    for _ in range(order - 1):
+        tables.insert(0, _lower_order_counts(tables[0], occurrences, order))
     return CharNGramLM(order, alphabet, tuple(tables), tuple(_discount(t) for t in tables))
+
+
+def _lower_order_counts(
+    higher: dict[str, int], occurrences: Counter[str], order: int
+) -> dict[str, int]:
+    """The counts of the k-grams one character shorter than ``higher``'s: continuation counts
+    (how many distinct characters come before each), except for a k-gram at a sentence's start
+    (beginning with :data:`BOS`), which only padding precedes: its occurrences, as KenLM and
+    SRILM count them, read from the ``order``-gram ``occurrences`` that end where it ends."""
+    counts = Counter(gram[1:] for gram in higher)
+    for gram in counts:
+        if gram[0] == BOS:
+            counts[gram] = occurrences[BOS * (order - len(gram)) + gram]
+    return dict(counts)
 
 
 def load_char_ngram(path: str | Path) -> CharNGramLM:
@@ -226,7 +249,7 @@ def load_char_ngram(path: str | Path) -> CharNGramLM:
                 for k in range(1, order + 1)
             )
             alphabet, discounts = str(saved["alphabet"]), tuple(saved["discounts"].tolist())
-    except (OSError, KeyError, ValueError) as error:
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as error:
         raise CharLMError(
             f"{path} is not a character n-gram model saved by CharNGramLM.save ({error}); "
             "fit it again"

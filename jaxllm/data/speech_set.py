@@ -621,14 +621,24 @@ def config_record(config: SpeechSetConfig) -> dict[str, Any]:
     return json.loads(json.dumps(record))
 
 
-def made_with(folder: str | os.PathLike[str], config: SpeechSetConfig) -> bool:
-    """Whether the set in ``folder`` is complete and was made with ``config``."""
+def changed_settings(folder: str | os.PathLike[str], config: SpeechSetConfig) -> list[str]:
+    """The names of the settings the set in ``folder`` was made with that differ from
+    ``config``'s (``["everything"]`` when there is no complete set there to compare)."""
     folder = Path(folder)
     try:
         recorded = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))["config"]
     except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return (folder / MANIFEST_FILE).is_file() and recorded == config_record(config)
+        return ["everything"]
+    if not (folder / MANIFEST_FILE).is_file() or not isinstance(recorded, dict):
+        return ["everything"]
+    wanted = config_record(config)
+    return sorted(name for name in wanted.keys() | recorded.keys()
+                  if wanted.get(name) != recorded.get(name))  # fmt: skip
+
+
+def made_with(folder: str | os.PathLike[str], config: SpeechSetConfig) -> bool:
+    """Whether the set in ``folder`` is complete and was made with ``config``."""
+    return not changed_settings(folder, config)
 
 
 def _replace(partial: Path, out: Path) -> None:

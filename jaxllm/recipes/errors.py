@@ -17,6 +17,7 @@ from typing import Any, NoReturn, TextIO
 
 import jax
 
+from jaxllm.classic.char_ngram import CharLMError
 from jaxllm.config import ConfigError
 from jaxllm.data import (
     CorpusEncodingError,
@@ -55,6 +56,7 @@ RUN_ERRORS: tuple[type[Exception], ...] = (
     AudioError,
     TranscriptError,
     SpeechSetError,
+    CharLMError,
     NonFiniteLossError,
     OSError,
     ImportError,

@@ -30,13 +30,14 @@ from typing import Any, cast
 import jax
 import numpy as np
 
-from jaxllm.classic.char_ngram import load_char_ngram
+from jaxllm.classic.char_ngram import CharNGramLM
 from jaxllm.config import ConfigError, load_config, require, save_config
 from jaxllm.ctc_decode import Fusion
-from jaxllm.data import SPEECH_ALPHABET, Utterance, load_speech_set
+from jaxllm.data import SPEECH_ALPHABET, SpeechSetError, Utterance, load_speech_set
 from jaxllm.data.audio import AudioError
 from jaxllm.data.batches import pad_sequences
 from jaxllm.data.buckets import BatchOrder, padded_length
+from jaxllm.data.json_files import replaced_atomically, write_json_atomically
 from jaxllm.data.log_mel import MelConfig
 from jaxllm.data.spec_augment import SpecAugmentConfig
 from jaxllm.data.spec_augment import spec_augment as spec_augment_features
@@ -48,7 +49,14 @@ from jaxllm.models.gpt import count_params
 from jaxllm.optim import OptimizerConfig, learning_rate_schedule, make_optimizer
 from jaxllm.recipes.classify import best_checkpoint_step
 from jaxllm.recipes.run_folder import check_resume_step, prepare_run_dir, require_run, say
-from jaxllm.recipes.speech_lm import LM_FILE, SpeechLMConfig, fit_speech_lm, set_corpus, tune_fusion
+from jaxllm.recipes.speech_lm import (
+    LM_FILE,
+    SpeechLMConfig,
+    fit_speech_lm,
+    saved_fusion,
+    set_corpus,
+    tune_fusion,
+)
 from jaxllm.recipes.transcriber import (
     BLANK_ID,
     CharacterAlphabet,
@@ -142,6 +150,11 @@ class SpeechRunConfig:
             "SpeechRunConfig.patience and eval_utterances must be >= 0",
         )
         require(self.max_seconds > 0, f"max_seconds must be > 0, got {self.max_seconds}")
+        require(
+            self.lm.order == 0 or self.beam_size > 1,
+            "the language model is fused into the beam search: give --beam-size 2 or more, or "
+            "--lm.order 0",
+        )
         require(
             self.model.n_mels == self.mel.n_mels,
             f"model.n_mels ({self.model.n_mels}) must equal mel.n_mels ({self.mel.n_mels})",
@@ -443,6 +456,8 @@ def train_speech_recognizer(
     config = prepare_run_dir(config, RESUMABLE, FILLED_AT_START)
     splits = utterances if utterances is not None else load_utterances(config)
     config = resolve_config(config)
+    corpus = config.lm.corpus or (set_corpus(config.data) if utterances is None else None)
+    counted = count_language_model(config, splits, corpus)  # a bad corpus fails before training
     data = {name: encode_utterances(splits[name], config, name) for name in SPLITS}
     for name in ("train", "valid"):  # the test split is scored whole, whatever it holds
         data[name] = feasible_split(data[name], config, name)
@@ -465,8 +480,7 @@ def train_speech_recognizer(
     run = SpeechRun(
         config, transcriber, best_step, result.history, {"fit_seconds": round(seconds, 2)}
     )
-    corpus = config.lm.corpus or (set_corpus(config.data) if utterances is None else None)
-    _finish(run, data, splits["test"], corpus)
+    _finish(run, data, splits["test"], counted)
     return run
 
 
@@ -503,25 +517,40 @@ def scores_by_noise(
     return out
 
 
-def language_model(
-    config: SpeechRunConfig, t: Transcriber, data: dict[str, EncodedUtterances], corpus: str | None
-) -> tuple[Fusion | None, dict[str, Any]]:
-    """Count the run's character language model on ``corpus`` without the validation and test
-    transcripts, save it in the run folder and tune its fusion on validation utterances:
-    the fusion (``None``: no model, or none helps) and what ``summary.json`` says of it."""
-    if config.lm.order == 0 or corpus is None:
-        if config.lm.order:
-            say(config.name, "no language model: the speech set names no corpus (give --lm.corpus)")
+CountedLM = tuple[CharNGramLM, dict[str, Any]]
+
+
+def count_language_model(
+    config: SpeechRunConfig, splits: dict[str, Sequence[Utterance]], corpus: str | None
+) -> CountedLM | None:
+    """The run's character language model and what it was counted on: ``corpus`` without
+    any validation or test sentence (all of them, before utterances too short for their
+    transcripts are left out); ``None`` for ``lm.order == 0`` or no corpus."""
+    if config.lm.order == 0:
+        return None
+    if corpus is None:
+        say(config.name, "no language model: the speech set names no corpus (give --lm.corpus)")
+        return None
+    held_out = [u.text for name in ("valid", "test") for u in splits[name]]
+    return fit_speech_lm(config.lm, corpus, config.alphabet, held_out)
+
+
+def tuned_fusion(
+    config: SpeechRunConfig, transcriber: Transcriber, valid: EncodedUtterances,
+    counted: CountedLM | None,
+) -> tuple[Fusion | None, dict[str, Any]]:  # fmt: skip
+    """The fusion of the counted model whose weight and bonus give the lowest CER on the
+    first ``lm.tune_utterances`` validation utterances (``None``: no model, or none helps),
+    and what ``summary.json`` says of the model."""
+    if counted is None:
         return None, {}
-    held_out = [*data["valid"].texts, *data["test"].texts]
-    lm, about = fit_speech_lm(config.lm, corpus, config.alphabet, held_out)
-    lm.save(config.run_dir / LM_FILE)
-    valid = data["valid"]
+    lm, about = counted
     sample = valid.subset(range(min(config.lm.tune_utterances or len(valid), len(valid))))
-    outputs = model_outputs(t.model, t.params, sample)
+    outputs = model_outputs(transcriber.model, transcriber.params, sample)
+    alphabet = transcriber.alphabet
     fusion, grid = tune_fusion(
-        lambda f: decode_outputs(outputs, len(sample), t.alphabet, config.beam_size, f),
-        sample.texts, CharLMScorer(lm, t.alphabet), config.lm,
+        lambda f: decode_outputs(outputs, len(sample), alphabet, config.beam_size, f),
+        sample.texts, CharLMScorer(lm, alphabet), config.lm,
     )  # fmt: skip
     chosen = {"weight": fusion.weight, "bonus": fusion.bonus} if fusion else {"weight": 0.0}
     say(config.name, f"language model of {about['characters']:,} characters; fusion {chosen}")
@@ -530,26 +559,29 @@ def language_model(
 
 def _finish(
     run: SpeechRun, data: dict[str, EncodedUtterances], utterances: Sequence[Utterance],
-    corpus: str | None,
+    counted: CountedLM | None,
 ) -> None:  # fmt: skip
-    """Fit and tune the language model; score the best checkpoint on test by best path,
-    beam search and beam search with the language model; write ``summary.json``,
-    ``transcripts.tsv``, ``loss.png`` and ``alignment.png``."""
-    config, t, test = run.config, run.transcriber, data["test"]
-    t.fusion, run.summary["lm"] = language_model(config, t, data, corpus)
-    outputs = model_outputs(t.model, t.params, test)
-    decoded = {"greedy": decode_outputs(outputs, len(test), t.alphabet, 1)}
-    decoded["beam"] = decode_outputs(outputs, len(test), t.alphabet, config.beam_size)
-    if t.fusion is not None:
-        decoded["beam_lm"] = decode_outputs(
-            outputs, len(test), t.alphabet, config.beam_size, t.fusion
-        )
+    """Tune the language model's fusion; score the best checkpoint on test by best path,
+    beam search and beam search with the language model; write the run's outputs."""
+    config, transcriber, test = run.config, run.transcriber, data["test"]
+    fusion, run.summary["lm"] = tuned_fusion(config, transcriber, data["valid"], counted)
+    transcriber.fusion = fusion
+    outputs = model_outputs(transcriber.model, transcriber.params, test)
+    beams = {"greedy": (1, None), "beam": (config.beam_size, None)}
+    if fusion is not None:
+        beams["beam_lm"] = (config.beam_size, fusion)
+    decoded = {
+        name: decode_outputs(outputs, len(test), transcriber.alphabet, beam, with_lm)
+        for name, (beam, with_lm) in beams.items()
+    }
     run.summary.update(
-        parameters=count_params(t.params), best_step=run.best_step, test_utterances=len(test)
-    )
+        parameters=count_params(transcriber.params), best_step=run.best_step,
+        test_utterances=len(test), test_fingerprint=data_fingerprint(test),
+    )  # fmt: skip
     for name, texts in decoded.items():
         run.summary[name] = scores_by_noise(test.texts, texts, test.snr_db)
-    _write_outputs(run, test, utterances, decoded)
+    chosen_lm = counted[0] if counted is not None and fusion is not None else None
+    _write_outputs(run, test, utterances, decoded, chosen_lm)
     cers = ", ".join(f"{run.summary[n]['all']['cer']:.4f} {n}" for n in decoded)
     wers = ", ".join(f"{run.summary[n]['all']['wer']:.4f} {n}" for n in decoded)
     say(config.name, f"test CER {cers}; WER {wers} (beam {config.beam_size})")
@@ -557,22 +589,28 @@ def _finish(
 
 def _write_outputs(
     run: SpeechRun, test: EncodedUtterances, utterances: Sequence[Utterance],
-    decoded: dict[str, list[str]],
+    decoded: dict[str, list[str]], lm: CharNGramLM | None,
 ) -> None:  # fmt: skip
+    """``char_lm.npz`` (removed when no model is fused), ``transcripts.tsv``, the plots and
+    then ``summary.json``, each file replaced whole: a crash leaves the old summary."""
     from jaxllm.plots import plot_loss
 
     run_dir, names = run.config.run_dir, list(decoded)
-    (run_dir / "summary.json").write_text(json.dumps(run.summary, indent=2) + "\n")
+    if lm is not None:
+        lm.save(run_dir / LM_FILE)
+    else:
+        (run_dir / LM_FILE).unlink(missing_ok=True)
     rows = ["\t".join(["voice", "snr_db", "reference", *names])] + [
         "\t".join([u.voice, f"{u.snr_db:g}", ref, *(decoded[n][i] for n in names)])
         for i, (u, ref) in enumerate(zip(utterances, test.texts, strict=True))
     ]
-    (run_dir / "transcripts.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with replaced_atomically(run_dir / "transcripts.tsv") as out:
+        out.write(("\n".join(rows) + "\n").encode("utf-8"))
     history = read_metrics(run_dir / "metrics.jsonl")
-    plot_loss(
-        history, run_dir / "loss.png", title=run.config.name, ylabel="CTC loss (per character)"
-    )
+    plot_loss(history, run_dir / "loss.png", title=run.config.name,
+              ylabel="CTC loss (per character)")  # fmt: skip
     plot_alignment(run.transcriber, test.features[0], test.texts[0], run_dir / "alignment.png")
+    write_json_atomically(run.summary, run_dir / "summary.json", indent=2)
 
 
 def plot_alignment(
@@ -609,7 +647,7 @@ def plot_alignment(
 def load_transcriber(run_dir: str | Path, step: int | None = None) -> Transcriber:
     """A finished (or checkpointed) run's transcriber: checkpoint ``step``, or the best one
     ``summary.json`` names (the newest when the run has not finished), with the run's
-    language model fused as tuned (if it has one).
+    language model fused as tuned for the best checkpoint (if it has one).
 
     Raises:
       FileNotFoundError: ``run_dir`` holds no run or no checkpoint.
@@ -620,10 +658,9 @@ def load_transcriber(run_dir: str | Path, step: int | None = None) -> Transcribe
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
     step = summary.get("best_step") if step is None else step
     transcriber = transcriber_for(config, _restore_params(config, run_dir, step))
-    weight = summary.get("lm", {}).get("weight", 0.0)
-    if weight > 0 and (run_dir / LM_FILE).is_file():
-        scorer = CharLMScorer(load_char_ngram(run_dir / LM_FILE), transcriber.alphabet)
-        transcriber.fusion = Fusion(scorer, weight, summary["lm"]["bonus"])
+    transcriber.fusion = saved_fusion(
+        run_dir, summary.get("lm", {}), lambda lm: CharLMScorer(lm, transcriber.alphabet)
+    )
     return transcriber
 
 
@@ -643,30 +680,54 @@ def _restore_params(config: SpeechRunConfig, run_dir: Path, step: int | None) ->
     return jax.device_get(state.params)
 
 
-def evaluate_speech_run(run_dir: str | Path, lm: SpeechLMConfig | None = None) -> SpeechRun:
-    """Score a finished run's best checkpoint on its test split again, with ``lm`` (default:
-    the run's own settings) counted and tuned anew: rewrites ``summary.json``,
-    ``transcripts.tsv``, ``char_lm.npz`` and the plots. How a run trained before its
-    language model existed, or with another model, gets one.
+def evaluate_speech_run(
+    run_dir: str | Path, lm: SpeechLMConfig | None = None, beam_size: int | None = None
+) -> SpeechRun:
+    """Score a run's best checkpoint on its test split again, with ``lm`` (default: the run's
+    own settings) counted and tuned anew, and ``beam_size`` beams (default: the run's):
+    rewrites ``summary.json``, ``transcripts.tsv``,
+    ``char_lm.npz`` and the plots (the summary last, so a failure leaves the old one). How a
+    run trained before its language model existed, or with another model, gets one; a run
+    stopped before its summary is scored at its lowest logged validation loss.
 
     Raises:
-      FileNotFoundError: ``run_dir`` holds no finished run (no ``summary.json``).
+      FileNotFoundError: ``run_dir`` holds no run or no checkpoint.
+      SpeechSetError: the test split is not the one the run was scored on.
     """
     run_dir = require_run(run_dir, "speech.py train")
-    if not (run_dir / "summary.json").is_file():
-        raise FileNotFoundError(f"{run_dir} has no summary.json: let its training finish first")
     config = load_config(SpeechRunConfig, run_dir / "config.json")
     config = dataclasses.replace(
-        config, lm=lm or config.lm, out_dir=str(run_dir.parent), name=run_dir.name
-    )
-    old = json.loads((run_dir / "summary.json").read_text())
+        config, lm=lm or config.lm, beam_size=beam_size or config.beam_size,
+        out_dir=str(run_dir.parent), name=run_dir.name,
+    )  # fmt: skip
+    summary_file = run_dir / "summary.json"
+    old = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     splits = load_utterances(config)
+    counted = count_language_model(config, splits, config.lm.corpus or set_corpus(config.data))
     data = {name: encode_utterances(splits[name], config, name) for name in ("valid", "test")}
     data["valid"] = feasible_split(data["valid"], config, "valid")
-    transcriber = transcriber_for(config, _restore_params(config, run_dir, old["best_step"]))
+    scored_on, test_fingerprint = old.get("test_fingerprint"), data_fingerprint(data["test"])
+    if scored_on not in (None, test_fingerprint):
+        raise SpeechSetError(
+            f"the test split of {config.data or 'the speech set'} is not the one {run_dir} was "
+            "scored on (the set was made again with other settings): score it with that set, "
+            "or train a new run"
+        )
+    best_step = old.get("best_step") or _lowest_validation_step(run_dir)
+    transcriber = transcriber_for(config, _restore_params(config, run_dir, best_step))
     history = read_metrics(run_dir / "metrics.jsonl")
     run = SpeechRun(
-        config, transcriber, old["best_step"], history, {"fit_seconds": old.get("fit_seconds")}
+        config, transcriber, best_step, history, {"fit_seconds": old.get("fit_seconds")}
     )
-    _finish(run, data, splits["test"], config.lm.corpus or set_corpus(config.data))
+    _finish(run, data, splits["test"], counted)
     return run
+
+
+def _lowest_validation_step(run_dir: Path) -> int | None:
+    """The logged step of the lowest validation loss whose checkpoint is kept (``None``:
+    none, and the newest checkpoint is used)."""
+    with Checkpointer(run_dir / "checkpoints") as checkpointer:
+        kept = set(checkpointer.steps())
+    logged = [r for r in read_metrics(run_dir / "metrics.jsonl") if "val_loss" in r]
+    candidates = [r for r in logged if r["step"] in kept]
+    return min(candidates, key=lambda r: r["val_loss"])["step"] if candidates else None

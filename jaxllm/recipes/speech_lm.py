@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from jaxllm.classic.char_ngram import CharNGramLM, fit_char_ngram
+from jaxllm.classic.char_ngram import CharLMError, CharNGramLM, fit_char_ngram, load_char_ngram
 from jaxllm.config import require
 from jaxllm.ctc_decode import Fusion, PrefixScorer
 from jaxllm.data import corpora
@@ -47,7 +48,7 @@ class SpeechLMConfig:
     order: int = 7
     corpus: str = ""
     weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
-    bonuses: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+    bonuses: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)
     tune_utterances: int = 200
 
     def __post_init__(self):
@@ -57,6 +58,27 @@ class SpeechLMConfig:
             "SpeechLMConfig.weights (each >= 0) and bonuses must each hold at least one value",
         )
         require(self.tune_utterances >= 0, "SpeechLMConfig.tune_utterances must be >= 0")
+
+
+def saved_fusion(
+    run_dir: Path, lm_summary: dict[str, Any], scorer: Callable[[CharNGramLM], PrefixScorer]
+) -> Fusion | None:
+    """The fusion a run's ``summary.json`` (its ``"lm"`` entry) chose, with the model saved in
+    ``run_dir`` (``scorer`` wraps it for the beam search); ``None`` when it chose none.
+
+    Raises:
+      CharLMError: the summary chose a model whose file is missing or damaged.
+    """
+    weight = float(lm_summary.get("weight", 0.0))
+    if weight <= 0:
+        return None
+    path = run_dir / LM_FILE
+    if not path.is_file():
+        raise CharLMError(
+            f"{run_dir} was scored with a language model, but {path} is missing: run "
+            "`speech.py evaluate` on the run to count it again, or transcribe with --no-lm"
+        )
+    return Fusion(scorer(load_char_ngram(path)), weight, float(lm_summary["bonus"]))
 
 
 def set_corpus(data: str) -> str | None:
@@ -70,23 +92,41 @@ def set_corpus(data: str) -> str | None:
     return corpus if isinstance(corpus, str) and corpus else None
 
 
-def lm_sentences(corpus: str, held_out: Iterable[str]) -> tuple[list[str], int]:
-    """The sentences of ``corpus`` written as transcripts are (any length), without any of
-    ``held_out``, and how many sentences were left out for being held out."""
-    held = set(held_out)
+def lm_sentences(corpus: str, held_out: Iterable[str], alphabet: str) -> tuple[list[str], int]:
+    """The sentences of ``corpus`` written as transcripts are (any length) and over
+    ``alphabet``, without any that holds a ``held_out`` sentence (whole words: "am i king"
+    leaves out "am i king of england" too), and how many were left out for that."""
     sentences = speech_sentences(
         corpora.load_corpus(corpus), min_words=1, max_words=UNLIMITED, max_chars=UNLIMITED
     )
-    kept = [s for s in sentences if s not in held]
-    return kept, len(sentences) - len(kept)
+    contains_held_out = _phrase_finder(held_out)
+    allowed = set(alphabet)
+    kept = [s for s in sentences if not contains_held_out(s)]
+    return [s for s in kept if set(s) <= allowed], len(sentences) - len(kept)
+
+
+def _phrase_finder(phrases: Iterable[str]) -> Callable[[str], bool]:
+    """Whether a transcript holds one of ``phrases`` as whole words."""
+    longest_first = sorted(set(phrases) - {""}, key=len, reverse=True)
+    if not longest_first:
+        return lambda text: False
+    alternatives = "|".join(re.escape(p) for p in longest_first)
+    pattern = re.compile(f"(?<![a-z'])(?:{alternatives})(?![a-z'])")
+    return lambda text: pattern.search(text) is not None
 
 
 def fit_speech_lm(
     config: SpeechLMConfig, corpus: str, alphabet: str, held_out: Iterable[str]
 ) -> tuple[CharNGramLM, dict[str, Any]]:
-    """The model of ``config.order`` counted on ``corpus`` without ``held_out``, and what it
-    was counted on (``corpus``, ``sentences``, ``characters``, ``held_out_removed``)."""
-    sentences, removed = lm_sentences(corpus, held_out)
+    """The model of ``config.order`` counted on the sentences of ``corpus`` that
+    :func:`lm_sentences` keeps, and what it was counted on (``corpus``, ``sentences``,
+    ``characters``, ``held_out_removed``).
+
+    Raises:
+      FileNotFoundError: no such corpus (the message names the fix).
+      ConfigError: the corpus has no sentence over ``alphabet``.
+    """
+    sentences, removed = lm_sentences(corpus, held_out, alphabet)
     require(bool(sentences), f"the corpus {corpus!r} has no sentence for the language model")
     lm = fit_char_ngram(sentences, order=config.order, alphabet=alphabet)
     about = {

@@ -413,7 +413,7 @@ def test_update_keeps_a_set_of_the_same_settings_and_makes_another_again(
     assert tool.main([*args, "--update"]) == 0
     assert capsys.readouterr().out.startswith("Speech set already in")
     assert tool.main([*args[:2], "--sentences", "21", *args[4:], "--update"]) == 2
-    assert "made with other settings: making it again" in capsys.readouterr().out
+    assert "made with other settings (sentences): making it again" in capsys.readouterr().out
     assert made_with(out, config)  # the failed remake left the set as it was
 
 
