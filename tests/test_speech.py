@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from scripts import load_script
 
-from jaxllm.classic.char_ngram import fit_char_ngram, load_char_ngram
+from jaxllm.classic.char_ngram import CharLMError, fit_char_ngram, load_char_ngram
 from jaxllm.data import (
     SPEECH_ALPHABET,
     AudioError,
     MelConfig,
     SpeechSetConfig,
+    SpeechSetError,
     build_speech_set,
     load_speech_set,
     tone_speaker,
@@ -24,7 +25,12 @@ from jaxllm.data import (
 )
 from jaxllm.metrics import error_rates
 from jaxllm.models.asr import AcousticConfig
-from jaxllm.recipes.speech import SpeechRunConfig, load_transcriber, train_speech_recognizer
+from jaxllm.recipes.speech import (
+    SpeechRunConfig,
+    evaluate_speech_run,
+    load_transcriber,
+    train_speech_recognizer,
+)
 from jaxllm.recipes.speech_lm import LM_FILE, SpeechLMConfig, lm_sentences
 from jaxllm.recipes.transcriber import TranscriptError
 from jaxllm.train import CheckpointError
@@ -124,6 +130,24 @@ def test_evaluate_fuses_a_language_model_that_never_read_a_held_out_sentence(
     wav = splits["test"][0].path
     assert transcriber.transcribe_file(wav, beam_size=3) == rows[0][5]
     assert transcriber.transcribe_file(wav, beam_size=3, use_lm=False) == rows[0][4]
+    (folder / LM_FILE).unlink()
+    with pytest.raises(CharLMError, match="is missing: run `speech.py evaluate`.*--no-lm"):
+        load_transcriber(folder)
+
+
+def test_evaluate_scores_a_run_without_a_summary_and_refuses_another_test_split(trained, tmp_path):
+    run, original = trained
+    folder = shutil.copytree(original, tmp_path / "speech")
+    (folder / "summary.json").unlink()
+    again = evaluate_speech_run(folder)  # the run's own settings: no language model
+    assert again.best_step == run.best_step  # the lowest logged validation loss
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["beam"] == run.summary["beam"] and "beam_lm" not in summary
+    summary["test_fingerprint"] = "another set"
+    (folder / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(SpeechSetError, match="not the one .* was scored on"):
+        evaluate_speech_run(folder)
+    assert json.loads((folder / "summary.json").read_text()) == summary  # left as it was
 
 
 def test_the_language_model_reads_no_sentence_that_holds_a_held_out_one(tmp_path):
@@ -209,3 +233,7 @@ def test_settings_that_cannot_work_are_refused():
         SpeechRunConfig(max_seconds=0)
     with pytest.raises(ValueError, match="distinct"):
         SpeechRunConfig(alphabet="aab")
+    with pytest.raises(ConfigError, match="--beam-size 2 or more, or --lm.order 0"):
+        SpeechRunConfig(beam_size=1)
+    with pytest.raises(ConfigError, match="order must be >= 0"):
+        SpeechLMConfig(order=-1)
