@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import Literal
 
 import tyro
 
@@ -71,15 +72,18 @@ class EvaluateArgs:
       run: the run folder (``runs/<name>``).
       lm: the language model (``--lm.order 0``: none).
       beam_size: the beam search's beams (default: the run's).
+      select_by: the validation figure whose best checkpoint is scored, ``loss`` or ``cer``
+        (default: the run's).
     """
 
     run: tyro.conf.Positional[str]
     lm: SpeechLMConfig = SpeechLMConfig()
     beam_size: int | None = None
+    select_by: Literal["loss", "cer"] | None = None
 
 
 def evaluate(args: EvaluateArgs) -> None:
-    run = evaluate_speech_run(args.run, args.lm, args.beam_size)
+    run = evaluate_speech_run(args.run, args.lm, args.beam_size, args.select_by)
     print(f"--- summary: {run.config.run_dir / 'summary.json'} ---")
 
 

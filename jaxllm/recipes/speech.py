@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import jax
 import numpy as np
@@ -103,6 +103,9 @@ class SpeechRunConfig:
       num_steps, eval_every, log_every: training steps; validation (loss and a greedy
         character error rate) and a checkpoint every ``eval_every`` steps and at the end.
       patience: stop after this many evaluations without a lower validation loss (0: never).
+      select_by: the validation figure whose best checkpoint is scored on test: ``"loss"``
+        (the CTC loss over every validation utterance) or ``"cer"`` (the best path's
+        character error rate over the first ``eval_utterances``), the target's own measure.
       eval_utterances: validation utterances decoded for the error rate at each evaluation
         (0: all); the loss is always over all of them.
       beam_size: the prefix beam search that scores the test split beside the best path.
@@ -129,6 +132,7 @@ class SpeechRunConfig:
     eval_every: int = 500
     log_every: int = 50
     patience: int = 0
+    select_by: Literal["loss", "cer"] = "loss"
     eval_utterances: int = 200
     beam_size: int = 8
     lm: SpeechLMConfig = SpeechLMConfig()
@@ -150,6 +154,10 @@ class SpeechRunConfig:
             "SpeechRunConfig.patience and eval_utterances must be >= 0",
         )
         require(self.max_seconds > 0, f"max_seconds must be > 0, got {self.max_seconds}")
+        require(
+            self.select_by in ("loss", "cer"),
+            f"select_by must be 'loss' or 'cer', got {self.select_by!r}",
+        )
         require(
             self.lm.order == 0 or self.beam_size > 1,
             "the language model is fused into the beam search: give --beam-size 2 or more, or "
@@ -176,8 +184,9 @@ class SpeechRunConfig:
 
 
 RESUMABLE = frozenset(
-    {"resume", "resume_step", "out_dir", "progress", "compilation_cache", "num_steps"}
-)
+    {"resume", "resume_step", "out_dir", "progress", "compilation_cache", "num_steps",
+     "select_by", "lm"}
+)  # fmt: skip
 FILLED_AT_START = {"model.vocab_size": 0, "optimizer.decay_steps": -1}
 
 
@@ -473,7 +482,7 @@ def train_speech_recognizer(
                       cleanup_unfinished=True) as checkpointer:  # fmt: skip
         _check_resumed_data(config, checkpointer, data_fingerprint(data["train"]))
         result = _fit(config, data, checkpointer)
-        best_step = best_checkpoint_step(checkpointer, result.best_step)
+        best_step = best_checkpoint_step(checkpointer, _selected_step(config, result.best_step))
         best, _ = checkpointer.restore(result.state, best_step)
     seconds = time.perf_counter() - start
     transcriber = transcriber_for(config, jax.device_get(best.params))
@@ -576,7 +585,8 @@ def _finish(
     }
     run.summary.update(
         parameters=count_params(transcriber.params), best_step=run.best_step,
-        test_utterances=len(test), test_fingerprint=data_fingerprint(test),
+        select_by=config.select_by, test_utterances=len(test),
+        test_fingerprint=data_fingerprint(test),
     )  # fmt: skip
     for name, texts in decoded.items():
         run.summary[name] = scores_by_noise(test.texts, texts, test.snr_db)
@@ -681,11 +691,12 @@ def _restore_params(config: SpeechRunConfig, run_dir: Path, step: int | None) ->
 
 
 def evaluate_speech_run(
-    run_dir: str | Path, lm: SpeechLMConfig | None = None, beam_size: int | None = None
-) -> SpeechRun:
-    """Score a run's best checkpoint on its test split again, with ``lm`` (default: the run's
-    own settings) counted and tuned anew, and ``beam_size`` beams (default: the run's):
-    rewrites ``summary.json``, ``transcripts.tsv``,
+    run_dir: str | Path, lm: SpeechLMConfig | None = None, beam_size: int | None = None,
+    select_by: Literal["loss", "cer"] | None = None,
+) -> SpeechRun:  # fmt: skip
+    """Score a run's best checkpoint (by ``select_by``; default: the run's) on its test split
+    again, with ``lm`` (default: the run's own settings) counted and tuned anew, and
+    ``beam_size`` beams (default: the run's): rewrites ``summary.json``, ``transcripts.tsv``,
     ``char_lm.npz`` and the plots (the summary last, so a failure leaves the old one). How a
     run trained before its language model existed, or with another model, gets one; a run
     stopped before its summary is scored at its lowest logged validation loss.
@@ -698,7 +709,7 @@ def evaluate_speech_run(
     config = load_config(SpeechRunConfig, run_dir / "config.json")
     config = dataclasses.replace(
         config, lm=lm or config.lm, beam_size=beam_size or config.beam_size,
-        out_dir=str(run_dir.parent), name=run_dir.name,
+        select_by=select_by or config.select_by, out_dir=str(run_dir.parent), name=run_dir.name,
     )  # fmt: skip
     summary_file = run_dir / "summary.json"
     old = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
@@ -713,7 +724,8 @@ def evaluate_speech_run(
             "scored on (the set was made again with other settings): score it with that set, "
             "or train a new run"
         )
-    best_step = old.get("best_step") or _lowest_validation_step(run_dir)
+    chosen = old.get("best_step") if old.get("select_by", "loss") == config.select_by else None
+    best_step = chosen or _lowest_validation_step(run_dir, config.select_by)
     transcriber = transcriber_for(config, _restore_params(config, run_dir, best_step))
     history = read_metrics(run_dir / "metrics.jsonl")
     run = SpeechRun(
@@ -723,11 +735,21 @@ def evaluate_speech_run(
     return run
 
 
-def _lowest_validation_step(run_dir: Path) -> int | None:
-    """The logged step of the lowest validation loss whose checkpoint is kept (``None``:
-    none, and the newest checkpoint is used)."""
+def _selected_step(config: SpeechRunConfig, lowest_loss_step: int | None) -> int | None:
+    """The checkpoint ``config.select_by`` picks: ``fit``'s lowest validation loss, or the
+    lowest logged validation CER."""
+    if config.select_by == "loss":
+        return lowest_loss_step
+    return _lowest_validation_step(config.run_dir, "cer")
+
+
+def _lowest_validation_step(run_dir: Path, select_by: str = "loss") -> int | None:
+    """The logged step of the lowest validation ``select_by`` (``"loss"`` or ``"cer"``)
+    whose checkpoint is kept, the earlier on a tie (``None``: none, and the newest checkpoint
+    is used)."""
     with Checkpointer(run_dir / "checkpoints") as checkpointer:
         kept = set(checkpointer.steps())
-    logged = [r for r in read_metrics(run_dir / "metrics.jsonl") if "val_loss" in r]
+    name = f"val_{select_by}"
+    logged = [r for r in read_metrics(run_dir / "metrics.jsonl") if name in r]
     candidates = [r for r in logged if r["step"] in kept]
-    return min(candidates, key=lambda r: r["val_loss"])["step"] if candidates else None
+    return min(candidates, key=lambda r: (r[name], r["step"]))["step"] if candidates else None
