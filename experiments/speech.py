@@ -8,7 +8,7 @@ characters) and transcribe WAV files with it.
     python experiments/speech.py transcribe runs/speech-bilstm recording.wav another.wav
     python experiments/speech.py transcribe runs/speech-bilstm recording.wav --beam-size 1
     python experiments/speech.py transcribe runs/speech-bilstm recording.wav --no-lm
-    python experiments/speech.py evaluate runs/speech-bilstm --lm.order 5   # another LM
+    python experiments/speech.py evaluate runs/speech-bilstm --lm.order 9 --beam-size 16
 
 ``train`` reads the synthetic speech set ``make data`` builds with espeak-ng (or ``--data``, a
 folder of the same layout) and writes runs/<name>/ (config.json, metrics.jsonl, loss.png,

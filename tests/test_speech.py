@@ -33,7 +33,7 @@ from jaxllm.recipes.speech import (
 )
 from jaxllm.recipes.speech_lm import LM_FILE, SpeechLMConfig, lm_sentences
 from jaxllm.recipes.transcriber import TranscriptError
-from jaxllm.train import CheckpointError
+from jaxllm.train import CheckpointError, read_metrics
 
 WORDS = "the cat sat on a mat and we all ran to see it go by now".split()
 MEL = MelConfig(n_mels=32)
@@ -204,6 +204,14 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, speech_set):
     assert last["step"] == reference["step"] == 12
     for name in ("loss", "val_loss", "val_cer"):
         assert last[name] == pytest.approx(reference[name], rel=1e-5)
+
+
+def test_select_by_cer_scores_the_checkpoint_of_the_lowest_validation_cer(tmp_path, speech_set):
+    config = tiny(tmp_path, speech_set, select_by="cer", num_steps=9, eval_every=3)
+    run = train_speech_recognizer(config)
+    records = [r for r in read_metrics(config.run_dir / "metrics.jsonl") if "val_cer" in r]
+    lowest = min(records, key=lambda r: (r["val_cer"], r["step"]))
+    assert run.best_step == lowest["step"] and run.summary["select_by"] == "cer"
 
 
 def test_resume_refuses_other_training_utterances(tmp_path, speech_set):

@@ -23,7 +23,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -482,7 +482,10 @@ def train_speech_recognizer(
                       cleanup_unfinished=True) as checkpointer:  # fmt: skip
         _check_resumed_data(config, checkpointer, data_fingerprint(data["train"]))
         result = _fit(config, data, checkpointer)
-        best_step = best_checkpoint_step(checkpointer, _selected_step(config, result.best_step))
+        selected = result.best_step
+        if config.select_by == "cer":
+            selected = lowest_logged_step(config.run_dir, set(checkpointer.steps()), "cer")
+        best_step = best_checkpoint_step(checkpointer, selected)
         best, _ = checkpointer.restore(result.state, best_step)
     seconds = time.perf_counter() - start
     transcriber = transcriber_for(config, jax.device_get(best.params))
@@ -530,7 +533,7 @@ CountedLM = tuple[CharNGramLM, dict[str, Any]]
 
 
 def count_language_model(
-    config: SpeechRunConfig, splits: dict[str, Sequence[Utterance]], corpus: str | None
+    config: SpeechRunConfig, splits: Mapping[str, Sequence[Utterance]], corpus: str | None
 ) -> CountedLM | None:
     """The run's character language model and what it was counted on: ``corpus`` without
     any validation or test sentence (all of them, before utterances too short for their
@@ -576,7 +579,9 @@ def _finish(
     fusion, run.summary["lm"] = tuned_fusion(config, transcriber, data["valid"], counted)
     transcriber.fusion = fusion
     outputs = model_outputs(transcriber.model, transcriber.params, test)
-    beams = {"greedy": (1, None), "beam": (config.beam_size, None)}
+    beams: dict[str, tuple[int, Fusion | None]] = {
+        "greedy": (1, None), "beam": (config.beam_size, None)
+    }  # fmt: skip
     if fusion is not None:
         beams["beam_lm"] = (config.beam_size, fusion)
     decoded = {
@@ -585,7 +590,7 @@ def _finish(
     }
     run.summary.update(
         parameters=count_params(transcriber.params), best_step=run.best_step,
-        select_by=config.select_by, test_utterances=len(test),
+        select_by=config.select_by, beam_size=config.beam_size, test_utterances=len(test),
         test_fingerprint=data_fingerprint(test),
     )  # fmt: skip
     for name, texts in decoded.items():
@@ -735,21 +740,26 @@ def evaluate_speech_run(
     return run
 
 
-def _selected_step(config: SpeechRunConfig, lowest_loss_step: int | None) -> int | None:
-    """The checkpoint ``config.select_by`` picks: ``fit``'s lowest validation loss, or the
-    lowest logged validation CER."""
-    if config.select_by == "loss":
-        return lowest_loss_step
-    return _lowest_validation_step(config.run_dir, "cer")
+def _lowest_validation_step(run_dir: Path, select_by: str) -> int:
+    """:func:`lowest_logged_step` among the checkpoints kept in ``run_dir``.
 
-
-def _lowest_validation_step(run_dir: Path, select_by: str = "loss") -> int | None:
-    """The logged step of the lowest validation ``select_by`` (``"loss"`` or ``"cer"``)
-    whose checkpoint is kept, the earlier on a tie (``None``: none, and the newest checkpoint
-    is used)."""
+    Raises:
+      FileNotFoundError: the run has no checkpoint.
+    """
     with Checkpointer(run_dir / "checkpoints") as checkpointer:
         kept = set(checkpointer.steps())
+    if not kept:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint to load")
+    return lowest_logged_step(run_dir, kept, select_by)
+
+
+def lowest_logged_step(run_dir: Path, kept: set[int], select_by: str) -> int:
+    """The step of the lowest validation ``select_by`` (``"loss"`` or ``"cer"``) logged in
+    ``run_dir/metrics.jsonl`` among the ``kept`` checkpoints, the earlier on a tie; the newest
+    kept one when none is logged."""
     name = f"val_{select_by}"
     logged = [r for r in read_metrics(run_dir / "metrics.jsonl") if name in r]
     candidates = [r for r in logged if r["step"] in kept]
-    return min(candidates, key=lambda r: (r[name], r["step"]))["step"] if candidates else None
+    if not candidates:
+        return max(kept)
+    return min(candidates, key=lambda r: (r[name], r["step"]))["step"]
