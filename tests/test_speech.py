@@ -29,6 +29,7 @@ from jaxllm.recipes.speech import (
     SpeechRunConfig,
     evaluate_speech_run,
     load_transcriber,
+    lowest_logged_step,
     train_speech_recognizer,
 )
 from jaxllm.recipes.speech_lm import LM_FILE, SpeechLMConfig, lm_sentences
@@ -212,6 +213,21 @@ def test_select_by_cer_scores_the_checkpoint_of_the_lowest_validation_cer(tmp_pa
     records = [r for r in read_metrics(config.run_dir / "metrics.jsonl") if "val_cer" in r]
     lowest = min(records, key=lambda r: (r["val_cer"], r["step"]))
     assert run.best_step == lowest["step"] and run.summary["select_by"] == "cer"
+
+
+def test_lowest_logged_step_reads_the_asked_figure_among_kept_checkpoints(tmp_path):
+    records = [
+        {"step": 3, "val_loss": 2.0, "val_cer": 0.30},
+        {"step": 5, "loss": 1.0},  # a training record: no validation figures
+        {"step": 6, "val_loss": 1.0, "val_cer": 0.40},
+        {"step": 9, "val_loss": 1.5, "val_cer": 0.10},  # its checkpoint is gone
+        {"step": 12, "val_loss": 1.2, "val_cer": 0.30},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    kept = {3, 6, 12}
+    assert lowest_logged_step(tmp_path, kept, "loss") == 6
+    assert lowest_logged_step(tmp_path, kept, "cer") == 3  # 0.30 at 3 and 12: the earlier
+    assert lowest_logged_step(tmp_path, {15}, "cer") == 15  # none logged: the newest kept
 
 
 def test_resume_refuses_other_training_utterances(tmp_path, speech_set):
