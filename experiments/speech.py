@@ -9,6 +9,7 @@ characters) and transcribe WAV files with it.
     python experiments/speech.py transcribe runs/speech-bilstm recording.wav --beam-size 1
     python experiments/speech.py transcribe runs/speech-bilstm recording.wav --no-lm
     python experiments/speech.py evaluate runs/speech-bilstm --lm.order 9 --beam-size 16
+    python experiments/speech.py evaluate runs/speech-bilstm --select-by cer --average 5
 
 ``train`` reads the synthetic speech set ``make data`` builds with espeak-ng (or ``--data``, a
 folder of the same layout) and writes runs/<name>/ (config.json, metrics.jsonl, loss.png,
@@ -16,7 +17,8 @@ tensorboard/, checkpoints/, summary.json with CER and WER per noise level, trans
 alignment.png, char_lm.npz: the character language model fused into the beam search).
 ``transcribe`` prints one line per WAV file: a file at another sample rate is resampled and a
 stereo one mixed down; a silent, empty, corrupt or too long file is an error. ``evaluate``
-scores a finished run's test split again with a language model counted and tuned anew.
+scores a finished run's test split again with a language model counted and tuned anew, and
+may average the run's best checkpoints into the scored model.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class TranscribeArgs:
       run: the run folder (``runs/<name>``).
       wavs: the WAV files, each transcribed on its own line.
       beam_size: the CTC prefix beam search's beams (1: the best path).
-      step: the checkpoint to use (default: the best one, or the newest).
+      step: the checkpoint to use (default: the one the run scored, or the average of those,
+        or the newest).
       no_lm: search without the run's language model.
     """
 
@@ -74,16 +77,19 @@ class EvaluateArgs:
       beam_size: the beam search's beams (default: the run's).
       select_by: the validation figure whose best checkpoint is scored, ``loss`` or ``cer``
         (default: the run's).
+      average: score the average of the kept checkpoints with the lowest ``select_by``, this
+        many of them (default: the run's; 1: the best alone).
     """
 
     run: tyro.conf.Positional[str]
     lm: SpeechLMConfig = SpeechLMConfig()
     beam_size: int | None = None
     select_by: Literal["loss", "cer"] | None = None
+    average: int | None = None
 
 
 def evaluate(args: EvaluateArgs) -> None:
-    run = evaluate_speech_run(args.run, args.lm, args.beam_size, args.select_by)
+    run = evaluate_speech_run(args.run, args.lm, args.beam_size, args.select_by, args.average)
     print(f"--- summary: {run.config.run_dir / 'summary.json'} ---")
 
 

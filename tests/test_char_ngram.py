@@ -1,6 +1,6 @@
-"""The character n-gram model against interpolated Kneser-Ney written here from its definition
-(continuation counts found by scanning the text), distributions that sum to one, saving and
-loading, and bad input."""
+"""The character n-gram model against modified interpolated Kneser-Ney written here from its
+definition (continuation counts found by scanning the text), distributions that sum to one,
+saving and loading, and bad input."""
 
 import math
 
@@ -51,11 +51,17 @@ def level_count(sequences, gram, order):
     return predecessors(sequences, gram)
 
 
-def reference_discount(sequences, k, order):
+def reference_discounts(sequences, k, order):
+    """Chen and Goodman's D1, D2, D3+ for the k-grams, from their counts counted 1-4 times."""
     grams = {tuple(seq[i - k + 1 : i + 1]) for seq in sequences for i in range(order - 1, len(seq))}
     counts = [level_count(sequences, g, order) for g in grams]
-    n1, n2 = counts.count(1), counts.count(2)
-    return 0.5 if n1 + n2 == 0 else min(max(n1 / (n1 + 2 * n2), 0.05), 0.95)
+    n = {i: counts.count(i) for i in range(1, 5)}
+    y = n[1] / (n[1] + 2 * n[2]) if n[1] + n[2] else 0.5
+    discounts = {}
+    for i in (1, 2, 3):
+        estimate = i - (i + 1) * y * n[i + 1] / n[i] if n[i] and n[i + 1] else i / 2
+        discounts[i] = min(max(estimate, 0.05), i - 0.05)
+    return discounts
 
 
 def reference_prob(sentences, order, history: str, symbol: str) -> float:
@@ -69,9 +75,11 @@ def reference_prob(sentences, order, history: str, symbol: str) -> float:
         total = sum(counts.values())
         if total == 0:
             continue
-        d = reference_discount(sequences, k, order)
-        seen = sum(1 for c in counts.values() if c > 0)
-        p = (max(counts[symbol] - d, 0) + d * seen * p) / total
+        d = reference_discounts(sequences, k, order)
+        gamma = sum(d[min(c, 3)] for c in counts.values() if c > 0)
+        c = counts[symbol]
+        p = (max(c - d[min(c, 3)], 0) if c else 0) + gamma * p
+        p /= total
     return p
 
 
@@ -83,6 +91,20 @@ def test_probabilities_equal_kneser_ney_from_its_definition(sentences, order, hi
     want = [reference_prob(sentences, order, history, s) for s in [*ALPHABET, END]]
     np.testing.assert_allclose(got, want, rtol=1e-12)
     assert math.isclose(got.sum(), 1.0, rel_tol=1e-12)
+
+
+def test_a_text_with_grams_seen_one_to_four_times_uses_three_estimated_discounts():
+    sentences = ["ab ba", "abc", "c a b", "ba", "aab", "cab c"] * 2 + ["abc", "ba ab", "a"] * 3
+    lm = fit_char_ngram(sentences, order=3, alphabet=ALPHABET)
+    sequences = padded(sentences, 3)
+    for k in (1, 2, 3):
+        assert lm.discounts[k - 1] == pytest.approx(
+            tuple(reference_discounts(sequences, k, 3).values()), rel=1e-12
+        )
+    assert len(set(lm.discounts[2])) == 3  # estimated, not the fallback i / 2
+    for history in ("", "a", "ab", "c a", "bb"):
+        want = [reference_prob(sentences, 3, history, s) for s in [*ALPHABET, END]]
+        np.testing.assert_allclose(np.exp(lm.log_probs(history)), want, rtol=1e-12)
 
 
 def test_a_text_seen_often_is_likely_and_its_end_predicted():
@@ -116,6 +138,12 @@ def test_save_and_load_give_the_same_model(tmp_path):
     )
     for history in ("", "to b", "that is th", "zz"[:0]):
         np.testing.assert_array_equal(loaded.log_probs(history), lm.log_probs(history))
+    with np.load(tmp_path / "lm.npz") as saved:  # one discount per order: original Kneser-Ney
+        arrays = dict(saved) | {"discounts": saved["discounts"][:, 0]}
+    np.savez(tmp_path / "one_discount.npz", **arrays)
+    original = load_char_ngram(tmp_path / "one_discount.npz")
+    assert original.discounts == tuple((d[0],) * 3 for d in lm.discounts)
+    assert math.isclose(np.exp(original.log_probs("to b")).sum(), 1.0, rel_tol=1e-12)
     (tmp_path / "bad.npz").write_bytes(b"not a model")
     with pytest.raises(CharLMError, match="not a character n-gram model"):
         load_char_ngram(tmp_path / "bad.npz")

@@ -7,6 +7,7 @@ import json
 import shutil
 
 import chex
+import jax
 import numpy as np
 import pytest
 from scripts import load_script
@@ -29,7 +30,8 @@ from jaxllm.recipes.speech import (
     SpeechRunConfig,
     evaluate_speech_run,
     load_transcriber,
-    lowest_logged_step,
+    lowest_logged_steps,
+    scored_steps,
     train_speech_recognizer,
 )
 from jaxllm.recipes.speech_lm import LM_FILE, SpeechLMConfig, lm_sentences
@@ -207,15 +209,22 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, speech_set):
         assert last[name] == pytest.approx(reference[name], rel=1e-5)
 
 
-def test_select_by_cer_scores_the_checkpoint_of_the_lowest_validation_cer(tmp_path, speech_set):
-    config = tiny(tmp_path, speech_set, select_by="cer", num_steps=9, eval_every=3)
+def test_select_by_cer_scores_the_average_of_the_checkpoints_of_the_lowest_cer(
+    tmp_path, speech_set
+):
+    config = tiny(tmp_path, speech_set, select_by="cer", average=2, num_steps=9, eval_every=3)
     run = train_speech_recognizer(config)
     records = [r for r in read_metrics(config.run_dir / "metrics.jsonl") if "val_cer" in r]
-    lowest = min(records, key=lambda r: (r["val_cer"], r["step"]))
-    assert run.best_step == lowest["step"] and run.summary["select_by"] == "cer"
+    lowest = sorted(records, key=lambda r: (r["val_cer"], r["step"]))[:2]
+    assert run.summary["averaged_steps"] == [r["step"] for r in lowest] == run.steps
+    assert run.best_step == lowest[0]["step"] and run.summary["select_by"] == "cer"
+    first, second = (load_transcriber(config.run_dir, r["step"]).params for r in lowest)
+    mean = jax.tree.map(lambda a, b: (np.float64(a) + b) / 2, first, second)
+    chex.assert_trees_all_close(run.transcriber.params, mean, rtol=1e-6)
+    chex.assert_trees_all_equal(load_transcriber(config.run_dir).params, run.transcriber.params)
 
 
-def test_lowest_logged_step_reads_the_asked_figure_among_kept_checkpoints(tmp_path):
+def test_lowest_logged_steps_rank_the_asked_figure_among_kept_checkpoints(tmp_path):
     records = [
         {"step": 3, "val_loss": 2.0, "val_cer": 0.30},
         {"step": 5, "loss": 1.0},  # a training record: no validation figures
@@ -225,9 +234,13 @@ def test_lowest_logged_step_reads_the_asked_figure_among_kept_checkpoints(tmp_pa
     ]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     kept = {3, 6, 12}
-    assert lowest_logged_step(tmp_path, kept, "loss") == 6
-    assert lowest_logged_step(tmp_path, kept, "cer") == 3  # 0.30 at 3 and 12: the earlier
-    assert lowest_logged_step(tmp_path, {15}, "cer") == 15  # none logged: the newest kept
+    assert lowest_logged_steps(tmp_path, kept, "loss") == [6, 12, 3]
+    assert lowest_logged_steps(tmp_path, kept, "cer") == [3, 12, 6]  # 0.30 at 3 and 12
+    assert lowest_logged_steps(tmp_path, {15, 12, 18}, "cer") == [12, 18, 15]  # unlogged: newest
+    config = SpeechRunConfig(out_dir=str(tmp_path.parent), name=tmp_path.name, select_by="cer")
+    assert scored_steps(config, kept) == [3]
+    assert scored_steps(dataclasses.replace(config, average=2), kept) == [3, 12]
+    assert scored_steps(dataclasses.replace(config, average=5), kept, best=6) == [6, 3, 12]
 
 
 def test_resume_refuses_other_training_utterances(tmp_path, speech_set):

@@ -1,6 +1,6 @@
-"""A character n-gram language model with interpolated Kneser-Ney smoothing (Kneser and Ney,
-1995; Chen and Goodman, 1998): the traditional language model, as a speech recogniser's beam
-search uses it.
+"""A character n-gram language model with modified interpolated Kneser-Ney smoothing (Kneser
+and Ney, 1995; Chen and Goodman, 1998), as KenLM estimates it: the traditional language model,
+as a speech recogniser's beam search uses it.
 
 The model reads sentences as characters, each sentence padded with ``order - 1`` start marks
 :data:`BOS` before it and one end mark :data:`EOS` after it. It predicts any character of its
@@ -16,17 +16,24 @@ The model reads sentences as characters, each sentence padded with ``order - 1``
 The probability of symbol ``w`` after the last ``k - 1`` characters ``h`` interpolates down to
 the uniform distribution over the ``V`` symbols::
 
-    P_k(w | h) = (max(c_k(h w) - D_k, 0) + D_k · N_k(h ·) · P_{k-1}(w | h')) / c_k(h ·)
+    P_k(w | h) = (max(c_k(h w) - D_k(c_k(h w)), 0) + gamma_k(h) · P_{k-1}(w | h')) / c_k(h ·)
+    gamma_k(h) = D_k1 · N_k1(h ·) + D_k2 · N_k2(h ·) + D_k3 · N_k3+(h ·)
     P_0(w) = 1 / V
 
 ``h'`` drops the oldest character of ``h``; ``c_k`` counts occurrences at the highest order
 and *continuation counts* below it (how many distinct characters precede the k-gram in the
 text; a k-gram at a sentence's start, which only padding precedes, keeps its occurrences, as
-in KenLM and SRILM); ``c_k(h ·)`` sums them over ``w`` and ``N_k(h ·)`` counts the distinct
-``w`` seen after ``h``. A history never seen at order ``k`` leaves ``P_{k-1}`` as it is. The
-discount of each order is Ney's estimate ``D_k = n1 / (n1 + 2 n2)`` from the numbers of k-grams
-counted once and twice, kept within [0.05, 0.95] (0.5 when there are none). Every symbol has
-a probability above zero, and each distribution sums to one.
+in KenLM and SRILM); ``c_k(h ·)`` sums them over ``w``, and ``N_k1(h ·)``, ``N_k2(h ·)`` and
+``N_k3+(h ·)`` count the symbols ``w`` seen after ``h`` once, twice and three times or more. A
+history never seen at order ``k`` leaves ``P_{k-1}`` as it is. A k-gram counted ``c`` times is
+discounted by ``D_k(c) = D_k1, D_k2, D_k3`` for ``c = 1, 2, 3+``, Chen and Goodman's estimates
+from the numbers ``n_i`` of k-grams counted ``i`` times::
+
+    Y = n1 / (n1 + 2 n2);  D_ki = i - (i + 1) · Y · n_{i+1} / n_i
+
+each kept within [0.05, i - 0.05] (``i / 2`` when ``n_i`` or ``n_{i+1}`` is 0: too little
+text to estimate it). With ``D_k1 = D_k2 = D_k3`` this is the original interpolated
+Kneser-Ney. Every symbol has a probability above zero, and each distribution sums to one.
 """
 
 from __future__ import annotations
@@ -61,14 +68,14 @@ class CharNGramLM:
         ``len(alphabet)`` the end of a sentence.
       counts: ``counts[k - 1]`` maps each k-gram to its count: occurrences for ``k == order``,
         continuation counts below.
-      discounts: ``D_k`` of each order, ``discounts[k - 1]``.
+      discounts: ``(D_k1, D_k2, D_k3)`` of each order, ``discounts[k - 1]``.
     """
 
     order: int
     alphabet: str
     counts: tuple[dict[str, int], ...]
-    discounts: tuple[float, ...]
-    _totals: tuple[dict[str, tuple[int, int]], ...] = dataclasses.field(init=False, repr=False)
+    discounts: tuple[tuple[float, float, float], ...]
+    _totals: tuple[dict[str, tuple[int, float]], ...] = dataclasses.field(init=False, repr=False)
     _cache: dict[str, np.ndarray] = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):
@@ -78,7 +85,9 @@ class CharNGramLM:
                 f"order {self.order} needs one count table and one discount per order, got "
                 f"{len(self.counts)} and {len(self.discounts)}"
             )
-        self._totals = tuple(_context_totals(table) for table in self.counts)
+        self._totals = tuple(
+            _context_totals(table, d) for table, d in zip(self.counts, self.discounts, strict=True)
+        )
         self._cache = {}
         self._symbols = [*self.alphabet, EOS]
 
@@ -111,12 +120,13 @@ class CharNGramLM:
         probs = np.full(self.vocab_size, 1.0 / self.vocab_size)
         for k in range(1, self.order + 1):
             history = context[len(context) - (k - 1) :] if k > 1 else ""
-            total, distinct = self._totals[k - 1].get(history, (0, 0))
+            total, gamma = self._totals[k - 1].get(history, (0, 0.0))
             if total == 0:
                 continue
-            table, discount = self.counts[k - 1], self.discounts[k - 1]
-            counts = np.array([table.get(history + s, 0) for s in self._symbols], np.float64)
-            probs = (np.maximum(counts - discount, 0.0) + discount * distinct * probs) / total
+            table, discounts = self.counts[k - 1], np.array((0.0, *self.discounts[k - 1]))
+            counts = np.array([table.get(history + s, 0) for s in self._symbols], np.int64)
+            kept = np.maximum(counts - discounts[np.minimum(counts, 3)], 0.0)
+            probs = (kept + gamma * probs) / total
         return probs
 
     def sentence_log_prob(self, text: str) -> float:
@@ -168,23 +178,33 @@ def _check_alphabet(alphabet: str) -> None:
         )
 
 
-def _context_totals(table: dict[str, int]) -> dict[str, tuple[int, int]]:
-    """``{history: (sum of the counts of history + w, how many distinct w)}``."""
-    totals: dict[str, list[int]] = {}
+def _context_totals(
+    table: dict[str, int], discounts: tuple[float, float, float]
+) -> dict[str, tuple[int, float]]:
+    """``{history: (c(history ·), gamma(history))}``: the sum of the counts of each
+    ``history + w`` and the probability mass their discounts leave to the lower order."""
+    totals: dict[str, list[Any]] = {}
     for gram, count in table.items():
-        entry = totals.setdefault(gram[:-1], [0, 0])
+        entry = totals.setdefault(gram[:-1], [0, 0.0])
         entry[0] += count
-        entry[1] += 1
-    return {history: (total, distinct) for history, (total, distinct) in totals.items()}
+        entry[1] += discounts[min(count, 3) - 1]
+    return {history: (total, gamma) for history, (total, gamma) in totals.items()}
 
 
-def _discount(table: dict[str, int]) -> float:
-    """Ney's ``n1 / (n1 + 2 n2)``, kept in (0, 1); 0.5 when nothing was seen once or twice."""
+def _discounts(table: dict[str, int]) -> tuple[float, float, float]:
+    """Chen and Goodman's ``(D1, D2, D3+)`` from how many grams were counted 1 to 4 times,
+    each kept in [0.05, i - 0.05]; ``i / 2`` where a count it needs is 0."""
     times = Counter(table.values())
-    n1, n2 = times.get(1, 0), times.get(2, 0)
-    if n1 + n2 == 0:
-        return 0.5
-    return min(max(n1 / (n1 + 2 * n2), 0.05), 0.95)
+    n = [times.get(i, 0) for i in range(1, 5)]
+    y = n[0] / (n[0] + 2 * n[1]) if n[0] + n[1] else 0.5
+    discounts = []
+    for i in (1, 2, 3):
+        if n[i - 1] == 0 or n[i] == 0:
+            discounts.append(i / 2)
+        else:
+            estimate = i - (i + 1) * y * n[i] / n[i - 1]
+            discounts.append(min(max(estimate, 0.05), i - 0.05))
+    return (discounts[0], discounts[1], discounts[2])
 
 
 def fit_char_ngram(sentences: Iterable[str], *, order: int, alphabet: str) -> CharNGramLM:
@@ -218,7 +238,7 @@ def fit_char_ngram(sentences: Iterable[str], *, order: int, alphabet: str) -> Ch
     tables: list[dict[str, int]] = [dict(occurrences)]
     for _ in range(order - 1):
         tables.insert(0, _lower_order_counts(tables[0], occurrences, order))
-    return CharNGramLM(order, alphabet, tuple(tables), tuple(_discount(t) for t in tables))
+    return CharNGramLM(order, alphabet, tuple(tables), tuple(_discounts(t) for t in tables))
 
 
 def _lower_order_counts(
@@ -248,10 +268,21 @@ def load_char_ngram(path: str | Path) -> CharNGramLM:
                 dict(zip(saved[f"grams_{k}"].tolist(), saved[f"counts_{k}"].tolist(), strict=True))
                 for k in range(1, order + 1)
             )
-            alphabet, discounts = str(saved["alphabet"]), tuple(saved["discounts"].tolist())
+            alphabet, discounts = str(saved["alphabet"]), _read_discounts(saved["discounts"])
     except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as error:
         raise CharLMError(
             f"{path} is not a character n-gram model saved by CharNGramLM.save ({error}); "
             "fit it again"
         ) from None
     return CharNGramLM(order, alphabet, tables, discounts)
+
+
+def _read_discounts(saved: np.ndarray) -> tuple[tuple[float, float, float], ...]:
+    """``(D_k1, D_k2, D_k3)`` per order from a saved ``float64[order, 3]``; a file of one
+    discount per order (``float64[order]``, the original Kneser-Ney) gives each three times."""
+    rows = saved.reshape(len(saved), -1)
+    if rows.shape[1] == 1:
+        rows = np.repeat(rows, 3, axis=1)
+    if rows.shape[1] != 3:
+        raise ValueError(f"discounts of shape {saved.shape}")
+    return tuple((float(a), float(b), float(c)) for a, b, c in rows.tolist())

@@ -1,7 +1,8 @@
 """The speech-recognition recipe: a speech set (WAV files and transcripts) -> log-mel features
 -> an acoustic model (BiLSTM or Transformer over sub-sampled frames) trained with CTC on
 characters -> ``fit`` with the validation loss and character error rate -> the checkpoint of
-the lowest validation loss scored on test, by best path and by prefix beam search.
+the lowest validation loss or error rate (or the average of the few lowest) scored on test, by
+best path and by prefix beam search, with and without a character language model.
 
 ``train_speech_recognizer(SpeechRunConfig(...))`` is what ``experiments/speech.py train``
 runs. ``data=""`` is the synthetic speech set ``make data`` builds with espeak-ng
@@ -74,6 +75,7 @@ from jaxllm.train import (
     FitResult,
     LoopConfig,
     MetricsWriter,
+    average_checkpoints,
     create_train_state,
     fit,
     make_eval_step,
@@ -106,6 +108,9 @@ class SpeechRunConfig:
       select_by: the validation figure whose best checkpoint is scored on test: ``"loss"``
         (the CTC loss over every validation utterance) or ``"cer"`` (the best path's
         character error rate over the first ``eval_utterances``), the target's own measure.
+      average: checkpoints averaged into the model scored on test
+        (:func:`jaxllm.train.average_checkpoints`): the ``average`` kept ones with the lowest
+        validation ``select_by``, the best first (1: the best alone).
       eval_utterances: validation utterances decoded for the error rate at each evaluation
         (0: all); the loss is always over all of them.
       beam_size: the prefix beam search that scores the test split beside the best path.
@@ -133,6 +138,7 @@ class SpeechRunConfig:
     log_every: int = 50
     patience: int = 0
     select_by: Literal["loss", "cer"] = "loss"
+    average: int = 1
     eval_utterances: int = 200
     beam_size: int = 8
     lm: SpeechLMConfig = SpeechLMConfig()
@@ -147,7 +153,7 @@ class SpeechRunConfig:
 
     def __post_init__(self):
         CharacterAlphabet(self.alphabet)  # distinct characters
-        for name in ("batch_size", "num_steps", "eval_every", "log_every", "beam_size"):
+        for name in ("batch_size", "num_steps", "eval_every", "log_every", "beam_size", "average"):
             require(getattr(self, name) >= 1, f"SpeechRunConfig.{name} must be >= 1")
         require(
             self.patience >= 0 and self.eval_utterances >= 0,
@@ -185,7 +191,7 @@ class SpeechRunConfig:
 
 RESUMABLE = frozenset(
     {"resume", "resume_step", "out_dir", "progress", "compilation_cache", "num_steps",
-     "select_by", "lm"}
+     "select_by", "average", "lm"}
 )  # fmt: skip
 FILLED_AT_START = {"model.vocab_size": 0, "optimizer.decay_steps": -1}
 
@@ -482,29 +488,32 @@ def train_speech_recognizer(
                       cleanup_unfinished=True) as checkpointer:  # fmt: skip
         _check_resumed_data(config, checkpointer, data_fingerprint(data["train"]))
         result = _fit(config, data, checkpointer)
-        selected = result.best_step
-        if config.select_by == "cer":
-            selected = lowest_logged_step(config.run_dir, set(checkpointer.steps()), "cer")
-        best_step = best_checkpoint_step(checkpointer, selected)
-        best, _ = checkpointer.restore(result.state, best_step)
+        best = None  # fit's record of the lowest loss, kept across resumes
+        if config.select_by == "loss":
+            best = best_checkpoint_step(checkpointer, result.best_step)
+        steps = scored_steps(config, set(checkpointer.steps()), best)
+        params = average_checkpoints(checkpointer, result.state, steps)
     seconds = time.perf_counter() - start
-    transcriber = transcriber_for(config, jax.device_get(best.params))
-    run = SpeechRun(
-        config, transcriber, best_step, result.history, {"fit_seconds": round(seconds, 2)}
-    )
+    transcriber = transcriber_for(config, params)
+    run = SpeechRun(config, transcriber, steps, result.history, {"fit_seconds": round(seconds, 2)})
     _finish(run, data, splits["test"], counted)
     return run
 
 
 @dataclasses.dataclass
 class SpeechRun:
-    """What a finished run produced: its transcriber (best checkpoint) and scores."""
+    """What a finished run produced: its transcriber (the checkpoints ``steps`` averaged, the
+    best first) and scores."""
 
     config: SpeechRunConfig
     transcriber: Transcriber
-    best_step: int
+    steps: list[int]
     history: list[dict]
     summary: dict[str, Any]
+
+    @property
+    def best_step(self) -> int:
+        return self.steps[0]
 
 
 def transcriber_for(config: SpeechRunConfig, params: Any) -> Transcriber:
@@ -590,8 +599,8 @@ def _finish(
     }
     run.summary.update(
         parameters=count_params(transcriber.params), best_step=run.best_step,
-        select_by=config.select_by, beam_size=config.beam_size, test_utterances=len(test),
-        test_fingerprint=data_fingerprint(test),
+        averaged_steps=run.steps, select_by=config.select_by, beam_size=config.beam_size,
+        test_utterances=len(test), test_fingerprint=data_fingerprint(test),
     )  # fmt: skip
     for name, texts in decoded.items():
         run.summary[name] = scores_by_noise(test.texts, texts, test.snr_db)
@@ -660,9 +669,9 @@ def plot_alignment(
 
 
 def load_transcriber(run_dir: str | Path, step: int | None = None) -> Transcriber:
-    """A finished (or checkpointed) run's transcriber: checkpoint ``step``, or the best one
-    ``summary.json`` names (the newest when the run has not finished), with the run's
-    language model fused as tuned for the best checkpoint (if it has one).
+    """A finished (or checkpointed) run's transcriber: checkpoint ``step``, or the one (or the
+    average of those) ``summary.json`` scored (the newest when the run has not finished), with
+    the run's language model fused as tuned for it (if it has one).
 
     Raises:
       FileNotFoundError: ``run_dir`` holds no run or no checkpoint.
@@ -671,16 +680,19 @@ def load_transcriber(run_dir: str | Path, step: int | None = None) -> Transcribe
     config = load_config(SpeechRunConfig, run_dir / "config.json")
     summary_file = run_dir / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
-    step = summary.get("best_step") if step is None else step
-    transcriber = transcriber_for(config, _restore_params(config, run_dir, step))
+    steps = [step] if step is not None else summary.get("averaged_steps")
+    if steps is None and "best_step" in summary:  # scored before checkpoints were averaged
+        steps = [summary["best_step"]]
+    transcriber = transcriber_for(config, _restore_params(config, run_dir, steps))
     transcriber.fusion = saved_fusion(
         run_dir, summary.get("lm", {}), lambda lm: CharLMScorer(lm, transcriber.alphabet)
     )
     return transcriber
 
 
-def _restore_params(config: SpeechRunConfig, run_dir: Path, step: int | None) -> Any:
-    """The parameters of checkpoint ``step`` (``None``: the newest) of the run in ``run_dir``."""
+def _restore_params(config: SpeechRunConfig, run_dir: Path, steps: list[int] | None) -> Any:
+    """The parameters of the run in ``run_dir``: checkpoints ``steps`` averaged (``None``:
+    the newest alone)."""
     model = AcousticModel(config.model)
     key = jax.random.key(config.seed)
     fresh = create_train_state(
@@ -689,22 +701,23 @@ def _restore_params(config: SpeechRunConfig, run_dir: Path, step: int | None) ->
     with Checkpointer(run_dir / "checkpoints") as checkpointer:
         if checkpointer.latest_step() is None:
             raise FileNotFoundError(f"{run_dir} has no checkpoint to load")
-        if checkpointer.read_metadata(step).get("alphabet") != config.alphabet:
+        steps = steps or [cast(int, checkpointer.latest_step())]
+        if checkpointer.read_metadata(steps[0]).get("alphabet") != config.alphabet:
             raise CheckpointError(f"the checkpoint in {run_dir} was trained on another alphabet")
-        state, _ = checkpointer.restore(fresh, step)
-    return jax.device_get(state.params)
+        return average_checkpoints(checkpointer, fresh, steps)
 
 
 def evaluate_speech_run(
     run_dir: str | Path, lm: SpeechLMConfig | None = None, beam_size: int | None = None,
-    select_by: Literal["loss", "cer"] | None = None,
+    select_by: Literal["loss", "cer"] | None = None, average: int | None = None,
 ) -> SpeechRun:  # fmt: skip
-    """Score a run's best checkpoint (by ``select_by``; default: the run's) on its test split
-    again, with ``lm`` (default: the run's own settings) counted and tuned anew, and
-    ``beam_size`` beams (default: the run's): rewrites ``summary.json``, ``transcripts.tsv``,
-    ``char_lm.npz`` and the plots (the summary last, so a failure leaves the old one). How a
-    run trained before its language model existed, or with another model, gets one; a run
-    stopped before its summary is scored at its lowest logged validation loss.
+    """Score a run's best checkpoint (by ``select_by``; default: the run's), or the average of
+    its ``average`` best, on its test split again, with ``lm`` (default: the run's own
+    settings) counted and tuned anew, and ``beam_size`` beams (default: the run's): rewrites
+    ``summary.json``, ``transcripts.tsv``, ``char_lm.npz`` and the plots (the summary last, so
+    a failure leaves the old one). How a run trained before its language model existed, or
+    with another model, gets one; a run stopped before its summary is scored at its lowest
+    logged validation loss.
 
     Raises:
       FileNotFoundError: ``run_dir`` holds no run or no checkpoint.
@@ -714,7 +727,8 @@ def evaluate_speech_run(
     config = load_config(SpeechRunConfig, run_dir / "config.json")
     config = dataclasses.replace(
         config, lm=lm or config.lm, beam_size=beam_size or config.beam_size,
-        select_by=select_by or config.select_by, out_dir=str(run_dir.parent), name=run_dir.name,
+        select_by=select_by or config.select_by, average=average or config.average,
+        out_dir=str(run_dir.parent), name=run_dir.name,
     )  # fmt: skip
     summary_file = run_dir / "summary.json"
     old = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
@@ -730,18 +744,16 @@ def evaluate_speech_run(
             "or train a new run"
         )
     chosen = old.get("best_step") if old.get("select_by", "loss") == config.select_by else None
-    best_step = chosen or _lowest_validation_step(run_dir, config.select_by)
-    transcriber = transcriber_for(config, _restore_params(config, run_dir, best_step))
+    steps = scored_steps(config, _kept_steps(run_dir), chosen)
+    transcriber = transcriber_for(config, _restore_params(config, run_dir, steps))
     history = read_metrics(run_dir / "metrics.jsonl")
-    run = SpeechRun(
-        config, transcriber, best_step, history, {"fit_seconds": old.get("fit_seconds")}
-    )
+    run = SpeechRun(config, transcriber, steps, history, {"fit_seconds": old.get("fit_seconds")})
     _finish(run, data, splits["test"], counted)
     return run
 
 
-def _lowest_validation_step(run_dir: Path, select_by: str) -> int:
-    """:func:`lowest_logged_step` among the checkpoints kept in ``run_dir``.
+def _kept_steps(run_dir: Path) -> set[int]:
+    """The steps of the checkpoints kept in ``run_dir``.
 
     Raises:
       FileNotFoundError: the run has no checkpoint.
@@ -750,16 +762,26 @@ def _lowest_validation_step(run_dir: Path, select_by: str) -> int:
         kept = set(checkpointer.steps())
     if not kept:
         raise FileNotFoundError(f"{run_dir} has no checkpoint to load")
-    return lowest_logged_step(run_dir, kept, select_by)
+    return kept
 
 
-def lowest_logged_step(run_dir: Path, kept: set[int], select_by: str) -> int:
-    """The step of the lowest validation ``select_by`` (``"loss"`` or ``"cer"``) logged in
-    ``run_dir/metrics.jsonl`` among the ``kept`` checkpoints, the earlier on a tie; the newest
-    kept one when none is logged."""
+def scored_steps(config: SpeechRunConfig, kept: set[int], best: int | None = None) -> list[int]:
+    """The checkpoints of ``config``'s run whose average is scored: ``best`` (``None``: the
+    first of :func:`lowest_logged_steps`), then the next lowest by ``config.select_by``, up to
+    ``config.average`` of them (fewer when fewer are kept)."""
+    ranked = lowest_logged_steps(config.run_dir, kept, config.select_by)
+    best = ranked[0] if best is None else best
+    return [best, *(s for s in ranked if s != best)][: config.average]
+
+
+def lowest_logged_steps(run_dir: Path, kept: set[int], select_by: str) -> list[int]:
+    """The ``kept`` checkpoints' steps from the lowest validation ``select_by`` (``"loss"`` or
+    ``"cer"``) logged in ``run_dir/metrics.jsonl`` up, the earlier first on a tie; those not
+    logged follow, the newest first (so the newest kept one leads when none is)."""
     name = f"val_{select_by}"
-    logged = [r for r in read_metrics(run_dir / "metrics.jsonl") if name in r]
-    candidates = [r for r in logged if r["step"] in kept]
-    if not candidates:
-        return max(kept)
-    return min(candidates, key=lambda r: (r[name], r["step"]))["step"]
+    logged = {r["step"]: r[name] for r in read_metrics(run_dir / "metrics.jsonl") if name in r}
+
+    def rank(step: int) -> tuple[bool, float, int]:
+        return (False, logged[step], step) if step in logged else (True, 0.0, -step)
+
+    return sorted(kept, key=rank)

@@ -1,6 +1,7 @@
 """Training: the state pytree, pure steps, checkpoints, metrics and the ``fit`` loop."""
 
 from jaxllm.privacy.dp_sgd import DPConfig
+from jaxllm.train.averaging import average_checkpoints
 from jaxllm.train.checkpoint import (
     Checkpointer,
     CheckpointError,
@@ -43,6 +44,7 @@ __all__ = [
     "ParallelConfig",
     "TrainState",
     "TrainingInterrupted",
+    "average_checkpoints",
     "create_train_state",
     "evaluate",
     "fit",
