@@ -3,8 +3,8 @@ checkpoints of the same run, as Vaswani et al. (2017) scored the average of thei
 checkpoints and ESPnet scores the average of the n best by validation.
 
 Checkpoints late in one run lie close together in a basin of the loss; their mean sits nearer
-its centre than any one of them, and usually generalises a little better, at no cost at test
-time::
+its centre than any one of them, and often generalises a little better, at no cost at test
+time (on a run still improving it can do worse: the speech guide measures one)::
 
     with Checkpointer(run_dir / "checkpoints") as checkpointer:
         params = average_checkpoints(checkpointer, fresh_state, [9000, 9500, 10000])
