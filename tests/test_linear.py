@@ -107,8 +107,9 @@ def test_sparse_features_give_the_dense_fit():
 
 
 @pytest.mark.parametrize("loss", ["logistic", "squared_hinge"])  # L-BFGS, Newton
-def test_regularization_path_in_one_call_equals_separate_fits(loss):
-    X, y = classification(seed=6)
+@pytest.mark.parametrize("n, d", [(120, 6), (30, 70)])  # more rows than features, and fewer
+def test_regularization_path_in_one_call_equals_separate_fits(loss, n, d):
+    X, y = classification(n=n, d=d, seed=6)
     Cs = [0.01, 0.1, 1.0, 10.0]
     path = fit_regularization_path(X, y, Cs, LinearConfig(loss=loss, **TIGHT))
     for C, model in zip(Cs, path, strict=True):
@@ -226,49 +227,22 @@ def test_newton_and_lbfgs_reach_the_same_minimum(loss, k, fit_intercept):
 
 
 @pytest.mark.parametrize("loss, k", [("squared_hinge", 3), ("logistic", 2)])
-@pytest.mark.parametrize("fit_intercept", [True, False])
-def test_newton_with_fewer_rows_than_features_reaches_the_lbfgs_minimum(loss, k, fit_intercept):
-    """n < d: Newton solves its systems over the rows (Woodbury); L-BFGS agrees."""
+@pytest.mark.parametrize("C", [0.7, 100.0])
+def test_newton_with_fewer_rows_than_features_reaches_the_lbfgs_minimum(loss, k, C):
+    """n < d, sparse, separable at a large C (a small penalty): L-BFGS agrees."""
     X, y = classification(n=30, d=70, k=k, seed=13)
     X = np.where(np.random.default_rng(14).random(X.shape) < 0.3, X, 0.0).astype(np.float32)
     features = sparse.BCOO.fromdense(jnp.asarray(X))
-    common = dict(loss=loss, C=0.7, fit_intercept=fit_intercept, tol=1e-6)
+    common = dict(loss=loss, C=C, tol=1e-6)
     newton = fit_linear(features, y, LinearConfig(solver="newton", max_iter=100, **common))
-    lbfgs = fit_linear(X, y, LinearConfig(solver="lbfgs", max_iter=3000, **common))
-    assert newton.iterations < 30
-    chex.assert_trees_all_close(newton.params, lbfgs.params, atol=3e-4, rtol=3e-4)
+    lbfgs = fit_linear(X, y, LinearConfig(solver="lbfgs", max_iter=5000, **common))
+    assert newton.iterations < 40
+    from jaxllm.classic import linear
 
-
-@pytest.mark.parametrize("space", ["features", "rows"])
-@pytest.mark.parametrize("fit_intercept", [True, False])
-def test_a_newton_step_in_either_space_solves_the_hessian_system(space, fit_intercept, monkeypatch):
-    """One step's direction, solved to a tight tolerance, equals ``-H⁻¹ g`` from the Hessian
-    written out (the bias unpenalised, some rows with no curvature), and its change of scores
-    equals ``X p + b``."""
-    from jaxllm.classic import newton
-
-    monkeypatch.setattr(newton, "CG_FRACTION", 1e-6)
-    monkeypatch.setattr(newton, "ROW_CG_FRACTION", 1e-6)
-    rng = np.random.default_rng(15)
-    n, d, k, c_count = 9, 20, 2, 3.0
-    X = np.where(rng.random((n, d)) < 0.4, rng.normal(size=(n, d)), 0.0).astype(np.float32)
-    curvature = np.where(rng.random((k, n)) < 0.7, rng.random((k, n)), 0.0).astype(np.float32)
-    g_kernel = rng.normal(size=(k, d)).astype(np.float32)
-    g_bias = rng.normal(size=k).astype(np.float32) * fit_intercept
-    step = newton._step_in_rows if space == "rows" else newton._step_in_features
-    p_kernel, p_bias, p_scores = step(
-        newton._products(sparse.BCOO.fromdense(jnp.asarray(X))), jnp.asarray(curvature),
-        c_count, float(fit_intercept), (jnp.asarray(g_kernel), jnp.asarray(g_bias)),
-    )  # fmt: skip
-    for j in range(k):
-        with_ones = np.hstack([X, np.ones((n, 1))]).astype(np.float64)
-        hessian = with_ones.T @ (curvature[j][:, None] * with_ones)
-        hessian[:d, :d] += np.eye(d) / c_count
-        size = d + 1 if fit_intercept else d
-        expected = np.linalg.solve(hessian[:size, :size], -np.append(g_kernel[j], g_bias[j])[:size])
-        np.testing.assert_allclose(p_kernel[j], expected[:d], rtol=2e-3, atol=2e-4)
-        np.testing.assert_allclose(p_bias[j], expected[d] if fit_intercept else 0.0, atol=2e-4)
-        np.testing.assert_allclose(p_scores[j], X @ expected[:d] + p_bias[j], rtol=2e-3, atol=5e-4)
+    objective = [
+        float(linear.objective(m.params, jnp.asarray(X), y, loss, C)) for m in (newton, lbfgs)
+    ]
+    assert objective[0] <= objective[1] * (1 + 1e-3) + 1e-6
 
 
 def test_two_class_logistic_regression_by_newton_equals_sklearn():

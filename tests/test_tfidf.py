@@ -78,6 +78,9 @@ def assert_matches_sklearn(config: TfidfConfig, docs, new_docs=None):
         TfidfConfig(ngram_range=(1, 2)),
         TfidfConfig(ngram_range=(2, 3), sublinear_tf=True, norm="l1"),
         TfidfConfig(ngram_range=(3, 3)),
+        TfidfConfig(
+            ngram_range=(1, 2), token_pattern=r"[^,]+", min_df=0.0
+        ),  # "a b"+"c" = "a"+"b c"
         TfidfConfig(ngram_range=(1, 3), stop_words=("the", "on"), min_df=2, lowercase=False),
         TfidfConfig(min_df=2, max_df=0.9),
         TfidfConfig(max_features=5),
