@@ -245,6 +245,28 @@ def test_newton_with_fewer_rows_than_features_reaches_the_lbfgs_minimum(loss, k,
     assert objective[0] <= objective[1] * (1 + 1e-3) + 1e-6
 
 
+def test_a_newton_step_for_a_class_with_no_curvature_is_the_penalty_alone():
+    """Every row past its margin (zero curvature, zero bias gradient): the step solves
+    ``(I / (C n)) p = -g`` for the kernel and leaves the bias, where the bias's
+    preconditioner once divided 0 by 0."""
+    from jaxllm.classic import newton
+
+    rng = np.random.default_rng(16)
+    X = rng.normal(size=(8, 5)).astype(np.float32)
+    curvature = np.stack([rng.random(8), np.zeros(8)]).astype(np.float32)
+    g_kernel = rng.normal(size=(2, 5)).astype(np.float32)
+    g_bias = np.array([0.3, 0.0], np.float32)
+    c_count = 3.0
+    p_kernel, p_bias, p_scores = newton._conjugate_gradients(
+        newton._products(jnp.asarray(X)), jnp.asarray(curvature), c_count, 1.0,
+        (jnp.asarray(g_kernel), jnp.asarray(g_bias)),
+    )  # fmt: skip
+    assert np.all(np.isfinite(p_kernel)) and np.all(np.isfinite(p_bias))
+    np.testing.assert_allclose(p_kernel[1], -c_count * g_kernel[1], rtol=1e-5)
+    assert float(p_bias[1]) == 0.0
+    np.testing.assert_allclose(p_scores[1], X @ np.asarray(p_kernel[1]), rtol=1e-4, atol=1e-5)
+
+
 def test_two_class_logistic_regression_by_newton_equals_sklearn():
     X, y = classification(seed=10)
     ours = fit_linear(X, y, LinearConfig(loss="logistic", C=0.5, solver="newton", **TIGHT))

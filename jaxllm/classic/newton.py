@@ -141,7 +141,9 @@ def _conjugate_gradients(
     by ``n``); ``gradient``: ``(g_kernel, g_bias)``; all class-major (:class:`_Point`)."""
     times, transposed_times, squared_times = products
     diagonal_k = squared_times(curvature) + 1.0 / c_count  # float32[K, d]
-    diagonal_b = jnp.sum(curvature, 1) * bias_mask + (1.0 - bias_mask)  # float32[K]
+    bias_curvature = jnp.sum(curvature, 1) * bias_mask  # float32[K]
+    # A class with no curvature (every row past its margin) has no bias step: divide by 1, not 0.
+    diagonal_b = jnp.where(bias_curvature > 0, bias_curvature, 1.0)
 
     def hessian_times(d_kernel: Array, d_bias: Array) -> tuple[Array, Array, Array]:
         d_scores = times(d_kernel) + d_bias[:, None]
