@@ -230,6 +230,8 @@ def test_newton_and_lbfgs_reach_the_same_minimum(loss, k, fit_intercept):
 @pytest.mark.parametrize("C", [0.7, 100.0])
 def test_newton_with_fewer_rows_than_features_reaches_the_lbfgs_minimum(loss, k, C):
     """n < d, sparse, separable at a large C (a small penalty): L-BFGS agrees."""
+    from jaxllm.classic import linear
+
     X, y = classification(n=30, d=70, k=k, seed=13)
     X = np.where(np.random.default_rng(14).random(X.shape) < 0.3, X, 0.0).astype(np.float32)
     features = sparse.BCOO.fromdense(jnp.asarray(X))
@@ -237,8 +239,6 @@ def test_newton_with_fewer_rows_than_features_reaches_the_lbfgs_minimum(loss, k,
     newton = fit_linear(features, y, LinearConfig(solver="newton", max_iter=100, **common))
     lbfgs = fit_linear(X, y, LinearConfig(solver="lbfgs", max_iter=5000, **common))
     assert newton.iterations < 40
-    from jaxllm.classic import linear
-
     objective = [
         float(linear.objective(m.params, jnp.asarray(X), y, loss, C)) for m in (newton, lbfgs)
     ]

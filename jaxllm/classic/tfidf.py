@@ -236,13 +236,19 @@ def _scan(
     tokens, lengths = _tokens(docs, config)
     rows = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
     if vocabulary is None:
-        # Every distinct term once, then one C-level dictionary pass gives each token its column.
-        terms = sorted(dict.fromkeys(tokens))
-        column = dict(zip(terms, range(len(terms)), strict=True))
-        return terms, rows, np.fromiter(map(column.__getitem__, tokens), np.int64, len(tokens))
+        terms, ids = _numbered(tokens)
+        return terms, rows, ids
     ids = np.fromiter(map(vocabulary.get, tokens, itertools.repeat(-1)), np.int64, len(tokens))
     known = ids >= 0
     return list(vocabulary), rows[known], ids[known]
+
+
+def _numbered(tokens: list[str]) -> tuple[list[str], np.ndarray]:
+    """``(terms, ids)``: the distinct tokens sorted (scikit-learn's column order), and each
+    token's column, ``int64[len(tokens)]``, by one C-level dictionary pass."""
+    terms = sorted(dict.fromkeys(tokens))
+    column = dict(zip(terms, range(len(terms)), strict=True))
+    return terms, np.fromiter(map(column.__getitem__, tokens), np.int64, len(tokens))
 
 
 def _fit_scan_ngrams(
@@ -272,10 +278,8 @@ def _fit_scan_ngrams(
         names = list(map(" ".join, zip(*parts, strict=True)))
         if n >= low:
             found.append((start, code, names))
-    every = list(itertools.chain.from_iterable(names for _, _, names in found))
-    terms = sorted(dict.fromkeys(every))  # distinct codes can join alike ("a b"+"c", "a"+"b c")
-    column = dict(zip(terms, range(len(terms)), strict=True))
-    column_of_code = np.fromiter(map(column.__getitem__, every), np.int64, len(every))
+    # Distinct codes can join alike ("a b" + "c", "a" + "b c"): one column for both.
+    terms, column_of_code = _numbered(list(itertools.chain.from_iterable(n for *_, n in found)))
     rows, ids, offset = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], 0
     for start, code, names in found:
         rows.append(doc_of[start])
